@@ -1,0 +1,64 @@
+# Weft build. Every target runs with the project's Node 24 first on PATH.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.tools/node/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+BUILD      := build
+BPF_SRCS   := $(wildcard bpf/*.c)
+BPF_OBJS   := $(patsubst bpf/%.c,$(BUILD)/bpf/%.o,$(BPF_SRCS))
+BPF_HDRS   := $(wildcard bpf/include/*.h)
+VMLINUX_H  := $(BUILD)/include/vmlinux.h
+ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
+              -I$(BUILD)/include -Ibpf/include
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
+TS_SRCS    := $(shell find src test bench -name '*.ts' 2>/dev/null)
+
+.PHONY: all deps bpf ts bench-bins run stop test test-unit test-datapath bench clean
+
+all: deps bpf ts bench-bins
+
+deps:
+	@bash scripts/ensure-tools.sh
+
+$(VMLINUX_H): | deps
+	@mkdir -p $(dir $@)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.o: bpf/%.c $(BPF_HDRS) $(VMLINUX_H)
+	@mkdir -p $(dir $@)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+bpf: $(BPF_OBJS)
+
+$(BUILD)/bin/%: bench/%.c
+	@mkdir -p $(dir $@)
+	cc -O2 -Wall -Werror -pthread -o $@ $<
+
+bench-bins: $(BENCH_BINS)
+
+$(BUILD)/js/.stamp: $(TS_SRCS) tsconfig.json package-lock.json | deps
+	tsc -p .
+	@touch $@
+
+ts: $(BUILD)/js/.stamp
+
+run: all
+	@bash scripts/run.sh start
+
+stop:
+	@bash scripts/run.sh stop
+
+# Datapath tests load programs into the kernel and build namespaces: they need root and run
+# one file at a time so their worlds never overlap.
+test: all
+	node --enable-source-maps --test --test-concurrency=1 --test-reporter=spec \
+	  'build/js/test/**/*.test.js'
+
+test-unit: all
+	node --enable-source-maps --test 'build/js/test/unit/**/*.test.js'
+
+bench: all
+	node --enable-source-maps build/js/bench/run.js
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,138 @@
+/* Socket-level service load balancing, attached to a cgroup v2 directory.
+ *
+ * connect and sendmsg rewrite a ClusterIP destination to one of the service's ready
+ * backends before the socket ever sends a packet, so no packet needs NAT. getpeername and
+ * recvmsg translate the backend address back, so the application only ever sees the service
+ * address it asked for. */
+#include "common.h"
+#include "lb.h"
+
+#define SYS_REJECT  0
+#define SYS_PROCEED 1
+
+static __always_inline void
+ctx_l4addr(const struct bpf_sock_addr *ctx, int family, struct weft_l4addr *out)
+{
+	if (family == WEFT_AF_INET) {
+		out->ip.addr[0] = ctx->user_ip4;
+	} else {
+		out->ip.addr[0] = ctx->user_ip6[0];
+		out->ip.addr[1] = ctx->user_ip6[1];
+		out->ip.addr[2] = ctx->user_ip6[2];
+		out->ip.addr[3] = ctx->user_ip6[3];
+	}
+	out->port = (__be16)ctx->user_port;
+	out->family = family;
+}
+
+static __always_inline void
+ctx_set_l4addr(struct bpf_sock_addr *ctx, int family, const struct weft_l4addr *addr)
+{
+	if (family == WEFT_AF_INET) {
+		ctx->user_ip4 = addr->ip.addr[0];
+	} else {
+		ctx->user_ip6[0] = addr->ip.addr[0];
+		ctx->user_ip6[1] = addr->ip.addr[1];
+		ctx->user_ip6[2] = addr->ip.addr[2];
+		ctx->user_ip6[3] = addr->ip.addr[3];
+	}
+	ctx->user_port = addr->port;
+}
+
+/* Destination of a connect or an unconnected send: service → backend. */
+static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family)
+{
+	struct weft_l4addr dst = {};
+	struct lb_service_key key = {};
+	struct lb_backend_value *backend;
+	bool no_backend;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return SYS_PROCEED;
+
+	ctx_l4addr(ctx, family, &dst);
+	key.ip = dst.ip;
+	key.port = dst.port;
+	key.proto = ctx->protocol;
+	key.family = family;
+
+	backend = lb_select_backend(&key, &no_backend);
+	if (!backend) {
+		if (no_backend) {
+			/* A service without ready backends refuses at once rather than letting the
+			 * packet wander off to an address nobody owns. */
+			bpf_set_retval(-ECONNREFUSED);
+			return SYS_REJECT;
+		}
+		return SYS_PROCEED;
+	}
+	if (backend->addr.family != family)
+		return SYS_PROCEED;
+
+	lb_remember_service(bpf_get_socket_cookie(ctx), &backend->addr, &key);
+	ctx_set_l4addr(ctx, family, &backend->addr);
+	return SYS_PROCEED;
+}
+
+/* Peer address seen by the application: backend → service. */
+static __always_inline int sock_xlate_rev(struct bpf_sock_addr *ctx, int family)
+{
+	struct weft_l4addr peer = {};
+	struct lb_revnat_value *svc;
+
+	ctx_l4addr(ctx, family, &peer);
+	svc = lb_service_of(bpf_get_socket_cookie(ctx), &peer);
+	if (svc && svc->service.family == family)
+		ctx_set_l4addr(ctx, family, &svc->service);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/connect4")
+int sock_connect4(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, WEFT_AF_INET);
+}
+
+SEC("cgroup/connect6")
+int sock_connect6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, WEFT_AF_INET6);
+}
+
+SEC("cgroup/sendmsg4")
+int sock_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, WEFT_AF_INET);
+}
+
+SEC("cgroup/sendmsg6")
+int sock_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, WEFT_AF_INET6);
+}
+
+SEC("cgroup/recvmsg4")
+int sock_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_rev(ctx, WEFT_AF_INET);
+}
+
+SEC("cgroup/recvmsg6")
+int sock_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_rev(ctx, WEFT_AF_INET6);
+}
+
+SEC("cgroup/getpeername4")
+int sock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_rev(ctx, WEFT_AF_INET);
+}
+
+SEC("cgroup/getpeername6")
+int sock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_rev(ctx, WEFT_AF_INET6);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,148 @@
+// weftd: sources → store → compiled state → datapath, plus the local API.
+import type http from 'node:http';
+import fs from 'node:fs';
+import { LbWriter, type SyncStats } from '../datapath/lb-writer.js';
+import { mapInfo } from '../datapath/libbpf.js';
+import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
+import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
+import type { Logger } from '../lib/log.js';
+import { ManifestsDirSource } from '../sources/manifests-dir.js';
+import { compileServices } from '../state/services.js';
+import { ResourceStore } from '../state/store.js';
+import { serveApi } from './api.js';
+import type { AgentConfig } from './config.js';
+import { AgentMetrics } from './metrics.js';
+
+export const VERSION = '0.1.0';
+
+export interface AgentStatus {
+  version: string;
+  node: string;
+  pid: number;
+  startedAt: string;
+  source: string;
+  bpfRoot: string;
+  cgroup: string;
+  synced: boolean;
+  lastSync?: { at: string; stats?: SyncStats; error?: string };
+  problems: { file: string; object?: string; errors: string[] }[];
+}
+
+export class Agent {
+  private readonly store = new ResourceStore();
+  private readonly metrics = new AgentMetrics();
+  private datapath: LoadedDatapath | undefined;
+  private writer: LbWriter | undefined;
+  private source: ManifestsDirSource | undefined;
+  private servers: http.Server[] = [];
+  private pending: NodeJS.Immediate | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private lastSync: AgentStatus['lastSync'];
+  private readonly cgroup: string;
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    this.cgroup = cfg.cgroup ?? cgroup2Root();
+  }
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    if (cfg.source.kind !== 'dir') throw new Error('--source kubernetes is not implemented yet; use --source dir:PATH');
+    if (!isCgroup2Dir(this.cgroup)) throw new Error(`--cgroup ${this.cgroup} is not a cgroup v2 directory`);
+    fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+
+    // The datapath first: from here on the kernel keeps serving what was pinned before us.
+    this.datapath = loadSocketPrograms({ bpfRoot: cfg.bpfRoot, cgroupDir: this.cgroup });
+    for (const a of this.datapath.attached) log.info('program ready', { program: a.program, action: a.action, cgroup: this.cgroup });
+    const services = this.map('lb_services');
+    const backends = this.map('lb_backends');
+    this.writer = new LbWriter(services, backends, {
+      services: mapInfo(services.fd).maxEntries,
+      backends: mapInfo(backends.fd).maxEntries,
+    });
+    log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
+
+    // Only a source that has loaded everything may drive a sync: syncing a partial view would
+    // delete the services it has not read yet.
+    this.source = new ManifestsDirSource(cfg.source.dir, this.store, log);
+    this.source.start();
+    this.sync();
+    this.store.on('change', () => this.scheduleSync());
+
+    this.servers.push(
+      await serveApi(cfg.socketPath, {
+        'GET /v1/status': () => this.status(),
+        'GET /healthz': () => ({ ok: true }),
+      }),
+    );
+    this.servers.push(await this.metrics.serve(cfg.metricsAddress));
+    log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: cfg.metricsAddress });
+  }
+
+  private map(name: string) {
+    const m = this.datapath?.maps.get(name);
+    if (!m) throw new Error(`map ${name} missing from the loaded object`);
+    return m;
+  }
+
+  private scheduleSync(): void {
+    // Coalesce a burst of file events into one sync.
+    this.pending ??= setImmediate(() => {
+      this.pending = undefined;
+      this.sync();
+    });
+  }
+
+  private sync(): void {
+    if (!this.writer || !this.source) return;
+    const end = this.metrics.syncSeconds.startTimer();
+    const compiled = compileServices(this.store.services(), this.store.endpointSlices());
+    for (const note of compiled.notes) this.log.warn(note);
+    this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
+    try {
+      const stats = this.writer.sync(compiled.frontends);
+      end();
+      this.metrics.syncs.inc({ result: 'ok' });
+      this.metrics.services.set(stats.services);
+      this.metrics.backends.set(stats.backends);
+      this.lastSync = { at: new Date().toISOString(), stats };
+      if (stats.written || stats.deleted || !this.synced) {
+        this.log.info('datapath synced', { services: stats.services, backends: stats.backends, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
+      }
+      this.synced = true;
+    } catch (err) {
+      end();
+      this.metrics.syncs.inc({ result: 'error' });
+      this.lastSync = { at: new Date().toISOString(), error: (err as Error).message };
+      this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message });
+    }
+  }
+
+  private synced = false;
+
+  status(): AgentStatus {
+    return {
+      version: VERSION,
+      node: this.cfg.nodeName,
+      pid: process.pid,
+      startedAt: this.startedAt,
+      source: this.cfg.source.kind === 'dir' ? `dir:${this.cfg.source.dir}` : 'kubernetes',
+      bpfRoot: this.cfg.bpfRoot,
+      cgroup: this.cgroup,
+      synced: this.synced,
+      ...(this.lastSync && { lastSync: this.lastSync }),
+      problems: [...(this.source?.problems.values() ?? [])].flat(),
+    };
+  }
+
+  /** Stops serving. The datapath stays: pinned programs and maps keep working without us. */
+  async stop(): Promise<void> {
+    this.source?.stop();
+    if (this.pending) clearImmediate(this.pending);
+    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+    fs.rmSync(this.cfg.socketPath, { force: true });
+    this.datapath?.close();
+  }
+}

@@ -1,0 +1,80 @@
+// weftd's command line. The flags are a contract (see README): extend, don't change.
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
+
+export const DEFAULT_STATE_DIR = '/var/run/weft';
+
+export interface AgentConfig {
+  source: { kind: 'dir'; dir: string } | { kind: 'kubernetes'; kubeconfig?: string };
+  bpfRoot: string;
+  cgroup?: string;
+  stateDir: string;
+  socketPath: string;
+  nodeName: string;
+  podCidrs: string[];
+  metricsAddress: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export const USAGE = `Usage: weftd --source dir:PATH|kubernetes [flags]
+
+Weft's node agent: loads the datapath programs, keeps their maps in sync with the cluster's
+Services and EndpointSlices, and serves the local API.
+
+Flags:
+  --source dir:PATH        read manifests (YAML/JSON, upstream Kubernetes shapes) from PATH
+  --source kubernetes      watch the Kubernetes API (not implemented yet)
+  --kubeconfig FILE        kubeconfig for --source kubernetes (default: $KUBECONFIG, in-cluster)
+  --bpf-root DIR           pin root for maps and links (default ${DEFAULT_BPF_ROOT})
+  --cgroup DIR             cgroup v2 directory for the socket programs
+                           (default: the root of the cgroup2 mount, from /proc/mounts)
+  --state-dir DIR          agent state and API socket DIR/weft.sock (default ${DEFAULT_STATE_DIR})
+  --node-name NAME         this node's name (default: the hostname)
+  --pod-cidr CIDR[,CIDR]   this node's pod CIDRs (local mode)
+  --metrics-address ADDR   Prometheus metrics listen address (default 127.0.0.1:9962)
+  --log-level LEVEL        debug, info, warn or error (default info)
+  -h, --help               show this help
+`;
+
+export class UsageError extends Error {}
+
+export function parseConfig(argv: string[]): AgentConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'bpf-root': { type: 'string', default: DEFAULT_BPF_ROOT },
+      cgroup: { type: 'string' },
+      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+      'node-name': { type: 'string', default: os.hostname() },
+      'pod-cidr': { type: 'string', default: '' },
+      'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const src = values.source;
+  let source: AgentConfig['source'];
+  if (src?.startsWith('dir:') && src.length > 4) source = { kind: 'dir', dir: path.resolve(src.slice(4)) };
+  else if (src === 'kubernetes') source = { kind: 'kubernetes', ...(values.kubeconfig && { kubeconfig: values.kubeconfig }) };
+  else throw new UsageError(`--source must be dir:PATH or kubernetes${src ? `, got ${JSON.stringify(src)}` : ''}`);
+  const level = values['log-level'];
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
+  const stateDir = path.resolve(values['state-dir']);
+  return {
+    source,
+    bpfRoot: path.resolve(values['bpf-root']),
+    ...(values.cgroup && { cgroup: path.resolve(values.cgroup) }),
+    stateDir,
+    socketPath: path.join(stateDir, 'weft.sock'),
+    nodeName: values['node-name'],
+    podCidrs: values['pod-cidr'].split(',').map((s) => s.trim()).filter(Boolean),
+    metricsAddress: values['metrics-address'],
+    logLevel: level as AgentConfig['logLevel'],
+  };
+}

@@ -1,0 +1,41 @@
+// The agent's Prometheus metrics, served on --metrics-address.
+import http from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly services = new Gauge({ name: 'weft_lb_frontends', help: 'Service frontends (address, port, protocol) in the kernel', registers: [this.registry] });
+  readonly backends = new Gauge({ name: 'weft_lb_backends', help: 'Backend slots in the kernel', registers: [this.registry] });
+  readonly syncs = new Counter({ name: 'weft_datapath_syncs_total', help: 'Datapath syncs by result', labelNames: ['result'], registers: [this.registry] });
+  readonly syncSeconds = new Histogram({
+    name: 'weft_datapath_sync_duration_seconds',
+    help: 'Time to compile desired state and write the difference into the maps',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly manifestErrors = new Gauge({ name: 'weft_manifest_errors', help: 'Manifest objects currently rejected', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'weft_agent_' });
+  }
+
+  async serve(address: string): Promise<http.Server> {
+    const idx = address.lastIndexOf(':');
+    const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '127.0.0.1';
+    const port = Number(address.slice(idx + 1));
+    if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-address ${address}: want HOST:PORT`);
+    const server = http.createServer(async (req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': this.registry.contentType });
+      res.end(await this.registry.metrics());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    return server;
+  }
+}

@@ -1,0 +1,350 @@
+// FFI binding to the system's libbpf (Debian's libbpf.so.1) through koffi. Only the calls Weft
+// uses are declared; wrappers turn libbpf's negative-errno returns into thrown errors that name
+// the operation and, for program loads, carry the verifier log.
+import koffi from 'koffi';
+import os from 'node:os';
+
+const lib = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+type Ptr = bigint | null;
+
+const PrintFn = koffi.proto('int weft_libbpf_print_fn(int level, const char *fmt, void *args)');
+
+const fns = {
+  set_print: lib.func('void *libbpf_set_print(void *fn)'),
+  strerror: lib.func('int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)'),
+  object_open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
+  object_load: lib.func('int bpf_object__load(void *obj)'),
+  object_close: lib.func('void bpf_object__close(void *obj)'),
+  object_next_map: lib.func('void *bpf_object__next_map(void *obj, void *map)'),
+  object_next_program: lib.func('void *bpf_object__next_program(void *obj, void *prog)'),
+  map_name: lib.func('const char *bpf_map__name(void *map)'),
+  map_fd: lib.func('int bpf_map__fd(void *map)'),
+  map_set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+  program_name: lib.func('const char *bpf_program__name(void *prog)'),
+  program_fd: lib.func('int bpf_program__fd(void *prog)'),
+  program_attach_cgroup: lib.func('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
+  link_pin: lib.func('int bpf_link__pin(void *link, const char *path)'),
+  link_destroy: lib.func('int bpf_link__destroy(void *link)'),
+  link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),
+  obj_get: lib.func('int bpf_obj_get(const char *path)'),
+  obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)'),
+  map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
+  map_update_elem: lib.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
+  map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
+  map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)'),
+  map_update_batch: lib.func('int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
+  map_delete_batch: lib.func('int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)'),
+  map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
+  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
+  open: libc.func('int open(const char *path, int flags)'),
+  close: libc.func('int close(int fd)'),
+};
+
+const O_RDONLY = 0;
+const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
+
+export const BPF_ANY = 0n;
+export const BPF_NOEXIST = 1n;
+export const BPF_EXIST = 2n;
+
+/** An error from libbpf or the bpf() syscall, with the errno and any libbpf log lines. */
+export class BpfError extends Error {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+    readonly log: string = '',
+  ) {
+    super(`${op}: ${errnoName(errno)}${log ? `\n${log}` : ''}`);
+    this.name = 'BpfError';
+  }
+}
+
+function errnoName(errno: number): string {
+  const buf = Buffer.alloc(256);
+  fns.strerror(-errno, buf, buf.length);
+  const text = buf.toString('utf8', 0, buf.indexOf(0));
+  const code = Object.entries(os.constants.errno).find(([, v]) => v === errno)?.[0];
+  return code ? `${code} (${text})` : text;
+}
+
+function check(op: string, ret: number): number {
+  if (ret < 0) throw new BpfError(op, -ret);
+  return ret;
+}
+
+function checkPtr(op: string, ptr: Ptr): bigint {
+  if (!ptr) throw new BpfError(op, koffi.errno() || 22, drainLog());
+  return ptr;
+}
+
+// libbpf reports through one global print callback. Lines are kept while an operation runs so
+// that a failure (a verifier rejection above all) can say why.
+let logLines: string[] = [];
+const printBuf = Buffer.alloc(64 * 1024);
+const printCb = koffi.register((_level: number, fmt: string, args: unknown) => {
+  const n = fns.vsnprintf(printBuf, printBuf.length, fmt, args);
+  if (n > 0) logLines.push(printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1)));
+  if (logLines.length > 2000) logLines.splice(0, logLines.length - 2000);
+  return 0;
+}, koffi.pointer(PrintFn));
+fns.set_print(printCb);
+
+function drainLog(): string {
+  const text = logLines.join('').trimEnd();
+  logLines = [];
+  return text;
+}
+
+export function closeFd(fd: number): void {
+  if (fd >= 0) fns.close(fd);
+}
+
+/** Opens a directory (a cgroup) read-only, as attach calls want it. */
+export function openDirectory(path: string): number {
+  const fd = fns.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw new BpfError(`open ${path}`, koffi.errno());
+  return fd;
+}
+
+export interface ProgramHandle {
+  readonly name: string;
+  readonly fd: number;
+  readonly ptr: bigint;
+}
+
+export interface MapHandle {
+  readonly name: string;
+  readonly fd: number;
+}
+
+/** A BPF object file, opened and loaded, with its maps pinned under pinDir (reusing maps that
+ *  are already pinned there, so an agent restart keeps the kernel's state). */
+export class BpfObject {
+  private constructor(
+    private ptr: bigint | null,
+    readonly path: string,
+  ) {}
+
+  static load(path: string, opts: { mapPinDir?: string } = {}): BpfObject {
+    drainLog();
+    const ptr = checkPtr(`open BPF object ${path}`, fns.object_open_file(path, null));
+    const obj = new BpfObject(ptr, path);
+    try {
+      if (opts.mapPinDir) {
+        for (const map of obj.mapPointers()) {
+          const name = fns.map_name(map) as string;
+          if (name.startsWith('.')) continue; // .rodata/.bss are private to the object
+          check(`set pin path of map ${name}`, fns.map_set_pin_path(map, `${opts.mapPinDir}/${name}`));
+        }
+      }
+      const ret = fns.object_load(ptr);
+      if (ret < 0) throw new BpfError(`load BPF object ${path}`, -ret, drainLog());
+      drainLog();
+      return obj;
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+  }
+
+  private *mapPointers(): Generator<bigint> {
+    let map: Ptr = null;
+    while ((map = fns.object_next_map(this.ptr, map) as Ptr)) yield map;
+  }
+
+  maps(): MapHandle[] {
+    return [...this.mapPointers()].map((m) => ({ name: fns.map_name(m) as string, fd: fns.map_fd(m) as number }));
+  }
+
+  map(name: string): MapHandle {
+    const found = this.maps().find((m) => m.name === name);
+    if (!found) throw new Error(`map ${name} not found in ${this.path}`);
+    return found;
+  }
+
+  programs(): ProgramHandle[] {
+    const out: ProgramHandle[] = [];
+    let prog: Ptr = null;
+    while ((prog = fns.object_next_program(this.ptr, prog) as Ptr)) {
+      out.push({ name: fns.program_name(prog) as string, fd: fns.program_fd(prog) as number, ptr: prog });
+    }
+    return out;
+  }
+
+  /** Frees the object. Pinned maps and links stay in the kernel. */
+  close(): void {
+    if (this.ptr) fns.object_close(this.ptr);
+    this.ptr = null;
+  }
+}
+
+/** Attaches a cgroup program as a multi-attach link and pins the link, so the attachment
+ *  outlives the process. */
+export function attachCgroupPinned(prog: ProgramHandle, cgroupFd: number, pinPath: string): void {
+  drainLog();
+  const link = checkPtr(`attach ${prog.name} to cgroup`, fns.program_attach_cgroup(prog.ptr, cgroupFd) as Ptr);
+  try {
+    check(`pin link ${pinPath}`, fns.link_pin(link, pinPath));
+  } finally {
+    // Closes our fd; the pin keeps the link (and the attachment) alive.
+    fns.link_destroy(link);
+  }
+}
+
+/** Atomically replaces the program behind a pinned link. */
+export function updateLink(linkFd: number, progFd: number, what: string): void {
+  check(`replace program of link ${what}`, fns.link_update(linkFd, progFd, null));
+}
+
+export function objGet(path: string): number {
+  const fd = fns.obj_get(path) as number;
+  if (fd < 0) throw new BpfError(`open pinned object ${path}`, -fd);
+  return fd;
+}
+
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const buf = Buffer.alloc(96);
+  const len = [buf.length];
+  check('get map info', fns.obj_get_info_by_fd(fd, buf, len));
+  const nameBytes = buf.subarray(24, 40);
+  return {
+    type: buf.readUInt32LE(0),
+    id: buf.readUInt32LE(4),
+    keySize: buf.readUInt32LE(8),
+    valueSize: buf.readUInt32LE(12),
+    maxEntries: buf.readUInt32LE(16),
+    name: nameBytes.toString('utf8', 0, Math.max(0, nameBytes.indexOf(0))),
+  };
+}
+
+export interface LinkInfo {
+  type: number;
+  id: number;
+  progId: number;
+  /** For cgroup links: the cgroup's id (the inode number of its directory). */
+  cgroupId: bigint;
+  attachType: number;
+}
+
+export const BPF_LINK_TYPE_CGROUP = 3;
+
+export function linkInfo(fd: number): LinkInfo {
+  const buf = Buffer.alloc(64);
+  const len = [buf.length];
+  check('get link info', fns.obj_get_info_by_fd(fd, buf, len));
+  return {
+    type: buf.readUInt32LE(0),
+    id: buf.readUInt32LE(4),
+    progId: buf.readUInt32LE(8),
+    cgroupId: buf.readBigUInt64LE(16),
+    attachType: buf.readUInt32LE(24),
+  };
+}
+
+function batchOpts(): Buffer {
+  const opts = Buffer.alloc(24);
+  opts.writeBigUInt64LE(24n, 0); // sz
+  return opts;
+}
+
+/** Raw, byte-level operations on one map. Typed access lives in TypedMap (maps.ts). */
+export class RawMap {
+  constructor(
+    readonly fd: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly name: string,
+  ) {}
+
+  static openPinned(path: string): RawMap {
+    const fd = objGet(path);
+    const info = mapInfo(fd);
+    return new RawMap(fd, info.keySize, info.valueSize, info.name);
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    const value = Buffer.alloc(this.valueSize);
+    const ret = fns.map_lookup_elem(this.fd, key, value) as number;
+    if (ret === -os.constants.errno.ENOENT) return undefined;
+    check(`lookup in map ${this.name}`, ret);
+    return value;
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    check(`update map ${this.name}`, fns.map_update_elem(this.fd, key, value, flags));
+  }
+
+  /** Returns false when the key was not there. */
+  delete(key: Buffer): boolean {
+    const ret = fns.map_delete_elem(this.fd, key) as number;
+    if (ret === -os.constants.errno.ENOENT) return false;
+    check(`delete from map ${this.name}`, ret);
+    return true;
+  }
+
+  /** Writes many entries with one syscall per chunk. keys and values are concatenated. */
+  updateBatch(keys: Buffer, values: Buffer): void {
+    const n = keys.length / this.keySize;
+    if (n === 0) return;
+    const count = [n];
+    check(`batch update map ${this.name}`, fns.map_update_batch(this.fd, keys, values, count, batchOpts()));
+  }
+
+  deleteBatch(keys: Buffer): void {
+    const n = keys.length / this.keySize;
+    if (n === 0) return;
+    const count = [n];
+    const ret = fns.map_delete_batch(this.fd, keys, count, batchOpts()) as number;
+    if (ret === -os.constants.errno.ENOENT) {
+      // Some key was already gone (an LRU eviction, say): delete the rest one by one.
+      for (let off = 0; off < keys.length; off += this.keySize) this.delete(keys.subarray(off, off + this.keySize));
+      return;
+    }
+    check(`batch delete from map ${this.name}`, ret);
+  }
+
+  /** Every entry, read in chunks with BPF_MAP_LOOKUP_BATCH. */
+  *entries(chunk = 4096): Generator<[Buffer, Buffer]> {
+    const { ENOENT, ENOSPC } = os.constants.errno;
+    let inTok: Buffer | null = null;
+    const outTok = Buffer.alloc(Math.max(8, this.keySize));
+    for (;;) {
+      const keys = Buffer.alloc(chunk * this.keySize);
+      const values = Buffer.alloc(chunk * this.valueSize);
+      const count = [chunk];
+      const ret = fns.map_lookup_batch(this.fd, inTok, outTok, keys, values, count, batchOpts()) as number;
+      if (ret < 0 && ret !== -ENOENT) {
+        if (ret === -ENOSPC && chunk < 1 << 20) {
+          chunk *= 4; // one hash bucket holds more than a chunk: retry bigger
+          continue;
+        }
+        check(`read map ${this.name}`, ret);
+      }
+      const got = count[0] ?? 0;
+      for (let i = 0; i < got; i++) {
+        yield [
+          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
+          Buffer.from(values.subarray(i * this.valueSize, (i + 1) * this.valueSize)),
+        ];
+      }
+      if (ret === -ENOENT) return;
+      inTok = Buffer.from(outTok);
+    }
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}

@@ -1,0 +1,72 @@
+// The Kubernetes resources Weft reads, in their upstream shapes (only the fields Weft uses).
+// Every source produces these after validation; nothing downstream knows where they came from.
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  labels?: Record<string, string>;
+  resourceVersion?: string;
+  uid?: string;
+}
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type IpFamilyName = 'IPv4' | 'IPv6';
+
+export interface ServicePort {
+  name?: string;
+  port: number;
+  protocol: Protocol;
+  targetPort?: number | string;
+}
+
+export interface Service {
+  apiVersion: 'v1';
+  kind: 'Service';
+  metadata: ObjectMeta;
+  spec: {
+    type?: 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+    clusterIP?: string;
+    clusterIPs?: string[];
+    ipFamilies?: IpFamilyName[];
+    ports: ServicePort[];
+    selector?: Record<string, string>;
+  };
+}
+
+export interface EndpointConditions {
+  ready?: boolean;
+  serving?: boolean;
+  terminating?: boolean;
+}
+
+export interface Endpoint {
+  addresses: string[];
+  conditions?: EndpointConditions;
+  nodeName?: string;
+  targetRef?: { kind?: string; namespace?: string; name?: string };
+}
+
+export interface EndpointPort {
+  name?: string;
+  port?: number;
+  protocol?: Protocol;
+}
+
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface EndpointSlice {
+  apiVersion: 'discovery.k8s.io/v1';
+  kind: 'EndpointSlice';
+  metadata: ObjectMeta;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  ports?: EndpointPort[];
+  endpoints: Endpoint[];
+}
+
+export type Resource = Service | EndpointSlice;
+export type ResourceKind = Resource['kind'];
+
+/** kind/namespace/name: the identity of a resource across versions. */
+export function resourceKey(r: { kind: string; metadata: { namespace?: string; name: string } }): string {
+  return `${r.kind}/${r.metadata.namespace ?? ''}/${r.metadata.name}`;
+}

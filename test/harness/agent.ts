@@ -1,0 +1,96 @@
+// Runs the real weftd (bin/weftd) for a world, with a manifests directory the test writes to.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { readKernelServices, type KernelService } from '../../src/datapath/lb-reader.js';
+import type { World } from './world.js';
+
+export const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
+export const WEFTD = path.join(REPO, 'bin/weftd');
+export const WEFT = path.join(REPO, 'bin/weft');
+
+export class AgentProcess {
+  log = '';
+  private child: ChildProcess | undefined;
+
+  constructor(
+    readonly world: World,
+    readonly manifestsDir = path.join(world.stateDir, 'manifests'),
+    readonly stateDir = path.join(world.stateDir, 'agent'),
+  ) {
+    fs.mkdirSync(manifestsDir, { recursive: true });
+  }
+
+  get args(): string[] {
+    return [
+      '--source', `dir:${this.manifestsDir}`,
+      '--bpf-root', this.world.bpfRoot,
+      '--cgroup', this.world.cgroupDir,
+      '--state-dir', this.stateDir,
+      '--metrics-address', '127.0.0.1:0',
+      '--node-name', 'test-node',
+    ];
+  }
+
+  /** Starts weftd and resolves once it reports ready. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    const child = this.world.spawn('host', [WEFTD, ...this.args]);
+    this.child = child;
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
+    await this.waitForLog(/msg="weftd ready"/, timeoutMs, this.log.length);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Waits until a log line written after `from` matches. */
+  async waitForLog(re: RegExp, timeoutMs = 10_000, from = 0): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const m = this.log.slice(from).match(re);
+      if (m) return m[0];
+      if (this.child && this.child.exitCode !== null) throw new Error(`weftd exited (${this.child.exitCode}):\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`weftd did not log ${re} within ${timeoutMs} ms:\n${this.log}`);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    return exited;
+  }
+
+  /** Writes a manifest file atomically (as editors and config-management tools do). */
+  writeManifest(file: string, objects: readonly object[] | string): void {
+    const text = typeof objects === 'string' ? objects : objects.map((o) => JSON.stringify(o)).join('\n---\n');
+    const tmp = path.join(this.manifestsDir, `.${file}.tmp`);
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, path.join(this.manifestsDir, file));
+  }
+
+  removeManifest(file: string): void {
+    fs.rmSync(path.join(this.manifestsDir, file), { force: true });
+  }
+
+  kernelServices(): KernelService[] {
+    return readKernelServices(this.world.bpfRoot);
+  }
+
+  /** Polls the kernel maps until `pred` holds (bounded). */
+  async waitForKernel(pred: (s: KernelService[]) => boolean, what: string, timeoutMs = 10_000): Promise<KernelService[]> {
+    const deadline = Date.now() + timeoutMs;
+    let last: KernelService[] = [];
+    while (Date.now() < deadline) {
+      last = this.kernelServices();
+      if (pred(last)) return last;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`kernel maps never showed ${what}; last: ${JSON.stringify(last)}\nagent log:\n${this.log}`);
+  }
+}
