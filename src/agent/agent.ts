@@ -7,7 +7,7 @@ import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import { compileServices } from '../state/services.js';
+import { compileServices, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { serveApi } from './api.js';
 import type { AgentConfig } from './config.js';
@@ -74,6 +74,7 @@ export class Agent {
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
+        'GET /v1/services': () => this.frontendNames(),
         'GET /healthz': () => ({ ok: true }),
       }),
     );
@@ -103,6 +104,7 @@ export class Agent {
     this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
     try {
       const stats = this.writer.sync(compiled.frontends);
+      this.frontends = compiled.frontends;
       end();
       this.metrics.syncs.inc({ result: 'ok' });
       this.metrics.services.set(stats.services);
@@ -121,6 +123,16 @@ export class Agent {
   }
 
   private synced = false;
+  private frontends: Frontend[] = [];
+
+  /** Which Service each frontend belongs to: names the kernel does not know. */
+  private frontendNames() {
+    return this.frontends.map((f) => ({
+      service: f.service,
+      portName: f.portName,
+      frontend: `${f.key.family === 6 ? `[${f.key.ip}]` : f.key.ip}:${f.key.port}/${f.key.proto}`,
+    }));
+  }
 
   status(): AgentStatus {
     return {

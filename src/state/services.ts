@@ -84,7 +84,7 @@ export function compileServices(services: Iterable<Service>, slices: Iterable<En
           notes.push(`Service ${name} port ${p.port}: ${backends.length} backends, only the first ${MAX_BACKENDS_PER_FRONTEND} are used`);
           backends = backends.slice(0, MAX_BACKENDS_PER_FRONTEND);
         }
-        const keyText = `${ip} ${p.port}/${p.protocol}`;
+        const keyText = `${canonicalIp(ip)} ${p.port}/${p.protocol}`;
         const owner = owners.get(keyText);
         if (owner !== undefined && owner !== name) {
           notes.push(`Service ${name}: ${keyText} is already Service ${owner}'s; ignored`);

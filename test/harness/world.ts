@@ -30,8 +30,18 @@ export interface Pod {
 
 export type Where = Pod | 'node' | 'host';
 
+export interface WorldOptions {
+  name?: string;
+  keep?: boolean;
+  bpfRoot?: string;
+}
+
 interface Record_ {
   pid: number;
+  /** A kept world (the make-run demo) outlives its creator; only dispose() removes it. */
+  keep?: boolean;
+  /** Processes outside the world's namespaces and cgroup (the demo's agent). */
+  pids?: number[];
   netns: string[];
   cgroup: string;
   bpfRoot: string;
@@ -75,22 +85,33 @@ export class World {
   };
   private readonly onExit = () => this.disposeSync();
 
-  private constructor() {
+  private readonly keep: boolean;
+  private readonly extraPids: number[] = [];
+
+  private constructor(opts: WorldOptions) {
     World.sweep();
-    this.id = randomBytes(2).toString('hex');
-    this.prefix = `wt${this.id}`;
+    this.keep = opts.keep ?? false;
+    this.id = opts.name ?? randomBytes(2).toString('hex');
+    this.prefix = opts.name ? `w${opts.name}` : `wt${this.id}`;
     this.nodeNetns = `${this.prefix}-node`;
     this.cgroupDir = path.join(cgroup2Root(), `weft-test-${this.id}`);
-    this.bpfRoot = `/sys/fs/bpf/weft-test-${this.id}`;
+    this.bpfRoot = opts.bpfRoot ?? `/sys/fs/bpf/weft-test-${this.id}`;
     this.stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `weft-test-${this.id}-`));
     this.record();
-    process.once('SIGINT', this.onSignal);
-    process.once('SIGTERM', this.onSignal);
-    process.once('exit', this.onExit);
+    if (!this.keep) {
+      process.once('SIGINT', this.onSignal);
+      process.once('SIGTERM', this.onSignal);
+      process.once('exit', this.onExit);
+    }
   }
 
-  static create(): World {
-    const w = new World();
+  /** A new world. With `name`, its namespaces are w<name>-*; with `keep`, it stays after this
+   *  process exits, until World.removeKept(name). */
+  static create(opts: WorldOptions = {}): World {
+    if (opts.name && fs.existsSync(path.join(REGISTRY, `${opts.name}.json`))) {
+      throw new Error(`a world named ${opts.name} exists already (remove it first)`);
+    }
+    const w = new World(opts);
     try {
       sh('ip', ['netns', 'add', w.nodeNetns]);
       w.record();
@@ -112,7 +133,7 @@ export class World {
       const file = path.join(REGISTRY, f);
       try {
         const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as Record_;
-        if (pidAlive(rec.pid)) continue;
+        if (rec.keep || pidAlive(rec.pid)) continue;
         World.removeRecorded(rec);
       } catch {
         /* unreadable record: drop it */
@@ -121,10 +142,27 @@ export class World {
     }
   }
 
+  /** Removes a kept world and everything running in it. Returns false if there was none. */
+  static removeKept(name: string): boolean {
+    const file = path.join(REGISTRY, `${name}.json`);
+    if (!fs.existsSync(file)) return false;
+    World.removeRecorded(JSON.parse(fs.readFileSync(file, 'utf8')) as Record_);
+    fs.rmSync(file, { force: true });
+    return true;
+  }
+
+  /** Records a process to kill when the world goes (one outside its namespaces and cgroup). */
+  adopt(pid: number): void {
+    this.extraPids.push(pid);
+    this.record();
+  }
+
   private record(): void {
     fs.mkdirSync(REGISTRY, { recursive: true });
     const rec: Record_ = {
       pid: process.pid,
+      keep: this.keep,
+      pids: this.extraPids,
       netns: [this.nodeNetns, ...[...this.pods.values()].map((p) => p.netns)],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,
@@ -134,6 +172,9 @@ export class World {
   }
 
   private static removeRecorded(rec: Record_): void {
+    for (const pid of rec.pids ?? []) {
+      try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+    }
     // Processes in the cgroup first (they may hold the namespaces and sockets).
     if (fs.existsSync(rec.cgroup)) {
       try {
@@ -205,13 +246,14 @@ export class World {
   /** Runs a command in a namespace; inCgroup puts it in the world's cgroup before it creates
    *  any socket (a socket's cgroup is fixed at creation). `nsenter --net` keeps the mount
    *  namespace, so bpffs and cgroupfs stay visible. */
-  spawn(where: Where, argv: string[], opts: { inCgroup?: boolean; stdio?: SpawnOptions['stdio']; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  spawn(where: Where, argv: string[], opts: { inCgroup?: boolean; stdio?: SpawnOptions['stdio']; env?: NodeJS.ProcessEnv; detached?: boolean } = {}): ChildProcess {
     const netns = where === 'host' ? undefined : where === 'node' ? this.nodeNetns : where.netns;
     const enter = netns ? ['nsenter', `--net=/run/netns/${netns}`] : [];
     const join = opts.inCgroup ? `echo $$ > ${this.cgroupDir}/cgroup.procs && ` : '';
     const child = spawn('sh', ['-c', `${join}exec "$@"`, 'sh', ...enter, ...argv], {
       stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
+      detached: opts.detached ?? false,
     });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
@@ -232,6 +274,16 @@ export class World {
         resolve({ code, stdout, stderr });
       });
     });
+  }
+
+  /** Lets this process exit while a kept world's processes go on running. */
+  release(): void {
+    for (const c of this.children) {
+      c.stdout?.destroy();
+      c.stderr?.destroy();
+      c.unref();
+    }
+    this.children.clear();
   }
 
   async dispose(): Promise<void> {
@@ -258,6 +310,7 @@ export class World {
     process.removeListener('exit', this.onExit);
     World.removeRecorded({
       pid: process.pid,
+      pids: this.extraPids,
       netns: [...[...this.pods.values()].map((p) => p.netns), this.nodeNetns],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,

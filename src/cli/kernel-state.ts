@@ -1,0 +1,54 @@
+// What Weft has in the kernel, read from the pins alone (no agent needed): attached programs
+// and map fill levels.
+import fs from 'node:fs';
+import path from 'node:path';
+import { RawMap, closeFd, linkInfo, mapInfo, objGet } from '../datapath/libbpf.js';
+import { pinLayout } from '../datapath/pins.js';
+
+export interface ProgramState {
+  program: string;
+  linkId?: number;
+  progId?: number;
+  cgroupId?: string;
+  error?: string;
+}
+
+export interface MapState {
+  map: string;
+  entries: number;
+  maxEntries: number;
+  error?: string;
+}
+
+const listDir = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+
+export function readPrograms(bpfRoot: string): ProgramState[] {
+  return listDir(pinLayout(bpfRoot).links).map((name) => {
+    let fd = -1;
+    try {
+      fd = objGet(path.join(pinLayout(bpfRoot).links, name));
+      const info = linkInfo(fd);
+      return { program: name, linkId: info.id, progId: info.progId, cgroupId: info.cgroupId.toString() };
+    } catch (err) {
+      return { program: name, error: (err as Error).message };
+    } finally {
+      closeFd(fd);
+    }
+  });
+}
+
+export function readMaps(bpfRoot: string): MapState[] {
+  return listDir(pinLayout(bpfRoot).maps).map((name) => {
+    let map: RawMap | undefined;
+    try {
+      map = RawMap.openPinned(path.join(pinLayout(bpfRoot).maps, name));
+      let entries = 0;
+      for (const _ of map.entries()) entries++;
+      return { map: name, entries, maxEntries: mapInfo(map.fd).maxEntries };
+    } catch (err) {
+      return { map: name, entries: 0, maxEntries: 0, error: (err as Error).message };
+    } finally {
+      map?.close();
+    }
+  });
+}

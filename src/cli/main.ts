@@ -1,0 +1,164 @@
+// weft: the command line for a node's Weft. It finds the agent through --state-dir (or
+// WEFT_STATE_DIR) and the kernel state through --bpf-root (or WEFT_BPF_ROOT), the same way for
+// every command.
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { apiRequest } from '../agent/api.js';
+import type { AgentStatus } from '../agent/agent.js';
+import { DEFAULT_STATE_DIR } from '../agent/config.js';
+import { readKernelServices } from '../datapath/lb-reader.js';
+import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
+import { removeAllPins } from '../datapath/programs.js';
+import { readMaps, readPrograms } from './kernel-state.js';
+import { formatTable, indent } from './table.js';
+
+const USAGE = `Usage: weft [global flags] COMMAND
+
+Commands:
+  status              agent health, attached programs and map fill levels
+  service list        services as the kernel balances them (read from the maps)
+  uninstall           detach every Weft program and remove its pinned maps
+
+Global flags:
+  --state-dir DIR     agent state directory (env WEFT_STATE_DIR, default ${DEFAULT_STATE_DIR})
+  --bpf-root DIR      pin root (env WEFT_BPF_ROOT, default ${DEFAULT_BPF_ROOT})
+  -o, --output FMT    table (default) or json
+  -h, --help          show this help
+`;
+
+interface Ctx {
+  stateDir: string;
+  bpfRoot: string;
+  json: boolean;
+  socket: string;
+}
+
+const out = (s: string) => process.stdout.write(s);
+const printJson = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
+
+async function agentStatus(ctx: Ctx): Promise<{ status?: AgentStatus; error?: string }> {
+  try {
+    return { status: await apiRequest<AgentStatus>(ctx.socket, 'GET', '/v1/status', undefined, 3000) };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+async function status(ctx: Ctx): Promise<number> {
+  const agent = await agentStatus(ctx);
+  const programs = readPrograms(ctx.bpfRoot);
+  const maps = readMaps(ctx.bpfRoot);
+  const healthy = !!agent.status && programs.length > 0 && programs.every((p) => !p.error);
+  if (ctx.json) {
+    printJson({ healthy, agent: agent.status ?? { reachable: false, error: agent.error }, programs, maps });
+    return healthy ? 0 : 1;
+  }
+  const a = agent.status;
+  out(
+    a
+      ? `Agent:      running (pid ${a.pid}, node ${a.node}, ${a.source}, ${a.synced ? 'synced' : 'not synced yet'})\n`
+      : `Agent:      not reachable at ${ctx.socket} (${agent.error})\n`,
+  );
+  if (a?.lastSync?.error) out(`Last sync:  FAILED: ${a.lastSync.error}\n`);
+  else if (a?.lastSync?.stats) out(`Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`);
+  for (const p of a?.problems ?? []) out(`Problem:    ${p.file}${p.object ? ` ${p.object}` : ''}: ${p.errors.join('; ')}\n`);
+  out(`Programs:   ${programs.length ? `${programs.filter((p) => !p.error).length}/${programs.length} attached` : `none pinned under ${ctx.bpfRoot}`}\n`);
+  if (programs.length) {
+    out(indent(formatTable(['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'], programs.map((p) => [p.program, String(p.linkId ?? '-'), String(p.progId ?? '-'), p.cgroupId ?? '-', p.error ?? 'attached']))));
+  }
+  if (maps.length) {
+    out('Maps:\n');
+    out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, String(m.entries), String(m.maxEntries), m.error ?? `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`]))));
+  }
+  return healthy ? 0 : 1;
+}
+
+async function serviceList(ctx: Ctx): Promise<number> {
+  const kernel = readKernelServices(ctx.bpfRoot);
+  // Names are the agent's knowledge, not the kernel's: add them when the agent answers.
+  const names = new Map<string, string>();
+  try {
+    const fronts = await apiRequest<{ service: string; portName: string; frontend: string }[]>(ctx.socket, 'GET', '/v1/services', undefined, 3000);
+    for (const f of fronts) names.set(f.frontend, f.portName ? `${f.service}:${f.portName}` : f.service);
+  } catch {
+    /* agent down: the kernel's view alone */
+  }
+  const fmt = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+  const rows = kernel.map((s) => {
+    const frontend = fmt(s.frontend.ip, s.frontend.port);
+    return {
+      id: s.serviceId,
+      frontend,
+      protocol: s.frontend.proto,
+      service: names.get(`${frontend}/${s.frontend.proto}`) ?? null,
+      backends: s.backends.map((b) => fmt(b.ip, b.port)),
+    };
+  });
+  if (ctx.json) printJson(rows);
+  else out(formatTable(['ID', 'FRONTEND', 'PROTO', 'SERVICE', 'BACKENDS'], rows.map((r) => [String(r.id), r.frontend, r.protocol, r.service ?? '-', r.backends.join(', ') || '(none: refused)'])));
+  return 0;
+}
+
+async function uninstall(ctx: Ctx): Promise<number> {
+  const agent = await agentStatus(ctx);
+  if (agent.status) process.stderr.write(`weft: warning: the agent (pid ${agent.status.pid}) is still running; stop it first or it keeps serving from memory until restarted\n`);
+  const removed = removeAllPins(ctx.bpfRoot);
+  if (ctx.json) printJson({ removed });
+  else out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot}; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'state-dir': { type: 'string' },
+        'bpf-root': { type: 'string' },
+        output: { type: 'string', short: 'o', default: 'table' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`weft: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals.length === 0) {
+    out(USAGE);
+    return values.help ? 0 : 2;
+  }
+  if (values.output !== 'table' && values.output !== 'json') {
+    process.stderr.write(`weft: -o ${values.output}: want table or json\n`);
+    return 2;
+  }
+  const stateDir = path.resolve(values['state-dir'] ?? process.env.WEFT_STATE_DIR ?? DEFAULT_STATE_DIR);
+  const ctx: Ctx = {
+    stateDir,
+    bpfRoot: path.resolve(values['bpf-root'] ?? process.env.WEFT_BPF_ROOT ?? DEFAULT_BPF_ROOT),
+    json: values.output === 'json',
+    socket: path.join(stateDir, 'weft.sock'),
+  };
+  const cmd = positionals.join(' ');
+  switch (cmd) {
+    case 'status':
+      return status(ctx);
+    case 'service list':
+    case 'services':
+      return serviceList(ctx);
+    case 'uninstall':
+      return uninstall(ctx);
+    default:
+      process.stderr.write(`weft: unknown command "${cmd}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`weft: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+}
