@@ -10,6 +10,7 @@ VMLINUX_H  := $(BUILD)/include/vmlinux.h
 ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
               -I$(BUILD)/include -Ibpf/include
+TEST_BPF_OBJS := $(patsubst test/fixtures/bpf/%.c,$(BUILD)/test-bpf/%.o,$(wildcard test/fixtures/bpf/*.c))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
 TS_SRCS    := $(shell find src test bench -name '*.ts' 2>/dev/null)
 
@@ -28,7 +29,11 @@ $(BUILD)/bpf/%.o: bpf/%.c $(BPF_HDRS) $(VMLINUX_H)
 	@mkdir -p $(dir $@)
 	clang $(BPF_CFLAGS) -c $< -o $@
 
-bpf: $(BPF_OBJS)
+$(BUILD)/test-bpf/%.o: test/fixtures/bpf/%.c $(BPF_HDRS) $(VMLINUX_H)
+	@mkdir -p $(dir $@)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+bpf: $(BPF_OBJS) $(TEST_BPF_OBJS)
 
 $(BUILD)/bin/%: bench/%.c
 	@mkdir -p $(dir $@)

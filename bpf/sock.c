@@ -10,26 +10,45 @@
 #define SYS_REJECT  0
 #define SYS_PROCEED 1
 
+/* Reads the socket address of a hook of family hook_family; out->family is the address's own
+ * family. An AF_INET6 socket may carry an IPv4 destination as ::ffff:a.b.c.d (dual-stack
+ * sockets, as Java and others open them): that is balanced as the IPv4 service it names. */
 static __always_inline void
-ctx_l4addr(const struct bpf_sock_addr *ctx, int family, struct weft_l4addr *out)
+ctx_l4addr(const struct bpf_sock_addr *ctx, int hook_family, struct weft_l4addr *out)
 {
-	if (family == WEFT_AF_INET) {
-		out->ip.addr[0] = ctx->user_ip4;
-	} else {
-		out->ip.addr[0] = ctx->user_ip6[0];
-		out->ip.addr[1] = ctx->user_ip6[1];
-		out->ip.addr[2] = ctx->user_ip6[2];
-		out->ip.addr[3] = ctx->user_ip6[3];
-	}
 	out->port = (__be16)ctx->user_port;
-	out->family = family;
+	if (hook_family == WEFT_AF_INET) {
+		out->ip.addr[0] = ctx->user_ip4;
+		out->family = WEFT_AF_INET;
+		return;
+	}
+	/* Every word is loaded straight from ctx before any branch: the verifier rejects the
+	 * offset ctx pointer clang makes of a conditional load. */
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
+	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+
+	if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff)) {
+		out->ip.addr[0] = w3;
+		out->family = WEFT_AF_INET;
+	} else {
+		out->ip.addr[0] = w0;
+		out->ip.addr[1] = w1;
+		out->ip.addr[2] = w2;
+		out->ip.addr[3] = w3;
+		out->family = WEFT_AF_INET6;
+	}
 }
 
 static __always_inline void
-ctx_set_l4addr(struct bpf_sock_addr *ctx, int family, const struct weft_l4addr *addr)
+ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4addr *addr)
 {
-	if (family == WEFT_AF_INET) {
+	if (hook_family == WEFT_AF_INET) {
 		ctx->user_ip4 = addr->ip.addr[0];
+	} else if (addr->family == WEFT_AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = addr->ip.addr[0];
 	} else {
 		ctx->user_ip6[0] = addr->ip.addr[0];
 		ctx->user_ip6[1] = addr->ip.addr[1];
@@ -54,7 +73,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family)
 	key.ip = dst.ip;
 	key.port = dst.port;
 	key.proto = ctx->protocol;
-	key.family = family;
+	key.family = dst.family;
 
 	backend = lb_select_backend(&key, &no_backend);
 	if (!backend) {
@@ -66,7 +85,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family)
 		}
 		return SYS_PROCEED;
 	}
-	if (backend->addr.family != family)
+	if (backend->addr.family != dst.family)
 		return SYS_PROCEED;
 
 	lb_remember_service(bpf_get_socket_cookie(ctx), &backend->addr, &key);
@@ -82,7 +101,7 @@ static __always_inline int sock_xlate_rev(struct bpf_sock_addr *ctx, int family)
 
 	ctx_l4addr(ctx, family, &peer);
 	svc = lb_service_of(bpf_get_socket_cookie(ctx), &peer);
-	if (svc && svc->service.family == family)
+	if (svc && svc->service.family == peer.family)
 		ctx_set_l4addr(ctx, family, &svc->service);
 	return SYS_PROCEED;
 }

@@ -80,11 +80,13 @@ function checkPtr(op: string, ptr: Ptr): bigint {
   return ptr;
 }
 
-// libbpf reports through one global print callback. Lines are kept while an operation runs so
-// that a failure (a verifier rejection above all) can say why.
+// libbpf reports through one global print callback. Warnings are kept while an operation runs
+// so that a failure can say why: the verifier's log of a rejected program arrives as one.
+const LIBBPF_WARN = 0;
 let logLines: string[] = [];
 const printBuf = Buffer.alloc(64 * 1024);
-const printCb = koffi.register((_level: number, fmt: string, args: unknown) => {
+const printCb = koffi.register((level: number, fmt: string, args: unknown) => {
+  if (level > LIBBPF_WARN) return 0;
   const n = fns.vsnprintf(printBuf, printBuf.length, fmt, args);
   if (n > 0) logLines.push(printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1)));
   if (logLines.length > 2000) logLines.splice(0, logLines.length - 2000);

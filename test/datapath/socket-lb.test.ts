@@ -67,6 +67,16 @@ describe('a ClusterIP is balanced over its ready backends', () => {
     }
   }
 
+  it('an IPv6 socket to an IPv4-mapped ClusterIP is balanced as the IPv4 service', async () => {
+    const r = await probe(world, client, `::ffff:${SVC4}`, 80, 'tcp', 30);
+    assert.deepEqual(r.errors, {});
+    assert.deepEqual(Object.keys(r.answers).sort(), names());
+    assert.deepEqual(Object.keys(r.peers), [`[::ffff:${SVC4}]:80`]);
+    const u = await probe(world, client, `::ffff:${SVC4}`, 53, 'udp', 30);
+    assert.deepEqual(u.errors, {});
+    assert.deepEqual(Object.keys(u.peers), [`[::ffff:${SVC4}]:53`]);
+  });
+
   it('a pod IP that is not a service is left alone', async () => {
     const r = await probe(world, client, backends[0]!.ipv4, 8080, 'tcp', 3);
     assert.deepEqual(r.answers, { 'backend-1': 3 });
