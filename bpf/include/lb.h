@@ -1,5 +1,5 @@
 /* Service load balancing maps. This header is the one definition of their layouts:
- * src/datapath/codecs.ts must agree with it, and test/datapath/btf-layout.test.ts checks so
+ * src/datapath/lb-codecs.ts must agree with it, and test/datapath/btf-layout.test.ts checks so
  * against the compiled object's BTF.
  *
  * A Service frontend (ClusterIP, port, protocol) maps to a service id and the number of its

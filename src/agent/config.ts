@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
+import { isCidr } from '../lib/ip.js';
 
 export const DEFAULT_STATE_DIR = '/var/run/weft';
 
@@ -40,23 +41,27 @@ Flags:
 
 export class UsageError extends Error {}
 
+const OPTIONS = {
+  source: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'bpf-root': { type: 'string', default: DEFAULT_BPF_ROOT },
+  cgroup: { type: 'string' },
+  'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
+  'node-name': { type: 'string', default: os.hostname() },
+  'pod-cidr': { type: 'string', default: '' },
+  'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
+  'log-level': { type: 'string', default: 'info' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 export function parseConfig(argv: string[]): AgentConfig | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      source: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      'bpf-root': { type: 'string', default: DEFAULT_BPF_ROOT },
-      cgroup: { type: 'string' },
-      'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
-      'node-name': { type: 'string', default: os.hostname() },
-      'pod-cidr': { type: 'string', default: '' },
-      'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
-      'log-level': { type: 'string', default: 'info' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, strict: true, options: OPTIONS });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values } = parsed;
   if (values.help) return 'help';
   const src = values.source;
   let source: AgentConfig['source'];
@@ -65,6 +70,10 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   else throw new UsageError(`--source must be dir:PATH or kubernetes${src ? `, got ${JSON.stringify(src)}` : ''}`);
   const level = values['log-level'];
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
+  const podCidrs = values['pod-cidr'].split(',').map((s) => s.trim()).filter(Boolean);
+  for (const cidr of podCidrs) {
+    if (!isCidr(cidr)) throw new UsageError(`--pod-cidr ${cidr}: not a CIDR (want e.g. 10.244.1.0/24 or fd00:10:244:1::/64)`);
+  }
   const stateDir = path.resolve(values['state-dir']);
   return {
     source,
@@ -73,7 +82,7 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     stateDir,
     socketPath: path.join(stateDir, 'weft.sock'),
     nodeName: values['node-name'],
-    podCidrs: values['pod-cidr'].split(',').map((s) => s.trim()).filter(Boolean),
+    podCidrs,
     metricsAddress: values['metrics-address'],
     logLevel: level as AgentConfig['logLevel'],
   };

@@ -27,3 +27,11 @@ export function formatIp(bytes: Uint8Array, family: Family): string {
     ? ipaddr.fromByteArray([...bytes.subarray(0, 4)]).toString()
     : ipaddr.fromByteArray([...bytes.subarray(0, 16)]).toString();
 }
+
+/** True for an IPv4 or IPv6 prefix in CIDR notation with no host bits set. */
+export function isCidr(text: string): boolean {
+  if (!ipaddr.isValidCIDR(text)) return false;
+  const [addr, len] = ipaddr.parseCIDR(text);
+  const base = addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
+  return base.toString() === addr.toString() && len >= 0;
+}

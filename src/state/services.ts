@@ -1,7 +1,7 @@
 // Services + EndpointSlices → load-balancer frontends, each with its backends. Pure.
 import { canonicalIp, ipFamily, type Family } from '../lib/ip.js';
 import type { L4Addr, L4Proto, ServiceKey } from '../datapath/lb-codecs.js';
-import { SERVICE_NAME_LABEL, resourceKey, type Endpoint, type EndpointSlice, type Service } from './resources.js';
+import { SERVICE_NAME_LABEL, type Endpoint, type EndpointSlice, type Service } from './resources.js';
 
 export interface Frontend {
   /** namespace/name of the Service. */
@@ -64,8 +64,14 @@ export function compileServices(services: Iterable<Service>, slices: Iterable<En
   const frontends: Frontend[] = [];
   const notes: string[] = [];
   const owners = new Map<string, string>();
-  // Sorted, so that when two Services claim one address the same one wins on every node.
-  const sorted = [...services].sort((a, b) => resourceKey(a).localeCompare(resourceKey(b)));
+  // Sorted by namespace, then name, so that when two Services claim one address the same one
+  // wins on every node.
+  const order = (s: Service) => [s.metadata.namespace, s.metadata.name] as const;
+  const sorted = [...services].sort((a, b) => {
+    const [na, ma] = order(a);
+    const [nb, mb] = order(b);
+    return na === nb ? (ma < mb ? -1 : ma > mb ? 1 : 0) : na < nb ? -1 : 1;
+  });
   for (const svc of sorted) {
     const name = `${svc.metadata.namespace}/${svc.metadata.name}`;
     if (svc.spec.type === 'ExternalName') continue;
@@ -86,7 +92,7 @@ export function compileServices(services: Iterable<Service>, slices: Iterable<En
         }
         const keyText = `${canonicalIp(ip)} ${p.port}/${p.protocol}`;
         const owner = owners.get(keyText);
-        if (owner !== undefined && owner !== name) {
+        if (owner !== undefined) {
           notes.push(`Service ${name}: ${keyText} is already Service ${owner}'s; ignored`);
           continue;
         }

@@ -6,9 +6,23 @@ import type { EndpointSlice, Resource, Service, ServicePort, Protocol, Endpoint,
 export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
-// RFC 1123 label, as Kubernetes requires for names of these kinds.
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+// The name rules Kubernetes applies: namespaces and port names are RFC 1123 labels, Service
+// names RFC 1035 labels (they become DNS names, so they start with a letter), EndpointSlice
+// names RFC 1123 subdomains.
+interface NameRule {
+  re: RegExp;
+  max: number;
+  what: string;
+}
+const DNS1123_LABEL: NameRule = { re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1123 label' };
+const DNS1035_LABEL: NameRule = { re: /^[a-z]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1035 label (lower case, starting with a letter)' };
+const DNS1123_SUBDOMAIN: NameRule = {
+  re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+  max: 253,
+  what: 'an RFC 1123 subdomain',
+};
+const validName = (v: string, rule: NameRule) => v.length <= rule.max && rule.re.test(v);
+const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -64,16 +78,16 @@ class Checker {
   }
 }
 
-function checkMeta(c: Checker, raw: Obj, nameRule: RegExp) {
+function checkMeta(c: Checker, raw: Obj, nameRule: NameRule) {
   if (!isObj(raw.metadata)) {
     c.fail('metadata', 'required');
     return { name: '', namespace: 'default' };
   }
   const m = raw.metadata;
   const name = c.string(m.name, 'metadata.name', { required: true }) ?? '';
-  if (name && !nameRule.test(name)) c.fail('metadata.name', `${JSON.stringify(name)} is not a valid name`);
+  if (name && !validName(name, nameRule)) c.fail('metadata.name', nameProblem(name, nameRule));
   const namespace = c.string(m.namespace, 'metadata.namespace') ?? 'default';
-  if (!DNS_LABEL.test(namespace)) c.fail('metadata.namespace', `${JSON.stringify(namespace)} is not a valid namespace`);
+  if (!validName(namespace, DNS1123_LABEL)) c.fail('metadata.namespace', nameProblem(namespace, DNS1123_LABEL));
   const labels = c.labels(m.labels, 'metadata.labels');
   const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
   return { name, namespace, ...(labels && { labels }), ...(resourceVersion && { resourceVersion }) };
@@ -81,7 +95,7 @@ function checkMeta(c: Checker, raw: Obj, nameRule: RegExp) {
 
 export function validateService(raw: Obj): Validation<Service> {
   const c = new Checker();
-  const metadata = checkMeta(c, raw, DNS_LABEL);
+  const metadata = checkMeta(c, raw, DNS1035_LABEL);
   const spec = isObj(raw.spec) ? raw.spec : (c.fail('spec', 'required'), {});
   const type = c.string(spec.type, 'spec.type') ?? 'ClusterIP';
   if (!['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'].includes(type)) c.fail('spec.type', `unknown type ${JSON.stringify(type)}`);
@@ -104,6 +118,7 @@ export function validateService(raw: Obj): Validation<Service> {
 
   const ports: ServicePort[] = [];
   const portNames = new Set<string>();
+  const portNumbers = new Map<string, number>();
   const rawPorts = c.array(spec.ports, 'spec.ports', { required: type !== 'ExternalName' && !headless });
   rawPorts.forEach((p, i) => {
     const path = `spec.ports[${i}]`;
@@ -111,11 +126,18 @@ export function validateService(raw: Obj): Validation<Service> {
     const name = c.string(p.name, `${path}.name`);
     if (rawPorts.length > 1 && !name) c.fail(`${path}.name`, 'required when a service has more than one port');
     if (name !== undefined) {
+      if (name && !validName(name, DNS1123_LABEL)) c.fail(`${path}.name`, nameProblem(name, DNS1123_LABEL));
       if (portNames.has(name)) c.fail(`${path}.name`, `duplicate port name ${JSON.stringify(name)}`);
       portNames.add(name);
     }
     const port = c.port(p.port, `${path}.port`, { required: true });
     const protocol = c.protocol(p.protocol, `${path}.protocol`);
+    if (port !== undefined) {
+      // One address, port and protocol can only lead to one set of backends.
+      const first = portNumbers.get(`${port}/${protocol}`);
+      if (first !== undefined) c.fail(`${path}.port`, `duplicate port ${port}/${protocol} (also spec.ports[${first}])`);
+      else portNumbers.set(`${port}/${protocol}`, i);
+    }
     let targetPort: number | string | undefined;
     if (typeof p.targetPort === 'string') targetPort = p.targetPort;
     else if (p.targetPort !== undefined) targetPort = c.port(p.targetPort, `${path}.targetPort`);
@@ -143,7 +165,7 @@ export function validateService(raw: Obj): Validation<Service> {
 
 export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
   const c = new Checker();
-  const metadata = checkMeta(c, raw, DNS_SUBDOMAIN);
+  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
   const addressType = raw.addressType;
   if (addressType !== 'IPv4' && addressType !== 'IPv6' && addressType !== 'FQDN') {
     c.fail('addressType', `${JSON.stringify(addressType)} is not IPv4, IPv6 or FQDN`);
@@ -156,7 +178,8 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
     const protocol = c.protocol(p.protocol, `${path}.protocol`);
     return { ...(name !== undefined && { name }), ...(port !== undefined && { port }), protocol };
   });
-  const endpoints: Endpoint[] = c.array(raw.endpoints, 'endpoints', { required: true }).map((e, i) => {
+  // `endpoints: null` is how the API serializes a slice of a Service with no pods.
+  const endpoints: Endpoint[] = (raw.endpoints === null ? [] : c.array(raw.endpoints, 'endpoints', { required: true })).map((e, i) => {
     const path = `endpoints[${i}]`;
     if (!isObj(e)) return c.fail(path, 'must be an object'), { addresses: [] };
     const addresses = c.array(e.addresses, `${path}.addresses`, { required: true }) as string[];
@@ -167,6 +190,7 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
         if (fam !== undefined && `IPv${fam}` !== addressType) c.fail(`${path}.addresses[${j}]`, `${a} is not an ${String(addressType)} address`);
       });
     }
+    if (e.conditions !== undefined && e.conditions !== null && !isObj(e.conditions)) c.fail(`${path}.conditions`, 'must be an object');
     const conditions = isObj(e.conditions) ? e.conditions : {};
     for (const k of ['ready', 'serving', 'terminating'] as const) {
       if (conditions[k] !== undefined && typeof conditions[k] !== 'boolean') c.fail(`${path}.conditions.${k}`, 'must be true or false');

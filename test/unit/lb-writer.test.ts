@@ -82,8 +82,14 @@ describe('placeBackends', () => {
   });
 
   it('properties over random changes: permutation of desired, survivors keep in-range slots, idempotent', () => {
+    // mulberry32: a small seeded PRNG (32-bit integer arithmetic throughout), so runs repeat.
     let seed = 12345;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const rand = (n: number): number => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
     const pickSet = (max: number): L4Addr[] => {
       const n = rand(max + 1);
       const chosen = new Set<number>();

@@ -181,18 +181,33 @@ describe('validateService: bad input names the field', () => {
     rejects(validateService({ apiVersion: 'v1', kind: 'Service', spec: { clusterIP: '10.96.0.10', ports: ONE_PORT } }), 'metadata', /required/);
   });
 
-  for (const bad of ['Web', 'web_1', '-web', 'web-', 'web.example', 'wéb']) {
-    it(`invalid service name ${JSON.stringify(bad)}`, () => {
-      rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: bad })), 'metadata.name', /is not a valid name/);
+  for (const bad of ['Web', 'web_1', '-web', 'web-', 'web.example', 'wéb', '1web', 'w'.repeat(64)]) {
+    it(`invalid service name ${JSON.stringify(bad.length > 20 ? `${bad.slice(0, 8)}… (${bad.length} chars)` : bad)}`, () => {
+      rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: bad })), 'metadata.name', /is not an RFC 1035 label/);
     });
   }
+
+  it('invalid port names, and one port/protocol listed twice', () => {
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'Bad Name', port: 80 }] })),
+      'spec.ports[0].name',
+      /is not an RFC 1123 label/,
+    );
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 80 }] })),
+      'spec.ports[1].port',
+      /duplicate port 80\/TCP \(also spec\.ports\[0\]\)/,
+    );
+    // The same number on two protocols is two frontends, as in Kubernetes (DNS on 53).
+    assert.equal(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'TCP' }] })).ok, true);
+  });
 
   it('a name that is not a string', () => {
     rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 42 })), 'metadata.name', /must be a string/);
   });
 
   it('invalid namespace', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', namespace: 'Kube_System' })), 'metadata.namespace', /not a valid namespace/);
+    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', namespace: 'Kube_System' })), 'metadata.namespace', /is not an RFC 1123 label/);
   });
 
   it('a label value that is not a string', () => {
@@ -263,8 +278,13 @@ describe('validateEndpointSlice', () => {
     ok(validateEndpointSlice(slice({ addressType: 'FQDN', ports: PORTS, endpoints: [{ addresses: ['db.example.com'] }] })));
   });
 
-  it('accepts an empty endpoints list (a service with no pods)', () => {
+  it('accepts an empty endpoints list (a service with no pods), also as the API prints it: null', () => {
     ok(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [] })));
+    assert.deepEqual(ok(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: null }))).endpoints, []);
+  });
+
+  it('conditions that are not an object are rejected, not read as ready', () => {
+    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [{ addresses: ['10.0.0.1'], conditions: 'yes' }] })), 'endpoints[0].conditions', /must be an object/);
   });
 
   it('accepts a DNS subdomain name (dots allowed, unlike a Service name)', () => {

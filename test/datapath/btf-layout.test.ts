@@ -1,0 +1,280 @@
+// The contract: map layouts are declared once, in bpf/include/*.h; the TypeScript codecs of
+// src/datapath/lb-codecs.ts are checked against the compiled object's BTF, so neither side can
+// drift unnoticed. Needs build/bpf/sock.o (`make bpf`) and bpftool; no root, no kernel.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { StructCodec } from '../../src/datapath/codec.js';
+import { ALL_CODECS, LB_MAPS } from '../../src/datapath/lb-codecs.js';
+
+const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
+// WEFT_BTF_OBJECT points the check at another object (e.g. one built from an edited header).
+const OBJECT = path.resolve(REPO, process.env.WEFT_BTF_OBJECT ?? 'build/bpf/sock.o');
+
+// ---- BTF as `bpftool -j btf dump file X format raw` prints it ----
+
+interface BtfMember {
+  name: string;
+  type_id: number;
+  bits_offset: number;
+  bitfield_size?: number;
+}
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: BtfMember[];
+  vars?: { type_id: number; offset: number; size: number }[];
+}
+
+export class Btf {
+  private readonly byId = new Map<number, BtfType>();
+
+  constructor(types: BtfType[]) {
+    for (const t of types) this.byId.set(t.id, t);
+  }
+
+  static fromObject(file: string): Btf {
+    const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', file, 'format', 'raw'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    return new Btf((JSON.parse(out) as { types: BtfType[] }).types);
+  }
+
+  type(id: number): BtfType {
+    const t = this.byId.get(id);
+    if (!t) throw new Error(`BTF type id ${id} not found`);
+    return t;
+  }
+
+  /** Follows typedef/const/volatile/restrict/type_tag chains to the type that has a layout. */
+  resolve(id: number): BtfType {
+    let t = this.type(id);
+    for (let hops = 0; ['TYPEDEF', 'CONST', 'VOLATILE', 'RESTRICT', 'TYPE_TAG'].includes(t.kind); hops++) {
+      if (hops > 64) throw new Error(`BTF type id ${id}: modifier chain too long`);
+      t = this.type(t.type_id ?? 0);
+    }
+    return t;
+  }
+
+  /** Size in bytes of a type, as it occupies a struct member. */
+  sizeOf(id: number): number {
+    const t = this.resolve(id);
+    switch (t.kind) {
+      case 'INT':
+      case 'FLOAT':
+      case 'ENUM':
+      case 'ENUM64':
+      case 'STRUCT':
+      case 'UNION':
+        return t.size ?? 0;
+      case 'PTR':
+        return 8; // BPF is a 64-bit target
+      case 'ARRAY':
+        return this.sizeOf(t.type_id ?? 0) * (t.nr_elems ?? 0);
+      default:
+        throw new Error(`BTF type id ${id} (${t.kind} ${t.name}) has no size`);
+    }
+  }
+
+  /** The named struct (or union), if the object has one. */
+  struct(name: string): BtfType | undefined {
+    for (const t of this.byId.values()) if ((t.kind === 'STRUCT' || t.kind === 'UNION') && t.name === name) return t;
+    return undefined;
+  }
+
+  /** Maps declared in the `.maps` section: name → the key and value types their definitions point to. */
+  maps(): Map<string, { key?: BtfType; value?: BtfType }> {
+    const out = new Map<string, { key?: BtfType; value?: BtfType }>();
+    const sec = [...this.byId.values()].find((t) => t.kind === 'DATASEC' && t.name === '.maps');
+    for (const v of sec?.vars ?? []) {
+      const variable = this.type(v.type_id);
+      const def = this.resolve(variable.type_id ?? 0);
+      const pointee = (member: string): BtfType | undefined => {
+        const m = def.members?.find((x) => x.name === member);
+        if (!m) return undefined;
+        const ptr = this.resolve(m.type_id);
+        return ptr.kind === 'PTR' ? this.resolve(ptr.type_id ?? 0) : undefined;
+      };
+      const key = pointee('key');
+      const value = pointee('value');
+      out.set(variable.name, { ...(key && { key }), ...(value && { value }) });
+    }
+    return out;
+  }
+}
+
+/** Every way the codec disagrees with the struct in BTF, one line each; [] when they agree. */
+export function compareCodec(btf: Btf, codec: Pick<StructCodec<unknown>, 'cName' | 'size' | 'fields'>): string[] {
+  const s = btf.struct(codec.cName);
+  if (!s) return [`struct ${codec.cName}: not in the object's BTF (the codec names a struct the C headers do not define, or no program uses it)`];
+  const problems: string[] = [];
+  if (s.size !== codec.size) problems.push(`struct ${codec.cName}: BTF size ${s.size}, codec size ${codec.size}`);
+  const btfMembers = new Map<string, { offset: number; size: number; bitfield: boolean }>();
+  for (const m of s.members ?? []) {
+    btfMembers.set(m.name, { offset: m.bits_offset / 8, size: btf.sizeOf(m.type_id), bitfield: (m.bitfield_size ?? 0) > 0 || m.bits_offset % 8 !== 0 });
+  }
+  for (const [name, b] of btfMembers) {
+    const c = codec.fields[name];
+    if (!c) {
+      problems.push(`${codec.cName}.${name}: in BTF (offset ${b.offset} size ${b.size}), missing from the codec`);
+      continue;
+    }
+    if (b.bitfield) problems.push(`${codec.cName}.${name}: a bitfield in BTF; codecs describe whole bytes only`);
+    else if (b.offset !== c.offset || b.size !== c.size) {
+      problems.push(`${codec.cName}.${name}: BTF offset ${b.offset} size ${b.size}, codec offset ${c.offset} size ${c.size}`);
+    }
+  }
+  for (const [name, c] of Object.entries(codec.fields)) {
+    if (!btfMembers.has(name)) problems.push(`${codec.cName}.${name}: in the codec (offset ${c.offset} size ${c.size}), not a member of the struct in BTF`);
+  }
+  return problems;
+}
+
+// ---- the checks ----
+
+function loadBtf(): Btf {
+  assert.ok(fs.existsSync(OBJECT), `${OBJECT} is missing: run \`make bpf\` first`);
+  return Btf.fromObject(OBJECT);
+}
+
+describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, () => {
+  const btf = loadBtf();
+
+  for (const codec of ALL_CODECS) {
+    it(`struct ${codec.cName}: size, member names, offsets and sizes`, () => {
+      assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
+    });
+  }
+
+  it('every codec names a distinct struct', () => {
+    const names = ALL_CODECS.map((c) => c.cName);
+    assert.equal(new Set(names).size, names.length, names.join(', '));
+  });
+
+  it('codec fields do not overlap and stay inside the struct', () => {
+    for (const codec of ALL_CODECS) {
+      const fields = Object.entries(codec.fields).sort((a, b) => a[1].offset - b[1].offset);
+      let end = 0;
+      for (const [name, f] of fields) {
+        assert.ok(f.offset >= end, `${codec.cName}.${name}: offset ${f.offset} overlaps the previous field (which ends at ${end})`);
+        end = f.offset + f.size;
+      }
+      assert.ok(end <= codec.size, `${codec.cName}: fields end at ${end}, past the size ${codec.size}`);
+    }
+  });
+
+  for (const [mapName, { key, value }] of Object.entries(LB_MAPS)) {
+    it(`map ${mapName}: declared in .maps with key struct ${key.cName} and value struct ${value.cName}`, () => {
+      const m = btf.maps().get(mapName);
+      assert.ok(m, `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`);
+      assert.ok(m.key, `map ${mapName}: its definition has no __type(key, ...)`);
+      assert.ok(m.value, `map ${mapName}: its definition has no __type(value, ...)`);
+      assert.equal(m.key.name, key.cName, `map ${mapName}: BTF key is struct ${m.key.name}, LB_MAPS says ${key.cName}`);
+      assert.equal(m.key.size, key.size, `map ${mapName}: BTF key size ${m.key.size}, codec ${key.cName} size ${key.size}`);
+      assert.equal(m.value.name, value.cName, `map ${mapName}: BTF value is struct ${m.value.name}, LB_MAPS says ${value.cName}`);
+      assert.equal(m.value.size, value.size, `map ${mapName}: BTF value size ${m.value.size}, codec ${value.cName} size ${value.size}`);
+    });
+  }
+
+  it('every lb_* map in the object has codecs in LB_MAPS', () => {
+    const lbMaps = [...btf.maps().keys()].filter((n) => n.startsWith('lb_'));
+    const missing = lbMaps.filter((n) => !(n in LB_MAPS));
+    assert.deepEqual(missing, [], `maps in bpf/ without an entry in LB_MAPS: ${missing.join(', ')}`);
+  });
+});
+
+describe('the layout check itself reports mismatches (so it cannot pass vacuously)', () => {
+  // A hand-written BTF, as bpftool prints it, of
+  //   struct demo_key { struct weft_addr ip; __be16 port; __u8 proto; __u8 family; };   (20 bytes)
+  // so that these checks do not depend on what the headers currently say.
+  const demo = new Btf([
+    { id: 1, kind: 'INT', name: 'unsigned int', size: 4 },
+    { id: 2, kind: 'TYPEDEF', name: '__u32', type_id: 1 },
+    { id: 3, kind: 'TYPEDEF', name: '__be32', type_id: 2 },
+    { id: 4, kind: 'ARRAY', name: '(anon)', type_id: 3, nr_elems: 4 },
+    { id: 5, kind: 'STRUCT', name: 'weft_addr', size: 16, members: [{ name: 'addr', type_id: 4, bits_offset: 0 }] },
+    { id: 6, kind: 'INT', name: 'unsigned short', size: 2 },
+    { id: 7, kind: 'TYPEDEF', name: '__be16', type_id: 6 },
+    { id: 8, kind: 'INT', name: 'unsigned char', size: 1 },
+    { id: 9, kind: 'CONST', name: '(anon)', type_id: 8 },
+    { id: 10, kind: 'TYPEDEF', name: '__u8', type_id: 9 },
+    {
+      id: 11,
+      kind: 'STRUCT',
+      name: 'demo_key',
+      size: 20,
+      members: [
+        { name: 'ip', type_id: 5, bits_offset: 0 },
+        { name: 'port', type_id: 7, bits_offset: 128 },
+        { name: 'proto', type_id: 10, bits_offset: 144 },
+        { name: 'family', type_id: 10, bits_offset: 152 },
+      ],
+    },
+  ]);
+  const right = {
+    cName: 'demo_key',
+    size: 20,
+    fields: { ip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, proto: { offset: 18, size: 1 }, family: { offset: 19, size: 1 } },
+  };
+
+  it('the right layout passes', () => {
+    assert.deepEqual(compareCodec(demo, right), []);
+  });
+
+  it('a field at the wrong offset', () => {
+    const wrong = { ...right, fields: { ...right.fields, port: { offset: 18, size: 2 } } };
+    assert.deepEqual(compareCodec(demo, wrong), ['demo_key.port: BTF offset 16 size 2, codec offset 18 size 2']);
+  });
+
+  it('a field of the wrong size', () => {
+    const wrong = { ...right, fields: { ...right.fields, proto: { offset: 18, size: 2 } } };
+    assert.deepEqual(compareCodec(demo, wrong), ['demo_key.proto: BTF offset 18 size 1, codec offset 18 size 2']);
+  });
+
+  it('the wrong struct size', () => {
+    assert.deepEqual(compareCodec(demo, { ...right, size: 24 }), ['struct demo_key: BTF size 20, codec size 24']);
+  });
+
+  it('a member the codec does not declare, and a field the struct does not have', () => {
+    const { family: _family, ...rest } = right.fields;
+    const wrong = { ...right, fields: { ...rest, af: { offset: 19, size: 1 } } };
+    assert.deepEqual(compareCodec(demo, wrong).sort(), [
+      'demo_key.af: in the codec (offset 19 size 1), not a member of the struct in BTF',
+      'demo_key.family: in BTF (offset 19 size 1), missing from the codec',
+    ]);
+  });
+
+  it('a struct the object does not have', () => {
+    const problems = compareCodec(demo, { ...right, cName: 'lb_no_such_struct' });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^struct lb_no_such_struct: not in the object's BTF/);
+  });
+
+  it('member sizes resolve through typedef and const chains, arrays and nested structs', () => {
+    assert.equal(demo.sizeOf(11), 20);
+    assert.equal(demo.sizeOf(5), 16);
+    assert.equal(demo.sizeOf(4), 16, 'array of 4 × __be32 → __u32 → unsigned int');
+    assert.equal(demo.sizeOf(7), 2);
+    assert.equal(demo.sizeOf(10), 1, '__u8 → const → unsigned char');
+  });
+
+  it('against the real object: moving any codec\'s field by one byte is reported, naming the struct and field', () => {
+    const btf = loadBtf();
+    for (const codec of ALL_CODECS) {
+      for (const [name, f] of Object.entries(codec.fields)) {
+        const wrong = { ...codec, fields: { ...codec.fields, [name]: { offset: f.offset + 1, size: f.size } } };
+        const problems = compareCodec(btf, wrong);
+        assert.ok(
+          problems.some((p) => p.startsWith(`${codec.cName}.${name}: `) && p.includes(`codec offset ${f.offset + 1} size ${f.size}`)),
+          `moving ${codec.cName}.${name} went unnoticed: ${JSON.stringify(problems)}`,
+        );
+      }
+    }
+  });
+});
