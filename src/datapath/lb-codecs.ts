@@ -1,6 +1,6 @@
 // Codecs for the service load-balancing maps declared in bpf/include/lb.h.
 import type { StructCodec } from './codec.js';
-import { formatIp, parseIp, type Family } from '../lib/ip.js';
+import { formatIp, writeIpBytes, type Family } from '../lib/ip.js';
 
 export type L4Proto = 'TCP' | 'UDP';
 const PROTO_NUMBER: Record<L4Proto, number> = { TCP: 6, UDP: 17 };
@@ -17,11 +17,7 @@ function protoName(n: number): L4Proto {
 }
 
 /** struct weft_addr: IPv4 in the first four bytes, IPv6 in all sixteen. */
-function writeAddr(ip: string, family: Family, buf: Buffer, off: number): void {
-  const parsed = parseIp(ip);
-  if (!parsed || parsed.family !== family) throw new Error(`not an IPv${family} address: ${ip}`);
-  buf.set(parsed.bytes, off);
-}
+const writeAddr = writeIpBytes;
 
 export interface L4Addr {
   ip: string;

@@ -9,7 +9,9 @@
 // for a new service while the old one can still read it.
 import { encode, encodeMany } from './codec.js';
 import type { RawMap } from './libbpf.js';
-import { lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type L4Addr } from './lb-codecs.js';
+import {
+  lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type BackendKey, type L4Addr, type ServiceValue,
+} from './lb-codecs.js';
 import type { Frontend } from '../state/services.js';
 
 export interface SyncStats {
@@ -97,10 +99,10 @@ export class LbWriter {
       throw new Error(`${total} backends do not fit in lb_backends (max ${this.limits.backends}); nothing written`);
     }
 
-    const slotKeys: Buffer[] = [];
-    const slotVals: Buffer[] = [];
+    const slotKeys: BackendKey[] = [];
+    const slotVals: L4Addr[] = [];
     const svcKeys: Buffer[] = [];
-    const svcVals: Buffer[] = [];
+    const svcVals: ServiceValue[] = [];
     const next = new Map<string, ServiceEntry>();
     const freed: number[] = [];
     const staleSlots = [...this.orphanSlots];
@@ -114,13 +116,13 @@ export class LbWriter {
       slots.forEach((b, i) => {
         const before = old?.slots[i];
         if (!before || addrText(before) !== addrText(b) || before.family !== b.family) {
-          slotKeys.push(encode(lbBackendKey, { serviceId: id, slot: i + 1 }));
-          slotVals.push(encode(lbBackendValue, b));
+          slotKeys.push({ serviceId: id, slot: i + 1 });
+          slotVals.push(b);
         }
       });
       if (!old || old.slots.length !== slots.length) {
         svcKeys.push(keyBuf);
-        svcVals.push(encode(lbServiceValue, { serviceId: id, backendCount: slots.length, flags: 0 }));
+        svcVals.push({ serviceId: id, backendCount: slots.length, flags: 0 });
       }
       for (let s = slots.length + 1; s <= (old?.slots.length ?? 0); s++) staleSlots.push({ serviceId: id, slot: s });
       next.set(k, { id, slots });
@@ -134,8 +136,8 @@ export class LbWriter {
     }
 
     try {
-      this.backends.updateBatch(Buffer.concat(slotKeys), Buffer.concat(slotVals));
-      this.services.updateBatch(Buffer.concat(svcKeys), Buffer.concat(svcVals));
+      this.backends.updateBatch(encodeMany(lbBackendKey, slotKeys), encodeMany(lbBackendValue, slotVals));
+      this.services.updateBatch(Buffer.concat(svcKeys), encodeMany(lbServiceValue, svcVals));
       this.services.deleteBatch(Buffer.concat(goneSvcKeys));
       this.backends.deleteBatch(encodeMany(lbBackendKey, staleSlots));
     } catch (err) {

@@ -335,11 +335,9 @@ export class RawMap {
         check(`read map ${this.name}`, ret);
       }
       const got = count[0] ?? 0;
+      // Views into this chunk's buffers: each chunk gets new ones, so they stay valid.
       for (let i = 0; i < got; i++) {
-        yield [
-          Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)),
-          Buffer.from(values.subarray(i * this.valueSize, (i + 1) * this.valueSize)),
-        ];
+        yield [keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * this.valueSize, (i + 1) * this.valueSize)];
       }
       if (ret === -ENOENT) return;
       inTok = Buffer.from(outTok);
