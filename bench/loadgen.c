@@ -3,8 +3,10 @@
 //   loadgen conn --target IP:PORT [--target IP:PORT ...] [--duration S] [--concurrency C]
 //                [--size B] [--timeout-ms T] [--max-conns N]
 //     C threads, each in a loop for S seconds: socket, connect, send B bytes, receive B bytes,
-//     close. Targets are used round robin. Reports completed connections, rate, errors, and
-//     connect and transaction latency percentiles.
+//     close. Targets are used round robin. Reports completed connections, rate, errors,
+//     connect and transaction latency percentiles, and this process's CPU time per connection
+//     (which includes the kernel work done in its context: on veth the forward path through
+//     the node namespace runs in the sender's softirq).
 //
 //   loadgen rr --target IP:PORT [--count N] [--warmup W] [--size B] [--timeout-ms T]
 //     One kept connection: W unmeasured then N measured ping-pongs of B bytes each way.
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,6 +181,18 @@ static double pct_us(const uint32_t *s, size_t n, double p)
 	return s[rank - 1] / 1000.0;
 }
 
+// CPU seconds (user, system) this process has used, all threads.
+static void cpu_seconds(double *user, double *sys)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru)) {
+		*user = *sys = 0;
+		return;
+	}
+	*user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+	*sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static uint32_t clamp_ns(uint64_t ns)
 {
 	return ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
@@ -303,6 +318,8 @@ static int run_conn(double duration_s, long concurrency, long max_conns)
 			return 1;
 		}
 	}
+	double cu0, cs0, cu1, cs1;
+	cpu_seconds(&cu0, &cs0);
 	run_start_ns = now_ns();
 	uint64_t deadline = run_start_ns + (uint64_t)(duration_s * 1e9);
 	for (long i = 0; i < concurrency; i++)
@@ -311,6 +328,7 @@ static int run_conn(double duration_s, long concurrency, long max_conns)
 	for (long i = 0; i < concurrency; i++)
 		pthread_join(ws[i].thread, NULL);
 	uint64_t end = now_ns();
+	cpu_seconds(&cu1, &cs1);
 	double elapsed = (double)(end - run_start_ns) / 1e9;
 
 	uint64_t ok = 0, es = 0, ec = 0, eio = 0;
@@ -357,9 +375,11 @@ static int run_conn(double duration_s, long concurrency, long max_conns)
 	else
 		printf("null");
 	printf(",\"connect_p50_us\":%.1f,\"connect_p99_us\":%.1f,\"connect_max_us\":%.1f,"
-	       "\"txn_p50_us\":%.1f,\"txn_p99_us\":%.1f,\"samples\":%zu}\n",
+	       "\"txn_p50_us\":%.1f,\"txn_p99_us\":%.1f,\"samples\":%zu,"
+	       "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_us_per_conn\":%.2f}\n",
 	       pct_us(cs, ns, 0.50), pct_us(cs, ns, 0.99), pct_us(cs, ns, 1.0),
-	       pct_us(ts, ns, 0.50), pct_us(ts, ns, 0.99), ns);
+	       pct_us(ts, ns, 0.50), pct_us(ts, ns, 0.99), ns, cu1 - cu0, cs1 - cs0,
+	       ok ? (cu1 - cu0 + cs1 - cs0) * 1e6 / (double)ok : -1.0);
 	fflush(stdout);
 	return ok > 0 ? 0 : 1;
 }
@@ -390,8 +410,11 @@ static int run_rr(long count, long warmup)
 	char peer_str[INET_ADDRSTRLEN] = "?";
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0)
 		inet_ntop(AF_INET, &peer.sin_addr, peer_str, sizeof(peer_str));
+	double cu0 = 0, cs0 = 0, cu1, cs1;
 	uint64_t t_start = now_ns();
 	for (long i = 0; i < warmup + count; i++) {
+		if (i == warmup)
+			cpu_seconds(&cu0, &cs0);
 		uint64_t t0 = now_ns();
 		if (send_all(fd, sbuf, (size_t)size) || recv_all(fd, rbuf, (size_t)size)) {
 			fprintf(stderr, "loadgen: ping-pong %ld on %s: %s\n", i, target_str[0],
@@ -404,6 +427,7 @@ static int run_rr(long count, long warmup)
 			lat[i - warmup] = clamp_ns(t1 - t0);
 	}
 	double elapsed = (double)(now_ns() - t_start) / 1e9;
+	cpu_seconds(&cu1, &cs1);
 	close(fd);
 	double sum = 0;
 	for (long i = 0; i < count; i++)
@@ -411,10 +435,11 @@ static int run_rr(long count, long warmup)
 	qsort(lat, (size_t)count, sizeof(uint32_t), cmp_u32);
 	printf("{\"mode\":\"rr\",\"target\":\"%s\",\"peer\":\"%s:%u\",\"size\":%ld,\"count\":%ld,"
 	       "\"warmup\":%ld,\"duration_s\":%.3f,\"p50_us\":%.2f,\"p99_us\":%.2f,"
-	       "\"min_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f}\n",
+	       "\"min_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f,\"cpu_us_per_rr\":%.2f}\n",
 	       target_str[0], peer_str, ntohs(peer.sin_port), size, count, warmup, elapsed,
 	       pct_us(lat, (size_t)count, 0.50), pct_us(lat, (size_t)count, 0.99),
-	       lat[0] / 1000.0, lat[count - 1] / 1000.0, sum / (double)count / 1000.0);
+	       lat[0] / 1000.0, lat[count - 1] / 1000.0, sum / (double)count / 1000.0,
+	       (cu1 - cu0 + cs1 - cs0) * 1e6 / (double)count);
 	fflush(stdout);
 	return 0;
 }

@@ -3,7 +3,7 @@
 // an object that does not validate keeps its last good version; everything else applies.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { loadAll } from 'js-yaml';
 import type { Logger } from '../lib/log.js';
 import { resourceKey, type Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
@@ -95,19 +95,17 @@ export class ManifestsDirSource {
       this.report(name, [{ file: name, errors: [(err as Error).message] }]);
       return;
     }
-    const docs = parseAllDocuments(text);
-    const parseErrors = (Array.isArray(docs) ? docs : [docs]).flatMap((d, i) =>
-      d.errors.map((e) => `document ${i + 1}, line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
-    );
-    if (parseErrors.length || !Array.isArray(docs)) {
+    let docs: unknown[];
+    try {
+      docs = parseManifests(name, text);
+    } catch (err) {
       // We cannot tell which objects the broken text meant: the whole file keeps its last good state.
-      this.report(name, [{ file: name, errors: parseErrors.length ? parseErrors : ['not a YAML stream'] }]);
+      this.report(name, [{ file: name, errors: [(err as Error).message.split('\n')[0] ?? 'unparsable'] }]);
       return;
     }
     const previous = this.store.originResources(name);
     const next = new Map<string, Resource>();
-    for (const doc of docs) {
-      const raw = doc.toJS() as unknown;
+    for (const raw of docs) {
       if (raw === null || raw === undefined) continue;
       for (const item of expandList(raw)) {
         const result = validateResource(item);
@@ -149,6 +147,19 @@ export class ManifestsDirSource {
       }
     }
   }
+}
+
+/** The documents of one file. JSON skips the YAML parser: at 10,000 services the difference is
+ *  seconds of agent start. */
+function parseManifests(name: string, text: string): unknown[] {
+  if (name.endsWith('.json')) {
+    try {
+      return [JSON.parse(text)];
+    } catch (err) {
+      throw new Error(`not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  return loadAll(text);
 }
 
 function expandList(raw: unknown): unknown[] {
