@@ -100,7 +100,9 @@ export class Agent {
     if (!this.writer || !this.source) return;
     const end = this.metrics.syncSeconds.startTimer();
     const compiled = compileServices(this.store.services(), this.store.endpointSlices());
-    for (const note of compiled.notes) this.log.warn(note);
+    // Each note once, when it appears, not on every sync while it stays true.
+    for (const note of compiled.notes) if (!this.notes.has(note)) this.log.warn(note);
+    this.notes = new Set(compiled.notes);
     this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
     try {
       const stats = this.writer.sync(compiled.frontends);
@@ -123,6 +125,7 @@ export class Agent {
   }
 
   private synced = false;
+  private notes = new Set<string>();
   private frontends: Frontend[] = [];
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
