@@ -7,7 +7,7 @@ import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import { compileServices, type Frontend } from '../state/services.js';
+import { ServiceCompiler, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { serveApi } from './api.js';
 import type { AgentConfig } from './config.js';
@@ -30,6 +30,7 @@ export interface AgentStatus {
 
 export class Agent {
   private readonly store = new ResourceStore();
+  private readonly compiler = new ServiceCompiler();
   private readonly metrics = new AgentMetrics();
   private datapath: LoadedDatapath | undefined;
   private writer: LbWriter | undefined;
@@ -99,7 +100,7 @@ export class Agent {
   private sync(): void {
     if (!this.writer || !this.source) return;
     const end = this.metrics.syncSeconds.startTimer();
-    const compiled = compileServices(this.store.services(), this.store.endpointSlices());
+    const compiled = this.compiler.compile(this.store.services(), this.store.endpointSlices());
     // Each note once, when it appears, not on every sync while it stays true.
     for (const note of compiled.notes) if (!this.notes.has(note)) this.log.warn(note);
     this.notes = new Set(compiled.notes);

@@ -37,6 +37,10 @@ export class LbWriter {
   private freeIds: number[] = [];
   private nextId = 1;
   private orphanSlots: { serviceId: number; slot: number }[] = [];
+  /** The Frontend object each service key was last written from: the same object again means
+   *  nothing to do (compilers hand back the same object for an unchanged service). */
+  private writtenFrom = new Map<string, Frontend>();
+  private readonly keyHex = new WeakMap<Frontend, string>();
 
   constructor(
     private readonly services: RawMap,
@@ -50,6 +54,7 @@ export class LbWriter {
    *  after a failed write, so the next diff starts from the truth. */
   private adopt(): void {
     this.view.clear();
+    this.writtenFrom.clear();
     const slotsById = new Map<number, Map<number, L4Addr>>();
     for (const [k, v] of this.backends.entries()) {
       const key = lbBackendKey.decode(k);
@@ -104,13 +109,20 @@ export class LbWriter {
     const svcKeys: Buffer[] = [];
     const svcVals: ServiceValue[] = [];
     const next = new Map<string, ServiceEntry>();
+    const nextFrom = new Map<string, Frontend>();
     const freed: number[] = [];
     const staleSlots = [...this.orphanSlots];
 
     for (const f of frontends) {
-      const keyBuf = encode(lbServiceKey, f.key);
-      const k = hex(keyBuf);
+      let k = this.keyHex.get(f);
+      if (k === undefined) this.keyHex.set(f, (k = hex(encode(lbServiceKey, f.key))));
       const old = this.view.get(k);
+      nextFrom.set(k, f);
+      if (old && this.writtenFrom.get(k) === f) {
+        next.set(k, old);
+        continue;
+      }
+      const keyBuf = Buffer.from(k, 'hex');
       const id = old?.id ?? this.allocateId();
       const slots = placeBackends(old?.slots ?? [], f.backends);
       slots.forEach((b, i) => {
@@ -145,6 +157,7 @@ export class LbWriter {
       throw err;
     }
     this.view = next;
+    this.writtenFrom = nextFrom;
     this.orphanSlots = [];
     this.freeIds.push(...freed);
     return {

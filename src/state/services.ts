@@ -59,52 +59,93 @@ function backendsFor(slices: readonly EndpointSlice[], family: Family, portName:
   return ready.length > 0 ? ready : pick(isServingTerminating);
 }
 
-export function compileServices(services: Iterable<Service>, slices: Iterable<EndpointSlice>): CompiledServices {
-  const bySvc = slicesByService(slices);
+/** One Service's frontends, from its own EndpointSlices. Pure. */
+export function compileService(svc: Service, slices: readonly EndpointSlice[]): CompiledServices {
+  const name = `${svc.metadata.namespace}/${svc.metadata.name}`;
   const frontends: Frontend[] = [];
   const notes: string[] = [];
-  const owners = new Map<string, string>();
-  // Sorted by namespace, then name, so that when two Services claim one address the same one
-  // wins on every node.
-  const order = (s: Service) => [s.metadata.namespace, s.metadata.name] as const;
-  const sorted = [...services].sort((a, b) => {
-    const [na, ma] = order(a);
-    const [nb, mb] = order(b);
-    return na === nb ? (ma < mb ? -1 : ma > mb ? 1 : 0) : na < nb ? -1 : 1;
-  });
-  for (const svc of sorted) {
-    const name = `${svc.metadata.namespace}/${svc.metadata.name}`;
-    if (svc.spec.type === 'ExternalName') continue;
-    const ips = (svc.spec.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== '');
-    const svcSlices = bySvc.get(name) ?? [];
-    for (const ip of ips) {
-      const family = ipFamily(ip);
-      if (!family) continue;
-      for (const p of svc.spec.ports) {
-        if (p.protocol === 'SCTP') {
-          notes.push(`Service ${name} port ${p.port}/SCTP: SCTP is not load-balanced by the socket programs yet`);
-          continue;
-        }
-        let backends = backendsFor(svcSlices, family, p.name ?? '', p.protocol);
-        if (backends.length > MAX_BACKENDS_PER_FRONTEND) {
-          notes.push(`Service ${name} port ${p.port}: ${backends.length} backends, only the first ${MAX_BACKENDS_PER_FRONTEND} are used`);
-          backends = backends.slice(0, MAX_BACKENDS_PER_FRONTEND);
-        }
-        const keyText = `${canonicalIp(ip)} ${p.port}/${p.protocol}`;
-        const owner = owners.get(keyText);
-        if (owner !== undefined) {
-          notes.push(`Service ${name}: ${keyText} is already Service ${owner}'s; ignored`);
-          continue;
-        }
-        owners.set(keyText, name);
-        frontends.push({
-          service: name,
-          portName: p.name ?? '',
-          key: { ip: canonicalIp(ip), port: p.port, proto: p.protocol, family },
-          backends,
-        });
+  if (svc.spec.type === 'ExternalName') return { frontends, notes };
+  for (const ip of (svc.spec.clusterIPs ?? []).filter((x) => x !== 'None' && x !== '')) {
+    const family = ipFamily(ip);
+    if (!family) continue;
+    for (const p of svc.spec.ports) {
+      if (p.protocol === 'SCTP') {
+        notes.push(`Service ${name} port ${p.port}/SCTP: SCTP is not load-balanced by the socket programs yet`);
+        continue;
       }
+      let backends = backendsFor(slices, family, p.name ?? '', p.protocol);
+      if (backends.length > MAX_BACKENDS_PER_FRONTEND) {
+        notes.push(`Service ${name} port ${p.port}: ${backends.length} backends, only the first ${MAX_BACKENDS_PER_FRONTEND} are used`);
+        backends = backends.slice(0, MAX_BACKENDS_PER_FRONTEND);
+      }
+      frontends.push({ service: name, portName: p.name ?? '', key: { ip: canonicalIp(ip), port: p.port, proto: p.protocol, family }, backends });
     }
   }
   return { frontends, notes };
+}
+
+interface CacheEntry {
+  svc: Service;
+  slices: readonly EndpointSlice[];
+  out: CompiledServices;
+  /** "ip port/proto" of each frontend: what two Services may not share. */
+  addrs: string[];
+}
+
+interface Claim {
+  order: string;
+  name: string;
+  frontend: Frontend;
+  losers?: Claim[] | undefined;
+}
+
+const sameList = <T>(a: readonly T[], b: readonly T[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+// namespace, then name: NUL sorts below every character a name may hold.
+const orderKey = (s: Service) => `${s.metadata.namespace}\0${s.metadata.name}`;
+
+/** Compiles all Services, reusing the result of every Service whose object and slices are the
+ *  very objects of the previous call (sources replace an object when it changes), so an edit
+ *  costs the Services it touches plus a linear pass, not a recompilation of everything. */
+export class ServiceCompiler {
+  private cache = new Map<string, CacheEntry>();
+
+  compile(services: Iterable<Service>, slices: Iterable<EndpointSlice>): CompiledServices {
+    const bySvc = slicesByService(slices);
+    const notes: string[] = [];
+    const next = new Map<string, CacheEntry>();
+    // When Services claim one address, the first by namespace, then name, wins, so every
+    // node picks the same one whatever order its sources delivered them in.
+    const claims = new Map<string, Claim>();
+    for (const svc of services) {
+      const name = `${svc.metadata.namespace}/${svc.metadata.name}`;
+      const svcSlices = bySvc.get(name) ?? [];
+      let entry = this.cache.get(name);
+      if (!entry || entry.svc !== svc || !sameList(entry.slices, svcSlices)) {
+        const out = compileService(svc, svcSlices);
+        entry = { svc, slices: svcSlices, out, addrs: out.frontends.map((f) => `${f.key.ip} ${f.key.port}/${f.key.proto}`) };
+      }
+      next.set(name, entry);
+      notes.push(...entry.out.notes);
+      const order = orderKey(svc);
+      entry.out.frontends.forEach((frontend, i) => {
+        const addr = entry.addrs[i]!;
+        const claim = { order, name, frontend };
+        const held = claims.get(addr);
+        if (!held) return void claims.set(addr, claim);
+        (held.losers ??= []).push(held.order < order ? claim : { ...held, losers: undefined });
+        if (held.order > order) Object.assign(held, claim);
+      });
+    }
+    this.cache = next;
+    const conflicts: string[] = [];
+    for (const [addr, c] of claims) {
+      for (const l of c.losers ?? []) conflicts.push(`Service ${l.name}: ${addr} is already Service ${c.name}'s; ignored`);
+    }
+    // Notes in a stable order, whatever order the input came in.
+    return { frontends: [...claims.values()].map((c) => c.frontend), notes: [...notes, ...conflicts].sort() };
+  }
+}
+
+export function compileServices(services: Iterable<Service>, slices: Iterable<EndpointSlice>): CompiledServices {
+  return new ServiceCompiler().compile(services, slices);
 }

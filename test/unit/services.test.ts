@@ -2,7 +2,7 @@
 // turns into, and which backends each one balances over.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileServices, type Frontend } from '../../src/state/services.js';
+import { ServiceCompiler, compileServices, type Frontend } from '../../src/state/services.js';
 import type { Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Protocol, Service, ServicePort } from '../../src/state/resources.js';
 import type { L4Addr } from '../../src/datapath/lb-codecs.js';
 
@@ -274,7 +274,7 @@ describe('compileServices: backends', () => {
     assert.deepEqual(frontend(frontends, 'fd00::10', 80).backends.map((b) => b.ip), ['fd00::1', 'fd00::ab']);
   });
 
-  it('output is sorted and does not depend on the order of the input', () => {
+  it('frontends, their backends (sorted) and notes do not depend on the order of the input', () => {
     const services = [
       WEB,
       service('api', ['10.96.0.11'], [port(443, 'https')], { namespace: 'prod' }),
@@ -287,9 +287,13 @@ describe('compileServices: backends', () => {
       slice('api-1', 'api', 'IPv4', [{ name: 'https', port: 8443, protocol: 'TCP' }], [ep('10.1.0.2'), ep('10.1.0.1')], 'prod'),
       slice('api-1', 'api', 'IPv4', [{ name: 'https', port: 8443, protocol: 'TCP' }], [ep('10.2.0.1')], 'dev'),
     ];
-    const expected = compileServices(services, slices);
-    // Services in namespace/name order: dev/api, default/web, prod/api.
-    assert.deepEqual([...new Set(expected.frontends.map((f) => f.service))], ['default/web', 'dev/api', 'prod/api']);
+    // The frontends' order carries no meaning (the kernel keys them by address): compare as a set.
+    const canonical = (c: ReturnType<typeof compileServices>) => ({
+      ...c,
+      frontends: [...c.frontends].sort((a, b) => (`${a.key.ip} ${a.key.port}` < `${b.key.ip} ${b.key.port}` ? -1 : 1)),
+    });
+    const expected = canonical(compileServices(services, slices));
+    assert.deepEqual([...new Set(expected.frontends.map((f) => f.service))].sort(), ['default/web', 'dev/api', 'prod/api']);
     assert.deepEqual(frontend(expected.frontends, '10.96.0.10', 80).backends.map((b) => b.ip), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
     assert.deepEqual(frontend(expected.frontends, 'fd00::10', 80).backends.map((b) => b.ip), ['fd00::a', 'fd00::b']);
     assert.deepEqual(frontend(expected.frontends, '10.96.0.11', 443).backends.map((b) => b.ip), ['10.1.0.1', '10.1.0.2']);
@@ -304,7 +308,7 @@ describe('compileServices: backends', () => {
     };
     const shuffle = <T>(xs: T[]): T[] => xs.map((x) => [rand(), x] as const).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
     for (let i = 0; i < 20; i++) {
-      const got = compileServices(shuffle(services), shuffle(slices).map((s) => ({ ...s, endpoints: shuffle(s.endpoints) })));
+      const got = canonical(compileServices(shuffle(services), shuffle(slices).map((s) => ({ ...s, endpoints: shuffle(s.endpoints) }))));
       assert.deepEqual(got, expected, `permutation ${i}`);
     }
   });
@@ -317,5 +321,34 @@ describe('compileServices: backends', () => {
       yield slice('web-v4', 'web', 'IPv4', P4, [ep('10.0.0.1')]);
     }
     assert.deepEqual(frontend(compileServices(svcs(), slcs()).frontends, '10.96.0.10', 80).backends, [b4('10.0.0.1', 8080)]);
+  });
+});
+
+describe('ServiceCompiler: incremental compilation', () => {
+  const P = [{ name: 'http', port: 8080, protocol: 'TCP' as const }];
+  const svc = (name: string, ip: string, ns = 'default') => service(name, [ip], [{ name: 'http', port: 80, protocol: 'TCP' }], { namespace: ns });
+
+  it('three Services on one address: the first by namespace, then name, wins, and each loser is named', () => {
+    const out = compileServices([svc('c', '10.96.0.1'), svc('b', '10.96.0.1'), svc('a', '10.96.0.1', 'z')], []);
+    assert.deepEqual(out.frontends.map((f) => f.service), ['default/b']);
+    assert.deepEqual(out.notes, [
+      "Service default/c: 10.96.0.1 80/TCP is already Service default/b's; ignored",
+      "Service z/a: 10.96.0.1 80/TCP is already Service default/b's; ignored",
+    ]);
+  });
+
+  it('reuses the frontends of unchanged Services and recompiles only what changed', () => {
+    const compiler = new ServiceCompiler();
+    const services = [svc('a', '10.96.0.1'), svc('b', '10.96.0.2')];
+    const slices = [slice('a-1', 'a', 'IPv4', P, [ep('10.0.0.1')]), slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.2')])];
+    const first = compiler.compile(services, slices);
+    const changed = [slices[0]!, slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.3')])];
+    const second = compiler.compile(services, changed);
+    assert.equal(frontend(second.frontends, '10.96.0.1', 80), frontend(first.frontends, '10.96.0.1', 80), 'the same object for the unchanged Service');
+    assert.notEqual(frontend(second.frontends, '10.96.0.2', 80), frontend(first.frontends, '10.96.0.2', 80));
+    assert.deepEqual(frontend(second.frontends, '10.96.0.2', 80).backends, [b4('10.0.0.3', 8080)]);
+    // A deleted Service is gone, and comes back fresh.
+    assert.deepEqual(compiler.compile([services[1]!], changed).frontends.map((f) => f.service), ['default/b']);
+    assert.deepEqual(compiler.compile(services, changed), compileServices(services, changed));
   });
 });
