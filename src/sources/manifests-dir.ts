@@ -26,6 +26,8 @@ export class ManifestsDirSource {
   private watcher: fs.FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private poll: NodeJS.Timeout | undefined;
+  /** Per file: each valid object's serialized form, to tell unchanged objects from changed. */
+  private fingerprints = new Map<string, Map<string, string>>();
   /** Current problems, by file; cleared when the file is fixed. */
   readonly problems = new Map<string, ManifestProblem[]>();
 
@@ -73,6 +75,7 @@ export class ManifestsDirSource {
       if (present.has(name)) continue;
       this.files.delete(name);
       this.problems.delete(name);
+      this.fingerprints.delete(name);
       this.store.removeOrigin(name);
       this.log.info('manifest file removed', { file: name });
     }
@@ -104,6 +107,8 @@ export class ManifestsDirSource {
       return;
     }
     const previous = this.store.originResources(name);
+    const previousPrints = this.fingerprints.get(name);
+    const prints = new Map<string, string>();
     const next = new Map<string, Resource>();
     for (const raw of docs) {
       if (raw === null || raw === undefined) continue;
@@ -121,11 +126,20 @@ export class ManifestsDirSource {
           continue;
         }
         const key = resourceKey(result.value);
-        if (next.has(key)) problems.push({ file: name, object: key, errors: ['defined twice in this file; the first wins'] });
-        else next.set(key, result.value);
+        if (next.has(key)) {
+          problems.push({ file: name, object: key, errors: ['defined twice in this file; the first wins'] });
+          continue;
+        }
+        // An object whose content did not change keeps its identity, so the compilers know
+        // to skip it: an edit to one Service in a file of thousands costs one Service.
+        const print = JSON.stringify(result.value);
+        prints.set(key, print);
+        const kept = previousPrints?.get(key) === print ? previous?.get(key) : undefined;
+        next.set(key, kept ?? result.value);
       }
     }
     this.report(name, problems);
+    this.fingerprints.set(name, prints);
     this.store.replaceOrigin(name, next.values());
   }
 

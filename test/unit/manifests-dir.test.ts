@@ -184,6 +184,17 @@ describe('ManifestsDirSource: changes after start', () => {
     assert.ok(changes >= 1);
   });
 
+  it('an edit keeps the identity of the file\'s unchanged objects, so compilers can skip them', async () => {
+    ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 80)}---\n${svcYaml('api', '10.96.0.11', 443)}`);
+    ctx.source.start();
+    const webBefore = service('web');
+    const apiBefore = service('api');
+    ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 80)}---\n${svcYaml('api', '10.96.0.11', 8443)}`);
+    await until(() => portOf('api') === 8443, 'api to move to port 8443');
+    assert.equal(service('web'), webBefore, 'unchanged web is the same object');
+    assert.notEqual(service('api'), apiBefore);
+  });
+
   it('a new file is picked up', async () => {
     ctx.source.start();
     assert.deepEqual(ctx.store.all(), []);
