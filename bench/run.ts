@@ -5,9 +5,9 @@
 //   (c) iptables    the ClusterIP through kube-proxy-shaped iptables rules (measured service last),
 //   (d) nftables    the ClusterIP through kube-proxy-shaped nftables rules,
 // with 1, 1,000 and 10,000 services installed (3 endpoints each; fillers point at unused
-// addresses). At each size every path gets a fresh topology of its own (no TIME_WAIT or
-// conntrack state shared between paths), all are set up side by side, and their runs are
-// interleaved round robin. Prints a table with ratios against (a) and writes
+// addresses). At each size every path gets a fresh world of its own (test/harness/world.ts:
+// no TIME_WAIT or conntrack state shared between paths), all are set up side by side, and
+// their runs are interleaved round robin. Prints a table with ratios against (a) and writes
 // build/bench/results.json. Goals are reported, not asserted.
 //
 // Knobs (environment, or --name=value flags): WEFT_BENCH_SIZES=1,1000,10000
@@ -15,26 +15,16 @@
 // WEFT_BENCH_CONCURRENCY=2 WEFT_BENCH_RR_COUNT=20000 WEFT_BENCH_SYNC=1
 // WEFT_BENCH_CLIENT_CPU / WEFT_BENCH_SERVER_CPU (CPU lists for taskset; "" = no pinning),
 // WEFT_BENCH_WEFTD / WEFT_BENCH_WEFT (agent and CLI programs instead of bin/weftd, bin/weft).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, release, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cgroup2Root } from '../src/datapath/pins.js';
+import { World } from '../test/harness/world.js';
 import { fillerServices, iptablesRestore, nftScript, type KubeService, type RuleOptions } from './kube-proxy-rules.js';
 import { writeManifests, type ManifestService } from './manifests.js';
-import {
-  POD_CIDR,
-  SERVICE_CIDR,
-  Topology,
-  cgroup2Mount,
-  installSignalCleanup,
-  onCleanup,
-  reapStale,
-  run,
-  runAllCleanups,
-  runProc,
-  spawnProc,
-  type Proc,
-} from './topology.js';
+import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -105,6 +95,16 @@ function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
+/** Runs a command on the host (tool checks and versions), throws with its stderr on failure. */
+function run(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${(err.stderr ?? '').trim().split('\n')[0] || err.message}`);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
@@ -148,7 +148,8 @@ interface RrRun {
 }
 
 async function loadgen<T>(topo: Topology, args: string[], timeoutMs: number): Promise<T> {
-  const r = await runProc([LOADGEN, ...args], { name: 'loadgen', netns: topo.client, cgroup: topo.cgroupDir, ...(cfg.clientCpus ? { cpus: cfg.clientCpus } : {}) }, timeoutMs);
+  // In the world's cgroup, so Weft's socket programs see its connects (the other paths ignore it).
+  const r = await topo.world.run(topo.client, [LOADGEN, ...args], { inCgroup: true, timeoutMs, ...(cfg.clientCpus ? { cpus: cfg.clientCpus } : {}) });
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (r.code !== 0 || !line) {
     const why = r.timedOut ? 'timed out' : (r.stderr.trim().split('\n').pop() ?? `exit ${r.signal ?? r.code}`);
@@ -177,7 +178,6 @@ interface PathSetup {
 }
 
 interface Ctx {
-  tag: string;
   work: string;
   iptablesRestoreCmd: string;
   iptablesFlavor: string;
@@ -217,9 +217,10 @@ function procCpuSeconds(pid: number): number | undefined {
   }
 }
 
-async function timed(argv: string[], netns: string, timeoutMs: number, what: string): Promise<number> {
+/** Runs a command in the world's node namespace; returns its wall time in seconds. */
+async function timed(world: World, argv: string[], timeoutMs: number, what: string): Promise<number> {
   const t0 = process.hrtime.bigint();
-  const r = await runProc(argv, { name: what, netns }, timeoutMs);
+  const r = await world.run('node', argv, { timeoutMs });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.code !== 0) {
     const err = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : (r.stderr.trim().split('\n').slice(0, 3).join(' | ') || `exit ${r.signal ?? r.code}`);
@@ -242,7 +243,7 @@ async function setupPath(mode: Mode, size: number, topo: Topology, ctx: Ctx): Pr
     case 'iptables': {
       const file = join(ctx.work, `iptables-${size}.rules`);
       if (!existsSync(file)) writeFileSync(file, iptablesRestore(servicesFor(ctx, size), RULE_OPTS));
-      const secs = await timed([ctx.iptablesRestoreCmd, file], topo.node, 120_000, ctx.iptablesRestoreCmd);
+      const secs = await timed(topo.world, [ctx.iptablesRestoreCmd, file], 120_000, ctx.iptablesRestoreCmd);
       return {
         label: `iptables (${ctx.iptablesFlavor})`,
         connTargets: [VIP],
@@ -256,7 +257,7 @@ async function setupPath(mode: Mode, size: number, topo: Topology, ctx: Ctx): Pr
     case 'nftables': {
       const file = join(ctx.work, `nft-${size}.nft`);
       if (!existsSync(file)) writeFileSync(file, nftScript(servicesFor(ctx, size), RULE_OPTS));
-      const secs = await timed(['nft', '-f', file], topo.node, 600_000, 'nft -f');
+      const secs = await timed(topo.world, ['nft', '-f', file], 600_000, 'nft -f');
       return {
         label: 'nftables',
         connTargets: [VIP],
@@ -276,13 +277,10 @@ async function setupPath(mode: Mode, size: number, topo: Topology, ctx: Ctx): Pr
       const agent: WeftAgent = await startWeft({
         repoRoot: REPO,
         manifestsDir: dir,
-        bpfRoot: `/sys/fs/bpf/wb-${ctx.tag}-weft`,
-        cgroupDir: topo.cgroupDir,
-        netns: topo.node,
+        world: topo.world,
         ...(cfg.serverCpus ? { cpus: cfg.serverCpus } : {}),
         expectClusterIP: SERVICE.clusterIP,
         readyTimeoutMs: 30_000 + size * 3,
-        workDir: ctx.work,
         log,
       });
       const synced = await agent.waitSynced(5_000);
@@ -339,17 +337,15 @@ const LABELS: Record<Mode, string> = {
   nftables: 'nftables',
 };
 
-let topoIndex = 0;
+/** Every world the run made, for the final check that nothing of them is left. */
+const worlds: World[] = [];
 
 async function startEchoServers(topo: Topology): Promise<Proc[]> {
   const procs: Proc[] = [];
   try {
-    for (let i = 0; i < BACKEND_IPS.length; i++) {
-      const p = spawnProc([ECHO, BACKEND_IPS[i]!, String(TARGET_PORT), '--size', '64'], {
-        name: `echo-server ${BACKEND_IPS[i]}`,
-        netns: topo.backendNs[i]!,
-        ...(cfg.serverCpus ? { cpus: cfg.serverCpus } : {}),
-      });
+    for (const pod of topo.backends) {
+      const child = topo.world.spawn(pod, [ECHO, pod.ipv4, String(TARGET_PORT), '--size', '64'], cfg.serverCpus ? { cpus: cfg.serverCpus } : {});
+      const p = watch(child, `echo-server ${pod.ipv4}`);
       procs.push(p);
       await p.waitForLine(/"event":"listening"/, 5000);
     }
@@ -369,8 +365,10 @@ interface Slot {
   rrRuns: RrRun[];
 }
 
-function newTopology(ctx: Ctx): Topology {
-  return Topology.create({ tag: ctx.tag, index: topoIndex++, backends: BACKEND_IPS.length, clientIP: CLIENT_IP, backendIPs: BACKEND_IPS });
+function newTopology(): Topology {
+  const topo = createTopology({ clientIP: CLIENT_IP, backendIPs: BACKEND_IPS });
+  worlds.push(topo.world);
+  return topo;
 }
 
 /** Builds one path in a topology of its own and checks that a few ping-pongs get through. */
@@ -381,7 +379,7 @@ async function prepareSlot(mode: Mode, size: number, ctx: Ctx): Promise<Slot | P
     const why = weftUnavailableReason(REPO);
     if (why) return { ...point, status: 'unavailable', reason: why };
   }
-  const slot: Slot = { point, topo: newTopology(ctx), servers: [], connRuns: [], rrRuns: [] };
+  const slot: Slot = { point, topo: newTopology(), servers: [], connRuns: [], rrRuns: [] };
   try {
     slot.servers = await startEchoServers(slot.topo);
     try {
@@ -415,7 +413,7 @@ async function releaseSlot(slot: Slot): Promise<void> {
   await Promise.all(slot.servers.map((p) => p.stop()));
   slot.servers = [];
   try {
-    slot.topo.destroySync();
+    await slot.topo.world.dispose();
   } catch (e) {
     slot.point.warnings.push(`teardown: ${(e as Error).message}`);
   }
@@ -542,19 +540,19 @@ async function measureSync(ctx: Ctx): Promise<SyncResult> {
   const svcs: ManifestService[] = fillerServices({ count: n, firstClusterIP: '10.100.0.1', firstEndpointIP: '10.160.0.1', endpointsPerService: per, port: 80, targetPort: TARGET_PORT, namespace: 'sync' }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
   writeManifests(dir, svcs);
   const last = svcs[svcs.length - 1]!;
-  const topo = newTopology(ctx);
+  // Only the node namespace and the cgroup are needed: no pods.
+  let world: World | undefined;
   let agent: WeftAgent | undefined;
   try {
+    world = World.create({ kind: 'bench' });
+    worlds.push(world);
     agent = await startWeft({
       repoRoot: REPO,
       manifestsDir: dir,
-      bpfRoot: `/sys/fs/bpf/wb-${ctx.tag}-weft`,
-      cgroupDir: topo.cgroupDir,
-      netns: topo.node,
+      world,
       // Not pinned: nothing is measured alongside, the agent may use every CPU.
       expectClusterIP: last.clusterIP,
       readyTimeoutMs: 120_000,
-      workDir: ctx.work,
       log,
     });
     const synced = await agent.waitSynced(30_000);
@@ -584,7 +582,7 @@ async function measureSync(ctx: Ctx): Promise<SyncResult> {
   } finally {
     if (agent) base.warnings.push(...(await agent.stop()));
     try {
-      topo.destroySync();
+      await world?.dispose();
     } catch (e) {
       base.warnings.push(`teardown: ${(e as Error).message}`);
     }
@@ -762,33 +760,23 @@ function preflight(): Ctx {
     const v = toolVersion('iptables-restore', ['--version']);
     flavor = /nf_tables/.test(v) ? 'iptables-nft' : /legacy/.test(v) ? 'legacy' : v;
   }
-  cgroup2Mount(); // throws if absent
-  const tag = process.pid.toString(36);
-  const work = mkdtempSync(join(tmpdir(), `wb-${tag}-`));
-  onCleanup(`remove ${work}`, () => rmSync(work, { recursive: true, force: true }));
-  return { tag, work, iptablesRestoreCmd: restore, iptablesFlavor: flavor, services: new Map() };
+  cgroup2Root(); // throws if absent
+  return { work: createWorkDir(log), iptablesRestoreCmd: restore, iptablesFlavor: flavor, services: new Map() };
 }
 
-function verifyClean(tag: string): string[] {
-  const left: string[] = [];
-  try {
-    for (const l of run('ip', ['netns', 'list']).split('\n')) if (l.startsWith(`wb-${tag}-`)) left.push(`netns ${l.split(' ')[0]}`);
-  } catch {
-    /* ignore */
+/** On SIGINT/SIGTERM/SIGHUP: exit 128+signal; the exit handlers remove every live world (its
+ *  processes, namespaces with their rules, cgroup, pins) and the work directory. */
+function exitOnSignals(): void {
+  for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+    process.once(sig, () => {
+      log(`bench: ${sig}: cleaning up`);
+      process.exit(128 + num);
+    });
   }
-  try {
-    const cg = cgroup2Mount();
-    for (let i = 0; i < topoIndex; i++) if (existsSync(join(cg, `wb-${tag}-${i}`))) left.push(`cgroup ${join(cg, `wb-${tag}-${i}`)}`);
-  } catch {
-    /* ignore */
-  }
-  if (existsSync(`/sys/fs/bpf/wb-${tag}-weft`)) left.push(`/sys/fs/bpf/wb-${tag}-weft`);
-  return left;
 }
 
 async function main(): Promise<void> {
-  installSignalCleanup(log);
-  reapStale(log);
+  exitOnSignals();
   const ctx = preflight();
   const started = Date.now();
   log(`bench: sizes ${cfg.sizes.join(', ')}; paths ${cfg.modes.join(', ')}; ${cfg.runs} runs × conn ${cfg.connSeconds} s (c=${cfg.concurrency}) and rr ${cfg.rrCount} × 64 B; client CPU ${cfg.clientCpus || 'any'}, servers CPU ${cfg.serverCpus || 'any'}; iptables: ${ctx.iptablesRestoreCmd}`);
@@ -796,14 +784,15 @@ async function main(): Promise<void> {
   let sync: SyncResult | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
-    if (cfg.sync && cfg.modes.includes('weft')) {
+    // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
+    if (cfg.sync) {
       log(`bench: full sync of ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} backends into Weft`);
       sync = await measureSync(ctx);
       log(`bench: full sync: ${sync.status === 'ok' ? syncText(sync) : `unavailable (${sync.reason})`}`);
     }
   } finally {
-    const errs = runAllCleanups();
-    for (const e of errs) log(`bench: cleanup: ${e}`);
+    for (const w of worlds) w.disposeSync(); // already disposed unless something threw
+    rmSync(ctx.work, { recursive: true, force: true });
   }
 
   for (const p of points) {
@@ -816,7 +805,7 @@ async function main(): Promise<void> {
     };
   }
   const gs = goals(points, sync);
-  const leftovers = verifyClean(ctx.tag);
+  const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
   process.stdout.write(`\n${header}\n${table(points)}\n`);
@@ -855,6 +844,6 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   log(`bench: ${(e as Error).stack ?? String(e)}`);
-  for (const err of runAllCleanups()) log(`bench: cleanup: ${err}`);
+  for (const w of worlds) w.disposeSync();
   process.exitCode = 1;
 });

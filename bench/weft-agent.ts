@@ -1,25 +1,23 @@
 // Starting and stopping weftd for the bench, tolerant of an agent that is not ready yet:
 // every failure becomes an Error whose message says why, for the table's "unavailable" cell.
+// The agent and the CLI run in the world's node namespace, with the world's pin root and
+// cgroup; if the bench dies, the world's cleanup kills the agent and removes its pins.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { isBpffs, killPidSync, onCleanup, run, runProc, spawnProc, type Proc } from './topology.js';
+import type { World } from '../test/harness/world.js';
+import { watch, type Proc } from './topology.js';
 
 export interface WeftOptions {
   repoRoot: string;
   manifestsDir: string;
-  /** A directory under /sys/fs/bpf used as --bpf-root; removed on stop. */
-  bpfRoot: string;
-  cgroupDir: string;
-  /** Network namespace the agent and CLI run in (the node). */
-  netns: string;
+  /** The agent runs in its node namespace, attaches to its cgroup, pins under its bpfRoot
+   *  (removed on stop) and keeps its state in its stateDir. */
+  world: World;
   cpus?: string;
   /** The agent is ready when `service list` shows this address (or it logs "datapath synced"). */
   expectClusterIP: string;
   readyTimeoutMs: number;
-  /** Parent directory for the agent's --state-dir (a fresh subdirectory is made). */
-  workDir?: string;
   log: (m: string) => void;
 }
 
@@ -82,9 +80,15 @@ export function weftUnavailableReason(repoRoot: string): string | undefined {
 
 /** Mounts bpffs at /sys/fs/bpf if it is not mounted (left mounted: others may use it). */
 export function ensureBpffs(log: (m: string) => void): void {
-  if (isBpffs('/sys/fs/bpf')) return;
+  const mounted = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => {
+      const f = l.split(' ');
+      return f[1] === '/sys/fs/bpf' && f[2] === 'bpf';
+    });
+  if (mounted) return;
   log('bench: mounting bpffs at /sys/fs/bpf');
-  run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+  execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 function removePins(bpfRoot: string): string | undefined {
@@ -99,41 +103,25 @@ function removePins(bpfRoot: string): string | undefined {
   return left.length > 0 ? `uninstall left ${left.length} pins under ${bpfRoot} (removed): ${left.slice(0, 5).join(', ')}` : undefined;
 }
 
-function uninstallSync(repoRoot: string, netns: string, bpfRoot: string, stateDir: string): void {
-  const { weft } = binaries(repoRoot);
-  try {
-    execFileSync('nsenter', [`--net=/run/netns/${netns}`, '--', weft, '--bpf-root', bpfRoot, '--state-dir', stateDir, 'uninstall'], {
-      stdio: 'ignore',
-      timeout: 30_000,
-    });
-  } catch {
-    /* fall through to removing pins */
-  }
-  removePins(bpfRoot);
-  rmSync(stateDir, { recursive: true, force: true });
-}
-
 /** Starts weftd and waits until it serves the expected service. Throws with a reason. */
 export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
   const reason = weftUnavailableReason(o.repoRoot);
   if (reason) throw new Error(reason);
   ensureBpffs(o.log);
   const { weftd, weft } = binaries(o.repoRoot);
-  const stateDir = mkdtempSync(join(o.workDir ?? tmpdir(), 'wb-weft-state-'));
-  mkdirSync(o.bpfRoot, { recursive: true });
-  // Signal path: kill, uninstall, remove pins and state, synchronously.
-  let procPid = 0;
-  const unregister = onCleanup(`weftd ${o.bpfRoot}`, () => {
-    if (procPid) killPidSync(procPid, 5000);
-    uninstallSync(o.repoRoot, o.netns, o.bpfRoot, stateDir);
-  });
+  const { world } = o;
+  const bpfRoot = world.bpfRoot;
+  const stateDir = mkdtempSync(join(world.stateDir, 'weftd-'));
+  mkdirSync(bpfRoot, { recursive: true });
+  const cli = (args: string[], timeoutMs: number) => world.run('node', [weft, '--state-dir', stateDir, '--bpf-root', bpfRoot, ...args], { timeoutMs });
   const t0 = process.hrtime.bigint();
   const since = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
-  const proc = spawnProc(
-    [weftd, '--source', `dir:${o.manifestsDir}`, '--bpf-root', o.bpfRoot, '--cgroup', o.cgroupDir, '--state-dir', stateDir],
-    { name: 'weftd', netns: o.netns, ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) },
+  const proc = watch(
+    world.spawn('node', [weftd, '--source', `dir:${o.manifestsDir}`, '--bpf-root', bpfRoot, '--cgroup', world.cgroupDir, '--state-dir', stateDir], {
+      ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
+    }),
+    'weftd',
   );
-  procPid = proc.pid;
   let syncedSeconds: number | undefined;
   void proc.waitForLine(SYNCED, o.readyTimeoutMs + 60_000).then(
     () => {
@@ -153,22 +141,21 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
   };
 
   const listServices = async (): Promise<string> => {
-    const cli = await runProc([weft, '--state-dir', stateDir, '--bpf-root', o.bpfRoot, 'service', 'list', '-o', 'json'], { name: 'weft service list', netns: o.netns }, 30_000);
-    if (cli.code !== 0) throw new Error(`weft service list: ${(cli.stderr || cli.stdout).trim().split('\n').slice(-1)[0] ?? `exit ${cli.code}`}`);
-    return cli.stdout;
+    const r = await cli(['service', 'list', '-o', 'json'], 30_000);
+    if (r.code !== 0) throw new Error(`weft service list: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `exit ${r.code}`}`);
+    return r.stdout;
   };
 
   const stop = async (): Promise<string[]> => {
     const warnings: string[] = [];
     await proc.stop(10_000);
-    const un = await runProc([weft, '--bpf-root', o.bpfRoot, '--state-dir', stateDir, 'uninstall'], { name: 'weft uninstall', netns: o.netns }, 30_000);
+    const un = await cli(['uninstall'], 30_000);
     if (un.code !== 0) {
       warnings.push(`weft uninstall exited ${un.timedOut ? 'by timeout' : (un.signal ?? un.code)}: ${(un.stderr || un.stdout).trim().split('\n').slice(-2).join(' | ')}`);
     }
-    const left = removePins(o.bpfRoot);
+    const left = removePins(bpfRoot);
     if (left) warnings.push(left);
     rmSync(stateDir, { recursive: true, force: true });
-    unregister();
     return warnings;
   };
 
@@ -184,11 +171,11 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
         syncedSeconds ??= since();
         return { proc, stateDir, readySeconds: syncedSeconds, syncedSeconds, readyBy: 'datapath-synced', waitSynced, listServices, stop };
       }
-      const cli = await runProc([weft, '--state-dir', stateDir, '--bpf-root', o.bpfRoot, 'service', 'list', '-o', 'json'], { name: 'weft service list', netns: o.netns }, 5_000);
-      if (cli.code === 0 && cli.stdout.includes(o.expectClusterIP)) {
+      const r = await cli(['service', 'list', '-o', 'json'], 5_000);
+      if (r.code === 0 && r.stdout.includes(o.expectClusterIP)) {
         return { proc, stateDir, readySeconds: since(), syncedSeconds, readyBy: 'service-list', waitSynced, listServices, stop };
       }
-      lastCli = (cli.stderr || cli.stdout).trim().split('\n').slice(-1)[0] ?? '';
+      lastCli = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? '';
       if (Date.now() > deadline) {
         throw new Error(`not ready after ${o.readyTimeoutMs / 1000} s (last CLI: ${lastCli.slice(0, 160) || 'no output'}; agent: ${proc.lines.slice(-1)[0]?.slice(0, 160) ?? 'no output'})`);
       }

@@ -1,7 +1,8 @@
-// A world for one test file: a node namespace that routes, pod namespaces joined to it by veths,
-// a cgroup v2 child for the socket programs, a bpffs pin root and a state directory, all of its
-// own. Everything it makes is recorded, and removed by dispose() (also on SIGINT/SIGTERM and
-// at exit, and by the next world if this process died before it could clean up).
+// A world for one test file (or one bench point): a node namespace that routes, pod namespaces
+// joined to it by veths, a cgroup v2 child for the socket programs, a bpffs pin root and a state
+// directory, all of its own. Everything it makes is recorded, and removed by dispose() (also on
+// SIGINT/SIGTERM and at exit, and by the next world if this process died before it could clean
+// up). Whatever runs inside its namespaces (iptables and nftables rules, sysctls) goes with them.
 //
 // Addressing, as a routed CNI would do it: each pod has a /32 and /128 on eth0 and routes only
 // to the pod prefixes, through a link-local gateway on the node side of its veth. No pod has a
@@ -34,6 +35,36 @@ export interface WorldOptions {
   name?: string;
   keep?: boolean;
   bpfRoot?: string;
+  /** What the world is for, a short lowercase word ('test' unless given, 'bench' for make
+   *  bench): its cgroup, pin root and state directory are weft-<kind>-<id>, and an unnamed
+   *  world's namespaces and interfaces w<first letter><id>-* (wt1a2b-node, wb1a2b-node). */
+  kind?: string;
+}
+
+export interface PodOptions {
+  /** The pod's IPv4 address, inside POD_CIDR4 (otherwise the next 10.244.0.x). */
+  ipv4?: string;
+  /** The pod's IPv6 address, inside POD_CIDR6 (otherwise the next fd00:10:244::x). */
+  ipv6?: string;
+}
+
+export interface WorldSpawnOptions {
+  /** Put the process in the world's cgroup before it creates any socket. */
+  inCgroup?: boolean;
+  /** CPU list for taskset (e.g. '1' or '0,2-3'): the process runs only there. */
+  cpus?: string;
+  stdio?: SpawnOptions['stdio'];
+  env?: NodeJS.ProcessEnv;
+  detached?: boolean;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Killed because it ran longer than timeoutMs. */
+  timedOut: boolean;
 }
 
 interface Record_ {
@@ -90,13 +121,15 @@ export class World {
 
   private constructor(opts: WorldOptions) {
     World.sweep();
+    const kind = opts.kind ?? 'test';
+    if (!/^[a-z][a-z0-9]{0,9}$/.test(kind)) throw new Error(`world kind ${JSON.stringify(kind)}: expected a short lowercase word`);
     this.keep = opts.keep ?? false;
-    this.id = opts.name ?? randomBytes(2).toString('hex');
-    this.prefix = opts.name ? `w${opts.name}` : `wt${this.id}`;
+    this.id = World.claimId(opts.name, this.keep);
+    this.prefix = opts.name ? `w${opts.name}` : `w${kind[0]}${this.id}`;
     this.nodeNetns = `${this.prefix}-node`;
-    this.cgroupDir = path.join(cgroup2Root(), `weft-test-${this.id}`);
-    this.bpfRoot = opts.bpfRoot ?? `/sys/fs/bpf/weft-test-${this.id}`;
-    this.stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `weft-test-${this.id}-`));
+    this.cgroupDir = path.join(cgroup2Root(), `weft-${kind}-${this.id}`);
+    this.bpfRoot = opts.bpfRoot ?? `/sys/fs/bpf/weft-${kind}-${this.id}`;
+    this.stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `weft-${kind}-${this.id}-`));
     this.record();
     if (!this.keep) {
       process.once('SIGINT', this.onSignal);
@@ -124,6 +157,24 @@ export class World {
       throw err;
     }
     return w;
+  }
+
+  /** Takes an id no other world uses: creating its registry record claims it (atomically, so
+   *  two processes starting worlds at once never share one). */
+  private static claimId(name: string | undefined, keep: boolean): string {
+    fs.mkdirSync(REGISTRY, { recursive: true });
+    for (let attempt = 0; ; attempt++) {
+      const id = name ?? randomBytes(2).toString('hex');
+      try {
+        // A placeholder until record(): its owner is alive, so no sweep touches it.
+        fs.writeFileSync(path.join(REGISTRY, `${id}.json`), JSON.stringify({ pid: process.pid, keep, netns: [] }), { flag: 'wx' });
+        return id;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        if (name !== undefined) throw new Error(`a world named ${name} exists already (remove it first)`);
+        if (attempt >= 100) throw new Error(`no free world id in ${REGISTRY}`);
+      }
+    }
   }
 
   /** Removes what worlds of dead test processes left behind. */
@@ -172,11 +223,14 @@ export class World {
   }
 
   private static removeRecorded(rec: Record_): void {
-    for (const pid of rec.pids ?? []) {
-      try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
-    }
+    // Processes outside the namespaces (the demo's agent) get a clean stop, bounded to 5 s.
+    const extra = (rec.pids ?? []).filter((pid) => {
+      try { process.kill(pid, 'SIGTERM'); return true; } catch { return false; }
+    });
+    for (let i = 0; i < 100 && extra.some(pidAlive); i++) execFileSync('sleep', ['0.05']);
+    for (const pid of extra.filter(pidAlive)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     // Processes in the cgroup first (they may hold the namespaces and sockets).
-    if (fs.existsSync(rec.cgroup)) {
+    if (rec.cgroup && fs.existsSync(rec.cgroup)) {
       try {
         fs.writeFileSync(path.join(rec.cgroup, 'cgroup.kill'), '1');
       } catch {
@@ -193,27 +247,53 @@ export class World {
         }
       }
     }
-    for (const ns of rec.netns) {
+    for (const ns of rec.netns ?? []) {
       // Processes left in a namespace (a backend spawned outside the cgroup) die with it.
       const pids = sh('ip', ['netns', 'pids', ns], { ignoreError: true }).split('\n').filter(Boolean);
       for (const pid of pids) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
       sh('ip', ['netns', 'del', ns], { ignoreError: true });
     }
-    try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
-    fs.rmSync(rec.stateDir, { recursive: true, force: true });
+    if (rec.bpfRoot) try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
+    if (rec.stateDir) fs.rmSync(rec.stateDir, { recursive: true, force: true });
   }
 
-  /** Creates a pod: a namespace with eth0, a /32 and a /128, routes to the pod prefixes only. */
-  addPod(name: string): Pod {
+  /** What of this world still exists (namespaces, cgroup, pins, state, registry record):
+   *  nothing once dispose() has run. For callers that verify their cleanup. */
+  leftovers(): string[] {
+    const left: string[] = [];
+    for (const ns of [this.nodeNetns, ...[...this.pods.values()].map((p) => p.netns)]) {
+      if (fs.existsSync(`/run/netns/${ns}`)) left.push(`netns ${ns}`);
+    }
+    if (fs.existsSync(this.cgroupDir)) left.push(`cgroup ${this.cgroupDir}`);
+    if (fs.existsSync(this.bpfRoot)) left.push(`pins ${this.bpfRoot}`);
+    if (fs.existsSync(this.stateDir)) left.push(`state ${this.stateDir}`);
+    const rec = path.join(REGISTRY, `${this.id}.json`);
+    if (fs.existsSync(rec)) left.push(`record ${rec}`);
+    return left;
+  }
+
+  /** Creates a pod: a namespace with eth0, a /32 and a /128, routes to the pod prefixes only.
+   *  Addresses are the next free ones unless given. */
+  addPod(name: string, opts: PodOptions = {}): Pod {
+    if (this.pods.has(name)) throw new Error(`a pod named ${name} exists already`);
     const n = ++this.podIndex;
     if (n > 250) throw new Error('a world holds at most 250 pods');
     const pod: Pod = {
       name,
       netns: `${this.prefix}-${name}`,
-      ipv4: `10.244.0.${n + 1}`,
-      ipv6: `fd00:10:244::${(n + 1).toString(16)}`,
+      ipv4: opts.ipv4 ?? `10.244.0.${n + 1}`,
+      ipv6: opts.ipv6 ?? `fd00:10:244::${(n + 1).toString(16)}`,
       hostVeth: `${this.prefix}h${n}`,
     };
+    if (!/^10\.244\.\d{1,3}\.\d{1,3}$/.test(pod.ipv4) || pod.ipv4.split('.').some((o) => Number(o) > 255)) {
+      throw new Error(`pod ${name}: ${pod.ipv4} is not an IPv4 address in ${POD_CIDR4}`);
+    }
+    if (!/^fd00:10:244::[0-9a-f]{1,4}$/i.test(pod.ipv6)) throw new Error(`pod ${name}: ${pod.ipv6} is not an address in ${POD_CIDR6}`);
+    for (const other of this.pods.values()) {
+      if (other.ipv4 === pod.ipv4 || other.ipv6.toLowerCase() === pod.ipv6.toLowerCase()) {
+        throw new Error(`pod ${name}: ${other.ipv4 === pod.ipv4 ? pod.ipv4 : pod.ipv6} is pod ${other.name}'s address`);
+      }
+    }
     this.pods.set(name, pod);
     sh('ip', ['netns', 'add', pod.netns]);
     this.record();
@@ -237,20 +317,34 @@ export class World {
     return pod;
   }
 
-  /** Adds a route in a pod (the bench sends a service CIDR to the node for iptables). */
+  /** Adds a route in a pod via the node (e.g. a service CIDR, for rules in the node namespace
+   *  that translate it: a pod has no route for it otherwise). */
   addPodRoute(pod: Pod, prefix: string): void {
     const v6 = prefix.includes(':');
     sh('ip', [...(v6 ? ['-6'] : []), 'route', 'add', prefix, 'via', v6 ? GW6 : GW4, 'dev', 'eth0'], { netns: pod.netns });
   }
 
+  /** Sets sysctls of one namespace (a pod's or the node's), e.g.
+   *  { 'net.ipv4.tcp_tw_reuse': 1 }. Only per-namespace settings change: never the host's. */
+  setSysctls(where: Pod | 'node', settings: Record<string, string | number>): void {
+    const kv = Object.entries(settings).map(([k, v]) => {
+      if (!/^net\.[\w.-]+$/.test(k)) throw new Error(`sysctl ${k}: only net.* settings are per namespace`);
+      return `${k}=${v}`;
+    });
+    if (kv.length > 0) sh('sysctl', ['-qw', ...kv], { netns: where === 'node' ? this.nodeNetns : where.netns });
+  }
+
   /** Runs a command in a namespace; inCgroup puts it in the world's cgroup before it creates
-   *  any socket (a socket's cgroup is fixed at creation). `nsenter --net` keeps the mount
-   *  namespace, so bpffs and cgroupfs stay visible. */
-  spawn(where: Where, argv: string[], opts: { inCgroup?: boolean; stdio?: SpawnOptions['stdio']; env?: NodeJS.ProcessEnv; detached?: boolean } = {}): ChildProcess {
+   *  any socket (a socket's cgroup is fixed at creation); cpus pins it with taskset.
+   *  `nsenter --net` keeps the mount namespace, so bpffs and cgroupfs stay visible. The
+   *  process is killed when the world goes, if it is still running. */
+  spawn(where: Where, argv: string[], opts: WorldSpawnOptions = {}): ChildProcess {
     const netns = where === 'host' ? undefined : where === 'node' ? this.nodeNetns : where.netns;
     const enter = netns ? ['nsenter', `--net=/run/netns/${netns}`] : [];
+    if (opts.cpus !== undefined && !/^\d+([-,]\d+)*$/.test(opts.cpus)) throw new Error(`cpus ${JSON.stringify(opts.cpus)}: expected a CPU list such as 1 or 0,2-3`);
+    const pin = opts.cpus !== undefined ? ['taskset', '-c', opts.cpus] : [];
     const join = opts.inCgroup ? `echo $$ > ${this.cgroupDir}/cgroup.procs && ` : '';
-    const child = spawn('sh', ['-c', `${join}exec "$@"`, 'sh', ...enter, ...argv], {
+    const child = spawn('sh', ['-c', `${join}exec "$@"`, 'sh', ...enter, ...pin, ...argv], {
       stdio: opts.stdio ?? ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
       detached: opts.detached ?? false,
@@ -260,18 +354,24 @@ export class World {
     return child;
   }
 
-  /** Runs to completion, bounded by timeoutMs; resolves with the exit code and output. */
-  run(where: Where, argv: string[], opts: { inCgroup?: boolean; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = this.spawn(where, argv, { inCgroup: opts.inCgroup ?? false });
+  /** Runs to completion, bounded by timeoutMs (then SIGKILL); resolves with the exit code,
+   *  the signal and the output. */
+  run(where: Where, argv: string[], opts: { inCgroup?: boolean; cpus?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+    const { timeoutMs = 20_000, ...spawnOpts } = opts;
+    const child = this.spawn(where, argv, spawnOpts);
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     return new Promise((resolve) => {
-      child.once('close', (code) => {
+      child.once('close', (code, signal) => {
         clearTimeout(timer);
-        resolve({ code, stdout, stderr });
+        resolve({ code, signal, stdout, stderr, timedOut });
       });
     });
   }
