@@ -40,6 +40,11 @@ export class Agent {
   private readonly startedAt = new Date().toISOString();
   private lastSync: AgentStatus['lastSync'];
   private readonly cgroup: string;
+  /** True once the first complete view of the source is in the kernel. */
+  private synced = false;
+  private notes = new Set<string>();
+  /** What the last good sync wrote, for the names the API gives the CLI. */
+  private frontends: Frontend[] = [];
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -124,10 +129,6 @@ export class Agent {
       this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message });
     }
   }
-
-  private synced = false;
-  private notes = new Set<string>();
-  private frontends: Frontend[] = [];
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
   private frontendNames() {
