@@ -691,21 +691,25 @@ function goals(points: Point[], sync: SyncResult | undefined): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
-  const weftVsDirect: string[] = [];
-  let ok = true;
-  let known = true;
-  for (const size of cfg.sizes) {
-    const w = rate(get('weft', size));
-    const d = rate(get('direct', size));
-    if (w === undefined || d === undefined) {
-      known = false;
-      weftVsDirect.push(`${size}: n/a`);
-      continue;
+  // weft's rate over another path's at every size, met when `pass` holds at each.
+  const atEverySize = (goal: string, other: Mode, pass: (ratio: number) => boolean): Goal => {
+    const detail: string[] = [];
+    let ok = true;
+    let known = true;
+    for (const size of cfg.sizes) {
+      const w = rate(get('weft', size));
+      const o = rate(get(other, size));
+      if (w === undefined || o === undefined) {
+        known = false;
+        detail.push(`${size}: n/a`);
+        continue;
+      }
+      detail.push(`${size}: ${(w / o).toFixed(3)}x`);
+      if (!pass(w / o)) ok = false;
     }
-    weftVsDirect.push(`${size}: ${(w / d).toFixed(3)}x`);
-    if (w / d < 0.97) ok = false;
-  }
-  out.push({ goal: 'weft ≥ 0.97x direct (new conn/s) at every size', status: !known ? 'n/a' : ok ? 'met' : 'missed', detail: weftVsDirect.join(', ') });
+    return { goal, status: !known ? 'n/a' : ok ? 'met' : 'missed', detail: detail.join(', ') };
+  };
+  out.push(atEverySize('weft ≥ 0.97x direct (new conn/s) at every size', 'direct', (r) => r >= 0.97));
   const big = Math.max(...cfg.sizes);
   const w10 = rate(get('weft', big));
   const i10 = rate(get('iptables', big));
@@ -714,21 +718,7 @@ function goals(points: Point[], sync: SyncResult | undefined): Goal[] {
     status: w10 === undefined || i10 === undefined ? 'n/a' : w10 / i10 >= 2.5 ? 'met' : 'missed',
     detail: w10 === undefined || i10 === undefined ? 'n/a' : `${(w10 / i10).toFixed(3)}x`,
   });
-  const vsNft: string[] = [];
-  ok = true;
-  known = true;
-  for (const size of cfg.sizes) {
-    const w = rate(get('weft', size));
-    const n = rate(get('nftables', size));
-    if (w === undefined || n === undefined) {
-      known = false;
-      vsNft.push(`${size}: n/a`);
-      continue;
-    }
-    vsNft.push(`${size}: ${(w / n).toFixed(3)}x`);
-    if (w <= n) ok = false;
-  }
-  out.push({ goal: 'weft ahead of nftables at every size', status: !known ? 'n/a' : ok ? 'met' : 'missed', detail: vsNft.join(', ') });
+  out.push(atEverySize('weft ahead of nftables at every size', 'nftables', (r) => r > 1));
   const s = sync?.writerSeconds ?? sync?.syncedSeconds ?? sync?.readySeconds;
   const how = sync?.writerSeconds !== undefined ? 'lb-writer time logged by the agent' : sync?.syncedSeconds !== undefined ? 'agent start → "datapath synced"' : 'agent start → service listed';
   out.push({
