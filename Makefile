@@ -11,12 +11,14 @@ ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
               -I$(BUILD)/include -Ibpf/include
 TEST_BPF_OBJS := $(patsubst test/fixtures/bpf/%.c,$(BUILD)/test-bpf/%.o,$(wildcard test/fixtures/bpf/*.c))
+NATIVE_SRCS := $(wildcard native/*.c)
+NATIVE_HDRS := $(wildcard native/*.h)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
 TS_SRCS    := $(shell find src test bench -name '*.ts' 2>/dev/null)
 
-.PHONY: all deps bpf ts bench-bins run stop test test-unit test-datapath bench clean
+.PHONY: all deps bpf ts native bench-bins run stop test test-unit test-datapath bench clean
 
-all: deps bpf ts bench-bins
+all: deps bpf native ts bench-bins
 
 deps:
 	@bash scripts/ensure-tools.sh
@@ -40,6 +42,13 @@ $(BUILD)/bin/%: bench/%.c
 	cc -O2 -Wall -Werror -pthread -o $@ $<
 
 bench-bins: $(BENCH_BINS)
+
+# The CNI plugin runs on hosts without Node.js and without our libraries: link it statically.
+$(BUILD)/bin/weft-cni: $(NATIVE_SRCS) $(NATIVE_HDRS)
+	@mkdir -p $(dir $@)
+	$(if $(NATIVE_SRCS),cc -O2 -Wall -Wextra -Werror -static -o $@ $(NATIVE_SRCS),@true)
+
+native: $(if $(NATIVE_SRCS),$(BUILD)/bin/weft-cni)
 
 $(BUILD)/js/.stamp: $(TS_SRCS) tsconfig.json package-lock.json | deps
 	tsc -p .
