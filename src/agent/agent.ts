@@ -10,6 +10,8 @@ import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import { ServiceCompiler, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { serveApi } from './api.js';
+import { cniRoutes } from './cni-api.js';
+import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 
@@ -26,6 +28,8 @@ export interface AgentStatus {
   synced: boolean;
   lastSync?: { at: string; stats?: SyncStats; error?: string };
   problems: { file: string; object?: string; errors: string[] }[];
+  endpoints: number;
+  podCidrs: { cidr: string; used: number; capacity: string }[];
 }
 
 export class Agent {
@@ -35,6 +39,7 @@ export class Agent {
   private datapath: LoadedDatapath | undefined;
   private writer: LbWriter | undefined;
   private source: ManifestsDirSource | undefined;
+  private endpoints: EndpointRegistry | undefined;
   private servers: http.Server[] = [];
   private pending: NodeJS.Immediate | undefined;
   private readonly startedAt = new Date().toISOString();
@@ -77,10 +82,15 @@ export class Agent {
     this.sync();
     this.store.on('change', () => this.scheduleSync());
 
+    this.endpoints = EndpointRegistry.load(cfg.stateDir, cfg.podCidrs, log);
+    log.info('endpoints restored', { endpoints: this.endpoints.list().length, pod_cidrs: cfg.podCidrs.join(',') || undefined });
+
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
+        'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
+        ...cniRoutes(this.endpoints, undefined, log),
         'GET /healthz': () => ({ ok: true }),
       }),
     );
@@ -151,6 +161,8 @@ export class Agent {
       synced: this.synced,
       ...(this.lastSync && { lastSync: this.lastSync }),
       problems: [...(this.source?.problems.values() ?? [])].flat(),
+      endpoints: this.endpoints?.list().length ?? 0,
+      podCidrs: this.endpoints?.poolUsage() ?? [],
     };
   }
 

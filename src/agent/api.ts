@@ -12,6 +12,16 @@ export class HttpError extends Error {
   }
 }
 
+/** An error's HTTP status and body: CNI errors carry their CNI code for the plugin to print. */
+function errorReply(err: unknown): [number, Record<string, unknown>] {
+  const message = (err as Error).message;
+  const cniCode = (err as { cniCode?: unknown }).cniCode;
+  if (typeof cniCode === 'number') return [cniCode === 11 ? 503 : cniCode === 100 ? 409 : 400, { error: message, cniCode }];
+  return [err instanceof HttpError ? err.status : 500, { error: message }];
+}
+
+const MAX_BODY = 1 << 20;
+
 export async function serveApi(socketPath: string, routes: Record<string, Handler>): Promise<http.Server> {
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
   // A socket file left by a killed agent would make listen fail with EADDRINUSE.
@@ -26,11 +36,22 @@ export async function serveApi(socketPath: string, routes: Record<string, Handle
     if (!handler) return reply(404, { error: `no such endpoint: ${route}` });
     try {
       const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > MAX_BODY) return reply(413, { error: `request body over ${MAX_BODY} bytes`, cniCode: 6 });
+        chunks.push(c as Buffer);
+      }
       const text = Buffer.concat(chunks).toString('utf8');
-      reply(200, await handler(req, text ? JSON.parse(text) : undefined));
+      let body: unknown;
+      try {
+        body = text ? JSON.parse(text) : undefined;
+      } catch (err) {
+        return reply(400, { error: `request body is not JSON: ${(err as Error).message}`, cniCode: 6 });
+      }
+      reply(200, await handler(req, body));
     } catch (err) {
-      reply(err instanceof HttpError ? err.status : 500, { error: (err as Error).message });
+      reply(...errorReply(err));
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { apiRequest } from '../agent/api.js';
 import type { AgentStatus } from '../agent/agent.js';
+import type { EndpointRecord } from '../agent/endpoints.js';
 import { DEFAULT_STATE_DIR } from '../agent/config.js';
 import { readKernelServices } from '../datapath/lb-reader.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
@@ -17,6 +18,7 @@ const USAGE = `Usage: weft [global flags] COMMAND
 Commands:
   status              agent health, attached programs and map fill levels
   service list        services as the kernel balances them (read from the maps)
+  endpoint list       the pods this node's agent set up through the CNI plugin
   uninstall           detach every Weft program and remove its pinned maps
 
 Global flags:
@@ -61,6 +63,7 @@ async function status(ctx: Ctx): Promise<number> {
   );
   if (a?.lastSync?.error) out(`Last sync:  FAILED: ${a.lastSync.error}\n`);
   else if (a?.lastSync?.stats) out(`Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`);
+  if (a) out(`Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`);
   for (const p of a?.problems ?? []) out(`Problem:    ${p.file}${p.object ? ` ${p.object}` : ''}: ${p.errors.join('; ')}\n`);
   out(`Programs:   ${programs.length ? `${programs.filter((p) => !p.error).length}/${programs.length} attached` : `none pinned under ${ctx.bpfRoot}`}\n`);
   if (programs.length) {
@@ -96,6 +99,28 @@ async function serviceList(ctx: Ctx): Promise<number> {
   });
   if (ctx.json) printJson(rows);
   else out(formatTable(['ID', 'FRONTEND', 'PROTO', 'SERVICE', 'BACKENDS'], rows.map((r) => [String(r.id), r.frontend, r.protocol, r.service ?? '-', r.backends.join(', ') || '(none: refused)'])));
+  return 0;
+}
+
+async function endpointList(ctx: Ctx): Promise<number> {
+  const eps = await apiRequest<EndpointRecord[]>(ctx.socket, 'GET', '/v1/endpoints', undefined, 3000).catch((err: Error) => {
+    throw new Error(`the agent keeps the endpoints and is not reachable at ${ctx.socket}: ${err.message}`);
+  });
+  if (ctx.json) printJson(eps);
+  else {
+    out(formatTable(
+      ['ID', 'POD', 'CONTAINER', 'IF', 'HOST IF', 'ADDRESSES', 'STATE'],
+      eps.map((e) => [
+        String(e.id),
+        e.podName ? `${e.podNamespace ?? 'default'}/${e.podName}` : '-',
+        e.containerId.slice(0, 12),
+        e.ifName,
+        e.hostIfIndex !== undefined ? `${e.hostIfName} (${e.hostIfIndex})` : e.hostIfName,
+        e.ips.map((ip) => ip.address).join(', '),
+        e.state,
+      ]),
+    ));
+  }
   return 0;
 }
 
@@ -148,6 +173,9 @@ async function main(argv: string[]): Promise<number> {
     case 'service list':
     case 'services':
       return serviceList(ctx);
+    case 'endpoint list':
+    case 'endpoints':
+      return endpointList(ctx);
     case 'uninstall':
       return uninstall(ctx);
     default:

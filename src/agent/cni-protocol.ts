@@ -1,0 +1,150 @@
+// The CNI side of the agent, pure: what the plugin sends (network config, CNI_ARGS), the
+// names it must agree on with the plugin, and the results it prints. CNI spec 1.1.
+import type { Family } from '../lib/ip.js';
+
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+
+/** Well-known CNI error codes, and Weft's own (100 and up, as the spec reserves). */
+export const CniCode = {
+  IncompatibleVersion: 1,
+  UnsupportedField: 2,
+  ContainerUnknown: 3,
+  InvalidEnvironment: 4,
+  IoFailure: 5,
+  DecodeFailure: 6,
+  InvalidConfig: 7,
+  TryAgainLater: 11,
+  PoolExhausted: 100,
+  EndpointBroken: 101,
+} as const;
+
+export class CniError extends Error {
+  constructor(
+    readonly cniCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface NetConf {
+  cniVersion: string;
+  name: string;
+  type: string;
+  mtu: number;
+  agentSocket?: string;
+  prevResult?: CniResult;
+  validAttachments?: { containerID: string; ifname: string }[];
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function parseNetConf(raw: unknown): NetConf {
+  if (!isObj(raw)) throw new CniError(CniCode.DecodeFailure, 'network configuration is not a JSON object');
+  const str = (k: string): string => {
+    const v = raw[k];
+    if (typeof v !== 'string' || v === '') throw new CniError(CniCode.InvalidConfig, `network configuration: "${k}" must be a non-empty string`);
+    return v;
+  };
+  const cniVersion = str('cniVersion');
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(cniVersion)) {
+    throw new CniError(CniCode.IncompatibleVersion, `cniVersion ${cniVersion} is not supported (supported: ${SUPPORTED_VERSIONS.join(', ')})`);
+  }
+  const mtu = raw.mtu ?? 1500;
+  if (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > 65535) {
+    throw new CniError(CniCode.InvalidConfig, `network configuration: "mtu" must be an integer from 576 to 65535, got ${JSON.stringify(mtu)}`);
+  }
+  const conf: NetConf = { cniVersion, name: str('name'), type: str('type'), mtu };
+  if (raw.agentSocket !== undefined) conf.agentSocket = str('agentSocket');
+  if (raw.prevResult !== undefined) {
+    if (!isObj(raw.prevResult)) throw new CniError(CniCode.InvalidConfig, 'network configuration: "prevResult" must be an object');
+    conf.prevResult = raw.prevResult as unknown as CniResult;
+  }
+  const valid = raw['cni.dev/valid-attachments'] ?? raw.validAttachments;
+  if (valid !== undefined) {
+    if (!Array.isArray(valid) || !valid.every((a) => isObj(a) && typeof a.containerID === 'string' && typeof a.ifname === 'string')) {
+      throw new CniError(CniCode.InvalidConfig, 'network configuration: "cni.dev/valid-attachments" must be a list of {containerID, ifname}');
+    }
+    conf.validAttachments = valid as NetConf['validAttachments'];
+  }
+  return conf;
+}
+
+/** CNI_ARGS: "K1=V1;K2=V2". */
+export function parseCniArgs(args: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of args.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out[part.slice(0, i)] = part.slice(i + 1);
+  }
+  return out;
+}
+
+/** The host-side veth's name: "wft" + 12 hex digits of FNV-1a-64 over "<containerId>/<ifName>".
+ *  The plugin computes the same, so it can clean up even when the agent is away. */
+export function hostIfName(containerId: string, ifName: string): string {
+  return `wft${fnv1a64(`${containerId}/${ifName}`).toString(16).padStart(16, '0').slice(0, 12)}`;
+}
+
+export function fnv1a64(text: string): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(text, 'utf8')) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h;
+}
+
+// Pods reach the node through link-local gateways on the host side of their veth: proxy ARP
+// answers for 169.254.1.1, and the host veth's fixed MAC gives it this IPv6 link-local address.
+export const GATEWAY4 = '169.254.1.1';
+export const GATEWAY6 = 'fe80::ecee:eeff:feee:eeee';
+export const HOST_VETH_MAC = 'ee:ee:ee:ee:ee:ee';
+
+export interface PodAddress {
+  family: Family;
+  address: string;
+  prefixLength: number;
+  gateway: string;
+}
+
+export interface CniResult {
+  cniVersion: string;
+  interfaces?: { name: string; mac?: string; sandbox?: string }[];
+  ips?: { address: string; gateway?: string; interface?: number; version?: string }[];
+  routes?: { dst: string; gw?: string }[];
+  dns?: Record<string, unknown>;
+}
+
+/** The ADD result: the host veth and the pod interface, their addresses and default routes,
+ *  appended to a previous plugin's result when Weft runs in a chain. */
+export function composeResult(opts: {
+  conf: NetConf;
+  hostIfName: string;
+  hostMac: string;
+  podIfName: string;
+  podMac: string;
+  netns: string;
+  ips: PodAddress[];
+}): CniResult {
+  const prev = opts.conf.prevResult;
+  const interfaces = [...(prev?.interfaces ?? [])];
+  const podIndex = interfaces.length + 1;
+  interfaces.push({ name: opts.hostIfName, mac: opts.hostMac }, { name: opts.podIfName, mac: opts.podMac, sandbox: opts.netns });
+  const legacy = !opts.conf.cniVersion.startsWith('1.');
+  return {
+    cniVersion: opts.conf.cniVersion,
+    interfaces,
+    ips: [
+      ...(prev?.ips ?? []),
+      ...opts.ips.map((ip) => ({
+        ...(legacy && { version: String(ip.family) }),
+        address: `${ip.address}/${ip.prefixLength}`,
+        gateway: ip.gateway,
+        interface: podIndex,
+      })),
+    ],
+    routes: [...(prev?.routes ?? []), ...opts.ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway }))],
+    dns: prev?.dns ?? {},
+  };
+}
