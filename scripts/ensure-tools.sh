@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE_VERSION=24.21.0
-APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables nftables gcc make libc6-dev libjsmn-dev util-linux procps)
+APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables nftables gcc make libc6-dev libjsmn-dev util-linux procps
+  containerd runc containernetworking-plugins busybox-static)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -90,6 +90,30 @@ function sh(cmd: string, args: string[], opts: { netns?: string; ignoreError?: b
   }
 }
 
+/** Removes a cgroup and any children a runtime made in it, deepest first (bounded retries:
+ *  a cgroup whose last process is still exiting refuses rmdir for a moment). */
+function removeCgroupTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) removeCgroupTree(path.join(dir, entry.name));
+  }
+  for (let i = 0; i < 50 && fs.existsSync(dir); i++) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      execFileSync('sleep', ['0.02']);
+    }
+  }
+}
+
+function cgroupV1Mounts(): string[] {
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'cgroup' && f[1])
+    .map((f) => f[1]!);
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -239,12 +263,14 @@ export class World {
           try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
         }
       }
-      for (let i = 0; i < 50 && fs.existsSync(rec.cgroup); i++) {
-        try {
-          fs.rmdirSync(rec.cgroup);
-        } catch {
-          execFileSync('sleep', ['0.02']);
-        }
+      removeCgroupTree(rec.cgroup);
+    }
+    // A container runtime (runc) also makes the same path in each cgroup v1 hierarchy.
+    if (rec.cgroup) {
+      const rel = path.relative(cgroup2Root(), rec.cgroup);
+      for (const dir of cgroupV1Mounts()) {
+        const p = path.join(dir, rel);
+        if (fs.existsSync(p)) removeCgroupTree(p);
       }
     }
     for (const ns of rec.netns ?? []) {
