@@ -10,16 +10,30 @@ export const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 export const WEFTD = path.join(REPO, 'bin/weftd');
 export const WEFT = path.join(REPO, 'bin/weft');
 
+export interface AgentOptions {
+  /** Where weftd runs: the host namespace, or the world's node namespace (where pods' host
+   *  veths are, as on a real node). */
+  where?: 'host' | 'node';
+  extraArgs?: string[];
+}
+
 export class AgentProcess {
   log = '';
   private child: ChildProcess | undefined;
+  readonly manifestsDir: string;
+  readonly stateDir: string;
 
   constructor(
     readonly world: World,
-    readonly manifestsDir = path.join(world.stateDir, 'manifests'),
-    readonly stateDir = path.join(world.stateDir, 'agent'),
+    private readonly opts: AgentOptions = {},
   ) {
-    fs.mkdirSync(manifestsDir, { recursive: true });
+    this.manifestsDir = path.join(world.stateDir, 'manifests');
+    this.stateDir = path.join(world.stateDir, 'agent');
+    fs.mkdirSync(this.manifestsDir, { recursive: true });
+  }
+
+  get socket(): string {
+    return path.join(this.stateDir, 'weft.sock');
   }
 
   get args(): string[] {
@@ -30,12 +44,13 @@ export class AgentProcess {
       '--state-dir', this.stateDir,
       '--metrics-address', '127.0.0.1:0',
       '--node-name', 'test-node',
+      ...(this.opts.extraArgs ?? []),
     ];
   }
 
   /** Starts weftd and resolves once it reports ready. */
   async start(timeoutMs = 20_000): Promise<void> {
-    const child = this.world.spawn('host', [WEFTD, ...this.args]);
+    const child = this.world.spawn(this.opts.where ?? 'host', [WEFTD, ...this.args]);
     this.child = child;
     child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
     child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
