@@ -10,6 +10,7 @@ import { DEFAULT_STATE_DIR } from '../agent/config.js';
 import { readKernelServices } from '../datapath/lb-reader.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { removeAllPins } from '../datapath/programs.js';
+import { installCni, uninstallCni } from './cni-install.js';
 import { readMaps, readPrograms } from './kernel-state.js';
 import { formatTable, indent } from './table.js';
 
@@ -19,6 +20,10 @@ Commands:
   status              agent health, attached programs and map fill levels
   service list        services as the kernel balances them (read from the maps)
   endpoint list       the pods this node's agent set up through the CNI plugin
+  cni install         put the CNI plugin and its conflist on this host
+                      (--cni-bin-dir, default /opt/cni/bin; --cni-conf-dir, default
+                      /etc/cni/net.d; --agent-socket, default <state-dir>/weft.sock)
+  cni uninstall       remove them
   uninstall           detach every Weft program and remove its pinned maps
 
 Global flags:
@@ -143,6 +148,9 @@ async function main(argv: string[]): Promise<number> {
         'state-dir': { type: 'string' },
         'bpf-root': { type: 'string' },
         output: { type: 'string', short: 'o', default: 'table' },
+        'cni-bin-dir': { type: 'string', default: '/opt/cni/bin' },
+        'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
+        'agent-socket': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -178,6 +186,18 @@ async function main(argv: string[]): Promise<number> {
       return endpointList(ctx);
     case 'uninstall':
       return uninstall(ctx);
+    case 'cni install': {
+      const files = installCni({ binDir: values['cni-bin-dir'], confDir: values['cni-conf-dir'], agentSocket: values['agent-socket'] ?? ctx.socket });
+      if (ctx.json) printJson({ installed: files });
+      else out(`Installed ${files.join(' and ')}.\n`);
+      return 0;
+    }
+    case 'cni uninstall': {
+      const files = uninstallCni({ binDir: values['cni-bin-dir'], confDir: values['cni-conf-dir'] });
+      if (ctx.json) printJson({ removed: files });
+      else out(files.length ? `Removed ${files.join(' and ')}.\n` : 'Nothing to remove.\n');
+      return 0;
+    }
     default:
       process.stderr.write(`weft: unknown command "${cmd}"\n\n${USAGE}`);
       return 2;
