@@ -24,6 +24,7 @@ import { cgroup2Root } from '../src/datapath/pins.js';
 import { World } from '../test/harness/world.js';
 import { fillerServices, iptablesRestore, nftScript, type KubeService, type RuleOptions } from './kube-proxy-rules.js';
 import { measureApplyLatency, type ApplyLatency } from './apply-latency.js';
+import { measureCniLatency, type CniLatency } from './cni-latency.js';
 import { writeManifests, type ManifestService } from './manifests.js';
 import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
@@ -73,6 +74,7 @@ const cfg = {
   sync: knob('WEFT_BENCH_SYNC', '1') !== '0',
   syncServices: intKnob('WEFT_BENCH_SYNC_SERVICES', 10000, 1, 30000),
   syncBackendsPerService: intKnob('WEFT_BENCH_SYNC_BACKENDS', 10, 1, 100),
+  cniPods: intKnob('WEFT_BENCH_CNI_PODS', 50, 0, 250),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
@@ -687,7 +689,16 @@ interface Goal {
   detail: string;
 }
 
-function goals(points: Point[], sync: SyncResult | undefined): Goal[] {
+function cniText(c: CniLatency): string {
+  if (c.status !== 'ok' || !c.weft || !c.reference) return `unavailable (${c.reason})`;
+  const f = (l: { p50Ms: number; p99Ms: number }) => `p50 ${l.p50Ms.toFixed(1)} ms, p99 ${l.p99Ms.toFixed(1)} ms`;
+  return [
+    `ADD weft-cni ${f(c.weft.add)} | bridge+host-local ${f(c.reference.add)} (${(c.weft.add.p50Ms / c.reference.add.p50Ms).toFixed(2)}x at p50)`,
+    `DEL weft-cni ${f(c.weft.del)} | bridge+host-local ${f(c.reference.del)}`,
+  ].join('; ');
+}
+
+function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
@@ -731,6 +742,13 @@ function goals(points: Point[], sync: SyncResult | undefined): Goal[] {
     goal: 'a manifest change is applied within 100 ms (p99, one-Service file)',
     status: apply === undefined ? 'n/a' : apply.p99Ms <= 100 ? 'met' : 'missed',
     detail: apply === undefined ? 'not measured' : `p99 ${apply.p99Ms.toFixed(1)} ms with ${fmtInt(cfg.syncServices)} services present`,
+  });
+  const w = cni?.weft?.add.p50Ms;
+  const r = cni?.reference?.add.p50Ms;
+  out.push({
+    goal: 'CNI ADD ≤ 1.2x bridge + host-local (p50), datapath programmed before ADD returns',
+    status: w === undefined || r === undefined ? 'n/a' : w / r <= 1.2 ? 'met' : 'missed',
+    detail: w === undefined || r === undefined ? (cni?.reason ?? 'not measured') : `${(w / r).toFixed(2)}x (${w.toFixed(1)} ms vs ${r.toFixed(1)} ms)`,
   });
   return out;
 }
@@ -789,6 +807,7 @@ async function main(): Promise<void> {
   log(`bench: sizes ${cfg.sizes.join(', ')}; paths ${cfg.modes.join(', ')}; ${cfg.runs} runs × conn ${cfg.connSeconds} s (c=${cfg.concurrency}) and rr ${cfg.rrCount} × 64 B; client CPU ${cfg.clientCpus || 'any'}, servers CPU ${cfg.serverCpus || 'any'}; iptables: ${ctx.iptablesRestoreCmd}`);
   const points: Point[] = [];
   let sync: SyncResult | undefined;
+  let cni: CniLatency | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
@@ -796,6 +815,11 @@ async function main(): Promise<void> {
       log(`bench: full sync of ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} backends into Weft`);
       sync = await measureSync(ctx);
       log(`bench: full sync: ${sync.status === 'ok' ? syncText(sync) : `unavailable (${sync.reason})`}`);
+    }
+    if (cfg.cniPods > 0) {
+      log(`bench: CNI ADD/DEL latency over ${cfg.cniPods} pods, weft-cni and bridge + host-local`);
+      cni = await measureCniLatency(cfg.cniPods, (w) => worlds.push(w));
+      log(`bench: CNI: ${cniText(cni)}`);
     }
   } finally {
     for (const w of worlds) w.disposeSync(); // already disposed unless something threw
@@ -811,7 +835,7 @@ async function main(): Promise<void> {
       rr_p50: p.rr.p50_us.median / d.rr!.p50_us.median,
     };
   }
-  const gs = goals(points, sync);
+  const gs = goals(points, sync, cni);
   const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
@@ -821,6 +845,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nfull sync, ${fmtInt(sync.services)} services / ${fmtInt(sync.backends)} backends: ${s}\n`);
     for (const w of sync.warnings) process.stdout.write(`  warning: ${w}\n`);
   }
+  if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
   process.stdout.write(`\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`);
@@ -841,6 +866,7 @@ async function main(): Promise<void> {
     topology: { client: CLIENT_IP, backends: BACKEND_IPS, service: VIP, targetPort: TARGET_PORT, podCIDR: POD_CIDR, serviceCIDR: SERVICE_CIDR, endpointsPerService: 3, fillerClusterIPsFrom: '10.97.0.1', fillerEndpointsFrom: '10.244.128.1' },
     points,
     sync,
+    cni,
     goals: gs,
     leftovers,
   };

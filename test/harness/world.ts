@@ -142,6 +142,7 @@ export class World {
 
   private readonly keep: boolean;
   private readonly extraPids: number[] = [];
+  private readonly extraNetns: string[] = [];
 
   private constructor(opts: WorldOptions) {
     World.sweep();
@@ -238,7 +239,7 @@ export class World {
       pid: process.pid,
       keep: this.keep,
       pids: this.extraPids,
-      netns: [this.nodeNetns, ...[...this.pods.values()].map((p) => p.netns)],
+      netns: [this.nodeNetns, ...[...this.pods.values()].map((p) => p.netns), ...this.extraNetns],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,
       stateDir: this.stateDir,
@@ -343,6 +344,16 @@ export class World {
     return pod;
   }
 
+  /** A bare network namespace (`<prefix>-<name>`, /run/netns), removed with the world: for a
+   *  CNI plugin to set up, as a container runtime would hand it one. Returns its path. */
+  addNetns(name: string): string {
+    const ns = `${this.prefix}-${name}`;
+    sh('ip', ['netns', 'add', ns]);
+    this.extraNetns.push(ns);
+    this.record();
+    return `/run/netns/${ns}`;
+  }
+
   /** Adds a route in a pod via the node (e.g. a service CIDR, for rules in the node namespace
    *  that translate it: a pod has no route for it otherwise). */
   addPodRoute(pod: Pod, prefix: string): void {
@@ -437,7 +448,7 @@ export class World {
     World.removeRecorded({
       pid: process.pid,
       pids: this.extraPids,
-      netns: [...[...this.pods.values()].map((p) => p.netns), this.nodeNetns],
+      netns: [...[...this.pods.values()].map((p) => p.netns), ...this.extraNetns, this.nodeNetns],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,
       stateDir: this.stateDir,
