@@ -10,7 +10,8 @@ import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import { ServiceCompiler, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { serveApi } from './api.js';
-import { cniRoutes } from './cni-api.js';
+import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
+import { cniRoutes, currentIfindex, programInfo } from './cni-api.js';
 import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
@@ -40,6 +41,7 @@ export class Agent {
   private writer: LbWriter | undefined;
   private source: ManifestsDirSource | undefined;
   private endpoints: EndpointRegistry | undefined;
+  private endpointDatapath: EndpointDatapath | undefined;
   private servers: http.Server[] = [];
   private pending: NodeJS.Immediate | undefined;
   private readonly startedAt = new Date().toISOString();
@@ -83,19 +85,40 @@ export class Agent {
     this.store.on('change', () => this.scheduleSync());
 
     this.endpoints = EndpointRegistry.load(cfg.stateDir, cfg.podCidrs, log);
-    log.info('endpoints restored', { endpoints: this.endpoints.list().length, pod_cidrs: cfg.podCidrs.join(',') || undefined });
+    this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
+    this.restoreEndpoints(this.endpoints, this.endpointDatapath);
 
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
         'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
-        ...cniRoutes(this.endpoints, undefined, log),
+        ...cniRoutes(this.endpoints, this.endpointDatapath, log),
         'GET /healthz': () => ({ ok: true }),
       }),
     );
     this.servers.push(await this.metrics.serve(cfg.metricsAddress));
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: cfg.metricsAddress });
+  }
+
+  /** After a restart: every endpoint whose host veth is still there gets its programs again
+   *  (replacing the pinned ones atomically), and links of interfaces no endpoint owns go. */
+  private restoreEndpoints(registry: EndpointRegistry, dp: EndpointDatapath): void {
+    const owned = new Set<number>();
+    let restored = 0;
+    for (const ep of registry.list()) {
+      if (ep.state !== 'ready' || ep.hostIfIndex === undefined) continue;
+      const ifindex = currentIfindex(ep.hostIfName);
+      if (ifindex !== ep.hostIfIndex) {
+        this.log.warn('endpoint interface is gone; waiting for the runtime to delete the pod', { endpoint: ep.id, container: ep.containerId, host_if: ep.hostIfName });
+        continue;
+      }
+      dp.attach(programInfo(ep, ifindex));
+      owned.add(ifindex);
+      restored++;
+    }
+    for (const ifindex of dp.attachedIfindexes()) if (!owned.has(ifindex)) dp.detach(ifindex);
+    this.log.info('endpoints restored', { endpoints: registry.list().length, attached: restored, pod_cidrs: this.cfg.podCidrs.join(',') || undefined });
   }
 
   private map(name: string) {
@@ -173,5 +196,6 @@ export class Agent {
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
     this.datapath?.close();
+    this.endpointDatapath?.close();
   }
 }

@@ -1,14 +1,14 @@
 // The agent's side of a CNI call. The plugin does what must happen inside namespaces; these
 // handlers validate the configuration, hand out addresses, program the datapath and compose
 // the result the plugin prints. Every handler is safe to repeat.
-import fs from 'node:fs';
+import { interfaceIndex } from '../datapath/libbpf.js';
 import type { Logger } from '../lib/log.js';
 import { CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type NetConf } from './cni-protocol.js';
 import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
 
 /** What programs the datapath for an endpoint (bpf/lxc.c on its host veth). */
 export interface EndpointProgrammer {
-  attach(ep: { endpointId: number; ifindex: number; ipv4?: string; ipv6?: string }): void;
+  attach(ep: { endpointId: number; ifindex: number; ifname?: string; ipv4?: string; ipv6?: string }): void;
   detach(ifindex: number): void;
 }
 
@@ -45,21 +45,16 @@ function parseRequest(body: unknown, opts: { needNetns: boolean }): CniRequest {
   };
 }
 
-/** The host veth's ifindex as this namespace sees it, or undefined if it is gone. */
-function currentIfindex(name: string): number | undefined {
-  try {
-    return Number(fs.readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
+/** The host veth's ifindex as the agent's namespace sees it, or undefined if it is gone. */
+export const currentIfindex = interfaceIndex;
 
 const addrOf = (rec: EndpointRecord, family: 4 | 6) => rec.ips.find((ip) => ip.family === family)?.address;
 
 export function programInfo(rec: EndpointRecord, ifindex: number) {
   const ipv4 = addrOf(rec, 4);
   const ipv6 = addrOf(rec, 6);
-  return { endpointId: rec.id, ifindex, ...(ipv4 && { ipv4 }), ...(ipv6 && { ipv6 }) };
+  // The name lets the datapath check the ifindex really is this veth here before attaching.
+  return { endpointId: rec.id, ifindex, ifname: rec.hostIfName, ...(ipv4 && { ipv4 }), ...(ipv6 && { ipv6 }) };
 }
 
 export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgrammer | undefined, log: Logger) {
@@ -86,6 +81,8 @@ export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgra
       const podMac = r.body.podMac;
       if (typeof hostIfIndex !== 'number' || !Number.isInteger(hostIfIndex) || hostIfIndex <= 0) throw new CniError(CniCode.DecodeFailure, 'hostIfIndex must be a positive integer');
       if (typeof hostMac !== 'string' || !MAC.test(hostMac) || typeof podMac !== 'string' || !MAC.test(podMac)) throw new CniError(CniCode.DecodeFailure, 'hostMac and podMac must be MAC addresses');
+      // A repeated ADD recreates the veth: the old interface's programs go first.
+      if (rec.hostIfIndex !== undefined && rec.hostIfIndex !== hostIfIndex) programmer?.detach(rec.hostIfIndex);
       programmer?.attach(programInfo(rec, hostIfIndex));
       registry.markReady(rec, { hostIfIndex, hostMac, podMac });
       log.info('endpoint ready', { endpoint: rec.id, container: r.containerId, pod: rec.podName && `${rec.podNamespace}/${rec.podName}`, host_if: rec.hostIfName });

@@ -2,7 +2,7 @@
 // and map fill levels.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RawMap, closeFd, linkInfo, mapInfo, objGet } from '../datapath/libbpf.js';
+import { type RawMap, closeFd, linkInfo, mapInfo, objGet, openPinnedMap } from '../datapath/libbpf.js';
 import { pinLayout } from '../datapath/pins.js';
 
 export interface ProgramState {
@@ -17,10 +17,16 @@ export interface MapState {
   map: string;
   entries: number;
   maxEntries: number;
+  /** Set for a ring buffer: its size. */
+  ringBytes?: number;
   error?: string;
 }
 
-const listDir = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []);
+/** The pins (files) of a directory; subdirectories (links/lxc: per-endpoint links) are not. */
+const listDir = (dir: string) =>
+  fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name).sort() : [];
+
+const BPF_MAP_TYPE_RINGBUF = 27;
 
 export function readPrograms(bpfRoot: string): ProgramState[] {
   return listDir(pinLayout(bpfRoot).links).map((name) => {
@@ -41,10 +47,13 @@ export function readMaps(bpfRoot: string): MapState[] {
   return listDir(pinLayout(bpfRoot).maps).map((name) => {
     let map: RawMap | undefined;
     try {
-      map = RawMap.openPinned(path.join(pinLayout(bpfRoot).maps, name));
+      map = openPinnedMap(path.join(pinLayout(bpfRoot).maps, name));
+      const info = mapInfo(map.fd);
+      // A ring buffer has no entries to count; max_entries is its size in bytes.
+      if (info.type === BPF_MAP_TYPE_RINGBUF) return { map: name, entries: 0, maxEntries: info.maxEntries, ringBytes: info.maxEntries };
       let entries = 0;
       for (const _ of map.entries()) entries++;
-      return { map: name, entries, maxEntries: mapInfo(map.fd).maxEntries };
+      return { map: name, entries, maxEntries: info.maxEntries };
     } catch (err) {
       return { map: name, entries: 0, maxEntries: 0, error: (err as Error).message };
     } finally {

@@ -12,6 +12,7 @@ import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { removeAllPins } from '../datapath/programs.js';
 import { installCni, uninstallCni } from './cni-install.js';
 import { readMaps, readPrograms } from './kernel-state.js';
+import { readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { formatTable, indent } from './table.js';
 
 const USAGE = `Usage: weft [global flags] COMMAND
@@ -55,9 +56,10 @@ async function status(ctx: Ctx): Promise<number> {
   const agent = await agentStatus(ctx);
   const programs = readPrograms(ctx.bpfRoot);
   const maps = readMaps(ctx.bpfRoot);
+  const endpointLinks = readEndpointLinks(ctx.bpfRoot);
   const healthy = !!agent.status && programs.length > 0 && programs.every((p) => !p.error);
   if (ctx.json) {
-    printJson({ healthy, agent: agent.status ?? { reachable: false, error: agent.error }, programs, maps });
+    printJson({ healthy, agent: agent.status ?? { reachable: false, error: agent.error }, programs, endpointLinks, maps });
     return healthy ? 0 : 1;
   }
   const a = agent.status;
@@ -74,9 +76,11 @@ async function status(ctx: Ctx): Promise<number> {
   if (programs.length) {
     out(indent(formatTable(['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'], programs.map((p) => [p.program, String(p.linkId ?? '-'), String(p.progId ?? '-'), p.cgroupId ?? '-', p.error ?? 'attached']))));
   }
+  const endpointIfs = new Set(endpointLinks.filter((l) => !l.error).map((l) => l.ifindex));
+  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${endpointLinks.some((l) => l.error) ? ` (${endpointLinks.filter((l) => l.error).length} broken links)` : ''}\n`);
   if (maps.length) {
     out('Maps:\n');
-    out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, String(m.entries), String(m.maxEntries), m.error ?? `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`]))));
+    out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, m.ringBytes ? '-' : String(m.entries), m.ringBytes ? `${m.ringBytes / 1024} KiB ring` : String(m.maxEntries), m.error ?? (m.ringBytes ? '-' : `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`)]))));
   }
   return healthy ? 0 : 1;
 }

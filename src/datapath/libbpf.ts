@@ -10,6 +10,7 @@ const libc = koffi.load('libc.so.6');
 type Ptr = bigint | null;
 
 const PrintFn = koffi.proto('int weft_libbpf_print_fn(int level, const char *fmt, void *args)');
+const RingSampleFn = koffi.proto('int weft_ring_sample_fn(void *ctx, void *data, size_t size)');
 
 const fns = {
   set_print: lib.func('void *libbpf_set_print(void *fn)'),
@@ -37,6 +38,18 @@ const fns = {
   map_update_batch: lib.func('int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
   map_delete_batch: lib.func('int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)'),
   map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
+  link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
+  link_detach: lib.func('int bpf_link_detach(int link_fd)'),
+  obj_pin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
+  prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+  prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)'),
+  num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
+  ring_buffer_new: lib.func('void *ring_buffer__new(int map_fd, weft_ring_sample_fn *sample_cb, void *ctx, void *opts)'),
+  ring_buffer_poll: lib.func('int ring_buffer__poll(void *rb, int timeout_ms)'),
+  ring_buffer_consume: lib.func('int ring_buffer__consume(void *rb)'),
+  ring_buffer_free: lib.func('void ring_buffer__free(void *rb)'),
+  if_indextoname: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *name)'),
+  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
   open: libc.func('int open(const char *path, int flags)'),
   close: libc.func('int close(int fd)'),
@@ -346,5 +359,220 @@ export class RawMap {
 
   close(): void {
     closeFd(this.fd);
+  }
+}
+
+// ---- TC programs on network devices (TCX links), per-CPU maps, ring buffers, test runs ----
+
+export const BPF_TCX_INGRESS = 46;
+export const BPF_TCX_EGRESS = 47;
+export const BPF_LINK_TYPE_TCX = 11;
+
+/** Attaches a program to a network device as a TCX link and returns the link's fd. The ifindex
+ *  is looked up in the calling thread's network namespace. The link (and the attachment) lasts
+ *  while an fd or a pin holds it. */
+export function createTcxLink(progFd: number, ifindex: number, attachType: number, what: string): number {
+  const fd = fns.link_create(progFd, ifindex, attachType, null) as number;
+  if (fd < 0) {
+    const hint = -fd === os.constants.errno.EINVAL ? 'TCX links need Linux 6.6 or later' : '';
+    throw new BpfError(what, -fd, hint);
+  }
+  return fd;
+}
+
+/** Detaches a link's program from its hook, whoever else still holds the link. */
+export function detachLink(linkFd: number, what: string): void {
+  check(`detach link ${what}`, fns.link_detach(linkFd));
+}
+
+/** Pins any BPF object fd (a link made by createTcxLink, say) at a bpffs path. */
+export function objPin(fd: number, pinPath: string): void {
+  check(`pin ${pinPath}`, fns.obj_pin(fd, pinPath));
+}
+
+/** The kernel's id of a loaded program. */
+export function progId(progFd: number): number {
+  const buf = Buffer.alloc(16);
+  const len = [buf.length];
+  check('get program info', fns.obj_get_info_by_fd(progFd, buf, len));
+  return buf.readUInt32LE(4);
+}
+
+/** An fd for a loaded program, by id; the caller closes it. */
+export function progFdById(id: number): number {
+  const fd = fns.prog_get_fd_by_id(id) as number;
+  if (fd < 0) throw new BpfError(`open program id ${id}`, -fd);
+  return fd;
+}
+
+export interface TcxLinkInfo {
+  type: number;
+  id: number;
+  progId: number;
+  /** The device's ifindex; 0 once the device is gone (the link is then defunct). */
+  ifindex: number;
+  attachType: number;
+}
+
+/** Link info read with the TCX layout of struct bpf_link_info (linkInfo reads the cgroup one). */
+export function tcxLinkInfo(fd: number): TcxLinkInfo {
+  const buf = Buffer.alloc(64);
+  const len = [buf.length];
+  check('get link info', fns.obj_get_info_by_fd(fd, buf, len));
+  return {
+    type: buf.readUInt32LE(0),
+    id: buf.readUInt32LE(4),
+    progId: buf.readUInt32LE(8),
+    ifindex: buf.readUInt32LE(16),
+    attachType: buf.readUInt32LE(20),
+  };
+}
+
+/** The name of a network interface of the calling thread's network namespace, if it exists. */
+/** The ifindex of an interface in the calling process's network namespace (sysfs may show
+ *  another namespace's devices: it follows the mount, not the process). */
+export function interfaceIndex(name: string): number | undefined {
+  const ifindex = fns.if_nametoindex(name) as number;
+  return ifindex > 0 ? ifindex : undefined;
+}
+
+export function interfaceName(ifindex: number): string | undefined {
+  const buf = Buffer.alloc(16);
+  if (!fns.if_indextoname(ifindex, buf)) return undefined;
+  return buf.toString('utf8', 0, buf.indexOf(0));
+}
+
+let cpuCount: number | undefined;
+
+/** The number of possible CPUs: how many slots a per-CPU map value has. */
+export function possibleCpus(): number {
+  cpuCount ??= check('count possible CPUs', fns.num_possible_cpus() as number);
+  return cpuCount;
+}
+
+const PERCPU_MAP_TYPES = new Set([5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */, 21 /* PERCPU_CGROUP_STORAGE */]);
+
+export function isPerCpuMapType(type: number): boolean {
+  return PERCPU_MAP_TYPES.has(type);
+}
+
+/** Bytes of one CPU's slot in a per-CPU value: the value size rounded up to 8. */
+export function perCpuStride(valueSize: number): number {
+  return Math.ceil(valueSize / 8) * 8;
+}
+
+/** Opens a pinned map for RawMap's byte-level operations with value buffers sized as the kernel
+ *  fills them: for a per-CPU map one 8-byte-aligned slot per possible CPU. (RawMap.openPinned
+ *  sizes a value for one CPU, which is right for every other map type; for a per-CPU map the
+ *  kernel would write past its buffers.) */
+export function openPinnedMap(pinPath: string): RawMap {
+  const fd = objGet(pinPath);
+  try {
+    const info = mapInfo(fd);
+    const valueSize = isPerCpuMapType(info.type) ? perCpuStride(info.valueSize) * possibleCpus() : info.valueSize;
+    return new RawMap(fd, info.keySize, valueSize, info.name);
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+/** Splits a per-CPU value (as openPinnedMap's lookups return it) into one view per CPU. */
+export function perCpuSlots(value: Buffer, valueSize: number): Buffer[] {
+  const stride = perCpuStride(valueSize);
+  const out: Buffer[] = [];
+  for (let off = 0; off + valueSize <= value.length; off += stride) out.push(value.subarray(off, off + valueSize));
+  return out;
+}
+
+export interface TestRunResult {
+  /** The program's return code. */
+  retval: number;
+  /** The packet as the program left it. */
+  dataOut: Buffer;
+}
+
+/** Runs a program once on a packet with BPF_PROG_TEST_RUN. For a TC program the packet starts
+ *  with its Ethernet header (at least 14 bytes), and the program sees it on the loopback device
+ *  of the calling thread's network namespace (skb->ifindex 1). */
+export function progTestRun(progFd: number, data: Buffer, what: string): TestRunResult {
+  const dataIn = Buffer.alloc(data.length);
+  data.copy(dataIn);
+  const dataOut = Buffer.alloc(data.length + 512);
+  // struct bpf_test_run_opts (libbpf 1.1): sz, data_in, data_out, data_size_in, data_size_out,
+  // ctx_in, ctx_out, ctx_size_in, ctx_size_out, retval, repeat, duration, flags, cpu, batch_size.
+  const opts = Buffer.alloc(80);
+  opts.writeBigUInt64LE(80n, 0);
+  opts.writeBigUInt64LE(koffi.address(dataIn), 8);
+  opts.writeBigUInt64LE(koffi.address(dataOut), 16);
+  opts.writeUInt32LE(dataIn.length, 24);
+  opts.writeUInt32LE(dataOut.length, 28);
+  opts.writeInt32LE(1, 60); // repeat
+  check(`test run ${what}`, fns.prog_test_run_opts(progFd, opts));
+  return { retval: opts.readUInt32LE(56), dataOut: dataOut.subarray(0, opts.readUInt32LE(28)) };
+}
+
+/** A BPF ring buffer's consumer. Each sample reaches onSample as a copy, synchronously, while
+ *  consume() or poll() runs. (poll blocks the calling thread: the observer proper polls in a
+ *  worker thread; this is enough for tests and tools that drain what is there.) */
+export class RingBuffer {
+  private failure: unknown;
+
+  private constructor(
+    private rb: bigint | null,
+    private cb: bigint | null,
+    private readonly name: string,
+  ) {}
+
+  static open(mapFd: number, name: string, onSample: (data: Buffer) => void): RingBuffer {
+    let self: RingBuffer | undefined;
+    const cb = koffi.register((_ctx: unknown, data: bigint, size: number | bigint) => {
+      try {
+        onSample(Buffer.from(new Uint8Array(koffi.view(data, Number(size)))));
+        return 0;
+      } catch (err) {
+        if (self) self.failure = err;
+        return -1; // stops this consume/poll round; the error is thrown from there
+      }
+    }, koffi.pointer(RingSampleFn));
+    drainLog();
+    const rb = fns.ring_buffer_new(mapFd, cb, null, null) as Ptr;
+    if (!rb) {
+      koffi.unregister(cb);
+      throw new BpfError(`open ring buffer ${name}`, koffi.errno() || 22, drainLog());
+    }
+    self = new RingBuffer(rb, cb, name);
+    return self;
+  }
+
+  /** Hands over every sample there is now, without waiting; returns how many. */
+  consume(): number {
+    return this.rethrow(fns.ring_buffer_consume(this.live()) as number, 'consume');
+  }
+
+  /** Waits up to timeoutMs for samples, then hands them over; returns how many. */
+  poll(timeoutMs: number): number {
+    return this.rethrow(fns.ring_buffer_poll(this.live(), timeoutMs) as number, 'poll');
+  }
+
+  close(): void {
+    if (this.rb) fns.ring_buffer_free(this.rb);
+    if (this.cb) koffi.unregister(this.cb);
+    this.rb = null;
+    this.cb = null;
+  }
+
+  private live(): bigint {
+    if (!this.rb) throw new Error(`ring buffer ${this.name} is closed`);
+    return this.rb;
+  }
+
+  private rethrow(ret: number, op: string): number {
+    if (this.failure !== undefined) {
+      const err = this.failure;
+      this.failure = undefined;
+      throw err;
+    }
+    return check(`${op} ring buffer ${this.name}`, ret);
   }
 }

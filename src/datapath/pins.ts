@@ -58,3 +58,21 @@ export function cgroup2Root(): string {
 export function isCgroup2Dir(dir: string): boolean {
   return mountHolding(path.resolve(dir), 'cgroup2') !== undefined && fs.statSync(dir).isDirectory();
 }
+
+/** Where the TCX links of pod endpoints are pinned: <root>/links/lxc/<ifindex>-ingress|egress,
+ *  named for the hook on the pod's host-side veth (its ingress carries what the pod sends). */
+export function lxcLinkDir(layout: PinLayout): string {
+  return path.join(layout.links, 'lxc');
+}
+
+export type TcHook = 'ingress' | 'egress';
+
+export function lxcLinkPin(layout: PinLayout, ifindex: number, hook: TcHook): string {
+  return path.join(lxcLinkDir(layout), `${ifindex}-${hook}`);
+}
+
+/** The ifindex and hook of a pin name in lxcLinkDir, or undefined for anything else. */
+export function parseLxcLinkPin(name: string): { ifindex: number; hook: TcHook } | undefined {
+  const m = /^([1-9]\d{0,9})-(ingress|egress)$/.exec(name);
+  return m ? { ifindex: Number(m[1]), hook: m[2] as TcHook } : undefined;
+}

@@ -1,6 +1,7 @@
 // The contract: map layouts are declared once, in bpf/include/*.h; the TypeScript codecs of
-// src/datapath/lb-codecs.ts are checked against the compiled object's BTF, so neither side can
-// drift unnoticed. Needs build/bpf/sock.o (`make bpf`) and bpftool; no root, no kernel.
+// src/datapath/lb-codecs.ts and endpoint-codecs.ts are checked against the compiled objects'
+// BTF, so neither side can drift unnoticed. Needs build/bpf/sock.o and lxc.o (`make bpf`) and
+// bpftool; no root, no kernel.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,10 +10,13 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { StructCodec } from '../../src/datapath/codec.js';
 import { ALL_CODECS, LB_MAPS } from '../../src/datapath/lb-codecs.js';
+import { ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, type EnumCodec, type ScalarLayout } from '../../src/datapath/endpoint-codecs.js';
 
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 // WEFT_BTF_OBJECT points the check at another object (e.g. one built from an edited header).
 const OBJECT = path.resolve(REPO, process.env.WEFT_BTF_OBJECT ?? 'build/bpf/sock.o');
+// The pod-facing programs' object (bpf/lxc.c); WEFT_BTF_LXC_OBJECT points at another build.
+const LXC_OBJECT = path.resolve(REPO, process.env.WEFT_BTF_LXC_OBJECT ?? 'build/bpf/lxc.o');
 
 // ---- BTF as `bpftool -j btf dump file X format raw` prints it ----
 
@@ -32,6 +36,7 @@ interface BtfType {
   nr_elems?: number;
   members?: BtfMember[];
   vars?: { type_id: number; offset: number; size: number }[];
+  values?: { name: string; val: number }[];
 }
 
 export class Btf {
@@ -107,6 +112,49 @@ export class Btf {
     }
     return out;
   }
+
+  /** A map definition's integer settings: `__uint(type, X)` is a pointer to an array of X. */
+  mapSettings(name: string): { type?: number; maxEntries?: number } | undefined {
+    const sec = [...this.byId.values()].find((t) => t.kind === 'DATASEC' && t.name === '.maps');
+    for (const v of sec?.vars ?? []) {
+      const variable = this.type(v.type_id);
+      if (variable.name !== name) continue;
+      const def = this.resolve(variable.type_id ?? 0);
+      const setting = (member: string): number | undefined => {
+        const m = def.members?.find((x) => x.name === member);
+        if (!m) return undefined;
+        const ptr = this.resolve(m.type_id);
+        const arr = ptr.kind === 'PTR' ? this.resolve(ptr.type_id ?? 0) : undefined;
+        return arr?.kind === 'ARRAY' ? arr.nr_elems : undefined;
+      };
+      const type = setting('type');
+      const maxEntries = setting('max_entries');
+      return { ...(type !== undefined && { type }), ...(maxEntries !== undefined && { maxEntries }) };
+    }
+    return undefined;
+  }
+
+  /** The named enum, if the object has one. */
+  enumType(name: string): BtfType | undefined {
+    for (const t of this.byId.values()) if ((t.kind === 'ENUM' || t.kind === 'ENUM64') && t.name === name) return t;
+    return undefined;
+  }
+}
+
+/** Every way an enum's TypeScript table disagrees with the enum in BTF; [] when they agree. */
+export function compareEnum(btf: Btf, e: Pick<EnumCodec<string>, 'cName' | 'size' | 'members'>): string[] {
+  const t = btf.enumType(e.cName);
+  if (!t) return [`enum ${e.cName}: not in the object's BTF`];
+  const problems: string[] = [];
+  if (t.size !== e.size) problems.push(`enum ${e.cName}: BTF size ${t.size}, codec size ${e.size}`);
+  const inBtf = new Map((t.values ?? []).map((v) => [v.name, v.val]));
+  for (const [name, val] of inBtf) {
+    const m = e.members.find((x) => x.cName === name);
+    if (!m) problems.push(`${e.cName}.${name}: in BTF (${val}), missing from the codec`);
+    else if (m.value !== val) problems.push(`${e.cName}.${name}: BTF value ${val}, codec value ${m.value}`);
+  }
+  for (const m of e.members) if (!inBtf.has(m.cName)) problems.push(`${e.cName}.${m.cName}: in the codec (${m.value}), not in BTF`);
+  return problems;
 }
 
 /** Every way the codec disagrees with the struct in BTF, one line each; [] when they agree. */
@@ -186,6 +234,81 @@ describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, (
     const lbMaps = [...btf.maps().keys()].filter((n) => n.startsWith('lb_'));
     const missing = lbMaps.filter((n) => !(n in LB_MAPS));
     assert.deepEqual(missing, [], `maps in bpf/ without an entry in LB_MAPS: ${missing.join(', ')}`);
+  });
+});
+
+describe(`endpoint codecs agree with the BTF of ${path.relative(REPO, LXC_OBJECT)}`, () => {
+  assert.ok(fs.existsSync(LXC_OBJECT), `${LXC_OBJECT} is missing: run \`make bpf\` first`);
+  const btf = Btf.fromObject(LXC_OBJECT);
+
+  for (const codec of ENDPOINT_CODECS) {
+    it(`struct ${codec.cName}: size, member names, offsets and sizes`, () => {
+      assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
+    });
+  }
+
+  for (const e of ALL_ENUMS) {
+    it(`enum ${e.cName}: size, names and values`, () => {
+      assert.deepEqual(compareEnum(btf, e), [], `the table for enum ${e.cName} disagrees with bpf/include`);
+    });
+  }
+
+  it('codec fields do not overlap and stay inside the struct; codecs name distinct structs', () => {
+    const names = ENDPOINT_CODECS.map((c) => c.cName);
+    assert.equal(new Set(names).size, names.length, names.join(', '));
+    for (const codec of ENDPOINT_CODECS) {
+      const fields = Object.entries(codec.fields).sort((a, b) => a[1].offset - b[1].offset);
+      let end = 0;
+      for (const [name, f] of fields) {
+        assert.ok(f.offset >= end, `${codec.cName}.${name}: offset ${f.offset} overlaps the previous field`);
+        end = f.offset + f.size;
+      }
+      assert.equal(end, codec.size, `${codec.cName}: fields end at ${end}, the struct at ${codec.size} (declare the padding)`);
+    }
+  });
+
+  const describeLayout = (l: { cName: string; size: number } | ScalarLayout | undefined) =>
+    l === undefined ? 'none' : 'scalar' in l ? `a ${l.scalar}-byte integer` : `struct ${l.cName} (${l.size} bytes)`;
+  const describeBtf = (t: BtfType | undefined) => (t === undefined ? 'none' : t.kind === 'STRUCT' ? `struct ${t.name} (${t.size} bytes)` : `a ${t.size}-byte integer`);
+
+  for (const [mapName, layout] of Object.entries(ENDPOINT_MAPS)) {
+    it(`map ${mapName}: type ${layout.type}, ${layout.maxEntries} entries, key ${describeLayout(layout.key)}, value ${describeLayout(layout.value)}`, () => {
+      const m = btf.maps().get(mapName);
+      assert.ok(m, `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`);
+      assert.deepEqual(btf.mapSettings(mapName), { type: layout.type, maxEntries: layout.maxEntries }, `map ${mapName}: type and max_entries`);
+      for (const part of ['key', 'value'] as const) {
+        const want = layout[part];
+        const got = m[part];
+        const same = want === undefined ? got === undefined
+          : 'scalar' in want ? got?.kind === 'INT' && got.size === want.scalar
+          : got?.kind === 'STRUCT' && got.name === want.cName && got.size === want.size;
+        assert.ok(same, `map ${mapName}: BTF ${part} is ${describeBtf(got)}, ENDPOINT_MAPS says ${describeLayout(want)}`);
+      }
+    });
+  }
+
+  it('every map in the object has its layout in ENDPOINT_MAPS', () => {
+    const missing = [...btf.maps().keys()].filter((n) => !(n in ENDPOINT_MAPS));
+    assert.deepEqual(missing, [], `maps in lxc.o without an entry in ENDPOINT_MAPS: ${missing.join(', ')}`);
+  });
+
+  it('no map name collides with sock.o\'s (both pin under the same maps/ directory)', () => {
+    const sockMaps = [...loadBtf().maps().keys()];
+    assert.deepEqual([...btf.maps().keys()].filter((n) => sockMaps.includes(n)), []);
+  });
+
+  it('moving any endpoint codec\'s field by one byte, or changing an enum value, is reported', () => {
+    for (const codec of ENDPOINT_CODECS) {
+      for (const [name, f] of Object.entries(codec.fields)) {
+        const wrong = { ...codec, fields: { ...codec.fields, [name]: { offset: f.offset + 1, size: f.size } } };
+        assert.ok(compareCodec(btf, wrong).some((p) => p.startsWith(`${codec.cName}.${name}: `)), `moving ${codec.cName}.${name} went unnoticed`);
+      }
+    }
+    for (const e of ALL_ENUMS) {
+      const [first, ...rest] = e.members;
+      const wrong = { ...e, members: [{ ...first!, value: first!.value + 100 }, ...rest] };
+      assert.deepEqual(compareEnum(btf, wrong), [`${e.cName}.${first!.cName}: BTF value ${first!.value}, codec value ${first!.value + 100}`]);
+    }
   });
 });
 

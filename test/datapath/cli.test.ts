@@ -102,6 +102,7 @@ describe('weft command line', () => {
     assert.equal(r.code, 1);
     assert.match(r.stdout, /Agent:\s+not reachable/);
     assert.match(r.stdout, /Programs:\s+8\/8 attached/);
+    assert.match(r.stdout, /Pod TC:\s+programs on 0 pod interfaces/);
   });
 
   it('an unknown command or output format is a usage error', async () => {
@@ -114,7 +115,10 @@ describe('weft command line', () => {
     await agent.stop();
     const r = await runCmd(WEFT, ['uninstall', '-o', 'json'], env());
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { removed: string[] }).removed.length, 11);
+    const removed = (JSON.parse(r.stdout) as { removed: string[] }).removed.map((p) => p.slice(world.bpfRoot.length + 1)).sort();
+    for (const pin of ['links/sock_connect4', 'links/sock_getpeername6', 'maps/lb_services', 'maps/lb_backends', 'maps/lxc_endpoints', 'maps/ct', 'maps/events']) {
+      assert.ok(removed.includes(pin), `${pin} removed: ${removed.join(', ')}`);
+    }
     assert.equal(fs.existsSync(world.bpfRoot), false);
     // The pod has no route to the service CIDR: untranslated, the connect fails at once.
     const after = await probe(world, client, '10.96.0.30', 80, 'tcp', 2);

@@ -1,8 +1,8 @@
 // A real container runtime for tests: Debian's containerd, run by hand in a world's node
 // namespace with its own root, state and socket (CRI off), and `ctr run --cni` as the CNI
 // client. ctr reads CNI configuration from /etc/cni/net.d (first file in name order) and
-// plugins from /opt/cni/bin, which are host-wide: what this harness puts there is recorded
-// and removed at stop(), and directories it had to create go too.
+// plugins from /opt/cni/bin, which are host-wide: what this harness puts there (and any
+// directory it had to create) is recorded with the world, which removes it.
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,7 +16,9 @@ const BUSYBOX_APPLETS = ['sh', 'ip', 'ping', 'nc', 'sleep', 'cat', 'echo', 'wget
 export class Containerd {
   readonly socket: string;
   readonly rootfs: string;
-  private readonly created: string[] = []; // files and directories to remove, in order
+  /** The containerd namespace of this world's containers; ctr calls CNI with container ids
+   *  "<namespace>-<id>". */
+  readonly namespace: string;
   private proc: ChildProcess | undefined;
 
   private constructor(
@@ -25,10 +27,13 @@ export class Containerd {
   ) {
     this.socket = path.join(dir, 'containerd.sock');
     this.rootfs = path.join(dir, 'rootfs');
+    this.namespace = `weft-${world.id}`;
   }
 
   static async start(world: World): Promise<Containerd> {
     const c = new Containerd(world, path.join(world.stateDir, 'containerd'));
+    // containerd makes /run/containerd even when its state lives elsewhere.
+    if (!fs.existsSync('/run/containerd')) world.adoptPath('/run/containerd');
     try {
       c.makeRootfs();
       const config = path.join(c.dir, 'config.toml');
@@ -72,13 +77,13 @@ export class Containerd {
     for (const dir of [CNI_CONF_DIR, CNI_BIN_DIR]) this.mkdirRecorded(dir);
     const conf = path.join(CNI_CONF_DIR, `00-weft-test-${this.world.id}.conflist`);
     fs.writeFileSync(conf, JSON.stringify(conflist));
-    this.created.push(conf);
+    this.world.adoptPath(conf);
     for (const [name, from] of Object.entries(plugins)) {
       const to = path.join(CNI_BIN_DIR, name);
       if (fs.existsSync(to)) throw new Error(`${to} exists already: not overwriting a CNI plugin this test did not install`);
       fs.copyFileSync(from, to);
       fs.chmodSync(to, 0o755);
-      this.created.push(to);
+      this.world.adoptPath(to);
     }
   }
 
@@ -87,14 +92,19 @@ export class Containerd {
     for (let d = dir; !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
     for (const d of missing) {
       fs.mkdirSync(d);
-      this.created.push(d);
+      this.world.adoptPath(d);
     }
   }
 
   private ctrArgs(id: string, script: string, extra: string[] = []): string[] {
     // Containers go in a child of the world's cgroup, so the world's socket programs see them.
     const cgroup = path.join('/', path.relative(cgroup2Root(), this.world.cgroupDir), id);
-    return ['ctr', '-a', this.socket, 'run', '--rm', '--cni', '--cgroup', cgroup, ...extra, '--rootfs', this.rootfs, id, '/bin/sh', '-c', script];
+    // runc keeps container state under /run/containerd/runc unless told otherwise: a world of
+    // its own, so that no run ever sees another's (or a killed run's) containers.
+    return [
+      'ctr', '-a', this.socket, '-n', this.namespace, 'run', '--rm', '--cni', '--cgroup', cgroup,
+      '--runc-root', path.join(this.dir, 'runc'), ...extra, '--rootfs', this.rootfs, id, '/bin/sh', '-c', script,
+    ];
   }
 
   /** Runs a container to completion (bounded by timeoutMs). */
@@ -109,7 +119,7 @@ export class Containerd {
 
   /** Kills a running container's task; ctr --rm then deletes it and calls CNI DEL. */
   async kill(id: string): Promise<void> {
-    await this.world.run('node', ['ctr', '-a', this.socket, 'task', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 10_000 });
+    await this.world.run('node', ['ctr', '-a', this.socket, '-n', this.namespace, 'task', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 10_000 });
   }
 
   async stop(): Promise<void> {
@@ -118,14 +128,5 @@ export class Containerd {
       this.proc.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
     }
-    for (const p of [...this.created].reverse()) {
-      try {
-        if (fs.statSync(p).isDirectory()) fs.rmdirSync(p);
-        else fs.unlinkSync(p);
-      } catch {
-        /* gone, or a directory someone else filled meanwhile: leave it */
-      }
-    }
-    this.created.length = 0;
   }
 }

@@ -73,6 +73,9 @@ interface Record_ {
   keep?: boolean;
   /** Processes outside the world's namespaces and cgroup (the demo's agent). */
   pids?: number[];
+  /** Host files and directories the world made outside its own directories (CNI config and
+   *  plugins for a container runtime), removed last-made first. */
+  paths?: string[];
   netns: string[];
   cgroup: string;
   bpfRoot: string;
@@ -143,6 +146,7 @@ export class World {
   private readonly keep: boolean;
   private readonly extraPids: number[] = [];
   private readonly extraNetns: string[] = [];
+  private readonly extraPaths: string[] = [];
 
   private constructor(opts: WorldOptions) {
     World.sweep();
@@ -227,6 +231,13 @@ export class World {
     return true;
   }
 
+  /** Records a host file or directory to remove when the world goes (even if this process
+   *  dies first: the next world's sweep removes it). */
+  adoptPath(p: string): void {
+    this.extraPaths.push(p);
+    this.record();
+  }
+
   /** Records a process to kill when the world goes (one outside its namespaces and cgroup). */
   adopt(pid: number): void {
     this.extraPids.push(pid);
@@ -239,6 +250,7 @@ export class World {
       pid: process.pid,
       keep: this.keep,
       pids: this.extraPids,
+      paths: this.extraPaths,
       netns: [this.nodeNetns, ...[...this.pods.values()].map((p) => p.netns), ...this.extraNetns],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,
@@ -281,6 +293,14 @@ export class World {
       sh('ip', ['netns', 'del', ns], { ignoreError: true });
     }
     if (rec.bpfRoot) try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
+    for (const p of [...(rec.paths ?? [])].reverse()) {
+      try {
+        if (fs.statSync(p).isDirectory()) fs.rmdirSync(p);
+        else fs.unlinkSync(p);
+      } catch {
+        /* gone, or a directory someone else has filled since: leave it */
+      }
+    }
     if (rec.stateDir) fs.rmSync(rec.stateDir, { recursive: true, force: true });
   }
 
@@ -448,6 +468,7 @@ export class World {
     World.removeRecorded({
       pid: process.pid,
       pids: this.extraPids,
+      paths: this.extraPaths,
       netns: [...[...this.pods.values()].map((p) => p.netns), ...this.extraNetns, this.nodeNetns],
       cgroup: this.cgroupDir,
       bpfRoot: this.bpfRoot,

@@ -1,0 +1,180 @@
+// The CNI plugin as a container runtime runs it: build/bin/weft-cni with CNI_* in its
+// environment and the network configuration on stdin, started in the world's node namespace;
+// weftd serving it from that same namespace (the host veths live there, and so must the agent
+// that programs them); and sandboxes, the network namespaces a runtime would have made for its
+// containers.
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { apiRequest } from '../../src/agent/api.js';
+import { REPO, WEFTD } from './agent.js';
+import type { Pod, World } from './world.js';
+
+export const WEFT_CNI = path.join(REPO, 'build/bin/weft-cni');
+
+/** weftd in the world's node namespace, with pod CIDRs of its own. Each instance has its own
+ *  state directory and pins (under the world's pin root, so the world removes them). */
+export class NodeAgent {
+  log = '';
+  readonly stateDir: string;
+  readonly socket: string;
+  readonly manifestsDir: string;
+  readonly bpfRoot: string;
+  private child: ChildProcess | undefined;
+
+  constructor(
+    readonly world: World,
+    readonly name: string,
+    readonly podCidr: string,
+  ) {
+    this.stateDir = path.join(world.stateDir, `agent-${name}`);
+    this.socket = path.join(this.stateDir, 'weft.sock');
+    this.manifestsDir = path.join(world.stateDir, `manifests-${name}`);
+    this.bpfRoot = path.join(world.bpfRoot, name);
+    fs.mkdirSync(this.manifestsDir, { recursive: true });
+  }
+
+  async start(timeoutMs = 20_000): Promise<void> {
+    const from = this.log.length;
+    const child = this.world.spawn('node', [
+      WEFTD,
+      '--source', `dir:${this.manifestsDir}`,
+      '--bpf-root', this.bpfRoot,
+      '--cgroup', this.world.cgroupDir,
+      '--state-dir', this.stateDir,
+      '--metrics-address', '127.0.0.1:0',
+      '--node-name', 'cni-test-node',
+      '--pod-cidr', this.podCidr,
+    ]);
+    this.child = child;
+    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
+    const deadline = Date.now() + timeoutMs;
+    while (!/msg="weftd ready"/.test(this.log.slice(from))) {
+      if (child.exitCode !== null) throw new Error(`weftd ${this.name} exited (${child.exitCode}):\n${this.log}`);
+      if (Date.now() > deadline) throw new Error(`weftd ${this.name} not ready within ${timeoutMs} ms:\n${this.log}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  get<T>(urlPath: string): Promise<T> {
+    return apiRequest<T>(this.socket, 'GET', urlPath);
+  }
+}
+
+export interface CniCall {
+  command: string;
+  config?: object | string;
+  containerId?: string;
+  netns?: string;
+  ifName?: string;
+  args?: string;
+  /** Variables to leave out of the environment (to test their absence). */
+  omit?: string[];
+}
+
+export interface CniOutcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed, when it is JSON. */
+  json?: Record<string, unknown>;
+  /** Wall time of the invocation. */
+  ms: number;
+}
+
+/** Runs the plugin in the node namespace as a runtime would, bounded by timeoutMs. */
+export async function cni(world: World, call: CniCall, timeoutMs = 45_000): Promise<CniOutcome> {
+  const env: Record<string, string> = { CNI_COMMAND: call.command, CNI_PATH: path.dirname(WEFT_CNI) };
+  if (call.containerId !== undefined) env.CNI_CONTAINERID = call.containerId;
+  if (call.netns !== undefined) env.CNI_NETNS = call.netns;
+  if (call.ifName !== undefined) env.CNI_IFNAME = call.ifName;
+  if (call.args !== undefined) env.CNI_ARGS = call.args;
+  for (const k of call.omit ?? []) delete env[k];
+  // world.spawn adds the test runner's environment: `env -u` takes out every CNI_* variable
+  // this call does not set, so the plugin sees only what a runtime would have given it.
+  const unset = Object.keys(process.env).filter((k) => k.startsWith('CNI_'))
+    .concat(['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'])
+    .filter((k, i, all) => !(k in env) && all.indexOf(k) === i)
+    .flatMap((k) => ['-u', k]);
+  const t0 = performance.now();
+  const child = world.spawn('node', ['env', ...unset, WEFT_CNI], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin?.on('error', () => {}); // a plugin that exits before reading stdin
+  child.stdin?.end(call.config === undefined ? '' : typeof call.config === 'string' ? call.config : JSON.stringify(call.config));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  const ms = performance.now() - t0;
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = stdout.trim() ? (JSON.parse(stdout) as Record<string, unknown>) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { code, stdout, stderr, json, ms };
+}
+
+export interface Sandbox {
+  name: string;
+  /** What a runtime passes as CNI_NETNS. */
+  path: string;
+  /** For World.spawn/run and the pod fixtures, which only use the namespace's name. */
+  where: Pod;
+}
+
+/** Network namespaces standing for containers: <world prefix>-cni<N>, made with
+ *  world.addNetns, so the world removes them even if the test dies. */
+export class Sandboxes {
+  private n = 0;
+
+  constructor(readonly world: World) {}
+
+  add(): Sandbox {
+    const netnsPath = this.world.addNetns(`cni${++this.n}`);
+    const name = path.basename(netnsPath);
+    return { name, path: netnsPath, where: { name, netns: name, ipv4: '', ipv6: '', hostVeth: '' } };
+  }
+
+  /** Removes one namespace now (a container going away), killing what still runs in it. The
+   *  world's later removal of it finds nothing to do. */
+  remove(name: string): void {
+    let pids: string[] = [];
+    try {
+      pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean);
+    } catch {
+      /* gone already */
+    }
+    for (const pid of pids) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  }
+}
+
+/** `ip -j ...` in a namespace, parsed. */
+export function ipJson<T = Record<string, unknown>[]>(netns: string, ...args: string[]): T {
+  const out = execFileSync('ip', ['-n', netns, '-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return JSON.parse(out || '[]') as T;
+}
+
+/** `ip ...` in a namespace, for changes (breaking a pod on purpose). */
+export function ipIn(netns: string, ...args: string[]): void {
+  execFileSync('ip', ['-n', netns, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A sysctl as a namespace sees it (read through nsenter, so /proc/sys/net is that namespace's). */
+export function sysctlIn(netns: string, key: string): string {
+  return execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'cat', `/proc/sys/${key.replaceAll('.', '/')}`], { encoding: 'utf8' }).trim();
+}
