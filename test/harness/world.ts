@@ -108,6 +108,17 @@ function removeCgroupTree(dir: string): void {
   }
 }
 
+/** Removes a directory and its empty subdirectories; any file (someone else's) keeps its
+ *  directory in place. */
+function removeEmptyDirs(dir: string): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyDirs(path.join(dir, e.name));
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    /* not empty: leave it */
+  }
+}
+
 function cgroupV1Mounts(): string[] {
   return fs
     .readFileSync('/proc/mounts', 'utf8')
@@ -295,10 +306,10 @@ export class World {
     if (rec.bpfRoot) try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
     for (const p of [...(rec.paths ?? [])].reverse()) {
       try {
-        if (fs.statSync(p).isDirectory()) fs.rmdirSync(p);
+        if (fs.statSync(p).isDirectory()) removeEmptyDirs(p);
         else fs.unlinkSync(p);
       } catch {
-        /* gone, or a directory someone else has filled since: leave it */
+        /* gone already */
       }
     }
     if (rec.stateDir) fs.rmSync(rec.stateDir, { recursive: true, force: true });
