@@ -6,12 +6,15 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { apiRequest } from '../../src/agent/api.js';
 import type { EndpointRecord } from '../../src/agent/endpoints.js';
-import { AgentProcess, REPO } from '../harness/agent.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
 import { Containerd } from '../harness/containerd.js';
 import { endpointSlice, service } from '../harness/manifests.js';
 import { World } from '../harness/world.js';
 
 const SVC = '10.96.0.50';
+const exec = promisify(execFile);
 let world: World;
 let agent: AgentProcess;
 let ctrd: Containerd;
@@ -87,6 +90,23 @@ describe('containerd runs pods on Weft\'s network', () => {
     assert.equal(answers.length, 24, r.stdout);
     // 24 picks between two: all one way has probability 2^-23.
     assert.deepEqual([...new Set(answers)].sort(), ['backend-1', 'backend-2']);
+  });
+
+  it('an agent restart keeps the endpoints and their traffic, and hands out no address twice', async () => {
+    const before = await endpoints();
+    const used = new Set(before.flatMap((e) => e.ips.map((i) => i.address)));
+    await agent.stop('SIGKILL');
+    await agent.start();
+    assert.match(agent.log, /msg="endpoints restored" endpoints=2 attached=2/);
+    assert.deepEqual(await endpoints(), before);
+    const r = await ctrd.run('client-3', `ip -o -4 addr show eth0; nc -w 2 ${ipOf(b1, 4)} 8080 </dev/null; nc -w 2 ${SVC} 80 </dev/null`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /backend-1\n(backend-1|backend-2)/);
+    const mine = r.stdout.match(/inet (10\.244\.7\.\d+)\//)?.[1];
+    assert.ok(mine && !used.has(mine), `the new pod's ${mine} is not one in use`);
+    // The CLI shows the same endpoints.
+    const list = await exec(WEFT, ['--state-dir', agent.stateDir, 'endpoint', 'list', '-o', 'json']);
+    assert.deepEqual((JSON.parse(list.stdout) as EndpointRecord[]).map((e) => e.containerId).sort(), [`${ctrd.namespace}-backend-1`, `${ctrd.namespace}-backend-2`]);
   });
 
   it('removing containers releases their endpoints and addresses', async () => {
