@@ -47,7 +47,13 @@ const HOOKS: { hook: TcHook; program: string; attachType: number }[] = [
 
 type Undo = () => void;
 
+/** How long conntrack purges of removed endpoints wait to be batched together. */
+const CONNTRACK_PURGE_DELAY_MS = 1000;
+
 export class EndpointDatapath {
+  private forgotten = new Set<number>();
+  private purgeTimer: NodeJS.Timeout | undefined;
+
   private constructor(
     readonly pins: PinLayout,
     private obj: BpfObject | null,
@@ -150,6 +156,7 @@ export class EndpointDatapath {
 
   /** Frees our fds and the loaded object. What is pinned stays in the kernel. */
   close(): void {
+    this.purgeConntrack();
     this.endpoints.close();
     this.metrics.close();
     this.conntrack.close();
@@ -174,13 +181,29 @@ export class EndpointDatapath {
     return false;
   }
 
-  /** Conntrack entries and counters of an endpoint that is gone. */
+  /** Conntrack entries and counters of an endpoint that is gone. Counters go at once; the
+   *  conntrack purge scans the whole table, so it is deferred and done once for every endpoint
+   *  that went meanwhile, off the CNI DEL path. (No packet reaches a gone endpoint's entries:
+   *  its programs are detached first; a new pod on a reused address would, hence the purge.) */
   private forget(endpointId: number): void {
+    for (const direction of ['ingress', 'egress'] as const) this.metrics.delete(encode(endpointMetricsKey, { endpointId, direction }));
+    this.forgotten.add(endpointId);
+    this.purgeTimer ??= setTimeout(() => this.purgeConntrack(), CONNTRACK_PURGE_DELAY_MS);
+    this.purgeTimer.unref?.();
+  }
+
+  /** Removes the conntrack entries of every forgotten endpoint in one scan. */
+  purgeConntrack(): number {
+    clearTimeout(this.purgeTimer);
+    this.purgeTimer = undefined;
+    if (this.forgotten.size === 0) return 0;
+    const gone = this.forgotten;
+    this.forgotten = new Set();
     const keys: Buffer[] = [];
     const idAt = ctEntry.fields.endpoint_id!.offset;
-    for (const [k, v] of this.conntrack.entries()) if (v.readUInt32LE(idAt) === endpointId) keys.push(Buffer.from(k));
+    for (const [k, v] of this.conntrack.entries()) if (gone.has(v.readUInt32LE(idAt))) keys.push(Buffer.from(k));
     if (keys.length > 0) this.conntrack.deleteBatch(Buffer.concat(keys));
-    for (const direction of ['ingress', 'egress'] as const) this.metrics.delete(encode(endpointMetricsKey, { endpointId, direction }));
+    return keys.length;
   }
 
   private attachHook(ifindex: number, h: (typeof HOOKS)[number]): Undo {
