@@ -255,17 +255,19 @@ export interface LinkInfo {
 
 export const BPF_LINK_TYPE_CGROUP = 3;
 
-export function linkInfo(fd: number): LinkInfo {
+/** struct bpf_link_info: a common head (type, id, prog_id), then a union whose layout
+ *  depends on the link's type; linkInfo and tcxLinkInfo read the two Weft uses. */
+function readLinkInfo(fd: number): { buf: Buffer; head: { type: number; id: number; progId: number } } {
   const buf = Buffer.alloc(64);
   const len = [buf.length];
   check('get link info', fns.obj_get_info_by_fd(fd, buf, len));
-  return {
-    type: buf.readUInt32LE(0),
-    id: buf.readUInt32LE(4),
-    progId: buf.readUInt32LE(8),
-    cgroupId: buf.readBigUInt64LE(16),
-    attachType: buf.readUInt32LE(24),
-  };
+  return { buf, head: { type: buf.readUInt32LE(0), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) } };
+}
+
+/** A cgroup link's info. */
+export function linkInfo(fd: number): LinkInfo {
+  const { buf, head } = readLinkInfo(fd);
+  return { ...head, cgroupId: buf.readBigUInt64LE(16), attachType: buf.readUInt32LE(24) };
 }
 
 function batchOpts(): Buffer {
@@ -414,21 +416,12 @@ export interface TcxLinkInfo {
   attachType: number;
 }
 
-/** Link info read with the TCX layout of struct bpf_link_info (linkInfo reads the cgroup one). */
+/** A TCX link's info. */
 export function tcxLinkInfo(fd: number): TcxLinkInfo {
-  const buf = Buffer.alloc(64);
-  const len = [buf.length];
-  check('get link info', fns.obj_get_info_by_fd(fd, buf, len));
-  return {
-    type: buf.readUInt32LE(0),
-    id: buf.readUInt32LE(4),
-    progId: buf.readUInt32LE(8),
-    ifindex: buf.readUInt32LE(16),
-    attachType: buf.readUInt32LE(20),
-  };
+  const { buf, head } = readLinkInfo(fd);
+  return { ...head, ifindex: buf.readUInt32LE(16), attachType: buf.readUInt32LE(20) };
 }
 
-/** The name of a network interface of the calling thread's network namespace, if it exists. */
 /** The ifindex of an interface in the calling process's network namespace (sysfs may show
  *  another namespace's devices: it follows the mount, not the process). */
 export function interfaceIndex(name: string): number | undefined {
@@ -436,6 +429,7 @@ export function interfaceIndex(name: string): number | undefined {
   return ifindex > 0 ? ifindex : undefined;
 }
 
+/** The name of a network interface of the calling thread's network namespace, if it exists. */
 export function interfaceName(ifindex: number): string | undefined {
   const buf = Buffer.alloc(16);
   if (!fns.if_indextoname(ifindex, buf)) return undefined;
