@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { cni, ipIn, ipJson, NodeAgent, Sandboxes, sysctlIn, type CniOutcome, type Sandbox } from '../harness/cni.js';
+import { cni, ipIn, ipJson, Sandboxes, sysctlIn, type CniOutcome, type Sandbox } from '../harness/cni.js';
+import { AgentProcess } from '../harness/agent.js';
 import { probe, startBackend } from '../harness/pods.js';
 import { World } from '../harness/world.js';
 
@@ -29,8 +30,8 @@ interface Attachment {
 }
 
 let world: World;
-let agent: NodeAgent;
-let small: NodeAgent;
+let agent: AgentProcess;
+let small: AgentProcess;
 let boxes: Sandboxes;
 let hostForwarding: string;
 
@@ -105,8 +106,8 @@ before(async () => {
   hostForwarding = fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
   world = World.create();
   boxes = new Sandboxes(world);
-  agent = new NodeAgent(world, 'main', `${PODS4},${PODS6}`);
-  small = new NodeAgent(world, 'small', SMALL);
+  agent = new AgentProcess(world, { where: 'node', name: 'main', extraArgs: ['--pod-cidr', `${PODS4},${PODS6}`] });
+  small = new AgentProcess(world, { where: 'node', name: 'small', extraArgs: ['--pod-cidr', SMALL] });
   await Promise.all([agent.start(), small.start()]);
 });
 

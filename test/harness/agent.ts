@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
+import { apiRequest } from '../../src/agent/api.js';
 import { readKernelServices, type KernelService } from '../../src/datapath/lb-reader.js';
 import type { World } from './world.js';
 
@@ -14,6 +15,9 @@ export interface AgentOptions {
   /** Where weftd runs: the host namespace, or the world's node namespace (where pods' host
    *  veths are, as on a real node). */
   where?: 'host' | 'node';
+  /** For a second agent in one world: its own state and manifests directories and a pin root
+   *  nested in the world's (so the world still removes it). */
+  name?: string;
   extraArgs?: string[];
 }
 
@@ -22,14 +26,21 @@ export class AgentProcess {
   private child: ChildProcess | undefined;
   readonly manifestsDir: string;
   readonly stateDir: string;
+  readonly bpfRoot: string;
 
   constructor(
     readonly world: World,
     private readonly opts: AgentOptions = {},
   ) {
-    this.manifestsDir = path.join(world.stateDir, 'manifests');
-    this.stateDir = path.join(world.stateDir, 'agent');
+    const suffix = opts.name ? `-${opts.name}` : '';
+    this.manifestsDir = path.join(world.stateDir, `manifests${suffix}`);
+    this.stateDir = path.join(world.stateDir, `agent${suffix}`);
+    this.bpfRoot = opts.name ? path.join(world.bpfRoot, opts.name) : world.bpfRoot;
     fs.mkdirSync(this.manifestsDir, { recursive: true });
+  }
+
+  get<T>(urlPath: string): Promise<T> {
+    return apiRequest<T>(this.socket, 'GET', urlPath);
   }
 
   get socket(): string {
@@ -39,7 +50,7 @@ export class AgentProcess {
   get args(): string[] {
     return [
       '--source', `dir:${this.manifestsDir}`,
-      '--bpf-root', this.world.bpfRoot,
+      '--bpf-root', this.bpfRoot,
       '--cgroup', this.world.cgroupDir,
       '--state-dir', this.stateDir,
       '--metrics-address', '127.0.0.1:0',
@@ -78,7 +89,10 @@ export class AgentProcess {
     if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill(signal);
-    return exited;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
   }
 
   /** Writes a manifest file atomically (as editors and config-management tools do). */
@@ -94,7 +108,7 @@ export class AgentProcess {
   }
 
   kernelServices(): KernelService[] {
-    return readKernelServices(this.world.bpfRoot);
+    return readKernelServices(this.bpfRoot);
   }
 
   /** Polls the kernel maps until `pred` holds (bounded). */

@@ -1,76 +1,13 @@
 // The CNI plugin as a container runtime runs it: build/bin/weft-cni with CNI_* in its
-// environment and the network configuration on stdin, started in the world's node namespace;
-// weftd serving it from that same namespace (the host veths live there, and so must the agent
-// that programs them); and sandboxes, the network namespaces a runtime would have made for its
-// containers.
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
+// environment and the network configuration on stdin, started in the world's node namespace
+// (where weftd must run too: the host veths live there); and sandboxes, the network namespaces
+// a runtime would have made for its containers.
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { apiRequest } from '../../src/agent/api.js';
-import { REPO, WEFTD } from './agent.js';
+import { REPO } from './agent.js';
 import type { Pod, World } from './world.js';
 
 export const WEFT_CNI = path.join(REPO, 'build/bin/weft-cni');
-
-/** weftd in the world's node namespace, with pod CIDRs of its own. Each instance has its own
- *  state directory and pins (under the world's pin root, so the world removes them). */
-export class NodeAgent {
-  log = '';
-  readonly stateDir: string;
-  readonly socket: string;
-  readonly manifestsDir: string;
-  readonly bpfRoot: string;
-  private child: ChildProcess | undefined;
-
-  constructor(
-    readonly world: World,
-    readonly name: string,
-    readonly podCidr: string,
-  ) {
-    this.stateDir = path.join(world.stateDir, `agent-${name}`);
-    this.socket = path.join(this.stateDir, 'weft.sock');
-    this.manifestsDir = path.join(world.stateDir, `manifests-${name}`);
-    this.bpfRoot = path.join(world.bpfRoot, name);
-    fs.mkdirSync(this.manifestsDir, { recursive: true });
-  }
-
-  async start(timeoutMs = 20_000): Promise<void> {
-    const from = this.log.length;
-    const child = this.world.spawn('node', [
-      WEFTD,
-      '--source', `dir:${this.manifestsDir}`,
-      '--bpf-root', this.bpfRoot,
-      '--cgroup', this.world.cgroupDir,
-      '--state-dir', this.stateDir,
-      '--metrics-address', '127.0.0.1:0',
-      '--node-name', 'cni-test-node',
-      '--pod-cidr', this.podCidr,
-    ]);
-    this.child = child;
-    child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
-    const deadline = Date.now() + timeoutMs;
-    while (!/msg="weftd ready"/.test(this.log.slice(from))) {
-      if (child.exitCode !== null) throw new Error(`weftd ${this.name} exited (${child.exitCode}):\n${this.log}`);
-      if (Date.now() > deadline) throw new Error(`weftd ${this.name} not ready within ${timeoutMs} ms:\n${this.log}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  get<T>(urlPath: string): Promise<T> {
-    return apiRequest<T>(this.socket, 'GET', urlPath);
-  }
-}
 
 export interface CniCall {
   command: string;
