@@ -22,7 +22,7 @@ export interface MapState {
   error?: string;
 }
 
-/** The pins (files) of a directory; subdirectories (links/lxc: per-endpoint links) are not. */
+/** The pins (files) of a directory; subdirectories (links/lxc: an older agent's per-endpoint links) are not. */
 const listDir = (dir: string) =>
   fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name).sort() : [];
 

@@ -13,6 +13,7 @@ import { removeAllPins } from '../datapath/programs.js';
 import { installCni, uninstallCni } from './cni-install.js';
 import { readMaps, readPrograms } from './kernel-state.js';
 import { readEndpointLinks } from '../datapath/endpoint-reader.js';
+import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from './table.js';
 
 const USAGE = `Usage: weft [global flags] COMMAND
@@ -25,7 +26,8 @@ Commands:
                       (--cni-bin-dir, default /opt/cni/bin; --cni-conf-dir, default
                       /etc/cni/net.d; --agent-socket, default <state-dir>/weft.sock)
   cni uninstall       remove them
-  uninstall           detach every Weft program and remove its pinned maps
+  uninstall           detach every Weft program and remove its pinned maps (run it in
+                      the agent's network namespace: pod interfaces are numbered there)
 
 Global flags:
   --state-dir DIR     agent state directory (env WEFT_STATE_DIR, default ${DEFAULT_STATE_DIR})
@@ -77,7 +79,7 @@ async function status(ctx: Ctx): Promise<number> {
     out(indent(formatTable(['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'], programs.map((p) => [p.program, String(p.linkId ?? '-'), String(p.progId ?? '-'), p.cgroupId ?? '-', p.error ?? 'attached']))));
   }
   const endpointIfs = new Set(endpointLinks.filter((l) => !l.error).map((l) => l.ifindex));
-  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${endpointLinks.some((l) => l.error) ? ` (${endpointLinks.filter((l) => l.error).length} broken links)` : ''}\n`);
+  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${endpointLinks.some((l) => l.error) ? ` (${endpointLinks.filter((l) => l.error).length} hooks without a program)` : ''}\n`);
   if (maps.length) {
     out('Maps:\n');
     out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, m.ringBytes ? '-' : String(m.entries), m.ringBytes ? `${m.ringBytes / 1024} KiB ring` : String(m.maxEntries), m.error ?? (m.ringBytes ? '-' : `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`)]))));
@@ -136,9 +138,10 @@ async function endpointList(ctx: Ctx): Promise<number> {
 async function uninstall(ctx: Ctx): Promise<number> {
   const agent = await agentStatus(ctx);
   if (agent.status) process.stderr.write(`weft: warning: the agent (pid ${agent.status.pid}) is still running; stop it first or it keeps serving from memory until restarted\n`);
+  const detached = detachAllFilters(ctx.bpfRoot);
   const removed = removeAllPins(ctx.bpfRoot);
-  if (ctx.json) printJson({ removed });
-  else out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot}; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
+  if (ctx.json) printJson({ removed, detachedInterfaces: detached });
+  else out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
   return 0;
 }
 

@@ -1,27 +1,34 @@
 // The pod-facing TC programs of bpf/lxc.c on each pod's host-side veth: loading them, writing
-// the endpoint entry they check packets against, and attaching them as pinned TCX links that
+// the endpoint entry they check packets against, and attaching them as clsact filters that
 // outlive the agent.
 //
-// Attachment: lxc_from_pod on the veth's TCX ingress (what the pod sends), lxc_to_pod on its
-// TCX egress (what it receives), each a BPF link made with bpf_link_create(BPF_TCX_INGRESS /
-// BPF_TCX_EGRESS) and pinned at <bpfRoot>/links/lxc/<ifindex>-ingress|egress. An ifindex names a
-// device in the network namespace of the calling thread: attach from the node's namespace (the
-// agent runs there). Attaching an ifindex whose links are pinned already swaps the program in
-// them with bpf_link_update, atomically: an agent restart re-attaches every endpoint and no
-// packet ever meets a veth without a program. Maps are pinned under <bpfRoot>/maps and reused,
-// so conntrack and counters survive restarts.
+// Attachment: lxc_from_pod on the veth's clsact ingress (what the pod sends), lxc_to_pod on its
+// clsact egress (what it receives), each a direct-action cls_bpf filter with Weft's fixed handle
+// and priority (LXC_TC_HANDLE, LXC_TC_PRIORITY). A filter needs no fd or pin: it lives as long
+// as the device, so a veth deleted with its pod takes its filters along. (TCX links would do
+// too, but creating or detaching one waits for an RCU grace period: ~12 ms each, four per pod,
+// on the CNI ADD and DEL paths; a filter takes ~0.1 ms.) An ifindex names a device in the
+// network namespace of the calling thread: attach from the node's namespace (the agent runs
+// there). Attaching an ifindex that has the filters already replaces their programs
+// atomically (BPF_TC_F_REPLACE): an agent restart re-attaches every endpoint and no packet ever
+// meets a veth without a program. Which veths are attached is what lxc_endpoints holds: attach
+// writes the entry before the filters, detach removes the filters before the entry. Maps are
+// pinned under <bpfRoot>/maps and reused, so conntrack and counters survive restarts.
+//
+// Endpoints attached by an older agent as pinned TCX links (<bpfRoot>/links/lxc/<ifindex>-<hook>)
+// move to filters when attached again: the filters first, then the links go.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encode } from './codec.js';
 import {
-  BPF_LINK_TYPE_TCX, BPF_TCX_EGRESS, BPF_TCX_INGRESS, BpfError, BpfObject, RawMap, closeFd, createTcxLink, detachLink,
-  interfaceName, objGet, objPin, openPinnedMap, perCpuSlots, progFdById, progId, tcxLinkInfo, updateLink, type ProgramHandle,
+  BPF_TC_EGRESS, BPF_TC_INGRESS, BpfError, BpfObject, RawMap, closeFd, detachLink, interfaceName, objGet, openPinnedMap,
+  perCpuSlots, progFdById, progId, tcAttach, tcDetach, tcHookCreate, tcQuery, tcxLinkInfo, type ProgramHandle, type TcFilter,
 } from './libbpf.js';
 import {
   ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, ifindexKey, type Direction, type EndpointCounters,
 } from './endpoint-codecs.js';
-import { ensurePinDirs, lxcLinkDir, lxcLinkPin, parseLxcLinkPin, type PinLayout, type TcHook } from './pins.js';
+import { ensurePinDirs, pinLayout, lxcLinkDir, lxcLinkPin, parseLxcLinkPin, type PinLayout, type TcHook } from './pins.js';
 import { defaultObjectDir } from './programs.js';
 import { parseIp } from '../lib/ip.js';
 
@@ -40,12 +47,40 @@ export interface EndpointDatapathInfo {
 
 export type { EndpointCounters } from './endpoint-codecs.js';
 
-const HOOKS: { hook: TcHook; program: string; attachType: number }[] = [
-  { hook: 'ingress', program: 'lxc_from_pod', attachType: BPF_TCX_INGRESS },
-  { hook: 'egress', program: 'lxc_to_pod', attachType: BPF_TCX_EGRESS },
+/** The handle and priority of Weft's clsact filters on pod veths (the same on both hooks). */
+export const LXC_TC_HANDLE = 0x5746; // "WF"
+export const LXC_TC_PRIORITY = 1;
+
+export const LXC_HOOKS: readonly { hook: TcHook; program: string; attachPoint: number }[] = [
+  { hook: 'ingress', program: 'lxc_from_pod', attachPoint: BPF_TC_INGRESS },
+  { hook: 'egress', program: 'lxc_to_pod', attachPoint: BPF_TC_EGRESS },
 ];
+const HOOKS = LXC_HOOKS;
+
+/** Weft's filter on one hook of a device. */
+export function lxcFilter(ifindex: number, attachPoint: number): TcFilter {
+  return { ifindex, attachPoint, handle: LXC_TC_HANDLE, priority: LXC_TC_PRIORITY };
+}
 
 type Undo = () => void;
+
+/** Takes Weft's filters off every veth lxc_endpoints names, as the calling process's network
+ *  namespace numbers them (the agent's: the node's). For `weft uninstall`: filters are not
+ *  pinned, so removing the pins alone would leave them running. Returns the ifindexes. */
+export function detachAllFilters(bpfRoot: string): number[] {
+  const pin = path.join(pinLayout(bpfRoot).maps, 'lxc_endpoints');
+  if (!fs.existsSync(pin)) return [];
+  const endpoints = RawMap.openPinned(pin);
+  try {
+    const ifindexes = [...endpoints.entries()].map(([k]) => k.readUInt32LE(0));
+    for (const ifindex of ifindexes) {
+      for (const { hook, attachPoint } of LXC_HOOKS) tcDetach(lxcFilter(ifindex, attachPoint), `uninstall: ifindex ${ifindex} (tc ${hook})`);
+    }
+    return ifindexes;
+  } finally {
+    endpoints.close();
+  }
+}
 
 /** How long conntrack purges of removed endpoints wait to be batched together. */
 const CONNTRACK_PURGE_DELAY_MS = 1000;
@@ -67,7 +102,6 @@ export class EndpointDatapath {
    *  <bpfRoot>/maps, reusing the ones a previous agent pinned. Attaches nothing. */
   static open(opts: { bpfRoot: string; objectDir?: string }): EndpointDatapath {
     const pins = ensurePinDirs(opts.bpfRoot);
-    fs.mkdirSync(lxcLinkDir(pins), { recursive: true, mode: 0o700 });
     const obj = BpfObject.load(path.join(opts.objectDir ?? defaultObjectDir(), 'lxc.o'), { mapPinDir: pins.maps });
     const opened: RawMap[] = [];
     try {
@@ -89,8 +123,8 @@ export class EndpointDatapath {
   }
 
   /** Writes the endpoint's lxc_endpoints entry, then attaches both programs to its veth (or
-   *  swaps them into the links pinned there). Idempotent. On failure nothing is left changed:
-   *  links this call made are removed, swapped programs and the previous entry restored. */
+   *  swaps them into the filters there). Idempotent. On failure nothing is left changed:
+   *  filters this call added are removed, swapped programs and the previous entry restored. */
   attach(ep: EndpointDatapathInfo): void {
     const value = encode(endpointInfo, { endpointId: ep.endpointId, flags: 0, ...validate(ep) });
     if (ep.ifname !== undefined) {
@@ -119,16 +153,24 @@ export class EndpointDatapath {
       else this.endpoints.delete(key);
       throw err;
     }
+    // Links an older agent pinned go, now that the filters do their work.
+    for (const { hook } of HOOKS) {
+      const pin = lxcLinkPin(this.pins, ep.ifindex, hook);
+      if (fs.existsSync(pin)) unpinLink(pin);
+    }
     // The veth changed hands (its old endpoint's DEL never came): the old endpoint's state goes.
     const previousId = previous ? endpointInfo.decode(previous).endpointId : ep.endpointId;
     if (previousId !== ep.endpointId && !this.endpointIdInUse(previousId)) this.forget(previousId);
   }
 
-  /** Detaches both programs from the veth, unpins their links and deletes the endpoint entry;
-   *  when no other veth has the endpoint's id, also its conntrack entries and counters.
-   *  Idempotent, and fine when the veth is gone already. */
+  /** Removes both filters from the veth and deletes the endpoint entry; when no other veth has
+   *  the endpoint's id, also its conntrack entries and counters. Idempotent, and fine when the
+   *  veth is gone already (its filters went with it). */
   detach(ifindex: number): void {
-    for (const { hook } of HOOKS) unpinLink(lxcLinkPin(this.pins, ifindex, hook));
+    for (const { hook, attachPoint } of HOOKS) {
+      tcDetach(lxcFilter(ifindex, attachPoint), `detach ifindex ${ifindex} (tc ${hook})`);
+      unpinLink(lxcLinkPin(this.pins, ifindex, hook)); // an older agent's link, if any
+    }
     const key = ifindexKey(ifindex);
     const entry = this.endpoints.lookup(key);
     if (!entry) return;
@@ -137,10 +179,12 @@ export class EndpointDatapath {
     if (!this.endpointIdInUse(endpointId)) this.forget(endpointId);
   }
 
-  /** The ifindexes that have pinned links, ascending. */
+  /** The ifindexes of attached endpoints (those with lxc_endpoints entries, and any an older
+   *  agent left pinned links for), ascending. */
   attachedIfindexes(): number[] {
     const dir = lxcLinkDir(this.pins);
     const set = new Set<number>();
+    for (const [k] of this.endpoints.entries()) set.add(k.readUInt32LE(0));
     for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
       const parsed = parseLxcLinkPin(name);
       if (parsed) set.add(parsed.ifindex);
@@ -208,31 +252,21 @@ export class EndpointDatapath {
 
   private attachHook(ifindex: number, h: (typeof HOOKS)[number]): Undo {
     const prog = this.programs.get(h.program)!;
-    const pin = lxcLinkPin(this.pins, ifindex, h.hook);
-    if (fs.existsSync(pin)) {
-      const linkFd = objGet(pin);
+    const filter = lxcFilter(ifindex, h.attachPoint);
+    const what = `attach ${prog.name} to ifindex ${ifindex} (tc ${h.hook})`;
+    tcHookCreate(ifindex, what);
+    const previous = tcQuery(filter, what);
+    if (previous === prog.id) return () => {};
+    tcAttach(filter, prog.fd, what);
+    if (previous === undefined) return () => tcDetach(filter, `detach ifindex ${ifindex} (tc ${h.hook})`);
+    return () => {
+      const fd = progFdById(previous);
       try {
-        const info = tcxLinkInfo(linkFd);
-        if (info.type === BPF_LINK_TYPE_TCX && info.ifindex === ifindex && info.attachType === h.attachType) {
-          if (info.progId === prog.id) return () => {};
-          updateLink(linkFd, prog.fd, pin);
-          return () => restoreProgram(pin, info.progId);
-        }
+        tcAttach(filter, fd, `restore program ${previous} on ifindex ${ifindex} (tc ${h.hook})`);
       } finally {
-        closeFd(linkFd);
+        closeFd(fd);
       }
-      // The pinned link no longer holds this device (the veth went away and a new one got its
-      // ifindex): it attaches nothing, and a new link takes its place.
-      unpinLink(pin);
-    }
-    const fd = createTcxLink(prog.fd, ifindex, h.attachType, `attach ${prog.name} to ifindex ${ifindex} (TCX ${h.hook})`);
-    try {
-      objPin(fd, pin);
-    } finally {
-      // The pin holds the link now (or, when pinning failed, closing detaches it again).
-      closeFd(fd);
-    }
-    return () => unpinLink(pin);
+    };
   }
 }
 
@@ -256,7 +290,8 @@ function validate(ep: EndpointDatapathInfo): { ipv4?: string; ipv6?: string } {
   return out;
 }
 
-/** Detaches a pinned link (if its device is still there) and removes the pin. */
+/** Detaches a pinned TCX link of an older agent (if its device is still there) and removes
+ *  the pin. */
 function unpinLink(pin: string): void {
   let fd: number;
   try {
@@ -272,18 +307,4 @@ function unpinLink(pin: string): void {
     closeFd(fd);
   }
   fs.rmSync(pin, { force: true });
-}
-
-function restoreProgram(pin: string, id: number): void {
-  const progFd = progFdById(id);
-  try {
-    const linkFd = objGet(pin);
-    try {
-      updateLink(linkFd, progFd, pin);
-    } finally {
-      closeFd(linkFd);
-    }
-  } finally {
-    closeFd(progFd);
-  }
 }

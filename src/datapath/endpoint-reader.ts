@@ -1,13 +1,15 @@
 // Reads the endpoint datapath back from its pins alone (no program loaded, no agent needed):
-// endpoints, conntrack, links, lost events, and drop events from the ring buffer. For the CLI,
-// the observer and the tests.
+// endpoints, conntrack, lost events, and drop events from the ring buffer; and the endpoints'
+// TC filters, from the devices of the calling thread's network namespace. For the CLI, the
+// observer and the tests.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RingBuffer, closeFd, objGet, openPinnedMap, perCpuSlots, tcxLinkInfo, type RawMap } from './libbpf.js';
+import { RingBuffer, closeFd, interfaceName, objGet, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
+import { LXC_HOOKS, lxcFilter } from './endpoint-datapath.js';
 import {
   ctEntry, ctKey, endpointInfo, eventHdr, type CtEntry, type CtKey, type EndpointInfo, type EventHeader,
 } from './endpoint-codecs.js';
-import { lxcLinkDir, parseLxcLinkPin, pinLayout, type TcHook } from './pins.js';
+import { pinLayout, type TcHook } from './pins.js';
 
 function withMap<T>(bpfRoot: string, name: string, fn: (m: RawMap) => T): T {
   const m = openPinnedMap(path.join(pinLayout(bpfRoot).maps, name));
@@ -39,33 +41,36 @@ export function readEventsLost(bpfRoot: string): bigint {
 export interface EndpointLink {
   ifindex: number;
   hook: TcHook;
-  pin: string;
-  linkId?: number;
+  /** The filter's handle and priority on the device's clsact hook. */
+  handle: number;
+  priority: number;
+  /** The program in the filter. */
   progId?: number;
-  /** BPF_TCX_INGRESS or BPF_TCX_EGRESS. */
-  attachType?: number;
-  /** The device the link holds: the pin's ifindex, or 0 once the device is gone. */
-  attachedIfindex?: number;
+  /** Why there is no program: no such device (in this network namespace), or no filter. */
   error?: string;
 }
 
-/** Every pinned TCX link of <bpfRoot>/links/lxc. */
+/** The TC filters of every endpoint in lxc_endpoints, on both hooks of its veth, as the
+ *  devices of the calling thread's network namespace have them (call it from the node's).
+ *  None when nothing is pinned. */
 export function readEndpointLinks(bpfRoot: string): EndpointLink[] {
-  const dir = lxcLinkDir(pinLayout(bpfRoot));
   const out: EndpointLink[] = [];
-  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
-    const parsed = parseLxcLinkPin(name);
-    if (!parsed) continue;
-    const pin = path.join(dir, name);
-    let fd = -1;
-    try {
-      fd = objGet(pin);
-      const info = tcxLinkInfo(fd);
-      out.push({ ...parsed, pin, linkId: info.id, progId: info.progId, attachType: info.attachType, attachedIfindex: info.ifindex });
-    } catch (err) {
-      out.push({ ...parsed, pin, error: (err as Error).message });
-    } finally {
-      closeFd(fd);
+  if (!fs.existsSync(path.join(pinLayout(bpfRoot).maps, 'lxc_endpoints'))) return out;
+  for (const { ifindex } of readEndpoints(bpfRoot)) {
+    const present = interfaceName(ifindex) !== undefined;
+    for (const { hook, attachPoint } of LXC_HOOKS) {
+      const filter = lxcFilter(ifindex, attachPoint);
+      const base = { ifindex, hook, handle: filter.handle, priority: filter.priority };
+      if (!present) {
+        out.push({ ...base, error: 'no such device in this network namespace' });
+        continue;
+      }
+      try {
+        const progId = tcQuery(filter, `query ifindex ${ifindex} (tc ${hook})`);
+        out.push(progId === undefined ? { ...base, error: 'no filter' } : { ...base, progId });
+      } catch (err) {
+        out.push({ ...base, error: (err as Error).message });
+      }
     }
   }
   return out.sort((a, b) => a.ifindex - b.ifindex || a.hook.localeCompare(b.hook));

@@ -40,6 +40,10 @@ const fns = {
   map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
   link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
   link_detach: lib.func('int bpf_link_detach(int link_fd)'),
+  tc_hook_create: lib.func('int bpf_tc_hook_create(const uint8_t *hook)'),
+  tc_attach: lib.func('int bpf_tc_attach(const uint8_t *hook, _Inout_ uint8_t *opts)'),
+  tc_detach: lib.func('int bpf_tc_detach(const uint8_t *hook, const uint8_t *opts)'),
+  tc_query: lib.func('int bpf_tc_query(const uint8_t *hook, _Inout_ uint8_t *opts)'),
   obj_pin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
   prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)'),
@@ -420,6 +424,84 @@ export interface TcxLinkInfo {
 export function tcxLinkInfo(fd: number): TcxLinkInfo {
   const { buf, head } = readLinkInfo(fd);
   return { ...head, ifindex: buf.readUInt32LE(16), attachType: buf.readUInt32LE(20) };
+}
+
+// ---- TC programs as clsact filters (cls_bpf, direct action) ----
+//
+// A filter is named by its device, hook, handle and priority; it lives as long as the device
+// (or until removed), without any fd or pin holding it. Adding or replacing one costs a netlink
+// round trip (well under a millisecond), where creating or detaching a TCX link waits for an RCU
+// grace period.
+
+export const BPF_TC_INGRESS = 1;
+export const BPF_TC_EGRESS = 2;
+const BPF_TC_F_REPLACE = 1;
+
+export interface TcFilter {
+  ifindex: number;
+  /** BPF_TC_INGRESS or BPF_TC_EGRESS. */
+  attachPoint: number;
+  handle: number;
+  priority: number;
+}
+
+/** struct bpf_tc_hook (24 bytes): sz, ifindex, attach_point, parent. */
+function tcHook(ifindex: number, attachPoint: number): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(24n, 0);
+  b.writeInt32LE(ifindex, 8);
+  b.writeUInt32LE(attachPoint, 12);
+  return b;
+}
+
+/** struct bpf_tc_opts (32 bytes): sz, prog_fd, flags, prog_id, handle, priority. */
+function tcOpts(f: TcFilter, progFd = 0, flags = 0): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeBigUInt64LE(32n, 0);
+  b.writeInt32LE(progFd, 8);
+  b.writeUInt32LE(flags, 12);
+  b.writeUInt32LE(f.handle, 20);
+  b.writeUInt32LE(f.priority, 24);
+  return b;
+}
+
+const { EEXIST, ENOENT, ENODEV, EINVAL } = os.constants.errno;
+
+/** Adds the clsact qdisc to a device of the calling thread's network namespace, unless it has
+ *  one already. */
+export function tcHookCreate(ifindex: number, what: string): void {
+  const ret = fns.tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  drainLog();
+  if (ret < 0 && ret !== -EEXIST) throw new BpfError(what, -ret);
+}
+
+/** Puts a program in a clsact filter (direct action), atomically replacing the program of the
+ *  filter there with the same handle and priority, if any. The clsact qdisc must exist. */
+export function tcAttach(f: TcFilter, progFd: number, what: string): void {
+  drainLog();
+  const ret = fns.tc_attach(tcHook(f.ifindex, f.attachPoint), tcOpts(f, progFd, BPF_TC_F_REPLACE)) as number;
+  const log = drainLog();
+  if (ret < 0) throw new BpfError(what, -ret, log);
+}
+
+/** Removes a clsact filter. Returns false when there was none (or no such device). */
+export function tcDetach(f: TcFilter, what: string): boolean {
+  const ret = fns.tc_detach(tcHook(f.ifindex, f.attachPoint), tcOpts(f)) as number;
+  const log = drainLog();
+  if (ret === -ENOENT || ret === -ENODEV || ret === -EINVAL) return false;
+  if (ret < 0) throw new BpfError(what, -ret, log);
+  return true;
+}
+
+/** The id of the program in a clsact filter, or undefined when there is no such filter (or no
+ *  clsact qdisc, or no such device). */
+export function tcQuery(f: TcFilter, what: string): number | undefined {
+  const opts = tcOpts(f);
+  const ret = fns.tc_query(tcHook(f.ifindex, f.attachPoint), opts) as number;
+  const log = drainLog();
+  if (ret === -ENOENT || ret === -ENODEV || ret === -EINVAL) return undefined;
+  if (ret < 0) throw new BpfError(what, -ret, log);
+  return opts.readUInt32LE(16);
 }
 
 /** The ifindex of an interface in the calling process's network namespace (sysfs may show

@@ -59,7 +59,8 @@ export function isCgroup2Dir(dir: string): boolean {
   return mountHolding(path.resolve(dir), 'cgroup2') !== undefined && fs.statSync(dir).isDirectory();
 }
 
-/** Where the TCX links of pod endpoints are pinned: <root>/links/lxc/<ifindex>-ingress|egress,
+/** Where agents before clsact filters pinned the TCX links of pod endpoints (read now only to
+ *  move such endpoints to filters): <root>/links/lxc/<ifindex>-ingress|egress,
  *  named for the hook on the pod's host-side veth (its ingress carries what the pod sends). */
 export function lxcLinkDir(layout: PinLayout): string {
   return path.join(layout.links, 'lxc');

@@ -1,14 +1,16 @@
 // The pod-facing TC programs of bpf/lxc.c on the real kernel: real packets between pods of a
 // world, with the programs attached as the agent will attach them.
 //
-// Attaching: an ifindex names a device in the network namespace of whoever creates the TCX
-// link, and the pods' host-side veths live in the world's node namespace. So attach and detach
+// Attaching: an ifindex names a device in the network namespace of whoever adds the clsact
+// filter, and the pods' host-side veths live in the world's node namespace. So attach and detach
 // run where the agent will run them, in the node namespace: test/fixtures/endpoint-ctl.js,
 // started there with nsenter --net (bpffs stays visible), one process per call that exits
-// afterwards, which also shows that the attachment outlives its creator. Everything else (maps,
-// pins, the ring buffer) does not depend on the namespace and is read from this process.
+// afterwards, which also shows that the attachment outlives its creator; the filters are read
+// back there too (endpoint-ctl links). Everything else (maps, pins, the ring buffer) does not
+// depend on the namespace and is read from this process.
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -16,9 +18,10 @@ import { encode } from '../../src/datapath/codec.js';
 import { EndpointDatapath, type EndpointDatapathInfo } from '../../src/datapath/endpoint-datapath.js';
 import { endpointInfo, ifindexKey, type CtEntry, type CtKey, type EventHeader } from '../../src/datapath/endpoint-codecs.js';
 import {
-  openEvents, readConntrack, readEndpointLinks, readEndpoints, readEventsLost, type EventReader,
+  openEvents, readConntrack, readEndpoints, readEventsLost, type EndpointLink, type EventReader,
 } from '../../src/datapath/endpoint-reader.js';
-import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, BpfObject, RawMap, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
+import { LXC_TC_HANDLE, LXC_TC_PRIORITY } from '../../src/datapath/endpoint-datapath.js';
+import { BpfObject, RawMap, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
 import { lxcLinkDir, pinLayout } from '../../src/datapath/pins.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
 import { REPO } from '../harness/agent.js';
@@ -102,6 +105,13 @@ async function ctl(command: 'attach' | 'detach', ...args: string[]): Promise<num
   return (JSON.parse(r.stdout) as { attached: number[] }).attached;
 }
 
+/** The endpoints' TC filters, read in the node namespace (where their devices are). */
+async function nodeLinks(): Promise<EndpointLink[]> {
+  const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, 'links'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, `endpoint-ctl links: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { links: EndpointLink[] }).links;
+}
+
 const ifindexOf = (pod: Pod): number =>
   (JSON.parse(execFileSync('ip', ['-n', world.nodeNetns, '-j', 'link', 'show', 'dev', pod.hostVeth], { encoding: 'utf8' })) as { ifindex: number }[])[0]!.ifindex;
 
@@ -116,6 +126,14 @@ const infoOf = (pod: Pod, endpointId: number): EndpointDatapathInfo => ({
 const attachPods = (...eps: [Pod, number][]) => ctl('attach', ...eps.map(([p, id]) => JSON.stringify(infoOf(p, id))));
 
 const ipOf = (pod: Pod, family: 4 | 6) => (family === 4 ? pod.ipv4 : pod.ipv6);
+
+/** How many filters the pod's host-side veth has on each clsact hook (tc's view). */
+function tcFilters(pod: Pod): { ingress: number; egress: number } {
+  const count = (hook: string) =>
+    (JSON.parse(execFileSync('tc', ['-n', world.nodeNetns, '-j', 'filter', 'show', 'dev', pod.hostVeth, hook], { encoding: 'utf8' }) || '[]') as { options?: unknown }[])
+      .filter((f) => f.options !== undefined).length;
+  return { ingress: count('ingress'), egress: count('egress') };
+}
 
 function ip(netns: string, ...args: string[]): string {
   return execFileSync('ip', ['-n', netns, ...args], { encoding: 'utf8' });
@@ -171,16 +189,18 @@ after(async () => {
 });
 
 describe('attaching', () => {
-  it('pins a TCX link on each hook of each veth, and writes the endpoint entries', () => {
-    const links = readEndpointLinks(world.bpfRoot);
+  it('puts a clsact filter on each hook of each veth, and writes the endpoint entries', async () => {
+    const links = await nodeLinks();
     for (const pod of [a, b]) {
       const ifindex = ifindexOf(pod);
       const mine = links.filter((l) => l.ifindex === ifindex);
-      assert.deepEqual(mine.map((l) => [l.hook, l.attachType, l.attachedIfindex]), [
-        ['egress', BPF_TCX_EGRESS, ifindex],
-        ['ingress', BPF_TCX_INGRESS, ifindex],
+      assert.deepEqual(mine.map((l) => [l.hook, l.handle, l.priority, l.error]), [
+        ['egress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
+        ['ingress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
       ]);
-      assert.ok(mine.every((l) => l.error === undefined && l.linkId! > 0 && l.progId! > 0));
+      assert.ok(mine.every((l) => l.progId! > 0));
+      // Nothing pinned for them: the filters live with the devices.
+      assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 });
     }
     assert.deepEqual(dp.attachedIfindexes(), [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y));
     assert.deepEqual(readEndpoints(world.bpfRoot), [
@@ -189,9 +209,9 @@ describe('attaching', () => {
     ].sort((x, y) => x.ifindex - y.ifindex));
   });
 
-  it('refuses bad input, naming the field, and changes nothing', () => {
+  it('refuses bad input, naming the field, and changes nothing', async () => {
     const before = JSON.stringify(readEndpoints(world.bpfRoot));
-    const linksBefore = JSON.stringify(readEndpointLinks(world.bpfRoot));
+    const linksBefore = JSON.stringify(await nodeLinks());
     const good = infoOf(c, ID_C);
     assert.throws(() => dp.attach({ ...good, endpointId: 0 }), /endpoint 0: endpointId must be an integer from 1 to 4294967295/);
     assert.throws(() => dp.attach({ ...good, ipv4: '10.244.0.999' }), /endpoint 103: ipv4 "10.244.0.999" is not an IPv4 address/);
@@ -201,24 +221,25 @@ describe('attaching', () => {
     // with the name given, attach refuses rather than attach to the wrong device.
     assert.throws(() => dp.attach(good), new RegExp(`ifindex ${good.ifindex} is .*, not ${c.hostVeth}, in this network namespace`));
     assert.equal(JSON.stringify(readEndpoints(world.bpfRoot)), before);
-    assert.equal(JSON.stringify(readEndpointLinks(world.bpfRoot)), linksBefore);
+    assert.equal(JSON.stringify(await nodeLinks()), linksBefore);
   });
 
-  it('a failed attach leaves nothing behind: no entry, no link', async () => {
+  it('a failed attach leaves nothing behind: no entry, no filter', async () => {
     const before = JSON.stringify(readEndpoints(world.bpfRoot));
-    const linksBefore = JSON.stringify(readEndpointLinks(world.bpfRoot));
+    const linksBefore = JSON.stringify(await nodeLinks());
     const bogus = { endpointId: 999, ifindex: 99999, ipv4: '10.244.9.1' };
     const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, 'attach', JSON.stringify(bogus)]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /attach lxc_from_pod to ifindex 99999 \(TCX ingress\): ENODEV/);
+    assert.match(r.stderr, /attach lxc_from_pod to ifindex 99999 \(tc ingress\): ENODEV/);
     assert.equal(JSON.stringify(readEndpoints(world.bpfRoot)), before);
-    assert.equal(JSON.stringify(readEndpointLinks(world.bpfRoot)), linksBefore);
+    assert.equal(JSON.stringify(await nodeLinks()), linksBefore);
   });
 
-  it('is idempotent: attaching again keeps the links and the programs', async () => {
-    const links = JSON.stringify(readEndpointLinks(world.bpfRoot).map((l) => [l.pin, l.linkId]));
+  it('is idempotent: attaching again keeps the filters, one per hook', async () => {
+    const links = JSON.stringify((await nodeLinks()).map((l) => [l.ifindex, l.hook, l.handle, l.priority, l.error]));
     await attachPods([a, ID_A], [b, ID_B]);
-    assert.equal(JSON.stringify(readEndpointLinks(world.bpfRoot).map((l) => [l.pin, l.linkId])), links);
+    assert.equal(JSON.stringify((await nodeLinks()).map((l) => [l.ifindex, l.hook, l.handle, l.priority, l.error])), links);
+    for (const pod of [a, b]) assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 });
   });
 });
 
@@ -405,7 +426,7 @@ describe('ARP and IPv6 neighbour discovery', () => {
 });
 
 describe('an agent restart re-attaches: programs are swapped in place', () => {
-  it('a new process attaching the same endpoints swaps the programs in the same links; a connection carries on', async () => {
+  it('a new process attaching the same endpoints swaps the programs in the same filters; a connection carries on', async () => {
     const holder = spawnProc(a, ['hold', '--ip', b.ipv4, '--port', String(TCP_PORT)]);
     const [, , port] = await holder.waitFor(/^connected (\S+) (\d+)$/);
     holder.send('ping');
@@ -413,13 +434,15 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
     await holder.waitFor(/^pong$/);
     const key = { family: 4 as const, proto: 6, epAddr: a.ipv4, peerAddr: b.ipv4, epPort: Number(port), peerPort: TCP_PORT };
     const ctBefore = ctOne(key);
-    const linksBefore = readEndpointLinks(world.bpfRoot);
+    const linksBefore = await nodeLinks();
 
     await attachPods([a, ID_A], [b, ID_B]);
 
-    const linksAfter = readEndpointLinks(world.bpfRoot);
-    assert.deepEqual(linksAfter.map((l) => [l.pin, l.linkId, l.attachedIfindex]), linksBefore.map((l) => [l.pin, l.linkId, l.attachedIfindex]), 'the same links');
-    for (const [i, l] of linksAfter.entries()) assert.notEqual(l.progId, linksBefore[i]!.progId, `${l.pin}: a new program`);
+    const linksAfter = await nodeLinks();
+    const id = (l: EndpointLink) => [l.ifindex, l.hook, l.handle, l.priority, l.error];
+    assert.deepEqual(linksAfter.map(id), linksBefore.map(id), 'the same filters');
+    for (const [i, l] of linksAfter.entries()) assert.notEqual(l.progId, linksBefore[i]!.progId, `${l.ifindex} ${l.hook}: a new program`);
+    for (const pod of [a, b]) assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 }, 'replaced, not added');
 
     mark = holder.lines.length;
     holder.send('ping');
@@ -456,25 +479,26 @@ describe('a veth attached again under another endpoint id', () => {
 });
 
 describe('detaching', () => {
-  it('a veth that is gone: its links go defunct, and detach cleans up', async () => {
+  it('a veth that is gone: its filters went with it, and detach cleans up', async () => {
     const ic = ifindexOf(c);
     assert.deepEqual(await attachPods([c, ID_C]), [ifindexOf(a), ifindexOf(b), ic].sort((x, y) => x - y));
     assert.equal((await traffic(c, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
     ip(world.nodeNetns, 'link', 'del', c.hostVeth);
-    const defunct = readEndpointLinks(world.bpfRoot).filter((l) => l.ifindex === ic);
-    assert.deepEqual(defunct.map((l) => l.attachedIfindex), [0, 0], 'the links attach nothing once the device is gone');
+    const defunct = (await nodeLinks()).filter((l) => l.ifindex === ic);
+    assert.deepEqual(defunct.map((l) => [l.progId, l.error]), [0, 0].map(() => [undefined, 'no such device in this network namespace']), 'no program once the device is gone');
     await ctl('detach', String(ic));
-    assert.deepEqual(readEndpointLinks(world.bpfRoot).filter((l) => l.ifindex === ic), []);
+    assert.deepEqual((await nodeLinks()).filter((l) => l.ifindex === ic), []);
     assert.equal(readEndpoints(world.bpfRoot).find((e) => e.ifindex === ic), undefined);
     assert.deepEqual(ctFind({ epAddr: c.ipv4 }), [], 'its conntrack entries are gone');
     assert.deepEqual(dp.counters(ID_C), { ingress: { packets: 0n, bytes: 0n, drops: 0n }, egress: { packets: 0n, bytes: 0n, drops: 0n } });
   });
 
-  it('removes links, entry, conntrack and counters; the veth passes traffic unfiltered again; idempotent', async () => {
+  it('removes filters, entry, conntrack and counters; the veth passes traffic unfiltered again; idempotent', async () => {
     const ia = ifindexOf(a);
     assert.ok(ctFind({ epAddr: a.ipv4 }).length > 0);
     assert.deepEqual(await ctl('detach', String(ia)), [ifindexOf(b)]);
-    assert.deepEqual(readEndpointLinks(world.bpfRoot).filter((l) => l.ifindex === ia), []);
+    assert.deepEqual((await nodeLinks()).filter((l) => l.ifindex === ia), []);
+    assert.deepEqual(tcFilters(a), { ingress: 0, egress: 0 }, 'the filters are gone from the device');
     assert.deepEqual(dp.attachedIfindexes(), [ifindexOf(b)]);
     assert.equal(readEndpoints(world.bpfRoot).find((e) => e.ifindex === ia), undefined);
     assert.deepEqual(ctFind({ epAddr: a.ipv4 }).filter((f) => f.entry.endpointId === ID_A), []);
@@ -489,8 +513,9 @@ describe('detaching', () => {
     assert.deepEqual(await ctl('detach', String(ia)), [ifindexOf(b)], 'detaching again is fine');
     assert.deepEqual(await ctl('detach', String(ifindexOf(b))), []);
     assert.deepEqual(readEndpoints(world.bpfRoot), []);
-    assert.deepEqual(readEndpointLinks(world.bpfRoot), []);
-    assert.equal(execFileSync('ls', ['-A', lxcLinkDir(pinLayout(world.bpfRoot))], { encoding: 'utf8' }), '');
+    assert.deepEqual(await nodeLinks(), []);
+    assert.deepEqual(tcFilters(b), { ingress: 0, egress: 0 });
+    assert.equal(fs.existsSync(lxcLinkDir(pinLayout(world.bpfRoot))), false, 'nothing pinned for endpoints');
   });
 });
 

@@ -122,4 +122,16 @@ describe('containerd runs pods on Weft\'s network', () => {
     const status = await apiRequest<{ podCidrs: { used: number }[] }>(agent.socket, 'GET', '/v1/status');
     assert.deepEqual(status.podCidrs.map((p) => p.used), [0, 0]);
   });
+
+  it('weft uninstall takes the programs off running pods', async () => {
+    const ep = await startBackend('backend-3');
+    const filters = async () => JSON.parse((await world.run('node', ['tc', '-j', 'filter', 'show', 'dev', ep.hostIfName, 'ingress'])).stdout || '[]') as unknown[];
+    assert.ok((await filters()).length > 0, 'the running pod has its ingress program');
+    await agent.stop();
+    // In the agent's namespace, where the pod interfaces' numbers mean what the maps say.
+    const r = await world.run('node', [WEFT, '--bpf-root', agent.bpfRoot, '--state-dir', agent.stateDir, 'uninstall', '-o', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { detachedInterfaces: number[] }).detachedInterfaces, [ep.hostIfIndex]);
+    assert.deepEqual(await filters(), []);
+  });
 });
