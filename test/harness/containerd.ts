@@ -32,8 +32,9 @@ export class Containerd {
 
   static async start(world: World): Promise<Containerd> {
     const c = new Containerd(world, path.join(world.stateDir, 'containerd'));
-    // containerd makes /run/containerd even when its state lives elsewhere.
-    if (!fs.existsSync('/run/containerd')) world.adoptPath('/run/containerd');
+    // containerd makes /run/containerd (shim sockets, fifos) even when its state lives
+    // elsewhere; only this world's containerd writes there.
+    if (!fs.existsSync('/run/containerd')) world.adoptPath('/run/containerd', { recursive: true });
     try {
       c.makeRootfs();
       const config = path.join(c.dir, 'config.toml');

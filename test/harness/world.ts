@@ -75,7 +75,7 @@ interface Record_ {
   pids?: number[];
   /** Host files and directories the world made outside its own directories (CNI config and
    *  plugins for a container runtime), removed last-made first. */
-  paths?: string[];
+  paths?: (string | { path: string; recursive: true })[];
   netns: string[];
   cgroup: string;
   bpfRoot: string;
@@ -157,7 +157,7 @@ export class World {
   private readonly keep: boolean;
   private readonly extraPids: number[] = [];
   private readonly extraNetns: string[] = [];
-  private readonly extraPaths: string[] = [];
+  private readonly extraPaths: NonNullable<Record_['paths']> = [];
 
   private constructor(opts: WorldOptions) {
     World.sweep();
@@ -244,8 +244,9 @@ export class World {
 
   /** Records a host file or directory to remove when the world goes (even if this process
    *  dies first: the next world's sweep removes it). */
-  adoptPath(p: string): void {
-    this.extraPaths.push(p);
+  adoptPath(p: string, opts: { recursive?: boolean } = {}): void {
+    // recursive: a directory only the world's own processes write to, removed whole.
+    this.extraPaths.push(opts.recursive ? { path: p, recursive: true } : p);
     this.record();
   }
 
@@ -304,10 +305,11 @@ export class World {
       sh('ip', ['netns', 'del', ns], { ignoreError: true });
     }
     if (rec.bpfRoot) try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
-    for (const p of [...(rec.paths ?? [])].reverse()) {
+    for (const entry of [...(rec.paths ?? [])].reverse()) {
       try {
-        if (fs.statSync(p).isDirectory()) removeEmptyDirs(p);
-        else fs.unlinkSync(p);
+        if (typeof entry !== 'string') fs.rmSync(entry.path, { recursive: true, force: true });
+        else if (fs.statSync(entry).isDirectory()) removeEmptyDirs(entry);
+        else fs.unlinkSync(entry);
       } catch {
         /* gone already */
       }
