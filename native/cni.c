@@ -31,6 +31,14 @@ static void body_common(struct buf *b, const struct cni_ctx *c, int with_attachm
 	}
 }
 
+/* A complete request body for a verb that needs nothing beyond the common fields. */
+static void body_plain(struct buf *b, const struct cni_ctx *c)
+{
+	buf_init(b);
+	body_common(b, c, 1);
+	buf_str(b, "}");
+}
+
 struct call {
 	struct agent_reply reply;
 	struct json json; /* the answer's body (2xx) */
@@ -157,9 +165,7 @@ static void rollback(const struct cni_ctx *c, const char *host_if)
 	struct cni_err ignored;
 	podnet_remove(host_if, &ignored);
 	struct buf b;
-	buf_init(&b);
-	body_common(&b, c, 1);
-	buf_str(&b, "}");
+	body_plain(&b, c);
 	struct call k;
 	call_agent(c, "POST", "/v1/cni/del", &b, CNI_ERR_TRY_AGAIN, &k, &ignored);
 	call_free(&k);
@@ -175,9 +181,7 @@ int cni_add(struct cni_ctx *c, struct cni_err *e)
 
 	int rc = -1;
 	struct buf b;
-	buf_init(&b);
-	body_common(&b, c, 1);
-	buf_str(&b, "}");
+	body_plain(&b, c);
 	struct call alloc = { 0 }, attach = { 0 };
 	char host_if[IFNAMSIZ];
 	if (call_agent(c, "POST", "/v1/cni/allocate", &b, CNI_ERR_TRY_AGAIN, &alloc, e) < 0)
@@ -238,9 +242,7 @@ int cni_del(struct cni_ctx *c, struct cni_err *e)
 	char host_if[IFNAMSIZ];
 	podnet_host_ifname(c->container_id, c->ifname, host_if);
 	struct buf b;
-	buf_init(&b);
-	body_common(&b, c, 1);
-	buf_str(&b, "}");
+	body_plain(&b, c);
 	struct call k;
 	int rc = call_agent(c, "POST", "/v1/cni/del", &b, CNI_ERR_TRY_AGAIN, &k, e);
 	if (rc == 0) {
@@ -328,9 +330,7 @@ int cni_check(struct cni_ctx *c, struct cni_err *e)
 		return -1;
 	int rc = -1;
 	struct buf b;
-	buf_init(&b);
-	body_common(&b, c, 1);
-	buf_str(&b, "}");
+	body_plain(&b, c);
 	struct call k;
 	char host_if[IFNAMSIZ];
 	if (call_agent(c, "POST", "/v1/cni/check", &b, CNI_ERR_TRY_AGAIN, &k, e) < 0)

@@ -25,6 +25,15 @@ static int skip(const struct json *j, int t)
 }
 
 /* jsmn's strict mode still takes "tru" or "1.2.3" for a primitive: check them fully. */
+/* Advances *i over a run of decimal digits; returns how many there were. */
+static size_t skip_digits(const char *s, size_t n, size_t *i)
+{
+	size_t start = *i;
+	while (*i < n && s[*i] >= '0' && s[*i] <= '9')
+		(*i)++;
+	return *i - start;
+}
+
 static int valid_primitive(const char *s, size_t n)
 {
 	if ((n == 4 && !memcmp(s, "true", 4)) || (n == 5 && !memcmp(s, "false", 5)) ||
@@ -45,20 +54,14 @@ static int valid_primitive(const char *s, size_t n)
 	}
 	if (i < n && s[i] == '.') {
 		i++;
-		size_t d = i;
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == d)
+		if (!skip_digits(s, n, &i))
 			return 0;
 	}
 	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
 		i++;
 		if (i < n && (s[i] == '+' || s[i] == '-'))
 			i++;
-		size_t d = i;
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == d)
+		if (!skip_digits(s, n, &i))
 			return 0;
 	}
 	return i == n;
