@@ -23,7 +23,7 @@
  *  - Conntrack follows TCP, UDP, ICMP/ICMPv6 echo and other IP protocols (by addresses).
  *    Non-first fragments, ICMP errors and neighbour discovery pass untracked.
  *
- * Allowed packets return TC_ACT_OK (TCX_PASS): the verdict is final. */
+ * Allowed packets return TC_ACT_OK: with direct-action clsact filters the verdict is final. */
 #include "common.h"
 #include "parse.h"
 #include "endpoint.h"
