@@ -39,6 +39,14 @@ static void body_plain(struct buf *b, const struct cni_ctx *c)
 	buf_str(b, "}");
 }
 
+/* The pod's side of this call: its interface and its network namespace, opened. */
+static int podnet_for(const struct cni_ctx *c, struct podnet *p, struct cni_err *e)
+{
+	*p = (struct podnet){ .cni_version = c->cni_version, .pod_if = c->ifname, .netns_path = c->netns };
+	p->netns_fd = netns_open(c->netns, e);
+	return p->netns_fd < 0 ? -1 : 0;
+}
+
 struct call {
 	struct agent_reply reply;
 	struct json json; /* the answer's body (2xx) */
@@ -174,9 +182,8 @@ static void rollback(const struct cni_ctx *c, const char *host_if)
 
 int cni_add(struct cni_ctx *c, struct cni_err *e)
 {
-	struct podnet p = { .cni_version = c->cni_version, .pod_if = c->ifname, .netns_path = c->netns };
-	p.netns_fd = netns_open(c->netns, e);
-	if (p.netns_fd < 0)
+	struct podnet p;
+	if (podnet_for(c, &p, e) < 0)
 		return -1;
 
 	int rc = -1;
@@ -324,9 +331,8 @@ int cni_check(struct cni_ctx *c, struct cni_err *e)
 	int nprev = prev_result_addrs(c, prev, expect, PODNET_MAX_IPS, e);
 	if (nprev < 0)
 		return -1;
-	struct podnet p = { .cni_version = c->cni_version, .pod_if = c->ifname, .netns_path = c->netns };
-	p.netns_fd = netns_open(c->netns, e);
-	if (p.netns_fd < 0)
+	struct podnet p;
+	if (podnet_for(c, &p, e) < 0)
 		return -1;
 	int rc = -1;
 	struct buf b;

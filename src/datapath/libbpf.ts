@@ -218,6 +218,13 @@ export function updateLink(linkFd: number, progFd: number, what: string): void {
   check(`replace program of link ${what}`, fns.link_update(linkFd, progFd, null));
 }
 
+/** bpf_obj_get_info_by_fd into a buffer of `size` bytes: the caller reads its layout. */
+function objInfo(fd: number, size: number, what: string): Buffer {
+  const buf = Buffer.alloc(size);
+  check(what, fns.obj_get_info_by_fd(fd, buf, [buf.length]));
+  return buf;
+}
+
 export function objGet(path: string): number {
   const fd = fns.obj_get(path) as number;
   if (fd < 0) throw new BpfError(`open pinned object ${path}`, -fd);
@@ -234,9 +241,7 @@ export interface MapInfo {
 }
 
 export function mapInfo(fd: number): MapInfo {
-  const buf = Buffer.alloc(96);
-  const len = [buf.length];
-  check('get map info', fns.obj_get_info_by_fd(fd, buf, len));
+  const buf = objInfo(fd, 96, 'get map info');
   const nameBytes = buf.subarray(24, 40);
   return {
     type: buf.readUInt32LE(0),
@@ -262,9 +267,7 @@ export const BPF_LINK_TYPE_CGROUP = 3;
 /** struct bpf_link_info: a common head (type, id, prog_id), then a union whose layout
  *  depends on the link's type; linkInfo and tcxLinkInfo read the two Weft uses. */
 function readLinkInfo(fd: number): { buf: Buffer; head: { type: number; id: number; progId: number } } {
-  const buf = Buffer.alloc(64);
-  const len = [buf.length];
-  check('get link info', fns.obj_get_info_by_fd(fd, buf, len));
+  const buf = objInfo(fd, 64, 'get link info');
   return { buf, head: { type: buf.readUInt32LE(0), id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8) } };
 }
 
@@ -398,10 +401,7 @@ export function objPin(fd: number, pinPath: string): void {
 
 /** The kernel's id of a loaded program. */
 export function progId(progFd: number): number {
-  const buf = Buffer.alloc(16);
-  const len = [buf.length];
-  check('get program info', fns.obj_get_info_by_fd(progFd, buf, len));
-  return buf.readUInt32LE(4);
+  return objInfo(progFd, 16, 'get program info').readUInt32LE(4);
 }
 
 /** An fd for a loaded program, by id; the caller closes it. */
