@@ -7,11 +7,13 @@ import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
+import { KubernetesSource, loadKubeConfig, type InformerState, type SourceProblem } from '../sources/kubernetes.js';
 import { ServiceCompiler, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
-import { serveApi } from './api.js';
+import { HttpError, serveApi } from './api.js';
 import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { cniRoutes, currentIfindex, programInfo } from './cni-api.js';
+import { CniCode, CniError } from './cni-protocol.js';
 import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
@@ -27,8 +29,12 @@ export interface AgentStatus {
   bpfRoot: string;
   cgroup: string;
   synced: boolean;
+  /** Until synced: what the agent is waiting for. */
+  waitingFor?: string;
   lastSync?: { at: string; stats?: SyncStats; error?: string };
-  problems: { file: string; object?: string; errors: string[] }[];
+  problems: SourceProblem[];
+  /** Kubernetes mode: each informer's state. */
+  informers?: InformerState[];
   endpoints: number;
   podCidrs: { cidr: string; used: number; capacity: string }[];
 }
@@ -39,7 +45,10 @@ export class Agent {
   private readonly metrics = new AgentMetrics();
   private datapath: LoadedDatapath | undefined;
   private writer: LbWriter | undefined;
-  private source: ManifestsDirSource | undefined;
+  private source: ManifestsDirSource | KubernetesSource | undefined;
+  private waitingFor = 'the datapath';
+  private kubeServer: string | undefined;
+  private stopped = false;
   private endpoints: EndpointRegistry | undefined;
   private endpointDatapath: EndpointDatapath | undefined;
   private servers: http.Server[] = [];
@@ -62,9 +71,10 @@ export class Agent {
 
   async start(): Promise<void> {
     const { cfg, log } = this;
-    if (cfg.source.kind !== 'dir') throw new Error('--source kubernetes is not implemented yet; use --source dir:PATH');
     if (!isCgroup2Dir(this.cgroup)) throw new Error(`--cgroup ${this.cgroup} is not a cgroup v2 directory`);
     fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
+    const kubeconfig = cfg.source.kind === 'kubernetes' ? loadKubeConfig(cfg.source.kubeconfig) : undefined;
+    this.kubeServer = kubeconfig?.getCurrentCluster()?.server;
 
     // The datapath first: from here on the kernel keeps serving what was pinned before us.
     this.datapath = loadSocketPrograms({ bpfRoot: cfg.bpfRoot, cgroupDir: this.cgroup });
@@ -76,29 +86,60 @@ export class Agent {
       backends: mapInfo(backends.fd).maxEntries,
     });
     log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
-
-    // Only a source that has loaded everything may drive a sync: syncing a partial view would
-    // delete the services it has not read yet.
-    this.source = new ManifestsDirSource(cfg.source.dir, this.store, log);
-    this.source.start();
-    this.sync();
-    this.store.on('change', () => this.scheduleSync());
-
-    this.endpoints = EndpointRegistry.load(cfg.stateDir, cfg.podCidrs, log);
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
-    this.restoreEndpoints(this.endpoints, this.endpointDatapath);
 
+    // Serve before the source has synced, so probes and `weft status` can tell what the agent
+    // waits for; CNI calls are told to try again until the node's pod CIDRs are known.
+    const endpoints = () => this.endpoints ?? notReady(this.waitingFor);
+    this.servers.push(await this.metrics.serve(cfg.metricsAddress, () => this.synced || `waiting for ${this.waitingFor}`));
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
         'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
-        ...cniRoutes(this.endpoints, this.endpointDatapath, log),
+        ...cniRoutes(endpoints, this.endpointDatapath, log),
         'GET /healthz': () => ({ ok: true }),
+        'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
       }),
     );
-    this.servers.push(await this.metrics.serve(cfg.metricsAddress));
+
+    // Only a source that has loaded everything may drive a sync: syncing a partial view would
+    // delete the services it has not read yet.
+    this.waitingFor = cfg.source.kind === 'dir' ? `the manifests in ${cfg.source.dir}` : 'the first list of every resource from the Kubernetes API';
+    this.source = kubeconfig ? new KubernetesSource(kubeconfig, this.store, log) : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
+    await this.source.start();
+    if (this.stopped) return;
+
+    this.endpoints = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
+    this.restoreEndpoints(this.endpoints, this.endpointDatapath);
+    this.sync();
+    this.store.on('change', (kinds) => {
+      if (kinds.has('Service') || kinds.has('EndpointSlice')) this.scheduleSync();
+      if (kinds.has('Node')) this.updatePodCidrs();
+    });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: cfg.metricsAddress });
+  }
+
+  /** --pod-cidr in local mode; the Node object's spec.podCIDRs in Kubernetes mode (the flag, if
+   *  given, must agree: a node handing out addresses outside its range breaks routing). */
+  private podCidrs(): string[] {
+    if (this.cfg.source.kind !== 'kubernetes') return this.cfg.podCidrs;
+    const node = this.store.get('Node', '', this.cfg.nodeName);
+    if (!node) this.log.warn('no Node object for this node; pod addresses wait for it', { node: this.cfg.nodeName });
+    const fromNode = node?.spec.podCIDRs ?? [];
+    if (fromNode.length === 0) return this.cfg.podCidrs;
+    if (this.cfg.podCidrs.length && this.cfg.podCidrs.join(',') !== fromNode.join(',')) {
+      this.log.warn('--pod-cidr differs from the Node object; using the Node object', { flag: this.cfg.podCidrs.join(','), node: fromNode.join(',') });
+    }
+    return fromNode;
+  }
+
+  private updatePodCidrs(): void {
+    if (!this.endpoints) return;
+    const next = this.podCidrs();
+    if (next.join(',') === this.endpoints.podCidrs.join(',')) return;
+    this.log.info('pod CIDRs changed', { from: this.endpoints.podCidrs.join(','), to: next.join(',') });
+    this.endpoints.setPodCidrs(next);
   }
 
   /** After a restart: every endpoint whose host veth is still there gets its programs again
@@ -136,7 +177,7 @@ export class Agent {
   }
 
   private sync(): void {
-    if (!this.writer || !this.source) return;
+    if (!this.writer || !this.source?.synced) return;
     const end = this.metrics.syncSeconds.startTimer();
     const compiled = this.compiler.compile(this.store.services(), this.store.endpointSlices());
     // Each note once, when it appears, not on every sync while it stays true.
@@ -154,6 +195,7 @@ export class Agent {
       if (stats.written || stats.deleted || !this.synced) {
         this.log.info('datapath synced', { services: stats.services, backends: stats.backends, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
       }
+      if (!this.synced) this.metrics.ready.set(1);
       this.synced = true;
     } catch (err) {
       end();
@@ -178,12 +220,14 @@ export class Agent {
       node: this.cfg.nodeName,
       pid: process.pid,
       startedAt: this.startedAt,
-      source: this.cfg.source.kind === 'dir' ? `dir:${this.cfg.source.dir}` : 'kubernetes',
+      source: this.cfg.source.kind === 'dir' ? `dir:${this.cfg.source.dir}` : `kubernetes (${this.kubeServer})`,
       bpfRoot: this.cfg.bpfRoot,
       cgroup: this.cgroup,
       synced: this.synced,
+      ...(!this.synced && { waitingFor: this.waitingFor }),
       ...(this.lastSync && { lastSync: this.lastSync }),
       problems: [...(this.source?.problems.values() ?? [])].flat(),
+      ...(this.source instanceof KubernetesSource && { informers: this.source.informerStates() }),
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
     };
@@ -191,6 +235,7 @@ export class Agent {
 
   /** Stops serving. The datapath stays: pinned programs and maps keep working without us. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.source?.stop();
     if (this.pending) clearImmediate(this.pending);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
@@ -198,4 +243,8 @@ export class Agent {
     this.datapath?.close();
     this.endpointDatapath?.close();
   }
+}
+
+function notReady(waitingFor: string): never {
+  throw new CniError(CniCode.TryAgainLater, `weftd is starting: waiting for ${waitingFor}`);
 }

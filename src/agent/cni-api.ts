@@ -57,11 +57,13 @@ export function programInfo(rec: EndpointRecord, ifindex: number) {
   return { endpointId: rec.id, ifindex, ifname: rec.hostIfName, ...(ipv4 && { ipv4 }), ...(ipv6 && { ipv6 }) };
 }
 
-export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgrammer | undefined, log: Logger) {
+/** The CNI handlers. `registry` answers the node's endpoint registry, or throws a CNI error
+ *  (try again later) while the agent cannot hand out addresses yet. */
+export function cniRoutes(registry: () => EndpointRegistry, programmer: EndpointProgrammer | undefined, log: Logger) {
   return {
     'POST /v1/cni/allocate': (_: unknown, body: unknown) => {
       const r = parseRequest(body, { needNetns: true });
-      const rec = registry.allocate({
+      const rec = registry().allocate({
         containerId: r.containerId,
         ifName: r.ifName,
         netns: r.netns,
@@ -74,7 +76,7 @@ export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgra
 
     'POST /v1/cni/attach': (_: unknown, body: unknown) => {
       const r = parseRequest(body, { needNetns: true });
-      const rec = registry.get(r.containerId, r.ifName);
+      const rec = registry().get(r.containerId, r.ifName);
       if (!rec) throw new CniError(CniCode.ContainerUnknown, `no addresses were allocated for container ${r.containerId} interface ${r.ifName}`);
       const hostIfIndex = r.body.hostIfIndex;
       const hostMac = r.body.hostMac;
@@ -84,7 +86,7 @@ export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgra
       // A repeated ADD recreates the veth: the old interface's programs go first.
       if (rec.hostIfIndex !== undefined && rec.hostIfIndex !== hostIfIndex) programmer?.detach(rec.hostIfIndex);
       programmer?.attach(programInfo(rec, hostIfIndex));
-      registry.markReady(rec, { hostIfIndex, hostMac, podMac });
+      registry().markReady(rec, { hostIfIndex, hostMac, podMac });
       log.info('endpoint ready', { endpoint: rec.id, container: r.containerId, pod: rec.podName && `${rec.podNamespace}/${rec.podName}`, host_if: rec.hostIfName });
       return {
         result: composeResult({ conf: r.conf, hostIfName: rec.hostIfName, hostMac: hostMac || HOST_VETH_MAC, podIfName: r.ifName, podMac, netns: r.netns, ips: rec.ips }),
@@ -93,15 +95,15 @@ export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgra
 
     'POST /v1/cni/del': (_: unknown, body: unknown) => {
       const r = parseRequest(body, { needNetns: false });
-      const rec = registry.get(r.containerId, r.ifName);
+      const rec = registry().get(r.containerId, r.ifName);
       if (rec?.hostIfIndex !== undefined) programmer?.detach(rec.hostIfIndex);
-      if (registry.remove(r.containerId, r.ifName)) log.info('endpoint removed', { endpoint: rec?.id, container: r.containerId, if: r.ifName });
+      if (registry().remove(r.containerId, r.ifName)) log.info('endpoint removed', { endpoint: rec?.id, container: r.containerId, if: r.ifName });
       return { hostIfName: rec?.hostIfName ?? hostIfName(r.containerId, r.ifName) };
     },
 
     'POST /v1/cni/check': (_: unknown, body: unknown) => {
       const r = parseRequest(body, { needNetns: true });
-      const rec = registry.get(r.containerId, r.ifName);
+      const rec = registry().get(r.containerId, r.ifName);
       if (!rec) throw new CniError(CniCode.ContainerUnknown, `container ${r.containerId} interface ${r.ifName} has no endpoint`);
       if (rec.state !== 'ready') throw new CniError(CniCode.EndpointBroken, `endpoint ${rec.id} was never completed (ADD did not finish)`);
       const ifindex = currentIfindex(rec.hostIfName);
@@ -114,7 +116,7 @@ export function cniRoutes(registry: EndpointRegistry, programmer: EndpointProgra
       const b = (body ?? {}) as Record<string, unknown>;
       const conf = parseNetConf(b.config);
       if (!conf.validAttachments) throw new CniError(CniCode.InvalidConfig, 'GC needs "cni.dev/valid-attachments" in the network configuration');
-      const gone = registry.gc(conf.validAttachments);
+      const gone = registry().gc(conf.validAttachments);
       for (const rec of gone) {
         if (rec.hostIfIndex !== undefined) programmer?.detach(rec.hostIfIndex);
         log.info('endpoint garbage-collected', { endpoint: rec.id, container: rec.containerId, if: rec.ifName });

@@ -26,14 +26,17 @@ Services and EndpointSlices, and serves the local API.
 
 Flags:
   --source dir:PATH        read manifests (YAML/JSON, upstream Kubernetes shapes) from PATH
-  --source kubernetes      watch the Kubernetes API (not implemented yet)
-  --kubeconfig FILE        kubeconfig for --source kubernetes (default: $KUBECONFIG, in-cluster)
+  --source kubernetes      watch the Kubernetes API: Services, EndpointSlices, Pods, Namespaces,
+                           Nodes, NetworkPolicies, and Gateway API routes when their CRDs exist
+  --kubeconfig FILE        kubeconfig for --source kubernetes (default: $KUBECONFIG, else the
+                           pod's service account)
   --bpf-root DIR           pin root for maps and links (default ${DEFAULT_BPF_ROOT})
   --cgroup DIR             cgroup v2 directory for the socket programs
                            (default: the root of the cgroup2 mount, from /proc/mounts)
   --state-dir DIR          agent state and API socket DIR/weft.sock (default ${DEFAULT_STATE_DIR})
   --node-name NAME         this node's name (default: the hostname)
-  --pod-cidr CIDR[,CIDR]   this node's pod CIDRs (local mode)
+  --pod-cidr CIDR[,CIDR]   this node's pod CIDRs (local mode; in Kubernetes mode the Node
+                           object's spec.podCIDRs win)
   --metrics-address ADDR   Prometheus metrics listen address (default 127.0.0.1:9962)
   --log-level LEVEL        debug, info, warn or error (default info)
   -h, --help               show this help

@@ -40,7 +40,7 @@ export class EndpointRegistry {
 
   private constructor(
     private readonly file: string,
-    private readonly pools: AddressPool[],
+    private pools: AddressPool[],
   ) {}
 
   /** Loads the registry from `stateDir/endpoints.json` (if any) and marks its addresses taken. */
@@ -73,6 +73,22 @@ export class EndpointRegistry {
     return reg;
   }
 
+  /** The node's pod CIDRs changed (in Kubernetes mode they arrive with the Node object, which
+   *  may be after the agent started). Pools of CIDRs that stay keep their state; a new pool
+   *  marks the addresses endpoints already hold in it as taken. */
+  setPodCidrs(cidrs: readonly string[]): void {
+    const pools = cidrs.map((cidr) => this.pools.find((p) => p.cidr === cidr) ?? new AddressPool(cidr));
+    for (const pool of pools) {
+      if (this.pools.includes(pool)) continue;
+      for (const ep of this.records.values()) for (const ip of ep.ips) if (pool.contains(ip.address)) pool.claim(ip.address);
+    }
+    this.pools = pools;
+  }
+
+  get podCidrs(): string[] {
+    return this.pools.map((p) => p.cidr);
+  }
+
   get(containerId: string, ifName: string): EndpointRecord | undefined {
     return this.records.get(keyOf(containerId, ifName));
   }
@@ -86,7 +102,7 @@ export class EndpointRegistry {
   allocate(req: { containerId: string; ifName: string; netns: string; podNamespace?: string; podName?: string }): EndpointRecord {
     const existing = this.get(req.containerId, req.ifName);
     if (existing) return existing;
-    if (this.pools.length === 0) throw new CniError(CniCode.TryAgainLater, 'this node has no pod CIDR yet (weftd --pod-cidr)');
+    if (this.pools.length === 0) throw new CniError(CniCode.TryAgainLater, 'this node has no pod CIDR yet (weftd --pod-cidr, or the Node object\'s spec.podCIDRs)');
     const ips: PodAddress[] = [];
     const undo = () => ips.forEach((ip) => this.poolOf(ip.address)?.release(ip.address));
     for (const family of [4, 6] as const) {

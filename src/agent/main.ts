@@ -17,19 +17,24 @@ async function main(): Promise<number> {
   }
   const log = createLogger({ level: cfg.logLevel });
   const agent = new Agent(cfg, log);
-  try {
-    await agent.start();
-  } catch (err) {
-    log.error('weftd failed to start', { error: err instanceof UsageError ? err.message : (err as Error).message });
-    await agent.stop().catch(() => {});
-    return 1;
-  }
-  await new Promise<void>((resolve) => {
+  // Signals count from the start: an agent waiting for an unreachable API server must still stop cleanly.
+  const stopping = new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
-  log.info('weftd stopping; the datapath stays in the kernel');
-  await agent.stop();
-  return 0;
+  const started = agent.start().then(
+    () => true,
+    (err: unknown) => {
+      log.error('weftd failed to start', { error: err instanceof UsageError ? err.message : (err as Error).message });
+      return false;
+    },
+  );
+  const ok = await Promise.race([started, stopping.then(() => true)]);
+  if (ok) {
+    await stopping;
+    log.info('weftd stopping; the datapath stays in the kernel');
+  }
+  await agent.stop().catch(() => {});
+  return ok ? 0 : 1;
 }
 
 process.exitCode = await main();

@@ -14,21 +14,26 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly manifestErrors = new Gauge({ name: 'weft_manifest_errors', help: 'Manifest objects currently rejected', registers: [this.registry] });
+  readonly ready = new Gauge({ name: 'weft_agent_ready', help: '1 once the first complete view of the source is in the kernel', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'weft_agent_' });
   }
 
-  async serve(address: string): Promise<http.Server> {
+  /** Serves /metrics, and the probes a DaemonSet points at: /healthz (the agent answers) and
+   *  /readyz (200 once `ready()` returns true; 503 with its reason until then). */
+  async serve(address: string, ready: () => true | string): Promise<http.Server> {
     const idx = address.lastIndexOf(':');
     const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '127.0.0.1';
     const port = Number(address.slice(idx + 1));
     if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-address ${address}: want HOST:PORT`);
     const server = http.createServer(async (req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
+      if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      if (req.url === '/readyz') {
+        const r = ready();
+        return void res.writeHead(r === true ? 200 : 503, { 'content-type': 'text/plain' }).end(r === true ? 'ready\n' : `not ready: ${r}\n`);
       }
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': this.registry.contentType });
       res.end(await this.registry.metrics());
     });

@@ -38,12 +38,16 @@ export class ManifestsDirSource {
     private readonly opts: { debounceMs?: number; pollMs?: number } = {},
   ) {}
 
+  /** True once start() has loaded the directory: the store holds its full content. */
+  synced = false;
+
   /** Loads every file once; the store holds the directory's full content when this returns. */
   start(): void {
     if (!fs.statSync(this.dir, { throwIfNoEntry: false })?.isDirectory()) {
       throw new Error(`--source dir:${this.dir}: not a directory`);
     }
     this.scan();
+    this.synced = true;
     this.watcher = fs.watch(this.dir, { persistent: true }, () => this.schedule());
     this.watcher.on('error', (err) => this.log.warn('watching manifests failed; polling only', { dir: this.dir, error: err.message }));
     // fs.watch can miss events (editors that rename, network filesystems): a slow poll backs it up.

@@ -63,7 +63,66 @@ export interface EndpointSlice {
   endpoints: Endpoint[];
 }
 
-export type Resource = Service | EndpointSlice;
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol: Protocol;
+}
+
+/** A Pod: its labels make its identity, its container ports resolve named ports. */
+export interface Pod {
+  apiVersion: 'v1';
+  kind: 'Pod';
+  metadata: ObjectMeta;
+  spec: {
+    nodeName?: string;
+    hostNetwork?: boolean;
+    containers: { name: string; ports?: ContainerPort[] }[];
+  };
+  status?: {
+    phase?: string;
+    podIPs?: { ip: string }[];
+  };
+}
+
+/** Cluster-scoped objects have metadata.namespace ''. */
+export interface Namespace {
+  apiVersion: 'v1';
+  kind: 'Namespace';
+  metadata: ObjectMeta;
+}
+
+export interface Node {
+  apiVersion: 'v1';
+  kind: 'Node';
+  metadata: ObjectMeta;
+  spec: { podCIDRs?: string[] };
+}
+
+/** NetworkPolicy and Gateway API routes are held in their upstream shape, checked only as far as
+ *  metadata and the presence of a spec: their compilers (policy, routes) own the semantics. */
+export interface NetworkPolicy {
+  apiVersion: 'networking.k8s.io/v1';
+  kind: 'NetworkPolicy';
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+}
+
+export interface HTTPRoute {
+  apiVersion: 'gateway.networking.k8s.io/v1';
+  kind: 'HTTPRoute';
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+}
+
+export interface GRPCRoute {
+  apiVersion: 'gateway.networking.k8s.io/v1';
+  kind: 'GRPCRoute';
+  metadata: ObjectMeta;
+  spec: Record<string, unknown>;
+}
+
+export type Resource = Service | EndpointSlice | Pod | Namespace | Node | NetworkPolicy | HTTPRoute | GRPCRoute;
 export type ResourceKind = Resource['kind'];
 
 /** kind/namespace/name: the identity of a resource across versions. */

@@ -61,10 +61,16 @@ describe('weftd command line', () => {
     }
   });
 
-  it('--source kubernetes says plainly that it is not implemented yet', async () => {
-    const r = await runCmd(WEFTD, ['--source', 'kubernetes', '--bpf-root', `${world.bpfRoot}-k8s`, '--cgroup', world.cgroupDir, '--state-dir', `${world.stateDir}/k8s`]);
+  it('--source kubernetes without a usable kubeconfig fails before loading anything, naming what is missing', async () => {
+    const base = ['--source', 'kubernetes', '--bpf-root', `${world.bpfRoot}-k8s`, '--cgroup', world.cgroupDir, '--state-dir', `${world.stateDir}/k8s`];
+    const env = { KUBECONFIG: '', KUBERNETES_SERVICE_HOST: '' };
+    let r = await runCmd(WEFTD, base, env);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /--source kubernetes is not implemented yet/);
+    assert.match(r.stderr, /no kubeconfig: pass --kubeconfig FILE or set KUBECONFIG/);
+    r = await runCmd(WEFTD, [...base, '--kubeconfig', '/nonexistent/kubeconfig'], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--kubeconfig \/nonexistent\/kubeconfig: .*ENOENT/);
+    assert.equal(fs.existsSync(`${world.bpfRoot}-k8s`), false);
   });
 
   it('a --cgroup that is not a cgroup v2 directory is refused before anything is loaded', async () => {

@@ -19,6 +19,9 @@ export interface AgentOptions {
    *  nested in the world's (so the world still removes it). */
   name?: string;
   extraArgs?: string[];
+  /** Watch a Kubernetes API server (`--source kubernetes --kubeconfig FILE`) instead of a
+   *  manifests directory. */
+  kubeconfig?: string;
 }
 
 export class AgentProcess {
@@ -48,8 +51,9 @@ export class AgentProcess {
   }
 
   get args(): string[] {
+    const source = this.opts.kubeconfig ? ['--source', 'kubernetes', '--kubeconfig', this.opts.kubeconfig] : ['--source', `dir:${this.manifestsDir}`];
     return [
-      '--source', `dir:${this.manifestsDir}`,
+      ...source,
       '--bpf-root', this.bpfRoot,
       '--cgroup', this.world.cgroupDir,
       '--state-dir', this.stateDir,
@@ -59,13 +63,14 @@ export class AgentProcess {
     ];
   }
 
-  /** Starts weftd and resolves once it reports ready. */
-  async start(timeoutMs = 20_000): Promise<void> {
+  /** Starts weftd and resolves once it logs `until` (default: that it is ready). */
+  async start(timeoutMs = 20_000, until = /msg="weftd ready"/): Promise<void> {
     const child = this.world.spawn(this.opts.where ?? 'host', [WEFTD, ...this.args]);
     this.child = child;
+    const from = this.log.length;
     child.stderr?.on('data', (d: Buffer) => (this.log += d.toString()));
     child.stdout?.on('data', (d: Buffer) => (this.log += d.toString()));
-    await this.waitForLog(/msg="weftd ready"/, timeoutMs, this.log.length);
+    await this.waitForLog(until, timeoutMs, from);
   }
 
   get pid(): number | undefined {

@@ -89,7 +89,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   }
 }
 
-const names = (rs: { metadata: { namespace: string; name: string } }[]) => rs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort();
+const names = (rs: readonly { metadata: { namespace: string; name: string } }[]) => rs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort();
 const service = (name: string, namespace = 'default'): Service | undefined =>
   ctx.store.services().find((s) => s.metadata.name === name && s.metadata.namespace === namespace);
 const portOf = (name: string) => service(name)?.spec.ports[0]?.port;
@@ -311,13 +311,30 @@ describe('ResourceStore', () => {
     assert.equal(store.services()[0]?.spec.ports[0]?.port, 81);
   });
 
-  it('signals change on replace and on removing a known origin only', () => {
+  it('signals the kinds that changed, and nothing when nothing did', () => {
     const store = new ResourceStore();
-    let n = 0;
-    store.on('change', () => n++);
+    const seen: string[][] = [];
+    store.on('change', (kinds) => seen.push([...kinds].sort()));
     store.replaceOrigin('a.yaml', []);
+    store.replaceOrigin('a.yaml', [svcObj('web', '10.96.0.10', 80) as unknown as Service]);
     store.removeOrigin('a.yaml');
     store.removeOrigin('never.yaml');
-    assert.equal(n, 2);
+    assert.deepEqual(seen, [['Service'], ['Service']]);
+  });
+
+  it('put and remove change one object; views of other kinds are untouched', () => {
+    const store = new ResourceStore();
+    const web = svcObj('web', '10.96.0.10', 80) as unknown as Service;
+    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'prod', namespace: '' } } as const;
+    store.put('k8s/Service', web);
+    store.put('k8s/Namespace', ns);
+    const services = store.services();
+    assert.equal(store.get('Service', 'default', 'web'), web);
+    assert.equal(store.get('Namespace', '', 'prod'), ns);
+    store.remove('k8s/Namespace', ns);
+    assert.equal(store.get('Namespace', '', 'prod'), undefined);
+    assert.equal(store.services(), services, 'the Service view is reused while no Service changed');
+    store.remove('k8s/Service', web);
+    assert.deepEqual(store.services(), []);
   });
 });

@@ -1,0 +1,97 @@
+// The field checker every validator uses: each problem names its field, so that a log line
+// points straight at what to fix.
+import { parseIp } from '../lib/ip.js';
+import type { ObjectMeta, Protocol } from './resources.js';
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+// The name rules Kubernetes applies: namespaces and port names are RFC 1123 labels, Service
+// names RFC 1035 labels (they become DNS names, so they start with a letter), EndpointSlice
+// names RFC 1123 subdomains.
+export interface NameRule {
+  re: RegExp;
+  max: number;
+  what: string;
+}
+export const DNS1123_LABEL: NameRule = { re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1123 label' };
+export const DNS1035_LABEL: NameRule = { re: /^[a-z]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1035 label (lower case, starting with a letter)' };
+export const DNS1123_SUBDOMAIN: NameRule = {
+  re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
+  max: 253,
+  what: 'an RFC 1123 subdomain',
+};
+export const validName = (v: string, rule: NameRule) => v.length <= rule.max && rule.re.test(v);
+export const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
+
+export type Obj = Record<string, unknown>;
+export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export class Checker {
+  readonly errors: string[] = [];
+  fail(path: string, msg: string): void {
+    this.errors.push(`${path}: ${msg}`);
+  }
+  string(v: unknown, path: string, opts: { required?: boolean } = {}): string | undefined {
+    if (v === undefined || v === null) {
+      if (opts.required) this.fail(path, 'required');
+      return undefined;
+    }
+    if (typeof v !== 'string') return this.fail(path, `must be a string, got ${JSON.stringify(v)}`), undefined;
+    return v;
+  }
+  port(v: unknown, path: string, opts: { required?: boolean } = {}): number | undefined {
+    if (v === undefined || v === null) {
+      if (opts.required) this.fail(path, 'required');
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+      return this.fail(path, `${JSON.stringify(v)} is not a port number (1-65535)`), undefined;
+    }
+    return v;
+  }
+  protocol(v: unknown, path: string): Protocol {
+    if (v === undefined || v === null) return 'TCP';
+    if (!PROTOCOLS.includes(v as Protocol)) this.fail(path, `unknown protocol ${JSON.stringify(v)} (want TCP, UDP or SCTP)`);
+    return v as Protocol;
+  }
+  array(v: unknown, path: string, opts: { required?: boolean } = {}): unknown[] {
+    if (v === undefined || v === null) {
+      if (opts.required) this.fail(path, 'required');
+      return [];
+    }
+    if (!Array.isArray(v)) return this.fail(path, 'must be a list'), [];
+    return v;
+  }
+  ip(v: unknown, path: string): 4 | 6 | undefined {
+    const s = this.string(v, path, { required: true });
+    if (s === undefined) return undefined;
+    const parsed = parseIp(s);
+    if (!parsed) this.fail(path, `${JSON.stringify(s)} is not an IP address`);
+    return parsed?.family;
+  }
+  labels(v: unknown, path: string): Record<string, string> | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (!isObj(v)) return this.fail(path, 'must be a map of strings'), undefined;
+    for (const [k, val] of Object.entries(v)) if (typeof val !== 'string') this.fail(`${path}.${k}`, 'must be a string');
+    return v as Record<string, string>;
+  }
+}
+
+export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: { clusterScoped?: boolean } = {}): ObjectMeta {
+  if (!isObj(raw.metadata)) {
+    c.fail('metadata', 'required');
+    return { name: '', namespace: opts.clusterScoped ? '' : 'default' };
+  }
+  const m = raw.metadata;
+  const name = c.string(m.name, 'metadata.name', { required: true }) ?? '';
+  if (name && !validName(name, nameRule)) c.fail('metadata.name', nameProblem(name, nameRule));
+  // The API server ignores a namespace on a cluster-scoped object; so do we.
+  const namespace = opts.clusterScoped ? '' : (c.string(m.namespace, 'metadata.namespace') ?? 'default');
+  if (!opts.clusterScoped && !validName(namespace, DNS1123_LABEL)) c.fail('metadata.namespace', nameProblem(namespace, DNS1123_LABEL));
+  const labels = c.labels(m.labels, 'metadata.labels');
+  const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
+  const uid = c.string(m.uid, 'metadata.uid');
+  return { name, namespace, ...(labels && { labels }), ...(resourceVersion && { resourceVersion }), ...(uid && { uid }) };
+}
+
