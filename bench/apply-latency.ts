@@ -21,7 +21,7 @@ export interface ApplyLatency {
 const POLL_TIMEOUT_MS = 5000;
 
 /** The IP in slot 1 of the frontend's backends, read from the kernel. */
-function firstBackend(services: RawMap, backends: RawMap, s: ManifestService): string | undefined {
+export function firstBackend(services: RawMap, backends: RawMap, s: ManifestService): string | undefined {
   const v = services.lookup(encode(lbServiceKey, { ip: s.clusterIP, port: s.port, proto: 'TCP', family: 4 }));
   if (!v) return undefined;
   const { serviceId, backendCount } = lbServiceValue.decode(v);
@@ -30,18 +30,14 @@ function firstBackend(services: RawMap, backends: RawMap, s: ManifestService): s
   return b ? lbBackendValue.decode(b).ip : undefined;
 }
 
-async function timeChanges(
-  edit: string,
-  changes: number,
-  write: (k: number) => ManifestService,
-  maps: { services: RawMap; backends: RawMap },
-): Promise<ApplyLatency> {
+/** Times `changes` edits: `apply(k)` makes edit k and returns the check that it is in the
+ *  kernel, polled every millisecond. */
+export async function timeChanges(edit: string, changes: number, apply: (k: number) => () => boolean): Promise<ApplyLatency> {
   const times: number[] = [];
   for (let k = 1; k <= changes; k++) {
     const t0 = performance.now();
-    const want = write(k);
-    const ip = want.endpoints[0]!.ip;
-    while (firstBackend(maps.services, maps.backends, want) !== ip) {
+    const landed = apply(k);
+    while (!landed()) {
       if (performance.now() - t0 > POLL_TIMEOUT_MS) throw new Error(`${edit}: change ${k} not in the kernel after ${POLL_TIMEOUT_MS} ms`);
       await new Promise((r) => setTimeout(r, 1));
     }
@@ -53,6 +49,14 @@ async function timeChanges(
   return { edit, changes, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: times[times.length - 1]! };
 }
 
+/** The pinned load-balancer maps, opened for polling. */
+export function openLbMaps(bpfRoot: string): { services: RawMap; backends: RawMap; close(): void } {
+  const pins = pinLayout(bpfRoot);
+  const services = RawMap.openPinned(join(pins.maps, 'lb_services'));
+  const backends = RawMap.openPinned(join(pins.maps, 'lb_backends'));
+  return { services, backends, close: () => (services.close(), backends.close()) };
+}
+
 const writeAtomically = (dir: string, name: string, text: string) => {
   const tmp = join(dir, `.${name}.tmp`);
   writeFileSync(tmp, text);
@@ -61,10 +65,10 @@ const writeAtomically = (dir: string, name: string, text: string) => {
 
 /** `services` are the ones already in `manifestsDir` (as manifestFiles lays them out). */
 export async function measureApplyLatency(opts: { manifestsDir: string; bpfRoot: string; services: ManifestService[]; changes: number }): Promise<ApplyLatency[]> {
-  const pins = pinLayout(opts.bpfRoot);
-  const maps = { services: RawMap.openPinned(join(pins.maps, 'lb_services')), backends: RawMap.openPinned(join(pins.maps, 'lb_backends')) };
+  const maps = openLbMaps(opts.bpfRoot);
   // Backends from 10.171.0.1 on: map entries only, never contacted.
   const endpoint = (k: number) => [{ ip: `10.171.${k >> 8}.${k & 255}`, port: 8080 }];
+  const landed = (s: ManifestService) => () => firstBackend(maps.services, maps.backends, s) === s.endpoints[0]!.ip;
   try {
     const probe: ManifestService = {
       namespace: 'apply', name: 'apply-probe', portName: 'http', clusterIP: '10.99.0.1', port: 80, proto: 'tcp', targetPort: 8080, endpoints: [],
@@ -72,18 +76,17 @@ export async function measureApplyLatency(opts: { manifestsDir: string; bpfRoot:
     const small = await timeChanges('a one-Service file', opts.changes, (k) => {
       const s = { ...probe, endpoints: endpoint(k) };
       writeAtomically(opts.manifestsDir, 'apply-probe.yaml', serviceYaml(s));
-      return s;
-    }, maps);
+      return landed(s);
+    });
     const all = [...opts.services];
     const [firstFile] = manifestFiles(all).keys();
     const big = await timeChanges('one Service in a file of 1,000', opts.changes, (k) => {
       all[0] = { ...all[0]!, endpoints: endpoint(1000 + k) };
       writeAtomically(opts.manifestsDir, firstFile!, manifestFiles(all.slice(0, 1000)).values().next().value!);
-      return all[0];
-    }, maps);
+      return landed(all[0]);
+    });
     return [small, big];
   } finally {
-    maps.services.close();
-    maps.backends.close();
+    maps.close();
   }
 }

@@ -14,7 +14,8 @@
 // WEFT_BENCH_MODES=direct,weft,iptables,nftables WEFT_BENCH_RUNS=5 WEFT_BENCH_CONN_SECONDS=2
 // WEFT_BENCH_CONCURRENCY=2 WEFT_BENCH_RR_COUNT=20000 WEFT_BENCH_SYNC=1
 // WEFT_BENCH_CLIENT_CPU / WEFT_BENCH_SERVER_CPU (CPU lists for taskset; "" = no pinning),
-// WEFT_BENCH_WEFTD / WEFT_BENCH_WEFT (agent and CLI programs instead of bin/weftd, bin/weft).
+// WEFT_BENCH_WEFTD / WEFT_BENCH_WEFT (agent and CLI programs instead of bin/weftd, bin/weft),
+// WEFT_BENCH_K8S=1 (Kubernetes mode against the test API server), WEFT_BENCH_K8S_CHANGES=200.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
@@ -25,6 +26,7 @@ import { World } from '../test/harness/world.js';
 import { fillerServices, iptablesRestore, nftScript, type KubeService, type RuleOptions } from './kube-proxy-rules.js';
 import { measureApplyLatency, type ApplyLatency } from './apply-latency.js';
 import { measureCniLatency, type CniLatency } from './cni-latency.js';
+import { measureKubernetes, type KubernetesResult } from './k8s-sync.js';
 import { writeManifests, type ManifestService } from './manifests.js';
 import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
@@ -75,6 +77,8 @@ const cfg = {
   syncServices: intKnob('WEFT_BENCH_SYNC_SERVICES', 10000, 1, 30000),
   syncBackendsPerService: intKnob('WEFT_BENCH_SYNC_BACKENDS', 10, 1, 100),
   cniPods: intKnob('WEFT_BENCH_CNI_PODS', 50, 0, 250),
+  k8s: knob('WEFT_BENCH_K8S', '1') !== '0',
+  k8sChanges: intKnob('WEFT_BENCH_K8S_CHANGES', 200, 10, 5000),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
@@ -600,6 +604,33 @@ async function measureSync(ctx: Ctx): Promise<SyncResult> {
   }
 }
 
+type K8sOutcome = ({ status: 'ok' } & KubernetesResult) | { status: 'unavailable'; reason: string };
+
+/** Kubernetes mode: the sync's services served by the test API server (see k8s-sync.ts). */
+async function measureK8s(): Promise<K8sOutcome> {
+  const why = weftUnavailableReason(REPO);
+  if (why) return { status: 'unavailable', reason: why };
+  const svcs: ManifestService[] = fillerServices({ count: cfg.syncServices, firstClusterIP: '10.100.0.1', firstEndpointIP: '10.160.0.1', endpointsPerService: cfg.syncBackendsPerService, port: 80, targetPort: TARGET_PORT, namespace: 'sync' }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
+  const world = World.create({ kind: 'bench' });
+  worlds.push(world);
+  try {
+    return { status: 'ok', ...(await measureKubernetes({ world, services: svcs, changes: cfg.k8sChanges, log })) };
+  } catch (e) {
+    return { status: 'unavailable', reason: (e as Error).message.split('\n')[0]! };
+  } finally {
+    await world.dispose();
+  }
+}
+
+function k8sText(k: K8sOutcome): string {
+  if (k.status !== 'ok') return `unavailable (${k.reason})`;
+  return [
+    `first list + sync ${k.readySeconds.toFixed(2)} s`,
+    `EndpointSlice change → kernel (${k.latency.changes} changes): p50 ${k.latency.p50Ms.toFixed(1)} ms, p99 ${k.latency.p99Ms.toFixed(1)} ms, max ${k.latency.maxMs.toFixed(1)} ms`,
+    `agent RSS ${k.rssMb.toFixed(0)} MB after sync, ${k.rssAfterChangesMb.toFixed(0)} MB after the changes (peak ${k.peakRssMb.toFixed(0)} MB)`,
+  ].join('; ');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output
 
@@ -698,7 +729,7 @@ function cniText(c: CniLatency): string {
   ].join('; ');
 }
 
-function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency): Goal[] {
+function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
@@ -749,6 +780,18 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency):
     goal: 'CNI ADD ≤ 1.2x bridge + host-local (p50), datapath programmed before ADD returns',
     status: w === undefined || r === undefined ? 'n/a' : w / r <= 1.2 ? 'met' : 'missed',
     detail: w === undefined || r === undefined ? (cni?.reason ?? 'not measured') : `${(w / r).toFixed(2)}x (${w.toFixed(1)} ms vs ${r.toFixed(1)} ms)`,
+  });
+  const k = k8s?.status === 'ok' ? k8s : undefined;
+  const unmeasured = k8s?.status === 'unavailable' ? k8s.reason : 'not measured';
+  out.push({
+    goal: `EndpointSlice change at the API server → kernel map, p99 ≤ 50 ms with ${fmtInt(cfg.syncServices)} services`,
+    status: k === undefined ? 'n/a' : k.latency.p99Ms <= 50 ? 'met' : 'missed',
+    detail: k === undefined ? unmeasured : `p50 ${k.latency.p50Ms.toFixed(1)} ms, p99 ${k.latency.p99Ms.toFixed(1)} ms`,
+  });
+  out.push({
+    goal: `agent RSS ≤ 150 MB at ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints (Kubernetes mode)`,
+    status: k === undefined ? 'n/a' : Math.max(k.rssMb, k.rssAfterChangesMb) <= 150 ? 'met' : 'missed',
+    detail: k === undefined ? unmeasured : `${Math.max(k.rssMb, k.rssAfterChangesMb).toFixed(0)} MB (peak during the first list ${k.peakRssMb.toFixed(0)} MB)`,
   });
   return out;
 }
@@ -808,6 +851,7 @@ async function main(): Promise<void> {
   const points: Point[] = [];
   let sync: SyncResult | undefined;
   let cni: CniLatency | undefined;
+  let k8s: K8sOutcome | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
@@ -815,6 +859,11 @@ async function main(): Promise<void> {
       log(`bench: full sync of ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} backends into Weft`);
       sync = await measureSync(ctx);
       log(`bench: full sync: ${sync.status === 'ok' ? syncText(sync) : `unavailable (${sync.reason})`}`);
+    }
+    if (cfg.k8s) {
+      log(`bench: Kubernetes mode, ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} endpoints from the test API server`);
+      k8s = await measureK8s();
+      log(`bench: Kubernetes: ${k8sText(k8s)}`);
     }
     if (cfg.cniPods > 0) {
       log(`bench: CNI ADD/DEL latency over ${cfg.cniPods} pods, weft-cni and bridge + host-local`);
@@ -835,7 +884,7 @@ async function main(): Promise<void> {
       rr_p50: p.rr.p50_us.median / d.rr!.p50_us.median,
     };
   }
-  const gs = goals(points, sync, cni);
+  const gs = goals(points, sync, cni, k8s);
   const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
@@ -845,6 +894,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nfull sync, ${fmtInt(sync.services)} services / ${fmtInt(sync.backends)} backends: ${s}\n`);
     for (const w of sync.warnings) process.stdout.write(`  warning: ${w}\n`);
   }
+  if (k8s) process.stdout.write(`\nKubernetes mode, ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints: ${k8sText(k8s)}\n`);
   if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
@@ -866,6 +916,7 @@ async function main(): Promise<void> {
     topology: { client: CLIENT_IP, backends: BACKEND_IPS, service: VIP, targetPort: TARGET_PORT, podCIDR: POD_CIDR, serviceCIDR: SERVICE_CIDR, endpointsPerService: 3, fillerClusterIPsFrom: '10.97.0.1', fillerEndpointsFrom: '10.244.128.1' },
     points,
     sync,
+    k8s,
     cni,
     goals: gs,
     leftovers,

@@ -67,12 +67,15 @@ async function status(ctx: Ctx): Promise<number> {
   const a = agent.status;
   out(
     a
-      ? `Agent:      running (pid ${a.pid}, node ${a.node}, ${a.source}, ${a.synced ? 'synced' : 'not synced yet'})\n`
+      ? `Agent:      running (pid ${a.pid}, node ${a.node}, ${a.source}, ${a.synced ? 'synced' : `not synced yet: waiting for ${a.waitingFor ?? '?'}`})\n`
       : `Agent:      not reachable at ${ctx.socket} (${agent.error})\n`,
   );
   if (a?.lastSync?.error) out(`Last sync:  FAILED: ${a.lastSync.error}\n`);
   else if (a?.lastSync?.stats) out(`Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`);
   if (a) out(`Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`);
+  if (a?.informers) {
+    out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
+  }
   for (const p of a?.problems ?? []) out(`Problem:    ${p.file}${p.object ? ` ${p.object}` : ''}: ${p.errors.join('; ')}\n`);
   out(`Programs:   ${programs.length ? `${programs.filter((p) => !p.error).length}/${programs.length} attached` : `none pinned under ${ctx.bpfRoot}`}\n`);
   if (programs.length) {

@@ -85,7 +85,8 @@ class ResourceInformer {
     private readonly opts: Required<Omit<KubernetesSourceOptions, 'resources'>> & { fieldSelector?: string },
   ) {
     this.origin = `kubernetes/${res.plural}`;
-    this.state = { resource: res.plural, synced: false, objects: 0, resourceVersion: '', errors: 0 };
+    const name = opts.fieldSelector ? `${res.plural}/${opts.fieldSelector.replace(/^metadata\.name=/, '')}` : res.plural;
+    this.state = { resource: name, synced: false, objects: 0, resourceVersion: '', errors: 0 };
     this.watch = new Watch(kc);
     (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchIdleMs;
     const informer = this;
@@ -227,7 +228,7 @@ class ResourceInformer {
     const message = (err as Error)?.message ?? String(err);
     this.state.lastError = message;
     this.state.errors++;
-    this.log.warn('list/watch failed; retrying', { resource: this.res.plural, error: message, retry_ms: Math.round(delay) });
+    this.log.warn('list/watch failed; retrying', { resource: this.state.resource, error: message, retry_ms: Math.round(delay) });
     clearTimeout(this.retry);
     this.retry = setTimeout(() => this.stopped || this.start(), delay);
   }
