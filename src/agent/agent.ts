@@ -7,8 +7,8 @@ import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import { KubernetesSource, loadKubeConfig, type InformerState, type SourceProblem } from '../sources/kubernetes.js';
-import { ServiceCompiler, type Frontend } from '../state/services.js';
+import type { InformerState, KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
+import { ServiceTable } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi } from './api.js';
 import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
@@ -41,7 +41,9 @@ export interface AgentStatus {
 
 export class Agent {
   private readonly store = new ResourceStore();
-  private readonly compiler = new ServiceCompiler();
+  private readonly table = new ServiceTable();
+  /** Set after a failed write: the next sync diffs the whole table against the kernel. */
+  private fullSync = true;
   private readonly metrics = new AgentMetrics();
   private datapath: LoadedDatapath | undefined;
   private writer: LbWriter | undefined;
@@ -59,8 +61,6 @@ export class Agent {
   /** True once the first complete view of the source is in the kernel. */
   private synced = false;
   private notes = new Set<string>();
-  /** What the last good sync wrote, for the names the API gives the CLI. */
-  private frontends: Frontend[] = [];
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -73,7 +73,9 @@ export class Agent {
     const { cfg, log } = this;
     if (!isCgroup2Dir(this.cgroup)) throw new Error(`--cgroup ${this.cgroup} is not a cgroup v2 directory`);
     fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
-    const kubeconfig = cfg.source.kind === 'kubernetes' ? loadKubeConfig(cfg.source.kubeconfig) : undefined;
+    // Loaded only in Kubernetes mode: the client library alone costs tens of MB of memory.
+    const k8s = cfg.source.kind === 'kubernetes' ? await import('../sources/kubernetes.js') : undefined;
+    const kubeconfig = cfg.source.kind === 'kubernetes' ? k8s?.loadKubeConfig(cfg.source.kubeconfig) : undefined;
     this.kubeServer = kubeconfig?.getCurrentCluster()?.server;
 
     // The datapath first: from here on the kernel keeps serving what was pinned before us.
@@ -106,7 +108,7 @@ export class Agent {
     // Only a source that has loaded everything may drive a sync: syncing a partial view would
     // delete the services it has not read yet.
     this.waitingFor = cfg.source.kind === 'dir' ? `the manifests in ${cfg.source.dir}` : 'the first list of every resource from the Kubernetes API';
-    this.source = kubeconfig ? new KubernetesSource(kubeconfig, this.store, log) : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
+    this.source = k8s && kubeconfig ? new k8s.KubernetesSource(kubeconfig, this.store, log) : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
     await this.source.start();
     if (this.stopped) return;
 
@@ -179,21 +181,36 @@ export class Agent {
   private sync(): void {
     if (!this.writer || !this.source?.synced) return;
     const end = this.metrics.syncSeconds.startTimer();
-    const compiled = this.compiler.compile(this.store.services(), this.store.endpointSlices());
-    // Each note once, when it appears, not on every sync while it stays true.
-    for (const note of compiled.notes) if (!this.notes.has(note)) this.log.warn(note);
-    this.notes = new Set(compiled.notes);
+    const t0 = performance.now();
+    for (const [ns, name] of this.store.takeChanged('Service')) {
+      const svc = this.store.get('Service', ns, name);
+      if (svc) this.table.setService(svc);
+      else this.table.deleteService(ns, name);
+    }
+    for (const [ns, name] of this.store.takeChanged('EndpointSlice')) {
+      const slice = this.store.get('EndpointSlice', ns, name);
+      if (slice) this.table.setSlice(slice);
+      else this.table.deleteSlice(ns, name);
+    }
+    const changes = this.table.commit();
+    const compileMs = performance.now() - t0;
+    if (changes.notesChanged) {
+      // Each note once, when it appears, not on every sync while it stays true.
+      const notes = this.table.notes();
+      for (const note of notes) if (!this.notes.has(note)) this.log.warn(note);
+      this.notes = new Set(notes);
+    }
     this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
     try {
-      const stats = this.writer.sync(compiled.frontends);
-      this.frontends = compiled.frontends;
+      const stats = this.fullSync ? this.writer.sync(this.table.frontends()) : this.writer.update(changes.upserts, changes.removes);
+      this.fullSync = false;
       end();
       this.metrics.syncs.inc({ result: 'ok' });
       this.metrics.services.set(stats.services);
       this.metrics.backends.set(stats.backends);
       this.lastSync = { at: new Date().toISOString(), stats };
       if (stats.written || stats.deleted || !this.synced) {
-        this.log.info('datapath synced', { services: stats.services, backends: stats.backends, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
+        this.log.info('datapath synced', { services: stats.services, backends: stats.backends, written: stats.written, deleted: stats.deleted, compile_ms: compileMs.toFixed(1), ms: stats.ms.toFixed(1) });
       }
       if (!this.synced) this.metrics.ready.set(1);
       this.synced = true;
@@ -201,13 +218,14 @@ export class Agent {
       end();
       this.metrics.syncs.inc({ result: 'error' });
       this.lastSync = { at: new Date().toISOString(), error: (err as Error).message };
+      this.fullSync = true;
       this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message });
     }
   }
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
   private frontendNames() {
-    return this.frontends.map((f) => ({
+    return this.table.frontends().map((f) => ({
       service: f.service,
       portName: f.portName,
       frontend: `${f.key.family === 6 ? `[${f.key.ip}]` : f.key.ip}:${f.key.port}/${f.key.proto}`,
@@ -227,7 +245,7 @@ export class Agent {
       ...(!this.synced && { waitingFor: this.waitingFor }),
       ...(this.lastSync && { lastSync: this.lastSync }),
       problems: [...(this.source?.problems.values() ?? [])].flat(),
-      ...(this.source instanceof KubernetesSource && { informers: this.source.informerStates() }),
+      ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
     };

@@ -41,6 +41,8 @@ export class LbWriter {
    *  nothing to do (compilers hand back the same object for an unchanged service). */
   private writtenFrom = new Map<string, Frontend>();
   private readonly keyHex = new WeakMap<Frontend, string>();
+  /** Backend slots the view holds, kept with it so a small update need not count them. */
+  private backendCount = 0;
 
   constructor(
     private readonly services: RawMap,
@@ -84,45 +86,50 @@ export class LbWriter {
     }
     this.nextId = Math.max(0, ...byId.keys(), ...slotsById.keys()) + 1;
     this.freeIds = [];
+    this.backendCount = [...this.view.values()].reduce((n, e) => n + e.slots.length, 0);
   }
 
   get size(): { services: number; backends: number } {
-    let backends = 0;
-    for (const e of this.view.values()) backends += e.slots.length;
-    return { services: this.view.size, backends };
+    return { services: this.view.size, backends: this.backendCount };
   }
 
   /** Makes the maps hold exactly `frontends`. Throws without writing anything when the result
    *  would not fit; after a failed write, re-reads the kernel's state and rethrows. */
   sync(frontends: readonly Frontend[]): SyncStats {
-    const t0 = performance.now();
-    const total = frontends.reduce((n, f) => n + f.backends.length, 0);
-    if (frontends.length > this.limits.services) {
-      throw new Error(`${frontends.length} service frontends do not fit in lb_services (max ${this.limits.services}); nothing written`);
-    }
-    if (total > this.limits.backends) {
-      throw new Error(`${total} backends do not fit in lb_backends (max ${this.limits.backends}); nothing written`);
-    }
+    const keep = new Set<string>();
+    for (const f of frontends) keep.add(this.hexKey(f));
+    const removes = [...this.view.keys()].filter((k) => !keep.has(k));
+    return this.write(frontends, removes);
+  }
 
+  /** Writes only what changed: frontends to add or rewrite, and frontends to remove. */
+  update(upserts: readonly Frontend[], removes: readonly Frontend[]): SyncStats {
+    return this.write(upserts, removes.map((f) => this.hexKey(f)));
+  }
+
+  private hexKey(f: Frontend): string {
+    let k = this.keyHex.get(f);
+    if (k === undefined) this.keyHex.set(f, (k = hex(encode(lbServiceKey, f.key))));
+    return k;
+  }
+
+  private write(upserts: readonly Frontend[], removes: readonly string[]): SyncStats {
+    const t0 = performance.now();
     const slotKeys: BackendKey[] = [];
     const slotVals: L4Addr[] = [];
     const svcKeys: Buffer[] = [];
     const svcVals: ServiceValue[] = [];
-    const next = new Map<string, ServiceEntry>();
-    const nextFrom = new Map<string, Frontend>();
-    const freed: number[] = [];
+    const changed = new Map<string, { entry: ServiceEntry; from: Frontend }>();
     const staleSlots = [...this.orphanSlots];
+    let services = this.view.size;
+    let backends = this.backendCount;
 
-    for (const f of frontends) {
-      let k = this.keyHex.get(f);
-      if (k === undefined) this.keyHex.set(f, (k = hex(encode(lbServiceKey, f.key))));
+    // One entry a key, the last given winning: a batch may name a frontend more than once.
+    const byKey = new Map<string, Frontend>();
+    for (const f of upserts) byKey.set(this.hexKey(f), f);
+    for (const [k, f] of byKey) {
       const old = this.view.get(k);
-      nextFrom.set(k, f);
-      if (old && this.writtenFrom.get(k) === f) {
-        next.set(k, old);
-        continue;
-      }
-      const keyBuf = Buffer.from(k, 'hex');
+      if (old && this.writtenFrom.get(k) === f) continue;
       const id = old?.id ?? this.allocateId();
       const slots = placeBackends(old?.slots ?? [], f.backends);
       slots.forEach((b, i) => {
@@ -133,38 +140,56 @@ export class LbWriter {
         }
       });
       if (!old || old.slots.length !== slots.length) {
-        svcKeys.push(keyBuf);
+        svcKeys.push(Buffer.from(k, 'hex'));
         svcVals.push({ serviceId: id, backendCount: slots.length, flags: 0 });
       }
       for (let s = slots.length + 1; s <= (old?.slots.length ?? 0); s++) staleSlots.push({ serviceId: id, slot: s });
-      next.set(k, { id, slots });
+      if (!old) services++;
+      backends += slots.length - (old?.slots.length ?? 0);
+      changed.set(k, { entry: { id, slots }, from: f });
     }
-    const goneSvcKeys: Buffer[] = [];
-    for (const [k, e] of this.view) {
-      if (next.has(k)) continue;
-      goneSvcKeys.push(Buffer.from(k, 'hex'));
+    const gone: { key: string; entry: ServiceEntry }[] = [];
+    for (const k of new Set(removes)) {
+      const e = this.view.get(k);
+      if (!e || byKey.has(k)) continue;
+      gone.push({ key: k, entry: e });
       e.slots.forEach((_, i) => staleSlots.push({ serviceId: e.id, slot: i + 1 }));
-      freed.push(e.id);
+      services--;
+      backends -= e.slots.length;
+    }
+    const newIds = [...changed.values()].filter((c) => !this.view.has(this.hexKey(c.from))).map((c) => c.entry.id);
+    if (services > this.limits.services || backends > this.limits.backends) {
+      this.freeIds.push(...newIds); // nothing was written: the ids are free again
+      const what = services > this.limits.services ? `${services} service frontends do not fit in lb_services (max ${this.limits.services})` : `${backends} backends do not fit in lb_backends (max ${this.limits.backends})`;
+      throw new Error(`${what}; nothing written`);
     }
 
     try {
       this.backends.updateBatch(encodeMany(lbBackendKey, slotKeys), encodeMany(lbBackendValue, slotVals));
       this.services.updateBatch(Buffer.concat(svcKeys), encodeMany(lbServiceValue, svcVals));
-      this.services.deleteBatch(Buffer.concat(goneSvcKeys));
+      this.services.deleteBatch(Buffer.concat(gone.map((g) => Buffer.from(g.key, 'hex'))));
       this.backends.deleteBatch(encodeMany(lbBackendKey, staleSlots));
     } catch (err) {
       this.adopt();
       throw err;
     }
-    this.view = next;
-    this.writtenFrom = nextFrom;
+    for (const [k, c] of changed) {
+      this.view.set(k, c.entry);
+      this.writtenFrom.set(k, c.from);
+    }
+    for (const g of gone) {
+      this.view.delete(g.key);
+      this.writtenFrom.delete(g.key);
+    }
     this.orphanSlots = [];
-    this.freeIds.push(...freed);
+    this.backendCount = backends;
+    // Ids freed now are reused only by a later write, never for a service in this one.
+    this.freeIds.push(...gone.map((g) => g.entry.id));
     return {
-      services: next.size,
-      backends: total,
+      services,
+      backends,
       written: slotKeys.length + svcKeys.length,
-      deleted: goneSvcKeys.length + staleSlots.length,
+      deleted: gone.length + staleSlots.length,
       ms: performance.now() - t0,
     };
   }

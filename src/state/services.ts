@@ -25,19 +25,6 @@ const isReady = (e: Endpoint) => e.conditions?.ready !== false; // unset means r
 // kube-proxy's fallback when nothing is ready: endpoints still serving while they terminate.
 const isServingTerminating = (e: Endpoint) => e.conditions?.serving === true && e.conditions?.terminating === true;
 
-function slicesByService(slices: Iterable<EndpointSlice>): Map<string, EndpointSlice[]> {
-  const out = new Map<string, EndpointSlice[]>();
-  for (const s of slices) {
-    const svc = s.metadata.labels?.[SERVICE_NAME_LABEL];
-    if (!svc) continue;
-    const key = `${s.metadata.namespace}/${svc}`;
-    const list = out.get(key);
-    if (list) list.push(s);
-    else out.set(key, [s]);
-  }
-  return out;
-}
-
 function backendsFor(slices: readonly EndpointSlice[], family: Family, portName: string, proto: L4Proto): L4Addr[] {
   const pick = (accept: (e: Endpoint) => boolean): L4Addr[] => {
     const seen = new Map<string, L4Addr>();
@@ -84,68 +71,159 @@ export function compileService(svc: Service, slices: readonly EndpointSlice[]): 
   return { frontends, notes };
 }
 
-interface CacheEntry {
-  svc: Service;
-  slices: readonly EndpointSlice[];
-  out: CompiledServices;
+interface Claim {
+  /** namespace, then name: the first claimant of an address wins it. */
+  order: string;
+  name: string;
+  frontend: Frontend;
+}
+
+interface Compiled {
+  frontends: Frontend[];
+  notes: string[];
   /** "ip port/proto" of each frontend: what two Services may not share. */
   addrs: string[];
 }
 
-interface Claim {
-  order: string;
-  name: string;
-  frontend: Frontend;
-  losers?: Claim[] | undefined;
+/** What one commit changed in the table's frontends. */
+export interface TableChanges {
+  /** Frontends that are new, or whose winning version changed. */
+  upserts: Frontend[];
+  /** Frontends whose address no Service holds any more (the last version written). */
+  removes: Frontend[];
+  /** Whether notes() may answer differently. */
+  notesChanged: boolean;
 }
 
-const sameList = <T>(a: readonly T[], b: readonly T[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-// namespace, then name: NUL sorts below every character a name may hold.
-const orderKey = (s: Service) => `${s.metadata.namespace}\0${s.metadata.name}`;
+const sliceOwner = (s: EndpointSlice) => {
+  const svc = s.metadata.labels?.[SERVICE_NAME_LABEL];
+  return svc ? `${s.metadata.namespace}/${svc}` : undefined;
+};
+const nameOf = (r: { metadata: { namespace: string; name: string } }) => `${r.metadata.namespace}/${r.metadata.name}`;
+const addrOf = (f: Frontend) => `${f.key.ip} ${f.key.port}/${f.key.proto}`;
 
-/** Compiles all Services, reusing the result of every Service whose object and slices are the
- *  very objects of the previous call (sources replace an object when it changes), so an edit
- *  costs the Services it touches plus a linear pass, not a recompilation of everything. */
-export class ServiceCompiler {
-  private cache = new Map<string, CacheEntry>();
+/** Every Service's frontends, kept by difference: objects go in one at a time, and commit()
+ *  recompiles only the Services they touch, so one EndpointSlice update costs one Service,
+ *  not a pass over ten thousand. */
+export class ServiceTable {
+  private readonly services = new Map<string, Service>();
+  private readonly slices = new Map<string, { owner: string | undefined; slice: EndpointSlice }>();
+  private readonly slicesOf = new Map<string, Map<string, EndpointSlice>>();
+  private readonly compiled = new Map<string, Compiled>();
+  /** address → the Services that claim it, first by namespace, then name; [0] holds it. */
+  private readonly claims = new Map<string, Claim[]>();
+  private readonly dirty = new Set<string>();
 
-  compile(services: Iterable<Service>, slices: Iterable<EndpointSlice>): CompiledServices {
-    const bySvc = slicesByService(slices);
-    const notes: string[] = [];
-    const next = new Map<string, CacheEntry>();
-    // When Services claim one address, the first by namespace, then name, wins, so every
-    // node picks the same one whatever order its sources delivered them in.
-    const claims = new Map<string, Claim>();
-    for (const svc of services) {
-      const name = `${svc.metadata.namespace}/${svc.metadata.name}`;
-      const svcSlices = bySvc.get(name) ?? [];
-      let entry = this.cache.get(name);
-      if (!entry || entry.svc !== svc || !sameList(entry.slices, svcSlices)) {
-        const out = compileService(svc, svcSlices);
-        entry = { svc, slices: svcSlices, out, addrs: out.frontends.map((f) => `${f.key.ip} ${f.key.port}/${f.key.proto}`) };
+  setService(svc: Service): void {
+    this.services.set(nameOf(svc), svc);
+    this.dirty.add(nameOf(svc));
+  }
+
+  deleteService(namespace: string, name: string): void {
+    if (this.services.delete(`${namespace}/${name}`)) this.dirty.add(`${namespace}/${name}`);
+  }
+
+  setSlice(slice: EndpointSlice): void {
+    this.unlinkSlice(nameOf(slice));
+    const owner = sliceOwner(slice);
+    this.slices.set(nameOf(slice), { owner, slice });
+    if (!owner) return;
+    let m = this.slicesOf.get(owner);
+    if (!m) this.slicesOf.set(owner, (m = new Map()));
+    m.set(nameOf(slice), slice);
+    this.dirty.add(owner);
+  }
+
+  deleteSlice(namespace: string, name: string): void {
+    this.unlinkSlice(`${namespace}/${name}`);
+  }
+
+  /** Recompiles the Services touched since the last commit; returns what changed. */
+  commit(): TableChanges {
+    // Each touched address's holder before this commit, recorded before its first change.
+    const before = new Map<string, Frontend | undefined>();
+    const touch = (addr: string) => {
+      if (!before.has(addr)) before.set(addr, this.claims.get(addr)?.[0]?.frontend);
+    };
+    let notesChanged = false;
+    for (const name of this.dirty) {
+      const old = this.compiled.get(name);
+      for (const addr of old?.addrs ?? []) {
+        touch(addr);
+        const list = this.claims.get(addr)!.filter((c) => c.name !== name);
+        if (list.length) this.claims.set(addr, list);
+        else this.claims.delete(addr);
       }
-      next.set(name, entry);
-      notes.push(...entry.out.notes);
-      const order = orderKey(svc);
-      entry.out.frontends.forEach((frontend, i) => {
-        const addr = entry.addrs[i]!;
-        const claim = { order, name, frontend };
-        const held = claims.get(addr);
-        if (!held) return void claims.set(addr, claim);
-        (held.losers ??= []).push(held.order < order ? claim : { ...held, losers: undefined });
-        if (held.order > order) Object.assign(held, claim);
+      const svc = this.services.get(name);
+      const out = svc ? compileService(svc, [...(this.slicesOf.get(name)?.values() ?? [])]) : undefined;
+      if ((old?.notes.length ?? 0) + (out?.notes.length ?? 0) > 0) notesChanged = true;
+      if (!svc || !out) {
+        this.compiled.delete(name);
+        continue;
+      }
+      const order = `${svc.metadata.namespace}\0${svc.metadata.name}`;
+      const addrs = out.frontends.map(addrOf);
+      this.compiled.set(name, { frontends: out.frontends, notes: out.notes, addrs });
+      out.frontends.forEach((frontend, i) => {
+        const addr = addrs[i]!;
+        touch(addr);
+        const list = this.claims.get(addr) ?? [];
+        const at = list.findIndex((c) => c.order > order);
+        list.splice(at < 0 ? list.length : at, 0, { order, name, frontend });
+        this.claims.set(addr, list);
       });
     }
-    this.cache = next;
-    const conflicts: string[] = [];
-    for (const [addr, c] of claims) {
-      for (const l of c.losers ?? []) conflicts.push(`Service ${l.name}: ${addr} is already Service ${c.name}'s; ignored`);
+    this.dirty.clear();
+    const upserts: Frontend[] = [];
+    const removes: Frontend[] = [];
+    for (const [addr, was] of before) {
+      const list = this.claims.get(addr);
+      if ((list?.length ?? 0) > 1 || this.conflicted.has(addr)) notesChanged = true;
+      if ((list?.length ?? 0) > 1) this.conflicted.add(addr);
+      else this.conflicted.delete(addr);
+      const now = list?.[0]?.frontend;
+      if (now === was) continue;
+      if (now) upserts.push(now);
+      else removes.push(was!);
     }
-    // Notes in a stable order, whatever order the input came in.
-    return { frontends: [...claims.values()].map((c) => c.frontend), notes: [...notes, ...conflicts].sort() };
+    return { upserts, removes, notesChanged };
+  }
+
+  /** The frontend every claimed address resolves to. */
+  frontends(): Frontend[] {
+    return [...this.claims.values()].map((c) => c[0]!.frontend);
+  }
+
+  /** What was skipped, each naming the object, in a stable order. */
+  notes(): string[] {
+    const notes = [...this.compiled.values()].flatMap((c) => c.notes);
+    for (const addr of this.conflicted) {
+      const [held, ...losers] = this.claims.get(addr) ?? [];
+      for (const l of losers) notes.push(`Service ${l.name}: ${addr} is already Service ${held!.name}'s; ignored`);
+    }
+    return notes.sort();
+  }
+
+  /** Addresses more than one Service claims. */
+  private readonly conflicted = new Set<string>();
+
+  private unlinkSlice(key: string): void {
+    const prev = this.slices.get(key);
+    if (!prev) return;
+    this.slices.delete(key);
+    if (!prev.owner) return;
+    const m = this.slicesOf.get(prev.owner);
+    m?.delete(key);
+    if (m?.size === 0) this.slicesOf.delete(prev.owner);
+    this.dirty.add(prev.owner);
   }
 }
 
+/** All Services' frontends at once. Pure. */
 export function compileServices(services: Iterable<Service>, slices: Iterable<EndpointSlice>): CompiledServices {
-  return new ServiceCompiler().compile(services, slices);
+  const table = new ServiceTable();
+  for (const s of services) table.setService(s);
+  for (const s of slices) table.setSlice(s);
+  table.commit();
+  return { frontends: table.frontends(), notes: table.notes() };
 }

@@ -13,6 +13,9 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
   private byOrigin = new Map<string, Map<Kind, Objects>>();
   /** Merged view of each kind over all origins, rebuilt only after that kind changed. */
   private views = new Map<Kind, Resource[]>();
+  /** Keys changed since their kind's last takeChanged(), for consumers that work by difference. */
+  private changedKeys = new Map<Kind, Set<string>>();
+  private sortedOrigins: string[] | undefined;
 
   /** Replaces everything one origin holds. */
   replaceOrigin(origin: string, resources: Iterable<Resource>): void {
@@ -22,7 +25,13 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
       if (!objs) next.set(r.kind, (objs = new Map()));
       objs.set(resourceKey(r), r);
     }
-    const changed = new Set<Kind>([...(this.byOrigin.get(origin)?.keys() ?? []), ...next.keys()]);
+    const old = this.byOrigin.get(origin);
+    const changed = new Set<Kind>([...(old?.keys() ?? []), ...next.keys()]);
+    for (const kind of changed) {
+      for (const key of old?.get(kind)?.keys() ?? []) this.mark(kind, key);
+      for (const key of next.get(kind)?.keys() ?? []) this.mark(kind, key);
+    }
+    if (!old) this.sortedOrigins = undefined;
     this.byOrigin.set(origin, next);
     this.changed(changed);
   }
@@ -31,18 +40,35 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
     const held = this.byOrigin.get(origin);
     if (!held) return;
     this.byOrigin.delete(origin);
+    this.sortedOrigins = undefined;
+    for (const [kind, objs] of held) for (const key of objs.keys()) this.mark(kind, key);
     this.changed(new Set(held.keys()));
   }
 
   /** Adds or replaces one object of an origin. */
   put(origin: string, r: Resource): void {
-    this.objectsOf(origin, r.kind).set(resourceKey(r), r);
+    const key = resourceKey(r);
+    this.objectsOf(origin, r.kind).set(key, r);
+    this.mark(r.kind, key);
     this.changed(new Set([r.kind]));
   }
 
   /** Removes one object of an origin, by kind/namespace/name. */
   remove(origin: string, r: Pick<Resource, 'kind' | 'metadata'>): void {
-    if (this.byOrigin.get(origin)?.get(r.kind)?.delete(resourceKey(r))) this.changed(new Set([r.kind]));
+    const key = resourceKey(r);
+    if (!this.byOrigin.get(origin)?.get(r.kind)?.delete(key)) return;
+    this.mark(r.kind, key);
+    this.changed(new Set([r.kind]));
+  }
+
+  /** The objects of a kind added, changed or removed since the last call, as [namespace, name]. */
+  takeChanged(kind: Kind): [namespace: string, name: string][] {
+    const keys = this.changedKeys.get(kind);
+    this.changedKeys.delete(kind);
+    return [...(keys ?? [])].map((k) => {
+      const [, namespace = '', name = ''] = k.split('/');
+      return [namespace, name];
+    });
   }
 
   originResources(origin: string): ReadonlyMap<string, Resource> | undefined {
@@ -56,7 +82,7 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
     let view = this.views.get(kind);
     if (!view) {
       const seen = new Map<string, Resource>();
-      for (const origin of [...this.byOrigin.keys()].sort()) {
+      for (const origin of this.origins()) {
         for (const [k, r] of this.byOrigin.get(origin)?.get(kind) ?? []) if (!seen.has(k)) seen.set(k, r);
       }
       this.views.set(kind, (view = [...seen.values()]));
@@ -66,7 +92,7 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
 
   get<K extends Kind>(kind: K, namespace: string, name: string): OfKind<K> | undefined {
     const key = resourceKey({ kind, metadata: { namespace, name } });
-    for (const origin of [...this.byOrigin.keys()].sort()) {
+    for (const origin of this.origins()) {
       const r = this.byOrigin.get(origin)?.get(kind)?.get(key);
       if (r) return r as OfKind<K>;
     }
@@ -86,9 +112,22 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
     return this.ofKind('EndpointSlice');
   }
 
+  private origins(): string[] {
+    return (this.sortedOrigins ??= [...this.byOrigin.keys()].sort());
+  }
+
+  private mark(kind: Kind, key: string): void {
+    let keys = this.changedKeys.get(kind);
+    if (!keys) this.changedKeys.set(kind, (keys = new Set()));
+    keys.add(key);
+  }
+
   private objectsOf(origin: string, kind: Kind): Objects {
     let held = this.byOrigin.get(origin);
-    if (!held) this.byOrigin.set(origin, (held = new Map()));
+    if (!held) {
+      this.byOrigin.set(origin, (held = new Map()));
+      this.sortedOrigins = undefined;
+    }
     let objs = held.get(kind);
     if (!objs) held.set(kind, (objs = new Map()));
     return objs;

@@ -1,7 +1,7 @@
 // Validation of raw objects (parsed YAML or JSON from any source) into typed resources. Every
 // problem names the field, so that a log line points straight at what to fix.
 import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, nameProblem, validName, type Obj, type Validation } from './checker.js';
-import type { EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
+import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
 import { validateNamespace, validateNode, validatePod, validateSpecHolder } from './validate-workloads.js';
 
 export type { Validation } from './checker.js';
@@ -76,6 +76,32 @@ export function validateService(raw: Obj): Validation<Service> {
   };
 }
 
+// A node holds 100,000 endpoints at scale: their conditions (a handful of combinations) and
+// node names (one per node) are shared, not held once per endpoint.
+const conditionSets = new Map<string, EndpointConditions>();
+function sharedConditions(c: EndpointConditions): EndpointConditions {
+  const key = `${c.ready}|${c.serving}|${c.terminating}`;
+  let shared = conditionSets.get(key);
+  if (!shared) {
+    shared = Object.freeze({
+      ...(typeof c.ready === 'boolean' && { ready: c.ready }),
+      ...(typeof c.serving === 'boolean' && { serving: c.serving }),
+      ...(typeof c.terminating === 'boolean' && { terminating: c.terminating }),
+    });
+    conditionSets.set(key, shared);
+  }
+  return shared;
+}
+
+const interned = new Map<string, string>();
+function intern(s: string): string {
+  const held = interned.get(s);
+  if (held !== undefined) return held;
+  if (interned.size >= 65536) interned.clear(); // bounded: node names churn over a cluster's life
+  interned.set(s, s);
+  return s;
+}
+
 export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
   const c = new Checker();
   const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
@@ -110,8 +136,8 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
     }
     return {
       addresses,
-      conditions: conditions as Endpoint['conditions'],
-      ...(typeof e.nodeName === 'string' && { nodeName: e.nodeName }),
+      conditions: sharedConditions(conditions as EndpointConditions),
+      ...(typeof e.nodeName === 'string' && { nodeName: intern(e.nodeName) }),
     };
   });
   if (c.errors.length) return { ok: false, errors: c.errors };

@@ -72,6 +72,37 @@ describe('LbWriter on real maps', () => {
     }
   });
 
+  it('update() writes only the changes it is given, and converges through the same churn', () => {
+    const rand = rng(7);
+    const writer = new LbWriter(services, backends);
+    writer.sync([]);
+    let state = new Map<number, Frontend>();
+    for (let round = 0; round < 12; round++) {
+      const upserts: Frontend[] = [];
+      const removes: Frontend[] = [];
+      for (let k = 0; k < 200; k++) {
+        const i = Math.floor(rand() * 1000);
+        const old = state.get(i);
+        if (rand() < 0.2) {
+          if (old && !removes.includes(old)) removes.push(old);
+          state.delete(i);
+        } else {
+          const f = frontend(i, Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Math.floor(rand() * 5000)).filter((v, j, a) => a.indexOf(v) === j));
+          state.set(i, f);
+          upserts.push(f);
+        }
+      }
+      // Only the last version of each frontend is current, as a table's commit reports it.
+      const current = upserts.filter((f) => state.get(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2])) === f);
+      const stats = writer.update(current, removes.filter((f) => !state.has(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2]))));
+      assertKernelHolds([...state.values()]);
+      assert.equal(stats.services, state.size);
+    }
+    const before = writer.size;
+    assert.equal(writer.update([...state.values()], []).written, 0, 'frontends already written are skipped');
+    assert.deepEqual(writer.size, before);
+  });
+
   it('a new writer adopts the kernel state: a repeated sync writes nothing', () => {
     const desired = [frontend(1, [1, 2, 3]), frontend(2, [4])];
     new LbWriter(services, backends).sync(desired);

@@ -2,7 +2,7 @@
 // turns into, and which backends each one balances over.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ServiceCompiler, compileServices, type Frontend } from '../../src/state/services.js';
+import { ServiceTable, compileServices, type Frontend } from '../../src/state/services.js';
 import type { Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Protocol, Service, ServicePort } from '../../src/state/resources.js';
 import type { L4Addr } from '../../src/datapath/lb-codecs.js';
 
@@ -324,7 +324,7 @@ describe('compileServices: backends', () => {
   });
 });
 
-describe('ServiceCompiler: incremental compilation', () => {
+describe('ServiceTable: compilation by difference', () => {
   const P = [{ name: 'http', port: 8080, protocol: 'TCP' as const }];
   const svc = (name: string, ip: string, ns = 'default') => service(name, [ip], [{ name: 'http', port: 80, protocol: 'TCP' }], { namespace: ns });
 
@@ -337,18 +337,82 @@ describe('ServiceCompiler: incremental compilation', () => {
     ]);
   });
 
-  it('reuses the frontends of unchanged Services and recompiles only what changed', () => {
-    const compiler = new ServiceCompiler();
-    const services = [svc('a', '10.96.0.1'), svc('b', '10.96.0.2')];
-    const slices = [slice('a-1', 'a', 'IPv4', P, [ep('10.0.0.1')]), slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.2')])];
-    const first = compiler.compile(services, slices);
-    const changed = [slices[0]!, slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.3')])];
-    const second = compiler.compile(services, changed);
-    assert.equal(frontend(second.frontends, '10.96.0.1', 80), frontend(first.frontends, '10.96.0.1', 80), 'the same object for the unchanged Service');
-    assert.notEqual(frontend(second.frontends, '10.96.0.2', 80), frontend(first.frontends, '10.96.0.2', 80));
-    assert.deepEqual(frontend(second.frontends, '10.96.0.2', 80).backends, [b4('10.0.0.3', 8080)]);
-    // A deleted Service is gone, and comes back fresh.
-    assert.deepEqual(compiler.compile([services[1]!], changed).frontends.map((f) => f.service), ['default/b']);
-    assert.deepEqual(compiler.compile(services, changed), compileServices(services, changed));
+  it('commit reports exactly the frontends that changed; an unchanged Service keeps its objects', () => {
+    const table = new ServiceTable();
+    const [a, b] = [svc('a', '10.96.0.1'), svc('b', '10.96.0.2')];
+    table.setService(a);
+    table.setService(b);
+    table.setSlice(slice('a-1', 'a', 'IPv4', P, [ep('10.0.0.1')]));
+    table.setSlice(slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.2')]));
+    const first = table.commit();
+    assert.deepEqual(first.upserts.map((f) => f.service).sort(), ['default/a', 'default/b']);
+    const fa = frontend(table.frontends(), '10.96.0.1', 80);
+
+    table.setSlice(slice('b-1', 'b', 'IPv4', P, [ep('10.0.0.3')]));
+    const second = table.commit();
+    assert.deepEqual(second.upserts.map((f) => f.backends), [[b4('10.0.0.3', 8080)]]);
+    assert.deepEqual(second.removes, []);
+    assert.equal(frontend(table.frontends(), '10.96.0.1', 80), fa, 'the same object for the unchanged Service');
+
+    table.deleteService('default', 'b');
+    const third = table.commit();
+    assert.deepEqual(third.removes.map((f) => f.key.ip), ['10.96.0.2']);
+    assert.deepEqual(table.commit(), { upserts: [], removes: [], notesChanged: false }, 'nothing to do twice');
+  });
+
+  it('a conflict: the loser takes over when the holder goes, and the notes follow', () => {
+    const table = new ServiceTable();
+    table.setService(svc('b', '10.96.0.1'));
+    table.setService(svc('c', '10.96.0.1'));
+    assert.equal(table.commit().notesChanged, true);
+    assert.deepEqual(table.notes(), ["Service default/c: 10.96.0.1 80/TCP is already Service default/b's; ignored"]);
+    table.deleteService('default', 'b');
+    const changes = table.commit();
+    assert.deepEqual(changes.upserts.map((f) => f.service), ['default/c']);
+    assert.deepEqual(changes.removes, []);
+    assert.equal(changes.notesChanged, true);
+    assert.deepEqual(table.notes(), []);
+  });
+
+  it('random changes: after every commit the table equals a fresh compile, and applying the reported changes to the previous frontends gives it', () => {
+    let seed = 11;
+    const rand = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff), seed % n);
+    const table = new ServiceTable();
+    const services = new Map<string, ReturnType<typeof svc>>();
+    const slices = new Map<string, ReturnType<typeof slice>>();
+    const applied = new Map<string, Frontend>();
+    const addr = (f: Frontend) => `${f.key.ip} ${f.key.port}/${f.key.proto}`;
+    for (let step = 0; step < 400; step++) {
+      for (let op = rand(4); op >= 0; op--) {
+        const n = rand(12);
+        const what = rand(6);
+        if (what === 0) {
+          services.delete(`s${n}`);
+          table.deleteService('default', `s${n}`);
+        } else if (what === 1) {
+          slices.delete(`s${n}-${n % 2}`);
+          table.deleteSlice('default', `s${n}-${n % 2}`);
+        } else if (what <= 3) {
+          // Few addresses for many Services: conflicts come and go.
+          const s = svc(`s${n}`, `10.96.0.${1 + rand(6)}`);
+          services.set(`s${n}`, s);
+          table.setService(s);
+        } else {
+          // A slice may also move to another Service.
+          const owner = rand(4) === 0 ? `s${rand(12)}` : `s${n}`;
+          const sl = slice(`s${n}-${n % 2}`, owner, 'IPv4', P, Array.from({ length: rand(4) }, () => ep(`10.0.${rand(3)}.${1 + rand(5)}`)));
+          slices.set(`s${n}-${n % 2}`, sl);
+          table.setSlice(sl);
+        }
+      }
+      const changes = table.commit();
+      for (const f of changes.removes) assert.equal(applied.delete(addr(f)), true, `removed ${addr(f)} was there`);
+      for (const f of changes.upserts) applied.set(addr(f), f);
+      const want = compileServices(services.values(), slices.values());
+      const byAddr = (fs: Iterable<Frontend>) => [...fs].map((f) => [addr(f), f.service, f.backends] as const).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+      assert.deepEqual(byAddr(table.frontends()), byAddr(want.frontends), `step ${step}: table`);
+      assert.deepEqual(byAddr(applied.values()), byAddr(want.frontends), `step ${step}: changes applied`);
+      assert.deepEqual(table.notes(), want.notes, `step ${step}: notes`);
+    }
   });
 });
