@@ -19,6 +19,7 @@ import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 
 export const VERSION = '0.1.0';
+const SYNC_RETRY_MS = 5000;
 
 export interface AgentStatus {
   version: string;
@@ -55,6 +56,8 @@ export class Agent {
   private endpointDatapath: EndpointDatapath | undefined;
   private servers: http.Server[] = [];
   private pending: NodeJS.Immediate | undefined;
+  /** After a failed write, the sync is retried on its own: the source may stay quiet. */
+  private retry: NodeJS.Timeout | undefined;
   private readonly startedAt = new Date().toISOString();
   private lastSync: AgentStatus['lastSync'];
   private readonly cgroup: string;
@@ -219,7 +222,9 @@ export class Agent {
       this.metrics.syncs.inc({ result: 'error' });
       this.lastSync = { at: new Date().toISOString(), error: (err as Error).message };
       this.fullSync = true;
-      this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message });
+      this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => this.scheduleSync(), SYNC_RETRY_MS);
     }
   }
 
@@ -256,6 +261,7 @@ export class Agent {
     this.stopped = true;
     this.source?.stop();
     if (this.pending) clearImmediate(this.pending);
+    clearTimeout(this.retry);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
     this.datapath?.close();

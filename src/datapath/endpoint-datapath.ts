@@ -260,7 +260,15 @@ export class EndpointDatapath {
     tcAttach(filter, prog.fd, what);
     if (previous === undefined) return () => tcDetach(filter, `detach ifindex ${ifindex} (tc ${h.hook})`);
     return () => {
-      const fd = progFdById(previous);
+      let fd: number;
+      try {
+        fd = progFdById(previous);
+      } catch {
+        // Reopening a program by id takes CAP_SYS_ADMIN, which the DaemonSet's agent does not
+        // hold: then the new program stays on this hook. It is complete on its own; only the
+        // two hooks may briefly run different versions until the endpoint is attached again.
+        return;
+      }
       try {
         tcAttach(filter, fd, `restore program ${previous} on ifindex ${ifindex} (tc ${h.hook})`);
       } finally {
