@@ -104,10 +104,7 @@ class ResourceInformer {
     this.lw = new ListWatch<CachedObject>(collectionPath(res), watch, () => this.listAll(), false, undefined, opts.fieldSelector);
     this.lw.on('add', (o) => this.sink?.put(o));
     this.lw.on('update', (o) => this.sink?.put(o));
-    this.lw.on('delete', (o) => {
-      this.problems.delete(resourceKey({ kind: this.res.kind, metadata: { namespace: o.metadata.namespace ?? '', name: o.metadata.name } }));
-      this.sink?.remove(o);
-    });
+    this.lw.on('delete', (o) => this.sink?.remove(o));
     this.lw.on('error', (err) => this.onError(err));
   }
 
@@ -150,17 +147,21 @@ class ResourceInformer {
     const items: CachedObject[] = [];
     let resourceVersion: string | undefined;
     let cont: string | undefined;
+    const listed = new Set<string>();
     do {
       const q = new URLSearchParams({ limit: String(this.opts.pageSize), ...this.selector(), ...(cont && { continue: cont }) });
       const page = (await this.get(`${collectionPath(this.res)}?${q}`)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: Raw[] | null };
       // Every page of one list is served at the first page's resourceVersion.
       resourceVersion ??= page.metadata?.resourceVersion ?? '';
       for (const raw of page.items ?? []) {
+        listed.add(this.keyOf(raw));
         const obj = this.accept(raw) ?? this.lastGood(raw);
         if (obj) items.push(obj);
       }
       cont = page.metadata?.continue || undefined;
     } while (cont);
+    // A rejected object that is gone takes its problem with it.
+    for (const key of this.problems.keys()) if (!listed.has(key)) this.problems.delete(key);
     this.failures = 0;
     this.log.debug('listed', { resource: this.res.plural, objects: items.length, resource_version: resourceVersion });
     return { metadata: { resourceVersion }, items };
@@ -193,6 +194,7 @@ class ResourceInformer {
       if (obj) cb(phase, obj, w);
       else cb('BOOKMARK', { metadata: { resourceVersion: raw.metadata?.resourceVersion } }, w);
     } else if (phase === 'DELETED') {
+      this.problems.delete(this.keyOf(raw));
       const m = raw.metadata ?? {};
       cb(phase, { kind: this.res.kind, metadata: { name: m.name, namespace: this.res.namespaced ? m.namespace : '', resourceVersion: m.resourceVersion } }, w);
     } else {
@@ -205,7 +207,7 @@ class ResourceInformer {
   private accept(raw: Raw): CachedObject | undefined {
     if (this.res === CRD_RESOURCE) return slimCrd(raw);
     const result = validateResource({ ...raw, apiVersion: apiVersionOf(this.res), kind: this.res.kind });
-    const key = resourceKey({ kind: this.res.kind, metadata: { namespace: this.res.namespaced ? (raw.metadata?.namespace ?? '') : '', name: raw.metadata?.name ?? '' } });
+    const key = this.keyOf(raw);
     if (result.ok === true) {
       if (this.problems.delete(key)) this.log.info('object fixed', { object: key });
       return result.value;
@@ -214,6 +216,10 @@ class ResourceInformer {
     this.problems.set(key, { file: this.origin, object: key, errors });
     for (const error of errors) this.log.error('invalid object; its last good version stays in force', { object: key, error, resource_version: raw.metadata?.resourceVersion });
     return undefined;
+  }
+
+  private keyOf(raw: Raw): string {
+    return resourceKey({ kind: this.res.kind, metadata: { namespace: this.res.namespaced ? (raw.metadata?.namespace ?? '') : '', name: raw.metadata?.name ?? '' } });
   }
 
   private lastGood(raw: Raw): CachedObject | undefined {

@@ -114,7 +114,9 @@ export class ServiceTable {
   private readonly claims = new Map<string, Claim[]>();
   private readonly dirty = new Set<string>();
 
+  /** Sources hand back the very same object for an unchanged Service: that costs nothing. */
   setService(svc: Service): void {
+    if (this.services.get(nameOf(svc)) === svc) return;
     this.services.set(nameOf(svc), svc);
     this.dirty.add(nameOf(svc));
   }
@@ -124,6 +126,7 @@ export class ServiceTable {
   }
 
   setSlice(slice: EndpointSlice): void {
+    if (this.slices.get(nameOf(slice))?.slice === slice) return;
     this.unlinkSlice(nameOf(slice));
     const owner = sliceOwner(slice);
     this.slices.set(nameOf(slice), { owner, slice });

@@ -123,6 +123,13 @@ describe('changes through the API', () => {
     assert.equal(backendsOf(SVC4)(agent.kernelServices())?.length, 2, 'the last good web stays');
     server.update(service('web', [SVC4], PORTS));
     await until(status, (st) => st.problems.length === 0, 'the problem to clear');
+
+    // A new object that was never valid: reported, nothing applied, and forgotten with it.
+    server.create(service('broken', ['10.96.0.13'], [{ name: 'http', port: 80, protocol: 'TCP' }, { name: 'http', port: 81, protocol: 'TCP' }]));
+    await until(status, (st) => st.problems.some((p) => p.object === 'Service/default/broken'), 'the broken service reported');
+    assert.equal(backendsOf('10.96.0.13')(agent.kernelServices()), undefined);
+    server.delete('v1', 'Service', 'default', 'broken');
+    await until(status, (st) => st.problems.length === 0, 'the deleted broken service to take its problem along');
   });
 });
 
