@@ -21,6 +21,12 @@ export const DNS1123_SUBDOMAIN: NameRule = {
   max: 253,
   what: 'an RFC 1123 subdomain',
 };
+// A named port is an IANA service name: at most 15 characters of [a-z0-9-], at least one
+// letter, no hyphen at either end or twice in a row (k8s.io/apimachinery IsValidPortName).
+const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
+export const portNameProblem = (name: string): string | undefined =>
+  name.length <= 15 && IANA_SVC_NAME.test(name) ? undefined : `${JSON.stringify(name)} is not a port name (at most 15 characters of a-z, 0-9 and '-', with a letter)`;
+
 export const validName = (v: string, rule: NameRule) => v.length <= rule.max && rule.re.test(v);
 export const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
 

@@ -1,5 +1,6 @@
 // The Kubernetes resources Weft reads, in their upstream shapes (only the fields Weft uses).
 // Every source produces these after validation; nothing downstream knows where they came from.
+import type { NetworkPolicySpec } from './validate-policy.js';
 
 export interface ObjectMeta {
   name: string;
@@ -99,15 +100,16 @@ export interface Node {
   spec: { podCIDRs?: string[] };
 }
 
-/** NetworkPolicy and Gateway API routes are held in their upstream shape, checked only as far as
- *  metadata and the presence of a spec: their compilers (policy, routes) own the semantics. */
+/** Validated and normalized (src/state/validate-policy.ts). */
 export interface NetworkPolicy {
   apiVersion: 'networking.k8s.io/v1';
   kind: 'NetworkPolicy';
   metadata: ObjectMeta;
-  spec: Record<string, unknown>;
+  spec: NetworkPolicySpec;
 }
 
+/** Gateway API routes are held in their upstream shape, checked only as far as metadata and
+ *  the presence of a spec: the routes compiler owns their semantics. */
 export interface HTTPRoute {
   apiVersion: 'gateway.networking.k8s.io/v1';
   kind: 'HTTPRoute';

@@ -1,13 +1,9 @@
 // Validation of the objects that describe where workloads run: Pods, Namespaces and Nodes; and
-// of the spec-holding kinds whose semantics belong to their own compilers. Each keeps only the
+// of the Gateway API routes, whose semantics belong to the routes compiler. Each keeps only the
 // fields Weft reads, so that a cluster's worth of them stays small in memory.
 import { isCidr, parseIp } from '../lib/ip.js';
-import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, type Obj, type Validation } from './checker.js';
-import type { ContainerPort, GRPCRoute, HTTPRoute, Namespace, NetworkPolicy, Node, Pod } from './resources.js';
-
-// A named port is an IANA service name: at most 15 characters of [a-z0-9-], at least one
-// letter, no hyphen at either end or twice in a row (k8s.io/apimachinery IsValidPortName).
-const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
+import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, portNameProblem, type Obj, type Validation } from './checker.js';
+import type { ContainerPort, GRPCRoute, HTTPRoute, Namespace, Node, Pod } from './resources.js';
 
 function containerPorts(c: Checker, v: unknown, path: string): ContainerPort[] | undefined {
   if (v === undefined || v === null) return undefined;
@@ -15,9 +11,7 @@ function containerPorts(c: Checker, v: unknown, path: string): ContainerPort[] |
     const at = `${path}[${i}]`;
     if (!isObj(p)) return c.fail(at, 'must be an object'), [];
     const name = c.string(p.name, `${at}.name`);
-    if (name !== undefined && (name.length > 15 || !IANA_SVC_NAME.test(name))) {
-      c.fail(`${at}.name`, `${JSON.stringify(name)} is not a port name (at most 15 characters of a-z, 0-9 and '-', with a letter)`);
-    }
+    if (name !== undefined && portNameProblem(name)) c.fail(`${at}.name`, portNameProblem(name)!);
     const containerPort = c.port(p.containerPort, `${at}.containerPort`, { required: true });
     const protocol = c.protocol(p.protocol, `${at}.protocol`);
     return containerPort === undefined ? [] : [{ ...(name !== undefined && { name }), containerPort, protocol }];
@@ -78,11 +72,11 @@ export function validateNode(raw: Obj): Validation<Node> {
   return { ok: true, value: { apiVersion: 'v1', kind: 'Node', metadata, spec: { podCIDRs } } };
 }
 
-/** NetworkPolicy, HTTPRoute, GRPCRoute: metadata checked, spec kept as the API gave it. */
-export function validateSpecHolder(raw: Obj): Validation<NetworkPolicy | HTTPRoute | GRPCRoute> {
+/** HTTPRoute, GRPCRoute: metadata checked, spec kept as the API gave it. */
+export function validateSpecHolder(raw: Obj): Validation<HTTPRoute | GRPCRoute> {
   const c = new Checker();
   const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
   if (!isObj(raw.spec)) c.fail('spec', 'required');
   if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { apiVersion: raw.apiVersion, kind: raw.kind, metadata, spec: raw.spec } as NetworkPolicy | HTTPRoute | GRPCRoute };
+  return { ok: true, value: { apiVersion: raw.apiVersion, kind: raw.kind, metadata, spec: raw.spec } as HTTPRoute | GRPCRoute };
 }

@@ -2,6 +2,7 @@
 // problem names the field, so that a log line points straight at what to fix.
 import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, nameProblem, validName, type Obj, type Validation } from './checker.js';
 import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
+import { validateNetworkPolicy } from './validate-policy.js';
 import { validateNamespace, validateNode, validatePod, validateSpecHolder } from './validate-workloads.js';
 
 export type { Validation } from './checker.js';
@@ -154,7 +155,7 @@ const VALIDATORS: Record<string, (raw: Obj) => Validation<Resource>> = {
   'v1 Pod': validatePod,
   'v1 Namespace': validateNamespace,
   'v1 Node': validateNode,
-  'networking.k8s.io/v1 NetworkPolicy': validateSpecHolder,
+  'networking.k8s.io/v1 NetworkPolicy': validateNetworkPolicy,
   'gateway.networking.k8s.io/v1 HTTPRoute': validateSpecHolder,
   'gateway.networking.k8s.io/v1 GRPCRoute': validateSpecHolder,
 };
