@@ -19,9 +19,14 @@ enum weft_dir : __u8 {
 /* lxc_endpoints: host-side veth ifindex (in the node's network namespace) → the pod behind it.
  * The agent writes the entry before it attaches the programs and deletes it after it detached
  * them; a program that finds no entry for its interface drops (DROP_UNKNOWN_ENDPOINT). */
+/* Some NetworkPolicy selects the endpoint for that direction: new connections need an allow
+ * entry in the policy map (bpf/include/policy.h). */
+#define ENDPOINT_F_INGRESS_ISOLATED	(1u << 0)
+#define ENDPOINT_F_EGRESS_ISOLATED	(1u << 1)
+
 struct endpoint_info {
 	__u32 endpoint_id;	/* 1..2^32-1; 0 stands for "no endpoint" in counters and events */
-	__u32 flags;		/* ENDPOINT_F_*, none defined yet */
+	__u32 flags;		/* ENDPOINT_F_* */
 	struct weft_addr ipv4;	/* addr[0] only */
 	struct weft_addr ipv6;
 	__u8 has_ipv4;

@@ -19,7 +19,7 @@ enum drop_reason : __u8 {
 	DROP_UNKNOWN_ENDPOINT = 2,	/* no lxc_endpoints entry for the interface */
 	DROP_UNSUPPORTED_L3 = 3,	/* from a pod: not IPv4, IPv6 or ARP (or VLAN-tagged) */
 	DROP_MALFORMED = 4,		/* truncated or inconsistent headers */
-	DROP_POLICY = 5,		/* reserved for network policy */
+	DROP_POLICY = 5,		/* a new connection no NetworkPolicy allows */
 };
 
 struct event_hdr {

@@ -17,6 +17,7 @@ import { CniCode, CniError } from './cni-protocol.js';
 import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
+import { PolicyEngine } from './policy.js';
 
 export const VERSION = '0.1.0';
 const SYNC_RETRY_MS = 5000;
@@ -38,6 +39,7 @@ export interface AgentStatus {
   informers?: InformerState[];
   endpoints: number;
   podCidrs: { cidr: string; used: number; capacity: string }[];
+  policy?: { policies: number; revision: number; entries: number; ipcache: number; error?: string };
 }
 
 export class Agent {
@@ -54,6 +56,10 @@ export class Agent {
   private stopped = false;
   private endpoints: EndpointRegistry | undefined;
   private endpointDatapath: EndpointDatapath | undefined;
+  private policy: PolicyEngine | undefined;
+  private policyPending: NodeJS.Immediate | undefined;
+  private policyRetry: NodeJS.Timeout | undefined;
+  private policyError: string | undefined;
   private servers: http.Server[] = [];
   private pending: NodeJS.Immediate | undefined;
   /** After a failed write, the sync is retried on its own: the source may stay quiet. */
@@ -102,7 +108,12 @@ export class Agent {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
         'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
-        ...cniRoutes(endpoints, this.endpointDatapath, log),
+        'GET /v1/policy': () => this.policy?.status() ?? Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`)),
+        'GET /v1/explain': (req: http.IncomingMessage) => {
+          if (!this.policy) throw new HttpError(503, `not ready: waiting for ${this.waitingFor}`);
+          return this.policy.explain(new URL(req.url ?? '/', 'http://weft').searchParams);
+        },
+        ...cniRoutes(endpoints, this.endpointProgrammer(this.endpointDatapath), log),
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
       }),
@@ -115,12 +126,18 @@ export class Agent {
     await this.source.start();
     if (this.stopped) return;
 
-    this.endpoints = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
-    this.restoreEndpoints(this.endpoints, this.endpointDatapath);
+    const registry = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
+    // Policy before the endpoints are re-attached: their isolation comes from it. Until the
+    // first compile succeeds, every endpoint keeps the flags its entry has.
+    this.policy = new PolicyEngine(this.store, () => registry.list(), this.endpointDatapath, log);
+    this.syncPolicy();
+    this.endpoints = registry;
+    this.restoreEndpoints(registry, this.endpointDatapath);
     this.sync();
     this.store.on('change', (kinds) => {
       if (kinds.has('Service') || kinds.has('EndpointSlice')) this.scheduleSync();
       if (kinds.has('Node')) this.updatePodCidrs();
+      if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) this.schedulePolicySync();
     });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: cfg.metricsAddress });
   }
@@ -159,12 +176,59 @@ export class Agent {
         this.log.warn('endpoint interface is gone; waiting for the runtime to delete the pod', { endpoint: ep.id, container: ep.containerId, host_if: ep.hostIfName });
         continue;
       }
-      dp.attach(programInfo(ep, ifindex));
+      dp.attach({ ...programInfo(ep, ifindex), flags: this.policy?.flagsFor(ep.id) });
       owned.add(ifindex);
       restored++;
     }
     for (const ifindex of dp.attachedIfindexes()) if (!owned.has(ifindex)) dp.detach(ifindex);
     this.log.info('endpoints restored', { endpoints: registry.list().length, attached: restored, pod_cidrs: this.cfg.podCidrs.join(',') || undefined });
+  }
+
+  /** The CNI handlers' datapath: an endpoint's policy is in the kernel before its programs
+   *  are, so a new pod is never reachable unprotected. A failed policy write fails the ADD. */
+  private endpointProgrammer(dp: EndpointDatapath) {
+    return {
+      attach: (info: Parameters<EndpointDatapath['attach']>[0]) => {
+        if (this.policy) this.syncPolicyNow();
+        dp.attach({ ...info, flags: this.policy?.flagsFor(info.endpointId) ?? 0 });
+      },
+      detach: (ifindex: number) => {
+        dp.detach(ifindex);
+        this.schedulePolicySync();
+      },
+    };
+  }
+
+  private schedulePolicySync(): void {
+    this.policyPending ??= setImmediate(() => {
+      this.policyPending = undefined;
+      this.syncPolicy();
+    });
+  }
+
+  /** Compiles and writes policy; on failure the kernel keeps its last state and a retry comes. */
+  private syncPolicy(): void {
+    try {
+      this.syncPolicyNow();
+    } catch (err) {
+      this.log.error('policy sync failed; the kernel keeps its last policy', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
+      clearTimeout(this.policyRetry);
+      this.policyRetry = setTimeout(() => this.schedulePolicySync(), SYNC_RETRY_MS);
+    }
+  }
+
+  private syncPolicyNow(): void {
+    if (!this.policy) return;
+    try {
+      const stats = this.policy.sync();
+      this.policyError = undefined;
+      if (stats.written || stats.deleted) {
+        this.log.info('policy synced', { policies: this.policy.status().policies.length, entries: stats.entries, ipcache: stats.ipcache, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
+      }
+    } catch (err) {
+      this.policyError = (err as Error).message;
+      throw err;
+    }
   }
 
   private map(name: string) {
@@ -253,6 +317,18 @@ export class Agent {
       ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
+      ...(this.policy && { policy: this.policySummary(this.policy) }),
+    };
+  }
+
+  private policySummary(engine: PolicyEngine): NonNullable<AgentStatus['policy']> {
+    const s = engine.status();
+    return {
+      policies: s.policies.length,
+      revision: s.revision,
+      entries: s.lastWrite?.entries ?? 0,
+      ipcache: s.lastWrite?.ipcache ?? 0,
+      ...(this.policyError && { error: this.policyError }),
     };
   }
 
@@ -261,7 +337,9 @@ export class Agent {
     this.stopped = true;
     this.source?.stop();
     if (this.pending) clearImmediate(this.pending);
+    if (this.policyPending) clearImmediate(this.policyPending);
     clearTimeout(this.retry);
+    clearTimeout(this.policyRetry);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
     this.datapath?.close();

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { apiRequest } from '../agent/api.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { EndpointRecord } from '../agent/endpoints.js';
+import type { ExplanationDetail } from '../agent/policy.js';
 import { DEFAULT_STATE_DIR } from '../agent/config.js';
 import { readKernelServices } from '../datapath/lb-reader.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
@@ -22,6 +23,9 @@ Commands:
   status              agent health, attached programs and map fill levels
   service list        services as the kernel balances them (read from the maps)
   endpoint list       the pods this node's agent set up through the CNI plugin
+  explain --from NS/POD --to NS/POD --port PORT[/PROTO]
+                      would network policy allow a new connection, and which policy
+                      and rule decide (PROTO: TCP, UDP or SCTP; default TCP)
   cni install         put the CNI plugin and its conflist on this host
                       (--cni-bin-dir, default /opt/cni/bin; --cni-conf-dir, default
                       /etc/cni/net.d; --agent-socket, default <state-dir>/weft.sock)
@@ -147,6 +151,23 @@ async function uninstall(ctx: Ctx): Promise<number> {
   else out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
   return 0;
 }
+async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string }): Promise<number> {
+  const m = /^(\d+)(?:\/(tcp|udp|sctp))?$/i.exec(v.port ?? '');
+  if (!v.from || !v.to || !m) {
+    process.stderr.write('weft explain: want --from NAMESPACE/POD --to NAMESPACE/POD --port PORT[/TCP|UDP|SCTP]\n');
+    return 2;
+  }
+  const q = new URLSearchParams({ from: v.from, to: v.to, port: m[1]!, protocol: (m[2] ?? 'TCP').toUpperCase() });
+  const e = await apiRequest<ExplanationDetail>(ctx.socket, 'GET', `/v1/explain?${q}`, undefined, 5000);
+  if (ctx.json) {
+    printJson({ verdict: e.verdict, policy: e.policy, rule: e.rule, direction: e.direction });
+    return 0;
+  }
+  out(`${e.verdict}  ${v.from} → ${v.to} ${q.get('protocol')}/${q.get('port')}\n`);
+  out(`  decided at ${e.direction}: ${e.policy ? `${e.policy} ` : ''}${e.rule}\n\n`);
+  out(formatTable(['DIRECTION', 'POD', 'VERDICT', 'POLICY', 'RULE'], e.steps.map((s) => [s.direction, s.pod, s.verdict, s.policy ?? '-', s.rule])));
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -161,6 +182,9 @@ async function main(argv: string[]): Promise<number> {
         'cni-bin-dir': { type: 'string', default: '/opt/cni/bin' },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
         'agent-socket': { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        port: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -196,6 +220,8 @@ async function main(argv: string[]): Promise<number> {
       return endpointList(ctx);
     case 'uninstall':
       return uninstall(ctx);
+    case 'explain':
+      return explain(ctx, values);
     case 'cni install': {
       const files = installCni({ binDir: values['cni-bin-dir'], confDir: values['cni-conf-dir'], agentSocket: values['agent-socket'] ?? ctx.socket });
       if (ctx.json) printJson({ installed: files });

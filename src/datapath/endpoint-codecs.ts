@@ -2,6 +2,7 @@
 // and events.h (used by bpf/lxc.c). test/datapath/btf-layout.test.ts checks every struct, enum
 // and map here against build/bpf/lxc.o's BTF.
 import type { StructCodec } from './codec.js';
+import { POLICY_CODECS, ipcacheKey, ipcacheValue, policyKey, policyValue } from './policy-codecs.js';
 import { formatIp, writeIpBytes, type Family } from '../lib/ip.js';
 
 // ---- enums ----
@@ -53,13 +54,13 @@ export const ctState = enumCodec<CtState>('ct_state', 1, [
 export type EventType = 'drop';
 export const eventType = enumCodec<EventType>('weft_event_type', 1, [{ cName: 'WEFT_EVENT_DROP', value: 1, name: 'drop' }]);
 
-export type DropReason = 'spoofed-source' | 'unknown-endpoint' | 'unsupported-l3' | 'malformed' | 'policy';
+export type DropReason = 'spoofed-source' | 'unknown-endpoint' | 'unsupported-l3' | 'malformed' | 'policy-denied';
 export const dropReason = enumCodec<DropReason>('drop_reason', 1, [
   { cName: 'DROP_SPOOFED_SOURCE', value: 1, name: 'spoofed-source' },
   { cName: 'DROP_UNKNOWN_ENDPOINT', value: 2, name: 'unknown-endpoint' },
   { cName: 'DROP_UNSUPPORTED_L3', value: 3, name: 'unsupported-l3' },
   { cName: 'DROP_MALFORMED', value: 4, name: 'malformed' },
-  { cName: 'DROP_POLICY', value: 5, name: 'policy' },
+  { cName: 'DROP_POLICY', value: 5, name: 'policy-denied' },
 ]);
 
 export const ALL_ENUMS: readonly EnumCodec<string>[] = [weftDir, ctState, eventType, dropReason];
@@ -378,7 +379,7 @@ export const eventHdr: StructCodec<EventHeader> = {
 
 // ---- the maps ----
 
-export const BPF_MAP_TYPE = { HASH: 1, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, RINGBUF: 27 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LPM_TRIE: 11, RINGBUF: 27 } as const;
 
 /** A map key or value that is a plain integer rather than a struct: its size in bytes. */
 export interface ScalarLayout {
@@ -406,8 +407,10 @@ export const ENDPOINT_MAPS: Readonly<Record<string, MapLayout>> = {
   ct: { type: BPF_MAP_TYPE.LRU_HASH, maxEntries: 262144, key: ctKey as StructCodec<unknown>, value: ctEntry as StructCodec<unknown> },
   events: { type: BPF_MAP_TYPE.RINGBUF, maxEntries: 1 << 20 },
   events_lost: { type: BPF_MAP_TYPE.PERCPU_ARRAY, maxEntries: 1, key: { scalar: 4 }, value: { scalar: 8 } },
+  ipcache: { type: BPF_MAP_TYPE.LPM_TRIE, maxEntries: 1 << 18, key: ipcacheKey as StructCodec<unknown>, value: ipcacheValue as StructCodec<unknown> },
+  policy: { type: BPF_MAP_TYPE.LPM_TRIE, maxEntries: 1 << 20, key: policyKey as StructCodec<unknown>, value: policyValue as StructCodec<unknown> },
 };
 
 export const ENDPOINT_CODECS: readonly StructCodec<unknown>[] = [
-  endpointInfo, endpointMetricsKey, endpointMetrics, ctKey, ctEntry, eventHdr,
+  endpointInfo, endpointMetricsKey, endpointMetrics, ctKey, ctEntry, eventHdr, ...POLICY_CODECS,
 ] as StructCodec<unknown>[];

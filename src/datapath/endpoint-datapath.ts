@@ -43,6 +43,8 @@ export interface EndpointDatapathInfo {
    *  interface in the calling thread's network namespace, so that an agent in the wrong
    *  namespace fails instead of attaching to whatever device has that number there. */
   ifname?: string;
+  /** ENDPOINT_F_* (policy isolation). Unset: what the endpoint's entry had, or none. */
+  flags?: number;
 }
 
 export type { EndpointCounters } from './endpoint-codecs.js';
@@ -96,6 +98,9 @@ export class EndpointDatapath {
     private readonly endpoints: RawMap,
     private readonly metrics: RawMap,
     private readonly conntrack: RawMap,
+    /** The policy maps (bpf/include/policy.h), written by PolicyWriter. */
+    readonly ipcache: RawMap,
+    readonly policy: RawMap,
   ) {}
 
   /** Loads lxc.o (from objectDir, build/bpf by default), with its maps pinned under
@@ -114,7 +119,7 @@ export class EndpointDatapath {
         opened.push(m);
         return m;
       };
-      return new EndpointDatapath(pins, obj, programs, open('lxc_endpoints'), open('lxc_metrics'), open('ct'));
+      return new EndpointDatapath(pins, obj, programs, open('lxc_endpoints'), open('lxc_metrics'), open('ct'), open('ipcache'), open('policy'));
     } catch (err) {
       for (const m of opened) m.close();
       obj.close();
@@ -126,7 +131,10 @@ export class EndpointDatapath {
    *  swaps them into the filters there). Idempotent. On failure nothing is left changed:
    *  filters this call added are removed, swapped programs and the previous entry restored. */
   attach(ep: EndpointDatapathInfo): void {
-    const value = encode(endpointInfo, { endpointId: ep.endpointId, flags: 0, ...validate(ep) });
+    const key = ifindexKey(ep.ifindex);
+    const previous = this.endpoints.lookup(key);
+    const flags = ep.flags ?? (previous ? endpointInfo.decode(previous).flags : 0);
+    const value = encode(endpointInfo, { endpointId: ep.endpointId, flags, ...validate(ep) });
     if (ep.ifname !== undefined) {
       const actual = interfaceName(ep.ifindex);
       if (actual !== ep.ifname) {
@@ -135,8 +143,6 @@ export class EndpointDatapath {
         );
       }
     }
-    const key = ifindexKey(ep.ifindex);
-    const previous = this.endpoints.lookup(key);
     this.endpoints.update(key, value);
     const undo: Undo[] = [];
     try {
@@ -161,6 +167,17 @@ export class EndpointDatapath {
     // The veth changed hands (its old endpoint's DEL never came): the old endpoint's state goes.
     const previousId = previous ? endpointInfo.decode(previous).endpointId : ep.endpointId;
     if (previousId !== ep.endpointId && !this.endpointIdInUse(previousId)) this.forget(previousId);
+  }
+
+  /** Sets the policy flags (ENDPOINT_F_*) of an attached endpoint's entry; false when the
+   *  ifindex has none. One update: the programs see the old entry or the new one. */
+  setFlags(ifindex: number, flags: number): boolean {
+    const key = ifindexKey(ifindex);
+    const entry = this.endpoints.lookup(key);
+    if (!entry) return false;
+    const info = endpointInfo.decode(entry);
+    if (info.flags !== flags) this.endpoints.update(key, encode(endpointInfo, { ...info, flags }));
+    return true;
   }
 
   /** Removes both filters from the veth and deletes the endpoint entry; when no other veth has
@@ -204,6 +221,8 @@ export class EndpointDatapath {
     this.endpoints.close();
     this.metrics.close();
     this.conntrack.close();
+    this.ipcache.close();
+    this.policy.close();
     this.obj?.close();
     this.obj = null;
   }

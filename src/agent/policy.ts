@@ -1,0 +1,201 @@
+// The agent's network policy: compiles the store's NetworkPolicies, Pods and Namespaces with
+// the node's endpoints (src/state/policy-compiler.ts), writes the result into the kernel
+// (src/datapath/policy-writer.ts) and answers `weft explain` from the very result it wrote.
+import os from 'node:os';
+import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
+import { ENDPOINT_F_EGRESS_ISOLATED, ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
+import { PolicyWriter, type PolicyWriteStats } from '../datapath/policy-writer.js';
+import type { Logger } from '../lib/log.js';
+import {
+  PROTOCOL_NUMBERS, compilePolicy, evaluate, lookupIpcache, type CompiledEndpoint, type CompiledPolicy, type Direction, type PolicyInputs,
+  type PolicyPod,
+} from '../state/policy-compiler.js';
+import type { Protocol } from '../state/resources.js';
+import type { ResourceStore } from '../state/store.js';
+import type { EndpointRecord } from './endpoints.js';
+import { HttpError } from './api.js';
+
+/** What `weft explain -o json` prints: a contract. */
+export interface Explanation {
+  verdict: 'ALLOW' | 'DENY';
+  policy: string | null;
+  rule: string;
+  direction: Direction;
+}
+
+/** The human form adds both directions' findings. */
+export interface ExplanationDetail extends Explanation {
+  steps: { direction: Direction; pod: string; verdict: 'ALLOW' | 'DENY'; policy: string | null; rule: string }[];
+}
+
+export interface PolicyStatus {
+  revision: number;
+  policies: string[];
+  endpoints: { endpoint: number; pod: string | null; identity: number; ingress: 'isolated' | 'open'; egress: 'isolated' | 'open'; entries: number }[];
+  ipcache: number;
+  lastWrite?: PolicyWriteStats & { at: string };
+  notes: string[];
+}
+
+const TERMINAL_PHASES = new Set(['Succeeded', 'Failed']);
+
+export function endpointFlags(ep: CompiledEndpoint | undefined): number {
+  if (!ep) return 0;
+  return (ep.isolated.ingress ? ENDPOINT_F_INGRESS_ISOLATED : 0) | (ep.isolated.egress ? ENDPOINT_F_EGRESS_ISOLATED : 0);
+}
+
+/** The node's own addresses, as the agent's network namespace (the node's) has them. */
+export function hostAddresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address.replace(/%.*$/, '')));
+}
+
+export class PolicyEngine {
+  private readonly writer: PolicyWriter;
+  private compiled: CompiledPolicy | undefined;
+  private revision = 0;
+  private lastWrite: PolicyStatus['lastWrite'];
+  private notes = new Set<string>();
+
+  constructor(
+    private readonly store: ResourceStore,
+    private readonly endpoints: () => readonly EndpointRecord[],
+    private readonly datapath: EndpointDatapath,
+    private readonly log: Logger,
+  ) {
+    this.writer = new PolicyWriter(datapath.ipcache, datapath.policy);
+  }
+
+  /** Compiles and writes. Endpoints with an interface get their isolation flags; one being set
+   *  up (no interface yet) gets them from flagsFor() when it is attached. Throws when the
+   *  kernel refuses a write: the caller retries. */
+  sync(): PolicyWriteStats {
+    const compiled = compilePolicy(this.inputs());
+    const stats = this.writer.write(compiled, () => {
+      for (const rec of this.endpoints()) {
+        if (rec.hostIfIndex === undefined) continue;
+        this.datapath.setFlags(rec.hostIfIndex, endpointFlags(compiled.endpoints.get(rec.id)));
+      }
+    });
+    this.compiled = compiled;
+    this.revision++;
+    this.lastWrite = { ...stats, at: new Date().toISOString() };
+    for (const note of compiled.notes) if (!this.notes.has(note)) this.log.warn(note);
+    this.notes = new Set(compiled.notes);
+    return stats;
+  }
+
+  /** The endpoint's isolation flags; undefined until a compile has been written. */
+  flagsFor(endpointId: number): number | undefined {
+    return this.compiled && endpointFlags(this.compiled.endpoints.get(endpointId));
+  }
+
+  private inputs(): PolicyInputs {
+    const namespaces = new Map<string, Record<string, string>>();
+    for (const ns of this.store.ofKind('Namespace')) namespaces.set(ns.metadata.name, ns.metadata.labels ?? {});
+    const pods: PolicyPod[] = [];
+    for (const p of this.store.ofKind('Pod')) {
+      if (p.spec.hostNetwork || TERMINAL_PHASES.has(p.status?.phase ?? '')) continue;
+      pods.push({
+        namespace: p.metadata.namespace ?? 'default',
+        name: p.metadata.name,
+        labels: p.metadata.labels ?? {},
+        ips: (p.status?.podIPs ?? []).map((x) => x.ip),
+        ports: p.spec.containers.flatMap((c) => c.ports ?? []),
+      });
+    }
+    return {
+      policies: [...this.store.ofKind('NetworkPolicy')],
+      namespaces,
+      pods,
+      endpoints: this.endpoints().map((r) => ({
+        id: r.id,
+        ...(r.podNamespace && { namespace: r.podNamespace }),
+        ...(r.podName && { name: r.podName }),
+        ips: r.ips.map((ip) => ip.address),
+      })),
+      hostIps: hostAddresses(),
+    };
+  }
+
+  status(): PolicyStatus {
+    const c = this.compiled;
+    return {
+      revision: this.revision,
+      policies: c?.policies ?? [],
+      endpoints: [...(c?.endpoints.values() ?? [])].map((ep) => ({
+        endpoint: ep.id,
+        pod: ep.pod ?? null,
+        identity: ep.identity,
+        ingress: ep.isolated.ingress ? 'isolated' : 'open',
+        egress: ep.isolated.egress ? 'isolated' : 'open',
+        entries: ep.entries.size,
+      })),
+      ipcache: c?.ipcache.size ?? 0,
+      ...(this.lastWrite && { lastWrite: this.lastWrite }),
+      notes: c?.notes ?? [],
+    };
+  }
+
+  /** `weft explain`: the verdict for a new connection from one pod to another. */
+  explain(q: URLSearchParams): ExplanationDetail {
+    const compiled = this.compiled;
+    if (!compiled) throw new HttpError(503, 'policy is not compiled yet: the agent is starting');
+    const from = podRef(q.get('from'), 'from');
+    const to = podRef(q.get('to'), 'to');
+    const protocol = (q.get('protocol') ?? 'TCP').toUpperCase() as Protocol;
+    if (!(protocol in PROTOCOL_NUMBERS)) throw new HttpError(400, `protocol ${JSON.stringify(q.get('protocol'))}: want TCP, UDP or SCTP`);
+    const port = Number(q.get('port'));
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, `port ${JSON.stringify(q.get('port'))}: want 1-65535`);
+
+    // Pods of this node are judged by what the kernel holds; others by the same compiler, run
+    // for them as if they were local.
+    const inputs = this.inputs();
+    const known = (ref: string) => this.endpointOf(compiled, ref) ?? this.compileAway(inputs, ref);
+    const src = known(from);
+    const dst = known(to);
+    const family = src.ips.some((ip) => !ip.includes(':')) && dst.ips.some((ip) => !ip.includes(':')) ? 4 : 6;
+    const ipOf = (x: typeof src, ref: string) => {
+      const ip = x.ips.find((a) => (family === 6) === a.includes(':'));
+      if (!ip) throw new HttpError(404, `pod ${ref} has no IPv${family} address (yet)`);
+      return ip;
+    };
+    const proto = PROTOCOL_NUMBERS[protocol];
+    const what = `${protocol}/${port}`;
+    const step = (direction: Direction, self: typeof src, selfRef: string, peerIp: string, peerRef: string) => {
+      const v = evaluate(self.ep, direction, lookupIpcache(compiled.ipcache, peerIp), proto, port);
+      const selectedBy = self.ep.selectedBy[direction];
+      if (!self.ep.isolated[direction]) return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: null, rule: 'no policy selects this pod' };
+      if (v.allowed) {
+        const r = compiled.rules.get(v.rule!);
+        return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: r?.policy ?? null, rule: r?.rule ?? `rule ${v.rule}` };
+      }
+      return {
+        direction, pod: selfRef, verdict: 'DENY' as const, policy: selectedBy[0] ?? null,
+        rule: `default deny: isolated for ${direction} by ${selectedBy.join(', ') || 'the policies of its namespace (its labels are not known yet)'}; no ${direction} rule allows ${what} ${direction === 'egress' ? 'to' : 'from'} ${peerRef}`,
+      };
+    };
+    const egress = step('egress', src, from, ipOf(dst, to), to);
+    const ingress = step('ingress', dst, to, ipOf(src, from), from);
+    const decisive = egress.verdict === 'DENY' ? egress : ingress.verdict === 'DENY' ? ingress : dst.ep.isolated.ingress || !src.ep.isolated.egress ? ingress : egress;
+    return { verdict: decisive.verdict, policy: decisive.policy, rule: decisive.rule, direction: decisive.direction, steps: [egress, ingress] };
+  }
+
+  private endpointOf(compiled: CompiledPolicy, ref: string): { ep: CompiledEndpoint; ips: string[] } | undefined {
+    const rec = this.endpoints().find((r) => `${r.podNamespace}/${r.podName}` === ref);
+    const ep = rec && compiled.endpoints.get(rec.id);
+    return ep && rec ? { ep, ips: rec.ips.map((i) => i.address) } : undefined;
+  }
+
+  private compileAway(inputs: PolicyInputs, ref: string): { ep: CompiledEndpoint; ips: string[] } {
+    const pod = inputs.pods.find((p) => `${p.namespace}/${p.name}` === ref);
+    if (!pod) throw new HttpError(404, `no pod ${ref}: neither on this node nor among the Pods the agent knows`);
+    const id = -1;
+    const c = compilePolicy({ ...inputs, endpoints: [{ id, namespace: pod.namespace, name: pod.name, ips: pod.ips }] });
+    return { ep: c.endpoints.get(id)!, ips: [...pod.ips] };
+  }
+}
+
+function podRef(v: string | null, name: string): string {
+  if (!v || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v)) throw new HttpError(400, `--${name} ${JSON.stringify(v ?? '')}: want NAMESPACE/POD`);
+  return v;
+}
