@@ -166,7 +166,7 @@ export class PolicyEngine {
       const selectedBy = self.ep.selectedBy[direction];
       if (!self.ep.isolated[direction]) return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: null, rule: 'no policy selects this pod' };
       if (v.allowed) {
-        const r = compiled.rules.get(v.rule!);
+        const r = self.rules.get(v.rule!);
         return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: r?.policy ?? null, rule: r?.rule ?? `rule ${v.rule}` };
       }
       return {
@@ -180,19 +180,26 @@ export class PolicyEngine {
     return { verdict: decisive.verdict, policy: decisive.policy, rule: decisive.rule, direction: decisive.direction, steps: [egress, ingress] };
   }
 
-  private endpointOf(compiled: CompiledPolicy, ref: string): { ep: CompiledEndpoint; ips: string[] } | undefined {
+  private endpointOf(compiled: CompiledPolicy, ref: string): ExplainedPod | undefined {
     const rec = this.endpoints().find((r) => `${r.podNamespace}/${r.podName}` === ref);
     const ep = rec && compiled.endpoints.get(rec.id);
-    return ep && rec ? { ep, ips: rec.ips.map((i) => i.address) } : undefined;
+    return ep && rec ? { ep, ips: rec.ips.map((i) => i.address), rules: compiled.rules } : undefined;
   }
 
-  private compileAway(inputs: PolicyInputs, ref: string): { ep: CompiledEndpoint; ips: string[] } {
+  private compileAway(inputs: PolicyInputs, ref: string): ExplainedPod {
     const pod = inputs.pods.find((p) => `${p.namespace}/${p.name}` === ref);
     if (!pod) throw new HttpError(404, `no pod ${ref}: neither on this node nor among the Pods the agent knows`);
     const id = -1;
     const c = compilePolicy({ ...inputs, endpoints: [{ id, namespace: pod.namespace, name: pod.name, ips: pod.ips }] });
-    return { ep: c.endpoints.get(id)!, ips: [...pod.ips] };
+    return { ep: c.endpoints.get(id)!, ips: [...pod.ips], rules: c.rules };
   }
+}
+
+/** A pod as explain judges it: its compiled policy, addresses, and the rules its entries name. */
+interface ExplainedPod {
+  ep: CompiledEndpoint;
+  ips: string[];
+  rules: CompiledPolicy['rules'];
 }
 
 function podRef(v: string | null, name: string): string {

@@ -259,3 +259,44 @@ describe('churn', () => {
     assert.deepEqual([...churnInKernel(kernel)].sort(), [...want].sort());
   });
 });
+
+describe('network policy from the API', () => {
+  // Pods of other nodes: their labels and addresses come from the API alone.
+  const remotePod = (name: string, labels: Record<string, string>, ip: string) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'shop', name, labels },
+    spec: { nodeName: 'other-node', containers: [{ name: 'app', ports: [{ name: 'http', containerPort: 8080 }] }] },
+    status: { phase: 'Running', podIPs: [{ ip }] },
+  });
+  const webPolicy = (ports: object[]) => ({
+    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: 'shop', name: 'web-from-frontend' },
+    spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'frontend' } } }], ports }] },
+  });
+  const explain = (from: string, port: number) =>
+    agent.get<{ verdict: string; policy: string | null; rule: string; direction: string }>(`/v1/explain?from=shop/${from}&to=shop/web-1&port=${port}&protocol=TCP`);
+  // Until the agent has seen the Pods (another informer than the policy's), explain says 404.
+  const explainSoon = (from: string, port: number) => explain(from, port).catch((err: Error) => ({ verdict: `error: ${err.message}` }));
+
+  it('Pods, Namespaces and NetworkPolicies from the API give identities and verdicts; a bad policy is refused and the last good one stays', async () => {
+    server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: 'shop' } } });
+    server.create(remotePod('web-1', { app: 'web' }, '10.244.50.1'));
+    server.create(remotePod('frontend-1', { role: 'frontend' }, '10.244.50.2'));
+    server.create(remotePod('batch-1', { role: 'batch' }, '10.244.50.3'));
+    server.create(webPolicy([{ port: 'http' }]));
+    await until(() => agent.get<{ policies: string[] }>('/v1/policy'), (p) => p.policies.includes('shop/web-from-frontend'), 'the policy in force');
+    await until(() => explainSoon('frontend-1', 8080), (e) => e.verdict === 'ALLOW', 'frontend allowed');
+    const { verdict, policy, rule, direction } = await explain('frontend-1', 8080);
+    assert.deepEqual({ verdict, policy, rule, direction }, { verdict: 'ALLOW', policy: 'shop/web-from-frontend', rule: 'spec.ingress[0]', direction: 'ingress' });
+    await until(() => explainSoon('batch-1', 8080), (e) => e.verdict === 'DENY', 'batch denied');
+    assert.equal((await explain('frontend-1', 9090)).verdict, 'DENY', 'the named port is 8080');
+
+    // Labels change through the API: the verdict follows.
+    server.update(remotePod('batch-1', { role: 'frontend' }, '10.244.50.3'));
+    await until(() => explainSoon('batch-1', 8080), (e) => e.verdict === 'ALLOW', 'a relabelled pod allowed');
+
+    // An invalid version is refused by field; the good one stays in force.
+    server.update(webPolicy([{ port: 'a-port-name-too-long' }]));
+    const s = await until(status, (x) => x.problems.some((p) => p.object === 'NetworkPolicy/shop/web-from-frontend'), 'the problem reported');
+    assert.match(JSON.stringify(s.problems), /spec\.ingress\[0\]\.ports\[0\]\.port/);
+    assert.equal((await explain('frontend-1', 8080)).verdict, 'ALLOW');
+  });
+});
