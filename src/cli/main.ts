@@ -77,6 +77,10 @@ async function status(ctx: Ctx): Promise<number> {
   if (a?.lastSync?.error) out(`Last sync:  FAILED: ${a.lastSync.error}\n`);
   else if (a?.lastSync?.stats) out(`Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`);
   if (a) out(`Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`);
+  if (a?.policy) {
+    const p = a.policy;
+    out(`Policy:     ${p.policies} NetworkPolicies, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`);
+  }
   if (a?.informers) {
     out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
   }
