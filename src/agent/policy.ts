@@ -6,11 +6,13 @@ import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { ENDPOINT_F_EGRESS_ISOLATED, ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
 import { PolicyWriter, type PolicyWriteStats } from '../datapath/policy-writer.js';
 import type { Logger } from '../lib/log.js';
+import { IDENTITY_UNRESOLVED } from '../state/identities.js';
+import { IdentityTable } from '../state/identity-table.js';
 import {
-  PROTOCOL_NUMBERS, compilePolicy, evaluate, lookupIpcache, type CompiledEndpoint, type CompiledPolicy, type Direction, type PolicyInputs,
+  PROTOCOL_NUMBERS, compileEndpoints, evaluate, lookupIpcache, policyBlocks, type CompiledEndpoint, type CompiledPolicy, type Direction,
   type PolicyPod,
 } from '../state/policy-compiler.js';
-import type { Protocol } from '../state/resources.js';
+import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import type { EndpointRecord } from './endpoints.js';
 import { HttpError } from './api.js';
@@ -39,6 +41,10 @@ export interface PolicyStatus {
 
 const TERMINAL_PHASES = new Set(['Succeeded', 'Failed']);
 
+/** What the kernel holds, as compiled: the table's live ipcache and identities, and the
+ *  endpoints' policy as last written. */
+type CompiledState = Omit<CompiledPolicy, 'ipcache' | 'identities'> & Pick<IdentityTable, 'ipcache' | 'identities'>;
+
 export function endpointFlags(ep: CompiledEndpoint | undefined): number {
   if (!ep) return 0;
   return (ep.isolated.ingress ? ENDPOINT_F_INGRESS_ISOLATED : 0) | (ep.isolated.egress ? ENDPOINT_F_EGRESS_ISOLATED : 0);
@@ -51,7 +57,12 @@ export function hostAddresses(): string[] {
 
 export class PolicyEngine {
   private readonly writer: PolicyWriter;
-  private compiled: CompiledPolicy | undefined;
+  private readonly table = new IdentityTable();
+  private readonly pods = new WeakMap<Pod, PolicyPod>();
+  private policyList: NetworkPolicy[] = [];
+  /** After a failed write: read the kernel again and write everything. */
+  private resync = false;
+  private compiled: CompiledState | undefined;
   private revision = 0;
   private lastWrite: PolicyStatus['lastWrite'];
   private notes = new Set<string>();
@@ -65,17 +76,59 @@ export class PolicyEngine {
     this.writer = new PolicyWriter(datapath.ipcache, datapath.policy);
   }
 
-  /** Compiles and writes. Endpoints with an interface get their isolation flags; one being set
-   *  up (no interface yet) gets them from flagsFor() when it is attached. Throws when the
-   *  kernel refuses a write: the caller retries. */
+  /** Folds what changed in the store and the registry into the identity table, recompiles
+   *  the endpoints' policy when policies, identities or endpoints changed (not when a pod
+   *  comes or goes with labels others share: that is one ipcache entry), and writes the
+   *  difference. Endpoints with an interface get their isolation flags; one being set up gets
+   *  them from flagsFor() when it is attached. Throws when the kernel refuses a write: the
+   *  next call starts over from what the kernel holds. */
   sync(): PolicyWriteStats {
-    const compiled = compilePolicy(this.inputs());
-    const stats = this.writer.write(compiled, () => {
-      for (const rec of this.endpoints()) {
-        if (rec.hostIfIndex === undefined) continue;
-        this.datapath.setFlags(rec.hostIfIndex, endpointFlags(compiled.endpoints.get(rec.id)));
-      }
-    });
+    const t = this.table;
+    for (const [, name] of this.store.takeChanged('Namespace')) t.setNamespace(name, this.store.get('Namespace', '', name)?.metadata.labels ?? (this.store.get('Namespace', '', name) && {}));
+    for (const [ns, name] of this.store.takeChanged('Pod')) {
+      const pod = this.store.get('Pod', ns, name);
+      const p = pod && this.policyPod(pod);
+      if (p) t.setPod(p);
+      else t.deletePod(ns, name);
+    }
+    const policiesChanged = this.store.takeChanged('NetworkPolicy').length > 0 || !this.compiled;
+    if (policiesChanged) {
+      this.policyList = [...this.store.ofKind('NetworkPolicy')];
+      t.setBlocks(policyBlocks(this.policyList));
+    }
+    const endpoints = this.endpoints().map((r) => ({
+      id: r.id,
+      ...(r.podNamespace && { namespace: r.podNamespace }),
+      ...(r.podName && { name: r.podName }),
+      ips: r.ips.map((ip) => ip.address),
+    }));
+    t.setEndpoints(endpoints);
+    t.setHostIps(hostAddresses());
+    const ipcache = t.commit();
+
+    const full = this.resync || !this.compiled;
+    const stale = full || policiesChanged || ipcache.identitiesChanged || endpoints.length !== this.compiled!.endpoints.size
+      || endpoints.some((e) => this.compiled!.endpoints.get(e.id)?.identity !== ((e.namespace && e.name && t.identityOfPod(e.namespace, e.name)) || IDENTITY_UNRESOLVED));
+    const compiled: CompiledState = stale
+      ? { ...compileEndpoints(this.policyList, t, endpoints), ipcache: t.ipcache, identities: t.identities }
+      : this.compiled!;
+    let stats: PolicyWriteStats;
+    try {
+      if (this.resync) this.writer.reload();
+      stats = this.writer.write({
+        ipcache: full ? { all: t.ipcache } : { upserts: ipcache.upserts, removes: ipcache.removes },
+        ...(stale && { endpoints: compiled.endpoints }),
+      }, () => {
+        for (const rec of this.endpoints()) {
+          if (rec.hostIfIndex === undefined) continue;
+          this.datapath.setFlags(rec.hostIfIndex, endpointFlags(compiled.endpoints.get(rec.id)));
+        }
+      });
+      this.resync = false;
+    } catch (err) {
+      this.resync = true;
+      throw err;
+    }
     this.compiled = compiled;
     this.revision++;
     this.lastWrite = { ...stats, at: new Date().toISOString() };
@@ -89,32 +142,23 @@ export class PolicyEngine {
     return this.compiled && endpointFlags(this.compiled.endpoints.get(endpointId));
   }
 
-  private inputs(): PolicyInputs {
-    const namespaces = new Map<string, Record<string, string>>();
-    for (const ns of this.store.ofKind('Namespace')) namespaces.set(ns.metadata.name, ns.metadata.labels ?? {});
-    const pods: PolicyPod[] = [];
-    for (const p of this.store.ofKind('Pod')) {
-      if (p.spec.hostNetwork || TERMINAL_PHASES.has(p.status?.phase ?? '')) continue;
-      pods.push({
+  /** A Pod as policy sees it; the same object for the same store object, so that the table
+   *  sees an unchanged pod as unchanged. Pods on the host network and finished pods have no
+   *  address of their own. */
+  private policyPod(p: Pod): PolicyPod | undefined {
+    if (p.spec.hostNetwork || TERMINAL_PHASES.has(p.status?.phase ?? '')) return undefined;
+    let out = this.pods.get(p);
+    if (!out) {
+      out = {
         namespace: p.metadata.namespace ?? 'default',
         name: p.metadata.name,
         labels: p.metadata.labels ?? {},
         ips: (p.status?.podIPs ?? []).map((x) => x.ip),
         ports: p.spec.containers.flatMap((c) => c.ports ?? []),
-      });
+      };
+      this.pods.set(p, out);
     }
-    return {
-      policies: [...this.store.ofKind('NetworkPolicy')],
-      namespaces,
-      pods,
-      endpoints: this.endpoints().map((r) => ({
-        id: r.id,
-        ...(r.podNamespace && { namespace: r.podNamespace }),
-        ...(r.podName && { name: r.podName }),
-        ips: r.ips.map((ip) => ip.address),
-      })),
-      hostIps: hostAddresses(),
-    };
+    return out;
   }
 
   status(): PolicyStatus {
@@ -149,8 +193,7 @@ export class PolicyEngine {
 
     // Pods of this node are judged by what the kernel holds; others by the same compiler, run
     // for them as if they were local.
-    const inputs = this.inputs();
-    const known = (ref: string) => this.endpointOf(compiled, ref) ?? this.compileAway(inputs, ref);
+    const known = (ref: string) => this.endpointOf(compiled, ref) ?? this.compileAway(ref);
     const src = known(from);
     const dst = known(to);
     const family = src.ips.some((ip) => !ip.includes(':')) && dst.ips.some((ip) => !ip.includes(':')) ? 4 : 6;
@@ -180,17 +223,18 @@ export class PolicyEngine {
     return { verdict: decisive.verdict, policy: decisive.policy, rule: decisive.rule, direction: decisive.direction, steps: [egress, ingress] };
   }
 
-  private endpointOf(compiled: CompiledPolicy, ref: string): ExplainedPod | undefined {
+  private endpointOf(compiled: CompiledState, ref: string): ExplainedPod | undefined {
     const rec = this.endpoints().find((r) => `${r.podNamespace}/${r.podName}` === ref);
     const ep = rec && compiled.endpoints.get(rec.id);
     return ep && rec ? { ep, ips: rec.ips.map((i) => i.address), rules: compiled.rules } : undefined;
   }
 
-  private compileAway(inputs: PolicyInputs, ref: string): ExplainedPod {
-    const pod = inputs.pods.find((p) => `${p.namespace}/${p.name}` === ref);
+  private compileAway(ref: string): ExplainedPod {
+    const [namespace = '', name = ''] = ref.split('/');
+    const pod = this.table.pod(namespace, name);
     if (!pod) throw new HttpError(404, `no pod ${ref}: neither on this node nor among the Pods the agent knows`);
     const id = -1;
-    const c = compilePolicy({ ...inputs, endpoints: [{ id, namespace: pod.namespace, name: pod.name, ips: pod.ips }] });
+    const c = compileEndpoints(this.policyList, this.table, [{ id, namespace, name, ips: pod.ips }]);
     return { ep: c.endpoints.get(id)!, ips: [...pod.ips], rules: c.rules };
   }
 }
@@ -199,7 +243,7 @@ export class PolicyEngine {
 interface ExplainedPod {
   ep: CompiledEndpoint;
   ips: string[];
-  rules: CompiledPolicy['rules'];
+  rules: CompiledState['rules'];
 }
 
 function podRef(v: string | null, name: string): string {

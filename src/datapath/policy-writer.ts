@@ -6,11 +6,12 @@
 //   4. ipcache entries that went, 5. allow entries that went.
 // Between the steps the kernel allows at most what the old or the new policy allows. The
 // view of the kernel is read once, when the writer is made (a restarted agent adopts what the
-// previous one wrote), and kept in step with every write after.
+// previous one wrote), and kept in step with every write after; the ipcache may be written
+// by difference the caller computed, the allow entries are diffed here.
 import { encode } from './codec.js';
 import type { RawMap } from './libbpf.js';
 import { ipcacheKey, ipcacheValue, policyKey, policyValue } from './policy-codecs.js';
-import type { CompiledPolicy } from '../state/policy-compiler.js';
+import type { CompiledEndpoint, IpcacheValue } from '../state/policy-compiler.js';
 
 export interface PolicyWriteStats {
   ipcache: number;
@@ -22,38 +23,62 @@ export interface PolicyWriteStats {
 
 type View = Map<string, string>; // key bytes (hex) → value bytes (hex)
 
+/** What to write: the whole ipcache (diffed against the kernel) or what changed in it; and,
+ *  when the endpoints' policy was recompiled, all of it (diffed against the kernel). */
+export interface PolicyWrite {
+  ipcache: { all: ReadonlyMap<string, IpcacheValue> } | { upserts: readonly [string, IpcacheValue][]; removes: readonly string[] };
+  endpoints?: ReadonlyMap<number, Pick<CompiledEndpoint, 'id' | 'entries'>>;
+}
+
 export class PolicyWriter {
-  private readonly ipcacheView: View;
-  private readonly policyView: View;
+  private ipcacheView: View = new Map();
+  private policyView: View = new Map();
 
   constructor(
     private readonly ipcache: RawMap,
     private readonly policy: RawMap,
   ) {
-    this.ipcacheView = readView(ipcache);
-    this.policyView = readView(policy);
+    this.reload();
+  }
+
+  /** Reads what the kernel holds (after a failed write, the views may be behind). */
+  reload(): void {
+    this.ipcacheView = readView(this.ipcache);
+    this.policyView = readView(this.policy);
   }
 
   get size(): { ipcache: number; entries: number } {
     return { ipcache: this.ipcacheView.size, entries: this.policyView.size };
   }
 
-  /** Makes the maps hold `compiled`; `setFlags` applies the endpoints' isolation (step 3). */
-  write(compiled: Pick<CompiledPolicy, 'ipcache' | 'endpoints'>, setFlags: () => void): PolicyWriteStats {
+  /** Makes the maps hold `w`; `setFlags` applies the endpoints' isolation (step 3). */
+  write(w: PolicyWrite, setFlags: () => void): PolicyWriteStats {
     const t0 = performance.now();
-    const wantIpcache: View = new Map();
-    for (const [prefix, v] of compiled.ipcache) wantIpcache.set(hex(encode(ipcacheKey, { prefix })), hex(encode(ipcacheValue, v)));
-    const wantPolicy: View = new Map();
-    for (const ep of compiled.endpoints.values()) {
-      for (const [e, ruleId] of ep.entries.values()) {
-        const key = encode(policyKey, { endpointId: ep.id, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits });
-        wantPolicy.set(hex(key), hex(encode(policyValue, { ruleId })));
-      }
+    const encodeIpcache = (prefix: string, v: IpcacheValue): [string, string] => [hex(encode(ipcacheKey, { prefix })), hex(encode(ipcacheValue, v))];
+    let ipcacheUp: [string, string][];
+    let ipcacheGone: string[];
+    if ('all' in w.ipcache) {
+      const want: View = new Map();
+      for (const [prefix, v] of w.ipcache.all) want.set(...encodeIpcache(prefix, v));
+      ipcacheUp = changed(want, this.ipcacheView);
+      ipcacheGone = gone(want, this.ipcacheView);
+    } else {
+      ipcacheUp = w.ipcache.upserts.map(([prefix, v]) => encodeIpcache(prefix, v)).filter(([k, v]) => this.ipcacheView.get(k) !== v);
+      ipcacheGone = w.ipcache.removes.map((prefix) => hex(encode(ipcacheKey, { prefix }))).filter((k) => this.ipcacheView.has(k));
     }
-    const policyUp = changed(wantPolicy, this.policyView);
-    const ipcacheUp = changed(wantIpcache, this.ipcacheView);
-    const ipcacheGone = gone(wantIpcache, this.ipcacheView);
-    const policyGone = gone(wantPolicy, this.policyView);
+    let policyUp: [string, string][] = [];
+    let policyGone: string[] = [];
+    if (w.endpoints) {
+      const want: View = new Map();
+      for (const ep of w.endpoints.values()) {
+        for (const [e, ruleId] of ep.entries.values()) {
+          const key = encode(policyKey, { endpointId: ep.id, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits });
+          want.set(hex(key), hex(encode(policyValue, { ruleId })));
+        }
+      }
+      policyUp = changed(want, this.policyView);
+      policyGone = gone(want, this.policyView);
+    }
 
     upsert(this.policy, this.policyView, policyUp);
     upsert(this.ipcache, this.ipcacheView, ipcacheUp);

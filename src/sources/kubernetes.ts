@@ -42,9 +42,6 @@ type Raw = Record<string, unknown> & { metadata?: { name?: string; namespace?: s
 interface CachedObject {
   metadata: { name: string; namespace?: string; resourceVersion?: string };
 }
-/** What ListWatch calls for each object it adds, updates or deletes. */
-type Callback = (obj: CachedObject) => void;
-
 /** kubeconfig from --kubeconfig, else $KUBECONFIG, else the pod's service account. */
 export function loadKubeConfig(file: string | undefined, env = process.env): KubeConfig {
   const kc = new KubeConfig();

@@ -24,35 +24,19 @@
 //    which no selector matches: such a peer is allowed only by rules that allow every peer.
 import ipaddr from 'ipaddr.js';
 import { matchesSelector, type LabelSelector } from './selectors.js';
-import { cidrRegions, type CidrRegions } from './cidr-regions.js';
+import { IdentityTable, type IpcacheValue, type PolicyEndpoint, type PolicyPod } from './identity-table.js';
 import {
-  IDENTITY_ANY, IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, assignIdentities, hashedIdentity, namespaceLabels, securityKey,
+  IDENTITY_ANY, IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, hashedIdentity,
   type SecurityLabels,
 } from './identities.js';
 import type { ContainerPort, NetworkPolicy, Protocol } from './resources.js';
 import type { IPBlock, PolicyPeer, PolicyPort, PolicyRule } from './validate-policy.js';
 
+export type { IpcacheValue, PolicyEndpoint, PolicyPod } from './identity-table.js';
+
 export type Direction = 'ingress' | 'egress';
 
 export const PROTOCOL_NUMBERS: Readonly<Record<Protocol, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
-
-/** A pod policy can name: labels from its Pod object, addresses from its status (or, for local
- *  pods, from the endpoint registry, which knows them first). */
-export interface PolicyPod {
-  namespace: string;
-  name: string;
-  labels: Readonly<Record<string, string>>;
-  ips: readonly string[];
-  ports: readonly ContainerPort[];
-}
-
-/** A pod interface on this node, as the CNI plugin registered it. */
-export interface PolicyEndpoint {
-  id: number;
-  namespace?: string;
-  name?: string;
-  ips: readonly string[];
-}
 
 export interface PolicyInputs {
   policies: readonly NetworkPolicy[];
@@ -96,11 +80,6 @@ export interface CompiledEndpoint {
   entries: Map<string, [PolicyEntry, number]>;
 }
 
-export interface IpcacheValue {
-  identity: number;
-  cidrIdentity: number;
-}
-
 export interface CompiledPolicy {
   /** Every pod identity in use → its labels. */
   identities: Map<number, SecurityLabels>;
@@ -138,82 +117,60 @@ function ruleId(policy: string, direction: Direction, index: number): number {
 }
 
 const policyName = (p: NetworkPolicy) => `${p.metadata.namespace}/${p.metadata.name}`;
-const podPorts = (pods: readonly PolicyPod[] | undefined) => (pods ?? []).flatMap((p) => p.ports);
 
 function namedPortNumbers(ports: readonly ContainerPort[], name: string, protocol: Protocol): number[] {
   return [...new Set(ports.filter((p) => p.name === name && p.protocol === protocol).map((p) => p.containerPort))];
 }
 
-export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
-  const notes: string[] = [];
-  const nsLabels = new Map<string, Record<string, string>>();
-  const labelsOfNs = (ns: string) => {
-    let l = nsLabels.get(ns);
-    if (!l) nsLabels.set(ns, (l = namespaceLabels(ns, inputs.namespaces.get(ns))));
-    return l;
-  };
-
-  // Identities of every known pod.
-  const labelsByKey = new Map<string, SecurityLabels>();
-  const keyOfPod = new Map<PolicyPod, string>();
-  for (const pod of inputs.pods) {
-    const l: SecurityLabels = { namespace: pod.namespace, pod: pod.labels, namespaceLabels: labelsOfNs(pod.namespace) };
-    const key = securityKey(l);
-    labelsByKey.set(key, l);
-    keyOfPod.set(pod, key);
-  }
-  const { ids, moved } = assignIdentities(labelsByKey.keys());
-  if (moved.length) notes.push(`${moved.length} label set(s) collided with another's identity and took the next free number`);
-  const identities = new Map<number, SecurityLabels>();
-  const podsOfIdentity = new Map<number, PolicyPod[]>();
-  const podByName = new Map<string, PolicyPod>();
-  for (const pod of inputs.pods) {
-    const id = ids.get(keyOfPod.get(pod)!)!;
-    identities.set(id, labelsByKey.get(keyOfPod.get(pod)!)!);
-    if (!podsOfIdentity.has(id)) podsOfIdentity.set(id, []);
-    podsOfIdentity.get(id)!.push(pod);
-    podByName.set(`${pod.namespace}/${pod.name}`, pod);
-  }
-  const identityOfPod = (pod: PolicyPod) => ids.get(keyOfPod.get(pod)!)!;
-
-  // ipcache: blocks' prefixes, the node, pods, then local endpoints (the registry is the
-  // authority on this node's addresses).
-  const policies = [...inputs.policies].sort((a, b) => (policyName(a) < policyName(b) ? -1 : 1));
-  const blocks: IPBlock[] = [];
+/** Every ipBlock the policies name. */
+export function policyBlocks(policies: readonly NetworkPolicy[]): IPBlock[] {
+  const out: IPBlock[] = [];
   for (const p of policies) {
-    for (const rule of [...p.spec.ingress, ...p.spec.egress]) for (const peer of rule.peers ?? []) if (peer.kind === 'ipBlock') blocks.push(peer.ipBlock);
+    for (const rule of [...p.spec.ingress, ...p.spec.egress]) for (const peer of rule.peers ?? []) if (peer.kind === 'ipBlock') out.push(peer.ipBlock);
   }
-  const regions = cidrRegions(blocks);
-  const ipcache = new Map<string, IpcacheValue>();
-  for (const [prefix, cidrIdentity] of regions.prefixes) ipcache.set(prefix, { identity: IDENTITY_WORLD, cidrIdentity });
-  const hostPrefix = (ip: string) => `${ip}/${ip.includes(':') ? 128 : 32}`;
-  const setAddress = (ip: string, identity: number) => ipcache.set(hostPrefix(ip), { identity, cidrIdentity: regions.regionOf(ip) });
-  for (const pod of inputs.pods) for (const ip of pod.ips) setAddress(ip, identityOfPod(pod));
-  const endpointIdentity = new Map<number, number>();
-  for (const ep of inputs.endpoints) {
-    const pod = ep.namespace && ep.name ? podByName.get(`${ep.namespace}/${ep.name}`) : undefined;
-    const identity = pod ? identityOfPod(pod) : IDENTITY_UNRESOLVED;
-    endpointIdentity.set(ep.id, identity);
-    for (const ip of ep.ips) setAddress(ip, identity);
-  }
-  for (const ip of inputs.hostIps) setAddress(ip, IDENTITY_HOST);
+  return out;
+}
+
+/** Everything at once, from scratch: for explain's pods of other nodes, and for tests. The
+ *  agent keeps an IdentityTable by difference and calls compileEndpoints. */
+export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
+  const table = new IdentityTable();
+  for (const [name, labels] of inputs.namespaces) table.setNamespace(name, labels);
+  for (const pod of inputs.pods) table.setPod(pod);
+  table.setEndpoints(inputs.endpoints);
+  table.setHostIps(inputs.hostIps);
+  table.setBlocks(policyBlocks(inputs.policies));
+  table.commit();
+  return { identities: new Map(table.identities), ipcache: new Map(table.ipcache), ...compileEndpoints(inputs.policies, table, inputs.endpoints) };
+}
+
+export type CompiledEndpoints = Pick<CompiledPolicy, 'endpoints' | 'rules' | 'policies' | 'notes'>;
+
+/** Each endpoint's isolation and allow entries, from the policies and the identities of a
+ *  committed table. Works on identities, not pods: its cost does not grow with replicas. */
+export function compileEndpoints(policyList: readonly NetworkPolicy[], table: IdentityTable, endpointList: readonly PolicyEndpoint[]): CompiledEndpoints {
+  const notes: string[] = [];
+  if (table.collided.length) notes.push(`${table.collided.length} label set(s) collided with another's identity and took the next free number`);
+  const identities = table.identities;
+  const policies = [...policyList].sort((a, b) => (policyName(a) < policyName(b) ? -1 : 1));
 
   // Peer selections, computed once per (namespace, peer) in this compile.
-  const identitiesByNs = new Map<string, number[]>();
+  const identitiesByNs = new Map<string, { nsLabels: Readonly<Record<string, string>>; ids: number[] }>();
   for (const [id, l] of identities) {
-    if (!identitiesByNs.has(l.namespace)) identitiesByNs.set(l.namespace, []);
-    identitiesByNs.get(l.namespace)!.push(id);
+    let entry = identitiesByNs.get(l.namespace);
+    if (!entry) identitiesByNs.set(l.namespace, (entry = { nsLabels: l.namespaceLabels, ids: [] }));
+    entry.ids.push(id);
   }
   const peerCache = new Map<string, number[]>();
   const peerIdentities = (policyNs: string, peer: PolicyPeer): number[] => {
-    if (peer.kind === 'ipBlock') return regions.identitiesIn(peer.ipBlock);
+    if (peer.kind === 'ipBlock') return table.regions.identitiesIn(peer.ipBlock);
     const key = `${policyNs}\n${JSON.stringify(peer)}`;
     let out = peerCache.get(key);
     if (out) return out;
     const podSel: LabelSelector = peer.podSelector ?? {};
     const candidates = peer.namespaceSelector
-      ? [...identitiesByNs].filter(([ns]) => matchesSelector(peer.namespaceSelector!, labelsOfNs(ns))).flatMap(([, list]) => list)
-      : identitiesByNs.get(policyNs) ?? [];
+      ? [...identitiesByNs.values()].filter((e) => matchesSelector(peer.namespaceSelector!, e.nsLabels)).flatMap((e) => e.ids)
+      : identitiesByNs.get(policyNs)?.ids ?? [];
     out = candidates.filter((id) => matchesSelector(podSel, identities.get(id)!.pod)).sort((a, b) => a - b);
     peerCache.set(key, out);
     return out;
@@ -228,10 +185,10 @@ export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
   }
 
   const endpoints = new Map<number, CompiledEndpoint>();
-  for (const ep of inputs.endpoints) {
+  for (const ep of endpointList) {
     const podName = ep.namespace && ep.name ? `${ep.namespace}/${ep.name}` : undefined;
-    const pod = podName ? podByName.get(podName) : undefined;
-    const identity = endpointIdentity.get(ep.id)!;
+    const pod = ep.namespace && ep.name ? table.pod(ep.namespace, ep.name) : undefined;
+    const identity = (pod && table.identityOfPod(pod.namespace, pod.name)) || IDENTITY_UNRESOLVED;
     const out: CompiledEndpoint = {
       id: ep.id,
       ...(podName && { pod: podName }),
@@ -292,7 +249,7 @@ export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
         // The destination is the peer: every pod identity it covers, each with its own ports.
         const targets = rule.peers ? peers.filter((p) => p.pod).map((p) => p.identity) : [...identities.keys()];
         for (const identity of targets) {
-          for (const n of namedPortNumbers(podPorts(podsOfIdentity.get(identity)), port.port, port.protocol)) {
+          for (const n of namedPortNumbers(table.portsOfIdentity(identity), port.port, port.protocol)) {
             out.push({ identity, direction, proto, port: n, portBits: 16 });
           }
         }
@@ -301,7 +258,7 @@ export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
     return out;
   }
 
-  return { identities, ipcache, endpoints, rules, policies: policies.map(policyName), notes };
+  return { endpoints, rules, policies: policies.map(policyName), notes };
 }
 
 /** The peer as the datapath sees it: its address's ipcache entry (longest match). */

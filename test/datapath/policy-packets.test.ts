@@ -75,7 +75,7 @@ let sport = 30000;
 /** Compiles, writes, and sets the test endpoint's isolation as the agent would. */
 function apply(policies: NetworkPolicy[]): void {
   compiled = compilePolicy(inputs(policies));
-  writer.write(compiled, () => {
+  writer.write({ ipcache: { all: compiled.ipcache }, endpoints: compiled.endpoints }, () => {
     endpoints.update(ifindexKey(1), encode(endpointInfo, { endpointId: SERVER.id, flags: endpointFlags(compiled.endpoints.get(SERVER.id)), ipv4: SERVER.ipv4, ipv6: SERVER.ipv6 }));
   });
 }
