@@ -222,11 +222,16 @@ export class Agent {
     try {
       const stats = this.policy.sync();
       this.policyError = undefined;
+      this.metrics.policySyncs.inc({ result: 'ok' });
+      this.metrics.networkPolicies.set(this.policy.policyCount);
+      this.metrics.policyEntries.set(stats.entries);
+      this.metrics.ipcacheEntries.set(stats.ipcache);
       if (stats.written || stats.deleted) {
-        this.log.info('policy synced', { policies: this.policy.status().policies.length, entries: stats.entries, ipcache: stats.ipcache, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
+        this.log.info('policy synced', { policies: this.policy.policyCount, entries: stats.entries, ipcache: stats.ipcache, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
       }
     } catch (err) {
       this.policyError = (err as Error).message;
+      this.metrics.policySyncs.inc({ result: 'error' });
       throw err;
     }
   }

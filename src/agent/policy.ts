@@ -161,6 +161,10 @@ export class PolicyEngine {
     return out;
   }
 
+  get policyCount(): number {
+    return this.compiled?.policies.length ?? 0;
+  }
+
   status(): PolicyStatus {
     const c = this.compiled;
     return {
