@@ -35,8 +35,8 @@ Flags:
                            (default: the root of the cgroup2 mount, from /proc/mounts)
   --state-dir DIR          agent state and API socket DIR/weft.sock (default ${DEFAULT_STATE_DIR})
   --node-name NAME         this node's name (default: the hostname)
-  --pod-cidr CIDR[,CIDR]   this node's pod CIDRs (local mode; in Kubernetes mode the Node
-                           object's spec.podCIDRs win)
+  --pod-cidr CIDR[,CIDR]   this node's pod CIDRs, repeatable (local mode; in Kubernetes
+                           mode the Node object's spec.podCIDRs win)
   --metrics-address ADDR   Prometheus metrics listen address (default 127.0.0.1:9962)
   --log-level LEVEL        debug, info, warn or error (default info)
   -h, --help               show this help
@@ -51,7 +51,7 @@ const OPTIONS = {
   cgroup: { type: 'string' },
   'state-dir': { type: 'string', default: DEFAULT_STATE_DIR },
   'node-name': { type: 'string', default: os.hostname() },
-  'pod-cidr': { type: 'string', default: '' },
+  'pod-cidr': { type: 'string', multiple: true },
   'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
   'log-level': { type: 'string', default: 'info' },
   help: { type: 'boolean', short: 'h' },
@@ -73,7 +73,8 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   else throw new UsageError(`--source must be dir:PATH or kubernetes${src ? `, got ${JSON.stringify(src)}` : ''}`);
   const level = values['log-level'];
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
-  const podCidrs = values['pod-cidr'].split(',').map((s) => s.trim()).filter(Boolean);
+  // Repeatable and comma-separated both: a second flag must not silently replace the first.
+  const podCidrs = (values['pod-cidr'] ?? []).flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const cidr of podCidrs) {
     if (!isCidr(cidr)) throw new UsageError(`--pod-cidr ${cidr}: not a CIDR (want e.g. 10.244.1.0/24 or fd00:10:244:1::/64)`);
   }

@@ -79,7 +79,7 @@ async function status(ctx: Ctx): Promise<number> {
   if (a) out(`Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`);
   if (a?.policy) {
     const p = a.policy;
-    out(`Policy:     ${p.policies} NetworkPolicies, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`);
+    out(`Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`);
   }
   if (a?.informers) {
     out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
@@ -168,7 +168,7 @@ async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string 
     return 0;
   }
   out(`${e.verdict}  ${v.from} → ${v.to} ${q.get('protocol')}/${q.get('port')}\n`);
-  out(`  decided at ${e.direction}: ${e.policy ? `${e.policy} ` : ''}${e.rule}\n\n`);
+  out(`  decided at ${e.direction}${e.policy ? ` by ${e.policy}` : ''}: ${e.rule}\n\n`);
   out(formatTable(['DIRECTION', 'POD', 'VERDICT', 'POLICY', 'RULE'], e.steps.map((s) => [s.direction, s.pod, s.verdict, s.policy ?? '-', s.rule])));
   return 0;
 }
@@ -243,6 +243,12 @@ async function main(argv: string[]): Promise<number> {
       return 2;
   }
 }
+
+// `weft ... | head`: a reader that went away is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 try {
   process.exitCode = await main(process.argv.slice(2));

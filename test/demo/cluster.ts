@@ -1,13 +1,16 @@
-// make run / make stop: a small virtual cluster in network namespaces (a node, three backend
-// pods serving HTTP, a client pod), weftd fed from examples/demo, and calls to the service.
+// make run / make stop: a small virtual cluster in network namespaces (a node, five pods made
+// by the CNI plugin: three web backends, a frontend client and a batch pod), weftd fed from
+// examples/demo, calls to the service, and the network policy that refuses the batch pod.
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_BPF_ROOT } from '../../src/datapath/pins.js';
 import { DEFAULT_STATE_DIR } from '../../src/agent/config.js';
 import { apiRequest } from '../../src/agent/api.js';
-import { REPO, WEFTD } from '../harness/agent.js';
+import { readKernelServices } from '../../src/datapath/lb-reader.js';
+import { REPO, WEFT, WEFTD } from '../harness/agent.js';
+import { cni } from '../harness/cni.js';
 import { startBackend } from '../harness/pods.js';
-import { World } from '../harness/world.js';
+import { World, type Pod } from '../harness/world.js';
 
 const RUN = path.join(REPO, '.run');
 const MANIFESTS = path.join(RUN, 'manifests');
@@ -26,54 +29,111 @@ async function agentRunning(): Promise<boolean> {
   }
 }
 
-async function call(world: World | undefined, count: number): Promise<void> {
-  for (const [family, ip] of [['IPv4', SERVICE.v4], ['IPv6', `[${SERVICE.v6}]`]] as const) {
-    const script = `for (let i = 0; i < ${count}; i++) { const r = await fetch('http://${ip}/'); console.log('GET http://${ip}/ -> ' + (await r.text()).trim()); }`;
-    const argv = [process.execPath, '--input-type=module', '-e', script];
-    const r = world
-      ? await world.run(world.pods.get('client')!, argv, { inCgroup: true, timeoutMs: 20_000 })
-      : await runInKeptClient(argv);
-    info(`${family}:`);
-    for (const line of (r.stdout + r.stderr).trim().split('\n')) info(`  ${line}`);
-    if (r.code !== 0) throw new Error(`calling the service over ${family} failed`);
-  }
+const NAMESPACE = 'demo';
+const POD_CIDRS = ['10.244.0.0/24', 'fd00:10:244::/64'];
+/** The demo's pods and their labels: the backends serve web.demo; the policy lets only the
+ *  frontend in. */
+const PODS: { name: string; labels: Record<string, string> }[] = [
+  { name: 'backend-1', labels: { app: 'web' } },
+  { name: 'backend-2', labels: { app: 'web' } },
+  { name: 'backend-3', labels: { app: 'web' } },
+  { name: 'client', labels: { role: 'frontend' } },
+  { name: 'batch', labels: { role: 'batch' } },
+];
+const HTTP_PORT = 8080;
+
+interface DemoPod extends Pod {
+  labels: Record<string, string>;
 }
 
-/** `make run` is over; calls come from a fresh process put in the demo's cgroup and client pod. */
-async function runInKeptClient(argv: string[]) {
+/** GETs the service `count` times per family from a pod; a refused or dropped call prints
+ *  what happened instead of an answer. Resolves false when any call failed. */
+async function call(world: World | undefined, from: string, count: number, opts: { expectDenied?: boolean } = {}): Promise<boolean> {
+  let ok = true;
+  for (const [family, ip] of [['IPv4', SERVICE.v4], ['IPv6', `[${SERVICE.v6}]`]] as const) {
+    const script = `for (let i = 0; i < ${count}; i++) { try { const r = await fetch('http://${ip}/', { signal: AbortSignal.timeout(1500) }); console.log('GET http://${ip}/ -> ' + (await r.text()).trim()); } catch (e) { console.log('GET http://${ip}/ -> ' + (e.name === 'TimeoutError' ? 'no answer within 1.5 s' : e.cause?.code ?? e.message)); process.exitCode = 1; } }`;
+    const argv = [process.execPath, '--input-type=module', '-e', script];
+    const r = world
+      ? await world.run({ name: from, netns: `wdemo-${from}`, ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 30_000 })
+      : await runInKeptPod(from, argv);
+    info(`${family}:`);
+    for (const line of (r.stdout + r.stderr).trim().split('\n')) info(`  ${line}`);
+    if (r.code !== 0) ok = false;
+    if (r.code !== 0 && !opts.expectDenied) throw new Error(`calling the service over ${family} from ${from} failed`);
+  }
+  return ok;
+}
+
+/** `make run` is over; calls come from a fresh process put in the demo's cgroup and pod. */
+async function runInKeptPod(pod: string, argv: string[]) {
   const { spawnSync } = await import('node:child_process');
   const cg = fs.readFileSync('/run/weft-test/demo.json', 'utf8');
   const { cgroup } = JSON.parse(cg) as { cgroup: string };
-  const r = spawnSync('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec nsenter --net=/run/netns/wdemo-client "$@"`, 'sh', ...argv], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec nsenter --net=/run/netns/wdemo-${pod} "$@"`, 'sh', ...argv], { encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** ADD through the real CNI plugin, as a container runtime would call it. */
+async function addPod(world: World, name: string, labels: Record<string, string>): Promise<DemoPod> {
+  const netns = world.addNetns(name);
+  const r = await cni(world, {
+    command: 'ADD',
+    containerId: `demo-${name}`,
+    netns,
+    ifName: 'eth0',
+    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NAMESPACE};K8S_POD_NAME=${name}`,
+    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: SOCKET, mtu: 1500 },
+  });
+  if (r.code !== 0) throw new Error(`CNI ADD for ${name} failed: ${r.stdout}${r.stderr}`);
+  const ips = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, ''));
+  return { name, netns: path.basename(netns), ipv4: ips.find((i) => !i.includes(':')) ?? '', ipv6: ips.find((i) => i.includes(':')) ?? '', hostVeth: '', labels };
+}
+
+const podManifest = (p: { name: string; labels: Record<string, string> }) => ({
+  apiVersion: 'v1', kind: 'Pod', metadata: { namespace: NAMESPACE, name: p.name, labels: p.labels },
+  spec: { containers: [{ name: 'app', ...(p.labels.app === 'web' && { ports: [{ name: 'http', containerPort: HTTP_PORT }] }) }] },
+});
+
+const slices = (backends: DemoPod[]) => (['ipv4', 'ipv6'] as const).map((f) => ({
+  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+  metadata: { namespace: NAMESPACE, name: `web-${f === 'ipv4' ? 'v4' : 'v6'}`, labels: { 'kubernetes.io/service-name': 'web' } },
+  addressType: f === 'ipv4' ? 'IPv4' : 'IPv6',
+  ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
+  endpoints: backends.map((b) => ({ addresses: [b[f]], conditions: { ready: true } })),
+}));
+
+const yamlDocs = (objs: object[]) => objs.map((o) => JSON.stringify(o)).join('\n---\n') + '\n';
+
+async function explain(from: string): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const out = execFileSync(WEFT, ['explain', '--from', `${NAMESPACE}/${from}`, '--to', `${NAMESPACE}/backend-1`, '--port', String(HTTP_PORT)], { encoding: 'utf8' });
+  info(`$ weft explain --from ${NAMESPACE}/${from} --to ${NAMESPACE}/backend-1 --port ${HTTP_PORT}`);
+  for (const line of out.trimEnd().split('\n')) info(`  ${line}`);
 }
 
 async function start(): Promise<void> {
   if (fs.existsSync('/run/weft-test/demo.json')) {
-    info('A demo is already running; `make stop` first to start over. Calling it:');
-    await call(undefined, 3);
+    info('A demo is already running; `make stop` first to start over. Calling it from the client pod:');
+    await call(undefined, 'client', 3);
     return;
   }
   if (await agentRunning()) throw new Error(`a weftd already serves ${SOCKET}; the demo will not take over a real installation`);
   if (fs.existsSync(DEFAULT_BPF_ROOT)) throw new Error(`${DEFAULT_BPF_ROOT} already holds pins (run \`weft uninstall\` if they are stale)`);
 
-  step('Creating the virtual cluster: namespaces for a node and four pods');
+  step('Creating the virtual cluster: a node namespace that routes, nothing beyond it');
   const world = World.create({ name: 'demo', keep: true, bpfRoot: DEFAULT_BPF_ROOT });
   try {
-    const pods = ['backend-1', 'backend-2', 'backend-3', 'client'].map((n) => world.addPod(n));
-    for (const p of pods) info(`pod ${p.name.padEnd(10)} netns ${p.netns.padEnd(15)} ${p.ipv4.padEnd(11)} ${p.ipv6}`);
     info(`node namespace ${world.nodeNetns}; socket programs attach to cgroup ${world.cgroupDir}`);
 
-    step('Starting the backends: an HTTP server in each backend pod that answers its pod name');
-    await Promise.all(pods.slice(0, 3).map((p) => startBackend(world, p, { http: [8080] })));
-    for (const p of pods.slice(0, 3)) info(`${p.name} listens on :8080`);
-
-    step('Starting weftd with the example manifests (examples/demo -> .run/manifests)');
+    step('Starting weftd in the node namespace with the example manifests (examples/demo -> .run/manifests)');
     fs.rmSync(MANIFESTS, { recursive: true, force: true });
     fs.mkdirSync(MANIFESTS, { recursive: true });
     fs.cpSync(path.join(REPO, 'examples/demo'), MANIFESTS, { recursive: true });
+    // Pod objects first, as the API has them before the kubelet calls the CNI plugin.
+    fs.writeFileSync(path.join(MANIFESTS, 'pods.yaml'), yamlDocs(PODS.map(podManifest)));
+    fs.rmSync(path.join(DEFAULT_STATE_DIR, 'endpoints.json'), { force: true }); // a previous demo's addresses
     const logFd = fs.openSync(path.join(RUN, 'weftd.log'), 'w');
-    const agent = world.spawn('host', [WEFTD, '--source', `dir:${MANIFESTS}`, '--cgroup', world.cgroupDir, '--node-name', 'demo-node'], {
+    const agent = world.spawn('node', [WEFTD, '--source', `dir:${MANIFESTS}`, '--cgroup', world.cgroupDir, '--node-name', 'demo-node', ...POD_CIDRS.flatMap((c) => ['--pod-cidr', c])], {
       stdio: ['ignore', logFd, logFd],
       detached: true,
     });
@@ -86,8 +146,25 @@ async function start(): Promise<void> {
     }
     info(`weftd pid ${agent.pid}, log .run/weftd.log, API ${SOCKET}`);
 
-    step(`Calling the service web.demo (${SERVICE.v4} and ${SERVICE.v6}, port 80) from the client pod`);
-    await call(world, 4);
+    step('Creating five pods through the CNI plugin (weft-cni ADD, as a container runtime calls it)');
+    const pods: DemoPod[] = [];
+    for (const p of PODS) pods.push(await addPod(world, p.name, p.labels));
+    for (const p of pods) info(`pod ${NAMESPACE}/${p.name.padEnd(10)} ${p.ipv4.padEnd(11)} ${p.ipv6.padEnd(16)} ${Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
+
+    step(`Starting the backends: an HTTP server on :${HTTP_PORT} in each web pod that answers its pod name`);
+    const backends = pods.filter((p) => p.labels.app === 'web');
+    await Promise.all(backends.map((p) => startBackend(world, p, { http: [HTTP_PORT] })));
+    fs.writeFileSync(path.join(MANIFESTS, 'endpoints.yaml'), yamlDocs(slices(backends)));
+    info('their addresses are the service\'s EndpointSlices: .run/manifests/endpoints.yaml');
+
+    step(`Calling the service web.demo (${SERVICE.v4} and ${SERVICE.v6}, port 80) from the client pod (role=frontend)`);
+    await waitForService();
+    await call(world, 'client', 4);
+
+    step('Calling it from the batch pod (role=batch): NetworkPolicy demo/web-from-frontend lets only frontends in');
+    if (await call(world, 'batch', 1, { expectDenied: true })) throw new Error('the batch pod got through: the policy is not enforced');
+    await explain('client');
+    await explain('batch');
     world.release();
   } catch (err) {
     World.removeKept('demo');
@@ -98,13 +175,26 @@ async function start(): Promise<void> {
 The demo cluster is running.
   Watch it:        npx weft service list      (the kernel's maps)
                    npx weft status
+                   npx weft explain --from demo/batch --to demo/backend-2 --port 8080
   Call it again:   make run
-  Change it:       edit .run/manifests/web.yaml (drop an endpoint, add a service) and run
-                   npx weft service list; weftd applies changes as the file is saved
+  Change it:       edit .run/manifests/endpoints.yaml (drop an endpoint) or delete
+                   .run/manifests/policy.yaml (the batch pod gets through); weftd applies
+                   changes as the file is saved
   Agent log:       .run/weftd.log
   Stop and clean:  make stop
 (With the project's Node first on PATH: export PATH="$PWD/.tools/node/bin:$PATH")
 `);
+}
+
+/** Until the service's backends are in the kernel (weftd applies endpoints.yaml as it appears). */
+async function waitForService(): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const svcs = readKernelServices(DEFAULT_BPF_ROOT);
+    if (svcs.filter((s) => s.backends.length === 3).length === 2) return;
+    if (Date.now() > deadline) throw new Error(`the service's backends never reached the kernel: ${JSON.stringify(svcs)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function stop(): Promise<void> {
@@ -113,6 +203,7 @@ async function stop(): Promise<void> {
   const { removeAllPins } = await import('../../src/datapath/programs.js');
   if (fs.existsSync(DEFAULT_BPF_ROOT)) removeAllPins(DEFAULT_BPF_ROOT);
   fs.rmSync(MANIFESTS, { recursive: true, force: true });
+  fs.rmSync(path.join(DEFAULT_STATE_DIR, 'endpoints.json'), { force: true });
   process.stdout.write(removed ? `Demo stopped: agent, pods, namespaces, cgroup and pins removed.\n` : 'No demo was running.\n');
 }
 

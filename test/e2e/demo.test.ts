@@ -26,6 +26,10 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     assert.equal(answers('IPv4').length, 4, stdout);
     assert.equal(answers('IPv6').length, 4, stdout);
     assert.match(stdout, /make stop/);
+    // The batch pod is refused by the demo's NetworkPolicy, and explain says which one.
+    const batch = stdout.split('from the batch pod')[1] ?? '';
+    assert.equal([...batch.matchAll(/-> no answer within/g)].length, 2, stdout);
+    assert.match(batch, /DENY\s+demo\/batch → demo\/backend-1 TCP\/8080\n\s+decided at ingress by demo\/web-from-frontend/);
     // The kernel holds the service, and the CLI finds it with its defaults.
     const list = await exec(WEFT, ['service', 'list', '-o', 'json']);
     const services = JSON.parse(list.stdout) as { frontend: string; service: string; backends: string[] }[];

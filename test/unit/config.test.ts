@@ -85,6 +85,7 @@ describe('parseConfig', () => {
   it('--pod-cidr takes a comma-separated list; spaces and empty items are dropped', () => {
     assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24']).podCidrs, ['10.244.1.0/24']);
     assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24, fd00:244:1::/64,']).podCidrs, ['10.244.1.0/24', 'fd00:244:1::/64']);
+    assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24', '--pod-cidr', 'fd00:244:1::/64']).podCidrs, ['10.244.1.0/24', 'fd00:244:1::/64'], 'repeated');
     assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '']).podCidrs, []);
   });
 
