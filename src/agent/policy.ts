@@ -10,7 +10,7 @@ import { IDENTITY_UNRESOLVED } from '../state/identities.js';
 import { IdentityTable } from '../state/identity-table.js';
 import {
   PROTOCOL_NUMBERS, compileEndpoints, evaluate, lookupIpcache, policyBlocks, type CompiledEndpoint, type CompiledPolicy, type Direction,
-  type PolicyPod,
+  type PolicyEndpoint, type PolicyPod,
 } from '../state/policy-compiler.js';
 import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
@@ -96,7 +96,7 @@ export class PolicyEngine {
       this.policyList = [...this.store.ofKind('NetworkPolicy')];
       t.setBlocks(policyBlocks(this.policyList));
     }
-    const endpoints = this.endpoints().map((r) => ({
+    const endpoints: PolicyEndpoint[] = this.endpoints().map((r) => ({
       id: r.id,
       ...(r.podNamespace && { namespace: r.podNamespace }),
       ...(r.podName && { name: r.podName }),
@@ -106,22 +106,20 @@ export class PolicyEngine {
     t.setHostIps(hostAddresses());
     const ipcache = t.commit();
 
-    const full = this.resync || !this.compiled;
-    const stale = full || policiesChanged || ipcache.identitiesChanged || endpoints.length !== this.compiled!.endpoints.size
-      || endpoints.some((e) => this.compiled!.endpoints.get(e.id)?.identity !== ((e.namespace && e.name && t.identityOfPod(e.namespace, e.name)) || IDENTITY_UNRESOLVED));
-    const compiled: CompiledState = stale
-      ? { ...compileEndpoints(this.policyList, t, endpoints), ipcache: t.ipcache, identities: t.identities }
-      : this.compiled!;
     let stats: PolicyWriteStats;
+    let compiled: CompiledState;
     try {
+      const full = this.resync || !this.compiled;
       if (this.resync) this.writer.reload();
+      const { state, changed } = this.compileChanged(endpoints, full || policiesChanged || ipcache.identitiesChanged);
+      compiled = state;
       stats = this.writer.write({
         ipcache: full ? { all: t.ipcache } : { upserts: ipcache.upserts, removes: ipcache.removes },
-        ...(stale && { endpoints: compiled.endpoints }),
+        endpoints: changed,
       }, () => {
         for (const rec of this.endpoints()) {
           if (rec.hostIfIndex === undefined) continue;
-          this.datapath.setFlags(rec.hostIfIndex, endpointFlags(compiled.endpoints.get(rec.id)));
+          this.datapath.setFlags(rec.hostIfIndex, endpointFlags(state.endpoints.get(rec.id)));
         }
       });
       this.resync = false;
@@ -135,6 +133,33 @@ export class PolicyEngine {
     for (const note of compiled.notes) if (!this.notes.has(note)) this.log.warn(note);
     this.notes = new Set(compiled.notes);
     return stats;
+  }
+
+  /** Every endpoint's policy compiled anew when policies or identities changed; otherwise only
+   *  endpoints that are new or whose identity changed (a pod created on this node costs its
+   *  own compile, not the node's). Returns the state and the endpoints to write (null: gone). */
+  private compileChanged(endpoints: PolicyEndpoint[], everything: boolean): { state: CompiledState; changed: Map<number, CompiledEndpoint | null> } {
+    const t = this.table;
+    const prev = this.compiled;
+    if (everything || !prev) {
+      const state = { ...compileEndpoints(this.policyList, t, endpoints), ipcache: t.ipcache, identities: t.identities };
+      const changed = new Map<number, CompiledEndpoint | null>(state.endpoints);
+      for (const id of this.writer.endpointIds()) if (!state.endpoints.has(id)) changed.set(id, null);
+      return { state, changed };
+    }
+    const identityNow = (e: PolicyEndpoint) => (e.namespace && e.name && t.identityOfPod(e.namespace, e.name)) || IDENTITY_UNRESOLVED;
+    const fresh = endpoints.filter((e) => prev.endpoints.get(e.id)?.identity !== identityNow(e));
+    const live = new Set(endpoints.map((e) => e.id));
+    const gone = [...prev.endpoints.keys()].filter((id) => !live.has(id));
+    if (fresh.length === 0 && gone.length === 0) return { state: prev, changed: new Map() };
+    const part = compileEndpoints(this.policyList, t, fresh);
+    const all = new Map(prev.endpoints);
+    for (const id of gone) all.delete(id);
+    for (const [id, ep] of part.endpoints) all.set(id, ep);
+    return {
+      state: { ...prev, endpoints: all, rules: new Map([...prev.rules, ...part.rules]) },
+      changed: new Map<number, CompiledEndpoint | null>([...part.endpoints, ...gone.map((id): [number, null] => [id, null])]),
+    };
   }
 
   /** The endpoint's isolation flags; undefined until a compile has been written. */

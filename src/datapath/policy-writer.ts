@@ -23,16 +23,18 @@ export interface PolicyWriteStats {
 
 type View = Map<string, string>; // key bytes (hex) → value bytes (hex)
 
-/** What to write: the whole ipcache (diffed against the kernel) or what changed in it; and,
- *  when the endpoints' policy was recompiled, all of it (diffed against the kernel). */
+/** What to write: the whole ipcache (diffed against the kernel) or what changed in it; and
+ *  the allow entries of the endpoints whose policy was compiled anew (each diffed against
+ *  what the kernel holds for it; null: the endpoint is gone, its entries go). */
 export interface PolicyWrite {
   ipcache: { all: ReadonlyMap<string, IpcacheValue> } | { upserts: readonly [string, IpcacheValue][]; removes: readonly string[] };
-  endpoints?: ReadonlyMap<number, Pick<CompiledEndpoint, 'id' | 'entries'>>;
+  endpoints?: ReadonlyMap<number, Pick<CompiledEndpoint, 'entries'> | null>;
 }
 
 export class PolicyWriter {
   private ipcacheView: View = new Map();
-  private policyView: View = new Map();
+  /** endpoint id → its entries. */
+  private policyView = new Map<number, View>();
 
   constructor(
     private readonly ipcache: RawMap,
@@ -44,11 +46,28 @@ export class PolicyWriter {
   /** Reads what the kernel holds (after a failed write, the views may be behind). */
   reload(): void {
     this.ipcacheView = readView(this.ipcache);
-    this.policyView = readView(this.policy);
+    this.policyView = new Map();
+    for (const [k, v] of readView(this.policy)) {
+      const id = Buffer.from(k, 'hex').readUInt32LE(ENDPOINT_ID_OFFSET);
+      let view = this.policyView.get(id);
+      if (!view) this.policyView.set(id, (view = new Map()));
+      view.set(k, v);
+    }
+  }
+
+  /** Endpoints the kernel holds entries for. */
+  endpointIds(): number[] {
+    return [...this.policyView.keys()];
   }
 
   get size(): { ipcache: number; entries: number } {
-    return { ipcache: this.ipcacheView.size, entries: this.policyView.size };
+    return { ipcache: this.ipcacheView.size, entries: this.entryCount() };
+  }
+
+  private entryCount(): number {
+    let n = 0;
+    for (const v of this.policyView.values()) n += v.size;
+    return n;
   }
 
   /** Makes the maps hold `w`; `setFlags` applies the endpoints' isolation (step 3). */
@@ -66,34 +85,58 @@ export class PolicyWriter {
       ipcacheUp = w.ipcache.upserts.map(([prefix, v]) => encodeIpcache(prefix, v)).filter(([k, v]) => this.ipcacheView.get(k) !== v);
       ipcacheGone = w.ipcache.removes.map((prefix) => hex(encode(ipcacheKey, { prefix }))).filter((k) => this.ipcacheView.has(k));
     }
-    let policyUp: [string, string][] = [];
-    let policyGone: string[] = [];
-    if (w.endpoints) {
+    const policyUp: [number, string, string][] = [];
+    const policyGone: [number, string][] = [];
+    for (const [id, ep] of w.endpoints ?? []) {
       const want: View = new Map();
-      for (const ep of w.endpoints.values()) {
-        for (const [e, ruleId] of ep.entries.values()) {
-          const key = encode(policyKey, { endpointId: ep.id, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits });
-          want.set(hex(key), hex(encode(policyValue, { ruleId })));
-        }
+      for (const [e, ruleId] of ep?.entries.values() ?? []) {
+        const key = encode(policyKey, { endpointId: id, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits });
+        want.set(hex(key), hex(encode(policyValue, { ruleId })));
       }
-      policyUp = changed(want, this.policyView);
-      policyGone = gone(want, this.policyView);
+      const have = this.policyView.get(id) ?? new Map<string, string>();
+      for (const [k, v] of changed(want, have)) policyUp.push([id, k, v]);
+      for (const k of gone(want, have)) policyGone.push([id, k]);
     }
 
-    upsert(this.policy, this.policyView, policyUp);
+    this.upsertPolicy(policyUp);
     upsert(this.ipcache, this.ipcacheView, ipcacheUp);
     setFlags();
     remove(this.ipcache, this.ipcacheView, ipcacheGone);
-    remove(this.policy, this.policyView, policyGone);
+    this.removePolicy(policyGone);
     return {
       ipcache: this.ipcacheView.size,
-      entries: this.policyView.size,
+      entries: this.entryCount(),
       written: policyUp.length + ipcacheUp.length,
       deleted: policyGone.length + ipcacheGone.length,
       ms: performance.now() - t0,
     };
   }
+
+  private upsertPolicy(entries: [number, string, string][]): void {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const chunk = entries.slice(i, i + BATCH);
+      this.policy.updateBatch(Buffer.from(chunk.map(([, k]) => k).join(''), 'hex'), Buffer.from(chunk.map(([, , v]) => v).join(''), 'hex'));
+      for (const [id, k, v] of chunk) {
+        let view = this.policyView.get(id);
+        if (!view) this.policyView.set(id, (view = new Map()));
+        view.set(k, v);
+      }
+    }
+  }
+
+  private removePolicy(keys: [number, string][]): void {
+    for (let i = 0; i < keys.length; i += BATCH) {
+      const chunk = keys.slice(i, i + BATCH);
+      this.policy.deleteBatch(Buffer.from(chunk.map(([, k]) => k).join(''), 'hex'));
+      for (const [id, k] of chunk) {
+        const view = this.policyView.get(id);
+        if (view?.delete(k) && view.size === 0) this.policyView.delete(id);
+      }
+    }
+  }
 }
+
+const ENDPOINT_ID_OFFSET = policyKey.fields.endpoint_id!.offset;
 
 const hex = (b: Buffer) => b.toString('hex');
 
