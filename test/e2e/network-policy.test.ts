@@ -166,6 +166,7 @@ interface PolicyView {
   revision: number;
   policies: string[];
   endpoints: { endpoint: number; pod: string | null; identity: number; ingress: string; egress: string; entries: number }[];
+  lastWrite?: { written: number; deleted: number };
 }
 
 function np(namespace: string, name: string, spec: ref.NetworkPolicy['spec']): ref.NetworkPolicy {
@@ -686,8 +687,14 @@ describe('a killed agent', () => {
     await expectMatrix('policy-kill.yaml', policies);
     await agent.stop('SIGKILL');
     await expectEnforced(policies, { explain: false }); // the kernel alone, nobody to ask
+    const logFrom = agent.log.length;
     await agent.start();
-    expectIsolation((await waitForPolicies(policies.map(policyKey)))!, ref.withPolicies(cluster, policies));
+    const view = (await waitForPolicies(policies.map(policyKey)))!;
+    expectIsolation(view, ref.withPolicies(cluster, policies));
+    // The restarted agent found the kernel holding exactly what it compiled: it changed
+    // nothing, so there was no moment with less protection than before.
+    assert.deepEqual({ written: view.lastWrite?.written, deleted: view.lastWrite?.deleted }, { written: 0, deleted: 0 }, JSON.stringify(view.lastWrite));
+    assert.doesNotMatch(agent.log.slice(logFrom), /msg="policy synced"/, 'no policy write at all since the restart');
     await expectEnforced(policies);
   });
 });
