@@ -83,6 +83,12 @@ export class IdentityTable {
   private keysChanged = false;
   private collisions: string[] = [];
 
+  constructor() {
+    // The defaults (0.0.0.0/0, ::/0) are there from the start, with or without ipBlocks: a
+    // table built by difference and one built from scratch must hold the same entries.
+    for (const p of this.regionTable.prefixes.keys()) this.dirty.add(p);
+  }
+
   // ---- inputs ----
 
   setPod(pod: PolicyPod): void {

@@ -67,6 +67,19 @@ describe('identity table changes', () => {
 });
 
 describe('by difference equals from scratch', () => {
+  it('ipBlocks added and removed again leave what a table that never had them holds', () => {
+    const t = new IdentityTable();
+    t.setPod(pod('x', 'a', { app: 'a' }, '10.0.0.1'));
+    t.commit();
+    const before = [...t.ipcache].sort();
+    assert.ok(t.ipcache.has('0.0.0.0/0') && t.ipcache.has('::/0'), 'the defaults are there without blocks');
+    t.setBlocks([{ cidr: '10.0.0.0/24', except: ['10.0.0.0/28'] }]);
+    t.commit();
+    t.setBlocks([]);
+    t.commit();
+    assert.deepEqual([...t.ipcache].sort(), before);
+  });
+
   for (const start of [7, 11, 23, 42, 99]) it(`after 300 random changes (seed ${start}) the ipcache and identities are those of a fresh table`, () => {
     let seed = start;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
