@@ -60,12 +60,27 @@ export function cidrRegions(blocks: readonly IPBlock[]): CidrRegions {
   const texts = new Set(['0.0.0.0/0', '::/0']);
   for (const b of unique.values()) for (const c of [b.cidr, ...b.except]) texts.add(c);
 
-  // Each prefix's region: the blocks containing it, minus those whose exceptions do.
+  // Each prefix's region: the blocks containing it, minus those whose exceptions do. A block
+  // containing p has for its CIDR one of p's ancestors: walk those (at most 129) instead of
+  // testing every block.
+  const blocksByCidr = new Map<string, typeof parsed>();
+  for (const b of parsed) {
+    const k = `${b.cidr.family}/${b.cidr.len}/${b.cidr.bits}`;
+    if (!blocksByCidr.has(k)) blocksByCidr.set(k, []);
+    blocksByCidr.get(k)!.push(b);
+  }
   const regionKeyOf = new Map<string, string>();
   const blocksOfRegion = new Map<string, string[]>();
   for (const text of texts) {
     const p = parsePrefix(text);
-    const inBlocks = parsed.filter((b) => inside(p, b.cidr) && !b.except.some((e) => inside(p, e))).map((b) => b.key).sort();
+    const w = width(p.family);
+    const candidates: typeof parsed = [];
+    for (let len = p.len; len >= 0; len--) {
+      const shift = BigInt(w - len);
+      const found = blocksByCidr.get(`${p.family}/${len}/${(p.bits >> shift) << shift}`);
+      if (found) candidates.push(...found);
+    }
+    const inBlocks = candidates.filter((b) => !b.except.some((e) => inside(p, e))).map((b) => b.key).sort();
     const regionKey = inBlocks.join('\n');
     regionKeyOf.set(text, regionKey);
     if (regionKey) blocksOfRegion.set(regionKey, inBlocks);
@@ -100,10 +115,16 @@ export function cidrRegions(blocks: readonly IPBlock[]): CidrRegions {
     return IDENTITY_ANY;
   };
 
-  const identitiesIn = (block: IPBlock): number[] => {
-    const key = blockKey(block);
-    return [...blocksOfRegion].filter(([, bs]) => bs.includes(key)).map(([rk]) => ids.get(rk)!).sort((a, b) => a - b);
-  };
+  // Block → the regions lying in it, indexed once: a rule naming a block asks for them.
+  const regionsOfBlock = new Map<string, number[]>();
+  for (const [rk, bs] of blocksOfRegion) {
+    for (const b of bs) {
+      if (!regionsOfBlock.has(b)) regionsOfBlock.set(b, []);
+      regionsOfBlock.get(b)!.push(ids.get(rk)!);
+    }
+  }
+  for (const list of regionsOfBlock.values()) list.sort((a, b) => a - b);
+  const identitiesIn = (block: IPBlock): number[] => regionsOfBlock.get(blockKey(block)) ?? [];
 
   return { prefixes, regionOf, identitiesIn };
 }

@@ -99,6 +99,40 @@ describe('ipBlock regions', () => {
   });
 });
 
+describe('ipBlock regions against the definition', () => {
+  it('an address lies in a block\'s regions exactly when it is in the CIDR and in no exception (random blocks)', () => {
+    let seed = 3;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const ipOf = (n: number) => `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+    const num = (ip: string) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    const holds = (cidr: string, ip: string) => {
+      const [net, len] = cidr.split('/');
+      const size = 2 ** (32 - Number(len));
+      return Math.floor(num(ip) / size) === Math.floor(num(net!) / size);
+    };
+    for (let round = 0; round < 20; round++) {
+      const blocks = Array.from({ length: 1 + rand(6) }, () => {
+        const len = 12 + rand(8);
+        const cidr = ipOf((rand(1 << 20) >> (32 - len)) << (32 - len)) + `/${len}`;
+        const base = num(cidr.split('/')[0]!) - num('10.0.0.0');
+        const except = Array.from({ length: rand(3) }, () => {
+          const elen = len + 1 + rand(8);
+          return `${ipOf(base + ((rand(1 << (32 - len)) >> (32 - elen)) << (32 - elen)))}/${elen}`;
+        });
+        return { cidr, except: [...new Set(except)] };
+      });
+      const r = cidrRegions(blocks);
+      for (let i = 0; i < 200; i++) {
+        const ip = ipOf(rand(1 << 20));
+        for (const b of blocks) {
+          const want = holds(b.cidr, ip) && !b.except.some((e) => holds(e, ip));
+          assert.equal(r.identitiesIn(b).includes(r.regionOf(ip)), want, `${ip} in ${b.cidr} except ${b.except.join(',')}`);
+        }
+      }
+    }
+  });
+});
+
 describe('compiled policy', () => {
   const denyAll = policy('x', 'deny-all', { podSelector: {} });
 
