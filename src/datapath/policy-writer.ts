@@ -11,7 +11,7 @@
 import { encode } from './codec.js';
 import type { RawMap } from './libbpf.js';
 import { ipcacheKey, ipcacheValue, policyKey, policyValue } from './policy-codecs.js';
-import type { CompiledEndpoint, IpcacheValue } from '../state/policy-compiler.js';
+import { entryKey, type CompiledEndpoint, type IpcacheValue, type PolicyEntry } from '../state/policy-compiler.js';
 
 export interface PolicyWriteStats {
   ipcache: number;
@@ -33,8 +33,9 @@ export interface PolicyWrite {
 
 export class PolicyWriter {
   private ipcacheView: View = new Map();
-  /** endpoint id → its entries. */
-  private policyView = new Map<number, View>();
+  /** endpoint id → entryKey → [entry, rule id]: compared as the compiler's own keys, so a
+   *  diff encodes only what it writes. */
+  private policyView = new Map<number, Map<string, [PolicyEntry, number]>>();
 
   constructor(
     private readonly ipcache: RawMap,
@@ -47,12 +48,17 @@ export class PolicyWriter {
   reload(): void {
     this.ipcacheView = readView(this.ipcache);
     this.policyView = new Map();
-    for (const [k, v] of readView(this.policy)) {
-      const id = Buffer.from(k, 'hex').readUInt32LE(ENDPOINT_ID_OFFSET);
-      let view = this.policyView.get(id);
-      if (!view) this.policyView.set(id, (view = new Map()));
-      view.set(k, v);
+    for (const [k, v] of this.policy.entries()) {
+      const key = policyKey.decode(k);
+      const e: PolicyEntry = { identity: key.identity, direction: key.direction === 1 ? 'ingress' : 'egress', proto: key.proto, port: key.port, portBits: key.portBits };
+      this.viewOf(key.endpointId).set(entryKey(e), [e, policyValue.decode(v).ruleId]);
     }
+  }
+
+  private viewOf(endpointId: number): Map<string, [PolicyEntry, number]> {
+    let view = this.policyView.get(endpointId);
+    if (!view) this.policyView.set(endpointId, (view = new Map()));
+    return view;
   }
 
   /** Endpoints the kernel holds entries for. */
@@ -85,17 +91,13 @@ export class PolicyWriter {
       ipcacheUp = w.ipcache.upserts.map(([prefix, v]) => encodeIpcache(prefix, v)).filter(([k, v]) => this.ipcacheView.get(k) !== v);
       ipcacheGone = w.ipcache.removes.map((prefix) => hex(encode(ipcacheKey, { prefix }))).filter((k) => this.ipcacheView.has(k));
     }
-    const policyUp: [number, string, string][] = [];
-    const policyGone: [number, string][] = [];
+    const policyUp: PolicyChange[] = [];
+    const policyGone: PolicyChange[] = [];
     for (const [id, ep] of w.endpoints ?? []) {
-      const want: View = new Map();
-      for (const [e, ruleId] of ep?.entries.values() ?? []) {
-        const key = encode(policyKey, { endpointId: id, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits });
-        want.set(hex(key), hex(encode(policyValue, { ruleId })));
-      }
-      const have = this.policyView.get(id) ?? new Map<string, string>();
-      for (const [k, v] of changed(want, have)) policyUp.push([id, k, v]);
-      for (const k of gone(want, have)) policyGone.push([id, k]);
+      const want = ep?.entries ?? new Map<string, [PolicyEntry, number]>();
+      const have = this.policyView.get(id) ?? new Map<string, [PolicyEntry, number]>();
+      for (const [k, [e, rule]] of want) if (have.get(k)?.[1] !== rule) policyUp.push([id, k, e, rule]);
+      for (const [k, [e, rule]] of have) if (!want.has(k)) policyGone.push([id, k, e, rule]);
     }
 
     this.upsertPolicy(policyUp);
@@ -112,22 +114,26 @@ export class PolicyWriter {
     };
   }
 
-  private upsertPolicy(entries: [number, string, string][]): void {
-    for (let i = 0; i < entries.length; i += BATCH) {
-      const chunk = entries.slice(i, i + BATCH);
-      this.policy.updateBatch(Buffer.from(chunk.map(([, k]) => k).join(''), 'hex'), Buffer.from(chunk.map(([, , v]) => v).join(''), 'hex'));
-      for (const [id, k, v] of chunk) {
-        let view = this.policyView.get(id);
-        if (!view) this.policyView.set(id, (view = new Map()));
-        view.set(k, v);
-      }
+  private upsertPolicy(changes: PolicyChange[]): void {
+    for (let i = 0; i < changes.length; i += BATCH) {
+      const chunk = changes.slice(i, i + BATCH);
+      const keys = Buffer.alloc(chunk.length * policyKey.size);
+      const values = Buffer.alloc(chunk.length * policyValue.size);
+      chunk.forEach(([id, , e, rule], j) => {
+        policyKey.encodeInto(policyKeyOf(id, e), keys, j * policyKey.size);
+        policyValue.encodeInto({ ruleId: rule }, values, j * policyValue.size);
+      });
+      this.policy.updateBatch(keys, values);
+      for (const [id, k, e, rule] of chunk) this.viewOf(id).set(k, [e, rule]);
     }
   }
 
-  private removePolicy(keys: [number, string][]): void {
-    for (let i = 0; i < keys.length; i += BATCH) {
-      const chunk = keys.slice(i, i + BATCH);
-      this.policy.deleteBatch(Buffer.from(chunk.map(([, k]) => k).join(''), 'hex'));
+  private removePolicy(changes: PolicyChange[]): void {
+    for (let i = 0; i < changes.length; i += BATCH) {
+      const chunk = changes.slice(i, i + BATCH);
+      const keys = Buffer.alloc(chunk.length * policyKey.size);
+      chunk.forEach(([id, , e], j) => policyKey.encodeInto(policyKeyOf(id, e), keys, j * policyKey.size));
+      this.policy.deleteBatch(keys);
       for (const [id, k] of chunk) {
         const view = this.policyView.get(id);
         if (view?.delete(k) && view.size === 0) this.policyView.delete(id);
@@ -136,7 +142,11 @@ export class PolicyWriter {
   }
 }
 
-const ENDPOINT_ID_OFFSET = policyKey.fields.endpoint_id!.offset;
+/** [endpoint id, entryKey, entry, rule id]. */
+type PolicyChange = [number, string, PolicyEntry, number];
+
+const policyKeyOf = (endpointId: number, e: PolicyEntry) =>
+  ({ endpointId, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits }) as const;
 
 const hex = (b: Buffer) => b.toString('hex');
 
