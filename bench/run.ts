@@ -15,7 +15,11 @@
 // WEFT_BENCH_CONCURRENCY=2 WEFT_BENCH_RR_COUNT=20000 WEFT_BENCH_SYNC=1
 // WEFT_BENCH_CLIENT_CPU / WEFT_BENCH_SERVER_CPU (CPU lists for taskset; "" = no pinning),
 // WEFT_BENCH_WEFTD / WEFT_BENCH_WEFT (agent and CLI programs instead of bin/weftd, bin/weft),
-// WEFT_BENCH_K8S=1 (Kubernetes mode against the test API server), WEFT_BENCH_K8S_CHANGES=200.
+// WEFT_BENCH_K8S=1 (Kubernetes mode against the test API server), WEFT_BENCH_K8S_CHANGES=200,
+// WEFT_BENCH_POLICY=1 (NetworkPolicy, bench/policy.ts: 100 policies on two CNI pods against none,
+// 1,000 applied at once), WEFT_BENCH_POLICY_COUNT=100, WEFT_BENCH_POLICY_APPLY=1000,
+// WEFT_BENCH_POLICY_PODS=1000 (remote pods), WEFT_BENCH_POLICY_EDITS=6 (of each kind).
+// WEFT_BENCH_MODES= (empty) measures no paths: with the other parts off, one part alone.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
@@ -27,6 +31,7 @@ import { fillerServices, iptablesRestore, nftScript, type KubeService, type Rule
 import { measureApplyLatency, type ApplyLatency } from './apply-latency.js';
 import { measureCniLatency, type CniLatency } from './cni-latency.js';
 import { measureKubernetes, type KubernetesResult } from './k8s-sync.js';
+import { measurePolicy, policyReport, policySummary, type PolicyResult } from './policy.js';
 import { writeManifests, type ManifestService } from './manifests.js';
 import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
@@ -62,8 +67,8 @@ const cfg = {
     if (!Number.isInteger(n) || n < 1 || n > 30000) throw new Error(`WEFT_BENCH_SIZES: bad size ${s}`);
     return n;
   }),
-  modes: knob('WEFT_BENCH_MODES', ALL_MODES.join(',')).split(',').map((m) => {
-    const t = m.trim() as Mode;
+  modes: knob('WEFT_BENCH_MODES', ALL_MODES.join(',')).split(',').map((m) => m.trim()).filter(Boolean).map((m) => {
+    const t = m as Mode;
     if (!ALL_MODES.includes(t)) throw new Error(`WEFT_BENCH_MODES: unknown mode ${m}`);
     return t;
   }),
@@ -79,6 +84,11 @@ const cfg = {
   cniPods: intKnob('WEFT_BENCH_CNI_PODS', 50, 0, 250),
   k8s: knob('WEFT_BENCH_K8S', '1') !== '0',
   k8sChanges: intKnob('WEFT_BENCH_K8S_CHANGES', 200, 10, 5000),
+  policy: knob('WEFT_BENCH_POLICY', '1') !== '0',
+  policyCount: intKnob('WEFT_BENCH_POLICY_COUNT', 100, 1, 1000),
+  policyApply: intKnob('WEFT_BENCH_POLICY_APPLY', 1000, 10, 10000),
+  policyPods: intKnob('WEFT_BENCH_POLICY_PODS', 1000, 0, 2000),
+  policyEdits: intKnob('WEFT_BENCH_POLICY_EDITS', 6, 0, 100),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
@@ -729,7 +739,7 @@ function cniText(c: CniLatency): string {
   ].join('; ');
 }
 
-function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome): Goal[] {
+function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
@@ -793,6 +803,12 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
     status: k === undefined ? 'n/a' : Math.max(k.rssMb, k.rssAfterChangesMb) <= 150 ? 'met' : 'missed',
     detail: k === undefined ? unmeasured : `${Math.max(k.rssMb, k.rssAfterChangesMb).toFixed(0)} MB (peak during the first list ${k.peakRssMb.toFixed(0)} MB)`,
   });
+  const pr = policy?.status === 'ok' ? policy.ratio : undefined;
+  out.push({
+    goal: `request/response p99 with ${cfg.policyCount} NetworkPolicies selecting both pods ≤ 1.03x none`,
+    status: pr === undefined ? 'n/a' : pr.rr_p99 <= 1.03 ? 'met' : 'missed',
+    detail: pr === undefined ? (policy ? `${policy.status}: ${policy.reason ?? 'unknown'}` : 'not measured') : `${pr.rr_p99.toFixed(3)}x (rr p50 ${pr.rr_p50.toFixed(3)}x; new conn/s ${pr.conn_rate.toFixed(3)}x)`,
+  });
   return out;
 }
 
@@ -852,6 +868,7 @@ async function main(): Promise<void> {
   let sync: SyncResult | undefined;
   let cni: CniLatency | undefined;
   let k8s: K8sOutcome | undefined;
+  let policy: PolicyResult | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
@@ -870,6 +887,26 @@ async function main(): Promise<void> {
       cni = await measureCniLatency(cfg.cniPods, (w) => worlds.push(w));
       log(`bench: CNI: ${cniText(cni)}`);
     }
+    if (cfg.policy) {
+      log(`bench: NetworkPolicy: ${cfg.policyCount} policies selecting two CNI pods against none (${cfg.runs} runs each, interleaved), then ${fmtInt(cfg.policyApply)} applied at once, ${fmtInt(cfg.policyPods)} remote pods known`);
+      policy = await measurePolicy({
+        policies: cfg.policyCount,
+        applyPolicies: cfg.policyApply,
+        remotePods: cfg.policyPods,
+        edits: cfg.policyEdits,
+        runs: cfg.runs,
+        connSeconds: cfg.connSeconds,
+        warmupSeconds: cfg.warmupSeconds,
+        concurrency: cfg.concurrency,
+        rrCount: cfg.rrCount,
+        rrWarmup: cfg.rrWarmup,
+        clientCpus: cfg.clientCpus,
+        serverCpus: cfg.serverCpus,
+        log,
+        register: (w) => worlds.push(w),
+      });
+      log(`bench: NetworkPolicy: ${policySummary(policy)}`);
+    }
   } finally {
     for (const w of worlds) w.disposeSync(); // already disposed unless something threw
     rmSync(ctx.work, { recursive: true, force: true });
@@ -884,11 +921,11 @@ async function main(): Promise<void> {
       rr_p50: p.rr.p50_us.median / d.rr!.p50_us.median,
     };
   }
-  const gs = goals(points, sync, cni, k8s);
+  const gs = goals(points, sync, cni, k8s, policy);
   const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
-  process.stdout.write(`\n${header}\n${table(points)}\n`);
+  process.stdout.write(`\n${header}\n${points.length > 0 ? `${table(points)}\n` : ''}`);
   if (sync) {
     const s = sync.status === 'ok' ? syncText(sync) : `unavailable (${sync.reason})`;
     process.stdout.write(`\nfull sync, ${fmtInt(sync.services)} services / ${fmtInt(sync.backends)} backends: ${s}\n`);
@@ -896,6 +933,7 @@ async function main(): Promise<void> {
   }
   if (k8s) process.stdout.write(`\nKubernetes mode, ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints: ${k8sText(k8s)}\n`);
   if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
+  if (policy) process.stdout.write(`\n${policyReport(policy)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
   process.stdout.write(`\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`);
@@ -918,12 +956,15 @@ async function main(): Promise<void> {
     sync,
     k8s,
     cni,
+    policy,
     goals: gs,
     leftovers,
   };
   writeFileSync(RESULTS, JSON.stringify(json, null, 2) + '\n');
   process.stdout.write(`results: ${RESULTS} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   if (leftovers.length > 0) process.exitCode = 1;
+  // The agent misbehaved (policies not put in force, allowed traffic refused): fail loudly.
+  if (policy?.status === 'failed') process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {
