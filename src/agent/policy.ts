@@ -84,7 +84,10 @@ export class PolicyEngine {
    *  next call starts over from what the kernel holds. */
   sync(): PolicyWriteStats {
     const t = this.table;
-    for (const [, name] of this.store.takeChanged('Namespace')) t.setNamespace(name, this.store.get('Namespace', '', name)?.metadata.labels ?? (this.store.get('Namespace', '', name) && {}));
+    for (const [, name] of this.store.takeChanged('Namespace')) {
+      const ns = this.store.get('Namespace', '', name);
+      t.setNamespace(name, ns ? (ns.metadata.labels ?? {}) : undefined);
+    }
     for (const [ns, name] of this.store.takeChanged('Pod')) {
       const pod = this.store.get('Pod', ns, name);
       const p = pod && this.policyPod(pod);
