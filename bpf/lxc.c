@@ -82,12 +82,26 @@ static __always_inline int lxc_handle(struct __sk_buff *skb, enum weft_dir dir)
 			__u64 now = bpf_ktime_get_ns();
 
 			ct_key_of(&key, &p, dir);
-			if (!ct_track(&key, &p, dir, now) &&
-			    !(p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST))) {
-				if (policy_new_connection(ep, dir, &p) != POLICY_ALLOW)
+			__u8 reply = 0;
+			if (ct_track(&key, &p, dir, now, &reply)) {
+				if (events_every_packet())
+					emit_trace(ifindex, &p, ep->endpoint_id, dir, 0, reply ? TRACE_F_REPLY : 0);
+			} else if (!(p.proto == IPPROTO_TCP && (p.tcp_flags & TCP_FLAG_RST))) {
+				struct policy_result r = {};
+
+				if (policy_new_connection(ep, dir, &p, &r) != POLICY_ALLOW) {
+					emit_policy(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, 0, false);
 					return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_POLICY);
+				}
+				if (r.asked)
+					emit_policy(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, r.rule_id, true);
 				ct_create(&key, &p, ep->endpoint_id, dir, now);
+				emit_trace(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, TRACE_F_NEW);
+			} else if (events_every_packet()) {
+				emit_trace(ifindex, &p, ep->endpoint_id, dir, 0, 0);
 			}
+		} else if (events_every_packet()) {
+			emit_trace(ifindex, &p, ep->endpoint_id, dir, 0, 0);
 		}
 		break;
 	}

@@ -136,9 +136,10 @@ static __always_inline void ct_tcp_update(struct ct_entry *e, __u8 flags, bool r
 }
 
 /* Accounts a packet to its connection's entry. Returns false when the packet opens a new
- * connection (no entry, or a stale one): the caller asks policy, then calls ct_create. */
+ * connection (no entry, or a stale one): the caller asks policy, then calls ct_create. Sets
+ * *is_reply when the packet goes against the connection's opening direction. */
 static __always_inline bool
-ct_track(const struct ct_key *key, const struct pkt *p, enum weft_dir dir, __u64 now)
+ct_track(const struct ct_key *key, const struct pkt *p, enum weft_dir dir, __u64 now, __u8 *is_reply)
 {
 	struct ct_entry *e = bpf_map_lookup_elem(&ct, key);
 	bool reply;
@@ -146,6 +147,7 @@ ct_track(const struct ct_key *key, const struct pkt *p, enum weft_dir dir, __u64
 	if (!e || ct_stale(e, p, now))
 		return false;
 	reply = dir != e->origin;
+	*is_reply = reply;
 	if (reply) {
 		__sync_fetch_and_add(&e->packets_reply, p->segs);
 		__sync_fetch_and_add(&e->bytes_reply, p->len);

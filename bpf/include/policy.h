@@ -104,7 +104,8 @@ static __always_inline struct ipcache_value ipcache_lookup(const struct weft_add
 	return v ? *v : world;
 }
 
-static __always_inline bool
+/* The rule that allows it, or 0. */
+static __always_inline __u32
 policy_allows(__u32 endpoint_id, __u32 identity, enum weft_dir dir, const struct pkt *p)
 {
 	struct policy_key key = {
@@ -116,7 +117,9 @@ policy_allows(__u32 endpoint_id, __u32 identity, enum weft_dir dir, const struct
 		.dport = p->dport,
 	};
 
-	return bpf_map_lookup_elem(&policy, &key) != NULL;
+	struct policy_value *v = bpf_map_lookup_elem(&policy, &key);
+
+	return v ? v->rule_id : 0;
 }
 
 static __always_inline bool endpoint_isolated(const struct endpoint_info *ep, enum weft_dir dir)
@@ -124,11 +127,19 @@ static __always_inline bool endpoint_isolated(const struct endpoint_info *ep, en
 	return ep->flags & (dir == WEFT_DIR_INGRESS ? ENDPOINT_F_INGRESS_ISOLATED : ENDPOINT_F_EGRESS_ISOLATED);
 }
 
+/* What policy made of a new connection, for the events. */
+struct policy_result {
+	__u32 peer_identity;	/* 0 when policy was not asked */
+	__u32 rule_id;		/* the allowing rule; 0 when denied or not asked */
+	bool asked;		/* the endpoint is isolated in this direction */
+};
+
 /* Asked once per new connection, from the side of the endpoint whose program saw it. dport is
  * the destination port whichever way the packet goes: the endpoint's own for ingress, the
- * peer's for egress. */
+ * peer's for egress. Rule ids are never 0 (the agent's RULE_NODE is 1, the others >= 16). */
 static __always_inline enum policy_verdict
-policy_new_connection(const struct endpoint_info *ep, enum weft_dir dir, const struct pkt *p)
+policy_new_connection(const struct endpoint_info *ep, enum weft_dir dir, const struct pkt *p,
+		      struct policy_result *r)
 {
 	if (!endpoint_isolated(ep, dir))
 		return POLICY_ALLOW;
@@ -136,11 +147,12 @@ policy_new_connection(const struct endpoint_info *ep, enum weft_dir dir, const s
 	const struct weft_addr *peer = dir == WEFT_DIR_EGRESS ? &p->daddr : &p->saddr;
 	struct ipcache_value id = ipcache_lookup(peer, p->family);
 
-	if (policy_allows(ep->endpoint_id, id.identity, dir, p))
-		return POLICY_ALLOW;
-	if (id.cidr_identity != IDENTITY_ANY && policy_allows(ep->endpoint_id, id.cidr_identity, dir, p))
-		return POLICY_ALLOW;
-	if (policy_allows(ep->endpoint_id, IDENTITY_ANY, dir, p))
-		return POLICY_ALLOW;
-	return POLICY_DENY;
+	r->asked = true;
+	r->peer_identity = id.identity;
+	r->rule_id = policy_allows(ep->endpoint_id, id.identity, dir, p);
+	if (!r->rule_id && id.cidr_identity != IDENTITY_ANY)
+		r->rule_id = policy_allows(ep->endpoint_id, id.cidr_identity, dir, p);
+	if (!r->rule_id)
+		r->rule_id = policy_allows(ep->endpoint_id, IDENTITY_ANY, dir, p);
+	return r->rule_id ? POLICY_ALLOW : POLICY_DENY;
 }

@@ -98,6 +98,7 @@ export class Agent {
     });
     log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
+    this.endpointDatapath.setFlowEvents(cfg.flowEvents);
 
     // Serve before the source has synced, so probes and `weft status` can tell what the agent
     // waits for; CNI calls are told to try again until the node's pod CIDRs are known.

@@ -17,6 +17,8 @@ export interface AgentConfig {
   podCidrs: string[];
   metricsAddress: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** What the datapath reports into the events ring: new connections and drops, or every packet. */
+  flowEvents: 'new-and-drops' | 'every-packet';
 }
 
 export const USAGE = `Usage: weftd --source dir:PATH|kubernetes [flags]
@@ -39,6 +41,8 @@ Flags:
                            mode the Node object's spec.podCIDRs win)
   --metrics-address ADDR   Prometheus metrics listen address (default 127.0.0.1:9962)
   --log-level LEVEL        debug, info, warn or error (default info)
+  --flow-events WHAT       what the datapath reports: new-and-drops (new connections, policy
+                           verdicts and drops; the default) or every-packet
   -h, --help               show this help
 `;
 
@@ -54,6 +58,7 @@ const OPTIONS = {
   'pod-cidr': { type: 'string', multiple: true },
   'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
   'log-level': { type: 'string', default: 'info' },
+  'flow-events': { type: 'string', default: 'new-and-drops' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -73,6 +78,8 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   else throw new UsageError(`--source must be dir:PATH or kubernetes${src ? `, got ${JSON.stringify(src)}` : ''}`);
   const level = values['log-level'];
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
+  const flowEvents = values['flow-events'];
+  if (flowEvents !== 'new-and-drops' && flowEvents !== 'every-packet') throw new UsageError(`--flow-events ${flowEvents}: want new-and-drops or every-packet`);
   // Repeatable and comma-separated both: a second flag must not silently replace the first.
   const podCidrs = (values['pod-cidr'] ?? []).flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const cidr of podCidrs) {
@@ -89,5 +96,6 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     podCidrs,
     metricsAddress: values['metrics-address'],
     logLevel: level as AgentConfig['logLevel'],
+    flowEvents,
   };
 }

@@ -51,8 +51,18 @@ export const ctState = enumCodec<CtState>('ct_state', 1, [
   { cName: 'CT_STATE_CLOSED', value: 6, name: 'closed' },
 ]);
 
-export type EventType = 'drop';
-export const eventType = enumCodec<EventType>('weft_event_type', 1, [{ cName: 'WEFT_EVENT_DROP', value: 1, name: 'drop' }]);
+export type EventType = 'drop' | 'trace' | 'policy-verdict';
+export const eventType = enumCodec<EventType>('weft_event_type', 1, [
+  { cName: 'WEFT_EVENT_DROP', value: 1, name: 'drop' },
+  { cName: 'WEFT_EVENT_TRACE', value: 2, name: 'trace' },
+  { cName: 'WEFT_EVENT_POLICY', value: 3, name: 'policy-verdict' },
+]);
+
+export type EventsLevel = 'new-and-drops' | 'every-packet';
+export const eventsLevel = enumCodec<EventsLevel>('events_level', 4, [
+  { cName: 'EVENTS_NEW_AND_DROPS', value: 0, name: 'new-and-drops' },
+  { cName: 'EVENTS_EVERY_PACKET', value: 1, name: 'every-packet' },
+]);
 
 export type DropReason = 'spoofed-source' | 'unknown-endpoint' | 'unsupported-l3' | 'malformed' | 'policy-denied';
 export const dropReason = enumCodec<DropReason>('drop_reason', 1, [
@@ -63,7 +73,7 @@ export const dropReason = enumCodec<DropReason>('drop_reason', 1, [
   { cName: 'DROP_POLICY', value: 5, name: 'policy-denied' },
 ]);
 
-export const ALL_ENUMS: readonly EnumCodec<string>[] = [weftDir, ctState, eventType, dropReason];
+export const ALL_ENUMS: readonly EnumCodec<string>[] = [weftDir, ctState, eventType, dropReason, eventsLevel];
 
 function enumName<N extends string>(e: EnumCodec<N>, v: number): N {
   const n = e.name(v);
@@ -377,9 +387,78 @@ export const eventHdr: StructCodec<EventHeader> = {
   },
 };
 
+// ---- the events that add to the header ----
+
+export const TRACE_F_NEW = 1;
+export const TRACE_F_REPLY = 2;
+
+export interface TraceEvent {
+  hdr: EventHeader;
+  peerIdentity: number;
+  /** TRACE_F_*. */
+  ctFlags: number;
+}
+
+export const pktTraceEvent: StructCodec<TraceEvent> = {
+  cName: 'pkt_trace_event',
+  size: 72,
+  fields: { hdr: { offset: 0, size: 64 }, peer_identity: { offset: 64, size: 4 }, ct_flags: { offset: 68, size: 1 }, pad: { offset: 69, size: 3 } },
+  encodeInto(v, buf, off) {
+    buf.fill(0, off, off + 72);
+    eventHdr.encodeInto(v.hdr, buf, off);
+    buf.writeUInt32LE(v.peerIdentity >>> 0, off + 64);
+    buf.writeUInt8(v.ctFlags, off + 68);
+  },
+  decode(buf, off = 0) {
+    return { hdr: eventHdr.decode(buf, off), peerIdentity: buf.readUInt32LE(off + 64), ctFlags: buf.readUInt8(off + 68) };
+  },
+};
+
+export interface PolicyVerdictEvent {
+  hdr: EventHeader;
+  peerIdentity: number;
+  /** The allowing rule; 0 when denied. */
+  ruleId: number;
+  allowed: boolean;
+}
+
+export const policyVerdictEvent: StructCodec<PolicyVerdictEvent> = {
+  cName: 'policy_verdict_event',
+  size: 80,
+  fields: {
+    hdr: { offset: 0, size: 64 }, peer_identity: { offset: 64, size: 4 }, rule_id: { offset: 68, size: 4 }, allowed: { offset: 72, size: 1 }, pad: { offset: 73, size: 7 },
+  },
+  encodeInto(v, buf, off) {
+    buf.fill(0, off, off + 80);
+    eventHdr.encodeInto(v.hdr, buf, off);
+    buf.writeUInt32LE(v.peerIdentity >>> 0, off + 64);
+    buf.writeUInt32LE(v.ruleId >>> 0, off + 68);
+    buf.writeUInt8(v.allowed ? 1 : 0, off + 72);
+  },
+  decode(buf, off = 0) {
+    return { hdr: eventHdr.decode(buf, off), peerIdentity: buf.readUInt32LE(off + 64), ruleId: buf.readUInt32LE(off + 68), allowed: buf.readUInt8(off + 72) !== 0 };
+  },
+};
+
+export interface EventsConfig {
+  traceLevel: EventsLevel;
+}
+
+export const eventsConfigValue: StructCodec<EventsConfig> = {
+  cName: 'events_config_value',
+  size: 4,
+  fields: { trace_level: { offset: 0, size: 4 } },
+  encodeInto(v, buf, off) {
+    buf.writeUInt32LE(eventsLevel.value(v.traceLevel), off);
+  },
+  decode(buf, off = 0) {
+    return { traceLevel: enumName(eventsLevel, buf.readUInt32LE(off)) };
+  },
+};
+
 // ---- the maps ----
 
-export const BPF_MAP_TYPE = { HASH: 1, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LPM_TRIE: 11, RINGBUF: 27 } as const;
+export const BPF_MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LPM_TRIE: 11, RINGBUF: 27 } as const;
 
 /** A map key or value that is a plain integer rather than a struct: its size in bytes. */
 export interface ScalarLayout {
@@ -407,10 +486,11 @@ export const ENDPOINT_MAPS: Readonly<Record<string, MapLayout>> = {
   ct: { type: BPF_MAP_TYPE.LRU_HASH, maxEntries: 262144, key: ctKey as StructCodec<unknown>, value: ctEntry as StructCodec<unknown> },
   events: { type: BPF_MAP_TYPE.RINGBUF, maxEntries: 1 << 20 },
   events_lost: { type: BPF_MAP_TYPE.PERCPU_ARRAY, maxEntries: 1, key: { scalar: 4 }, value: { scalar: 8 } },
+  events_config: { type: BPF_MAP_TYPE.ARRAY, maxEntries: 1, key: { scalar: 4 }, value: eventsConfigValue as StructCodec<unknown> },
   ipcache: { type: BPF_MAP_TYPE.LPM_TRIE, maxEntries: 1 << 18, key: ipcacheKey as StructCodec<unknown>, value: ipcacheValue as StructCodec<unknown> },
   policy: { type: BPF_MAP_TYPE.LPM_TRIE, maxEntries: 1 << 20, key: policyKey as StructCodec<unknown>, value: policyValue as StructCodec<unknown> },
 };
 
 export const ENDPOINT_CODECS: readonly StructCodec<unknown>[] = [
-  endpointInfo, endpointMetricsKey, endpointMetrics, ctKey, ctEntry, eventHdr, ...POLICY_CODECS,
+  endpointInfo, endpointMetricsKey, endpointMetrics, ctKey, ctEntry, eventHdr, pktTraceEvent, policyVerdictEvent, eventsConfigValue, ...POLICY_CODECS,
 ] as StructCodec<unknown>[];

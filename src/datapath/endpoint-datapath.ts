@@ -26,7 +26,7 @@ import {
   perCpuSlots, progFdById, progId, tcAttach, tcDetach, tcHookCreate, tcQuery, tcxLinkInfo, type ProgramHandle, type TcFilter,
 } from './libbpf.js';
 import {
-  ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, ifindexKey, type Direction, type EndpointCounters,
+  ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, eventsConfigValue, ifindexKey, type Direction, type EndpointCounters, type EventsLevel,
 } from './endpoint-codecs.js';
 import { ensurePinDirs, pinLayout, lxcLinkDir, lxcLinkPin, parseLxcLinkPin, type PinLayout, type TcHook } from './pins.js';
 import { defaultObjectDir } from './programs.js';
@@ -101,6 +101,7 @@ export class EndpointDatapath {
     /** The policy maps (bpf/include/policy.h), written by PolicyWriter. */
     readonly ipcache: RawMap,
     readonly policy: RawMap,
+    private readonly eventsConfig: RawMap,
   ) {}
 
   /** Loads lxc.o (from objectDir, build/bpf by default), with its maps pinned under
@@ -119,7 +120,7 @@ export class EndpointDatapath {
         opened.push(m);
         return m;
       };
-      return new EndpointDatapath(pins, obj, programs, open('lxc_endpoints'), open('lxc_metrics'), open('ct'), open('ipcache'), open('policy'));
+      return new EndpointDatapath(pins, obj, programs, open('lxc_endpoints'), open('lxc_metrics'), open('ct'), open('ipcache'), open('policy'), open('events_config'));
     } catch (err) {
       for (const m of opened) m.close();
       obj.close();
@@ -167,6 +168,11 @@ export class EndpointDatapath {
     // The veth changed hands (its old endpoint's DEL never came): the old endpoint's state goes.
     const previousId = previous ? endpointInfo.decode(previous).endpointId : ep.endpointId;
     if (previousId !== ep.endpointId && !this.endpointIdInUse(previousId)) this.forget(previousId);
+  }
+
+  /** What the programs report into the events ring (events.h's trace_level). */
+  setFlowEvents(traceLevel: EventsLevel): void {
+    this.eventsConfig.update(Buffer.alloc(4), encode(eventsConfigValue, { traceLevel }));
   }
 
   /** Sets the policy flags (ENDPOINT_F_*) of an attached endpoint's entry; false when the
@@ -223,6 +229,7 @@ export class EndpointDatapath {
     this.conntrack.close();
     this.ipcache.close();
     this.policy.close();
+    this.eventsConfig.close();
     this.obj?.close();
     this.obj = null;
   }

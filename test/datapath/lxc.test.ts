@@ -16,7 +16,9 @@ import readline from 'node:readline';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { encode } from '../../src/datapath/codec.js';
 import { EndpointDatapath, type EndpointDatapathInfo } from '../../src/datapath/endpoint-datapath.js';
-import { endpointInfo, ifindexKey, type CtEntry, type CtKey, type EventHeader } from '../../src/datapath/endpoint-codecs.js';
+import {
+  TRACE_F_NEW, TRACE_F_REPLY, endpointInfo, eventsConfigValue, ifindexKey, pktTraceEvent, type CtEntry, type CtKey, type EventHeader,
+} from '../../src/datapath/endpoint-codecs.js';
 import {
   openEvents, readConntrack, readEndpoints, readEventsLost, type EndpointLink, type EventReader,
 } from '../../src/datapath/endpoint-reader.js';
@@ -48,6 +50,9 @@ let server: Proc;
 let dp: EndpointDatapath;
 let reader: EventReader;
 const events: EventHeader[] = [];
+const otherEvents: EventHeader[] = [];
+/** Each event's record as the ring buffer held it (trace and policy events add to the header). */
+const rawOf = new WeakMap<EventHeader, Buffer>();
 
 // ---- helpers ----
 
@@ -159,13 +164,22 @@ async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): P
   }
 }
 
-/** Events read since the last call. Left out: neighbour solicitations from a's extra IPv6
- *  address. The kernel sends one from the source of the packet that needs the neighbour, so
- *  resolving the gateway for a spoofed packet is spoofed too, and dropped as such; whether that
- *  happens depends on the neighbour cache's state at the time, so tests do not count them. */
+/** Drop events read since the last call (trace and policy events go to `otherEvents`). Left
+ *  out: neighbour solicitations from a's extra IPv6 address. The kernel sends one from the
+ *  source of the packet that needs the neighbour, so resolving the gateway for a spoofed
+ *  packet is spoofed too, and dropped as such; whether that happens depends on the neighbour
+ *  cache's state at the time, so tests do not count them. */
 function takeEvents(): EventHeader[] {
   reader.consume();
-  return events.splice(0).filter((e) => !(e.reason === 'spoofed-source' && e.proto === 58 && e.saddr === SPOOF_A[6] && e.sport === 0));
+  const all = events.splice(0);
+  otherEvents.push(...all.filter((e) => e.type !== 'drop'));
+  return all.filter((e) => e.type === 'drop' && !(e.reason === 'spoofed-source' && e.proto === 58 && e.saddr === SPOOF_A[6] && e.sport === 0));
+}
+
+/** Trace and policy events read since the last call. */
+function takeOtherEvents(): EventHeader[] {
+  takeEvents();
+  return otherEvents.splice(0);
 }
 
 // ---- the world ----
@@ -180,7 +194,10 @@ before(async () => {
   assert.deepEqual(await attachPods([a, ID_A], [b, ID_B]), [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y));
   // For reading maps and counters: loading the object here attaches nothing.
   dp = EndpointDatapath.open({ bpfRoot: world.bpfRoot });
-  reader = openEvents(world.bpfRoot, (ev) => events.push(ev));
+  reader = openEvents(world.bpfRoot, (ev, raw) => {
+    events.push(ev);
+    rawOf.set(ev, Buffer.from(raw));
+  });
 });
 
 after(async () => {
@@ -638,6 +655,29 @@ describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
     assert.deepEqual([e.state, e.origin], ['established', 'ingress']);
     assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 6, tcp(6666, 80, RST))), PASS);
     assert.deepEqual(ctFind({ family: 4, proto: 6, epAddr: EP.ipv4, epPort: 6666 }), []);
+  });
+
+  it('reports new connections by default, and every packet (replies marked) when told to', () => {
+    const config = RawMap.openPinned(path.join(pinLayout(world.bpfRoot).maps, 'events_config'));
+    const setLevel = (traceLevel: 'new-and-drops' | 'every-packet') => config.update(Buffer.alloc(4), encode(eventsConfigValue, { traceLevel }));
+    const traces = () => takeOtherEvents().filter((e) => e.type === 'trace').map((e) => {
+      const t = pktTraceEvent.decode(rawOf.get(e)!);
+      return [e.direction, e.saddr, e.dport, t.ctFlags];
+    });
+    try {
+      takeOtherEvents();
+      assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(41000, 5353))), PASS);
+      assert.equal(run(toPod, ipv4(PEER4, EP.ipv4, 17, udp(5353, 41000))), PASS);
+      assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(41000, 5353))), PASS);
+      assert.deepEqual(traces(), [['egress', EP.ipv4, 5353, TRACE_F_NEW]], 'by default: the new connection only');
+      setLevel('every-packet');
+      assert.equal(run(toPod, ipv4(PEER4, EP.ipv4, 17, udp(5353, 41000))), PASS);
+      assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(41000, 5353))), PASS);
+      assert.deepEqual(traces(), [['ingress', PEER4, 41000, TRACE_F_REPLY], ['egress', EP.ipv4, 5353, 0]], 'every packet, the reply marked');
+    } finally {
+      setLevel('new-and-drops');
+      config.close();
+    }
   });
 
   it('an interface without an endpoint entry drops everything, both ways, under endpoint 0', () => {

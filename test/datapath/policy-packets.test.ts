@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { encode } from '../../src/datapath/codec.js';
-import { endpointInfo, ifindexKey, type EventHeader } from '../../src/datapath/endpoint-codecs.js';
+import { TRACE_F_NEW, endpointInfo, ifindexKey, pktTraceEvent, policyVerdictEvent, type EventHeader } from '../../src/datapath/endpoint-codecs.js';
 import { openEvents, type EventReader } from '../../src/datapath/endpoint-reader.js';
 import { BpfObject, RawMap, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
 import { ensurePinDirs } from '../../src/datapath/pins.js';
@@ -70,6 +70,7 @@ let writer: PolicyWriter;
 let reader: EventReader;
 let compiled: CompiledPolicy;
 const events: EventHeader[] = [];
+const raws = new WeakMap<EventHeader, Buffer>();
 let sport = 30000;
 
 /** Compiles, writes, and sets the test endpoint's isolation as the agent would. */
@@ -108,7 +109,10 @@ before(() => {
   ipcache = RawMap.openPinned(path.join(maps, 'ipcache'));
   policyMap = RawMap.openPinned(path.join(maps, 'policy'));
   writer = new PolicyWriter(ipcache, policyMap);
-  reader = openEvents(world.bpfRoot, (ev) => events.push(ev));
+  reader = openEvents(world.bpfRoot, (ev, raw) => {
+    events.push(ev);
+    raws.set(ev, Buffer.from(raw));
+  });
   apply(POLICIES);
 });
 
@@ -129,14 +133,27 @@ describe('ingress, for a pod three policies select', () => {
     assert.equal(newConnection('ingress', CLIENT4, 17, 80), false, 'the named port is TCP');
   });
 
-  it('a denied connection is dropped and reported as policy-denied, with the endpoint and direction', () => {
+  it('a denied connection is dropped and reported as policy-denied, with the endpoint and direction, after a denied verdict', () => {
     assert.equal(newConnection('ingress', CLIENT4, 6, 22), false);
     const evs = takeEvents();
-    assert.equal(evs.length, 1);
-    assert.equal(evs[0]!.reason, 'policy-denied');
-    assert.equal(evs[0]!.endpointId, SERVER.id);
-    assert.equal(evs[0]!.direction, 'ingress');
-    assert.equal(evs[0]!.dport, 22);
+    assert.deepEqual(evs.map((e) => e.type), ['policy-verdict', 'drop']);
+    const verdict = policyVerdictEvent.decode(raws.get(evs[0]!)!);
+    assert.deepEqual({ allowed: verdict.allowed, ruleId: verdict.ruleId, peer: verdict.peerIdentity }, { allowed: false, ruleId: 0, peer: lookupIpcache(compiled.ipcache, CLIENT4).identity });
+    const drop = evs[1]!;
+    assert.equal(drop.reason, 'policy-denied');
+    assert.equal(drop.endpointId, SERVER.id);
+    assert.equal(drop.direction, 'ingress');
+    assert.equal(drop.dport, 22);
+  });
+
+  it('an allowed connection reports the rule that allowed it, then a new-connection trace', () => {
+    assert.equal(newConnection('ingress', CLIENT4, 6, 80), true);
+    const evs = takeEvents();
+    assert.deepEqual(evs.map((e) => e.type), ['policy-verdict', 'trace']);
+    const verdict = policyVerdictEvent.decode(raws.get(evs[0]!)!);
+    assert.equal(verdict.allowed, true);
+    assert.deepEqual(compiled.rules.get(verdict.ruleId), { id: verdict.ruleId, policy: 'x/allow-clients', direction: 'ingress', rule: 'spec.ingress[0]' });
+    assert.equal(pktTraceEvent.decode(raws.get(evs[1]!)!).ctFlags, TRACE_F_NEW);
   });
 
   it('the same labels in another namespace do not match a podSelector alone', () => {

@@ -38,6 +38,7 @@ describe('parseConfig', () => {
       podCidrs: [],
       metricsAddress: '127.0.0.1:9962',
       logLevel: 'info',
+      flowEvents: 'new-and-drops',
     });
   });
 
@@ -80,6 +81,12 @@ describe('parseConfig', () => {
     for (const bad of ['garbage', '10.244.1.0', '10.244.1.1/24', '10.244.1.0/33']) {
       assert.throws(() => cfg(['--source', 'kubernetes', '--pod-cidr', bad]), (e: Error) => e instanceof UsageError && e.message.includes(`--pod-cidr ${bad}: not a CIDR`));
     }
+  });
+
+  it('--flow-events is new-and-drops by default, every-packet on request, and nothing else', () => {
+    assert.equal(cfg(['--source', 'kubernetes']).flowEvents, 'new-and-drops');
+    assert.equal(cfg(['--source', 'kubernetes', '--flow-events', 'every-packet']).flowEvents, 'every-packet');
+    assert.throws(() => cfg(['--source', 'kubernetes', '--flow-events', 'all']), (e: Error) => e instanceof UsageError && e.message.includes('--flow-events all: want new-and-drops or every-packet'));
   });
 
   it('--pod-cidr takes a comma-separated list; spaces and empty items are dropped', () => {
