@@ -6,6 +6,7 @@
  * address it asked for. */
 #include "common.h"
 #include "lb.h"
+#include "events.h"
 
 #define SYS_REJECT  0
 #define SYS_PROCEED 1
@@ -58,8 +59,36 @@ ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4a
 	ctx->user_port = addr->port;
 }
 
+/* Reports a translation: every connect, and every datagram only when every packet is asked
+ * for (an unconnected UDP socket translates each one). */
+static __always_inline void
+sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc, const struct weft_l4addr *backend, bool is_connect)
+{
+	if (!is_connect && !events_every_packet())
+		return;
+
+	struct sock_xlate_event ev = {
+		.hdr = {
+			.time_ns = bpf_ktime_get_ns(),
+			.type = WEFT_EVENT_SOCK,
+			.direction = WEFT_DIR_EGRESS,
+			.family = backend->family,
+			.daddr = backend->ip,
+			.dport = backend->port,
+			.proto = ctx->protocol,
+		},
+		.svc_addr = svc->ip,
+		.svc_port = svc->port,
+		.is_connect = is_connect,
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+	};
+
+	emit_sock_event(&ev);
+}
+
 /* Destination of a connect or an unconnected send: service → backend. */
-static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family)
+static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family, bool is_connect)
 {
 	struct weft_l4addr dst = {};
 	struct lb_service_key key = {};
@@ -90,6 +119,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family)
 
 	lb_remember_service(bpf_get_socket_cookie(ctx), &backend->addr, &key);
 	ctx_set_l4addr(ctx, family, &backend->addr);
+	sock_report(ctx, &dst, &backend->addr, is_connect);
 	return SYS_PROCEED;
 }
 
@@ -109,25 +139,25 @@ static __always_inline int sock_xlate_rev(struct bpf_sock_addr *ctx, int family)
 SEC("cgroup/connect4")
 int sock_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, WEFT_AF_INET);
+	return sock_xlate_fwd(ctx, WEFT_AF_INET, true);
 }
 
 SEC("cgroup/connect6")
 int sock_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, WEFT_AF_INET6);
+	return sock_xlate_fwd(ctx, WEFT_AF_INET6, true);
 }
 
 SEC("cgroup/sendmsg4")
 int sock_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, WEFT_AF_INET);
+	return sock_xlate_fwd(ctx, WEFT_AF_INET, false);
 }
 
 SEC("cgroup/sendmsg6")
 int sock_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, WEFT_AF_INET6);
+	return sock_xlate_fwd(ctx, WEFT_AF_INET6, false);
 }
 
 SEC("cgroup/recvmsg4")

@@ -7,15 +7,6 @@
 
 #define LXC_MAX_ENDPOINTS 4096
 
-/* Which way a packet goes, seen from the pod, as Kubernetes network policy sees it. The TC
- * hooks are named from the host side of the veth, the other way round: lxc_from_pod runs at
- * the host veth's TC ingress and sees the pod's WEFT_DIR_EGRESS; lxc_to_pod runs at its TC
- * egress and sees the pod's WEFT_DIR_INGRESS. */
-enum weft_dir : __u8 {
-	WEFT_DIR_EGRESS = 0,
-	WEFT_DIR_INGRESS = 1,
-};
-
 /* lxc_endpoints: host-side veth ifindex (in the node's network namespace) → the pod behind it.
  * The agent writes the entry before it attaches the programs and deletes it after it detached
  * them; a program that finds no entry for its interface drops (DROP_UNKNOWN_ENDPOINT). */

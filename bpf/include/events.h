@@ -11,7 +11,6 @@
 #pragma once
 
 #include "common.h"
-#include "endpoint.h"
 #include "parse.h"
 
 #define EVENTS_RING_BYTES (1 << 20)
@@ -20,6 +19,7 @@ enum weft_event_type : __u8 {
 	WEFT_EVENT_DROP = 1,		/* struct event_hdr */
 	WEFT_EVENT_TRACE = 2,		/* struct pkt_trace_event: a packet passed */
 	WEFT_EVENT_POLICY = 3,		/* struct policy_verdict_event: policy decided a new connection */
+	WEFT_EVENT_SOCK = 4,		/* struct sock_xlate_event: bpf/sock.c sent a socket to a backend */
 };
 
 enum events_level : __u32 {
@@ -72,6 +72,19 @@ struct policy_verdict_event {
 	__u8 pad[7];
 };
 
+/* The header's daddr/dport are the backend, its proto the socket's; ifindex and endpoint_id
+ * are 0 (a socket hook sees no interface). Sent for every connect, and for every datagram
+ * sendmsg translates only at EVENTS_EVERY_PACKET. */
+struct sock_xlate_event {
+	struct event_hdr hdr;
+	struct weft_addr svc_addr;	/* what the application asked for */
+	__be16 svc_port;
+	__u8 is_connect;		/* connect (1) or sendmsg (0) */
+	__u8 pad[5];
+	__u64 cgroup_id;		/* the socket's cgroup */
+	__u64 netns_cookie;		/* the socket's network namespace */
+};
+
 struct events_config_value {
 	enum events_level trace_level;
 };
@@ -106,21 +119,28 @@ static __always_inline void events_count_lost(void)
 
 /* Not inlined: as functions of their own that take each struct, the event layouts are in the
  * object's BTF, where the TypeScript codecs are checked against them. */
-static __noinline int emit_event(const struct event_hdr *ev)
+static __noinline __attribute__((unused)) int emit_event(const struct event_hdr *ev)
 {
 	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
 		events_count_lost();
 	return 0;
 }
 
-static __noinline int emit_trace_event(const struct pkt_trace_event *ev)
+static __noinline __attribute__((unused)) int emit_trace_event(const struct pkt_trace_event *ev)
 {
 	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
 		events_count_lost();
 	return 0;
 }
 
-static __noinline int emit_policy_event(const struct policy_verdict_event *ev)
+static __noinline __attribute__((unused)) int emit_policy_event(const struct policy_verdict_event *ev)
+{
+	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
+		events_count_lost();
+	return 0;
+}
+
+static __noinline __attribute__((unused)) int emit_sock_event(const struct sock_xlate_event *ev)
 {
 	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
 		events_count_lost();

@@ -51,11 +51,12 @@ export const ctState = enumCodec<CtState>('ct_state', 1, [
   { cName: 'CT_STATE_CLOSED', value: 6, name: 'closed' },
 ]);
 
-export type EventType = 'drop' | 'trace' | 'policy-verdict';
+export type EventType = 'drop' | 'trace' | 'policy-verdict' | 'sock';
 export const eventType = enumCodec<EventType>('weft_event_type', 1, [
   { cName: 'WEFT_EVENT_DROP', value: 1, name: 'drop' },
   { cName: 'WEFT_EVENT_TRACE', value: 2, name: 'trace' },
   { cName: 'WEFT_EVENT_POLICY', value: 3, name: 'policy-verdict' },
+  { cName: 'WEFT_EVENT_SOCK', value: 4, name: 'sock' },
 ]);
 
 export type EventsLevel = 'new-and-drops' | 'every-packet';
@@ -439,6 +440,49 @@ export const policyVerdictEvent: StructCodec<PolicyVerdictEvent> = {
     return { hdr: eventHdr.decode(buf, off), peerIdentity: buf.readUInt32LE(off + 64), ruleId: buf.readUInt32LE(off + 68), allowed: buf.readUInt8(off + 72) !== 0 };
   },
 };
+
+export interface SockXlateEvent {
+  hdr: EventHeader;
+  /** The service address the application asked for; hdr.daddr/dport are the backend. */
+  svcAddr: string;
+  svcPort: number;
+  isConnect: boolean;
+  cgroupId: bigint;
+  netnsCookie: bigint;
+}
+
+/** Sent by bpf/sock.c (its BTF has it; lxc.o's does not). */
+export const sockXlateEvent: StructCodec<SockXlateEvent> = {
+  cName: 'sock_xlate_event',
+  size: 104,
+  fields: {
+    hdr: { offset: 0, size: 64 }, svc_addr: { offset: 64, size: 16 }, svc_port: { offset: 80, size: 2 }, is_connect: { offset: 82, size: 1 },
+    pad: { offset: 83, size: 5 }, cgroup_id: { offset: 88, size: 8 }, netns_cookie: { offset: 96, size: 8 },
+  },
+  encodeInto(v, buf, off) {
+    buf.fill(0, off, off + 104);
+    eventHdr.encodeInto(v.hdr, buf, off);
+    writeIpBytes(v.svcAddr, v.hdr.family ?? 4, buf, off + 64);
+    buf.writeUInt16BE(v.svcPort, off + 80);
+    buf.writeUInt8(v.isConnect ? 1 : 0, off + 82);
+    buf.writeBigUInt64LE(v.cgroupId, off + 88);
+    buf.writeBigUInt64LE(v.netnsCookie, off + 96);
+  },
+  decode(buf, off = 0) {
+    const hdr = eventHdr.decode(buf, off);
+    return {
+      hdr,
+      svcAddr: formatIp(buf.subarray(off + 64, off + (hdr.family === 6 ? 80 : 68)), hdr.family ?? 4),
+      svcPort: buf.readUInt16BE(off + 80),
+      isConnect: buf.readUInt8(off + 82) !== 0,
+      cgroupId: buf.readBigUInt64LE(off + 88),
+      netnsCookie: buf.readBigUInt64LE(off + 96),
+    };
+  },
+};
+
+/** The maps lxc.o and sock.o share (pinned once, reused by both): the events ring and its settings. */
+export const SHARED_EVENT_MAPS = ['events', 'events_lost', 'events_config'] as const;
 
 export interface EventsConfig {
   traceLevel: EventsLevel;

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { StructCodec } from '../../src/datapath/codec.js';
 import { ALL_CODECS, LB_MAPS } from '../../src/datapath/lb-codecs.js';
-import { ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, type EnumCodec, type ScalarLayout } from '../../src/datapath/endpoint-codecs.js';
+import { ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, SHARED_EVENT_MAPS, eventHdr, sockXlateEvent, type EnumCodec, type ScalarLayout } from '../../src/datapath/endpoint-codecs.js';
 
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 // WEFT_BTF_OBJECT points the check at another object (e.g. one built from an edited header).
@@ -230,6 +230,12 @@ describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, (
     });
   }
 
+  for (const codec of [eventHdr, sockXlateEvent] as StructCodec<unknown>[]) {
+    it(`struct ${codec.cName} (sock.c's events): size, member names, offsets and sizes`, () => {
+      assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
+    });
+  }
+
   it('every lb_* map in the object has codecs in LB_MAPS', () => {
     const lbMaps = [...btf.maps().keys()].filter((n) => n.startsWith('lb_'));
     const missing = lbMaps.filter((n) => !(n in LB_MAPS));
@@ -292,9 +298,16 @@ describe(`endpoint codecs agree with the BTF of ${path.relative(REPO, LXC_OBJECT
     assert.deepEqual(missing, [], `maps in lxc.o without an entry in ENDPOINT_MAPS: ${missing.join(', ')}`);
   });
 
-  it('no map name collides with sock.o\'s (both pin under the same maps/ directory)', () => {
-    const sockMaps = [...loadBtf().maps().keys()];
-    assert.deepEqual([...btf.maps().keys()].filter((n) => sockMaps.includes(n)), []);
+  it('no map name collides with sock.o\'s (both pin under the same maps/ directory) but the event maps both share, declared alike', () => {
+    const sock = loadBtf();
+    const sockMaps = [...sock.maps().keys()];
+    const shared: readonly string[] = SHARED_EVENT_MAPS;
+    assert.deepEqual([...btf.maps().keys()].filter((n) => sockMaps.includes(n) && !shared.includes(n)), []);
+    for (const name of SHARED_EVENT_MAPS) {
+      assert.deepEqual(sock.mapSettings(name), btf.mapSettings(name), `map ${name}: the same type and size in both objects`);
+      const [a, b] = [sock.maps().get(name), btf.maps().get(name)];
+      assert.deepEqual([a?.key?.size, a?.value?.size], [b?.key?.size, b?.value?.size], `map ${name}: the same key and value in both objects`);
+    }
   });
 
   it('moving any endpoint codec\'s field by one byte, or changing an enum value, is reported', () => {

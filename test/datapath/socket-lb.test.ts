@@ -2,6 +2,8 @@
 // ClusterIP, balanced by bpf/sock.c as loaded and fed by the real weftd.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sockXlateEvent, type SockXlateEvent } from '../../src/datapath/endpoint-codecs.js';
+import { openEvents } from '../../src/datapath/endpoint-reader.js';
 import { AgentProcess } from '../harness/agent.js';
 import { endpointSlice, service, type PortSpec } from '../harness/manifests.js';
 import { probe, startBackend } from '../harness/pods.js';
@@ -188,5 +190,32 @@ describe('agent restarts', () => {
     const r = await probe(world, client, SVC6, 80, 'tcp', 10);
     assert.deepEqual(r.errors, {});
     await agent.start();
+  });
+});
+
+describe('translation events', () => {
+  it('each connect to a service is reported with the service, the backend and the socket\'s cgroup; unconnected datagrams are not, by default', async () => {
+    const seen: SockXlateEvent[] = [];
+    const reader = openEvents(world.bpfRoot, (ev, raw) => {
+      if (ev.type === 'sock') seen.push(sockXlateEvent.decode(raw));
+    });
+    try {
+      reader.consume(); // what earlier tests left
+      seen.length = 0;
+      const r = await probe(world, client, SVC4, 80, 'tcp', 5);
+      assert.deepEqual(r.errors, {});
+      const u = await probe(world, client, SVC6, 53, 'udp', 5);
+      assert.deepEqual(u.errors, {});
+      reader.consume();
+      const backendIps = backends.map((b) => b.ipv4);
+      assert.equal(seen.length, 5, `one event per connect: ${seen.length}`);
+      for (const ev of seen) {
+        assert.deepEqual([ev.svcAddr, ev.svcPort, ev.hdr.dport, ev.hdr.proto, ev.isConnect], [SVC4, 80, 8080, 6, true]);
+        assert.ok(backendIps.includes(ev.hdr.daddr!), `backend ${ev.hdr.daddr}`);
+        assert.ok(ev.cgroupId > 0n && ev.netnsCookie > 0n);
+      }
+    } finally {
+      reader.close();
+    }
   });
 });
