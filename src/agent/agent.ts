@@ -18,6 +18,10 @@ import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { PolicyEngine } from './policy.js';
+import { agentFlowContext } from './flow-context.js';
+import { readMaps } from '../datapath/kernel-state.js';
+import { Observer } from '../observe/observer.js';
+import type { ObserverStatus } from '../observe/flow-source.js';
 
 export const VERSION = '0.1.0';
 const SYNC_RETRY_MS = 5000;
@@ -40,6 +44,7 @@ export interface AgentStatus {
   endpoints: number;
   podCidrs: { cidr: string; used: number; capacity: string }[];
   policy?: { policies: number; revision: number; entries: number; ipcache: number; error?: string };
+  observer?: ObserverStatus;
 }
 
 export class Agent {
@@ -70,12 +75,17 @@ export class Agent {
   /** True once the first complete view of the source is in the kernel. */
   private synced = false;
   private notes = new Set<string>();
+  private observer: Observer | undefined;
+  private metricsAddress: string;
+  /** When the oldest change not yet in the kernel arrived, per pipeline (the sync lag). */
+  private readonly changedSince: { services?: number; policy?: number } = {};
 
   constructor(
     private readonly cfg: AgentConfig,
     private readonly log: Logger,
   ) {
     this.cgroup = cfg.cgroup ?? cgroup2Root();
+    this.metricsAddress = cfg.metricsAddress;
   }
 
   async start(): Promise<void> {
@@ -99,11 +109,27 @@ export class Agent {
     log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
+    this.observer = new Observer({
+      bpfRoot: cfg.bpfRoot,
+      capacity: cfg.flowBufferSize,
+      context: agentFlowContext({ policy: () => this.policy, endpoints: () => this.endpoints, services: this.table }),
+      log,
+    });
+    this.metrics.observe(this.observer);
+    this.metrics.maps(() => readMaps(cfg.bpfRoot));
+    this.metrics.syncLag(() => {
+      const since = Math.min(this.changedSince.services ?? Infinity, this.changedSince.policy ?? Infinity);
+      return since === Infinity ? 0 : (Date.now() - since) / 1000;
+    });
 
     // Serve before the source has synced, so probes and `weft status` can tell what the agent
     // waits for; CNI calls are told to try again until the node's pod CIDRs are known.
     const endpoints = () => this.endpoints ?? notReady(this.waitingFor);
-    this.servers.push(await this.metrics.serve(cfg.metricsAddress, () => this.synced || `waiting for ${this.waitingFor}`));
+    const metricsServer = await this.metrics.serve(cfg.metricsAddress, () => this.synced || `waiting for ${this.waitingFor}`);
+    this.servers.push(metricsServer);
+    // The bound address: with port 0 (tests), the one the kernel picked.
+    const bound = metricsServer.address();
+    this.metricsAddress = bound && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : cfg.metricsAddress;
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
@@ -136,11 +162,17 @@ export class Agent {
     this.restoreEndpoints(registry, this.endpointDatapath);
     this.sync();
     this.store.on('change', (kinds) => {
-      if (kinds.has('Service') || kinds.has('EndpointSlice')) this.scheduleSync();
+      if (kinds.has('Service') || kinds.has('EndpointSlice')) {
+        this.changedSince.services ??= Date.now();
+        this.scheduleSync();
+      }
       if (kinds.has('Node')) this.updatePodCidrs();
-      if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) this.schedulePolicySync();
+      if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
+        this.changedSince.policy ??= Date.now();
+        this.schedulePolicySync();
+      }
     });
-    log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: cfg.metricsAddress });
+    log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
   }
 
   /** --pod-cidr in local mode; the Node object's spec.podCIDRs in Kubernetes mode (the flag, if
@@ -221,7 +253,9 @@ export class Agent {
   private syncPolicyNow(): void {
     if (!this.policy) return;
     try {
+      const since = this.changedSince.policy;
       const stats = this.policy.sync();
+      if (this.changedSince.policy === since) delete this.changedSince.policy;
       this.policyError = undefined;
       this.metrics.policySyncs.inc({ result: 'ok' });
       this.metrics.networkPolicies.set(this.policy.policyCount);
@@ -255,6 +289,7 @@ export class Agent {
     if (!this.writer || !this.source?.synced) return;
     const end = this.metrics.syncSeconds.startTimer();
     const t0 = performance.now();
+    const changedSince = this.changedSince.services;
     for (const [ns, name] of this.store.takeChanged('Service')) {
       const svc = this.store.get('Service', ns, name);
       if (svc) this.table.setService(svc);
@@ -277,6 +312,7 @@ export class Agent {
     try {
       const stats = this.fullSync ? this.writer.sync(this.table.frontends()) : this.writer.update(changes.upserts, changes.removes);
       this.fullSync = false;
+      if (this.changedSince.services === changedSince) delete this.changedSince.services;
       end();
       this.metrics.syncs.inc({ result: 'ok' });
       this.metrics.services.set(stats.services);
@@ -324,6 +360,7 @@ export class Agent {
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
       ...(this.policy && { policy: this.policySummary(this.policy) }),
+      ...(this.observer && { observer: this.observer.status() }),
     };
   }
 
@@ -348,6 +385,7 @@ export class Agent {
     clearTimeout(this.policyRetry);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
+    await this.observer?.stop();
     this.datapath?.close();
     this.endpointDatapath?.close();
   }

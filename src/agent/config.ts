@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { isCidr } from '../lib/ip.js';
+import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
 
 export const DEFAULT_STATE_DIR = '/var/run/weft';
 
@@ -19,6 +20,8 @@ export interface AgentConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** What the datapath reports into the events ring: new connections and drops, or every packet. */
   flowEvents: 'new-and-drops' | 'every-packet';
+  /** Flows the observer keeps in memory for `weft observe`. */
+  flowBufferSize: number;
 }
 
 export const USAGE = `Usage: weftd --source dir:PATH|kubernetes [flags]
@@ -43,6 +46,8 @@ Flags:
   --log-level LEVEL        debug, info, warn or error (default info)
   --flow-events WHAT       what the datapath reports: new-and-drops (new connections, policy
                            verdicts and drops; the default) or every-packet
+  --flow-buffer-size N     flows kept in memory for weft observe (default ${DEFAULT_FLOW_BUFFER},
+                           128 bytes each; at most ${MAX_FLOW_BUFFER})
   -h, --help               show this help
 `;
 
@@ -59,6 +64,7 @@ const OPTIONS = {
   'metrics-address': { type: 'string', default: '127.0.0.1:9962' },
   'log-level': { type: 'string', default: 'info' },
   'flow-events': { type: 'string', default: 'new-and-drops' },
+  'flow-buffer-size': { type: 'string', default: String(DEFAULT_FLOW_BUFFER) },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -80,6 +86,9 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
   const flowEvents = values['flow-events'];
   if (flowEvents !== 'new-and-drops' && flowEvents !== 'every-packet') throw new UsageError(`--flow-events ${flowEvents}: want new-and-drops or every-packet`);
+  const flowBuffer = values['flow-buffer-size'];
+  const flowBufferSize = /^\d{1,9}$/.test(flowBuffer) ? Number(flowBuffer) : NaN;
+  if (!(flowBufferSize >= 1 && flowBufferSize <= MAX_FLOW_BUFFER)) throw new UsageError(`--flow-buffer-size ${flowBuffer}: want a number of flows from 1 to ${MAX_FLOW_BUFFER}`);
   // Repeatable and comma-separated both: a second flag must not silently replace the first.
   const podCidrs = (values['pod-cidr'] ?? []).flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const cidr of podCidrs) {
@@ -97,5 +106,6 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     metricsAddress: values['metrics-address'],
     logLevel: level as AgentConfig['logLevel'],
     flowEvents,
+    flowBufferSize,
   };
 }

@@ -9,7 +9,7 @@ import type { Logger } from '../lib/log.js';
 import { IDENTITY_UNRESOLVED } from '../state/identities.js';
 import { IdentityTable } from '../state/identity-table.js';
 import {
-  PROTOCOL_NUMBERS, compileEndpoints, evaluate, lookupIpcache, policyBlocks, type CompiledEndpoint, type CompiledPolicy, type Direction,
+  PROTOCOL_NUMBERS, compileEndpoints, evaluate, lookupIpcache, policyBlocks, type CompiledEndpoint, type CompiledPolicy, type Direction, type RuleInfo,
   type PolicyEndpoint, type PolicyPod,
 } from '../state/policy-compiler.js';
 import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
@@ -187,6 +187,16 @@ export class PolicyEngine {
       this.pods.set(p, out);
     }
     return out;
+  }
+
+  /** Who holds an address, as the ipcache says (see IdentityTable.holderOf). */
+  holderOf(ip: string): ReturnType<IdentityTable['holderOf']> {
+    return this.table.holderOf(ip);
+  }
+
+  /** A rule id of the kernel's policy map, as last compiled. */
+  rule(id: number): RuleInfo | undefined {
+    return this.compiled?.rules.get(id);
   }
 
   get policyCount(): number {

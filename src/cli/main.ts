@@ -12,7 +12,7 @@ import { readKernelServices } from '../datapath/lb-reader.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { removeAllPins } from '../datapath/programs.js';
 import { installCni, uninstallCni } from './cni-install.js';
-import { readMaps, readPrograms } from './kernel-state.js';
+import { readMaps, readPrograms } from '../datapath/kernel-state.js';
 import { readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from './table.js';

@@ -4,12 +4,13 @@
 // observer and the tests.
 import fs from 'node:fs';
 import path from 'node:path';
-import { RingBuffer, closeFd, interfaceName, objGet, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
+import { closeFd, interfaceName, objGet, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
 import { LXC_HOOKS, lxcFilter } from './endpoint-datapath.js';
 import {
   ctEntry, ctKey, endpointInfo, eventHdr, type CtEntry, type CtKey, type EndpointInfo, type EventHeader,
 } from './endpoint-codecs.js';
 import { pinLayout, type TcHook } from './pins.js';
+import { RingReader } from './ring-reader.js';
 
 function withMap<T>(bpfRoot: string, name: string, fn: (m: RawMap) => T): T {
   const m = openPinnedMap(path.join(pinLayout(bpfRoot).maps, name));
@@ -84,22 +85,27 @@ export interface EventReader {
   close(): void;
 }
 
-/** A consumer of the events ring buffer: each event's header, decoded, reaches onEvent while
- *  consume() or poll() runs. An event is consumed once, by whichever reader gets it first. */
+/** A consumer of the events ring buffer for tools and tests: each event's header, decoded, and
+ *  a copy of its record reach onEvent while consume() or poll() runs. An event is consumed
+ *  once, by whichever reader gets it first (the agent's observer, when one runs). */
 export function openEvents(bpfRoot: string, onEvent: (ev: EventHeader, raw: Buffer) => void): EventReader {
   const fd = objGet(path.join(pinLayout(bpfRoot).maps, 'events'));
-  let rb: RingBuffer;
+  let ring: RingReader;
   try {
-    rb = RingBuffer.open(fd, 'events', (raw) => onEvent(eventHdr.decode(raw), raw));
+    ring = new RingReader(fd, 'events');
   } catch (err) {
     closeFd(fd);
     throw err;
   }
+  const sink = (data: Uint8Array, off: number, len: number) => {
+    const raw = Buffer.from(data.subarray(off, off + len));
+    onEvent(eventHdr.decode(raw), raw);
+  };
   return {
-    consume: () => rb.consume(),
-    poll: (ms) => rb.poll(ms),
+    consume: () => ring.read(sink),
+    poll: (ms) => (ring.wait(ms) ? ring.read(sink) : 0),
     close() {
-      rb.close();
+      ring.close();
       closeFd(fd);
     },
   };

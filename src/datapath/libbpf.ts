@@ -10,7 +10,6 @@ const libc = koffi.load('libc.so.6');
 type Ptr = bigint | null;
 
 const PrintFn = koffi.proto('int weft_libbpf_print_fn(int level, const char *fmt, void *args)');
-const RingSampleFn = koffi.proto('int weft_ring_sample_fn(void *ctx, void *data, size_t size)');
 
 const fns = {
   set_print: lib.func('void *libbpf_set_print(void *fn)'),
@@ -48,10 +47,6 @@ const fns = {
   prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)'),
   num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
-  ring_buffer_new: lib.func('void *ring_buffer__new(int map_fd, weft_ring_sample_fn *sample_cb, void *ctx, void *opts)'),
-  ring_buffer_poll: lib.func('int ring_buffer__poll(void *rb, int timeout_ms)'),
-  ring_buffer_consume: lib.func('int ring_buffer__consume(void *rb)'),
-  ring_buffer_free: lib.func('void ring_buffer__free(void *rb)'),
   if_indextoname: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *name)'),
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
@@ -568,10 +563,11 @@ export interface TestRunResult {
   dataOut: Buffer;
 }
 
-/** Runs a program once on a packet with BPF_PROG_TEST_RUN. For a TC program the packet starts
- *  with its Ethernet header (at least 14 bytes), and the program sees it on the loopback device
- *  of the calling thread's network namespace (skb->ifindex 1). */
-export function progTestRun(progFd: number, data: Buffer, what: string): TestRunResult {
+/** Runs a program on a packet with BPF_PROG_TEST_RUN, `repeat` times in the kernel (once by
+ *  default). For a TC program the packet starts with its Ethernet header (at least 14 bytes),
+ *  and the program sees it on the loopback device of the calling thread's network namespace
+ *  (skb->ifindex 1). */
+export function progTestRun(progFd: number, data: Buffer, what: string, repeat = 1): TestRunResult {
   const dataIn = Buffer.alloc(data.length);
   data.copy(dataIn);
   const dataOut = Buffer.alloc(data.length + 512);
@@ -583,72 +579,7 @@ export function progTestRun(progFd: number, data: Buffer, what: string): TestRun
   opts.writeBigUInt64LE(koffi.address(dataOut), 16);
   opts.writeUInt32LE(dataIn.length, 24);
   opts.writeUInt32LE(dataOut.length, 28);
-  opts.writeInt32LE(1, 60); // repeat
+  opts.writeInt32LE(repeat, 60);
   check(`test run ${what}`, fns.prog_test_run_opts(progFd, opts));
   return { retval: opts.readUInt32LE(56), dataOut: dataOut.subarray(0, opts.readUInt32LE(28)) };
-}
-
-/** A BPF ring buffer's consumer. Each sample reaches onSample as a copy, synchronously, while
- *  consume() or poll() runs. (poll blocks the calling thread: the observer proper polls in a
- *  worker thread; this is enough for tests and tools that drain what is there.) */
-export class RingBuffer {
-  private failure: unknown;
-
-  private constructor(
-    private rb: bigint | null,
-    private cb: bigint | null,
-    private readonly name: string,
-  ) {}
-
-  static open(mapFd: number, name: string, onSample: (data: Buffer) => void): RingBuffer {
-    let self: RingBuffer | undefined;
-    const cb = koffi.register((_ctx: unknown, data: bigint, size: number | bigint) => {
-      try {
-        onSample(Buffer.from(new Uint8Array(koffi.view(data, Number(size)))));
-        return 0;
-      } catch (err) {
-        if (self) self.failure = err;
-        return -1; // stops this consume/poll round; the error is thrown from there
-      }
-    }, koffi.pointer(RingSampleFn));
-    drainLog();
-    const rb = fns.ring_buffer_new(mapFd, cb, null, null) as Ptr;
-    if (!rb) {
-      koffi.unregister(cb);
-      throw new BpfError(`open ring buffer ${name}`, koffi.errno() || 22, drainLog());
-    }
-    self = new RingBuffer(rb, cb, name);
-    return self;
-  }
-
-  /** Hands over every sample there is now, without waiting; returns how many. */
-  consume(): number {
-    return this.rethrow(fns.ring_buffer_consume(this.live()) as number, 'consume');
-  }
-
-  /** Waits up to timeoutMs for samples, then hands them over; returns how many. */
-  poll(timeoutMs: number): number {
-    return this.rethrow(fns.ring_buffer_poll(this.live(), timeoutMs) as number, 'poll');
-  }
-
-  close(): void {
-    if (this.rb) fns.ring_buffer_free(this.rb);
-    if (this.cb) koffi.unregister(this.cb);
-    this.rb = null;
-    this.cb = null;
-  }
-
-  private live(): bigint {
-    if (!this.rb) throw new Error(`ring buffer ${this.name} is closed`);
-    return this.rb;
-  }
-
-  private rethrow(ret: number, op: string): number {
-    if (this.failure !== undefined) {
-      const err = this.failure;
-      this.failure = undefined;
-      throw err;
-    }
-    return check(`${op} ring buffer ${this.name}`, ret);
-  }
 }

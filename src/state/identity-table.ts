@@ -247,6 +247,25 @@ export class IdentityTable {
     return p && this.ids.get(p.key);
   }
 
+  /** Who holds an address, by the ipcache's precedence (this node, local endpoints, pods by
+   *  name): its identity and, for a pod, its namespace, name and labels. Addresses nobody
+   *  holds are the world's. */
+  holderOf(ip: string): { identity: number; namespace?: string; name?: string; labels?: Readonly<Record<string, string>> } {
+    if (this.hostIps.has(ip)) return { identity: IDENTITY_HOST };
+    const eps = this.endpointsOfAddress.get(ip);
+    if (eps?.size) {
+      const e = this.endpoints.get(Math.min(...eps))!;
+      const pod = e.namespace && e.name ? this.pods.get(refOf(e.namespace, e.name))?.pod : undefined;
+      return { identity: this.endpointIdentity(e), ...(e.namespace && { namespace: e.namespace }), ...(e.name && { name: e.name }), ...(pod && { labels: pod.labels }) };
+    }
+    const refs = this.podsOfAddress.get(ip);
+    if (refs?.size) {
+      const { pod, key } = this.pods.get([...refs].sort()[0]!)!;
+      return { identity: this.ids.get(key) ?? IDENTITY_UNRESOLVED, namespace: pod.namespace, name: pod.name, labels: pod.labels };
+    }
+    return { identity: IDENTITY_WORLD };
+  }
+
   /** The container ports of every pod with this identity. */
   portsOfIdentity(identity: number): ContainerPort[] {
     const key = this.keyOfIdentity.get(identity);

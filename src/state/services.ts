@@ -192,6 +192,11 @@ export class ServiceTable {
     return { upserts, removes, notesChanged };
   }
 
+  /** namespace/name of the Service whose frontend this is (as of the last commit). */
+  serviceAt(ip: string, port: number, proto: string): string | undefined {
+    return this.claims.get(`${ip} ${port}/${proto}`)?.[0]?.frontend.service;
+  }
+
   /** The frontend every claimed address resolves to. */
   frontends(): Frontend[] {
     return [...this.claims.values()].map((c) => c[0]!.frontend);

@@ -46,6 +46,15 @@ export class AgentProcess {
     return apiRequest<T>(this.socket, 'GET', urlPath);
   }
 
+  /** GET on the agent's Prometheus endpoint (the address it bound, from its ready line). */
+  async metrics(): Promise<string> {
+    const addr = /msg="weftd ready".* metrics=(\S+)/.exec(this.log)?.[1];
+    if (!addr) throw new Error('the agent has not said where it serves metrics');
+    const res = await fetch(`http://${addr}/metrics`);
+    if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+    return res.text();
+  }
+
   get socket(): string {
     return path.join(this.stateDir, 'weft.sock');
   }

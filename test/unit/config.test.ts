@@ -39,6 +39,7 @@ describe('parseConfig', () => {
       metricsAddress: '127.0.0.1:9962',
       logLevel: 'info',
       flowEvents: 'new-and-drops',
+      flowBufferSize: 16384,
     });
   });
 
@@ -87,6 +88,13 @@ describe('parseConfig', () => {
     assert.equal(cfg(['--source', 'kubernetes']).flowEvents, 'new-and-drops');
     assert.equal(cfg(['--source', 'kubernetes', '--flow-events', 'every-packet']).flowEvents, 'every-packet');
     assert.throws(() => cfg(['--source', 'kubernetes', '--flow-events', 'all']), (e: Error) => e instanceof UsageError && e.message.includes('--flow-events all: want new-and-drops or every-packet'));
+  });
+
+  it('--flow-buffer-size takes a number of flows, within bounds', () => {
+    assert.equal(cfg(['--source', 'kubernetes', '--flow-buffer-size', '1000']).flowBufferSize, 1000);
+    for (const bad of ['0', '-5', '1e3', 'many', '99999999999']) {
+      assert.throws(() => cfg(['--source', 'kubernetes', `--flow-buffer-size=${bad}`]), (e: Error) => e instanceof UsageError && e.message.startsWith(`--flow-buffer-size ${bad}: want a number of flows`));
+    }
   });
 
   it('--pod-cidr takes a comma-separated list; spaces and empty items are dropped', () => {

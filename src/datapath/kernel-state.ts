@@ -2,8 +2,8 @@
 // and map fill levels.
 import fs from 'node:fs';
 import path from 'node:path';
-import { type RawMap, closeFd, linkInfo, mapInfo, objGet, openPinnedMap } from '../datapath/libbpf.js';
-import { pinLayout } from '../datapath/pins.js';
+import { type RawMap, closeFd, linkInfo, mapInfo, objGet, openPinnedMap } from './libbpf.js';
+import { pinLayout } from './pins.js';
 
 export interface ProgramState {
   program: string;

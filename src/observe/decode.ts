@@ -1,0 +1,172 @@
+// From a raw ring buffer record to a Flow: the record's structs (endpoint-codecs.ts, checked
+// against BTF) plus what the agent knows about the addresses in it. Pure given its context; run
+// only for flows someone asks for.
+import {
+  TRACE_F_NEW, TRACE_F_REPLY, eventHdr, pktTraceEvent, policyVerdictEvent, protoName, sockXlateEvent, type EventHeader,
+} from '../datapath/endpoint-codecs.js';
+import type { Flow, FlowEndpoint } from './flow.js';
+
+/** Who is behind an address, as the agent knows it now. */
+export interface Workload {
+  identity: number;
+  namespace?: string;
+  pod?: string;
+  /** "key=value", sorted. */
+  labels: readonly string[];
+}
+
+export interface FlowContext {
+  /** Wall-clock time in ns since the epoch of a bpf_ktime_get_ns() reading. */
+  wallTimeNs(monotonicNs: bigint): bigint;
+  /** The pod, node or world behind an address. */
+  workload(ip: string): Workload;
+  /** A local endpoint (a pod the CNI plugin set up) by its endpoint id. */
+  endpoint(id: number): Workload | undefined;
+  /** ns/name of the Service with this frontend. */
+  service(ip: string, port: number, proto: number): string | undefined;
+  /** The NetworkPolicy rule behind a rule id of the kernel's policy map. */
+  rule(id: number): { policy: string | null; rule: string } | undefined;
+}
+
+const EVENT_DROP = 1;
+const EVENT_TRACE = 2;
+const EVENT_POLICY = 3;
+const EVENT_SOCK = 4;
+
+/** The record sizes per event type; anything shorter cannot be decoded. */
+export const RECORD_SIZES: Readonly<Record<number, number>> = {
+  [EVENT_DROP]: eventHdr.size,
+  [EVENT_TRACE]: pktTraceEvent.size,
+  [EVENT_POLICY]: policyVerdictEvent.size,
+  [EVENT_SOCK]: sockXlateEvent.size,
+};
+
+/** Whether a record is one decodeFlow can read. */
+export function decodable(data: Uint8Array, off: number, len: number): boolean {
+  const need = len >= 9 ? RECORD_SIZES[data[off + 8]!] : undefined;
+  return need !== undefined && len >= need;
+}
+
+const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
+const ICMP = 1;
+const TCP = 6;
+const ICMPV6 = 58;
+
+function tcpFlags(bits: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < 8; i++) if (bits & (1 << i)) out.push(TCP_FLAG_NAMES[i]!);
+  return out;
+}
+
+function rfc3339(ns: bigint): string {
+  const ms = ns / 1_000_000n;
+  const iso = new Date(Number(ms)).toISOString(); // 2026-12-04T12:00:01.123Z
+  return `${iso.slice(0, 19)}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+}
+
+function endpointOf(w: Workload, ip: string, port: number | undefined): FlowEndpoint {
+  return {
+    ip,
+    ...(port !== undefined && { port }),
+    identity: w.identity,
+    ...(w.namespace !== undefined && { namespace: w.namespace }),
+    ...(w.pod !== undefined && { pod: w.pod }),
+    labels: [...w.labels],
+  };
+}
+
+const hasPorts = (proto: number) => proto !== ICMP && proto !== ICMPV6;
+
+/** The flow of a record, or undefined for a record that is not decodable. */
+export function decodeFlow(raw: Buffer, ctx: FlowContext): Flow | undefined {
+  if (!decodable(raw, 0, raw.length)) return undefined;
+  const hdr = eventHdr.decode(raw);
+  switch (raw[8]) {
+    case EVENT_DROP:
+      return packetFlow(hdr, ctx, { verdict: 'DROPPED', type: 'drop', ...(hdr.reason && { drop_reason: hdr.reason }) });
+    case EVENT_TRACE: {
+      const ev = pktTraceEvent.decode(raw);
+      return packetFlow(hdr, ctx, { verdict: 'FORWARDED', type: 'trace', is_reply: (ev.ctFlags & TRACE_F_REPLY) !== 0 }, ev.peerIdentity, (ev.ctFlags & TRACE_F_NEW) !== 0);
+    }
+    case EVENT_POLICY: {
+      const ev = policyVerdictEvent.decode(raw);
+      const rule = ev.allowed ? ctx.rule(ev.ruleId) : undefined;
+      return packetFlow(hdr, ctx, {
+        verdict: ev.allowed ? 'FORWARDED' : 'DROPPED',
+        type: 'policy-verdict',
+        ...(!ev.allowed && { drop_reason: 'policy-denied' }),
+        policy: {
+          name: rule?.policy ?? null,
+          rule: rule?.rule ?? (ev.allowed ? `rule ${ev.ruleId}` : 'no rule allows it'),
+          direction: hdr.direction,
+        },
+      }, ev.peerIdentity);
+    }
+    case EVENT_SOCK:
+      return sockFlow(raw, ctx);
+  }
+  return undefined;
+}
+
+/** A packet seen at a pod's interface: the pod is the source on egress (from-pod) and the
+ *  destination on ingress (to-pod). */
+function packetFlow(hdr: EventHeader, ctx: FlowContext, fields: Pick<Flow, 'verdict' | 'type'> & Partial<Flow>, peerIdentity?: number, isNew = false): Flow {
+  const saddr = hdr.saddr ?? '';
+  const daddr = hdr.daddr ?? '';
+  const ports = hasPorts(hdr.proto);
+  const local = hdr.endpointId ? ctx.endpoint(hdr.endpointId) : undefined;
+  const egress = hdr.direction === 'egress';
+  const peerIp = egress ? daddr : saddr;
+  const peerKnown = ctx.workload(peerIp);
+  const peer = peerIdentity !== undefined ? { ...peerKnown, identity: peerIdentity } : peerKnown;
+  const mine = local ?? ctx.workload(egress ? saddr : daddr);
+  const src = endpointOf(egress ? mine : peer, saddr, ports ? hdr.sport : undefined);
+  const dst = endpointOf(egress ? peer : mine, daddr, ports ? hdr.dport : undefined);
+  const proto = hdr.family ? l4Name(hdr.proto) : `ethertype 0x${hdr.ethertype.toString(16).padStart(4, '0')}`;
+  const flags = hdr.proto === TCP ? tcpFlags(hdr.tcpFlags) : [];
+  const service = ports && hdr.family ? ctx.service(daddr, hdr.dport, hdr.proto) : undefined;
+  return {
+    time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
+    is_reply: false,
+    ...fields,
+    source: src,
+    destination: dst,
+    l4: { protocol: proto, ...(flags.length && { tcp_flags: flags }) },
+    ...(service !== undefined && { service }),
+    observation_point: egress ? 'from-pod' : 'to-pod',
+    summary: summary(hdr, flags, isNew),
+  };
+}
+
+function sockFlow(raw: Buffer, ctx: FlowContext): Flow {
+  const ev = sockXlateEvent.decode(raw);
+  const { hdr } = ev;
+  const backend = hdr.daddr ?? '';
+  const service = ctx.service(ev.svcAddr, ev.svcPort, hdr.proto);
+  const unspecified = hdr.family === 6 ? '::' : '0.0.0.0';
+  return {
+    time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
+    verdict: 'TRANSLATED',
+    type: 'sock',
+    // A socket hook sees no source address before the kernel picks one.
+    source: { ip: unspecified, identity: 0, labels: [] },
+    destination: endpointOf(ctx.workload(backend), backend, hdr.dport),
+    l4: { protocol: l4Name(hdr.proto) },
+    is_reply: false,
+    ...(service !== undefined && { service }),
+    observation_point: 'sock',
+    summary: `${ev.isConnect ? 'connect' : 'sendmsg'} ${hostPort(ev.svcAddr, ev.svcPort)} → ${hostPort(backend, hdr.dport)}`,
+  };
+}
+
+function l4Name(proto: number): string {
+  return proto === ICMP ? 'ICMPv4' : protoName(proto);
+}
+
+const hostPort = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+function summary(hdr: EventHeader, flags: string[], isNew: boolean): string {
+  if (hdr.proto === ICMP || hdr.proto === ICMPV6) return `${l4Name(hdr.proto)} id ${hdr.sport}`;
+  if (flags.length) return `TCP Flags: ${flags.join(', ')}`;
+  return isNew ? 'new connection' : '';
+}

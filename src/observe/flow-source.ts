@@ -1,0 +1,56 @@
+// What the flow API reads: the observer's flow ring, as the agent's unix-socket API and
+// `weft observe` see it. The observer (src/observe/observer.ts) implements it; the API
+// (src/observe/flow-api.ts) is written against this alone, so it is tested without a kernel.
+import type { Flow } from './flow.js';
+import type { FlowFilter } from './filter.js';
+
+/** Where flows were lost, in the order they pass:
+ *  - kernel: the datapath could not reserve room in the ring buffer (it was full);
+ *  - decode: a record the observer could not read (an unknown type or a short record);
+ *  - follow: a follower of the API fell so far behind that the flow ring overwrote flows it had
+ *    not read yet (counted per follower, and in total). */
+export type LostStage = 'kernel' | 'decode' | 'follow';
+
+/** One line of an NDJSON flow stream: a flow, or a notice that flows were lost. */
+export type FlowStreamItem = { flow: Flow } | { lost: { stage: LostStage; count: number } };
+
+export interface FlowQuery {
+  filter: FlowFilter;
+  /** At most this many of the matching flows already in the ring, the newest ones, oldest first.
+   *  Undefined: all of the matching ones. */
+  last?: number;
+}
+
+export interface FlowSubscription {
+  /** Stops delivering; idempotent. */
+  close(): void;
+}
+
+export interface FlowSource {
+  /** The matching flows in the ring now, oldest first. */
+  query(q: FlowQuery): Flow[];
+  /** query(q)'s flows first, then every new matching flow as it arrives, through `deliver`.
+   *  `deliver` returns false to say the reader is full: the source stops delivering until
+   *  `resume()` is called on the returned subscription, and what the ring overwrote meanwhile
+   *  is reported once as { lost: { stage: 'follow', count } }. */
+  follow(q: FlowQuery, deliver: (item: FlowStreamItem) => boolean): FlowSubscription & { resume(): void };
+}
+
+/** The observer's part of `weft status` (GET /v1/status, field `observer`). */
+export interface ObserverStatus {
+  /** Flows read from the kernel per second, over the last 10 seconds. */
+  flowsPerSecond: number;
+  /** Flows read from the kernel since the agent started. */
+  flowsTotal: number;
+  /** The kernel's ring buffer: the most bytes found waiting to be read since the previous
+   *  status request (how close the observer came to losing events), of its size. */
+  kernelRing: { usedBytes: number; sizeBytes: number };
+  /** The observer's in-memory flow ring: flows held, of its capacity (--flow-buffer-size). */
+  flowRing: { flows: number; capacity: number };
+  /** Flows lost at each stage since the agent started (kernel: since the maps were created). */
+  lost: Record<LostStage, number>;
+  /** API clients following the flow stream now. */
+  followers: number;
+  /** Why the observer is not reading the kernel's ring now (it restarts itself). */
+  error?: string;
+}
