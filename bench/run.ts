@@ -19,6 +19,8 @@
 // WEFT_BENCH_POLICY=1 (NetworkPolicy, bench/policy.ts: 100 policies on two CNI pods against none,
 // 1,000 applied at once), WEFT_BENCH_POLICY_COUNT=100, WEFT_BENCH_POLICY_APPLY=1000,
 // WEFT_BENCH_POLICY_PODS=1000 (remote pods), WEFT_BENCH_POLICY_EDITS=6 (of each kind).
+// WEFT_BENCH_FLOWS=1 (flow events into the observer, bench/flows.ts), WEFT_BENCH_FLOWS_SECONDS=2,
+// WEFT_BENCH_FLOWS_MAX=4000000 (the highest rate tried, events a second).
 // WEFT_BENCH_MODES= (empty) measures no paths: with the other parts off, one part alone.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +34,7 @@ import { measureApplyLatency, type ApplyLatency } from './apply-latency.js';
 import { measureCniLatency, type CniLatency } from './cni-latency.js';
 import { measureKubernetes, type KubernetesResult } from './k8s-sync.js';
 import { measurePolicy, policyReport, policySummary, type PolicyResult } from './policy.js';
+import { flowsReport, measureFlows, type FlowResult } from './flows.js';
 import { writeManifests, type ManifestService } from './manifests.js';
 import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
@@ -89,6 +92,9 @@ const cfg = {
   policyApply: intKnob('WEFT_BENCH_POLICY_APPLY', 1000, 10, 10000),
   policyPods: intKnob('WEFT_BENCH_POLICY_PODS', 1000, 0, 2000),
   policyEdits: intKnob('WEFT_BENCH_POLICY_EDITS', 6, 0, 100),
+  flows: knob('WEFT_BENCH_FLOWS', '1') !== '0',
+  flowsSeconds: intKnob('WEFT_BENCH_FLOWS_SECONDS', 2, 0.5, 60),
+  flowsMax: intKnob('WEFT_BENCH_FLOWS_MAX', 4_000_000, 125_000, 64_000_000),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
@@ -739,7 +745,7 @@ function cniText(c: CniLatency): string {
   ].join('; ');
 }
 
-function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult): Goal[] {
+function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult, flows?: FlowResult): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
@@ -809,6 +815,13 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
     status: pr === undefined ? 'n/a' : pr.rr_p99 <= 1.03 ? 'met' : 'missed',
     detail: pr === undefined ? (policy ? `${policy.status}: ${policy.reason ?? 'unknown'}` : 'not measured') : `${pr.rr_p99.toFixed(3)}x (rr p50 ${pr.rr_p50.toFixed(3)}x; new conn/s ${pr.conn_rate.toFixed(3)}x)`,
   });
+  const lossless = flows?.status === 'ok' ? (flows.losslessRate ?? 0) : undefined;
+  const at = flows?.steps.filter((s) => s.lostKernel === 0 && s.lostDecode === 0).at(-1);
+  out.push({
+    goal: 'flow events read by the observer ≥ 500,000/s without loss',
+    status: lossless === undefined ? 'n/a' : lossless >= 500_000 ? 'met' : 'missed',
+    detail: lossless === undefined ? (flows ? `${flows.status}: ${flows.reason ?? 'unknown'}` : 'not measured') : `${fmtInt(Math.round(lossless))}/s${at ? `, agent CPU ${(at.cpuPer10k * 100).toFixed(2)}% of a CPU per 10,000 events/s` : ''}`,
+  });
   return out;
 }
 
@@ -869,6 +882,7 @@ async function main(): Promise<void> {
   let cni: CniLatency | undefined;
   let k8s: K8sOutcome | undefined;
   let policy: PolicyResult | undefined;
+  let flows: FlowResult | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
@@ -907,6 +921,10 @@ async function main(): Promise<void> {
       });
       log(`bench: NetworkPolicy: ${policySummary(policy)}`);
     }
+    if (cfg.flows) {
+      log(`bench: flow events into the observer, ${cfg.flowsSeconds} s per rate, up to ${fmtInt(cfg.flowsMax)}/s`);
+      flows = await measureFlows({ seconds: cfg.flowsSeconds, maxRate: cfg.flowsMax, log, register: (w) => worlds.push(w) });
+    }
   } finally {
     for (const w of worlds) w.disposeSync(); // already disposed unless something threw
     rmSync(ctx.work, { recursive: true, force: true });
@@ -921,7 +939,7 @@ async function main(): Promise<void> {
       rr_p50: p.rr.p50_us.median / d.rr!.p50_us.median,
     };
   }
-  const gs = goals(points, sync, cni, k8s, policy);
+  const gs = goals(points, sync, cni, k8s, policy, flows);
   const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
@@ -934,6 +952,7 @@ async function main(): Promise<void> {
   if (k8s) process.stdout.write(`\nKubernetes mode, ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints: ${k8sText(k8s)}\n`);
   if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
   if (policy) process.stdout.write(`\n${policyReport(policy)}\n`);
+  if (flows) process.stdout.write(`\n${flowsReport(flows)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
   process.stdout.write(`\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`);
@@ -957,6 +976,7 @@ async function main(): Promise<void> {
     k8s,
     cni,
     policy,
+    flows,
     goals: gs,
     leftovers,
   };
@@ -965,6 +985,8 @@ async function main(): Promise<void> {
   if (leftovers.length > 0) process.exitCode = 1;
   // The agent misbehaved (policies not put in force, allowed traffic refused): fail loudly.
   if (policy?.status === 'failed') process.exitCode = 1;
+  // Events unaccounted for: the observer's books do not balance.
+  if (flows?.status === 'failed') process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {

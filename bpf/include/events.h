@@ -13,7 +13,7 @@
 #include "common.h"
 #include "parse.h"
 
-#define EVENTS_RING_BYTES (1 << 20)
+#define EVENTS_RING_BYTES (1 << 23)
 
 enum weft_event_type : __u8 {
 	WEFT_EVENT_DROP = 1,		/* struct event_hdr */

@@ -21,6 +21,7 @@ import { PolicyEngine } from './policy.js';
 import { agentFlowContext } from './flow-context.js';
 import { readMaps } from '../datapath/kernel-state.js';
 import { Observer } from '../observe/observer.js';
+import { flowRoutes } from '../observe/flow-api.js';
 import type { ObserverStatus } from '../observe/flow-source.js';
 
 export const VERSION = '0.1.0';
@@ -141,6 +142,10 @@ export class Agent {
           return this.policy.explain(new URL(req.url ?? '/', 'http://weft').searchParams);
         },
         ...cniRoutes(endpoints, this.endpointProgrammer(this.endpointDatapath), log),
+        ...flowRoutes(() => {
+          if (!this.observer) throw new HttpError(503, 'the flow observer is not running');
+          return this.observer;
+        }),
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
       }),

@@ -16,6 +16,7 @@ import { readMaps, readPrograms } from '../datapath/kernel-state.js';
 import { readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from './table.js';
+import { formatObserverStatus, observe } from './observe.js';
 
 const USAGE = `Usage: weft [global flags] COMMAND
 
@@ -23,6 +24,8 @@ Commands:
   status              agent health, attached programs and map fill levels
   service list        services as the kernel balances them (read from the maps)
   endpoint list       the pods this node's agent set up through the CNI plugin
+  observe [flags]     flows the datapath saw, with Hubble's flags: -f to follow, --last N,
+                      --pod, --verdict, ... (weft observe -h lists them)
   explain --from NS/POD --to NS/POD --port PORT[/PROTO]
                       would network policy allow a new connection, and which policy
                       and rule decide (PROTO: TCP, UDP or SCTP; default TCP)
@@ -36,7 +39,7 @@ Commands:
 Global flags:
   --state-dir DIR     agent state directory (env WEFT_STATE_DIR, default ${DEFAULT_STATE_DIR})
   --bpf-root DIR      pin root (env WEFT_BPF_ROOT, default ${DEFAULT_BPF_ROOT})
-  -o, --output FMT    table (default) or json
+  -o, --output FMT    table (default) or json (observe: compact, json or table)
   -h, --help          show this help
 `;
 
@@ -81,6 +84,8 @@ async function status(ctx: Ctx): Promise<number> {
     const p = a.policy;
     out(`Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`);
   }
+  // Absent from agents without an observer (and older ones).
+  if (a?.observer) out(`Flows:      ${formatObserverStatus(a.observer)}\n`);
   if (a?.informers) {
     out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
   }
@@ -173,25 +178,35 @@ async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string 
   return 0;
 }
 
+const OPTIONS = {
+  'state-dir': { type: 'string' },
+  'bpf-root': { type: 'string' },
+  output: { type: 'string', short: 'o', default: 'table' },
+  'cni-bin-dir': { type: 'string', default: '/opt/cni/bin' },
+  'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
+  'agent-socket': { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  port: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const socketFor = (stateDir: string | undefined) => path.join(path.resolve(stateDir ?? process.env.WEFT_STATE_DIR ?? DEFAULT_STATE_DIR), 'weft.sock');
+
+/** Where the command word is in argv: the first argument that is no flag nor a global flag's value. */
+function commandIndex(argv: string[]): number | undefined {
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
+  return tokens.find((t) => t.kind === 'positional')?.index;
+}
+
 async function main(argv: string[]): Promise<number> {
+  // observe has flags of its own (-n, -f, a repeatable --port, -o compact): it parses all of
+  // its arguments, the global flags among them.
+  const at = commandIndex(argv);
+  if (at !== undefined && argv[at] === 'observe') return observe([...argv.slice(0, at), ...argv.slice(at + 1)], socketFor);
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        'state-dir': { type: 'string' },
-        'bpf-root': { type: 'string' },
-        output: { type: 'string', short: 'o', default: 'table' },
-        'cni-bin-dir': { type: 'string', default: '/opt/cni/bin' },
-        'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
-        'agent-socket': { type: 'string' },
-        from: { type: 'string' },
-        to: { type: 'string' },
-        port: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
   } catch (err) {
     process.stderr.write(`weft: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
@@ -205,12 +220,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`weft: -o ${values.output}: want table or json\n`);
     return 2;
   }
-  const stateDir = path.resolve(values['state-dir'] ?? process.env.WEFT_STATE_DIR ?? DEFAULT_STATE_DIR);
+  const socket = socketFor(values['state-dir']);
   const ctx: Ctx = {
-    stateDir,
+    stateDir: path.dirname(socket),
     bpfRoot: path.resolve(values['bpf-root'] ?? process.env.WEFT_BPF_ROOT ?? DEFAULT_BPF_ROOT),
     json: values.output === 'json',
-    socket: path.join(stateDir, 'weft.sock'),
+    socket,
   };
   const cmd = positionals.join(' ');
   switch (cmd) {

@@ -481,6 +481,10 @@ export const sockXlateEvent: StructCodec<SockXlateEvent> = {
   },
 };
 
+/** bpf/include/events.h EVENTS_RING_BYTES: 8 MiB holds about 116,000 drop events, 58 ms of a
+ *  2 million a second burst while the observer's thread waits for a CPU. */
+export const EVENTS_RING_BYTES = 8 << 20;
+
 /** The maps lxc.o and sock.o share (pinned once, reused by both): the events ring and its settings. */
 export const SHARED_EVENT_MAPS = ['events', 'events_lost', 'events_config'] as const;
 
@@ -528,7 +532,7 @@ export const ENDPOINT_MAPS: Readonly<Record<string, MapLayout>> = {
     value: endpointMetrics as StructCodec<unknown>,
   },
   ct: { type: BPF_MAP_TYPE.LRU_HASH, maxEntries: 262144, key: ctKey as StructCodec<unknown>, value: ctEntry as StructCodec<unknown> },
-  events: { type: BPF_MAP_TYPE.RINGBUF, maxEntries: 1 << 20 },
+  events: { type: BPF_MAP_TYPE.RINGBUF, maxEntries: EVENTS_RING_BYTES },
   events_lost: { type: BPF_MAP_TYPE.PERCPU_ARRAY, maxEntries: 1, key: { scalar: 4 }, value: { scalar: 8 } },
   events_config: { type: BPF_MAP_TYPE.ARRAY, maxEntries: 1, key: { scalar: 4 }, value: eventsConfigValue as StructCodec<unknown> },
   ipcache: { type: BPF_MAP_TYPE.LPM_TRIE, maxEntries: 1 << 18, key: ipcacheKey as StructCodec<unknown>, value: ipcacheValue as StructCodec<unknown> },

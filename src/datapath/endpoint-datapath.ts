@@ -26,7 +26,7 @@ import {
   perCpuSlots, progFdById, progId, tcAttach, tcDetach, tcHookCreate, tcQuery, tcxLinkInfo, type ProgramHandle, type TcFilter,
 } from './libbpf.js';
 import {
-  ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, eventsConfigValue, ifindexKey, type Direction, type EndpointCounters, type EventsLevel,
+  ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, eventsConfigValue, ifindexKey, type Direction, type EndpointCounters, type EventsLevel, SHARED_EVENT_MAPS,
 } from './endpoint-codecs.js';
 import { ensurePinDirs, pinLayout, lxcLinkDir, lxcLinkPin, parseLxcLinkPin, type PinLayout, type TcHook } from './pins.js';
 import { defaultObjectDir } from './programs.js';
@@ -108,7 +108,7 @@ export class EndpointDatapath {
    *  <bpfRoot>/maps, reusing the ones a previous agent pinned. Attaches nothing. */
   static open(opts: { bpfRoot: string; objectDir?: string }): EndpointDatapath {
     const pins = ensurePinDirs(opts.bpfRoot);
-    const obj = BpfObject.load(path.join(opts.objectDir ?? defaultObjectDir(), 'lxc.o'), { mapPinDir: pins.maps });
+    const obj = BpfObject.load(path.join(opts.objectDir ?? defaultObjectDir(), 'lxc.o'), { mapPinDir: pins.maps, replaceChanged: SHARED_EVENT_MAPS });
     const opened: RawMap[] = [];
     try {
       const programs = new Map<string, ProgramHandle & { id: number }>();

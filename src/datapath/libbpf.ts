@@ -2,6 +2,7 @@
 // uses are declared; wrappers turn libbpf's negative-errno returns into thrown errors that name
 // the operation and, for program loads, carry the verifier log.
 import koffi from 'koffi';
+import fs from 'node:fs';
 import os from 'node:os';
 
 const lib = koffi.load('libbpf.so.1');
@@ -22,6 +23,10 @@ const fns = {
   map_name: lib.func('const char *bpf_map__name(void *map)'),
   map_fd: lib.func('int bpf_map__fd(void *map)'),
   map_set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+  map_type: lib.func('int bpf_map__type(void *map)'),
+  map_key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
+  map_value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
+  map_max_entries: lib.func('uint32_t bpf_map__max_entries(void *map)'),
   program_name: lib.func('const char *bpf_program__name(void *prog)'),
   program_fd: lib.func('int bpf_program__fd(void *prog)'),
   program_attach_cgroup: lib.func('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
@@ -136,13 +141,31 @@ export interface MapHandle {
 
 /** A BPF object file, opened and loaded, with its maps pinned under pinDir (reusing maps that
  *  are already pinned there, so an agent restart keeps the kernel's state). */
+/** Removes the pin of a map whose definition is not the object's (see BpfObject.load). */
+function removeChangedPin(map: bigint, pin: string): void {
+  let fd = -1;
+  try {
+    fd = fns.obj_get(pin) as number;
+    if (fd < 0) return; // nothing pinned yet
+    const have = mapInfo(fd);
+    const want = { type: fns.map_type(map) as number, keySize: fns.map_key_size(map) as number, valueSize: fns.map_value_size(map) as number, maxEntries: fns.map_max_entries(map) as number };
+    if (have.type !== want.type || have.keySize !== want.keySize || have.valueSize !== want.valueSize || have.maxEntries !== want.maxEntries) fs.rmSync(pin);
+  } finally {
+    if (fd >= 0) fns.close(fd);
+  }
+}
+
 export class BpfObject {
   private constructor(
     private ptr: bigint | null,
     readonly path: string,
   ) {}
 
-  static load(path: string, opts: { mapPinDir?: string } = {}): BpfObject {
+  /** Opens and loads an object. With mapPinDir, its maps are pinned there, reusing pins of the
+   *  same name. A pinned map whose definition differs (type, sizes, max entries) makes the load
+   *  fail, unless it is one of `replaceChanged`: maps without state worth keeping (an events
+   *  ring), whose old pin is then removed and a new map pinned in its place. */
+  static load(path: string, opts: { mapPinDir?: string; replaceChanged?: readonly string[] } = {}): BpfObject {
     drainLog();
     const ptr = checkPtr(`open BPF object ${path}`, fns.object_open_file(path, null));
     const obj = new BpfObject(ptr, path);
@@ -151,7 +174,9 @@ export class BpfObject {
         for (const map of obj.mapPointers()) {
           const name = fns.map_name(map) as string;
           if (name.startsWith('.')) continue; // .rodata/.bss are private to the object
-          check(`set pin path of map ${name}`, fns.map_set_pin_path(map, `${opts.mapPinDir}/${name}`));
+          const pin = `${opts.mapPinDir}/${name}`;
+          if (opts.replaceChanged?.includes(name)) removeChangedPin(map, pin);
+          check(`set pin path of map ${name}`, fns.map_set_pin_path(map, pin));
         }
       }
       const ret = fns.object_load(ptr);

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import {
   BpfObject, RawMap, attachCgroupPinned, closeFd, linkInfo, objGet, openDirectory, updateLink, mapInfo,
 } from './libbpf.js';
+import { SHARED_EVENT_MAPS } from './endpoint-codecs.js';
 import { ensurePinDirs, type PinLayout } from './pins.js';
 
 /** build/bpf, next to build/js where this file is compiled to. */
@@ -30,7 +31,7 @@ export interface LoadedDatapath {
 export function loadSocketPrograms(opts: { bpfRoot: string; cgroupDir: string; objectDir?: string }): LoadedDatapath {
   const pins = ensurePinDirs(opts.bpfRoot);
   const objPath = path.join(opts.objectDir ?? defaultObjectDir(), 'sock.o');
-  const obj = BpfObject.load(objPath, { mapPinDir: pins.maps });
+  const obj = BpfObject.load(objPath, { mapPinDir: pins.maps, replaceChanged: SHARED_EVENT_MAPS });
   const cgroupFd = openDirectory(opts.cgroupDir);
   const cgroupId = BigInt(fs.statSync(opts.cgroupDir).ino);
   const attached: AttachReport[] = [];

@@ -3,20 +3,26 @@
 // traffic here), and every one of them must be either read by the observer or reported lost,
 // in `weft status` and in /metrics alike. Nothing is lost silently.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AgentStatus } from '../../src/agent/agent.js';
-import { BpfObject, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
+import { BpfObject, closeFd, mapInfo, objGet, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
 import { pinLayout } from '../../src/datapath/pins.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
+import { EVENTS_RING_BYTES } from '../../src/datapath/endpoint-codecs.js';
 import type { ObserverStatus } from '../../src/observe/flow-source.js';
 import { AgentProcess } from '../harness/agent.js';
 import { parsePrometheusText, sampleValue, type Exposition } from '../harness/prom-text.js';
 import { World } from '../harness/world.js';
 
-/** Events per test: the kernel's ring (1 MiB) holds about 14,500 drop events. */
-const EVENTS = 1_000_000;
+/** Events per test: several times what the kernel's ring (8 MiB) holds, about 116,000 drop
+ *  events. */
+const EVENTS = 2_000_000;
 const CHUNK = 50_000;
+
+const oldRing = () => path.join(pinLayout(agent.bpfRoot).maps, 'events');
 
 let world: World;
 let agent: AgentProcess;
@@ -58,6 +64,10 @@ async function settle(want: number): Promise<ObserverStatus> {
 before(async () => {
   world = World.create();
   agent = new AgentProcess(world, { where: 'host', extraArgs: ['--flow-buffer-size', '4096'] });
+  // An events ring as an older agent pinned it, 1 MiB: the agent replaces it (it holds no
+  // state), where a map with state of another shape would stop it.
+  fs.mkdirSync(pinLayout(agent.bpfRoot).maps, { recursive: true });
+  execFileSync('bpftool', ['map', 'create', oldRing(), 'type', 'ringbuf', 'key', '0', 'value', '0', 'entries', String(1 << 20), 'name', 'events']);
   await agent.start();
   // The pod program, sharing the agent's pinned maps: its events go to the agent's ring.
   obj = BpfObject.load(path.join(defaultObjectDir(), 'lxc.o'), { mapPinDir: pinLayout(agent.bpfRoot).maps });
@@ -71,6 +81,15 @@ after(async () => {
 });
 
 describe('the observer under load', () => {
+  it('replaced the smaller events ring an older agent had pinned', () => {
+    const fd = objGet(oldRing());
+    try {
+      assert.equal(mapInfo(fd).maxEntries, EVENTS_RING_BYTES);
+    } finally {
+      closeFd(fd);
+    }
+  });
+
   it('accounts for every event the kernel produced: read by the observer or counted lost', async () => {
     const before = await observer();
     const metricsBefore = await metrics();
@@ -84,7 +103,7 @@ describe('the observer under load', () => {
     assert.ok(read > 0, 'the observer read events');
     // The flow ring holds the newest ones, up to its capacity.
     assert.deepEqual(o.flowRing, { flows: 4096, capacity: 4096 });
-    assert.equal(o.kernelRing.sizeBytes, 1 << 20);
+    assert.equal(o.kernelRing.sizeBytes, EVENTS_RING_BYTES);
 
     // /metrics tells the same story.
     const m = await metrics();
@@ -119,7 +138,7 @@ describe('/metrics', () => {
       const declared = m.types.get(family) ?? m.types.get(family.replace(/_total$/, ''));
       assert.equal(declared, type, `${family} is a ${type}`);
     }
-    assert.equal(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'events' }), 1 << 20);
+    assert.equal(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'events' }), EVENTS_RING_BYTES);
     assert.ok(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'lb_services' }) > 0);
     assert.equal(sampleValue(m, 'weft_agent_ready'), 1);
     assert.equal(sampleValue(m, 'weft_agent_sync_lag_seconds'), 0);
