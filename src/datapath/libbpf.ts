@@ -4,6 +4,7 @@
 import koffi from 'koffi';
 import fs from 'node:fs';
 import os from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 
 const lib = koffi.load('libbpf.so.1');
 const libc = koffi.load('libc.so.6');
@@ -102,14 +103,20 @@ function checkPtr(op: string, ptr: Ptr): bigint {
 const LIBBPF_WARN = 0;
 let logLines: string[] = [];
 const printBuf = Buffer.alloc(64 * 1024);
-const printCb = koffi.register((level: number, fmt: string, args: unknown) => {
-  if (level > LIBBPF_WARN) return 0;
-  const n = fns.vsnprintf(printBuf, printBuf.length, fmt, args);
-  if (n > 0) logLines.push(printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1)));
-  if (logLines.length > 2000) logLines.splice(0, logLines.length - 2000);
-  return 0;
-}, koffi.pointer(PrintFn));
-fns.set_print(printCb);
+// libbpf's print callback is process-wide, and koffi runs a callback on the thread that
+// registered it: registered from a worker (the observer's ring thread, which loads this
+// module too), every libbpf message of the main thread would wait on that worker's blocked
+// thread, for ever. So only the main thread takes libbpf's messages.
+if (isMainThread) {
+  const printCb = koffi.register((level: number, fmt: string, args: unknown) => {
+    if (level > LIBBPF_WARN) return 0;
+    const n = fns.vsnprintf(printBuf, printBuf.length, fmt, args);
+    if (n > 0) logLines.push(printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1)));
+    if (logLines.length > 2000) logLines.splice(0, logLines.length - 2000);
+    return 0;
+  }, koffi.pointer(PrintFn));
+  fns.set_print(printCb);
+}
 
 function drainLog(): string {
   const text = logLines.join('').trimEnd();

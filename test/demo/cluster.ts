@@ -1,6 +1,7 @@
 // make run / make stop: a small virtual cluster in network namespaces (a node, five pods made
 // by the CNI plugin: three web backends, a frontend client and a batch pod), weftd fed from
-// examples/demo, calls to the service, and the network policy that refuses the batch pod.
+// examples/demo, calls to the service, the network policy that refuses the batch pod, and the
+// flows the agent's observer saw of all that (weft observe).
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_BPF_ROOT } from '../../src/datapath/pins.js';
@@ -47,11 +48,13 @@ interface DemoPod extends Pod {
 }
 
 /** GETs the service `count` times per family from a pod; a refused or dropped call prints
- *  what happened instead of an answer. Resolves false when any call failed. */
+ *  what happened instead of an answer. Resolves false when any call failed. The script exits
+ *  when its calls are done: fetch's abort leaves a connect that the policy drops pending until
+ *  undici's own 10 s connect timeout, and its SYN retransmissions would go on filling the flows. */
 async function call(world: World | undefined, from: string, count: number, opts: { expectDenied?: boolean } = {}): Promise<boolean> {
   let ok = true;
   for (const [family, ip] of [['IPv4', SERVICE.v4], ['IPv6', `[${SERVICE.v6}]`]] as const) {
-    const script = `for (let i = 0; i < ${count}; i++) { try { const r = await fetch('http://${ip}/', { signal: AbortSignal.timeout(1500) }); console.log('GET http://${ip}/ -> ' + (await r.text()).trim()); } catch (e) { console.log('GET http://${ip}/ -> ' + (e.name === 'TimeoutError' ? 'no answer within 1.5 s' : e.cause?.code ?? e.message)); process.exitCode = 1; } }`;
+    const script = `for (let i = 0; i < ${count}; i++) { try { const r = await fetch('http://${ip}/', { signal: AbortSignal.timeout(1500) }); console.log('GET http://${ip}/ -> ' + (await r.text()).trim()); } catch (e) { console.log('GET http://${ip}/ -> ' + (e.name === 'TimeoutError' ? 'no answer within 1.5 s' : e.cause?.code ?? e.message)); process.exitCode = 1; } } process.exit();`;
     const argv = [process.execPath, '--input-type=module', '-e', script];
     const r = world
       ? await world.run({ name: from, netns: `wdemo-${from}`, ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 30_000 })
@@ -111,10 +114,22 @@ async function explain(from: string): Promise<void> {
   for (const line of out.trimEnd().split('\n')) info(`  ${line}`);
 }
 
+/** Prints `weft observe ARGS` as a user would see it: the flows the agent's observer holds. */
+async function observe(args: string[]): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const out = execFileSync(WEFT, ['observe', ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  info(`$ weft observe ${args.join(' ')}`);
+  for (const line of out.trimEnd().split('\n')) info(`  ${line}`);
+}
+
 async function start(): Promise<void> {
   if (fs.existsSync('/run/weft-test/demo.json')) {
     info('A demo is already running; `make stop` first to start over. Calling it from the client pod:');
     await call(undefined, 'client', 3);
+    info('and from the batch pod, which the policy refuses:');
+    await call(undefined, 'batch', 1, { expectDenied: true });
+    info('The flows of these calls: npx weft observe --last 30 (or run npx weft observe -f in another');
+    info('terminal first, and make run again)');
     return;
   }
   if (await agentRunning()) throw new Error(`a weftd already serves ${SOCKET}; the demo will not take over a real installation`);
@@ -165,6 +180,13 @@ async function start(): Promise<void> {
     if (await call(world, 'batch', 1, { expectDenied: true })) throw new Error('the batch pod got through: the policy is not enforced');
     await explain('client');
     await explain('batch');
+
+    step('What the datapath saw: weft observe reads the flows the agent\'s observer keeps');
+    // The socket hook's translation (sock), each pod interface's new connection (from-endpoint
+    // at the client's veth, to-endpoint at the backend's), the policy verdicts and the drops.
+    await observe(['--last', '16']);
+    await observe(['--verdict', 'DROPPED']);
+    await observe(['--type', 'sock']);
     world.release();
   } catch (err) {
     World.removeKept('demo');
@@ -176,6 +198,12 @@ The demo cluster is running.
   Watch it:        npx weft service list      (the kernel's maps)
                    npx weft status
                    npx weft explain --from demo/batch --to demo/backend-2 --port 8080
+  Watch flows:     npx weft observe -f        (live until Ctrl-C; make run in another
+                                               terminal calls the service again)
+                   npx weft observe --pod demo/batch --verdict DROPPED
+                   npx weft observe --to-pod demo/backend-1 -o json
+  Metrics:         nsenter --net=/run/netns/${world.nodeNetns} curl -s 127.0.0.1:9962/metrics
+                   (weftd runs in the node namespace)
   Call it again:   make run
   Change it:       edit .run/manifests/endpoints.yaml (drop an endpoint) or delete
                    .run/manifests/policy.yaml (the batch pod gets through); weftd applies

@@ -1,24 +1,49 @@
-// `make run` and `make stop`, as a newcomer runs them: the demo must balance a real service
-// and leave nothing behind.
+// `make run` and `make stop`, as a newcomer runs them: the demo must balance a real service,
+// show what the datapath saw (weft observe) and leave nothing behind.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
 import { REPO, WEFT } from '../harness/agent.js';
 
 const exec = promisify(execFile);
 const RUN = path.join(REPO, 'scripts/run.sh');
 const netnsList = async () => (await exec('ip', ['netns', 'list'])).stdout;
 
+/** `weft observe -o json ARGS`, as a user runs it: one flow object a line. */
+async function observe(...args: string[]): Promise<Flow[]> {
+  const { stdout } = await exec(WEFT, ['observe', '-o', 'json', ...args]);
+  return stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Flow);
+}
+
+interface DemoPod {
+  ipv4: string;
+  ipv6: string;
+  labels: string[];
+}
+
+/** The pods as the demo printed them: "pod demo/backend-1  10.244.0.1  fd00:10:244::1   app=web". */
+function demoPods(stdout: string): Map<string, DemoPod> {
+  const pods = new Map<string, DemoPod>();
+  for (const m of stdout.matchAll(/^\s+pod demo\/(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$/gm)) {
+    pods.set(m[1]!, { ipv4: m[2]!, ipv6: m[3]!, labels: m[4]!.split(',').sort() });
+  }
+  return pods;
+}
+
 describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json') && 'a demo is running on this machine' }, () => {
+  let demoStdout = '';
+  const startedAt = Date.now();
   after(async () => {
     await exec('bash', [RUN, 'stop']).catch(() => {});
   });
 
   it('starts a cluster whose service answers from several backends, on IPv4 and IPv6', async () => {
     const { stdout } = await exec('bash', [RUN, 'start'], { timeout: 120_000 });
+    demoStdout = stdout;
     const answers = (family: string) => {
       const block = stdout.split(`${family}:`)[1]?.split(/IPv6:|The demo cluster/)[0] ?? '';
       return [...block.matchAll(/-> (backend-\d)/g)].map((m) => m[1]);
@@ -41,6 +66,125 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     const again = await exec('bash', [RUN, 'start'], { timeout: 60_000 });
     const seen = new Set([...`${stdout}${again.stdout}`.matchAll(/-> (backend-\d)/g)].map((m) => m[1]));
     assert.ok(seen.size >= 2, `calls reach several backends: ${[...seen].join(', ')}`);
+    // The demo shows the flows of its calls, and how to follow them live.
+    const flowsShown = stdout.split('What the datapath saw')[1] ?? '';
+    assert.match(flowsShown, /\$ weft observe --verdict DROPPED\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: demo\/batch:\d+ → demo\/backend-[123]:8080 policy-denied DROPPED \(TCP Flags: SYN\)\n/, stdout);
+    assert.match(flowsShown, /\$ weft observe --type sock\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: \S+ → demo\/backend-[123]:8080 sock TRANSLATED service demo\/web \(connect 10\.96\.0\.10:80 → 10\.244\.0\.\d+:8080\)\n/, stdout);
+    assert.match(flowsShown, /demo\/client:\d+ → demo\/backend-[123]:8080 policy-verdict:ingress FORWARDED by demo\/web-from-frontend spec\.ingress\[0\] \(TCP Flags: SYN\)/, stdout);
+    assert.match(flowsShown, /npx weft observe -f/);
+  });
+
+  it('weft observe shows the demo\'s flows: translations to the service, allowed and refused connections, named', async () => {
+    const pods = demoPods(demoStdout);
+    assert.deepEqual([...pods.keys()].sort(), ['backend-1', 'backend-2', 'backend-3', 'batch', 'client'], demoStdout);
+    const podAt = new Map([...pods].flatMap(([name, p]) => [[p.ipv4, name], [p.ipv6, name]] as const));
+    const flows = await observe('--last', '10000');
+    const dump = (list: Flow[]) => list.map((f) => JSON.stringify(f)).join('\n');
+    assert.ok(flows.length > 0, 'the demo made flows');
+
+    // Every flow is recent, and every address of a pod is named: its namespace, pod and labels,
+    // and the same identity wherever the pod appears with one (0: the datapath did not look it up).
+    const identities = new Map<string, Set<number>>();
+    const named = (ep: FlowEndpoint, what: string) => {
+      const pod = podAt.get(ep.ip);
+      assert.ok(pod, `${what} ${ep.ip} is a demo pod`);
+      assert.equal(ep.namespace, 'demo', what);
+      assert.equal(ep.pod, pod, what);
+      assert.deepEqual(ep.labels, pods.get(pod)!.labels, what);
+      if (ep.identity) identities.set(pod, (identities.get(pod) ?? new Set()).add(ep.identity));
+    };
+    for (const f of flows) {
+      assert.match(f.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+      const t = Date.parse(f.time);
+      assert.ok(t >= startedAt - 60_000 && t <= Date.now() + 1000, `flow time ${f.time} is during the demo`);
+      assert.equal(f.is_reply, false, 'new-and-drops reports no replies');
+      const json = JSON.stringify(f);
+      // The demo's traffic is all pod to pod (to the service's backends); the socket hook sees
+      // no source address before the kernel picks one.
+      if (f.type !== 'sock') named(f.source, `source of ${json}`);
+      named(f.destination, `destination of ${json}`);
+    }
+    for (const [pod, ids] of identities) assert.equal(ids.size, 1, `${pod} has one identity: ${[...ids].join(', ')}`);
+    const backendIds = ['backend-1', 'backend-2', 'backend-3'].map((b) => [...(identities.get(b) ?? [])][0]).filter((i) => i !== undefined);
+    assert.ok(backendIds.length > 0 && backendIds.every((i) => i === backendIds[0]), `the backends share a label set, so an identity: ${backendIds.join(', ')}`);
+
+    // The batch pod's connections are dropped at the backends' interfaces by the policy, over
+    // both families, and only its connections.
+    const drops = flows.filter((f) => f.type === 'drop');
+    assert.ok(drops.length > 0, dump(flows));
+    for (const f of drops) {
+      assert.equal(f.verdict, 'DROPPED');
+      assert.equal(f.drop_reason, 'policy-denied');
+      assert.equal(f.source.pod, 'batch');
+      assert.match(f.destination.pod ?? '', /^backend-[123]$/);
+      assert.equal(f.destination.port, 8080);
+      assert.equal(f.observation_point, 'to-pod');
+      assert.deepEqual(f.l4, { protocol: 'TCP', tcp_flags: ['SYN'] });
+    }
+    const batch = pods.get('batch')!;
+    assert.deepEqual(new Set(drops.map((f) => f.source.ip)), new Set([batch.ipv4, batch.ipv6]), 'refused over IPv4 and IPv6');
+
+    // Policy verdicts: the client allowed by the demo's policy and its rule, at the backends'
+    // ingress; the batch pod denied, once for each dropped SYN.
+    const verdicts = flows.filter((f) => f.type === 'policy-verdict');
+    const allowed = verdicts.filter((f) => f.verdict === 'FORWARDED');
+    const denied = verdicts.filter((f) => f.verdict === 'DROPPED');
+    assert.ok(allowed.length >= 2, dump(verdicts));
+    for (const f of allowed) {
+      assert.equal(f.source.pod, 'client');
+      assert.match(f.destination.pod ?? '', /^backend-[123]$/);
+      assert.equal(f.destination.port, 8080);
+      assert.deepEqual(f.policy, { name: 'demo/web-from-frontend', rule: 'spec.ingress[0]', direction: 'ingress' });
+      assert.equal(f.drop_reason, undefined);
+    }
+    const client = pods.get('client')!;
+    assert.deepEqual(new Set(allowed.map((f) => f.source.ip)), new Set([client.ipv4, client.ipv6]));
+    assert.equal(denied.length, drops.length, 'a denied verdict for each policy drop');
+    for (const f of denied) {
+      assert.equal(f.source.pod, 'batch');
+      assert.equal(f.drop_reason, 'policy-denied');
+      assert.equal(f.policy?.direction, 'ingress');
+    }
+    // New connections traced where they leave the client and where they reach a backend.
+    const traces = flows.filter((f) => f.type === 'trace');
+    assert.ok(traces.some((f) => f.source.pod === 'client' && f.observation_point === 'from-pod' && f.verdict === 'FORWARDED'), dump(traces));
+    assert.ok(traces.some((f) => f.source.pod === 'client' && f.observation_point === 'to-pod' && f.verdict === 'FORWARDED'), dump(traces));
+    assert.ok(!traces.some((f) => f.source.pod === 'batch' && f.observation_point === 'to-pod'), 'nothing of batch reaches a backend');
+
+    // Socket translations: demo/web's ClusterIP to a backend's own address, per family.
+    const socks = flows.filter((f) => f.type === 'sock');
+    assert.ok(socks.length > 0, dump(flows));
+    for (const f of socks) {
+      assert.equal(f.verdict, 'TRANSLATED');
+      assert.equal(f.service, 'demo/web');
+      assert.equal(f.observation_point, 'sock');
+      assert.equal(f.l4.protocol, 'TCP');
+      const backend = pods.get(f.destination.pod ?? '');
+      assert.ok(backend && /^backend-[123]$/.test(f.destination.pod!), JSON.stringify(f));
+      assert.equal(f.destination.port, 8080);
+      const v6 = f.destination.ip.includes(':');
+      assert.equal(f.destination.ip, v6 ? backend.ipv6 : backend.ipv4);
+      assert.equal(f.summary, v6 ? `connect [fd00:10:96::10]:80 → [${backend.ipv6}]:8080` : `connect 10.96.0.10:80 → ${backend.ipv4}:8080`);
+    }
+    assert.deepEqual(new Set(socks.map((f) => f.destination.ip.includes(':'))), new Set([false, true]), 'translated over IPv4 and IPv6');
+    // Every backend that answered the client was one the socket hook translated to.
+    for (const b of new Set([...demoStdout.matchAll(/-> (backend-\d)/g)].map((m) => m[1]!))) {
+      assert.ok(socks.some((f) => f.destination.pod === b), `a translation to ${b}, which answered`);
+    }
+
+    // The CLI's filters select the same flows.
+    const refused = await observe('--from-pod', 'demo/batch', '--verdict', 'DROPPED', '--last', '10000');
+    assert.deepEqual(refused.map((f) => f.time), flows.filter((f) => f.source.pod === 'batch' && f.verdict === 'DROPPED').map((f) => f.time));
+    assert.ok(refused.length >= drops.length + denied.length);
+    const translated = await observe('--type', 'sock', '--to-pod', 'demo/', '--last', '10000');
+    assert.deepEqual(translated, socks);
+    assert.deepEqual(await observe('--pod', 'demo/client', '--type', 'drop'), []);
+
+    // weft status: the observer's line, nothing lost.
+    const status = await exec(WEFT, ['status']).catch((e: { stdout: string }) => e);
+    const line = /^Flows:\s+\d+(?:\.\d)?\/s \(([\d,]+) total\); kernel ring \S+% of 8 MiB; flow ring ([\d,]+)\/16,384; lost: kernel 0, decode 0, follow 0; 0 followers$/m.exec(status.stdout);
+    assert.ok(line, status.stdout);
+    assert.ok(Number(line[2]!.replaceAll(',', '')) >= flows.length, status.stdout);
   });
 
   it('stop removes the agent, the namespaces, the cgroup and the pins', async () => {
