@@ -215,7 +215,9 @@ int cni_add(struct cni_ctx *c, struct cni_err *e)
 
 	buf_free(&b);
 	body_common(&b, c, 1);
-	buf_printf(&b, ",\"hostIfIndex\":%d,\"hostMac\":\"%s\",\"podMac\":\"%s\"}", links.host_ifindex, links.host_mac, links.pod_mac);
+	/* The cookie as a string: JSON numbers lose precision above 2^53. */
+	buf_printf(&b, ",\"hostIfIndex\":%d,\"hostMac\":\"%s\",\"podMac\":\"%s\",\"netnsCookie\":\"%llu\"}", links.host_ifindex, links.host_mac, links.pod_mac,
+		   (unsigned long long)links.netns_cookie);
 	if (call_agent(c, "POST", "/v1/cni/attach", &b, CNI_ERR_TRY_AGAIN, &attach, e) < 0)
 		goto undo;
 	int result = json_get(&attach.json, 0, "result");

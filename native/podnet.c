@@ -12,6 +12,25 @@
 
 #include "netns.h"
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/* The calling thread's network namespace cookie; 0 when the kernel has none to give (before
+ * 5.14): the agent then names no pod for this pod's socket events, nothing worse. */
+static uint64_t netns_cookie(void)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return 0;
+	if (getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0 || len != sizeof(cookie))
+		cookie = 0;
+	close(s);
+	return cookie;
+}
+
 void podnet_host_ifname(const char *container_id, const char *ifname, char out[IFNAMSIZ])
 {
 	uint64_t h = 0xcbf29ce484222325ull;
@@ -109,6 +128,7 @@ static int pod_side(const struct podnet *p, const uint8_t host_mac[6], struct po
 	}
 	if (link.has_mac)
 		nl_mac_format(link.mac, out->pod_mac);
+	out->netns_cookie = netns_cookie();
 	for (int i = 0; i < p->naddrs; i++) {
 		const struct pod_addr *ad = &p->addrs[i];
 		if ((err = nl_addr_add(&nl, link.index, &ad->ip, ad->prefix_len, ad->ip.family == AF_INET6))) {

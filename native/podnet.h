@@ -4,6 +4,7 @@
 #define WEFT_PODNET_H
 
 #include <net/if.h>
+#include <stdint.h>
 
 #include "cni_error.h"
 #include "netlink.h"
@@ -33,6 +34,9 @@ struct podnet_links {
 	int host_ifindex;
 	char host_mac[18];
 	char pod_mac[18];
+	/* SO_NETNS_COOKIE of the pod's namespace (what bpf_get_netns_cookie() returns for its
+	 * sockets), so that the agent can name the pod behind a socket event; 0 if unknown. */
+	uint64_t netns_cookie;
 };
 
 /* "wft" + the first 12 hex digits of FNV-1a-64 over "<containerId>/<ifName>" (the agent

@@ -83,10 +83,15 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       const podMac = r.body.podMac;
       if (typeof hostIfIndex !== 'number' || !Number.isInteger(hostIfIndex) || hostIfIndex <= 0) throw new CniError(CniCode.DecodeFailure, 'hostIfIndex must be a positive integer');
       if (typeof hostMac !== 'string' || !MAC.test(hostMac) || typeof podMac !== 'string' || !MAC.test(podMac)) throw new CniError(CniCode.DecodeFailure, 'hostMac and podMac must be MAC addresses');
+      // Optional (older plugins do not send it): names the pod behind its sockets' events.
+      const cookie = r.body.netnsCookie;
+      if (cookie !== undefined && (typeof cookie !== 'string' || !/^\d{1,20}$/.test(cookie) || BigInt(cookie) >= 1n << 64n)) {
+        throw new CniError(CniCode.DecodeFailure, 'netnsCookie must be a decimal string of a 64-bit number');
+      }
       // A repeated ADD recreates the veth: the old interface's programs go first.
       if (rec.hostIfIndex !== undefined && rec.hostIfIndex !== hostIfIndex) programmer?.detach(rec.hostIfIndex);
       programmer?.attach(programInfo(rec, hostIfIndex));
-      registry().markReady(rec, { hostIfIndex, hostMac, podMac });
+      registry().markReady(rec, { hostIfIndex, hostMac, podMac, ...(cookie && cookie !== '0' && { netnsCookie: cookie }) });
       log.info('endpoint ready', { endpoint: rec.id, container: r.containerId, pod: rec.podName && `${rec.podNamespace}/${rec.podName}`, host_if: rec.hostIfName });
       return {
         result: composeResult({ conf: r.conf, hostIfName: rec.hostIfName, hostMac: hostMac || HOST_VETH_MAC, podIfName: r.ifName, podMac, netns: r.netns, ips: rec.ips }),

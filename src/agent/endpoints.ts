@@ -20,6 +20,8 @@ export interface EndpointRecord {
   hostMac?: string;
   podMac?: string;
   ips: PodAddress[];
+  /** The pod namespace's SO_NETNS_COOKIE, decimal (the CNI plugin reads it inside the pod). */
+  netnsCookie?: string;
   /** allocated: addresses handed out, interfaces being set up; ready: datapath programmed. */
   state: 'allocated' | 'ready';
   createdAt: string;
@@ -137,7 +139,7 @@ export class EndpointRegistry {
     return rec;
   }
 
-  markReady(rec: EndpointRecord, facts: { hostIfIndex: number; hostMac: string; podMac: string }): void {
+  markReady(rec: EndpointRecord, facts: { hostIfIndex: number; hostMac: string; podMac: string; netnsCookie?: string }): void {
     const before = { ...rec };
     Object.assign(rec, facts, { state: 'ready' });
     this.commit(() => Object.assign(rec, before));

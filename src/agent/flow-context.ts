@@ -5,7 +5,7 @@ import { protoName } from '../datapath/endpoint-codecs.js';
 import type { FlowContext, Workload } from '../observe/decode.js';
 import { IDENTITY_HOST, IDENTITY_WORLD } from '../state/identities.js';
 import type { ServiceTable } from '../state/services.js';
-import type { EndpointRegistry } from './endpoints.js';
+import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
 import type { PolicyEngine } from './policy.js';
 
 const RESERVED_LABELS: Readonly<Record<number, readonly string[]>> = {
@@ -36,17 +36,23 @@ export function agentFlowContext(agent: {
       labels: h.labels ? labelList(h.labels) : (RESERVED_LABELS[h.identity] ?? []),
     };
   };
+  const endpointWorkload = (rec: EndpointRecord): Workload => {
+    const w = rec.ips[0] ? workload(rec.ips[0].address) : { identity: 0, labels: [] };
+    return { ...w, ...(rec.podNamespace && { namespace: rec.podNamespace }), ...(rec.podName && { pod: rec.podName }) };
+  };
   return {
     workload,
     endpoint(id) {
       const rec = agent.endpoints()?.list().find((r) => r.id === id);
+      return rec && endpointWorkload(rec);
+    },
+    socketOwner(cookie, family) {
+      if (cookie === 0n) return undefined;
+      const text = cookie.toString();
+      const rec = agent.endpoints()?.list().find((r) => r.netnsCookie === text);
       if (!rec) return undefined;
-      const w = rec.ips[0] ? workload(rec.ips[0].address) : { identity: 0, labels: [] };
-      return {
-        ...w,
-        ...(rec.podNamespace && { namespace: rec.podNamespace }),
-        ...(rec.podName && { pod: rec.podName }),
-      };
+      const ip = rec.ips.find((a) => a.address.includes(':') === (family === 6))?.address;
+      return { workload: endpointWorkload(rec), ...(ip && { ip }) };
     },
     service: (ip, port, proto) => agent.services.serviceAt(ip, port, protoName(proto)),
     rule(id) {

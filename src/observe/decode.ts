@@ -22,6 +22,8 @@ export interface FlowContext {
   workload(ip: string): Workload;
   /** A local endpoint (a pod the CNI plugin set up) by its endpoint id. */
   endpoint(id: number): Workload | undefined;
+  /** The local pod whose network namespace has this cookie, and its address of a family. */
+  socketOwner(netnsCookie: bigint, family: 4 | 6): { workload: Workload; ip?: string } | undefined;
   /** ns/name of the Service with this frontend. */
   service(ip: string, port: number, proto: number): string | undefined;
   /** The NetworkPolicy rule behind a rule id of the kernel's policy map. */
@@ -143,13 +145,15 @@ function sockFlow(raw: Buffer, ctx: FlowContext): Flow {
   const { hdr } = ev;
   const backend = hdr.daddr ?? '';
   const service = ctx.service(ev.svcAddr, ev.svcPort, hdr.proto);
-  const unspecified = hdr.family === 6 ? '::' : '0.0.0.0';
+  const owner = ctx.socketOwner(ev.netnsCookie, hdr.family === 6 ? 6 : 4);
+  // A socket hook sees no source address before the kernel picks one: the pod's own address
+  // stands for it, and nothing at all when the socket is not a known pod's.
+  const source: FlowEndpoint = owner ? endpointOf(owner.workload, owner.ip ?? unspecified(hdr.family), undefined) : { ip: unspecified(hdr.family), identity: 0, labels: [] };
   return {
     time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
     verdict: 'TRANSLATED',
     type: 'sock',
-    // A socket hook sees no source address before the kernel picks one.
-    source: { ip: unspecified, identity: 0, labels: [] },
+    source,
     destination: endpointOf(ctx.workload(backend), backend, hdr.dport),
     l4: { protocol: l4Name(hdr.proto) },
     is_reply: false,
@@ -158,6 +162,8 @@ function sockFlow(raw: Buffer, ctx: FlowContext): Flow {
     summary: `${ev.isConnect ? 'connect' : 'sendmsg'} ${hostPort(ev.svcAddr, ev.svcPort)} → ${hostPort(backend, hdr.dport)}`,
   };
 }
+
+const unspecified = (family: number | undefined) => (family === 6 ? '::' : '0.0.0.0');
 
 function l4Name(proto: number): string {
   return proto === ICMP ? 'ICMPv4' : protoName(proto);

@@ -2,8 +2,8 @@
 // ClusterIP, balanced by bpf/sock.c as loaded and fed by the real weftd.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sockXlateEvent, type SockXlateEvent } from '../../src/datapath/endpoint-codecs.js';
-import { openEvents } from '../../src/datapath/endpoint-reader.js';
+import { apiStream } from '../../src/agent/api.js';
+import type { Flow } from '../../src/observe/flow.js';
 import { AgentProcess } from '../harness/agent.js';
 import { endpointSlice, service, type PortSpec } from '../harness/manifests.js';
 import { probe, startBackend } from '../harness/pods.js';
@@ -194,28 +194,35 @@ describe('agent restarts', () => {
 });
 
 describe('translation events', () => {
-  it('each connect to a service is reported with the service, the backend and the socket\'s cgroup; unconnected datagrams are not, by default', async () => {
-    const seen: SockXlateEvent[] = [];
-    const reader = openEvents(world.bpfRoot, (ev, raw) => {
-      if (ev.type === 'sock') seen.push(sockXlateEvent.decode(raw));
+  // The agent's observer is the ring buffer's one reader: the events are read back as flows.
+  async function sockFlows(since: Date): Promise<Flow[]> {
+    const flows: Flow[] = [];
+    await apiStream(agent.socket, `/v1/flows?type=sock&since=${since.toISOString()}`, (item) => {
+      const flow = (item as { flow?: Flow }).flow;
+      if (flow) flows.push(flow);
     });
-    try {
-      reader.consume(); // what earlier tests left
-      seen.length = 0;
-      const r = await probe(world, client, SVC4, 80, 'tcp', 5);
-      assert.deepEqual(r.errors, {});
-      const u = await probe(world, client, SVC6, 53, 'udp', 5);
-      assert.deepEqual(u.errors, {});
-      reader.consume();
-      const backendIps = backends.map((b) => b.ipv4);
-      assert.equal(seen.length, 5, `one event per connect: ${seen.length}`);
-      for (const ev of seen) {
-        assert.deepEqual([ev.svcAddr, ev.svcPort, ev.hdr.dport, ev.hdr.proto, ev.isConnect], [SVC4, 80, 8080, 6, true]);
-        assert.ok(backendIps.includes(ev.hdr.daddr!), `backend ${ev.hdr.daddr}`);
-        assert.ok(ev.cgroupId > 0n && ev.netnsCookie > 0n);
-      }
-    } finally {
-      reader.close();
+    return flows;
+  }
+
+  it('each connect to a service is reported with the service and the backend; unconnected datagrams are not, by default', async () => {
+    const since = new Date();
+    const r = await probe(world, client, SVC4, 80, 'tcp', 5);
+    assert.deepEqual(r.errors, {});
+    const u = await probe(world, client, SVC6, 53, 'udp', 5);
+    assert.deepEqual(u.errors, {});
+    const backendIps = backends.map((b) => b.ipv4);
+    let seen: Flow[] = [];
+    for (let i = 0; i < 100 && seen.length < 5; i++) {
+      await new Promise((res) => setTimeout(res, 20));
+      seen = await sockFlows(since);
+    }
+    await new Promise((res) => setTimeout(res, 200));
+    seen = await sockFlows(since);
+    assert.equal(seen.length, 5, `one event per connect: ${JSON.stringify(seen)}`);
+    for (const f of seen) {
+      assert.deepEqual([f.verdict, f.service, f.l4.protocol, f.destination.port], ['TRANSLATED', 'default/web', 'TCP', 8080]);
+      assert.ok(backendIps.includes(f.destination.ip), `backend ${f.destination.ip}`);
+      assert.match(f.summary, /^connect 10\.96\.0\.10:80 → /);
     }
   });
 });

@@ -150,6 +150,9 @@ describe('weft observe on real traffic', () => {
     assert.equal(f.verdict, 'TRANSLATED');
     assert.equal(f.l4.protocol, 'TCP');
     assert.equal(f.observation_point, 'sock');
+    // The socket's pod, found by its network namespace's cookie (the CNI plugin reports it).
+    assert.deepEqual({ namespace: f.source.namespace, pod: f.source.pod, ip: f.source.ip }, ep(client));
+    assert.ok(f.source.labels.includes('app=client'));
     assert.deepEqual({ ...ep(server), port: PORT, identity: f.destination.identity }, { namespace: f.destination.namespace, pod: f.destination.pod, ip: f.destination.ip, port: f.destination.port, identity: f.destination.identity });
     assert.ok(f.destination.identity >= 256, 'the backend has its pod identity');
     assert.ok(f.destination.labels.includes('app=server'));
