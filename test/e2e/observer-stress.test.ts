@@ -12,7 +12,8 @@ import { BpfObject, closeFd, mapInfo, objGet, progTestRun, type ProgramHandle } 
 import { pinLayout } from '../../src/datapath/pins.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
 import { EVENTS_RING_BYTES } from '../../src/datapath/endpoint-codecs.js';
-import type { ObserverStatus } from '../../src/observe/flow-source.js';
+import type { FlowStreamItem, ObserverStatus } from '../../src/observe/flow-source.js';
+import { apiStream } from '../../src/agent/api.js';
 import { AgentProcess } from '../harness/agent.js';
 import { parsePrometheusText, sampleValue, type Exposition } from '../harness/prom-text.js';
 import { World } from '../harness/world.js';
@@ -114,6 +115,35 @@ describe('the observer under load', () => {
     assert.equal(sampleValue(m, 'weft_flows_lost_total', { stage: 'decode' }), o.lost.decode);
     assert.equal(sampleValue(m, 'weft_flow_buffer_flows'), 4096);
     assert.equal(sampleValue(m, 'weft_observer_up'), 1);
+  });
+
+  it('a follower that falls behind is told how many flows it lost; what it was not told of reached it', async () => {
+    let received = 0;
+    let lost = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const ac = new AbortController();
+    const before = await observer();
+    // The follower stops reading after its first flow, as a stuck `weft observe -f` would.
+    const following = apiStream(agent.socket, '/v1/flows?follow=1&type=drop', async (item) => {
+      const it = item as FlowStreamItem;
+      if ('lost' in it) lost += it.lost.count;
+      else if (++received === 1) await gate;
+    }, { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 200));
+    produce(1);
+    for (let i = 0; i < 100 && received === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(received, 1, 'the follower got the first flow');
+    produce(200_000); // fifty times the flow ring
+    const o = await settle(accounted(before) + 200_001);
+    const read = o.flowsTotal - before.flowsTotal;
+    release();
+    for (let i = 0; i < 250 && received + lost < read; i++) await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    await following;
+    assert.ok(lost > 0, 'the follower fell behind the ring');
+    assert.equal(received + lost, read, `read by the observer ${read}; the follower received ${received} and was told of ${lost} lost`);
+    assert.ok((await observer()).lost.follow >= lost, 'weft status counts what followers lost');
   });
 });
 
