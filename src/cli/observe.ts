@@ -168,5 +168,6 @@ export function formatObserverStatus(o: ObserverStatus): string {
     `flow ring ${count(o.flowRing.flows)}/${count(o.flowRing.capacity)}`,
     `lost: kernel ${count(o.lost.kernel)}, decode ${count(o.lost.decode)}, follow ${count(o.lost.follow)}`,
     `${o.followers} follower${o.followers === 1 ? '' : 's'}`,
+    ...(o.error ? [`NOT READING THE KERNEL: ${o.error}`] : []),
   ].join('; ');
 }
