@@ -59,5 +59,6 @@ export function agentFlowContext(agent: {
       const r = agent.policy()?.rule(id);
       return r && { policy: r.policy, rule: r.rule };
     },
+    isolatedBy: (id, direction) => agent.policy()?.isolatedBy(id, direction) ?? [],
   };
 }

@@ -85,12 +85,17 @@ export class AgentMetrics {
       if (!cached || Date.now() - cached.at > MAP_COUNT_TTL_MS) cached = { at: Date.now(), maps: read() };
       for (const m of cached.maps) {
         if (m.error) continue;
+        if (m.ringBytes !== undefined) {
+          ringBytes.set({ map: m.map }, m.ringBytes);
+          continue;
+        }
         entries.set({ map: m.map }, m.entries);
         max.set({ map: m.map }, m.maxEntries);
       }
     };
-    const entries = new Gauge({ name: 'weft_bpf_map_entries', help: 'Entries in each pinned BPF map (ring buffers: 0)', labelNames: ['map'], registers, collect });
-    const max = new Gauge({ name: 'weft_bpf_map_max_entries', help: 'Capacity of each pinned BPF map (ring buffers: bytes)', labelNames: ['map'], registers, collect });
+    const entries = new Gauge({ name: 'weft_bpf_map_entries', help: 'Entries in each pinned BPF map (ring buffers are in weft_bpf_ringbuf_size_bytes)', labelNames: ['map'], registers, collect });
+    const max = new Gauge({ name: 'weft_bpf_map_max_entries', help: 'Capacity of each pinned BPF map, in entries', labelNames: ['map'], registers, collect });
+    const ringBytes = new Gauge({ name: 'weft_bpf_ringbuf_size_bytes', help: 'Size of each pinned BPF ring buffer', labelNames: ['map'], registers, collect });
   }
 
   /** Serves /metrics, and the probes a DaemonSet points at: /healthz (the agent answers) and

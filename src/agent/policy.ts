@@ -194,6 +194,12 @@ export class PolicyEngine {
     return this.table.holderOf(ip);
   }
 
+  /** The policies isolating an endpoint in a direction, as last compiled (ns/name, sorted). */
+  isolatedBy(endpointId: number, direction: Direction): readonly string[] {
+    const ep = this.compiled?.endpoints.get(endpointId);
+    return ep?.isolated[direction] ? ep.selectedBy[direction] : [];
+  }
+
   /** A rule id of the kernel's policy map, as last compiled. */
   rule(id: number): RuleInfo | undefined {
     return this.compiled?.rules.get(id);

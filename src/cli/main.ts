@@ -13,7 +13,7 @@ import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { removeAllPins } from '../datapath/programs.js';
 import { installCni, uninstallCni } from './cni-install.js';
 import { readMaps, readPrograms } from '../datapath/kernel-state.js';
-import { readEndpointLinks } from '../datapath/endpoint-reader.js';
+import { NO_DEVICE, readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from './table.js';
 import { formatObserverStatus, observe } from './observe.js';
@@ -95,7 +95,15 @@ async function status(ctx: Ctx): Promise<number> {
     out(indent(formatTable(['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'], programs.map((p) => [p.program, String(p.linkId ?? '-'), String(p.progId ?? '-'), p.cgroupId ?? '-', p.error ?? 'attached']))));
   }
   const endpointIfs = new Set(endpointLinks.filter((l) => !l.error).map((l) => l.ifindex));
-  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${endpointLinks.some((l) => l.error) ? ` (${endpointLinks.filter((l) => l.error).length} hooks without a program)` : ''}\n`);
+  // Interface numbers are per network namespace: run elsewhere than the agent, the pods'
+  // interfaces are not found, which says nothing about their programs.
+  const elsewhere = endpointLinks.filter((l) => l.error === NO_DEVICE).length;
+  const missing = endpointLinks.filter((l) => l.error && l.error !== NO_DEVICE).length;
+  const notes = [
+    ...(missing ? [`${missing} hook${missing === 1 ? '' : 's'} without a program`] : []),
+    ...(elsewhere ? [`${elsewhere} hook${elsewhere === 1 ? '' : 's'} on interfaces outside this network namespace: run weft status in the agent's`] : []),
+  ];
+  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${notes.length ? ` (${notes.join('; ')})` : ''}\n`);
   if (maps.length) {
     out('Maps:\n');
     out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, m.ringBytes ? '-' : String(m.entries), m.ringBytes ? `${m.ringBytes / 1024} KiB ring` : String(m.maxEntries), m.error ?? (m.ringBytes ? '-' : `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`)]))));

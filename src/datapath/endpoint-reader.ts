@@ -39,6 +39,9 @@ export function readEventsLost(bpfRoot: string): bigint {
   });
 }
 
+/** EndpointLink.error of an interface the calling thread's network namespace does not have. */
+export const NO_DEVICE = 'no such device in this network namespace';
+
 export interface EndpointLink {
   ifindex: number;
   hook: TcHook;
@@ -63,7 +66,7 @@ export function readEndpointLinks(bpfRoot: string): EndpointLink[] {
       const filter = lxcFilter(ifindex, attachPoint);
       const base = { ifindex, hook, handle: filter.handle, priority: filter.priority };
       if (!present) {
-        out.push({ ...base, error: 'no such device in this network namespace' });
+        out.push({ ...base, error: NO_DEVICE });
         continue;
       }
       try {

@@ -28,6 +28,8 @@ export interface FlowContext {
   service(ip: string, port: number, proto: number): string | undefined;
   /** The NetworkPolicy rule behind a rule id of the kernel's policy map. */
   rule(id: number): { policy: string | null; rule: string } | undefined;
+  /** The policies that isolate a local endpoint in a direction (ns/name, sorted). */
+  isolatedBy(endpointId: number, direction: 'ingress' | 'egress'): readonly string[];
 }
 
 const EVENT_DROP = 1;
@@ -92,22 +94,25 @@ export function decodeFlow(raw: Buffer, ctx: FlowContext): Flow | undefined {
     }
     case EVENT_POLICY: {
       const ev = policyVerdictEvent.decode(raw);
-      const rule = ev.allowed ? ctx.rule(ev.ruleId) : undefined;
-      return packetFlow(hdr, ctx, {
-        verdict: ev.allowed ? 'FORWARDED' : 'DROPPED',
-        type: 'policy-verdict',
-        ...(!ev.allowed && { drop_reason: 'policy-denied' }),
-        policy: {
-          name: rule?.policy ?? null,
-          rule: rule?.rule ?? (ev.allowed ? `rule ${ev.ruleId}` : 'no rule allows it'),
-          direction: hdr.direction,
-        },
-      }, ev.peerIdentity);
+      return packetFlow(hdr, ctx, { verdict: ev.allowed ? 'FORWARDED' : 'DROPPED', type: 'policy-verdict', ...(!ev.allowed && { drop_reason: 'policy-denied' }), policy: verdictPolicy(hdr, ev.allowed, ev.ruleId, ctx) }, ev.peerIdentity);
     }
     case EVENT_SOCK:
       return sockFlow(raw, ctx);
   }
   return undefined;
+}
+
+/** What decided a verdict: the allowing rule, or the policies whose isolation nothing in them
+ *  lifted (the same answer `weft explain` gives). */
+function verdictPolicy(hdr: EventHeader, allowed: boolean, ruleId: number, ctx: FlowContext): NonNullable<Flow['policy']> {
+  const direction = hdr.direction;
+  if (allowed) {
+    const r = ctx.rule(ruleId);
+    return { name: r?.policy ?? null, rule: r?.rule ?? `rule ${ruleId}`, direction };
+  }
+  const by = ctx.isolatedBy(hdr.endpointId, direction);
+  if (by.length === 0) return { name: null, rule: 'no rule allows it', direction };
+  return { name: by[0]!, rule: by.length > 1 ? `default deny (also isolated by ${by.slice(1).join(', ')})` : 'default deny', direction };
 }
 
 /** A packet seen at a pod's interface: the pod is the source on egress (from-pod) and the
@@ -120,20 +125,22 @@ function packetFlow(hdr: EventHeader, ctx: FlowContext, fields: Pick<Flow, 'verd
   const egress = hdr.direction === 'egress';
   const peerIp = egress ? daddr : saddr;
   const peerKnown = ctx.workload(peerIp);
-  const peer = peerIdentity !== undefined ? { ...peerKnown, identity: peerIdentity } : peerKnown;
+  // The kernel looks the peer up only where policy needs it; 0 is "not looked up".
+  const peer = peerIdentity ? { ...peerKnown, identity: peerIdentity } : peerKnown;
   const mine = local ?? ctx.workload(egress ? saddr : daddr);
   const src = endpointOf(egress ? mine : peer, saddr, ports ? hdr.sport : undefined);
   const dst = endpointOf(egress ? peer : mine, daddr, ports ? hdr.dport : undefined);
   const proto = hdr.family ? l4Name(hdr.proto) : `ethertype 0x${hdr.ethertype.toString(16).padStart(4, '0')}`;
   const flags = hdr.proto === TCP ? tcpFlags(hdr.tcpFlags) : [];
   const service = ports && hdr.family ? ctx.service(daddr, hdr.dport, hdr.proto) : undefined;
+  const { is_reply = false, ...rest } = fields;
   return {
     time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
-    is_reply: false,
-    ...fields,
+    ...rest,
     source: src,
     destination: dst,
     l4: { protocol: proto, ...(flags.length && { tcp_flags: flags }) },
+    is_reply,
     ...(service !== undefined && { service }),
     observation_point: egress ? 'from-pod' : 'to-pod',
     summary: summary(hdr, flags, isNew),

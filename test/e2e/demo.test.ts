@@ -69,7 +69,7 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     // The demo shows the flows of its calls, and how to follow them live.
     const flowsShown = stdout.split('What the datapath saw')[1] ?? '';
     assert.match(flowsShown, /\$ weft observe --verdict DROPPED\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: demo\/batch:\d+ → demo\/backend-[123]:8080 policy-denied DROPPED \(TCP Flags: SYN\)\n/, stdout);
-    assert.match(flowsShown, /\$ weft observe --type sock\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: \S+ → demo\/backend-[123]:8080 sock TRANSLATED service demo\/web \(connect 10\.96\.0\.10:80 → 10\.244\.0\.\d+:8080\)\n/, stdout);
+    assert.match(flowsShown, /\$ weft observe --type sock\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: demo\/(client|batch) → demo\/backend-[123]:8080 sock TRANSLATED service demo\/web \(connect 10\.96\.0\.10:80 → 10\.244\.0\.\d+:8080\)\n/, stdout);
     assert.match(flowsShown, /demo\/client:\d+ → demo\/backend-[123]:8080 policy-verdict:ingress FORWARDED by demo\/web-from-frontend spec\.ingress\[0\] \(TCP Flags: SYN\)/, stdout);
     assert.match(flowsShown, /npx weft observe -f/);
   });
@@ -99,9 +99,10 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
       assert.ok(t >= startedAt - 60_000 && t <= Date.now() + 1000, `flow time ${f.time} is during the demo`);
       assert.equal(f.is_reply, false, 'new-and-drops reports no replies');
       const json = JSON.stringify(f);
-      // The demo's traffic is all pod to pod (to the service's backends); the socket hook sees
-      // no source address before the kernel picks one.
-      if (f.type !== 'sock') named(f.source, `source of ${json}`);
+      // The demo's traffic is all pod to pod (to the service's backends), sock flows included:
+      // their source is the calling pod (by its network namespace), at its address of the
+      // family, without a port (the socket hook runs before the kernel picks one).
+      named(f.source, `source of ${json}`);
       named(f.destination, `destination of ${json}`);
     }
     for (const [pod, ids] of identities) assert.equal(ids.size, 1, `${pod} has one identity: ${[...ids].join(', ')}`);
@@ -156,6 +157,8 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     assert.ok(socks.length > 0, dump(flows));
     for (const f of socks) {
       assert.equal(f.verdict, 'TRANSLATED');
+      assert.match(f.source.pod ?? '', /^(client|batch)$/, JSON.stringify(f));
+      assert.equal(f.source.port, undefined);
       assert.equal(f.service, 'demo/web');
       assert.equal(f.observation_point, 'sock');
       assert.equal(f.l4.protocol, 'TCP');
@@ -167,6 +170,7 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
       assert.equal(f.summary, v6 ? `connect [fd00:10:96::10]:80 → [${backend.ipv6}]:8080` : `connect 10.96.0.10:80 → ${backend.ipv4}:8080`);
     }
     assert.deepEqual(new Set(socks.map((f) => f.destination.ip.includes(':'))), new Set([false, true]), 'translated over IPv4 and IPv6');
+    assert.deepEqual(new Set(socks.map((f) => `${f.source.pod} IPv${f.source.ip.includes(':') ? 6 : 4}`)), new Set(['client IPv4', 'client IPv6', 'batch IPv4', 'batch IPv6']));
     // Every backend that answered the client was one the socket hook translated to.
     for (const b of new Set([...demoStdout.matchAll(/-> (backend-\d)/g)].map((m) => m[1]!))) {
       assert.ok(socks.some((f) => f.destination.pod === b), `a translation to ${b}, which answered`);

@@ -183,7 +183,7 @@ describe('weft observe on real traffic', () => {
       assert.equal(f.destination.port, PORT);
     }
     const verdict = flows.find((f) => f.type === 'policy-verdict');
-    assert.deepEqual(verdict?.policy, { name: null, rule: 'no rule allows it', direction: 'ingress' });
+    assert.deepEqual(verdict?.policy, { name: 'shop/web-from-client', rule: 'default deny', direction: 'ingress' });
   });
 
   it('the spoofed datagram: DROPPED with reason spoofed-source, at the client\'s interface', async () => {

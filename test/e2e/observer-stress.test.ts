@@ -159,6 +159,7 @@ describe('/metrics', () => {
       weft_observer_up: 'gauge',
       weft_bpf_map_entries: 'gauge',
       weft_bpf_map_max_entries: 'gauge',
+      weft_bpf_ringbuf_size_bytes: 'gauge',
       weft_agent_sync_lag_seconds: 'gauge',
       weft_agent_ready: 'gauge',
       weft_lb_frontends: 'gauge',
@@ -168,7 +169,8 @@ describe('/metrics', () => {
       const declared = m.types.get(family) ?? m.types.get(family.replace(/_total$/, ''));
       assert.equal(declared, type, `${family} is a ${type}`);
     }
-    assert.equal(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'events' }), EVENTS_RING_BYTES);
+    assert.equal(sampleValue(m, 'weft_bpf_ringbuf_size_bytes', { map: 'events' }), EVENTS_RING_BYTES);
+    assert.equal(m.samples.filter((x) => x.name === 'weft_bpf_map_max_entries' && x.labels['map'] === 'events').length, 0, 'no bytes among entries');
     assert.ok(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'lb_services' }) > 0);
     assert.equal(sampleValue(m, 'weft_agent_ready'), 1);
     assert.equal(sampleValue(m, 'weft_agent_sync_lag_seconds'), 0);

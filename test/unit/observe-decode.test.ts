@@ -19,6 +19,7 @@ const ctx: FlowContext = {
   socketOwner: (cookie, family) => (cookie === 42n ? { workload: CLIENT, ...(family === 4 && { ip: '10.244.0.9' }) } : undefined),
   service: (ip, port, proto) => (ip === '10.96.0.10' && port === 80 && proto === 6 ? 'shop/web' : undefined),
   rule: (id) => (id === 99 ? { policy: 'shop/allow-client', rule: 'spec.ingress[0]' } : undefined),
+  isolatedBy: (id, direction) => (id === 7 && direction === 'ingress' ? ['shop/allow-client', 'shop/deny-all'] : []),
 };
 
 function hdr(over: Partial<EventHeader>): EventHeader {
@@ -37,6 +38,12 @@ describe('decodeFlow', () => {
     assert.deepEqual(f.source, { ip: '10.244.0.9', port: 40000, identity: 2001, namespace: 'shop', pod: 'client', labels: ['app=client'] });
     assert.deepEqual(f.destination, { ip: '10.244.0.5', port: 8080, identity: 1000, namespace: 'shop', pod: 'web-1', labels: ['app=web'] });
     assert.deepEqual(f.l4, { protocol: 'TCP', tcp_flags: ['SYN'] });
+    assert.deepEqual(Object.keys(f), ['time', 'verdict', 'type', 'source', 'destination', 'l4', 'is_reply', 'observation_point', 'summary']);
+  });
+
+  it('a peer the kernel did not look up (identity 0) keeps the identity the agent knows', () => {
+    const f = decodeFlow(encode(pktTraceEvent, { hdr: hdr({}), peerIdentity: 0, ctFlags: 0 }), ctx)!;
+    assert.equal(f.source.identity, 2000);
   });
 
   it('a reply leaving a pod: from-pod, is_reply, the pod as source', () => {
@@ -50,7 +57,11 @@ describe('decodeFlow', () => {
     const allowed = decodeFlow(encode(policyVerdictEvent, { hdr: hdr({ type: 'policy-verdict' }), peerIdentity: 2000, ruleId: 99, allowed: true }), ctx)!;
     assert.deepEqual([allowed.verdict, allowed.drop_reason, allowed.policy], ['FORWARDED', undefined, { name: 'shop/allow-client', rule: 'spec.ingress[0]', direction: 'ingress' }]);
     const denied = decodeFlow(encode(policyVerdictEvent, { hdr: hdr({ type: 'policy-verdict' }), peerIdentity: 2000, ruleId: 0, allowed: false }), ctx)!;
-    assert.deepEqual([denied.verdict, denied.drop_reason, denied.policy], ['DROPPED', 'policy-denied', { name: null, rule: 'no rule allows it', direction: 'ingress' }]);
+    assert.deepEqual([denied.verdict, denied.drop_reason, denied.policy], [
+      'DROPPED', 'policy-denied', { name: 'shop/allow-client', rule: 'default deny (also isolated by shop/deny-all)', direction: 'ingress' },
+    ]);
+    const unknown = decodeFlow(encode(policyVerdictEvent, { hdr: hdr({ type: 'policy-verdict', endpointId: 8 }), peerIdentity: 2000, ruleId: 0, allowed: false }), ctx)!;
+    assert.deepEqual(unknown.policy, { name: null, rule: 'no rule allows it', direction: 'ingress' });
   });
 
   it('a drop names its reason; ICMP has no ports', () => {
