@@ -11,17 +11,18 @@
 //     must equal what was produced (the bench fails loudly otherwise);
 //   - the agent's CPU seconds over the step (/proc/PID/stat), as a share of one CPU per
 //     10,000 events a second;
-//   - with one follower on the flow API (`GET /v1/flows?follow=1`, what `weft observe -f -o
-//     json` reads), the flows it received decoded and enriched, and what it was told it lost.
+//   - with one follower, `weft observe -f -o json` in a process of its own, the flows it printed
+//     (decoded and enriched by the agent, a JSON line each) and the losses it reported.
 // The highest step with nothing lost in the kernel or decoding is the lossless rate.
 import fs from 'node:fs';
-import http from 'node:http';
+import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { join } from 'node:path';
 import { BpfObject, progTestRun, type ProgramHandle } from '../src/datapath/libbpf.js';
 import { pinLayout } from '../src/datapath/pins.js';
 import { defaultObjectDir } from '../src/datapath/programs.js';
 import type { AgentStatus } from '../src/agent/agent.js';
-import { AgentProcess } from '../test/harness/agent.js';
+import { AgentProcess, WEFT } from '../test/harness/agent.js';
 import { World } from '../test/harness/world.js';
 
 export interface FlowBenchOptions {
@@ -88,27 +89,29 @@ function produce(prog: ProgramHandle, rate: number, seconds: number): { produced
   return { produced, elapsed: (performance.now() - t0) / 1000 };
 }
 
-/** Follows the flow API, counting flow lines and lost notices, until stopped. */
-function follow(socketPath: string): { stop(): Promise<{ flows: number; lost: number }> } {
-  let flows = 0;
-  let lost = 0;
-  let rest = '';
-  const req = http.get({ socketPath, path: '/v1/flows?follow=1' }, (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop()!;
-      for (const l of lines) {
-        if (l.startsWith('{"flow"')) flows++;
-        else if (l.startsWith('{"lost"')) lost += (JSON.parse(l) as { lost: { count: number } }).lost.count;
-      }
-    });
-  });
-  req.on('error', () => undefined);
+/** `weft observe -f -o json` in a process of its own (this one busy-waits while producing),
+ *  counting the flows it prints and the losses it reports, until stopped. */
+function follow(world: World, stateDir: string): { stop(): Promise<{ flows: number; lost: number }> } {
+  const dir = fs.mkdtempSync(join(os.tmpdir(), 'weft-bench-follow-'));
+  const out = join(dir, 'count');
+  const err = join(dir, 'stderr');
+  // The counter outlives the SIGINT that stops the group: it counts until weft closes the pipe.
+  const counter = `process.on('SIGINT', () => {}); let n = 0; process.stdin.on('data', (d) => { for (const c of d) if (c === 10) n++; }).on('end', () => require('fs').writeFileSync(process.argv[1], String(n)));`;
+  const child = spawn('sh', ['-c', `"$0" observe --state-dir "$1" -f -o json --type drop 2>"$2" | "$3" -e "$4" "$5"`, WEFT, stateDir, err, process.execPath, counter, out], { detached: true, stdio: 'ignore' });
+  world.adopt(child.pid!);
+  const exited = new Promise((r) => child.once('exit', r));
   return {
     async stop() {
-      await new Promise((r) => setTimeout(r, 300)); // let it drain what is in flight
-      req.destroy();
+      await new Promise((r) => setTimeout(r, 500)); // let it drain what is in flight
+      try {
+        process.kill(-child.pid!, 'SIGINT');
+      } catch {
+        /* gone */
+      }
+      await exited;
+      const flows = Number(fs.readFileSync(out, 'utf8').trim() || 0);
+      const lost = [...fs.readFileSync(err, 'utf8').matchAll(/(\d+) flows? lost/g)].reduce((n, m) => n + Number(m[1]), 0);
+      fs.rmSync(dir, { recursive: true, force: true });
       return { flows, lost };
     },
   };
@@ -133,7 +136,7 @@ export async function measureFlows(o: FlowBenchOptions): Promise<FlowResult> {
     };
     for (let rate = START_RATE; rate <= o.maxRate; rate *= 2) {
       const before = await observer();
-      const follower = follow(agent.socket);
+      const follower = follow(world, agent.stateDir);
       await new Promise((r) => setTimeout(r, 100));
       const cpu0 = cpuSeconds(pid);
       const { produced, elapsed } = produce(prog, rate, o.seconds);

@@ -117,33 +117,43 @@ static __always_inline void events_count_lost(void)
 		*lost += 1;
 }
 
+/* The reader is woken only once a backlog builds up: a wake-up per event would cost the
+ * observer's thread a context switch per new connection, taken from the pods' CPUs. Below
+ * the mark the observer finds the events when it next looks (it polls every few ms); above
+ * it, every event wakes it, so a burst never waits for the poll with the ring filling. */
+#define EVENTS_WAKEUP_BYTES (EVENTS_RING_BYTES / 8)
+
+static __always_inline void events_output(void *ev, __u64 size)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_output(&events, ev, size, flags) < 0)
+		events_count_lost();
+}
+
 /* Not inlined: as functions of their own that take each struct, the event layouts are in the
  * object's BTF, where the TypeScript codecs are checked against them. */
 static __noinline __attribute__((unused)) int emit_event(const struct event_hdr *ev)
 {
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
-		events_count_lost();
+	events_output((void *)ev, sizeof(*ev));
 	return 0;
 }
 
 static __noinline __attribute__((unused)) int emit_trace_event(const struct pkt_trace_event *ev)
 {
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
-		events_count_lost();
+	events_output((void *)ev, sizeof(*ev));
 	return 0;
 }
 
 static __noinline __attribute__((unused)) int emit_policy_event(const struct policy_verdict_event *ev)
 {
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
-		events_count_lost();
+	events_output((void *)ev, sizeof(*ev));
 	return 0;
 }
 
 static __noinline __attribute__((unused)) int emit_sock_event(const struct sock_xlate_event *ev)
 {
-	if (bpf_ringbuf_output(&events, (void *)ev, sizeof(*ev), 0) < 0)
-		events_count_lost();
+	events_output((void *)ev, sizeof(*ev));
 	return 0;
 }
 

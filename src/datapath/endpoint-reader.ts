@@ -106,7 +106,10 @@ export function openEvents(bpfRoot: string, onEvent: (ev: EventHeader, raw: Buff
   };
   return {
     consume: () => ring.read(sink),
-    poll: (ms) => (ring.wait(ms) ? ring.read(sink) : 0),
+    poll: (ms) => {
+      ring.wait(ms); // the datapath may not wake a reader for a few events: read what is there either way
+      return ring.read(sink);
+    },
     close() {
       ring.close();
       closeFd(fd);

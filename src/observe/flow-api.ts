@@ -108,11 +108,39 @@ function drainOrClose(res: http.ServerResponse): Promise<void> {
 /** Until the client goes away (or the server closes and ends the response). */
 function followFlows(src: FlowSource, q: FlowQuery, res: http.ServerResponse): void {
   start(res);
-  // Refused after the end (see writeFlows); the source then waits for a resume that never comes
-  // and is closed on 'close'.
-  const deliver = (item: FlowStreamItem): boolean => !res.writableEnded && !res.destroyed && res.write(line(item));
+  // A follower pass delivers many flows in one go: they leave in one write, after the pass.
+  // After the end (see writeFlows) deliveries are refused; the source then waits for a resume
+  // that never comes, and is closed on 'close'.
+  let buffered = '';
+  let scheduled = false;
+  let full = false;
+  const flush = () => {
+    scheduled = false;
+    const chunk = buffered;
+    buffered = '';
+    if (res.writableEnded || res.destroyed) return;
+    // Paused for our own batch limit and the socket took it: go on. Else 'drain' resumes.
+    if (res.write(chunk) && full) {
+      full = false;
+      sub.resume();
+    }
+  };
+  const deliver = (item: FlowStreamItem): boolean => {
+    if (res.writableEnded || res.destroyed) return false;
+    buffered += line(item);
+    if (!scheduled) {
+      scheduled = true;
+      process.nextTick(flush);
+    }
+    if (buffered.length < BATCH_BYTES && !res.writableNeedDrain) return true;
+    full = true;
+    return false;
+  };
   const sub = src.follow(q, deliver);
-  res.on('drain', () => sub.resume());
+  res.on('drain', () => {
+    full = false;
+    sub.resume();
+  });
   res.once('close', () => sub.close());
   // The client may have gone while the history was written.
   if (res.destroyed) sub.close();

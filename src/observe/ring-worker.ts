@@ -16,6 +16,9 @@ const init = workerData as WorkerInit;
 const control = new Int32Array(init.control);
 const stats = new Float64Array(init.stats);
 const ring = FlowRing.attach(init.ring);
+/** How often the worker looks when the kernel did not wake it: the datapath wakes it only
+ *  once a backlog builds up (bpf/include/events.h), so this bounds how late a quiet flow is. */
+const POLL_MS = 20;
 // A batch is published at once; it must stay well under the ring's capacity so that readers
 // keep most of the ring while the worker writes.
 const BATCH = Math.max(1, Math.min(4096, Math.floor(ring.capacity / 4)));
@@ -44,7 +47,8 @@ try {
   while (Atomics.load(control, CONTROL.stop) === 0) {
     const pending = reader.pending();
     if (pending > stats[STAT.kernelRingPeak]!) stats[STAT.kernelRingPeak] = pending;
-    if (!reader.wait(100)) continue;
+    reader.wait(POLL_MS);
+    if (reader.pending() === 0) continue;
     let n: number;
     do {
       ring.begin(BATCH);
