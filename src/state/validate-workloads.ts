@@ -2,6 +2,7 @@
 // of the Gateway API routes, whose semantics belong to the routes compiler. Each keeps only the
 // fields Weft reads, so that a cluster's worth of them stays small in memory.
 import { isCidr, parseIp } from '../lib/ip.js';
+import { checkGRPCRouteSpec, checkHTTPRouteSpec } from '../proxy/route-validate.js';
 import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, portNameProblem, type Obj, type Validation } from './checker.js';
 import type { ContainerPort, GRPCRoute, HTTPRoute, Namespace, Node, Pod } from './resources.js';
 
@@ -72,11 +73,11 @@ export function validateNode(raw: Obj): Validation<Node> {
   return { ok: true, value: { apiVersion: 'v1', kind: 'Node', metadata, spec: { podCIDRs } } };
 }
 
-/** HTTPRoute, GRPCRoute: metadata checked, spec kept as the API gave it. */
+/** HTTPRoute, GRPCRoute: metadata checked, spec validated and normalized (src/proxy/route-validate.ts). */
 export function validateSpecHolder(raw: Obj): Validation<HTTPRoute | GRPCRoute> {
   const c = new Checker();
   const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
-  if (!isObj(raw.spec)) c.fail('spec', 'required');
+  const spec = !isObj(raw.spec) ? (c.fail('spec', 'required'), undefined) : raw.kind === 'GRPCRoute' ? checkGRPCRouteSpec(c, raw.spec) : checkHTTPRouteSpec(c, raw.spec);
   if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { apiVersion: raw.apiVersion, kind: raw.kind, metadata, spec: raw.spec } as HTTPRoute | GRPCRoute };
+  return { ok: true, value: { apiVersion: raw.apiVersion, kind: raw.kind, metadata, spec: spec as unknown as Record<string, unknown> } as HTTPRoute | GRPCRoute };
 }

@@ -1,0 +1,315 @@
+// Validated HTTPRoutes and GRPCRoutes + Services → for each routed Service port, its rules and
+// its matches in the order the spec gives them precedence: the route table the proxy runs.
+// Pure; the output is snapshot data (src/proxy/snapshot.ts).
+//
+// Attachment (the mesh profile): a parentRef with group "" and kind Service attaches the
+// route to that Service: to the port named by sectionName and/or numbered by port, or to all
+// its TCP ports when neither is set. Parents of other kinds are for gateways: ignored here.
+// Only producer routes are supported: a route in another namespace than its parent Service
+// (a consumer route, which should apply only to that namespace's clients) is ignored with a
+// note. On one Service port, HTTPRoutes and GRPCRoutes are never merged: the kind of the
+// oldest route attached there wins the port, and routes of the other kind are ignored with a
+// note, as the spec resolves the same conflict on a Gateway listener.
+//
+// Precedence, HTTPRoute (Gateway API v1, HTTPRouteRule.matches): across every match of every
+// rule of every route attached to the port, first
+//   1. an Exact path;
+//   2. then a RegularExpression path (implementation-specific: placed before prefixes, as
+//      Envoy Gateway, Contour and NGINX do, because PathPrefix "/" is every rule's default and
+//      a catch-all would otherwise hide every regex; regex lengths are not compared);
+//   3. then a PathPrefix, the longest first (a trailing "/" does not count);
+//   then, on ties: a method match first; more header matches first; more query parameter
+//   matches first; the oldest route (creationTimestamp; a route without one comes after those
+//   with one); the route's "namespace/name" alphabetically; the rule's order in its route;
+//   the match's order in its rule.
+// Precedence, GRPCRoute (GRPCRouteRule.matches): an Exact method match first, the longest
+// service first, then the longest method; then a RegularExpression method match (lengths not
+// compared); then matches with no method; on ties: more header matches first; then the same
+// route, rule and match order as above. A rule without matches matches every request.
+//
+// Backends: each backendRef with a weight above 0 becomes a weighted choice. One that cannot
+// be resolved (not a core Service, in another namespace (that needs a ReferenceGrant, which
+// Weft does not read), a Service or port that does not exist, a headless or ExternalName
+// Service) keeps its share of the weight and answers 500, as the spec requires.
+import { canonicalIp } from '../lib/ip.js';
+import type { GRPCRoute, HTTPRoute, Service, ServicePort } from '../state/resources.js';
+import {
+  parseDuration,
+  validateRouteSpec,
+  type BackendRef,
+  type GRPCRouteSpec,
+  type HTTPRouteSpec,
+  type HeaderModifier,
+  type ParentRef,
+  type RouteFilter,
+} from './route-validate.js';
+import type {
+  BackendChoiceConfig,
+  BackendNeed,
+  BackendProtocol,
+  GrpcMatchConfig,
+  HeaderEdits,
+  HttpMatchConfig,
+  RuleConfig,
+  ServicePortConfig,
+} from './snapshot.js';
+
+interface RouteBase {
+  namespace: string;
+  name: string;
+  /** RFC 3339. The older route wins precedence ties. */
+  creationTimestamp?: string;
+}
+
+/** A route as the table compiles it: its spec validated and normalized. */
+export type RouteObject = (RouteBase & { kind: 'HTTPRoute'; spec: HTTPRouteSpec }) | (RouteBase & { kind: 'GRPCRoute'; spec: GRPCRouteSpec });
+
+export interface CompiledRoutes {
+  /** Each routed Service port, by service then port. */
+  services: ServicePortConfig[];
+  /** Every backend the snapshot must carry endpoints for, by key. */
+  backends: BackendNeed[];
+  /** What was ignored or cannot route, each naming the route: worth a log line. */
+  notes: string[];
+}
+
+/** A stored route, its spec checked again (the store already did: this only types it). The
+ *  store's metadata does not keep creationTimestamp; pass it when the source has it. */
+export function routeObjectOf(r: HTTPRoute | GRPCRoute, creationTimestamp?: string): { ok: true; value: RouteObject } | { ok: false; errors: string[] } {
+  const v = validateRouteSpec(r.kind, r.spec);
+  if (!v.ok) return v;
+  const base = { namespace: r.metadata.namespace, name: r.metadata.name, ...(creationTimestamp !== undefined && { creationTimestamp }) };
+  return { ok: true, value: r.kind === 'HTTPRoute' ? { ...base, kind: r.kind, spec: v.value as HTTPRouteSpec } : { ...base, kind: r.kind, spec: v.value as GRPCRouteSpec } };
+}
+
+const routeName = (r: RouteObject) => `${r.namespace}/${r.name}`;
+const routeLabel = (r: RouteObject) => `${r.kind} ${routeName(r)}`;
+const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The spec's tie-break between routes: oldest first, then "namespace/name". */
+export function compareRoutes(a: RouteObject, b: RouteObject): number {
+  const ta = a.creationTimestamp === undefined ? NaN : Date.parse(a.creationTimestamp);
+  const tb = b.creationTimestamp === undefined ? NaN : Date.parse(b.creationTimestamp);
+  if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
+  if (Number.isFinite(ta) && ta !== tb) return ta - tb;
+  return compare(routeName(a), routeName(b)) || compare(a.kind, b.kind);
+}
+
+const isHeadless = (svc: Service) => (svc.spec.clusterIPs ?? []).every((ip) => ip === 'None' || ip === '');
+const clusterIPs = (svc: Service) => (svc.spec.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== '').map(canonicalIp);
+
+function selectedPorts(svc: Service, ref: ParentRef): ServicePort[] {
+  return svc.spec.ports.filter((p) => p.protocol === 'TCP' && (ref.sectionName === undefined || p.name === ref.sectionName) && (ref.port === undefined || p.port === ref.port));
+}
+
+function headerEdits(m: HeaderModifier): HeaderEdits {
+  return {
+    set: m.set.map((h) => ({ name: h.name.toLowerCase(), value: h.value })),
+    add: m.add.map((h) => ({ name: h.name.toLowerCase(), value: h.value })),
+    remove: m.remove.map((n) => n.toLowerCase()),
+  };
+}
+
+function filterEdits(filters: readonly RouteFilter[]): { requestHeaders?: HeaderEdits; responseHeaders?: HeaderEdits } {
+  const out: { requestHeaders?: HeaderEdits; responseHeaders?: HeaderEdits } = {};
+  for (const f of filters) {
+    if (f.type === 'RequestHeaderModifier') out.requestHeaders = headerEdits(f.requestHeaderModifier);
+    else out.responseHeaders = headerEdits(f.responseHeaderModifier);
+  }
+  return out;
+}
+
+/** Compiles routes once they are attached: holds the Services and collects notes and backends. */
+class Compiler {
+  readonly notes: string[] = [];
+  readonly backends = new Map<string, BackendProtocol>();
+
+  constructor(private readonly services: Map<string, Service>) {}
+
+  needBackend(key: string, protocol: BackendProtocol): void {
+    if (this.backends.get(key) !== 'h2c') this.backends.set(key, protocol);
+  }
+
+  /** Where a backendRef sends requests, or why it cannot. */
+  resolve(route: RouteObject, ref: BackendRef): { backend: string } | { invalid: string } {
+    const ns = ref.namespace ?? route.namespace;
+    const target = `${ns}/${ref.name}`;
+    if (ref.group !== '' || ref.kind !== 'Service') return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
+    if (ns !== route.namespace) return { invalid: `Service ${target} is in another namespace: that needs a ReferenceGrant, which Weft does not support yet` };
+    const svc = this.services.get(target);
+    if (!svc) return { invalid: `Service ${target} not found` };
+    if (svc.spec.type === 'ExternalName') return { invalid: `Service ${target} is an ExternalName Service: not supported as a backend` };
+    if (isHeadless(svc)) return { invalid: `Service ${target} is headless: not supported as a backend yet` };
+    if (!svc.spec.ports.some((p) => p.port === ref.port && p.protocol === 'TCP')) return { invalid: `Service ${target} has no TCP port ${ref.port}` };
+    return { backend: `${target}:${ref.port}` };
+  }
+
+  rule(route: RouteObject, index: number): RuleConfig {
+    const rule = route.spec.rules[index]!;
+    const at = `spec.rules[${index}]`;
+    const backends = rule.backendRefs.flatMap((ref, k): BackendChoiceConfig[] => {
+      if (ref.weight === 0) return [];
+      const target = this.resolve(route, ref);
+      if ('invalid' in target) this.notes.push(`${routeLabel(route)}: ${at}.backendRefs[${k}]: ${target.invalid}; its share of requests gets 500`);
+      else this.needBackend(target.backend, route.kind === 'GRPCRoute' ? 'h2c' : 'unknown');
+      return [{ weight: ref.weight, ...target, ...filterEdits(ref.filters) }];
+    });
+    if (backends.length === 0) this.notes.push(`${routeLabel(route)}: ${at}: no backend with a weight above 0; requests it matches get 500`);
+    const timeouts = 'timeouts' in rule ? rule.timeouts : undefined;
+    const request = timeouts?.request === undefined ? undefined : parseDuration(timeouts.request);
+    const backendRequest = timeouts?.backendRequest === undefined ? undefined : parseDuration(timeouts.backendRequest);
+    return {
+      route: routeName(route),
+      rule: index,
+      ...(rule.name !== undefined && { name: rule.name }),
+      backends,
+      ...filterEdits(rule.filters),
+      ...(request !== undefined && { requestTimeoutMs: request }),
+      ...(backendRequest !== undefined && { backendRequestTimeoutMs: backendRequest }),
+    };
+  }
+}
+
+type Key = number[];
+const compareKeys = (a: Key, b: Key): number => {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+};
+
+const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
+
+function httpMatches(route: Extract<RouteObject, { kind: 'HTTPRoute' }>, order: number, ruleBase: number): { key: Key; match: HttpMatchConfig }[] {
+  return route.spec.rules.flatMap((rule, i) =>
+    rule.matches.map((m, j) => {
+      // A prefix matches path elements: "/foo/" and "/foo" are the same prefix.
+      const value = m.path.type === 'PathPrefix' && m.path.value !== '/' ? m.path.value.replace(/\/$/, '') : m.path.value;
+      const length = m.path.type === 'RegularExpression' ? 0 : value.length;
+      const match: HttpMatchConfig = {
+        rule: ruleBase + i,
+        path: { type: m.path.type, value },
+        ...(m.method !== undefined && { method: m.method }),
+        headers: m.headers.map((h) => ({ name: h.name.toLowerCase(), type: h.type, value: h.value })),
+        queryParams: m.queryParams.map((q) => ({ name: q.name, type: q.type, value: q.value })),
+      };
+      return { key: [PATH_RANK[m.path.type], -length, m.method ? 0 : 1, -m.headers.length, -m.queryParams.length, order, i, j], match };
+    }),
+  );
+}
+
+function grpcMatches(route: Extract<RouteObject, { kind: 'GRPCRoute' }>, order: number, ruleBase: number): { key: Key; match: GrpcMatchConfig }[] {
+  return route.spec.rules.flatMap((rule, i) => {
+    const matches = rule.matches.length ? rule.matches : [{ headers: [] }];
+    return matches.map((m, j) => {
+      const method = 'method' in m ? m.method : undefined;
+      const rank = !method ? 2 : method.type === 'Exact' ? 0 : 1;
+      const exact = method?.type === 'Exact';
+      const match: GrpcMatchConfig = {
+        rule: ruleBase + i,
+        ...(method && { method: { type: method.type, ...(method.service && { service: method.service }), ...(method.method && { method: method.method }) } }),
+        headers: m.headers.map((h) => ({ name: h.name.toLowerCase(), type: h.type, value: h.value })),
+      };
+      const key = [rank, exact ? -(method.service?.length ?? 0) : 0, exact ? -(method.method?.length ?? 0) : 0, -m.headers.length, order, i, j];
+      return { key, match };
+    });
+  });
+}
+
+interface Attachment {
+  svc: Service;
+  port: ServicePort;
+  routes: RouteObject[];
+}
+
+/** The route table of every routed Service port. */
+export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<Service>): CompiledRoutes {
+  const byName = new Map<string, Service>();
+  for (const s of services) byName.set(`${s.metadata.namespace}/${s.metadata.name}`, s);
+  const compiler = new Compiler(byName);
+  const notes = compiler.notes;
+  const ordered = [...routes].sort(compareRoutes);
+
+  // Which routes attach to which Service port, in route order.
+  const attached = new Map<string, Attachment>();
+  for (const route of ordered) {
+    const ports = new Set<string>();
+    route.spec.parentRefs.forEach((ref, i) => {
+      if (ref.group !== '' || ref.kind !== 'Service') return; // a Gateway's route: not the mesh's
+      const at = `${routeLabel(route)}: spec.parentRefs[${i}]`;
+      const ns = ref.namespace ?? route.namespace;
+      const target = `${ns}/${ref.name}`;
+      if (ns !== route.namespace) return notes.push(`${at}: Service ${target} is in another namespace (a consumer route): not supported yet, ignored`);
+      const svc = byName.get(target);
+      if (!svc) return notes.push(`${at}: Service ${target} not found`);
+      if (svc.spec.type === 'ExternalName' || isHeadless(svc)) return notes.push(`${at}: Service ${target} has no cluster IP to route`);
+      const selected = selectedPorts(svc, ref);
+      if (selected.length === 0) {
+        const which = [ref.sectionName !== undefined && `named ${ref.sectionName}`, ref.port !== undefined && `numbered ${ref.port}`].filter(Boolean).join(' and ');
+        return notes.push(`${at}: Service ${target} has no TCP port${which ? ` ${which}` : ''}`);
+      }
+      for (const p of selected) {
+        const key = `${target}:${p.port}`;
+        if (ports.has(key)) continue; // two refs to the same port attach once
+        ports.add(key);
+        const a = attached.get(key) ?? { svc, port: p, routes: [] };
+        a.routes.push(route);
+        attached.set(key, a);
+      }
+    });
+  }
+
+  const out: ServicePortConfig[] = [];
+  const destinations = new Map<string, string>();
+  const keys = [...attached.keys()].sort(compare);
+  for (const key of keys) {
+    const { svc, port, routes: all } = attached.get(key)!;
+    const kind = all[0]!.kind;
+    for (const r of all) if (r.kind !== kind) notes.push(`${routeLabel(r)}: Service port ${key} is already routed by ${kind} ${routeName(all[0]!)}; HTTPRoutes and GRPCRoutes do not share a port, ignored`);
+    const accepted = all.filter((r) => r.kind === kind);
+    const service = `${svc.metadata.namespace}/${svc.metadata.name}`;
+    // Two Services cannot share an address (the service table keeps the first): nor can two routed ports.
+    const addresses = clusterIPs(svc).filter((ip) => {
+      const holder = destinations.get(`${ip} ${port.port}`);
+      if (holder !== undefined) notes.push(`Service ${service}: ${ip} port ${port.port} is already Service ${holder}'s; not routed there`);
+      else destinations.set(`${ip} ${port.port}`, service);
+      return holder === undefined;
+    });
+    const rules: RuleConfig[] = [];
+    const base = { service, port: port.port, portName: port.name ?? '', addresses, rules };
+    compiler.needBackend(key, kind === 'GRPCRoute' ? 'h2c' : 'unknown');
+    if (kind === 'HTTPRoute') {
+      const entries = accepted.flatMap((r, order) => {
+        const ruleBase = rules.length;
+        r.spec.rules.forEach((_, i) => rules.push(compiler.rule(r, i)));
+        return httpMatches(r as Extract<RouteObject, { kind: 'HTTPRoute' }>, order, ruleBase);
+      });
+      out.push({ ...base, protocol: 'http', matches: entries.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.match) });
+    } else {
+      const entries = accepted.flatMap((r, order) => {
+        const ruleBase = rules.length;
+        r.spec.rules.forEach((_, i) => rules.push(compiler.rule(r, i)));
+        return grpcMatches(r as Extract<RouteObject, { kind: 'GRPCRoute' }>, order, ruleBase);
+      });
+      out.push({ ...base, protocol: 'grpc', matches: entries.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.match) });
+    }
+  }
+  const backends = [...compiler.backends].map(([key, protocol]) => ({ key, protocol })).sort((a, b) => compare(a.key, b.key));
+  return { services: out, backends, notes: [...new Set(notes)].sort() };
+}
+
+/** The table from the store's objects as they are: each route typed by routeObjectOf (one that
+ *  fails, which the store should never hold, becomes a note). */
+export function compileStoredRoutes(
+  routes: Iterable<HTTPRoute | GRPCRoute>,
+  services: Iterable<Service>,
+  creationTimestamp: (r: HTTPRoute | GRPCRoute) => string | undefined = () => undefined,
+): CompiledRoutes {
+  const objects: RouteObject[] = [];
+  const refused: string[] = [];
+  for (const r of routes) {
+    const o = routeObjectOf(r, creationTimestamp(r));
+    if (o.ok) objects.push(o.value);
+    else refused.push(...o.errors.map((e) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}: ${e}`));
+  }
+  const out = compileRoutes(objects, services);
+  return refused.length ? { ...out, notes: [...out.notes, ...refused].sort() } : out;
+}

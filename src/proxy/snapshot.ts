@@ -1,0 +1,412 @@
+// The configuration weftd sends weft-proxy: one versioned, self-contained snapshot of every
+// L7 Service port, its routes (already compiled and ordered by precedence) and the ready
+// endpoints of every backend they name. Plain JSON (regexes travel as source text), so it
+// crosses the unix socket as is. The proxy validates a snapshot fully before it builds
+// anything from it, builds its matchers and balancers aside, then swaps one reference: a
+// request sees the old snapshot or the new one, never a mix, and an invalid snapshot changes
+// nothing.
+import { canonicalIp, parseIp } from '../lib/ip.js';
+import { Checker, isObj } from '../state/checker.js';
+import type { Frontend } from '../state/services.js';
+import { HEADER_VALUE_FORBIDDEN, HTTP_METHODS, UNMODIFIABLE_HEADERS, regexProblem, type PathMatchType, type ValueMatchType } from './route-validate.js';
+
+export type BalancerAlgorithm = 'peak-ewma' | 'round-robin' | 'least-request';
+export const BALANCER_ALGORITHMS: readonly BalancerAlgorithm[] = ['peak-ewma', 'round-robin', 'least-request'];
+
+/** Header changes of one filter; names in lower case. A name has at most one action. */
+export interface HeaderEdits {
+  set: { name: string; value: string }[];
+  add: { name: string; value: string }[];
+  remove: string[];
+}
+
+/** A header (name in lower case) or query parameter (name as is) condition. */
+export interface ValueMatchConfig {
+  name: string;
+  type: ValueMatchType;
+  value: string;
+}
+
+export interface HttpMatchConfig {
+  /** Index into the port's rules. */
+  rule: number;
+  /** PathPrefix values carry no trailing "/" (but "/" itself stays "/"). */
+  path: { type: PathMatchType; value: string };
+  method?: string;
+  headers: ValueMatchConfig[];
+  queryParams: ValueMatchConfig[];
+}
+
+export interface GrpcMatchConfig {
+  rule: number;
+  /** Unset: any service and method. */
+  method?: { type: ValueMatchType; service?: string; method?: string };
+  headers: ValueMatchConfig[];
+}
+
+/** One weighted choice of a rule. Exactly one of backend and invalid is set. */
+export interface BackendChoiceConfig {
+  /** 1..1,000,000 (weight-0 refs are left out: they never get a request). */
+  weight: number;
+  /** "namespace/name:port" of a Service port: a key of ProxySnapshot.backends. */
+  backend?: string;
+  /** Why this share of requests gets a 500 (gRPC: UNAVAILABLE): the ref could not be resolved. */
+  invalid?: string;
+  /** The backendRef's own filters, applied after the rule's. */
+  requestHeaders?: HeaderEdits;
+  responseHeaders?: HeaderEdits;
+}
+
+export interface RuleConfig {
+  /** "namespace/name" of the route, for telemetry and logs. */
+  route: string;
+  /** The rule's index in its route. */
+  rule: number;
+  name?: string;
+  /** Empty: every request the rule matches gets a 500 (gRPC: UNAVAILABLE). */
+  backends: BackendChoiceConfig[];
+  requestHeaders?: HeaderEdits;
+  responseHeaders?: HeaderEdits;
+  /** Unset: the proxy's default. 0: no timeout. */
+  requestTimeoutMs?: number;
+  backendRequestTimeoutMs?: number;
+}
+
+interface ServicePortBase {
+  /** "namespace/name" */
+  service: string;
+  port: number;
+  portName: string;
+  /** The Service's cluster IPs: with `port`, the original destinations the kernel records. */
+  addresses: string[];
+  rules: RuleConfig[];
+}
+
+export interface HttpServicePort extends ServicePortBase {
+  protocol: 'http';
+  /** In precedence order: the first that matches a request decides its rule. */
+  matches: HttpMatchConfig[];
+}
+
+export interface GrpcServicePort extends ServicePortBase {
+  protocol: 'grpc';
+  matches: GrpcMatchConfig[];
+}
+
+export type ServicePortConfig = HttpServicePort | GrpcServicePort;
+
+/** What a backend speaks: h2c for gRPC backends; "unknown" leaves it to the proxy. */
+export type BackendProtocol = 'http1' | 'h2c' | 'unknown';
+export const BACKEND_PROTOCOLS: readonly BackendProtocol[] = ['http1', 'h2c', 'unknown'];
+
+export interface BackendEndpoint {
+  ip: string;
+  /** The endpoint's port (the resolved target port). */
+  port: number;
+}
+
+export interface BackendConfig {
+  protocol: BackendProtocol;
+  /** Ready endpoints (serving-terminating ones when none is ready), sorted. Empty: 503. */
+  endpoints: BackendEndpoint[];
+}
+
+export interface ProxySnapshot {
+  /** Strictly increasing over the proxy's life; weftd seeds it from the clock, so a restarted
+   *  weftd is still ahead of what it sent before. */
+  version: number;
+  balancer: BalancerAlgorithm;
+  services: ServicePortConfig[];
+  /** "namespace/name:port" → endpoints. Holds every backend a rule names, and every routed
+   *  Service port itself (for connections that turn out not to be HTTP: TCP passthrough). */
+  backends: Record<string, BackendConfig>;
+}
+
+export type SnapshotValidation = { ok: true; value: ProxySnapshot } | { ok: false; error: string; errors: string[] };
+
+// ---- validation ----
+
+const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const SERVICE_NAME = new RegExp(`^${LABEL}/${LABEL}$`);
+const OBJECT_NAME = new RegExp(`^${LABEL}/${LABEL}(\\.${LABEL})*$`);
+const BACKEND_KEY = new RegExp(`^${LABEL}/${LABEL}:(?<port>[0-9]{1,5})$`);
+const LOWER_HEADER_NAME = /^[a-z0-9!#$%&'*+\-.^_`|~]+$/;
+const MAX_WEIGHT = 1_000_000;
+// Far beyond any sane timeout, and well inside what setTimeout accepts.
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+function oneOf<T extends string>(c: Checker, v: unknown, path: string, allowed: readonly T[]): T | undefined {
+  if (allowed.includes(v as T)) return v as T;
+  c.fail(path, `${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+  return undefined;
+}
+
+function int(c: Checker, v: unknown, path: string, min: number, max: number): number | undefined {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
+  c.fail(path, `${JSON.stringify(v)} is not an integer in ${min}..${max}`);
+  return undefined;
+}
+
+function str(c: Checker, v: unknown, path: string, pattern?: RegExp, what?: string): string | undefined {
+  const s = c.string(v, path, { required: true });
+  if (s !== undefined && pattern && !pattern.test(s)) return c.fail(path, `${JSON.stringify(s)} is not ${what}`), undefined;
+  return s;
+}
+
+function obj(c: Checker, v: unknown, path: string): Record<string, unknown> {
+  if (isObj(v)) return v;
+  c.fail(path, 'must be an object');
+  return {};
+}
+
+function checkRegex(c: Checker, source: string, path: string): void {
+  const problem = regexProblem(source);
+  if (problem) c.fail(path, problem);
+}
+
+function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | undefined {
+  if (v === undefined) return undefined;
+  const o = obj(c, v, path);
+  const names = new Set<string>();
+  const name = (n: unknown, at: string): string | undefined => {
+    const s = str(c, n, at, LOWER_HEADER_NAME, 'a lower-case header name');
+    if (s === undefined) return undefined;
+    if (UNMODIFIABLE_HEADERS.has(s)) return c.fail(at, `${JSON.stringify(s)} is a connection-level header; it cannot be modified`), undefined;
+    if (names.has(s)) return c.fail(at, `${JSON.stringify(s)} has more than one action`), undefined;
+    names.add(s);
+    return s;
+  };
+  const pairs = (field: 'set' | 'add') =>
+    c.array(o[field], `${path}.${field}`, { required: true }).flatMap((h, i) => {
+      const at = `${path}.${field}[${i}]`;
+      const ho = obj(c, h, at);
+      const n = name(ho.name, `${at}.name`);
+      const value = str(c, ho.value, `${at}.value`);
+      if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value)) return c.fail(`${at}.value`, 'must not contain control characters'), [];
+      return n === undefined || value === undefined ? [] : [{ name: n, value }];
+    });
+  const set = pairs('set');
+  const add = pairs('add');
+  const remove = c.array(o.remove, `${path}.remove`, { required: true }).flatMap((n, i) => {
+    const s = name(n, `${path}.remove[${i}]`);
+    return s === undefined ? [] : [s];
+  });
+  return { set, add, remove };
+}
+
+function checkValueMatches(c: Checker, v: unknown, path: string, lowerCase: boolean): ValueMatchConfig[] {
+  return c.array(v, path, { required: true }).flatMap((m, i) => {
+    const at = `${path}[${i}]`;
+    const o = obj(c, m, at);
+    const name = str(c, o.name, `${at}.name`, lowerCase ? LOWER_HEADER_NAME : /^.+$/, lowerCase ? 'a lower-case header name' : 'a parameter name');
+    const type = oneOf(c, o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const);
+    const value = str(c, o.value, `${at}.value`);
+    if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.value`);
+    return name === undefined || type === undefined || value === undefined ? [] : [{ name, type, value }];
+  });
+}
+
+function checkHttpMatch(c: Checker, o: Record<string, unknown>, at: string, rule: number): HttpMatchConfig | undefined {
+  const p = obj(c, o.path, `${at}.path`);
+  const type = oneOf(c, p.type, `${at}.path.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const);
+  const value = str(c, p.value, `${at}.path.value`);
+  if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.path.value`);
+  else if (value !== undefined && !value.startsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)} must start with "/"`);
+  else if (value !== undefined && type === 'PathPrefix' && value !== '/' && value.endsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)}: a prefix carries no trailing "/"`);
+  const method = o.method === undefined ? undefined : oneOf(c, o.method, `${at}.method`, HTTP_METHODS);
+  const headers = checkValueMatches(c, o.headers, `${at}.headers`, true);
+  const queryParams = checkValueMatches(c, o.queryParams, `${at}.queryParams`, false);
+  if (type === undefined || value === undefined) return undefined;
+  return { rule, path: { type, value }, ...(method !== undefined && { method }), headers, queryParams };
+}
+
+function checkGrpcMatch(c: Checker, o: Record<string, unknown>, at: string, rule: number): GrpcMatchConfig | undefined {
+  let method: GrpcMatchConfig['method'];
+  if (o.method !== undefined) {
+    const m = obj(c, o.method, `${at}.method`);
+    const type = oneOf(c, m.type, `${at}.method.type`, ['Exact', 'RegularExpression'] as const);
+    const part = (field: 'service' | 'method') => {
+      if (m[field] === undefined) return undefined;
+      const s = str(c, m[field], `${at}.method.${field}`, /^.+$/, 'a non-empty string');
+      if (s !== undefined && type === 'RegularExpression') checkRegex(c, s, `${at}.method.${field}`);
+      return s;
+    };
+    const service = part('service');
+    const name = part('method');
+    if (m.service === undefined && m.method === undefined) c.fail(`${at}.method`, 'needs a service, a method or both');
+    if (type !== undefined) method = { type, ...(service !== undefined && { service }), ...(name !== undefined && { method: name }) };
+  }
+  const headers = checkValueMatches(c, o.headers, `${at}.headers`, true);
+  return { rule, ...(method && { method }), headers };
+}
+
+function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): RuleConfig {
+  const o = obj(c, v, at);
+  const route = str(c, o.route, `${at}.route`, OBJECT_NAME, 'a "namespace/name"') ?? '';
+  const rule = int(c, o.rule, `${at}.rule`, 0, 1000) ?? 0;
+  const name = o.name === undefined ? undefined : c.string(o.name, `${at}.name`);
+  const choices = c.array(o.backends, `${at}.backends`, { required: true }).map((b, k): BackendChoiceConfig => {
+    const bat = `${at}.backends[${k}]`;
+    const bo = obj(c, b, bat);
+    const weight = int(c, bo.weight, `${bat}.weight`, 1, MAX_WEIGHT) ?? 1;
+    if ((bo.backend === undefined) === (bo.invalid === undefined)) c.fail(bat, 'needs exactly one of backend and invalid');
+    const backend = bo.backend === undefined ? undefined : str(c, bo.backend, `${bat}.backend`, BACKEND_KEY, 'a "namespace/name:port"');
+    if (backend !== undefined && !Object.hasOwn(backends, backend)) c.fail(`${bat}.backend`, `${JSON.stringify(backend)} is not in backends`);
+    const invalid = bo.invalid === undefined ? undefined : str(c, bo.invalid, `${bat}.invalid`, /^.+$/s, 'a reason');
+    const requestHeaders = checkHeaderEdits(c, bo.requestHeaders, `${bat}.requestHeaders`);
+    const responseHeaders = checkHeaderEdits(c, bo.responseHeaders, `${bat}.responseHeaders`);
+    return {
+      weight,
+      ...(backend !== undefined && { backend }),
+      ...(invalid !== undefined && { invalid }),
+      ...(requestHeaders && { requestHeaders }),
+      ...(responseHeaders && { responseHeaders }),
+    };
+  });
+  const requestHeaders = checkHeaderEdits(c, o.requestHeaders, `${at}.requestHeaders`);
+  const responseHeaders = checkHeaderEdits(c, o.responseHeaders, `${at}.responseHeaders`);
+  const requestTimeoutMs = o.requestTimeoutMs === undefined ? undefined : int(c, o.requestTimeoutMs, `${at}.requestTimeoutMs`, 0, MAX_TIMEOUT_MS);
+  const backendRequestTimeoutMs = o.backendRequestTimeoutMs === undefined ? undefined : int(c, o.backendRequestTimeoutMs, `${at}.backendRequestTimeoutMs`, 0, MAX_TIMEOUT_MS);
+  if (requestTimeoutMs && backendRequestTimeoutMs !== undefined && (backendRequestTimeoutMs === 0 || backendRequestTimeoutMs > requestTimeoutMs)) {
+    c.fail(`${at}.backendRequestTimeoutMs`, `${backendRequestTimeoutMs} is longer than requestTimeoutMs ${requestTimeoutMs}`);
+  }
+  return {
+    route,
+    rule,
+    ...(name !== undefined && { name }),
+    backends: choices,
+    ...(requestHeaders && { requestHeaders }),
+    ...(responseHeaders && { responseHeaders }),
+    ...(requestTimeoutMs !== undefined && { requestTimeoutMs }),
+    ...(backendRequestTimeoutMs !== undefined && { backendRequestTimeoutMs }),
+  };
+}
+
+function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): ServicePortConfig | undefined {
+  const o = obj(c, v, at);
+  const service = str(c, o.service, `${at}.service`, SERVICE_NAME, 'a "namespace/name"');
+  const port = c.port(o.port, `${at}.port`, { required: true });
+  const portName = c.string(o.portName, `${at}.portName`, { required: true });
+  const protocol = oneOf(c, o.protocol, `${at}.protocol`, ['http', 'grpc'] as const);
+  const addresses = c.array(o.addresses, `${at}.addresses`, { required: true }).flatMap((a, i) => {
+    const fam = c.ip(a, `${at}.addresses[${i}]`);
+    return fam === undefined ? [] : [canonicalIp(a as string)];
+  });
+  const rules = c.array(o.rules, `${at}.rules`, { required: true }).map((r, i) => checkRule(c, r, `${at}.rules[${i}]`, backends));
+  const rawMatches = c.array(o.matches, `${at}.matches`, { required: true });
+  const matches = rawMatches.flatMap((m, i) => {
+    const mat = `${at}.matches[${i}]`;
+    const mo = obj(c, m, mat);
+    const rule = rules.length ? int(c, mo.rule, `${mat}.rule`, 0, rules.length - 1) : (c.fail(`${mat}.rule`, 'there are no rules to name'), undefined);
+    if (rule === undefined || protocol === undefined) return [];
+    const match = protocol === 'http' ? checkHttpMatch(c, mo, mat, rule) : checkGrpcMatch(c, mo, mat, rule);
+    return match ? [match] : [];
+  });
+  if (service === undefined || port === undefined || portName === undefined || protocol === undefined) return undefined;
+  const base = { service, port, portName, addresses, rules };
+  return protocol === 'http' ? { ...base, protocol, matches: matches as HttpMatchConfig[] } : { ...base, protocol, matches: matches as GrpcMatchConfig[] };
+}
+
+function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
+  const o = obj(c, v, 'backends');
+  const out: Record<string, BackendConfig> = {};
+  for (const [key, b] of Object.entries(o)) {
+    const at = `backends[${JSON.stringify(key)}]`;
+    const m = BACKEND_KEY.exec(key);
+    if (!m || Number(m.groups!.port) < 1 || Number(m.groups!.port) > 65535) {
+      c.fail(at, 'the key is not a "namespace/name:port"');
+      continue;
+    }
+    const bo = obj(c, b, at);
+    const protocol = oneOf(c, bo.protocol, `${at}.protocol`, BACKEND_PROTOCOLS);
+    const seen = new Set<string>();
+    const endpoints = c.array(bo.endpoints, `${at}.endpoints`, { required: true }).flatMap((e, i) => {
+      const eat = `${at}.endpoints[${i}]`;
+      const eo = obj(c, e, eat);
+      const ip = typeof eo.ip === 'string' && parseIp(eo.ip) ? canonicalIp(eo.ip) : (c.ip(eo.ip, `${eat}.ip`), undefined);
+      const port = c.port(eo.port, `${eat}.port`, { required: true });
+      if (ip === undefined || port === undefined) return [];
+      if (seen.has(`${ip} ${port}`)) return c.fail(eat, `${ip} port ${port} is listed twice`), [];
+      seen.add(`${ip} ${port}`);
+      return [{ ip, port }];
+    });
+    if (protocol !== undefined) out[key] = { protocol, endpoints };
+  }
+  return out;
+}
+
+/** A snapshot checked in full: every field, every cross-reference, every regex. */
+export function validateSnapshot(raw: unknown): SnapshotValidation {
+  const c = new Checker();
+  if (!isObj(raw)) return { ok: false, error: '(snapshot): must be an object', errors: ['(snapshot): must be an object'] };
+  const version = int(c, raw.version, 'version', 1, Number.MAX_SAFE_INTEGER);
+  const balancer = raw.balancer === undefined ? 'peak-ewma' : oneOf(c, raw.balancer, 'balancer', BALANCER_ALGORITHMS);
+  const rawBackends = isObj(raw.backends) ? raw.backends : {};
+  const backends = checkBackends(c, raw.backends);
+  const services = c.array(raw.services, 'services', { required: true }).flatMap((s, i) => {
+    const sp = checkServicePort(c, s, `services[${i}]`, rawBackends);
+    return sp ? [sp] : [];
+  });
+  // One service port per name and per destination: the proxy must find exactly one.
+  const names = new Map<string, number>();
+  const destinations = new Map<string, number>();
+  services.forEach((s, i) => {
+    const name = `${s.service}:${s.port}`;
+    if (names.has(name)) c.fail(`services[${i}]`, `${name} is also services[${names.get(name)}]`);
+    names.set(name, i);
+    for (const a of s.addresses) {
+      const dest = `${a} ${s.port}`;
+      const first = destinations.get(dest);
+      if (first !== undefined && first !== i) c.fail(`services[${i}].addresses`, `${a} port ${s.port} is also services[${first}]'s`);
+      destinations.set(dest, i);
+    }
+  });
+  if (c.errors.length || version === undefined || balancer === undefined) {
+    const errors = c.errors.length ? c.errors : ['(snapshot): invalid'];
+    return { ok: false, error: errors.join('; '), errors };
+  }
+  return { ok: true, value: { version, balancer, services, backends } };
+}
+
+/** The next snapshot to run, or why the running one stays: invalid, or not newer. */
+export function acceptSnapshot(running: ProxySnapshot | undefined, raw: unknown): SnapshotValidation {
+  const v = validateSnapshot(raw);
+  if (v.ok && running && v.value.version <= running.version) {
+    const error = `version: ${v.value.version} is not newer than the running snapshot's ${running.version}`;
+    return { ok: false, error, errors: [error] };
+  }
+  return v;
+}
+
+// ---- building (weftd's side) ----
+
+/** What the route table needs of the backends: each key, and what it speaks. */
+export interface BackendNeed {
+  key: string;
+  protocol: BackendProtocol;
+}
+
+/** A snapshot from compiled routes and the Services' frontends (which hold the ready
+ *  endpoints, target ports resolved). A backend key with no TCP frontend gets no endpoints. */
+export function buildSnapshot(input: {
+  version: number;
+  balancer?: BalancerAlgorithm;
+  services: ServicePortConfig[];
+  backends: Iterable<BackendNeed>;
+  frontends: Iterable<Frontend>;
+}): ProxySnapshot {
+  const byKey = new Map<string, Map<string, BackendEndpoint>>();
+  for (const f of input.frontends) {
+    if (f.key.proto !== 'TCP') continue;
+    const key = `${f.service}:${f.key.port}`;
+    let m = byKey.get(key);
+    if (!m) byKey.set(key, (m = new Map()));
+    for (const b of f.backends) m.set(`${b.ip} ${b.port}`, { ip: b.ip, port: b.port });
+  }
+  const backends: Record<string, BackendConfig> = {};
+  for (const need of input.backends) {
+    const endpoints = [...(byKey.get(need.key)?.values() ?? [])].sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+    backends[need.key] = { protocol: need.protocol, endpoints };
+  }
+  return { version: input.version, balancer: input.balancer ?? 'peak-ewma', services: input.services, backends };
+}
