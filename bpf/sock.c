@@ -62,7 +62,8 @@ ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4a
 /* Reports a translation: every connect, and every datagram only when every packet is asked
  * for (an unconnected UDP socket translates each one). */
 static __always_inline void
-sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc, const struct weft_l4addr *backend, bool is_connect)
+sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc, const struct weft_l4addr *backend, bool is_connect,
+	    bool redirected)
 {
 	if (!is_connect && !events_every_packet())
 		return;
@@ -80,6 +81,7 @@ sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc, const stru
 		.svc_addr = svc->ip,
 		.svc_port = svc->port,
 		.is_connect = is_connect,
+		.redirected = redirected,
 		.cgroup_id = bpf_get_current_cgroup_id(),
 		.netns_cookie = bpf_get_netns_cookie(ctx),
 	};
@@ -94,6 +96,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family,
 	struct lb_service_key key = {};
 	struct lb_backend_value *backend;
 	bool no_backend;
+	__u16 flags = 0;
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
 		return SYS_PROCEED;
@@ -104,7 +107,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family,
 	key.proto = ctx->protocol;
 	key.family = dst.family;
 
-	backend = lb_select_backend(&key, &no_backend);
+	backend = lb_select_backend(&key, &no_backend, &flags);
 	if (!backend) {
 		if (no_backend) {
 			/* A service without ready backends refuses at once rather than letting the
@@ -119,7 +122,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, int family,
 
 	lb_remember_service(bpf_get_socket_cookie(ctx), &backend->addr, &key);
 	ctx_set_l4addr(ctx, family, &backend->addr);
-	sock_report(ctx, &dst, &backend->addr, is_connect);
+	sock_report(ctx, &dst, &backend->addr, is_connect, flags & LB_SERVICE_F_L7);
 	return SYS_PROCEED;
 }
 

@@ -80,7 +80,8 @@ struct sock_xlate_event {
 	struct weft_addr svc_addr;	/* what the application asked for */
 	__be16 svc_port;
 	__u8 is_connect;		/* connect (1) or sendmsg (0) */
-	__u8 pad[5];
+	__u8 redirected;		/* the backend is the node proxy's listener (LB_SERVICE_F_L7) */
+	__u8 pad[4];
 	__u64 cgroup_id;		/* the socket's cgroup */
 	__u64 netns_cookie;		/* the socket's network namespace */
 };

@@ -22,6 +22,9 @@ struct lb_service_key {
 };
 
 #define LB_SERVICE_F_NONE 0
+/* The frontend's one backend is the node proxy's listener for this Service port: the Service
+ * has L7 routes (the agent sets it; the datapath reports such connections as redirected). */
+#define LB_SERVICE_F_L7 (1 << 0)
 
 struct lb_service_value {
 	__u32 service_id;
@@ -74,9 +77,9 @@ struct {
 } lb_revnat SEC(".maps");
 
 /* Picks a backend for a frontend. Returns NULL when the address is not a service, and sets
- * *no_backend when it is one with no ready backend. */
+ * *no_backend when it is one with no ready backend; *flags are the service's LB_SERVICE_F_*. */
 static __always_inline struct lb_backend_value *
-lb_select_backend(const struct lb_service_key *key, bool *no_backend)
+lb_select_backend(const struct lb_service_key *key, bool *no_backend, __u16 *flags)
 {
 	struct lb_service_value *svc;
 	struct lb_backend_key bkey = {};
@@ -85,6 +88,7 @@ lb_select_backend(const struct lb_service_key *key, bool *no_backend)
 	svc = bpf_map_lookup_elem(&lb_services, key);
 	if (!svc)
 		return NULL;
+	*flags = svc->flags;
 	if (svc->backend_count == 0) {
 		*no_backend = true;
 		return NULL;

@@ -8,7 +8,7 @@ import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import type { InformerState, KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
-import { ServiceTable } from '../state/services.js';
+import { ServiceTable, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi } from './api.js';
 import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
@@ -22,6 +22,10 @@ import { agentFlowContext } from './flow-context.js';
 import { readMaps } from '../datapath/kernel-state.js';
 import { Observer } from '../observe/observer.js';
 import { flowRoutes } from '../observe/flow-api.js';
+import { L7Controller, type L7Snapshot } from './l7.js';
+import { ProxySupervisor, type ProxyStatus } from './proxy-supervisor.js';
+import { ensureProxyAddresses } from './proxy-address.js';
+import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
 import type { ObserverStatus } from '../observe/flow-source.js';
 
 export const VERSION = '0.1.0';
@@ -46,6 +50,8 @@ export interface AgentStatus {
   podCidrs: { cidr: string; used: number; capacity: string }[];
   policy?: { policies: number; revision: number; entries: number; ipcache: number; error?: string };
   observer?: ObserverStatus;
+  /** The L7 proxy, once a Service has routes. */
+  proxy?: ProxyStatus & { routedPorts: string[]; notes: string[] };
 }
 
 export class Agent {
@@ -78,6 +84,9 @@ export class Agent {
   private notes = new Set<string>();
   private observer: Observer | undefined;
   private metricsAddress: string;
+  private l7: L7Controller | undefined;
+  private proxy: ProxySupervisor<L7Snapshot> | undefined;
+  private proxyError: string | undefined;
   /** When the oldest change not yet in the kernel arrived, per pipeline (the sync lag). */
   private readonly changedSince: { services?: number; policy?: number } = {};
 
@@ -110,13 +119,18 @@ export class Agent {
     log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
-    this.observer = new Observer({
-      bpfRoot: cfg.bpfRoot,
-      capacity: cfg.flowBufferSize,
-      context: agentFlowContext({ policy: () => this.policy, endpoints: () => this.endpoints, services: this.table }),
-      log,
-    });
+    const flowContext = agentFlowContext({ policy: () => this.policy, endpoints: () => this.endpoints, services: this.table });
+    this.observer = new Observer({ bpfRoot: cfg.bpfRoot, capacity: cfg.flowBufferSize, context: flowContext, log });
     this.metrics.observe(this.observer);
+    if (cfg.proxy.mode !== 'off') {
+      this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, stateDir: cfg.stateDir }, {
+        store: this.store,
+        frontends: () => this.table.frontends(),
+        isolatedBackend: (ip) => this.isolatedBackend(ip),
+        workload: (ip) => flowContext.workload(ip),
+        localAddresses: () => (this.endpoints?.list() ?? []).flatMap((r) => r.ips.map((a) => a.address)),
+      }, log);
+    }
     this.metrics.maps(() => readMaps(cfg.bpfRoot));
     this.metrics.syncLag(() => {
       const since = Math.min(this.changedSince.services ?? Infinity, this.changedSince.policy ?? Infinity);
@@ -167,7 +181,7 @@ export class Agent {
     this.restoreEndpoints(registry, this.endpointDatapath);
     this.sync();
     this.store.on('change', (kinds) => {
-      if (kinds.has('Service') || kinds.has('EndpointSlice')) {
+      if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute')) {
         this.changedSince.services ??= Date.now();
         this.scheduleSync();
       }
@@ -175,6 +189,8 @@ export class Agent {
       if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
         this.changedSince.policy ??= Date.now();
         this.schedulePolicySync();
+        // Isolation decides which routed Services may go through the proxy.
+        if (this.l7?.active || kinds.has('NetworkPolicy')) this.scheduleSync();
       }
     });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
@@ -306,6 +322,13 @@ export class Agent {
       else this.table.deleteSlice(ns, name);
     }
     const changes = this.table.commit();
+    const l7Before = this.l7?.kernelSet();
+    if (this.l7) {
+      this.l7.compile();
+      // Redirecting or no longer redirecting a Service port rewrites its frontends.
+      if (this.l7.kernelSet() !== l7Before) this.fullSync = true;
+    }
+    const kf = (f: Frontend) => this.l7?.kernelFrontend(f) ?? f;
     const compileMs = performance.now() - t0;
     if (changes.notesChanged) {
       // Each note once, when it appears, not on every sync while it stays true.
@@ -315,7 +338,7 @@ export class Agent {
     }
     this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
     try {
-      const stats = this.fullSync ? this.writer.sync(this.table.frontends()) : this.writer.update(changes.upserts, changes.removes);
+      const stats = this.fullSync ? this.writer.sync(this.table.frontends().map(kf)) : this.writer.update(changes.upserts.map(kf), changes.removes);
       this.fullSync = false;
       if (this.changedSince.services === changedSince) delete this.changedSince.services;
       end();
@@ -328,6 +351,8 @@ export class Agent {
       }
       if (!this.synced) this.metrics.ready.set(1);
       this.synced = true;
+      // After the kernel write: a Service port leaving the proxy is out of the kernel first.
+      this.updateProxy();
     } catch (err) {
       end();
       this.metrics.syncs.inc({ result: 'error' });
@@ -337,6 +362,42 @@ export class Agent {
       clearTimeout(this.retry);
       this.retry = setTimeout(() => this.scheduleSync(), SYNC_RETRY_MS);
     }
+  }
+
+  /** Starts the proxy once something is routed, and sends it the current snapshot. */
+  private updateProxy(): void {
+    const l7 = this.l7;
+    if (!l7 || !l7.active) return;
+    if (!this.proxy) {
+      try {
+        ensureProxyAddresses(this.cfg.proxy.addresses);
+      } catch (err) {
+        this.proxyError = `cannot set up the proxy addresses: ${(err as Error).message}`;
+        this.log.error('routes not applied: the proxy addresses cannot be set up', { error: (err as Error).message });
+        return;
+      }
+      this.proxyError = undefined;
+      this.proxy = new ProxySupervisor({
+        adminSocket: this.cfg.proxy.adminSocket,
+        manage: this.cfg.proxy.mode === 'managed',
+        metricsAddress: this.cfg.proxy.metricsAddress,
+        logLevel: this.cfg.logLevel,
+        log: this.log,
+        snapshot: () => l7.snapshot(),
+        onAccepted: (snap) => {
+          if (l7.acceptedSnapshot(snap)) this.scheduleSync();
+        },
+        onFlow: (flow) => this.observer?.addFlow(flow),
+      });
+      this.proxy.start();
+    }
+    this.proxy.push();
+  }
+
+  /** Whether an address is a local pod that NetworkPolicy isolates for ingress. */
+  private isolatedBackend(ip: string): boolean {
+    const ep = this.endpoints?.list().find((r) => r.ips.some((a) => a.address === ip));
+    return ep !== undefined && ((this.policy?.flagsFor(ep.id) ?? 0) & ENDPOINT_F_INGRESS_ISOLATED) !== 0;
   }
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
@@ -366,6 +427,14 @@ export class Agent {
       podCidrs: this.endpoints?.poolUsage() ?? [],
       ...(this.policy && { policy: this.policySummary(this.policy) }),
       ...(this.observer && { observer: this.observer.status() }),
+      ...(this.l7?.active && {
+        proxy: {
+          ...(this.proxy?.status() ?? { managed: this.cfg.proxy.mode === 'managed', running: false, restarts: 0, version: 0 }),
+          ...(this.proxyError && { lastError: this.proxyError }),
+          routedPorts: this.l7.routedPorts,
+          notes: [...this.l7.routeNotes],
+        },
+      }),
     };
   }
 
@@ -390,6 +459,7 @@ export class Agent {
     clearTimeout(this.policyRetry);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
+    await this.proxy?.stop();
     await this.observer?.stop();
     this.datapath?.close();
     this.endpointDatapath?.close();

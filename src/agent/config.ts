@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
-import { isCidr } from '../lib/ip.js';
+import { ipFamily, isCidr } from '../lib/ip.js';
+import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from './proxy-address.js';
 import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
 
 export const DEFAULT_STATE_DIR = '/var/run/weft';
@@ -22,6 +23,8 @@ export interface AgentConfig {
   flowEvents: 'new-and-drops' | 'every-packet';
   /** Flows the observer keeps in memory for `weft observe`. */
   flowBufferSize: number;
+  /** The L7 proxy: run by weftd (managed), run beside it (external), or none (off). */
+  proxy: { mode: 'managed' | 'external' | 'off'; addresses: { 4?: string; 6?: string }; portBase: number; metricsAddress: string; adminSocket: string };
 }
 
 export const USAGE = `Usage: weftd --source dir:PATH|kubernetes [flags]
@@ -48,6 +51,15 @@ Flags:
                            verdicts and drops; the default) or every-packet
   --flow-buffer-size N     flows kept in memory for weft observe (default ${DEFAULT_FLOW_BUFFER},
                            128 bytes each; at most ${MAX_FLOW_BUFFER})
+  --proxy MODE             the per-node L7 proxy (weft-proxy) for Services with HTTPRoutes or
+                           GRPCRoutes: managed (weftd runs it; the default), external (it runs
+                           beside weftd, e.g. a second container, on --proxy-admin-socket) or
+                           off (routes are not applied)
+  --proxy-address ADDR     the proxy's listen address, one per family, repeatable (default
+                           ${DEFAULT_PROXY_ADDRESSES[4]} and ${DEFAULT_PROXY_ADDRESSES[6]}, on a dummy interface ${PROXY_INTERFACE})
+  --proxy-port-base PORT   listener ports, one per routed Service port, from here up (default 15000)
+  --proxy-admin-socket P   the proxy's control socket (default <state-dir>/proxy.sock)
+  --proxy-metrics-address ADDR  the proxy's Prometheus listen address (managed; default 127.0.0.1:9964)
   -h, --help               show this help
 `;
 
@@ -65,6 +77,11 @@ const OPTIONS = {
   'log-level': { type: 'string', default: 'info' },
   'flow-events': { type: 'string', default: 'new-and-drops' },
   'flow-buffer-size': { type: 'string', default: String(DEFAULT_FLOW_BUFFER) },
+  proxy: { type: 'string', default: 'managed' },
+  'proxy-address': { type: 'string', multiple: true },
+  'proxy-port-base': { type: 'string', default: '15000' },
+  'proxy-admin-socket': { type: 'string' },
+  'proxy-metrics-address': { type: 'string', default: '127.0.0.1:9964' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -95,6 +112,17 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     if (!isCidr(cidr)) throw new UsageError(`--pod-cidr ${cidr}: not a CIDR (want e.g. 10.244.1.0/24 or fd00:10:244:1::/64)`);
   }
   const stateDir = path.resolve(values['state-dir']);
+  const proxyMode = values.proxy;
+  if (proxyMode !== 'managed' && proxyMode !== 'external' && proxyMode !== 'off') throw new UsageError(`--proxy ${proxyMode}: want managed, external or off`);
+  const proxyAddresses: { 4?: string; 6?: string } = values['proxy-address'] ? {} : { ...DEFAULT_PROXY_ADDRESSES };
+  for (const a of values['proxy-address'] ?? []) {
+    const family = ipFamily(a);
+    if (!family) throw new UsageError(`--proxy-address ${a}: not an IP address`);
+    if (proxyAddresses[family]) throw new UsageError(`--proxy-address ${a}: an IPv${family} address is already given (${proxyAddresses[family]})`);
+    proxyAddresses[family] = a;
+  }
+  const portBase = /^\d{1,5}$/.test(values['proxy-port-base']) ? Number(values['proxy-port-base']) : NaN;
+  if (!(portBase >= 1024 && portBase <= 65535)) throw new UsageError(`--proxy-port-base ${values['proxy-port-base']}: want a port from 1024 to 65535`);
   return {
     source,
     bpfRoot: path.resolve(values['bpf-root']),
@@ -107,5 +135,12 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     logLevel: level as AgentConfig['logLevel'],
     flowEvents,
     flowBufferSize,
+    proxy: {
+      mode: proxyMode,
+      addresses: proxyAddresses,
+      portBase,
+      metricsAddress: values['proxy-metrics-address'],
+      adminSocket: path.resolve(values['proxy-admin-socket'] ?? path.join(stateDir, 'proxy.sock')),
+    },
   };
 }

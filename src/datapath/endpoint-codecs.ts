@@ -447,6 +447,8 @@ export interface SockXlateEvent {
   svcAddr: string;
   svcPort: number;
   isConnect: boolean;
+  /** The backend is the node proxy's listener: the Service has L7 routes. */
+  redirected: boolean;
   cgroupId: bigint;
   netnsCookie: bigint;
 }
@@ -457,7 +459,7 @@ export const sockXlateEvent: StructCodec<SockXlateEvent> = {
   size: 104,
   fields: {
     hdr: { offset: 0, size: 64 }, svc_addr: { offset: 64, size: 16 }, svc_port: { offset: 80, size: 2 }, is_connect: { offset: 82, size: 1 },
-    pad: { offset: 83, size: 5 }, cgroup_id: { offset: 88, size: 8 }, netns_cookie: { offset: 96, size: 8 },
+    redirected: { offset: 83, size: 1 }, pad: { offset: 84, size: 4 }, cgroup_id: { offset: 88, size: 8 }, netns_cookie: { offset: 96, size: 8 },
   },
   encodeInto(v, buf, off) {
     buf.fill(0, off, off + 104);
@@ -465,6 +467,7 @@ export const sockXlateEvent: StructCodec<SockXlateEvent> = {
     writeIpBytes(v.svcAddr, v.hdr.family ?? 4, buf, off + 64);
     buf.writeUInt16BE(v.svcPort, off + 80);
     buf.writeUInt8(v.isConnect ? 1 : 0, off + 82);
+    buf.writeUInt8(v.redirected ? 1 : 0, off + 83);
     buf.writeBigUInt64LE(v.cgroupId, off + 88);
     buf.writeBigUInt64LE(v.netnsCookie, off + 96);
   },
@@ -475,6 +478,7 @@ export const sockXlateEvent: StructCodec<SockXlateEvent> = {
       svcAddr: formatIp(buf.subarray(off + 64, off + (hdr.family === 6 ? 80 : 68)), hdr.family ?? 4),
       svcPort: buf.readUInt16BE(off + 80),
       isConnect: buf.readUInt8(off + 82) !== 0,
+      redirected: buf.readUInt8(off + 83) !== 0,
       cgroupId: buf.readBigUInt64LE(off + 88),
       netnsCookie: buf.readBigUInt64LE(off + 96),
     };

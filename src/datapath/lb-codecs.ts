@@ -19,6 +19,9 @@ function protoName(n: number): L4Proto {
 /** struct weft_addr: IPv4 in the first four bytes, IPv6 in all sixteen. */
 const writeAddr = writeIpBytes;
 
+/** bpf/include/lb.h LB_SERVICE_F_L7: the frontend's backend is the node proxy's listener. */
+export const LB_SERVICE_F_L7 = 1;
+
 export interface L4Addr {
   ip: string;
   port: number;

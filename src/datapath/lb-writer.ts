@@ -27,6 +27,8 @@ const addrText = (a: L4Addr) => `${a.ip}|${a.port}`;
 
 interface ServiceEntry {
   id: number;
+  /** LB_SERVICE_F_* */
+  flags: number;
   /** slot (1-based) → backend, as the kernel holds them. */
   slots: L4Addr[];
 }
@@ -74,7 +76,7 @@ export class LbWriter {
         if (!b) break; // a hole: the slots after it count as unwritten and are rewritten
         slots.push(b);
       }
-      const entry = { id: val.serviceId, slots };
+      const entry = { id: val.serviceId, flags: val.flags, slots };
       this.view.set(hex(k), entry);
       byId.set(val.serviceId, entry);
     }
@@ -139,14 +141,15 @@ export class LbWriter {
           slotVals.push(b);
         }
       });
-      if (!old || old.slots.length !== slots.length) {
+      const flags = f.flags ?? 0;
+      if (!old || old.slots.length !== slots.length || old.flags !== flags) {
         svcKeys.push(Buffer.from(k, 'hex'));
-        svcVals.push({ serviceId: id, backendCount: slots.length, flags: 0 });
+        svcVals.push({ serviceId: id, backendCount: slots.length, flags });
       }
       for (let s = slots.length + 1; s <= (old?.slots.length ?? 0); s++) staleSlots.push({ serviceId: id, slot: s });
       if (!old) services++;
       backends += slots.length - (old?.slots.length ?? 0);
-      changed.set(k, { entry: { id, slots }, from: f });
+      changed.set(k, { entry: { id, flags, slots }, from: f });
     }
     const gone: { key: string; entry: ServiceEntry }[] = [];
     for (const k of new Set(removes)) {

@@ -158,7 +158,7 @@ function sockFlow(raw: Buffer, ctx: FlowContext): Flow {
   const source: FlowEndpoint = owner ? endpointOf(owner.workload, owner.ip ?? unspecified(hdr.family), undefined) : { ip: unspecified(hdr.family), identity: 0, labels: [] };
   return {
     time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
-    verdict: 'TRANSLATED',
+    verdict: ev.redirected ? 'REDIRECTED' : 'TRANSLATED',
     type: 'sock',
     source,
     destination: endpointOf(ctx.workload(backend), backend, hdr.dport),

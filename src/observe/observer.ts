@@ -35,6 +35,8 @@ interface Follower {
   deliver: (item: FlowStreamItem) => boolean;
   /** Next sequence number to read. */
   cursor: number;
+  /** Next L7 flow to read (their own sequence). */
+  l7Cursor: number;
   paused: boolean;
   lost: number;
   closed: boolean;
@@ -72,9 +74,13 @@ export class Observer implements FlowSource {
   private readonly lostMap: RawMap;
   private stopped = false;
   private workerError: string | undefined;
+  /** L7 flows (from the node proxy), already flows: a ring of objects beside the kernel's. */
+  private readonly l7: (Flow | undefined)[];
+  private l7Written = 0;
 
   constructor(private readonly opts: ObserverOptions) {
     this.ring = FlowRing.create(opts.capacity);
+    this.l7 = new Array<Flow | undefined>(Math.max(1024, Math.ceil(opts.capacity / 4)));
     const clock = new MonotonicClock();
     this.ctx = { ...opts.context, wallTimeNs: (ns) => clock.wallTimeNs(ns) };
     this.lostMap = openPinnedMap(path.join(pinLayout(opts.bpfRoot).maps, 'events_lost'));
@@ -112,22 +118,41 @@ export class Observer implements FlowSource {
     return this.worker !== undefined && this.workerError === undefined;
   }
 
+  /** An L7 flow the node proxy reported. */
+  addFlow(flow: Flow): void {
+    this.l7[this.l7Written % this.l7.length] = flow;
+    this.l7Written++;
+    if (this.followers.size) this.schedulePass();
+  }
+
+  private l7Oldest(): number {
+    return Math.max(0, this.l7Written - this.l7.length);
+  }
+
   // ---- FlowSource ----
 
   query(q: FlowQuery): Flow[] {
-    const out: Flow[] = [];
     const want = q.last ?? Infinity;
-    if (want <= 0) return out;
+    if (want <= 0) return [];
+    const kernel: Flow[] = [];
     const oldest = this.ring.oldest();
-    for (let seq = this.ring.written() - 1; seq >= oldest && out.length < want; seq--) {
+    for (let seq = this.ring.written() - 1; seq >= oldest && kernel.length < want; seq--) {
       const flow = this.flowAt(seq);
-      if (flow && matches(q.filter, flow)) out.push(flow);
+      if (flow && matches(q.filter, flow)) kernel.push(flow);
     }
-    return out.reverse();
+    const l7: Flow[] = [];
+    for (let seq = this.l7Written - 1; seq >= this.l7Oldest() && l7.length < want; seq--) {
+      const flow = this.l7[seq % this.l7.length]!;
+      if (matches(q.filter, flow)) l7.push(flow);
+    }
+    if (l7.length === 0) return kernel.reverse();
+    // Both newest first; times are RFC 3339 in UTC with nanoseconds: they sort as text.
+    const all = [...kernel, ...l7].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    return all.slice(0, want).reverse();
   }
 
   follow(q: FlowQuery, deliver: (item: FlowStreamItem) => boolean): FlowSubscription & { resume(): void } {
-    const f: Follower = { query: q, deliver, cursor: this.ring.written(), paused: false, lost: 0, closed: false };
+    const f: Follower = { query: q, deliver, cursor: this.ring.written(), l7Cursor: this.l7Written, paused: false, lost: 0, closed: false };
     for (const flow of q.last !== undefined || q.filter.since ? this.query(q) : []) {
       if (!deliver({ flow })) f.paused = true;
     }
@@ -187,11 +212,25 @@ export class Observer implements FlowSource {
         const flow = decodeFlow(raw, this.ctx);
         if (flow && matches(f.query.filter, flow) && !f.deliver({ flow })) f.paused = true;
       }
+      this.followL7(f);
       if (f.lost && !f.paused && !f.closed) this.reportLost(f);
-      if (f.cursor < this.ring.written() && !f.paused) more = true;
+      if ((f.cursor < this.ring.written() || f.l7Cursor < this.l7Written) && !f.paused) more = true;
     }
     if (more) this.schedulePass();
     else if (this.followers.size) Atomics.store(this.control, CONTROL.wake, 1);
+  }
+
+  private followL7(f: Follower): void {
+    const oldest = this.l7Oldest();
+    if (f.l7Cursor < oldest) {
+      f.lost += oldest - f.l7Cursor;
+      f.l7Cursor = oldest;
+    }
+    const end = Math.min(this.l7Written, f.l7Cursor + PASS_RECORDS);
+    for (; f.l7Cursor < end && !f.paused && !f.closed; f.l7Cursor++) {
+      const flow = this.l7[f.l7Cursor % this.l7.length]!;
+      if (matches(f.query.filter, flow) && !f.deliver({ flow })) f.paused = true;
+    }
   }
 
   private reportLost(f: Follower): void {

@@ -10,6 +10,8 @@ export interface Frontend {
   key: ServiceKey;
   /** Ready backends, sorted and without duplicates. */
   backends: L4Addr[];
+  /** LB_SERVICE_F_* (bpf/include/lb.h); unset: none. */
+  flags?: number;
 }
 
 export interface CompiledServices {

@@ -22,6 +22,9 @@ export interface AgentOptions {
   /** Watch a Kubernetes API server (`--source kubernetes --kubeconfig FILE`) instead of a
    *  manifests directory. */
   kubeconfig?: string;
+  /** Run weft-proxy for routed Services (`--proxy managed`, in the node namespace only: it puts
+   *  the proxy addresses on an interface of the agent's namespace). Off by default. */
+  proxy?: boolean;
 }
 
 export class AgentProcess {
@@ -35,6 +38,7 @@ export class AgentProcess {
     readonly world: World,
     private readonly opts: AgentOptions = {},
   ) {
+    if (opts.proxy && opts.where !== 'node') throw new Error('an agent with its proxy runs in the world\'s node namespace');
     const suffix = opts.name ? `-${opts.name}` : '';
     this.manifestsDir = path.join(world.stateDir, `manifests${suffix}`);
     this.stateDir = path.join(world.stateDir, `agent${suffix}`);
@@ -68,6 +72,7 @@ export class AgentProcess {
       '--state-dir', this.stateDir,
       '--metrics-address', '127.0.0.1:0',
       '--node-name', 'test-node',
+      ...(this.opts.proxy ? ['--proxy', 'managed', '--proxy-metrics-address', '127.0.0.1:0'] : ['--proxy', 'off']),
       ...(this.opts.extraArgs ?? []),
     ];
   }

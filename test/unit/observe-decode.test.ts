@@ -80,7 +80,7 @@ describe('decodeFlow', () => {
   it('a socket translation: the pod by its namespace cookie, the service by its frontend, the backend as destination', () => {
     const raw = encode(sockXlateEvent, {
       hdr: hdr({ type: 'sock', direction: 'egress', ifindex: 0, endpointId: 0, saddr: undefined, sport: 0, tcpFlags: 0 }),
-      svcAddr: '10.96.0.10', svcPort: 80, isConnect: true, cgroupId: 1n, netnsCookie: 42n,
+      svcAddr: '10.96.0.10', svcPort: 80, isConnect: true, redirected: false, cgroupId: 1n, netnsCookie: 42n,
     });
     const f = decodeFlow(raw, ctx)!;
     assert.deepEqual([f.type, f.verdict, f.service, f.observation_point], ['sock', 'TRANSLATED', 'shop/web', 'sock']);
@@ -89,6 +89,8 @@ describe('decodeFlow', () => {
     assert.equal(f.summary, 'connect 10.96.0.10:80 → 10.244.0.5:8080');
     const unknown = decodeFlow(encode(sockXlateEvent, { ...sockXlateEvent.decode(raw), netnsCookie: 7n }), ctx)!;
     assert.deepEqual(unknown.source, { ip: '0.0.0.0', identity: 0, labels: [] });
+    const redirected = decodeFlow(encode(sockXlateEvent, { ...sockXlateEvent.decode(raw), redirected: true }), ctx)!;
+    assert.equal(redirected.verdict, 'REDIRECTED', 'sent to the node proxy: the Service has L7 routes');
   });
 
   it('records it cannot read: unknown types and short records', () => {

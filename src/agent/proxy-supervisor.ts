@@ -1,0 +1,169 @@
+// weft-proxy under weftd: started, restarted when it exits (with backoff), told the current
+// snapshot whenever it (re)starts, and followed for its L7 flows. In Kubernetes the proxy may
+// run as a container of its own: then only the socket is shared (--manage-proxy=false).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { apiRequest, apiStream } from './api.js';
+import type { Logger } from '../lib/log.js';
+import type { Flow } from '../observe/flow.js';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/weft-proxy');
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+const READY_POLL_MS = 50;
+
+export interface ProxyStatus {
+  managed: boolean;
+  running: boolean;
+  pid?: number;
+  restarts: number;
+  /** The snapshot version the proxy holds, as it last said. */
+  version: number;
+  lastError?: string;
+}
+
+export interface SupervisorOptions<S extends { version: number }> {
+  adminSocket: string;
+  manage: boolean;
+  metricsAddress: string;
+  logLevel: string;
+  log: Logger;
+  /** The snapshot the proxy should hold now (undefined: nothing to send yet). */
+  snapshot: () => S | undefined;
+  /** The proxy accepted a snapshot. */
+  onAccepted: (snapshot: S) => void;
+  /** L7 flows the proxy reported. */
+  onFlow: (flow: Flow) => void;
+}
+
+export class ProxySupervisor<S extends { version: number }> {
+  private child: ChildProcess | undefined;
+  private restarts = 0;
+  private backoff = MIN_BACKOFF_MS;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private version = 0;
+  private lastError: string | undefined;
+  private pushing: Promise<void> | undefined;
+  private pushAgain = false;
+  private flows: AbortController | undefined;
+  private started = false;
+
+  constructor(private readonly opts: SupervisorOptions<S>) {}
+
+  /** Starts the proxy (or, unmanaged, starts talking to it); idempotent. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    if (this.opts.manage) this.spawn();
+    else void this.connect();
+  }
+
+  status(): ProxyStatus {
+    return {
+      managed: this.opts.manage,
+      running: this.opts.manage ? this.child !== undefined : this.version > 0,
+      ...(this.child?.pid !== undefined && { pid: this.child.pid }),
+      restarts: this.restarts,
+      version: this.version,
+      ...(this.lastError && { lastError: this.lastError }),
+    };
+  }
+
+  /** Sends the current snapshot now (coalescing: one push at a time, the latest wins). */
+  push(): void {
+    if (!this.started) return;
+    if (this.pushing) {
+      this.pushAgain = true;
+      return;
+    }
+    this.pushing = this.pushOnce().finally(() => {
+      this.pushing = undefined;
+      if (this.pushAgain) {
+        this.pushAgain = false;
+        this.push();
+      }
+    });
+  }
+
+  private async pushOnce(): Promise<void> {
+    const snap = this.opts.snapshot();
+    if (!snap || snap.version <= this.version) return;
+    try {
+      await apiRequest<{ version: number }>(this.opts.adminSocket, 'PUT', '/v1/snapshot', snap, 10_000);
+      this.version = snap.version;
+      this.lastError = undefined;
+      this.opts.onAccepted(snap);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.opts.log.error('weft-proxy refused the snapshot; it keeps its last good one', { version: snap.version, error: this.lastError });
+    }
+  }
+
+  private spawn(): void {
+    fs.rmSync(this.opts.adminSocket, { force: true });
+    const child = spawn(BIN, ['--admin-socket', this.opts.adminSocket, '--metrics-address', this.opts.metricsAddress, '--log-level', this.opts.logLevel], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    this.child = child;
+    this.opts.log.info('weft-proxy started', { pid: child.pid, admin_socket: this.opts.adminSocket });
+    child.once('exit', (code, signal) => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.version = 0; // a new process holds nothing
+      this.flows?.abort();
+      if (this.stopped) return;
+      this.restarts++;
+      this.lastError = `exited (${signal ?? `code ${code}`})`;
+      this.opts.log.error('weft-proxy exited; restarting it', { code, signal, restart_in_ms: this.backoff });
+      this.timer = setTimeout(() => this.spawn(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    });
+    child.once('error', (err) => this.opts.log.error('weft-proxy could not start', { error: err.message }));
+    void this.connect();
+  }
+
+  /** Waits for the admin socket, sends the snapshot and follows the flows. */
+  private async connect(): Promise<void> {
+    const child = this.child;
+    for (;;) {
+      if (this.stopped || (this.opts.manage && this.child !== child)) return;
+      try {
+        await apiRequest(this.opts.adminSocket, 'GET', '/healthz', undefined, 1000);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, READY_POLL_MS));
+      }
+    }
+    this.backoff = MIN_BACKOFF_MS;
+    this.opts.log.info('weft-proxy ready', { admin_socket: this.opts.adminSocket });
+    this.push();
+    this.followFlows();
+  }
+
+  private followFlows(): void {
+    const ac = new AbortController();
+    this.flows = ac;
+    apiStream(this.opts.adminSocket, '/v1/flows?follow=1', (item) => {
+      const flow = (item as { flow?: Flow }).flow;
+      if (flow) this.opts.onFlow(flow);
+    }, { signal: ac.signal }).catch((err: Error) => {
+      if (!ac.signal.aborted && !this.stopped) this.opts.log.warn('lost the weft-proxy flow stream', { error: err.message });
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.flows?.abort();
+    const child = this.child;
+    if (!child) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 7000);
+    await exited;
+    clearTimeout(t);
+  }
+}
