@@ -87,6 +87,8 @@ export class Agent {
   private l7: L7Controller | undefined;
   private proxy: ProxySupervisor<L7Snapshot> | undefined;
   private proxyError: string | undefined;
+  /** The redirected Service ports as the kernel holds them (L7Controller.kernelSet()). */
+  private l7Written = '';
   /** When the oldest change not yet in the kernel arrived, per pipeline (the sync lag). */
   private readonly changedSince: { services?: number; policy?: number } = {};
 
@@ -322,11 +324,10 @@ export class Agent {
       else this.table.deleteSlice(ns, name);
     }
     const changes = this.table.commit();
-    const l7Before = this.l7?.kernelSet();
     if (this.l7) {
       this.l7.compile();
       // Redirecting or no longer redirecting a Service port rewrites its frontends.
-      if (this.l7.kernelSet() !== l7Before) this.fullSync = true;
+      if (this.l7.kernelSet() !== this.l7Written) this.fullSync = true;
     }
     const kf = (f: Frontend) => this.l7?.kernelFrontend(f) ?? f;
     const compileMs = performance.now() - t0;
@@ -340,6 +341,7 @@ export class Agent {
     try {
       const stats = this.fullSync ? this.writer.sync(this.table.frontends().map(kf)) : this.writer.update(changes.upserts.map(kf), changes.removes);
       this.fullSync = false;
+      this.l7Written = this.l7?.kernelSet() ?? '';
       if (this.changedSince.services === changedSince) delete this.changedSince.services;
       end();
       this.metrics.syncs.inc({ result: 'ok' });

@@ -56,7 +56,7 @@ Flags:
                            beside weftd, e.g. a second container, on --proxy-admin-socket) or
                            off (routes are not applied)
   --proxy-address ADDR     the proxy's listen address, one per family, repeatable (default
-                           ${DEFAULT_PROXY_ADDRESSES[4]} and ${DEFAULT_PROXY_ADDRESSES[6]}, on a dummy interface ${PROXY_INTERFACE})
+                           ${DEFAULT_PROXY_ADDRESSES[4]} and ${DEFAULT_PROXY_ADDRESSES[6]}, on ${PROXY_INTERFACE})
   --proxy-port-base PORT   listener ports, one per routed Service port, from here up (default 15000)
   --proxy-admin-socket P   the proxy's control socket (default <state-dir>/proxy.sock)
   --proxy-metrics-address ADDR  the proxy's Prometheus listen address (managed; default 127.0.0.1:9964)

@@ -44,10 +44,7 @@ export interface L7Inputs {
   localAddresses: () => readonly string[];
 }
 
-export type L7Snapshot = ProxySnapshot & {
-  listeners: { address: string; port: number; service: string; servicePort: number }[];
-  workloads: Record<string, Workload>;
-};
+export type L7Snapshot = ProxySnapshot;
 
 const PORTS_FILE = 'proxy-ports.json';
 const MAX_PORT = 65535;
@@ -156,8 +153,11 @@ export class L7Controller {
     });
     const ips = new Set<string>(this.inputs.localAddresses());
     for (const b of Object.values(base.backends)) for (const e of b.endpoints) ips.add(e.ip);
-    const workloads: Record<string, Workload> = {};
-    for (const ip of ips) workloads[ip] = this.inputs.workload(ip);
+    const workloads: ProxySnapshot['workloads'] = {};
+    for (const ip of ips) {
+      const w = this.inputs.workload(ip);
+      workloads[ip] = { ...w, labels: [...w.labels] };
+    }
     return { ...base, listeners, workloads };
   }
 

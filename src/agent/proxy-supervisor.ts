@@ -50,6 +50,8 @@ export class ProxySupervisor<S extends { version: number }> {
   private pushAgain = false;
   private flows: AbortController | undefined;
   private started = false;
+  /** The proxy answers on its socket: snapshots can go. */
+  private ready = false;
 
   constructor(private readonly opts: SupervisorOptions<S>) {}
 
@@ -74,7 +76,7 @@ export class ProxySupervisor<S extends { version: number }> {
 
   /** Sends the current snapshot now (coalescing: one push at a time, the latest wins). */
   push(): void {
-    if (!this.started) return;
+    if (!this.started || !this.ready) return;
     if (this.pushing) {
       this.pushAgain = true;
       return;
@@ -95,6 +97,7 @@ export class ProxySupervisor<S extends { version: number }> {
       await apiRequest<{ version: number }>(this.opts.adminSocket, 'PUT', '/v1/snapshot', snap, 10_000);
       this.version = snap.version;
       this.lastError = undefined;
+      this.opts.log.info('weft-proxy took the snapshot', { version: snap.version });
       this.opts.onAccepted(snap);
     } catch (err) {
       this.lastError = (err as Error).message;
@@ -112,6 +115,7 @@ export class ProxySupervisor<S extends { version: number }> {
     child.once('exit', (code, signal) => {
       if (this.child !== child) return;
       this.child = undefined;
+      this.ready = false;
       this.version = 0; // a new process holds nothing
       this.flows?.abort();
       if (this.stopped) return;
@@ -138,6 +142,7 @@ export class ProxySupervisor<S extends { version: number }> {
       }
     }
     this.backoff = MIN_BACKOFF_MS;
+    this.ready = true;
     this.opts.log.info('weft-proxy ready', { admin_socket: this.opts.adminSocket });
     this.push();
     this.followFlows();

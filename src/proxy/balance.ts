@@ -168,9 +168,27 @@ class PeakEwmaBalancer<E> extends EndpointSet<E> {
     return s.rttMs;
   }
 
-  /** estimate × (pending + 1), the estimate first decayed to now (a sample of 0). */
-  cost(s: EndpointState<E>, now = this.clock()): number {
-    return this.sample(s, 0, now) * (s.pending + 1);
+  /** estimate × (pending + 1), the estimate first decayed to now (a sample of 0). An endpoint
+   *  that has never answered is estimated like the others that have (their mean, at most the
+   *  default), not at the default: next to endpoints answering in a millisecond, a 30 ms default would keep a new
+   *  endpoint out for the tens of seconds its estimate takes to decay (one client on one
+   *  connection never raises the others' pending count to make room). */
+  cost(s: EndpointState<E>, now = this.clock(), unmeasured = this.defaultRttMs): number {
+    const estimate = s.requests === 0 && s.pending === 0 ? unmeasured : this.sample(s, 0, now);
+    return estimate * (s.pending + 1);
+  }
+
+  /** What an endpoint that has not answered yet is taken to cost: the mean estimate of those
+   *  that have, but no more than the default (next to slow endpoints, a new one is tried). */
+  private measuredMean(now: number): number {
+    let sum = 0;
+    let n = 0;
+    for (const s of this.states) {
+      if (s.requests === 0) continue;
+      sum += this.sample(s, 0, now);
+      n++;
+    }
+    return n ? Math.min(this.defaultRttMs, sum / n) : this.defaultRttMs;
   }
 
   pick(): EndpointState<E> | undefined {
@@ -180,11 +198,20 @@ class PeakEwmaBalancer<E> extends EndpointSet<E> {
     const a = this.states[i]!;
     const b = this.states[j]!;
     const now = this.clock();
-    return this.cost(b, now) < this.cost(a, now) ? b : a;
+    const unmeasured = a.requests === 0 || b.requests === 0 ? this.measuredMean(now) : this.defaultRttMs;
+    return this.cost(b, now, unmeasured) < this.cost(a, now, unmeasured) ? b : a;
   }
 
   protected override observe(s: EndpointState<E>, latencyMs: number, ok: boolean): void {
-    this.sample(s, ok ? latencyMs : Math.max(latencyMs, this.failurePenaltyMs), this.clock());
+    const rtt = ok ? latencyMs : Math.max(latencyMs, this.failurePenaltyMs);
+    if (s.requests === 1) {
+      // The first answer replaces the default outright: averaged in, a 30 ms default would
+      // outweigh a 1 ms endpoint for as long as the decay takes.
+      s.rttMs = rtt;
+      s.updatedAt = this.clock();
+      return;
+    }
+    this.sample(s, rtt, this.clock());
   }
 }
 

@@ -4,7 +4,8 @@
 // crosses the unix socket as is. The proxy validates a snapshot fully before it builds
 // anything from it, builds its matchers and balancers aside, then swaps one reference: a
 // request sees the old snapshot or the new one, never a mix, and an invalid snapshot changes
-// nothing.
+// nothing. It also names the sockets the proxy listens on (each bound to one Service port) and
+// the workloads behind the addresses the proxy sees, for its flows and metrics.
 import { canonicalIp, parseIp } from '../lib/ip.js';
 import { Checker, isObj } from '../state/checker.js';
 import type { Frontend } from '../state/services.js';
@@ -111,6 +112,30 @@ export interface BackendConfig {
   endpoints: BackendEndpoint[];
 }
 
+/** A socket the proxy listens on. weftd's kernel program sends the connections of one Service
+ *  port to its listener (one listener port per Service port, on an IPv4 and/or an IPv6 proxy
+ *  address), so a connection accepted there belongs to that Service port. */
+export interface ListenerConfig {
+  /** An IP address of the node (canonical form). */
+  address: string;
+  port: number;
+  /** "namespace/name" of the Service... */
+  service: string;
+  /** ...and its port: together, one of `services` (its routes), and the backend key
+   *  "namespace/name:port" of its own endpoints (for TCP passthrough). */
+  servicePort: number;
+}
+
+/** Who holds an address (a pod), for flows and metrics labels. */
+export interface WorkloadConfig {
+  namespace?: string;
+  pod?: string;
+  /** The security identity (src/state/identities.ts); 0 when not known. */
+  identity: number;
+  /** "key=value" (or "reserved:..."), as flows print them, sorted. */
+  labels: string[];
+}
+
 export interface ProxySnapshot {
   /** Strictly increasing over the proxy's life; weftd seeds it from the clock, so a restarted
    *  weftd is still ahead of what it sent before. */
@@ -120,6 +145,11 @@ export interface ProxySnapshot {
   /** "namespace/name:port" → endpoints. Holds every backend a rule names, and every routed
    *  Service port itself (for connections that turn out not to be HTTP: TCP passthrough). */
   backends: Record<string, BackendConfig>;
+  /** The sockets to listen on; (address, port) unique; each names a port of `services`. */
+  listeners: ListenerConfig[];
+  /** Canonical IP → the workload behind it: the pods of the node (clients) and the endpoints
+   *  of the backends. An address not here is shown without a workload ("unknown"). */
+  workloads: Record<string, WorkloadConfig>;
 }
 
 export type SnapshotValidation = { ok: true; value: ProxySnapshot } | { ok: false; error: string; errors: string[] };
@@ -335,6 +365,57 @@ function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
   return out;
 }
 
+function checkListeners(c: Checker, v: unknown, services: readonly ServicePortConfig[]): ListenerConfig[] {
+  const ports = new Set(services.map((s) => `${s.service}:${s.port}`));
+  const sockets = new Map<string, number>();
+  return c.array(v, 'listeners', { required: true }).flatMap((l, i) => {
+    const at = `listeners[${i}]`;
+    const o = obj(c, l, at);
+    const family = c.ip(o.address, `${at}.address`);
+    const port = c.port(o.port, `${at}.port`, { required: true });
+    const service = str(c, o.service, `${at}.service`, SERVICE_NAME, 'a "namespace/name"');
+    const servicePort = c.port(o.servicePort, `${at}.servicePort`, { required: true });
+    if (family === undefined || port === undefined || service === undefined || servicePort === undefined) return [];
+    const address = canonicalIp(o.address as string);
+    if (!ports.has(`${service}:${servicePort}`)) c.fail(`${at}.servicePort`, `${service}:${servicePort} is not in services`);
+    const socket = `${address} ${port}`;
+    const first = sockets.get(socket);
+    if (first !== undefined) c.fail(at, `${address} port ${port} is also listeners[${first}]'s`);
+    else sockets.set(socket, i);
+    return [{ address, port, service, servicePort }];
+  });
+}
+
+const MAX_IDENTITY = 2 ** 32 - 1;
+
+function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> {
+  const o = obj(c, v, 'workloads');
+  const out: Record<string, WorkloadConfig> = {};
+  for (const [key, w] of Object.entries(o)) {
+    const at = `workloads[${JSON.stringify(key)}]`;
+    if (!parseIp(key)) {
+      c.fail(at, 'the key is not an IP address');
+      continue;
+    }
+    const ip = canonicalIp(key);
+    if (Object.hasOwn(out, ip)) {
+      c.fail(at, `${ip} is listed twice`);
+      continue;
+    }
+    const wo = obj(c, w, at);
+    const namespace = wo.namespace === undefined ? undefined : str(c, wo.namespace, `${at}.namespace`, new RegExp(`^${LABEL}$`), 'a namespace name');
+    const pod = wo.pod === undefined ? undefined : str(c, wo.pod, `${at}.pod`, /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a pod name');
+    const identity = int(c, wo.identity, `${at}.identity`, 0, MAX_IDENTITY);
+    const labels = c.array(wo.labels, `${at}.labels`, { required: true }).flatMap((l, k) => {
+      const s = str(c, l, `${at}.labels[${k}]`, /^\S+$/, 'a label ("key=value", or "reserved:..."), without spaces');
+      return s === undefined ? [] : [s];
+    });
+    if (identity === undefined) continue;
+    out[ip] = { ...(namespace !== undefined && { namespace }), ...(pod !== undefined && { pod }), identity, labels };
+  }
+  return out;
+}
+
 /** A snapshot checked in full: every field, every cross-reference, every regex. */
 export function validateSnapshot(raw: unknown): SnapshotValidation {
   const c = new Checker();
@@ -361,11 +442,13 @@ export function validateSnapshot(raw: unknown): SnapshotValidation {
       destinations.set(dest, i);
     }
   });
+  const listeners = checkListeners(c, raw.listeners, services);
+  const workloads = checkWorkloads(c, raw.workloads);
   if (c.errors.length || version === undefined || balancer === undefined) {
     const errors = c.errors.length ? c.errors : ['(snapshot): invalid'];
     return { ok: false, error: errors.join('; '), errors };
   }
-  return { ok: true, value: { version, balancer, services, backends } };
+  return { ok: true, value: { version, balancer, services, backends, listeners, workloads } };
 }
 
 /** The next snapshot to run, or why the running one stays: invalid, or not newer. */
@@ -387,13 +470,16 @@ export interface BackendNeed {
 }
 
 /** A snapshot from compiled routes and the Services' frontends (which hold the ready
- *  endpoints, target ports resolved). A backend key with no TCP frontend gets no endpoints. */
+ *  endpoints, target ports resolved). A backend key with no TCP frontend gets no endpoints.
+ *  Listeners and workloads are weftd's to give (none by default). */
 export function buildSnapshot(input: {
   version: number;
   balancer?: BalancerAlgorithm;
   services: ServicePortConfig[];
   backends: Iterable<BackendNeed>;
   frontends: Iterable<Frontend>;
+  listeners?: ListenerConfig[];
+  workloads?: Record<string, WorkloadConfig>;
 }): ProxySnapshot {
   const byKey = new Map<string, Map<string, BackendEndpoint>>();
   for (const f of input.frontends) {
@@ -408,5 +494,12 @@ export function buildSnapshot(input: {
     const endpoints = [...(byKey.get(need.key)?.values() ?? [])].sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
     backends[need.key] = { protocol: need.protocol, endpoints };
   }
-  return { version: input.version, balancer: input.balancer ?? 'peak-ewma', services: input.services, backends };
+  return {
+    version: input.version,
+    balancer: input.balancer ?? 'peak-ewma',
+    services: input.services,
+    backends,
+    listeners: input.listeners ?? [],
+    workloads: input.workloads ?? {},
+  };
 }

@@ -289,6 +289,8 @@ function volumeProblems(pod: IPodSpec): string[] {
     'mount-bpffs': ['/sys/fs/bpf'],
     'install-cni': ['/etc/cni/net.d', '/opt/cni/bin'],
     agent: ['/sys/fs/bpf', '/sys/fs/cgroup', '/var/run/weft'],
+    // The admin socket only: the proxy touches neither bpffs nor cgroups.
+    proxy: ['/var/run/weft'],
   };
   for (const c of containers) {
     const got = (c.volumeMounts ?? []).map((m) => hostPathOf(pod, m.name) ?? m.name).sort();

@@ -143,9 +143,13 @@ describe('peak-EWMA', () => {
     assert.equal(s.rttMs, 250, 'peak-sensitive');
   });
 
-  it('a lower sample is blended in by the time elapsed (decay 10 s)', () => {
+  it('the first answer replaces the default; a lower sample after it is blended in by the time elapsed (decay 10 s)', () => {
     const { b, clock } = setup('peak-ewma', [ep(1)], { defaultRttMs: 100 });
     const s = b.endpoints()[0]!;
+    b.done(s, 100, true);
+    assert.equal(s.rttMs, 100, 'the first answer is the estimate');
+    const first = b.endpoints()[0]!;
+    assert.equal(first, s);
     clock.advance(10_000);
     b.done(s, 10, true);
     const decay = Math.exp(-1);
@@ -155,6 +159,15 @@ describe('peak-EWMA', () => {
     clock.advance(1);
     b.done(s, 10, true);
     assert.ok(before - s.rttMs < 0.01);
+  });
+
+  it('an endpoint that has not answered yet is taken at the others\' mean (no more than the default), so it gets tried', () => {
+    const { b } = setup('peak-ewma', [ep(1), ep(2)], { defaultRttMs: 30 });
+    const [known, fresh] = b.endpoints() as readonly [EndpointState<Ep>, EndpointState<Ep>];
+    b.done(known, 1, true); // answers in 1 ms; the fresh one would cost 30 at the default
+    let freshPicks = 0;
+    for (let i = 0; i < 200; i++) if (b.pick() === fresh) freshPicks++;
+    assert.ok(freshPicks > 50, `the fresh endpoint was picked ${freshPicks} times of 200 (a tie: about half)`);
   });
 
   it('an idle estimate decays toward 0, so a once-slow endpoint is tried again', () => {

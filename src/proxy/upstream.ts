@@ -1,0 +1,227 @@
+// Connections to endpoints (the backends' pods), pooled per endpoint and shared by every
+// backend, snapshot and downstream connection of the process.
+//
+// - h2c: multiplexed HTTP/2 sessions (prior knowledge). Requests go on the first session with
+//   room under the peer's SETTINGS_MAX_CONCURRENT_STREAMS; a second session (up to
+//   MAX_H2_SESSIONS) opens only when they are all full. A session that receives GOAWAY takes no
+//   new stream (those in flight finish) and one that closes is forgotten: the next request opens
+//   a new one. Idle sessions close after IDLE_MS.
+// - http1: an undici Pool per endpoint (keep-alive connections, no pipelining).
+// - unknown (a Service port without an appProtocol): the first request to an endpoint probes
+//   it with h2c prior knowledge (whatever the client speaks: HTTP/2 to the endpoint multiplexes
+//   every client's requests on one connection); an endpoint that accepts the TCP connection but
+//   does not answer the preface with SETTINGS (an HTTP/1.1 server answers 400 and closes) is
+//   remembered as http1, and the requests that waited for the probe go over HTTP/1.1. A
+//   connect failure teaches nothing. What an endpoint speaks is learned once per endpoint
+//   (ip, port) while some backend names it.
+import http2 from 'node:http2';
+import net from 'node:net';
+import { Pool } from 'undici';
+import type { Logger } from '../lib/log.js';
+
+const MAX_H2_SESSIONS = 4;
+/** Until the peer's SETTINGS say otherwise (RFC 9113 recommends allowing at least 100). */
+const DEFAULT_MAX_STREAMS = 100;
+const MAX_STREAMS_CAP = 1000;
+const IDLE_MS = 5 * 60_000;
+/** Per-stream receive window: large enough that a fast backend is not held up by ours. */
+const STREAM_WINDOW = 1 << 20;
+const SESSION_WINDOW = 1 << 24;
+
+export interface UpstreamOptions {
+  connectTimeoutMs: number;
+  log: Logger;
+}
+
+/** One HTTP/2 connection to an endpoint. */
+export class H2Conn {
+  active = 0;
+  maxStreams = DEFAULT_MAX_STREAMS;
+  usable = true;
+  connected = false;
+  settled = false;
+  readonly session: http2.ClientHttp2Session;
+
+  constructor(readonly pool: H2Pool, ep: Endpoint, opts: UpstreamOptions, onSettled: (c: H2Conn, err: Error | undefined) => void) {
+    const session = http2.connect(ep.origin, {
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
+      peerMaxConcurrentStreams: MAX_STREAMS_CAP,
+      createConnection: () => net.connect({ host: ep.ip, port: ep.port, noDelay: true }),
+    });
+    this.session = session;
+    const timer = setTimeout(() => {
+      if (!this.settled) session.destroy(Object.assign(new Error(`${this.connected ? 'no HTTP/2 SETTINGS from' : 'connect timeout to'} ${ep.authority} within ${opts.connectTimeoutMs} ms`), { code: this.connected ? 'ERR_PROBE_TIMEOUT' : 'ETIMEDOUT' }));
+    }, opts.connectTimeoutMs);
+    const settle = (err: Error | undefined) => {
+      if (this.settled) return;
+      this.settled = true;
+      clearTimeout(timer);
+      onSettled(this, err);
+    };
+    session.on('connect', () => {
+      this.connected = true;
+      session.setLocalWindowSize(SESSION_WINDOW);
+    });
+    session.on('remoteSettings', (s) => {
+      this.maxStreams = Math.min(MAX_STREAMS_CAP, s.maxConcurrentStreams ?? MAX_STREAMS_CAP);
+      settle(undefined);
+    });
+    session.on('goaway', () => this.retire());
+    session.on('error', (err) => {
+      opts.log.debug('upstream session error', { endpoint: ep.authority, error: err.message });
+      settle(err);
+    });
+    session.on('close', () => {
+      this.retire();
+      settle(Object.assign(new Error(`${ep.authority} closed the connection${this.connected ? ' before its HTTP/2 SETTINGS' : ''}`), { code: this.connected ? 'ERR_NOT_H2' : 'ECONNRESET' }));
+    });
+    session.setTimeout(IDLE_MS, () => {
+      if (this.active === 0) session.close();
+    });
+  }
+
+  /** No new streams: in-flight ones finish. */
+  retire(): void {
+    if (!this.usable) return;
+    this.usable = false;
+    this.pool.forget(this);
+  }
+}
+
+export class H2Pool {
+  private conns: H2Conn[] = [];
+
+  constructor(private readonly ep: Endpoint, private readonly opts: UpstreamOptions) {}
+
+  /** A session with room for one more stream: the first with room, else a new one, else the least loaded. */
+  acquire(): H2Conn {
+    const conns = this.conns;
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i]!;
+      if (c.session.destroyed || c.session.closed) {
+        c.retire(); // its 'close' is on the way
+        i--;
+        continue;
+      }
+      if (c.active < c.maxStreams) return c;
+    }
+    if (conns.length < MAX_H2_SESSIONS) return this.open();
+    let best = conns[0]!;
+    for (const c of conns) if (c.active < best.active) best = c;
+    return best;
+  }
+
+  open(onSettled?: (err: Error | undefined) => void): H2Conn {
+    const c = new H2Conn(this, this.ep, this.opts, (_c, err) => onSettled?.(err));
+    this.conns.push(c);
+    return c;
+  }
+
+  forget(c: H2Conn): void {
+    const i = this.conns.indexOf(c);
+    if (i >= 0) this.conns.splice(i, 1);
+  }
+
+  get size(): number {
+    return this.conns.length;
+  }
+
+  close(): void {
+    for (const c of [...this.conns]) {
+      c.retire();
+      c.session.close();
+    }
+  }
+}
+
+export type WireProtocol = 'h2' | 'http1';
+
+/** One endpoint (ip, port): its connections, and what it was found to speak. */
+export class Endpoint {
+  readonly key: string;
+  /** "10.0.0.1:8080", "[fd00::1]:8080" */
+  readonly authority: string;
+  readonly origin: string;
+  private h2pool: H2Pool | undefined;
+  private h1pool: Pool | undefined;
+  /** For backends of unknown protocol: what a probe found. */
+  learned: WireProtocol | undefined;
+  private probing: Promise<WireProtocol> | undefined;
+
+  constructor(readonly ip: string, readonly port: number, private readonly opts: UpstreamOptions) {
+    this.key = `${ip} ${port}`;
+    this.authority = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+    this.origin = `http://${this.authority}`;
+  }
+
+  h2(): H2Pool {
+    return (this.h2pool ??= new H2Pool(this, this.opts));
+  }
+
+  h1(): Pool {
+    return (this.h1pool ??= new Pool(this.origin, {
+      connections: 1024,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      // The route's timeouts are the proxy's; a quiet stream is not an error of its own.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connectTimeout: this.opts.connectTimeoutMs,
+      maxHeaderSize: 64 * 1024,
+      allowH2: false,
+      connect: { noDelay: true },
+    }));
+  }
+
+  /** For a backend of unknown protocol and an HTTP/2 client: h2 once known, else a probe. */
+  probe(): WireProtocol | Promise<WireProtocol> {
+    if (this.learned) return this.learned;
+    return (this.probing ??= new Promise<WireProtocol>((resolve, reject) => {
+      this.h2().open((err) => {
+        this.probing = undefined;
+        if (!err) resolve((this.learned = 'h2'));
+        else if ((err as NodeJS.ErrnoException).code === 'ERR_NOT_H2' || (err as NodeJS.ErrnoException).code === 'ERR_PROBE_TIMEOUT' || (err as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR') {
+          this.opts.log.info('endpoint does not speak h2c: HTTP/1.1 from now on', { endpoint: this.authority });
+          resolve((this.learned = 'http1'));
+        } else reject(err);
+      });
+    }));
+  }
+
+  /** Graceful: requests in flight finish. */
+  close(): void {
+    this.h2pool?.close();
+    const p = this.h1pool;
+    this.h1pool = undefined;
+    this.h2pool = undefined;
+    if (p) p.close().catch(() => {});
+  }
+}
+
+/** Every endpoint of the process by "ip port", created on first mention. */
+export class EndpointRegistry {
+  private readonly endpoints = new Map<string, Endpoint>();
+
+  constructor(private readonly opts: UpstreamOptions) {}
+
+  get(ip: string, port: number): Endpoint {
+    const key = `${ip} ${port}`;
+    let e = this.endpoints.get(key);
+    if (!e) this.endpoints.set(key, (e = new Endpoint(ip, port, this.opts)));
+    return e;
+  }
+
+  /** Closes (gracefully) and forgets the endpoints no backend names any more. */
+  retain(keys: ReadonlySet<string>): void {
+    for (const [key, e] of this.endpoints) {
+      if (keys.has(key)) continue;
+      e.close();
+      this.endpoints.delete(key);
+    }
+  }
+
+  closeAll(): void {
+    for (const e of this.endpoints.values()) e.close();
+    this.endpoints.clear();
+  }
+}

@@ -1,0 +1,262 @@
+// The L7 path end to end: pods made by the CNI plugin, Services, an HTTPRoute, the kernel
+// sending the routed Service's connections to weft-proxy (run by weftd), and the proxy routing
+// and balancing each request. Read back the way a user would: what the client saw, what
+// `weft observe` shows, what `weft status` says.
+//
+//   namespace mesh: client; web-v1-a, web-v1-b (app=web, version=v1); web-v2 (app=web,
+//   version=v2). Services: web (all three), web-v1, web-v2 (the route's backends), and plain
+//   (the v1 pods, no route: it must never touch the proxy).
+//   HTTPRoute web-split on web:80: x-canary: yes → web-v2; path Exact /only-v2 → web-v2;
+//   everything else 90/10 web-v1/web-v2.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { AgentStatus } from '../../src/agent/agent.js';
+import type { Flow } from '../../src/observe/flow.js';
+import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
+import { cni, Sandboxes, type Sandbox } from '../harness/cni.js';
+import { World } from '../harness/world.js';
+
+const exec = promisify(execFile);
+const FIXTURES = path.join(REPO, 'build/js/test/fixtures');
+const NS = 'mesh';
+const PORT = 8080;
+const VIPS = { web: '10.96.8.1', 'web-v1': '10.96.8.2', 'web-v2': '10.96.8.3', plain: '10.96.8.9' } as const;
+const PROXY4 = '169.254.42.1';
+
+interface TestPod {
+  name: string;
+  labels: Record<string, string>;
+  box: Sandbox;
+  ip: string;
+}
+
+let world: World;
+let agent: AgentProcess;
+let client: TestPod;
+let v1: TestPod[];
+let v2: TestPod;
+
+async function addPod(name: string, labels: Record<string, string>, box: Sandbox): Promise<TestPod> {
+  const r = await cni(world, {
+    command: 'ADD',
+    containerId: `l7-${name}-${world.id}`,
+    netns: box.path,
+    ifName: 'eth0',
+    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NS};K8S_POD_NAME=${name}`,
+    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
+  });
+  assert.equal(r.code, 0, `CNI ADD ${name}: ${r.stdout}${r.stderr}`);
+  const ip = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, '')).find((a) => !a.includes(':'));
+  assert.ok(ip);
+  return { name, labels, box, ip };
+}
+
+function service(name: keyof typeof VIPS, pods: TestPod[]): object[] {
+  return [
+    { apiVersion: 'v1', kind: 'Service', metadata: { namespace: NS, name }, spec: { clusterIP: VIPS[name], clusterIPs: [VIPS[name]], ports: [{ name: 'http', port: 80, targetPort: PORT, protocol: 'TCP' }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { namespace: NS, name: `${name}-1`, labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4', ports: [{ name: 'http', port: PORT, protocol: 'TCP' }], endpoints: pods.map((p) => ({ addresses: [p.ip], conditions: { ready: true } })),
+    },
+  ];
+}
+
+const ROUTE = {
+  apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: NS, name: 'web-split' },
+  spec: {
+    parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+    rules: [
+      { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'web-v2', port: 80 }] },
+      { matches: [{ path: { type: 'Exact', value: '/only-v2' } }], backendRefs: [{ name: 'web-v2', port: 80 }] },
+      { backendRefs: [{ name: 'web-v1', port: 80, weight: 90 }, { name: 'web-v2', port: 80, weight: 10 }] },
+    ],
+  },
+};
+
+interface ClientResult {
+  answers: Record<string, number>;
+  statuses: Record<string, number>;
+  errors: Record<string, number>;
+  peer?: string;
+}
+
+async function request(url: string, opts: { count?: number; headers?: string[]; h2?: boolean; concurrency?: number } = {}): Promise<ClientResult> {
+  const argv = [
+    process.execPath, path.join(FIXTURES, 'http-client.js'), '--url', url, '--count', String(opts.count ?? 10),
+    ...(opts.h2 ? ['--h2', '--concurrency', String(opts.concurrency ?? 1)] : []), ...(opts.headers ?? []).flatMap((h) => ['--header', h]),
+  ];
+  const r = await world.run(client.box.where, argv, { inCgroup: true, timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `http-client ${url}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as ClientResult;
+}
+
+const total = (m: Record<string, number>) => Object.values(m).reduce((a, b) => a + b, 0);
+const v1Answers = (r: ClientResult) => v1.reduce((n, p) => n + (r.answers[p.name] ?? 0), 0);
+
+async function status(): Promise<AgentStatus> {
+  return agent.get<AgentStatus>('/v1/status');
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`${what} within ${timeoutMs} ms (last: ${String(last)})\nagent log:\n${agent.log.slice(-4000)}`);
+}
+
+async function observe(...args: string[]): Promise<Flow[]> {
+  const { stdout } = await exec(WEFT, ['observe', '--state-dir', agent.stateDir, '-o', 'json', ...args], { timeout: 15_000 });
+  return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
+}
+
+before(async () => {
+  world = World.create();
+  const boxes = new Sandboxes(world);
+  agent = new AgentProcess(world, { where: 'node', proxy: true, extraArgs: ['--pod-cidr', '10.244.0.0/24'] });
+  await agent.start();
+  [client, ...v1] = await Promise.all([
+    addPod('client', { app: 'client' }, boxes.add()),
+    addPod('web-v1-a', { app: 'web', version: 'v1' }, boxes.add()),
+    addPod('web-v1-b', { app: 'web', version: 'v1' }, boxes.add()),
+  ]) as [TestPod, ...TestPod[]];
+  v2 = await addPod('web-v2', { app: 'web', version: 'v2' }, boxes.add());
+  for (const p of [...v1, v2]) {
+    const child = world.spawn(p.box.where, [process.execPath, path.join(FIXTURES, 'backend.js'), '--name', p.name, '--http', String(PORT)], { inCgroup: true });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => (out += d.toString()).includes('ready') && resolve());
+      child.once('exit', (code) => reject(new Error(`backend ${p.name} exited ${code}: ${out}`)));
+    });
+  }
+  agent.writeManifest('services.yaml', [...service('web', [...v1, v2]), ...service('web-v1', v1), ...service('web-v2', [v2]), ...service('plain', v1)]);
+  agent.writeManifest('route.yaml', [ROUTE]);
+  // Routed once the proxy holds the route and the kernel sends web's connections to it.
+  await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 1 && k.backends[0]!.ip === PROXY4), 'web redirected to the proxy', 20_000);
+});
+
+after(async () => {
+  await agent?.stop();
+  await world?.dispose();
+});
+
+describe('HTTPRoute through weft-proxy', () => {
+  it('the application still sees the Service as its peer', async () => {
+    const r = await request(`http://${VIPS.web}/`, { count: 1 });
+    assert.deepEqual(r.errors, {});
+    assert.equal(r.peer, `${VIPS.web}:80`);
+  });
+
+  it('a 90/10 split holds over 2,000 requests on one kept connection', async () => {
+    const r = await request(`http://${VIPS.web}/`, { count: 2000 });
+    assert.deepEqual(r.errors, {});
+    assert.equal(r.statuses['200'], 2000, JSON.stringify(r.statuses));
+    // Binomial(2000, 0.1): sd 13.4; ±4 sd.
+    const canary = r.answers[v2.name] ?? 0;
+    assert.ok(canary >= 146 && canary <= 254, `web-v2 got ${canary} of 2000 (want 200 ± 54)`);
+    assert.equal(v1Answers(r) + canary, 2000);
+  });
+
+  it('a header match sends every request to the canary', async () => {
+    const r = await request(`http://${VIPS.web}/`, { count: 50, headers: ['x-canary: yes'] });
+    assert.deepEqual(r.answers, { [v2.name]: 50 });
+  });
+
+  it('an Exact path wins over the catch-all prefix; a longer path is not Exact', async () => {
+    const exact = await request(`http://${VIPS.web}/only-v2`, { count: 50 });
+    assert.deepEqual(exact.answers, { [v2.name]: 50 });
+    const longer = await request(`http://${VIPS.web}/only-v2/more`, { count: 200 });
+    assert.ok(v1Answers(longer) > 100, JSON.stringify(longer.answers));
+  });
+
+  it('a long-lived HTTP/2 client\'s requests spread over every backend (no hotspot on the one connection)', async () => {
+    // As a gRPC channel does: one session, requests multiplexed on it (20 in flight).
+    const r = await request(`http://${VIPS.web}/`, { count: 600, h2: true, concurrency: 20 });
+    assert.deepEqual(r.errors, {});
+    assert.equal(r.statuses['200'], 600);
+    for (const p of [...v1, v2]) assert.ok((r.answers[p.name] ?? 0) >= 20, `${p.name}: ${JSON.stringify(r.answers)}`);
+  });
+
+  it('a Service without routes never touches the proxy', async () => {
+    const r = await request(`http://${VIPS.plain}/`, { count: 20 });
+    assert.equal(v1Answers(r), 20);
+    const flows = await observe('--type', 'sock', '--last', '1000');
+    const plain = flows.filter((f) => f.service === `${NS}/plain`);
+    const web = flows.filter((f) => f.service === `${NS}/web`);
+    assert.ok(plain.length > 0 && plain.every((f) => f.verdict === 'TRANSLATED' && v1.some((p) => p.ip === f.destination.ip)), JSON.stringify(plain));
+    assert.ok(web.length > 0 && web.every((f) => f.verdict === 'REDIRECTED' && f.destination.ip === PROXY4), JSON.stringify(web));
+  });
+
+  it('every request is an L7 flow: weft observe --protocol http shows method, path, status and the backend', async () => {
+    await request(`http://${VIPS.web}/only-v2`, { count: 3 });
+    const flows = await waitFor('L7 flows for /only-v2', async () => {
+      const fs = await observe('--protocol', 'http', '--http-path', '^/only-v2$', '--last', '3');
+      return fs.length === 3 ? fs : undefined;
+    });
+    for (const f of flows) {
+      assert.equal(f.type, 'l7');
+      assert.equal(f.verdict, 'FORWARDED');
+      assert.equal(f.service, `${NS}/web`);
+      assert.deepEqual([f.l7?.method, f.l7?.path, f.l7?.status], ['GET', '/only-v2', 200]);
+      assert.equal(f.destination.ip, v2.ip);
+      assert.equal(f.destination.pod, v2.name);
+      assert.equal(f.source.ip, client.ip);
+      assert.equal(f.source.pod, client.name);
+    }
+    const errors = await observe('--protocol', 'http', '--http-status', '5+', '--last', '100');
+    assert.deepEqual(errors, [], 'no 5xx so far');
+  });
+
+  it('malformed HTTP gets a 400 and leaves the proxy serving', async () => {
+    const r = await world.run(client.box.where, [process.execPath, '-e', `
+      const s = require('node:net').connect(80, '${VIPS.web}', () => s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nBad Header\\r\\n\\r\\n'));
+      let out = ''; s.on('data', (d) => out += d); s.on('close', () => { console.log(out.split('\\r\\n')[0]); }); s.on('error', (e) => console.log('error ' + e.code));
+      setTimeout(() => s.destroy(), 5000).unref();`], { inCgroup: true, timeoutMs: 15_000 });
+    assert.match(r.stdout.trim(), /^HTTP\/1\.1 400/);
+    const after = await request(`http://${VIPS.web}/`, { count: 5 });
+    assert.equal(after.statuses['200'], 5);
+  });
+
+  it('weft-proxy killed: the agent reports it, restarts it, and new connections succeed again', async () => {
+    const before = (await status()).proxy;
+    assert.ok(before?.running && before.pid, JSON.stringify(before));
+    process.kill(before.pid, 'SIGKILL');
+    const back = await waitFor('the proxy back with the routes', async () => {
+      const p = (await status()).proxy;
+      return p?.running && p.pid !== before.pid && p.version > 0 ? p : undefined;
+    });
+    assert.equal(back.restarts, before.restarts + 1);
+    const r = await waitFor('a request through the restarted proxy', async () => {
+      const x = await request(`http://${VIPS.web}/`, { count: 20, headers: ['x-canary: yes'] });
+      return x.answers[v2.name] === 20 ? x : undefined;
+    });
+    assert.equal(r.statuses['200'], 20);
+  });
+
+  it('removing the route takes the Service out of the proxy: its connections go to the pods again', async () => {
+    agent.removeManifest('route.yaml');
+    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3), 'web back to its three pods', 20_000);
+    // One connection each: the kernel balances connections, and the canary header means nothing.
+    const answers: Record<string, number> = {};
+    for (let i = 0; i < 12; i++) {
+      const r = await request(`http://${VIPS.web}/`, { count: 1, headers: ['x-canary: yes'] });
+      for (const [k, n] of Object.entries(r.answers)) answers[k] = (answers[k] ?? 0) + n;
+    }
+    assert.equal(total(answers), 12);
+    assert.ok(v1.some((p) => (answers[p.name] ?? 0) > 0), `no route: the pods answer, not only the canary: ${JSON.stringify(answers)}`);
+    agent.writeManifest('route.yaml', [ROUTE]);
+    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4), 'web redirected again', 20_000);
+  });
+});
+
