@@ -390,6 +390,7 @@ export class Agent {
           if (l7.acceptedSnapshot(snap)) this.scheduleSync();
         },
         onFlow: (flow) => this.observer?.addFlow(flow),
+        onLost: (count) => this.observer?.addLost(count),
       });
       this.proxy.start();
     }

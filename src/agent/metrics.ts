@@ -47,7 +47,7 @@ export class AgentMetrics {
     };
     const flows = new Counter({ name: 'weft_flows_processed_total', help: 'Flow events read from the kernel, by type and verdict', labelNames: ['type', 'verdict'], registers, collect });
     const drops = new Counter({ name: 'weft_drops_total', help: 'Packets the datapath dropped, by reason and direction', labelNames: ['reason', 'direction'], registers, collect });
-    const lost = new Counter({ name: 'weft_flows_lost_total', help: 'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), follow (a slow API follower)', labelNames: ['stage'], registers, collect });
+    const lost = new Counter({ name: 'weft_flows_lost_total', help: 'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), follow (a slow API follower), proxy (L7 flows weft-proxy dropped)', labelNames: ['stage'], registers, collect });
     const ringFlows = new Gauge({ name: 'weft_flow_buffer_flows', help: 'Flows held in the observer\'s in-memory ring', registers, collect });
     const ringCapacity = new Gauge({ name: 'weft_flow_buffer_capacity', help: 'Flows the observer\'s in-memory ring can hold', registers, collect });
     const up = new Gauge({ name: 'weft_observer_up', help: '1 while the observer reads the kernel\'s ring buffer', registers, collect });
@@ -64,7 +64,7 @@ export class AgentMetrics {
       }
     };
     // Created at zero so that rate() works from the first flow on.
-    for (const stage of ['kernel', 'decode', 'follow']) lost.inc({ stage }, 0);
+    for (const stage of ['kernel', 'decode', 'follow', 'proxy']) lost.inc({ stage }, 0);
   }
 
   /** How far the kernel is behind the source, as `lagSeconds` tells at scrape time. */

@@ -34,8 +34,9 @@ export interface SupervisorOptions<S extends { version: number }> {
   snapshot: () => S | undefined;
   /** The proxy accepted a snapshot. */
   onAccepted: (snapshot: S) => void;
-  /** L7 flows the proxy reported. */
+  /** L7 flows the proxy reported, and how many it dropped. */
   onFlow: (flow: Flow) => void;
+  onLost: (count: number) => void;
 }
 
 export class ProxySupervisor<S extends { version: number }> {
@@ -152,8 +153,9 @@ export class ProxySupervisor<S extends { version: number }> {
     const ac = new AbortController();
     this.flows = ac;
     apiStream(this.opts.adminSocket, '/v1/flows?follow=1', (item) => {
-      const flow = (item as { flow?: Flow }).flow;
-      if (flow) this.opts.onFlow(flow);
+      const it = item as { flow?: Flow; lost?: { count?: unknown } };
+      if (it.flow) this.opts.onFlow(it.flow);
+      else if (typeof it.lost?.count === 'number') this.opts.onLost(it.lost.count);
     }, { signal: ac.signal }).catch((err: Error) => {
       if (!ac.signal.aborted && !this.stopped) this.opts.log.warn('lost the weft-proxy flow stream', { error: err.message });
     });

@@ -86,6 +86,12 @@ async function status(ctx: Ctx): Promise<number> {
   }
   // Absent from agents without an observer (and older ones).
   if (a?.observer) out(`Flows:      ${formatObserverStatus(a.observer)}\n`);
+  if (a?.proxy) {
+    const p = a.proxy;
+    const state = p.running ? `running${p.pid ? ` (pid ${p.pid})` : ''}, snapshot ${p.version}` : 'NOT RUNNING';
+    out(`L7 proxy:   ${state}; ${p.routedPorts.length} routed Service port${p.routedPorts.length === 1 ? '' : 's'}${p.routedPorts.length ? ` (${p.routedPorts.join(', ')})` : ''}; ${p.restarts} restart${p.restarts === 1 ? '' : 's'}${p.lastError ? `; last error: ${p.lastError}` : ''}\n`);
+    for (const n of p.notes) out(`            note: ${n}\n`);
+  }
   if (a?.informers) {
     out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
   }

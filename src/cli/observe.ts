@@ -166,7 +166,7 @@ export function formatObserverStatus(o: ObserverStatus): string {
     `${o.flowsPerSecond.toFixed(1)}/s (${count(o.flowsTotal)} total)`,
     `kernel ring ${pct}% of ${bytes(o.kernelRing.sizeBytes)}`,
     `flow ring ${count(o.flowRing.flows)}/${count(o.flowRing.capacity)}`,
-    `lost: kernel ${count(o.lost.kernel)}, decode ${count(o.lost.decode)}, follow ${count(o.lost.follow)}`,
+    `lost: kernel ${count(o.lost.kernel)}, decode ${count(o.lost.decode)}, follow ${count(o.lost.follow)}${o.lost.proxy ? `, proxy ${count(o.lost.proxy)}` : ''}`,
     `${o.followers} follower${o.followers === 1 ? '' : 's'}`,
     ...(o.error ? [`NOT READING THE KERNEL: ${o.error}`] : []),
   ].join('; ');

@@ -8,8 +8,9 @@ import type { FlowFilter } from './filter.js';
  *  - kernel: the datapath could not reserve room in the ring buffer (it was full);
  *  - decode: a record the observer could not read (an unknown type or a short record);
  *  - follow: a follower of the API fell so far behind that the flow ring overwrote flows it had
- *    not read yet (counted per follower, and in total). */
-export type LostStage = 'kernel' | 'decode' | 'follow';
+ *    not read yet (counted per follower, and in total);
+ *  - proxy: L7 flows weft-proxy dropped because the agent read them too slowly. */
+export type LostStage = 'kernel' | 'decode' | 'follow' | 'proxy';
 
 /** One line of an NDJSON flow stream: a flow, or a notice that flows were lost. */
 export type FlowStreamItem = { flow: Flow } | { lost: { stage: LostStage; count: number } };

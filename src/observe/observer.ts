@@ -67,6 +67,7 @@ export class Observer implements FlowSource {
   private restart: NodeJS.Timeout | undefined;
   private readonly followers = new Set<Follower>();
   private followLost = 0;
+  private proxyLost = 0;
   private passScheduled = false;
   private tick: NodeJS.Timeout | undefined;
   private readonly rateSamples: [ms: number, read: number][] = [];
@@ -116,6 +117,11 @@ export class Observer implements FlowSource {
   /** Whether the worker reads the kernel's ring now. */
   get running(): boolean {
     return this.worker !== undefined && this.workerError === undefined;
+  }
+
+  /** L7 flows the node proxy said it dropped. */
+  addLost(count: number): void {
+    this.proxyLost += count;
   }
 
   /** An L7 flow the node proxy reported. */
@@ -254,7 +260,7 @@ export class Observer implements FlowSource {
   }
 
   lost(): Record<LostStage, number> {
-    return { kernel: this.kernelLost(), decode: this.stats[STAT.decodeLost]!, follow: this.followLost };
+    return { kernel: this.kernelLost(), decode: this.stats[STAT.decodeLost]!, follow: this.followLost, proxy: this.proxyLost };
   }
 
   /** Flows counted by the worker: by event type code and verdict; drops by reason and direction code. */

@@ -1,7 +1,8 @@
-// make run / make stop: a small virtual cluster in network namespaces (a node, five pods made
-// by the CNI plugin: three web backends, a frontend client and a batch pod), weftd fed from
-// examples/demo, calls to the service, the network policy that refuses the batch pod, and the
-// flows the agent's observer saw of all that (weft observe).
+// make run / make stop: a small virtual cluster in network namespaces (a node, seven pods made
+// by the CNI plugin: three web backends, a frontend client, a batch pod and two versions of a
+// shop), weftd fed from examples/demo, calls to the service, the network policy that refuses
+// the batch pod, a routed service split 90/10 by weft-proxy, and the flows the agent's observer
+// saw of all that (weft observe).
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_BPF_ROOT } from '../../src/datapath/pins.js';
@@ -40,7 +41,10 @@ const PODS: { name: string; labels: Record<string, string> }[] = [
   { name: 'backend-3', labels: { app: 'web' } },
   { name: 'client', labels: { role: 'frontend' } },
   { name: 'batch', labels: { role: 'batch' } },
+  { name: 'shop-v1', labels: { app: 'shop', version: 'v1' } },
+  { name: 'shop-v2', labels: { app: 'shop', version: 'v2' } },
 ];
+const SHOP = '10.96.0.20';
 const HTTP_PORT = 8080;
 
 interface DemoPod extends Pod {
@@ -105,6 +109,40 @@ const slices = (backends: DemoPod[]) => (['ipv4', 'ipv6'] as const).map((f) => (
   endpoints: backends.map((b) => ({ addresses: [b[f]], conditions: { ready: true } })),
 }));
 
+/** The routed service's EndpointSlices: shop (both versions), shop-v1 and shop-v2. */
+const shopSlices = (v1: DemoPod, v2: DemoPod) => ([['shop', [v1, v2]], ['shop-v1', [v1]], ['shop-v2', [v2]]] as const).map(([svc, pods]) => ({
+  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+  metadata: { namespace: NAMESPACE, name: `${svc}-v4`, labels: { 'kubernetes.io/service-name': svc } },
+  addressType: 'IPv4',
+  ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
+  endpoints: pods.map((b) => ({ addresses: [b.ipv4], conditions: { ready: true } })),
+}));
+
+/** GETs shop.demo `count` times from the client on one kept connection (so the spread is the
+ *  proxy's, per request, not the kernel's, per connection) and prints who answered. */
+async function callShop(world: World | undefined, count: number, header?: string): Promise<void> {
+  const script = `import http from 'node:http'; const agent = new http.Agent({ keepAlive: true, maxSockets: 1 }); const seen = {};
+    for (let i = 0; i < ${count}; i++) { const body = await new Promise((ok, fail) => http.get('http://${SHOP}/', { agent, headers: ${JSON.stringify(header ? { 'x-canary': header } : {})} }, (r) => { let b = ''; r.on('data', (d) => b += d).on('end', () => ok(r.statusCode + ' ' + b.trim())); }).on('error', fail)); seen[body] = (seen[body] ?? 0) + 1; }
+    for (const [k, n] of Object.entries(seen)) console.log(String(n).padStart(4) + ' x ' + k); process.exit();`;
+  const argv = [process.execPath, '--input-type=module', '-e', script];
+  const r = world ? await world.run({ name: 'client', netns: 'wdemo-client', ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 60_000 }) : await runInKeptPod('client', argv);
+  info(`$ ${count} x GET http://${SHOP}/ on one connection${header ? ` with x-canary: ${header}` : ''} (status, answering pod):`);
+  for (const line of (r.stdout + r.stderr).trim().split('\n')) info(`  ${line}`);
+  if (r.code !== 0) throw new Error('calling shop.demo failed');
+}
+
+/** Until the kernel sends shop.demo's connections to the node proxy (weftd does so once the
+ *  proxy holds the route). */
+async function waitForRoute(): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const shop = readKernelServices(DEFAULT_BPF_ROOT).find((s) => s.frontend.ip === SHOP);
+    if (shop?.backends.length === 1 && shop.backends[0]!.ip === '169.254.42.1') return;
+    if (Date.now() > deadline) throw new Error(`shop.demo was never sent to the proxy: ${JSON.stringify(shop)}; see .run/weftd.log`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const yamlDocs = (objs: object[]) => objs.map((o) => JSON.stringify(o)).join('\n---\n') + '\n';
 
 async function explain(from: string): Promise<void> {
@@ -128,6 +166,8 @@ async function start(): Promise<void> {
     await call(undefined, 'client', 3);
     info('and from the batch pod, which the policy refuses:');
     await call(undefined, 'batch', 1, { expectDenied: true });
+    info('and shop.demo, through weft-proxy (90/10):');
+    await callShop(undefined, 20);
     info('The flows of these calls: npx weft observe --last 30 (or run npx weft observe -f in another');
     info('terminal first, and make run again)');
     return;
@@ -161,15 +201,17 @@ async function start(): Promise<void> {
     }
     info(`weftd pid ${agent.pid}, log .run/weftd.log, API ${SOCKET}`);
 
-    step('Creating five pods through the CNI plugin (weft-cni ADD, as a container runtime calls it)');
+    step('Creating seven pods through the CNI plugin (weft-cni ADD, as a container runtime calls it)');
     const pods: DemoPod[] = [];
     for (const p of PODS) pods.push(await addPod(world, p.name, p.labels));
     for (const p of pods) info(`pod ${NAMESPACE}/${p.name.padEnd(10)} ${p.ipv4.padEnd(11)} ${p.ipv6.padEnd(16)} ${Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
 
     step(`Starting the backends: an HTTP server on :${HTTP_PORT} in each web pod that answers its pod name`);
     const backends = pods.filter((p) => p.labels.app === 'web');
-    await Promise.all(backends.map((p) => startBackend(world, p, { http: [HTTP_PORT] })));
+    const shop = pods.filter((p) => p.labels.app === 'shop');
+    await Promise.all([...backends, ...shop].map((p) => startBackend(world, p, { http: [HTTP_PORT] })));
     fs.writeFileSync(path.join(MANIFESTS, 'endpoints.yaml'), yamlDocs(slices(backends)));
+    fs.writeFileSync(path.join(MANIFESTS, 'shop-endpoints.yaml'), yamlDocs(shopSlices(shop[0]!, shop[1]!)));
     info('their addresses are the service\'s EndpointSlices: .run/manifests/endpoints.yaml');
 
     step(`Calling the service web.demo (${SERVICE.v4} and ${SERVICE.v6}, port 80) from the client pod (role=frontend)`);
@@ -187,6 +229,12 @@ async function start(): Promise<void> {
     await observe(['--last', '16']);
     await observe(['--verdict', 'DROPPED']);
     await observe(['--type', 'sock']);
+
+    step(`Calling shop.demo (${SHOP}), which has an HTTPRoute: the kernel sends it to weft-proxy, which splits requests 90/10`);
+    await waitForRoute();
+    await callShop(world, 40);
+    await callShop(world, 5, 'always');
+    await observe(['--protocol', 'http', '--last', '8']);
     world.release();
   } catch (err) {
     World.removeKept('demo');
@@ -202,12 +250,15 @@ The demo cluster is running.
                                                terminal calls the service again)
                    npx weft observe --pod demo/batch --verdict DROPPED
                    npx weft observe --to-pod demo/backend-1 -o json
+                   npx weft observe --protocol http -f    (shop.demo's requests, through
+                                               weft-proxy)
   Metrics:         nsenter --net=/run/netns/${world.nodeNetns} curl -s 127.0.0.1:9962/metrics
                    (weftd runs in the node namespace)
   Call it again:   make run
   Change it:       edit .run/manifests/endpoints.yaml (drop an endpoint) or delete
-                   .run/manifests/policy.yaml (the batch pod gets through); weftd applies
-                   changes as the file is saved
+                   .run/manifests/policy.yaml (the batch pod gets through), or change the
+                   weights in .run/manifests/shop.yaml; weftd applies changes as the file
+                   is saved
   Agent log:       .run/weftd.log
   Stop and clean:  make stop
 (With the project's Node first on PATH: export PATH="$PWD/.tools/node/bin:$PATH")
