@@ -60,8 +60,13 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     const services = JSON.parse(list.stdout) as { frontend: string; service: string; backends: string[] }[];
     assert.deepEqual(services.map((s) => [s.frontend, s.service, s.backends.length]).sort(), [
       ['10.96.0.10:80', 'demo/web:http', 3],
+      // Routed: its one backend in the kernel is weft-proxy's listener.
+      ['10.96.0.20:80', 'demo/shop:http', 1],
+      ['10.96.0.21:80', 'demo/shop-v1:http', 1],
+      ['10.96.0.22:80', 'demo/shop-v2:http', 1],
       ['[fd00:10:96::10]:80', 'demo/web:http', 3],
     ]);
+    assert.match(services.find((s) => s.frontend === '10.96.0.20:80')!.backends[0]!, /^169\.254\.42\.1:\d+/);
     // Over enough calls, every backend answers (the demo's own 4 calls may miss one).
     const again = await exec('bash', [RUN, 'start'], { timeout: 60_000 });
     const seen = new Set([...`${stdout}${again.stdout}`.matchAll(/-> (backend-\d)/g)].map((m) => m[1]));
@@ -72,13 +77,50 @@ describe('make run / make stop', { skip: fs.existsSync('/run/weft-test/demo.json
     assert.match(flowsShown, /\$ weft observe --type sock\n(\s+.*\n)*?\s+\w{3} [ \d]\d [\d:.]+: demo\/(client|batch) → demo\/backend-[123]:8080 sock TRANSLATED service demo\/web \(connect 10\.96\.0\.10:80 → 10\.244\.0\.\d+:8080\)\n/, stdout);
     assert.match(flowsShown, /demo\/client:\d+ → demo\/backend-[123]:8080 policy-verdict:ingress FORWARDED by demo\/web-from-frontend spec\.ingress\[0\] \(TCP Flags: SYN\)/, stdout);
     assert.match(flowsShown, /npx weft observe -f/);
+    // shop.demo through weft-proxy: the canary header always reaches shop-v2, the split sends
+    // most requests to shop-v1 (90/10 over 40: binomial sd 1.9, so at most 14 to shop-v2).
+    const shop = stdout.split('Calling shop.demo')[1] ?? '';
+    const split = /40 x GET[^\n]*\n((?:\s+\d+ x 200 shop-v\d\n)+)/.exec(shop)?.[1] ?? '';
+    const got = Object.fromEntries([...split.matchAll(/(\d+) x 200 (shop-v\d)/g)].map((m) => [m[2], Number(m[1])]));
+    assert.equal((got['shop-v1'] ?? 0) + (got['shop-v2'] ?? 0), 40, shop);
+    assert.ok((got['shop-v2'] ?? 0) <= 14, shop);
+    assert.match(shop, /with x-canary: always[^\n]*\n\s+5 x 200 shop-v2\n/, shop);
+    assert.match(shop, /demo\/client:\d+ → demo\/shop-v[12]:8080 http-response FORWARDED service demo\/shop \(GET \/ => 200 [\d.]+ms\)/, shop);
+  });
+
+  it('the routed service shows in weft observe: redirected at connect, then one L7 flow per request', async () => {
+    const pods = demoPods(demoStdout);
+    const flows = await observe('--last', '10000');
+    const redirected = flows.filter((f) => f.type === 'sock' && f.service === 'demo/shop');
+    assert.ok(redirected.length > 0, 'shop.demo connections were seen at connect');
+    for (const f of redirected) {
+      assert.equal(f.verdict, 'REDIRECTED');
+      assert.equal(f.destination.ip, '169.254.42.1');
+      assert.equal(f.source.pod, 'client');
+    }
+    const l7 = flows.filter((f) => f.type === 'l7');
+    assert.ok(l7.length >= 45, `the demo's 45 requests (and make run's second round): ${l7.length}`);
+    for (const f of l7) {
+      assert.equal(f.service, 'demo/shop');
+      assert.equal(f.source.pod, 'client');
+      assert.equal(f.source.ip, pods.get('client')!.ipv4);
+      assert.ok(f.destination.pod === 'shop-v1' || f.destination.pod === 'shop-v2', JSON.stringify(f));
+      assert.deepEqual([f.l7?.method, f.l7?.path, f.l7?.status], ['GET', '/', 200]);
+    }
+    const filtered = await observe('--protocol', 'http', '--to-pod', 'demo/shop-v2', '--last', '10000');
+    assert.deepEqual(filtered.map((f) => f.time), l7.filter((f) => f.destination.pod === 'shop-v2').map((f) => f.time));
   });
 
   it('weft observe shows the demo\'s flows: translations to the service, allowed and refused connections, named', async () => {
     const pods = demoPods(demoStdout);
-    assert.deepEqual([...pods.keys()].sort(), ['backend-1', 'backend-2', 'backend-3', 'batch', 'client'], demoStdout);
+    assert.deepEqual([...pods.keys()].sort(), ['backend-1', 'backend-2', 'backend-3', 'batch', 'client', 'shop-v1', 'shop-v2'], demoStdout);
     const podAt = new Map([...pods].flatMap(([name, p]) => [[p.ipv4, name], [p.ipv6, name]] as const));
-    const flows = await observe('--last', '10000');
+    // shop.demo's traffic goes through weft-proxy (its own test is below): from the client to
+    // the proxy's address, and from the node to the shop pods.
+    const PROXY = '169.254.42.1';
+    const viaProxy = (f: Flow) => f.type === 'l7' || f.service === 'demo/shop' || [f.source, f.destination].some((ep) => ep.ip === PROXY || podAt.get(ep.ip)?.startsWith('shop-'));
+    const all = await observe('--last', '10000');
+    const flows = all.filter((f) => !viaProxy(f));
     const dump = (list: Flow[]) => list.map((f) => JSON.stringify(f)).join('\n');
     assert.ok(flows.length > 0, 'the demo made flows');
 
