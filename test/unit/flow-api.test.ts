@@ -516,7 +516,7 @@ describe('weft status', { timeout: 30_000 }, () => {
     flowsTotal: 45678,
     kernelRing: { usedBytes: 31_457, sizeBytes: 1 << 20 },
     flowRing: { flows: 4096, capacity: 16384 },
-    lost: { kernel: 0, decode: 2, follow: 1234 },
+    lost: { kernel: 0, decode: 2, follow: 1234, proxy: 0 },
     followers: 1,
   };
 
