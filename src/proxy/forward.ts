@@ -132,6 +132,13 @@ const grpcMessage = (s: string) => encodeURIComponent(s);
 
 // ---- downstream ----
 
+// Option objects shared by every request (node:http2 reads them, respond() does not copy them).
+const RESPOND_END: http2.ServerStreamResponseOptions = Object.freeze({ endStream: true });
+const RESPOND_BODY: http2.ServerStreamResponseOptions = Object.freeze({ endStream: false });
+const RESPOND_TRAILERS: http2.ServerStreamResponseOptions = Object.freeze({ endStream: false, waitForTrailers: true });
+const REQUEST_END: http2.ClientSessionRequestOptions = Object.freeze({ endStream: true });
+const REQUEST_BODY: http2.ClientSessionRequestOptions = Object.freeze({ endStream: false });
+
 /** The client's side of one exchange. */
 interface Downstream {
   readonly isH2: boolean;
@@ -143,8 +150,9 @@ interface Downstream {
   toH2(edits: readonly HeaderEdits[]): Headers;
   /** The request's headers for an HTTP/1.1 upstream. */
   toH1(edits: readonly HeaderEdits[]): Headers;
-  /** headers: no pseudo-header, no hop-by-hop header. */
-  respond(status: number, headers: Headers, endStream: boolean, waitForTrailers: boolean): void;
+  /** headers: no pseudo-header, no hop-by-hop header; or (HTTP/2 downstream only) an HTTP/2
+   *  upstream's raw header list, :status included. */
+  respond(status: number, headers: Headers | string[], endStream: boolean, waitForTrailers: boolean): void;
   write(chunk: Buffer): boolean;
   end(trailers: Headers | undefined): void;
   /** Ends the response abnormally (after it started). */
@@ -159,7 +167,14 @@ class H2Down implements Downstream {
   private trailers: Headers | undefined;
   private waitingTrailers = false;
 
-  constructor(readonly stream: http2.ServerHttp2Stream, readonly headers: http2.IncomingHttpHeaders) {}
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+    /** The request's header list as it arrived ([name, value, ...]): passed on as is when no
+     *  edit applies (HTTP/2 allows no connection-specific header, and TE only as "trailers"),
+     *  which spares node:http2 copying and re-checking a header object. */
+    readonly raw: string[] | undefined,
+  ) {}
 
   get hasBody(): boolean {
     return !this.stream.endAfterHeaders;
@@ -198,11 +213,11 @@ class H2Down implements Downstream {
     return out;
   }
 
-  respond(status: number, headers: Headers, endStream: boolean, waitForTrailers: boolean): void {
-    headers[':status'] = status as unknown as string;
+  respond(status: number, headers: Headers | string[], endStream: boolean, waitForTrailers: boolean): void {
+    if (!Array.isArray(headers)) headers[':status'] = status as unknown as string;
     this.waitingTrailers = waitForTrailers && !endStream;
     if (this.stream.destroyed) return;
-    this.stream.respond(headers as http2.OutgoingHttpHeaders, { endStream, waitForTrailers: this.waitingTrailers });
+    this.stream.respond(headers as http2.OutgoingHttpHeaders, endStream ? RESPOND_END : this.waitingTrailers ? RESPOND_TRAILERS : RESPOND_BODY);
     if (this.waitingTrailers) this.stream.once('wantTrailers', () => this.stream.sendTrailers((this.trailers ?? {}) as http2.OutgoingHttpHeaders));
   }
 
@@ -423,18 +438,20 @@ export class Exchange {
 
   private sendH2(): void {
     const ep = this.pick!.endpoint;
-    const headers = (this.h2Headers ??= this.down.toH2(this.decision!.requestHeaders));
+    const edits = this.decision!.requestHeaders;
+    const raw = edits.length === 0 && this.down.isH2 ? (this.down as H2Down).raw : undefined;
+    const headers = raw ?? (this.h2Headers ??= this.down.toH2(edits));
     const conn = ep.h2().acquire();
     let up: http2.ClientHttp2Stream;
     try {
-      up = conn.session.request(headers as http2.OutgoingHttpHeaders, { endStream: !this.down.hasBody });
+      up = conn.session.request(headers as http2.OutgoingHttpHeaders, this.down.hasBody ? REQUEST_BODY : REQUEST_END);
     } catch (err) {
       return this.upstreamFailed(err as Error);
     }
     conn.active++;
     this.upH2 = up;
     this.upH2Conn = conn;
-    up.on('response', (h, flags) => this.onH2Response(h, flags));
+    up.on('response', (h, flags, rawHeaders: string[]) => this.onH2Response(h, flags, rawHeaders));
     up.on('data', (chunk: Buffer) => {
       if (!this.down.write(chunk) && !this.waitingDrain) {
         up.pause();
@@ -456,13 +473,20 @@ export class Exchange {
 
   private trailers: Headers | undefined;
 
-  private onH2Response(h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number): void {
+  private onH2Response(h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number, raw: string[] | undefined): void {
     if (this.finished) return;
     const status = h[':status'] ?? 502;
     if (status < 200) return;
-    delete h[':status'];
     const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-    this.head(status, h as Headers, endStream, this.trailersWanted || (h as Headers).trailer !== undefined || isGrpc(h['content-type']));
+    const trailers = this.trailersWanted || (h as Headers).trailer !== undefined || isGrpc(h['content-type']);
+    if (raw !== undefined && this.down.isH2 && this.decision!.responseHeaders.length === 0) {
+      // HTTP/2 to HTTP/2 without edits: the header list goes on as it came.
+      this.headSeen(status, h as Headers);
+      this.down.respond(status, raw, endStream, trailers);
+      return;
+    }
+    delete h[':status'];
+    this.head(status, h as Headers, endStream, trailers);
   }
 
   private onH2Trailers(t: http2.IncomingHttpHeaders): void {
@@ -486,8 +510,20 @@ export class Exchange {
       headersTimeout: 0,
       bodyTimeout: 0,
     };
+    const pool = ep.h1();
+    if (pool instanceof Promise) {
+      pool.then(
+        (p) => {
+          if (!this.finished) this.dispatchH1(p, opts);
+        },
+        (err: Error) => this.upstreamFailed(err),
+      );
+    } else this.dispatchH1(pool, opts);
+  }
+
+  private dispatchH1(pool: Dispatcher, opts: Dispatcher.DispatchOptions): void {
     try {
-      ep.h1().dispatch(opts, new H1Handler(this));
+      pool.dispatch(opts, new H1Handler(this));
     } catch (err) {
       this.upstreamFailed(err as Error);
     }
@@ -518,13 +554,17 @@ export class Exchange {
 
   // ---- the response, whatever the upstream ----
 
-  private head(status: number, headers: Headers, endStream: boolean, waitForTrailers: boolean): void {
+  private headSeen(status: number, headers: Headers): void {
     this.status = status;
     this.tHeaders = performance.now();
     if (this.grpc) {
       const gs = headers['grpc-status'];
       if (gs !== undefined) this.grpcStatus = Number(gs);
     }
+  }
+
+  private head(status: number, headers: Headers, endStream: boolean, waitForTrailers: boolean): void {
+    this.headSeen(status, headers);
     applyEdits(headers, this.decision!.responseHeaders);
     this.down.respond(status, headers, endStream, waitForTrailers);
   }
@@ -711,7 +751,7 @@ function streamBody(src: Readable, dst: Writable): void {
 // ---- entry points ----
 
 /** A request of an HTTP/2 downstream connection. */
-export function handleH2Stream(conn: Conn, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+export function handleH2Stream(conn: Conn, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, raw: string[] | undefined): void {
   stream.on('error', noop);
   const method = headers[':method'] ?? '';
   const path = headers[':path'];
@@ -721,7 +761,7 @@ export function handleH2Stream(conn: Conn, stream: http2.ServerHttp2Stream, head
     if (!stream.destroyed) stream.respond({ ':status': state === undefined ? 503 : 405 }, { endStream: true });
     return;
   }
-  const ex = new Exchange(conn, state, new H2Down(stream, headers), method, path, headers['content-type']);
+  const ex = new Exchange(conn, state, new H2Down(stream, headers, raw), method, path, headers['content-type']);
   stream.once('close', () => ex.canceled());
   ex.run(conn.binding.router, headers);
 }

@@ -161,7 +161,7 @@ export class Frontend {
       });
       if (conn.closing) session.close();
     });
-    this.h2.on('stream', (stream, headers) => handleH2Stream((stream.session as WithConn)[kConn]!, stream, headers));
+    this.h2.on('stream', (stream, headers, _flags, raw: string[]) => handleH2Stream((stream.session as WithConn)[kConn]!, stream, headers, raw));
   }
 
   accept(listener: Listener, socket: net.Socket): void {

@@ -16,8 +16,16 @@
 //   (ip, port) while some backend names it.
 import http2 from 'node:http2';
 import net from 'node:net';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import type { Logger } from '../lib/log.js';
+
+// undici is loaded on the first HTTP/1.1 upstream request: a proxy whose endpoints all speak
+// HTTP/2 never pays its memory (about 15 MB resident).
+let undici: typeof import('undici') | undefined;
+let loadingUndici: Promise<typeof import('undici')> | undefined;
+function loadUndici(): Promise<typeof import('undici')> {
+  return (loadingUndici ??= import('undici').then((m) => (undici = m)));
+}
 
 const MAX_H2_SESSIONS = 4;
 /** Until the peer's SETTINGS say otherwise (RFC 9113 recommends allowing at least 100). */
@@ -158,8 +166,11 @@ export class Endpoint {
     return (this.h2pool ??= new H2Pool(this, this.opts));
   }
 
-  h1(): Pool {
-    return (this.h1pool ??= new Pool(this.origin, {
+  /** The endpoint's HTTP/1.1 pool (a promise only while undici loads, once per process). */
+  h1(): Pool | Promise<Pool> {
+    if (this.h1pool) return this.h1pool;
+    if (!undici) return loadUndici().then(() => this.h1() as Pool);
+    return (this.h1pool = new undici.Pool(this.origin, {
       connections: 1024,
       pipelining: 1,
       keepAliveTimeout: 30_000,
