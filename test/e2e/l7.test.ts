@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import type { Flow } from '../../src/observe/flow.js';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
-import { cni, Sandboxes, type Sandbox } from '../harness/cni.js';
+import { addCniPod, Sandboxes, type Sandbox } from '../harness/cni.js';
 import { World } from '../harness/world.js';
 
 const exec = promisify(execFile);
@@ -40,18 +40,7 @@ let v1: TestPod[];
 let v2: TestPod;
 
 async function addPod(name: string, labels: Record<string, string>, box: Sandbox): Promise<TestPod> {
-  const r = await cni(world, {
-    command: 'ADD',
-    containerId: `l7-${name}-${world.id}`,
-    netns: box.path,
-    ifName: 'eth0',
-    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NS};K8S_POD_NAME=${name}`,
-    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
-  });
-  assert.equal(r.code, 0, `CNI ADD ${name}: ${r.stdout}${r.stderr}`);
-  const ip = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, '')).find((a) => !a.includes(':'));
-  assert.ok(ip);
-  return { name, labels, box, ip };
+  return { name, labels, box, ip: (await addCniPod(world, agent.socket, NS, name, box)).ipv4 };
 }
 
 function service(name: keyof typeof VIPS, pods: TestPod[]): object[] {

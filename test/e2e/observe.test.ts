@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Flow } from '../../src/observe/flow.js';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
-import { cni, ipIn, Sandboxes, type Sandbox } from '../harness/cni.js';
+import { addCniPod, ipIn, Sandboxes, type Sandbox } from '../harness/cni.js';
 import { World } from '../harness/world.js';
 
 const exec = promisify(execFile);
@@ -39,18 +39,7 @@ let server: TestPod;
 let intruder: TestPod;
 
 async function addPod(namespace: string, name: string, labels: Record<string, string>, box: Sandbox): Promise<TestPod> {
-  const r = await cni(world, {
-    command: 'ADD',
-    containerId: `obs-${name}-${world.id}`,
-    netns: box.path,
-    ifName: 'eth0',
-    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name}`,
-    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
-  });
-  assert.equal(r.code, 0, `CNI ADD ${namespace}/${name}: ${r.stdout}${r.stderr}`);
-  const ip = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, '')).find((a) => !a.includes(':'));
-  assert.ok(ip, `${namespace}/${name} got an IPv4 address`);
-  return { namespace, name, labels, box, ip };
+  return { namespace, name, labels, box, ip: (await addCniPod(world, agent.socket, namespace, name, box)).ipv4 };
 }
 
 const podManifest = (p: TestPod) => ({

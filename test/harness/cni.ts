@@ -115,3 +115,22 @@ export function ipIn(netns: string, ...args: string[]): void {
 export function sysctlIn(netns: string, key: string): string {
   return execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'cat', `/proc/sys/${key.replaceAll('.', '/')}`], { encoding: 'utf8' }).trim();
 }
+
+/** A pod as a runtime makes it: CNI ADD through the plugin to `agentSocket` for a sandbox,
+ *  named by CNI_ARGS; its addresses from the result. Fails the test when ADD fails. */
+export async function addCniPod(world: World, agentSocket: string, namespace: string, name: string, box: Sandbox): Promise<{ ipv4: string; ipv6?: string }> {
+  const r = await cni(world, {
+    command: 'ADD',
+    containerId: `pod-${namespace}-${name}-${world.id}`,
+    netns: box.path,
+    ifName: 'eth0',
+    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name}`,
+    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket, mtu: 1500 },
+  });
+  if (r.code !== 0) throw new Error(`CNI ADD ${namespace}/${name} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
+  const ips = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, ''));
+  const ipv4 = ips.find((a) => !a.includes(':'));
+  if (!ipv4) throw new Error(`CNI ADD ${namespace}/${name} gave no IPv4 address: ${r.stdout}`);
+  const ipv6 = ips.find((a) => a.includes(':'));
+  return { ipv4, ...(ipv6 && { ipv6 }) };
+}
