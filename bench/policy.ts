@@ -37,6 +37,7 @@ import { AgentProcess, REPO } from '../test/harness/agent.js';
 import { cni, Sandboxes, WEFT_CNI, type Sandbox } from '../test/harness/cni.js';
 import { POD_CIDR4, POD_CIDR6, World } from '../test/harness/world.js';
 import { watch, type Proc } from './topology.js';
+import { spread, type Spread } from './spread.js';
 
 const LOADGEN = join(REPO, 'build', 'bin', 'loadgen');
 const ECHO = join(REPO, 'build', 'bin', 'echo-server');
@@ -75,18 +76,6 @@ export interface PolicyBenchOptions {
   serverCpus: string;
   log: (m: string) => void;
   register: (w: World) => void;
-}
-
-interface Spread {
-  min: number;
-  median: number;
-  max: number;
-}
-
-function spread(xs: number[]): Spread {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return { min: s[0]!, median: s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2, max: s[s.length - 1]! };
 }
 
 function percentile(xs: number[], q: number): number {

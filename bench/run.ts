@@ -21,6 +21,13 @@
 // WEFT_BENCH_POLICY_PODS=1000 (remote pods), WEFT_BENCH_POLICY_EDITS=6 (of each kind).
 // WEFT_BENCH_FLOWS=1 (flow events into the observer, bench/flows.ts), WEFT_BENCH_FLOWS_SECONDS=2,
 // WEFT_BENCH_FLOWS_MAX=4000000 (the highest rate tried, events a second).
+// WEFT_BENCH_L7=1 (L7 proxies, bench/l7.ts: h2load through weft-proxy, HAProxy, nginx and two
+// HAProxy hops against direct), WEFT_BENCH_L7_RUNS=3, WEFT_BENCH_L7_SECONDS=10 (a fixed-rate run),
+// WEFT_BENCH_L7_SAT_SECONDS=5 (a saturation run), WEFT_BENCH_L7_RATE=1000 (requests/s, fixed rate),
+// WEFT_BENCH_L7_PATHS=direct,weft-proxy,haproxy,nginx,haproxy-2hop, WEFT_BENCH_L7_PROXY_CPU (the
+// proxies' CPU list; the server CPU unless given), WEFT_BENCH_WEFT_PROXY (environment only:
+// the program instead of bin/weft-proxy), WEFT_BENCH_WEFT_PROXY_ARGS (environment only: extra
+// arguments for it, space-separated).
 // WEFT_BENCH_MODES= (empty) measures no paths: with the other parts off, one part alone.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +42,7 @@ import { measureCniLatency, type CniLatency } from './cni-latency.js';
 import { measureKubernetes, type KubernetesResult } from './k8s-sync.js';
 import { measurePolicy, policyReport, policySummary, type PolicyResult } from './policy.js';
 import { flowsReport, measureFlows, type FlowResult } from './flows.js';
+import { L7_PATHS, l7Goals, l7Report, l7Summary, measureL7, type L7PathName, type L7Result } from './l7.js';
 import { writeManifests, type ManifestService } from './manifests.js';
 import { POD_CIDR, SERVICE_CIDR, createTopology, createWorkDir, watch, type Proc, type Topology } from './topology.js';
 import { logfmtFields, startWeft, weftUnavailableReason, type WeftAgent } from './weft-agent.js';
@@ -95,9 +103,23 @@ const cfg = {
   flows: knob('WEFT_BENCH_FLOWS', '1') !== '0',
   flowsSeconds: intKnob('WEFT_BENCH_FLOWS_SECONDS', 2, 0.5, 60),
   flowsMax: intKnob('WEFT_BENCH_FLOWS_MAX', 4_000_000, 125_000, 64_000_000),
+  l7: knob('WEFT_BENCH_L7', '1') !== '0',
+  l7Runs: intKnob('WEFT_BENCH_L7_RUNS', 3, 1, 20),
+  l7Seconds: intKnob('WEFT_BENCH_L7_SECONDS', 10, 2, 300),
+  l7SatSeconds: intKnob('WEFT_BENCH_L7_SAT_SECONDS', 5, 1, 300),
+  l7Rate: intKnob('WEFT_BENCH_L7_RATE', 1000, 10, 1_000_000),
+  l7Paths: knob('WEFT_BENCH_L7_PATHS', L7_PATHS.join(',')).split(',').map((m) => m.trim()).filter(Boolean).map((m) => {
+    const t = m as L7PathName;
+    if (!L7_PATHS.includes(t)) throw new Error(`WEFT_BENCH_L7_PATHS: unknown path ${m} (${L7_PATHS.join(', ')})`);
+    return t;
+  }),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
+/** The L7 proxies' CPUs: the servers' unless given (the client keeps a CPU of its own). */
+const l7ProxyCpus = knob('WEFT_BENCH_L7_PROXY_CPU', cfg.serverCpus);
+const WEFT_PROXY = process.env.WEFT_BENCH_WEFT_PROXY ?? join(REPO, 'bin', 'weft-proxy');
+const WEFT_PROXY_ARGS = (process.env.WEFT_BENCH_WEFT_PROXY_ARGS ?? '').split(/\s+/).filter(Boolean);
 
 const CLIENT_IP = '10.244.0.10';
 const BACKEND_IPS = ['10.244.1.1', '10.244.1.2', '10.244.1.3'];
@@ -745,7 +767,7 @@ function cniText(c: CniLatency): string {
   ].join('; ');
 }
 
-function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult, flows?: FlowResult): Goal[] {
+function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult, flows?: FlowResult, l7?: L7Result): Goal[] {
   const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
@@ -822,6 +844,7 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
     status: lossless === undefined ? 'n/a' : lossless >= 500_000 ? 'met' : 'missed',
     detail: lossless === undefined ? (flows ? `${flows.status}: ${flows.reason ?? 'unknown'}` : 'not measured') : `${fmtInt(Math.round(lossless))}/s${at ? `, agent CPU ${(at.cpuPer10k * 100).toFixed(2)}% of a CPU per 10,000 events/s` : ''}`,
   });
+  out.push(...l7Goals(l7));
   return out;
 }
 
@@ -883,6 +906,7 @@ async function main(): Promise<void> {
   let k8s: K8sOutcome | undefined;
   let policy: PolicyResult | undefined;
   let flows: FlowResult | undefined;
+  let l7: L7Result | undefined;
   try {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
@@ -925,6 +949,26 @@ async function main(): Promise<void> {
       log(`bench: flow events into the observer, ${cfg.flowsSeconds} s per rate, up to ${fmtInt(cfg.flowsMax)}/s`);
       flows = await measureFlows({ seconds: cfg.flowsSeconds, maxRate: cfg.flowsMax, log, register: (w) => worlds.push(w) });
     }
+    if (cfg.l7) {
+      log(`bench: L7 proxies: ${cfg.l7Paths.join(', ')}; ${cfg.l7Runs} runs each (saturation ${cfg.l7SatSeconds} s, ${fmtInt(cfg.l7Rate)} requests/s for ${cfg.l7Seconds} s), interleaved`);
+      l7 = await measureL7({
+        paths: cfg.l7Paths,
+        runs: cfg.l7Runs,
+        satSeconds: cfg.l7SatSeconds,
+        rateSeconds: cfg.l7Seconds,
+        rate: cfg.l7Rate,
+        clients: 10,
+        streams: 10,
+        clientCpus: cfg.clientCpus,
+        serverCpus: cfg.serverCpus,
+        proxyCpus: l7ProxyCpus,
+        weftProxy: WEFT_PROXY,
+        weftProxyArgs: WEFT_PROXY_ARGS,
+        log,
+        register: (w) => worlds.push(w),
+      });
+      log(`bench: L7: ${l7Summary(l7)}`);
+    }
   } finally {
     for (const w of worlds) w.disposeSync(); // already disposed unless something threw
     rmSync(ctx.work, { recursive: true, force: true });
@@ -939,7 +983,7 @@ async function main(): Promise<void> {
       rr_p50: p.rr.p50_us.median / d.rr!.p50_us.median,
     };
   }
-  const gs = goals(points, sync, cni, k8s, policy, flows);
+  const gs = goals(points, sync, cni, k8s, policy, flows, l7);
   const leftovers = worlds.flatMap((w) => w.leftovers());
 
   const header = `Weft bench: ${cpus} CPUs, kernel ${release()}, Node ${process.version}; ${cfg.runs} runs per point, conn ${cfg.connSeconds} s × ${cfg.concurrency} threads, rr ${cfg.rrCount} × 64 B`;
@@ -953,6 +997,7 @@ async function main(): Promise<void> {
   if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
   if (policy) process.stdout.write(`\n${policyReport(policy)}\n`);
   if (flows) process.stdout.write(`\n${flowsReport(flows)}\n`);
+  if (l7) process.stdout.write(`\n${l7Report(l7)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
   process.stdout.write(`\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`);
@@ -977,6 +1022,7 @@ async function main(): Promise<void> {
     cni,
     policy,
     flows,
+    l7,
     goals: gs,
     leftovers,
   };
@@ -987,6 +1033,8 @@ async function main(): Promise<void> {
   if (policy?.status === 'failed') process.exitCode = 1;
   // Events unaccounted for: the observer's books do not balance.
   if (flows?.status === 'failed') process.exitCode = 1;
+  // Requests through a proxy failed (errors, non-2xx, a wrong body): that path is broken.
+  if (l7?.status === 'failed') process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 NODE_VERSION=24.21.0
 APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables nftables gcc make libc6-dev libjsmn-dev util-linux procps
   containerd runc containernetworking-plugins busybox-static)
+# make bench's L7 part (bench/l7.ts): h2load, and the proxies weft-proxy is measured against
+# (nginx is also its backend). Only their programs are used: the services they come with are
+# not left running (below).
+BENCH_SERVICES=(haproxy nginx)
+APT_PACKAGES+=(nghttp2-client "${BENCH_SERVICES[@]}")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,6 +22,13 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts a package's service on install (nginx's default site on port 80): stop and
+  # disable the ones just installed; the bench runs its own instances in a namespace.
+  if [[ -d /run/systemd/system ]]; then
+    for s in "${BENCH_SERVICES[@]}"; do
+      if [[ " ${missing[*]} " == *" $s "* ]]; then systemctl disable --now "$s" >/dev/null 2>&1 || true; fi
+    done
+  fi
 fi
 
 # Node.js 24 LTS: the machine's Node may be older (Debian bookworm images ship 20, past its
