@@ -21,12 +21,20 @@ if ((${#missing[@]})); then
   echo "ensure-tools: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Debian starts a package's service on install (nginx's default site on port 80, on the
+  # host's network): policy-rc.d's 101 tells the maintainer scripts not to, with or without
+  # systemd. The bench runs its own instances in a namespace.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts a package's service on install (nginx's default site on port 80): stop and
-  # disable the ones just installed; the bench runs its own instances in a namespace.
+  if [[ -n $own_policy ]]; then rm -f "$policy"; trap - EXIT; fi
   if [[ -d /run/systemd/system ]]; then
     for s in "${BENCH_SERVICES[@]}"; do
-      if [[ " ${missing[*]} " == *" $s "* ]]; then systemctl disable --now "$s" >/dev/null 2>&1 || true; fi
+      if [[ " ${missing[*]} " == *" $s "* ]]; then systemctl disable "$s" >/dev/null 2>&1 || true; fi
     done
   fi
 fi
