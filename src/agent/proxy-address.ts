@@ -18,13 +18,16 @@ export function ensureProxyAddresses(addresses: { 4?: string; 6?: string }): voi
   if (addresses[6]) ip('-6', 'addr', 'replace', `${addresses[6]}/128`, 'dev', PROXY_INTERFACE, 'nodad');
 }
 
-/** Takes the addresses off again (weft uninstall); nothing when they are not there. */
-export function removeProxyAddresses(addresses: { 4?: string; 6?: string }): void {
+/** Takes the addresses off again (weft uninstall); returns the ones that were there. */
+export function removeProxyAddresses(addresses: { 4?: string; 6?: string } = DEFAULT_PROXY_ADDRESSES): string[] {
+  const removed: string[] = [];
   for (const [family, a] of Object.entries(addresses)) {
     try {
       ip(`-${family}`, 'addr', 'del', `${a}/${family === '4' ? 32 : 128}`, 'dev', PROXY_INTERFACE);
+      removed.push(a);
     } catch {
       /* not there */
     }
   }
+  return removed;
 }

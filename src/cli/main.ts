@@ -17,6 +17,7 @@ import { NO_DEVICE, readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from './table.js';
 import { formatObserverStatus, observe } from './observe.js';
+import { removeProxyAddresses } from '../agent/proxy-address.js';
 
 const USAGE = `Usage: weft [global flags] COMMAND
 
@@ -170,8 +171,13 @@ async function uninstall(ctx: Ctx): Promise<number> {
   if (agent.status) process.stderr.write(`weft: warning: the agent (pid ${agent.status.pid}) is still running; stop it first or it keeps serving from memory until restarted\n`);
   const detached = detachAllFilters(ctx.bpfRoot);
   const removed = removeAllPins(ctx.bpfRoot);
-  if (ctx.json) printJson({ removed, detachedInterfaces: detached });
-  else out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
+  // The L7 proxy's default addresses on this namespace's loopback, where weftd put them.
+  const addresses = removeProxyAddresses();
+  if (ctx.json) printJson({ removed, detachedInterfaces: detached, proxyAddresses: addresses });
+  else {
+    out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
+    if (addresses.length) out(`Removed the L7 proxy's addresses ${addresses.join(', ')} from lo.\n`);
+  }
   return 0;
 }
 async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string }): Promise<number> {
