@@ -13,6 +13,7 @@ const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const READY_POLL_MS = 50;
+const MAX_POLL_MS = 1000;
 
 export interface ProxyStatus {
   managed: boolean;
@@ -67,7 +68,7 @@ export class ProxySupervisor<S extends { version: number }> {
   status(): ProxyStatus {
     return {
       managed: this.opts.manage,
-      running: this.opts.manage ? this.child !== undefined : this.version > 0,
+      running: this.opts.manage ? this.child !== undefined : this.ready,
       ...(this.child?.pid !== undefined && { pid: this.child.pid }),
       restarts: this.restarts,
       version: this.version,
@@ -133,13 +134,13 @@ export class ProxySupervisor<S extends { version: number }> {
   /** Waits for the admin socket, sends the snapshot and follows the flows. */
   private async connect(): Promise<void> {
     const child = this.child;
-    for (;;) {
+    for (let wait = READY_POLL_MS; ; wait = Math.min(wait * 2, MAX_POLL_MS)) {
       if (this.stopped || (this.opts.manage && this.child !== child)) return;
       try {
         await apiRequest(this.opts.adminSocket, 'GET', '/healthz', undefined, 1000);
         break;
       } catch {
-        await new Promise((r) => setTimeout(r, READY_POLL_MS));
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
     this.backoff = MIN_BACKOFF_MS;
@@ -156,9 +157,30 @@ export class ProxySupervisor<S extends { version: number }> {
       const it = item as { flow?: Flow; lost?: { count?: unknown } };
       if (it.flow) this.opts.onFlow(it.flow);
       else if (typeof it.lost?.count === 'number') this.opts.onLost(it.lost.count);
-    }, { signal: ac.signal }).catch((err: Error) => {
-      if (!ac.signal.aborted && !this.stopped) this.opts.log.warn('lost the weft-proxy flow stream', { error: err.message });
-    });
+    }, { signal: ac.signal }).then(
+      () => this.streamEnded(ac, 'the proxy ended it'),
+      (err: Error) => this.streamEnded(ac, err.message),
+    );
+  }
+
+  /** The flow stream ends when the proxy goes away. A managed proxy's exit is handled where it
+   *  exits; an external one (a container of its own) is waited for and, once back, given the
+   *  snapshot again: a restarted proxy holds nothing, and the kernel still sends it the routed
+   *  Services' connections. */
+  private streamEnded(ac: AbortController, why: string): void {
+    if (ac.signal.aborted || this.stopped || this.flows !== ac) return;
+    if (this.opts.manage) {
+      if (!this.child) return;
+      this.opts.log.warn('lost the weft-proxy flow stream; following again', { error: why });
+      this.timer = setTimeout(() => this.followFlows(), MIN_BACKOFF_MS);
+      return;
+    }
+    this.ready = false;
+    this.version = 0;
+    this.restarts++;
+    this.lastError = `went away (${why})`;
+    this.opts.log.error('weft-proxy went away; waiting for it', { error: why, admin_socket: this.opts.adminSocket });
+    void this.connect();
   }
 
   async stop(): Promise<void> {
