@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { placeBackends } from '../../src/datapath/lb-writer.js';
 import type { L4Addr } from '../../src/datapath/lb-codecs.js';
+import { seeded } from '../harness/seeded.js';
 
 const b = (n: number, port = 8080): L4Addr => ({ ip: `10.0.0.${n}`, port, family: 4 });
 const text = (xs: readonly L4Addr[]) => xs.map((x) => `${x.ip}:${x.port}`);
@@ -82,14 +83,8 @@ describe('placeBackends', () => {
   });
 
   it('properties over random changes: permutation of desired, survivors keep in-range slots, idempotent', () => {
-    // mulberry32: a small seeded PRNG (32-bit integer arithmetic throughout), so runs repeat.
-    let seed = 12345;
-    const rand = (n: number): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) % n;
-    };
+    const draw = seeded(12345);
+    const rand = (n: number): number => Math.floor(draw() * n);
     const pickSet = (max: number): L4Addr[] => {
       const n = rand(max + 1);
       const chosen = new Set<number>();

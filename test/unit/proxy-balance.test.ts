@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createBalancer, type Balancer, type BalancerOptions, type EndpointState } from '../../src/proxy/balance.js';
 import type { BalancerAlgorithm } from '../../src/proxy/snapshot.js';
+import { seeded } from '../harness/seeded.js';
 
 interface Ep {
   ip: string;
@@ -11,18 +12,6 @@ interface Ep {
 }
 
 const ep = (n: number): Ep => ({ ip: `10.0.0.${n}`, port: 8080 });
-
-/** A seeded PRNG (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setup(algorithm: BalancerAlgorithm, endpoints: Ep[], opts: Partial<BalancerOptions<Ep>> = {}) {
   let now = 0;

@@ -8,6 +8,7 @@ import { parseDuration, validateRouteSpec, type GRPCRouteSpec, type HTTPRouteSpe
 import type { HttpMatchConfig, GrpcMatchConfig, ServicePortConfig } from '../../src/proxy/snapshot.js';
 import type { HTTPRoute, Service } from '../../src/state/resources.js';
 import { validateResource } from '../../src/state/validate.js';
+import { seeded } from '../harness/seeded.js';
 
 // ---- helpers ----
 
@@ -83,18 +84,6 @@ const req = (path: string, headers: RouteRequest['headers'] = {}, method = 'GET'
 
 function forwardedTo(d: RouteDecision): string {
   return d.kind === 'forward' ? d.backend : `${d.status}`;
-}
-
-/** A seeded PRNG (mulberry32): deterministic "random" draws. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---- validation ----

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { ServiceTable, compileServices, type Frontend } from '../../src/state/services.js';
 import type { Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Protocol, Service, ServicePort } from '../../src/state/resources.js';
 import type { L4Addr } from '../../src/datapath/lb-codecs.js';
+import { seeded } from '../harness/seeded.js';
 
 function service(name: string, clusterIPs: string[], ports: ServicePort[], opts: { namespace?: string; type?: Service['spec']['type'] } = {}): Service {
   return {
@@ -299,13 +300,7 @@ describe('compileServices: backends', () => {
     assert.deepEqual(frontend(expected.frontends, '10.96.0.11', 443).backends.map((b) => b.ip), ['10.1.0.1', '10.1.0.2']);
     assert.deepEqual(frontend(expected.frontends, '10.96.0.12', 443).backends.map((b) => b.ip), ['10.2.0.1']);
 
-    let seed = 7; // mulberry32
-    const rand = (): number => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    };
+    const rand = seeded(7);
     const shuffle = <T>(xs: T[]): T[] => xs.map((x) => [rand(), x] as const).sort((a, b) => a[0] - b[0]).map(([, x]) => x);
     for (let i = 0; i < 20; i++) {
       const got = canonical(compileServices(shuffle(services), shuffle(slices).map((s) => ({ ...s, endpoints: shuffle(s.endpoints) }))));
