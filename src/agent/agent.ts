@@ -125,7 +125,7 @@ export class Agent {
     this.observer = new Observer({ bpfRoot: cfg.bpfRoot, capacity: cfg.flowBufferSize, context: flowContext, log });
     this.metrics.observe(this.observer);
     if (cfg.proxy.mode !== 'off') {
-      this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, stateDir: cfg.stateDir }, {
+      this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, balancer: cfg.proxy.balancer, stateDir: cfg.stateDir }, {
         store: this.store,
         frontends: () => this.table.frontends(),
         isolatedBackend: (ip) => this.isolatedBackend(ip),

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { ipFamily, isCidr } from '../lib/ip.js';
 import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from './proxy-address.js';
+import { BALANCER_ALGORITHMS, type BalancerAlgorithm } from '../proxy/snapshot.js';
 import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
 
 export const DEFAULT_STATE_DIR = '/var/run/weft';
@@ -24,7 +25,15 @@ export interface AgentConfig {
   /** Flows the observer keeps in memory for `weft observe`. */
   flowBufferSize: number;
   /** The L7 proxy: run by weftd (managed), run beside it (external), or none (off). */
-  proxy: { mode: 'managed' | 'external' | 'off'; addresses: { 4?: string; 6?: string }; portBase: number; metricsAddress: string; adminSocket: string };
+  proxy: {
+    mode: 'managed' | 'external' | 'off';
+    addresses: { 4?: string; 6?: string };
+    portBase: number;
+    metricsAddress: string;
+    adminSocket: string;
+    /** How the proxy picks an endpoint for each request. */
+    balancer: BalancerAlgorithm;
+  };
 }
 
 export const USAGE = `Usage: weftd --source dir:PATH|kubernetes [flags]
@@ -60,6 +69,9 @@ Flags:
   --proxy-port-base PORT   listener ports, one per routed Service port, from here up (default 15000)
   --proxy-admin-socket P   the proxy's control socket (default <state-dir>/proxy.sock)
   --proxy-metrics-address ADDR  the proxy's Prometheus listen address (managed; default 127.0.0.1:9964)
+  --proxy-balancer ALG     how the proxy picks an endpoint for each request: peak-ewma (power of
+                           two choices over peak-EWMA latency; the default), round-robin or
+                           least-request
   -h, --help               show this help
 `;
 
@@ -82,6 +94,7 @@ const OPTIONS = {
   'proxy-port-base': { type: 'string', default: '15000' },
   'proxy-admin-socket': { type: 'string' },
   'proxy-metrics-address': { type: 'string', default: '127.0.0.1:9964' },
+  'proxy-balancer': { type: 'string', default: 'peak-ewma' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -123,6 +136,8 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   }
   const portBase = /^\d{1,5}$/.test(values['proxy-port-base']) ? Number(values['proxy-port-base']) : NaN;
   if (!(portBase >= 1024 && portBase <= 65535)) throw new UsageError(`--proxy-port-base ${values['proxy-port-base']}: want a port from 1024 to 65535`);
+  const balancer = values['proxy-balancer'] as BalancerAlgorithm;
+  if (!BALANCER_ALGORITHMS.includes(balancer)) throw new UsageError(`--proxy-balancer ${balancer}: want ${BALANCER_ALGORITHMS.join(', ')}`);
   return {
     source,
     bpfRoot: path.resolve(values['bpf-root']),
@@ -141,6 +156,7 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
       portBase,
       metricsAddress: values['proxy-metrics-address'],
       adminSocket: path.resolve(values['proxy-admin-socket'] ?? path.join(stateDir, 'proxy.sock')),
+      balancer,
     },
   };
 }

@@ -21,7 +21,7 @@ import { LB_SERVICE_F_L7, type L4Addr } from '../datapath/lb-codecs.js';
 import type { Logger } from '../lib/log.js';
 import type { Workload } from '../observe/decode.js';
 import { compileStoredRoutes } from '../proxy/route-table.js';
-import { buildSnapshot, type ProxySnapshot, type ServicePortConfig } from '../proxy/snapshot.js';
+import { buildSnapshot, type BalancerAlgorithm, type ProxySnapshot, type ServicePortConfig } from '../proxy/snapshot.js';
 import type { Frontend } from '../state/services.js';
 import type { ResourceStore } from '../state/store.js';
 
@@ -30,6 +30,7 @@ export interface L7Options {
   addresses: { 4?: string; 6?: string };
   /** Listener ports are allocated from here up. */
   portBase: number;
+  balancer: BalancerAlgorithm;
   /** Where the allocations are kept across restarts (the kernel holds them meanwhile). */
   stateDir: string;
 }
@@ -145,7 +146,7 @@ export class L7Controller {
 
   private build(): L7Snapshot {
     const services = [...this.desired.values()];
-    const base = buildSnapshot({ version: 0, services, backends: this.backends, frontends: this.inputs.frontends() });
+    const base = buildSnapshot({ version: 0, balancer: this.opts.balancer, services, backends: this.backends, frontends: this.inputs.frontends() });
     const listeners = services.flatMap((sp) => {
       const port = this.ports.get(`${sp.service}:${sp.port}`)!;
       return (['4', '6'] as const)

@@ -217,10 +217,28 @@ describe('HTTPRoute through weft-proxy', () => {
     assert.equal(after.statuses['200'], 5);
   });
 
-  it('weft-proxy killed: the agent reports it, restarts it, and new connections succeed again', async () => {
+  it('a broken route is refused naming its field, and the routing in force stays', async () => {
+    const from = agent.log.length;
+    const broken = structuredClone(ROUTE);
+    (broken.spec.rules[1]!.matches![0] as { path: { type: string; value: string } }).path = { type: 'RegularExpression', value: '/only-v2(' };
+    agent.writeManifest('route.yaml', [broken]);
+    const line = await agent.waitForLog(/route\.yaml.*HTTPRoute.*spec\.rules\[1\]\.matches\[0\]\.path\.value.*/, 10_000, from);
+    assert.match(line, /regular expression|regex/i);
+    const r = await request(`http://${VIPS.web}/only-v2`, { count: 20 });
+    assert.deepEqual(r.answers, { [v2.name]: 20 }, 'the last good route still routes /only-v2 to the canary');
+    agent.writeManifest('route.yaml', [ROUTE]);
+  });
+
+  it('weft-proxy killed under load: the agent reports it, restarts it, and new connections succeed again', async () => {
     const before = (await status()).proxy;
     assert.ok(before?.running && before.pid, JSON.stringify(before));
+    // A client busy on one HTTP/2 session while the proxy dies: it sees errors, not a hang.
+    const load = request(`http://${VIPS.web}/`, { count: 100_000, h2: true, concurrency: 10 });
+    await new Promise((r) => setTimeout(r, 300));
     process.kill(before.pid, 'SIGKILL');
+    const during = await load;
+    assert.ok(total(during.answers) > 0, 'requests were served before the kill');
+    assert.ok(total(during.errors) > 0 || total(during.answers) < 100_000, 'the kill cut the session short');
     const back = await waitFor('the proxy back with the routes', async () => {
       const p = (await status()).proxy;
       return p?.running && p.pid !== before.pid && p.version > 0 ? p : undefined;

@@ -40,7 +40,7 @@ describe('parseConfig', () => {
       logLevel: 'info',
       flowEvents: 'new-and-drops',
       flowBufferSize: 16384,
-      proxy: { mode: 'managed', addresses: { 4: '169.254.42.1', 6: 'fd00:a9fe:2a::1' }, portBase: 15000, metricsAddress: '127.0.0.1:9964', adminSocket: '/var/run/weft/proxy.sock' },
+      proxy: { mode: 'managed', addresses: { 4: '169.254.42.1', 6: 'fd00:a9fe:2a::1' }, portBase: 15000, metricsAddress: '127.0.0.1:9964', adminSocket: '/var/run/weft/proxy.sock', balancer: 'peak-ewma' },
     });
   });
 
@@ -93,12 +93,14 @@ describe('parseConfig', () => {
 
   it('--proxy flags: mode, one address per family, port base', () => {
     const c = cfg(['--source', 'kubernetes', '--proxy', 'external', '--proxy-address', '10.0.0.9', '--proxy-port-base', '20000', '--state-dir', '/tmp/w']);
-    assert.deepEqual(c.proxy, { mode: 'external', addresses: { 4: '10.0.0.9' }, portBase: 20000, metricsAddress: '127.0.0.1:9964', adminSocket: '/tmp/w/proxy.sock' });
+    assert.deepEqual(c.proxy, { mode: 'external', addresses: { 4: '10.0.0.9' }, portBase: 20000, metricsAddress: '127.0.0.1:9964', adminSocket: '/tmp/w/proxy.sock', balancer: 'peak-ewma' });
+    assert.equal(cfg(['--source', 'kubernetes', '--proxy-balancer', 'least-request']).proxy.balancer, 'least-request');
     const bad: [string[], string][] = [
       [['--proxy', 'sidecar'], '--proxy sidecar: want managed, external or off'],
       [['--proxy-address', 'nope'], '--proxy-address nope: not an IP address'],
       [['--proxy-address', '10.0.0.1', '--proxy-address', '10.0.0.2'], '--proxy-address 10.0.0.2: an IPv4 address is already given (10.0.0.1)'],
       [['--proxy-port-base', '80'], '--proxy-port-base 80: want a port from 1024 to 65535'],
+      [['--proxy-balancer', 'random'], '--proxy-balancer random: want peak-ewma, round-robin, least-request'],
     ];
     for (const [args, msg] of bad) assert.throws(() => cfg(['--source', 'kubernetes', ...args]), (e: Error) => e instanceof UsageError && e.message === msg, msg);
   });
