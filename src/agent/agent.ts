@@ -430,12 +430,13 @@ export class Agent {
       podCidrs: this.endpoints?.poolUsage() ?? [],
       ...(this.policy && { policy: this.policySummary(this.policy) }),
       ...(this.observer && { observer: this.observer.status() }),
-      ...(this.l7?.active && {
+      // Once routes exist: while routed, while the proxy runs, and while a note says why not.
+      ...(this.l7 && (this.l7.active || this.proxy || this.l7.routeNotes.length > 0) && {
         proxy: {
           ...(this.proxy?.status() ?? { managed: this.cfg.proxy.mode === 'managed', running: false, restarts: 0, version: 0 }),
           ...(this.proxyError && { lastError: this.proxyError }),
-          routedPorts: this.l7.routedPorts,
-          notes: [...this.l7.routeNotes],
+          routedPorts: this.l7!.routedPorts,
+          notes: [...this.l7!.routeNotes],
         },
       }),
     };

@@ -88,9 +88,14 @@ export class L7Controller {
     const notes = [...out.notes];
     const frontends = this.inputs.frontends();
     const next = new Map<string, ServicePortConfig>();
+    const backendsOf = new Map<string, Frontend['backends']>();
+    for (const f of frontends) if (f.key.proto === 'TCP') backendsOf.set(`${f.service}:${f.key.port}`, [...(backendsOf.get(`${f.service}:${f.key.port}`) ?? []), ...f.backends]);
     for (const sp of out.services) {
       const key = `${sp.service}:${sp.port}`;
-      const isolated = frontends.filter((f) => f.service === sp.service && f.key.port === sp.port).flatMap((f) => f.backends).find((b) => this.inputs.isolatedBackend(b.ip));
+      // Every pod the proxy may send this port's requests to: the route's backends, and the
+      // Service's own (a connection that is not HTTP passes through to them).
+      const targets = new Set([key, ...sp.rules.flatMap((r) => r.backends.flatMap((b) => (b.backend ? [b.backend] : [])))]);
+      const isolated = [...targets].flatMap((t) => backendsOf.get(t) ?? []).find((b) => this.inputs.isolatedBackend(b.ip));
       if (isolated) {
         notes.push(`Service ${sp.service} port ${sp.port}: backend ${isolated.ip} is isolated by NetworkPolicy; its routes wait until the proxy enforces policy (traffic stays in the kernel, policy in force)`);
         continue;

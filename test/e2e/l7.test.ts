@@ -129,6 +129,11 @@ before(async () => {
       child.once('exit', (code) => reject(new Error(`backend ${p.name} exited ${code}: ${out}`)));
     });
   }
+  agent.writeManifest('pods.yaml', [client, ...v1, v2].map((p) => ({
+    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: NS, name: p.name, labels: p.labels },
+    spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
+    status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] },
+  })));
   agent.writeManifest('services.yaml', [...service('web', [...v1, v2]), ...service('web-v1', v1), ...service('web-v2', [v2]), ...service('plain', v1)]);
   agent.writeManifest('route.yaml', [ROUTE]);
   // Routed once the proxy holds the route and the kernel sends web's connections to it.
@@ -265,5 +270,18 @@ describe('HTTPRoute through weft-proxy', () => {
     agent.writeManifest('route.yaml', [ROUTE]);
     await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4), 'web redirected again', 20_000);
   });
-});
 
+  it('a NetworkPolicy isolating a backend keeps the routed Service in the kernel (fail closed) until it goes', async () => {
+    // The proxy's connections come from the node, which every pod admits: through the proxy the
+    // canary's policy would not hold, so the Service is not routed while it is isolated.
+    agent.writeManifest('policy.yaml', [{
+      apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'canary-from-client' },
+      spec: { podSelector: { matchLabels: { version: 'v2' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] },
+    }]);
+    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3), 'web back in the kernel, to its pods', 20_000);
+    const p = (await status()).proxy;
+    assert.ok(p?.notes.some((n) => n.includes(`Service ${NS}/web port 80`) && n.includes(v2.ip) && n.includes('isolated by NetworkPolicy')), JSON.stringify(p));
+    agent.removeManifest('policy.yaml');
+    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4), 'web routed again', 20_000);
+  });
+});
