@@ -137,6 +137,22 @@ abstract class EndpointSet<E> implements Balancer<E> {
 
   protected updated(): void {}
 
+  /** Power of two choices: two distinct endpoints at random, and the better of them by
+   *  prefers(); the one endpoint when there is one. */
+  protected twoChoices(): EndpointState<E> | undefined {
+    const n = this.states.length;
+    if (n < 2) return this.states[0];
+    const [i, j] = this.twoIndexes(n);
+    const a = this.states[i]!;
+    const b = this.states[j]!;
+    return this.prefers(a, b) ? b : a;
+  }
+
+  /** Whether twoChoices() takes b over a. */
+  protected prefers(_a: EndpointState<E>, _b: EndpointState<E>): boolean {
+    return false;
+  }
+
   /** Two distinct indexes at random (n ≥ 2). */
   protected twoIndexes(n: number): [number, number] {
     const i = Math.min(n - 1, Math.floor(this.random() * n));
@@ -192,14 +208,13 @@ class PeakEwmaBalancer<E> extends EndpointSet<E> {
   }
 
   pick(): EndpointState<E> | undefined {
-    const n = this.states.length;
-    if (n < 2) return this.states[0];
-    const [i, j] = this.twoIndexes(n);
-    const a = this.states[i]!;
-    const b = this.states[j]!;
+    return this.twoChoices();
+  }
+
+  protected override prefers(a: EndpointState<E>, b: EndpointState<E>): boolean {
     const now = this.clock();
     const unmeasured = a.requests === 0 || b.requests === 0 ? this.measuredMean(now) : this.defaultRttMs;
-    return this.cost(b, now, unmeasured) < this.cost(a, now, unmeasured) ? b : a;
+    return this.cost(b, now, unmeasured) < this.cost(a, now, unmeasured);
   }
 
   protected override observe(s: EndpointState<E>, latencyMs: number, ok: boolean): void {
@@ -219,12 +234,11 @@ class LeastRequestBalancer<E> extends EndpointSet<E> {
   readonly algorithm = 'least-request' as const;
 
   pick(): EndpointState<E> | undefined {
-    const n = this.states.length;
-    if (n < 2) return this.states[0];
-    const [i, j] = this.twoIndexes(n);
-    const a = this.states[i]!;
-    const b = this.states[j]!;
-    return b.pending < a.pending ? b : a;
+    return this.twoChoices();
+  }
+
+  protected override prefers(a: EndpointState<E>, b: EndpointState<E>): boolean {
+    return b.pending < a.pending;
   }
 }
 
