@@ -46,6 +46,16 @@ import type { Endpoint, H2Conn } from './upstream.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
+/** A route's header edits on HTTP/2 request headers: an edit of Host is one of :authority. */
+function editH2Headers(h: Headers, edits: readonly HeaderEdits[]): void {
+  if (!edits.length) return;
+  applyHeaderEdits(h, edits);
+  if (h.host !== undefined) {
+    h[':authority'] = h.host;
+    delete h.host;
+  }
+}
+
 /** What a listener is bound to, as forwarding needs it; updated in place at each commit. */
 export interface ListenerBinding {
   /** "namespace/name:port" */
@@ -191,13 +201,7 @@ class H2Down implements Downstream {
     const te = h.te;
     if (te !== undefined && te !== 'trailers') delete h.te;
     if (h.expect !== undefined) delete h.expect;
-    if (edits.length) {
-      applyHeaderEdits(h, edits);
-      if (h.host !== undefined) {
-        h[':authority'] = h.host;
-        delete h.host;
-      }
-    }
+    editH2Headers(h, edits);
     return h;
   }
 
@@ -275,13 +279,7 @@ class H1Down implements Downstream {
     const out: Headers = { ':method': this.req.method, ':path': this.req.url, ':scheme': 'http', ':authority': src.host };
     for (const k in src) if (!hopByHop(k, named)) out[k] = src[k];
     if (src.te !== undefined && /\btrailers\b/i.test(String(src.te))) out.te = 'trailers';
-    if (edits.length) {
-      applyHeaderEdits(out, edits);
-      if (out.host !== undefined) {
-        out[':authority'] = out.host;
-        delete out.host;
-      }
-    }
+    editH2Headers(out, edits);
     return out;
   }
 
