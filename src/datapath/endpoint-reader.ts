@@ -4,7 +4,7 @@
 // observer and the tests.
 import fs from 'node:fs';
 import path from 'node:path';
-import { closeFd, interfaceName, objGet, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
+import { interfaceName, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
 import { LXC_HOOKS, lxcFilter } from './endpoint-datapath.js';
 import {
   ctEntry, ctKey, endpointInfo, eventHdr, type CtEntry, type CtKey, type EndpointInfo, type EventHeader,
@@ -92,14 +92,7 @@ export interface EventReader {
  *  a copy of its record reach onEvent while consume() or poll() runs. An event is consumed
  *  once, by whichever reader gets it first (the agent's observer, when one runs). */
 export function openEvents(bpfRoot: string, onEvent: (ev: EventHeader, raw: Buffer) => void): EventReader {
-  const fd = objGet(path.join(pinLayout(bpfRoot).maps, 'events'));
-  let ring: RingReader;
-  try {
-    ring = new RingReader(fd, 'events');
-  } catch (err) {
-    closeFd(fd);
-    throw err;
-  }
+  const ring = RingReader.openPinned(path.join(pinLayout(bpfRoot).maps, 'events'), 'events');
   const sink = (data: Uint8Array, off: number, len: number) => {
     const raw = Buffer.from(data.subarray(off, off + len));
     onEvent(eventHdr.decode(raw), raw);
@@ -110,9 +103,6 @@ export function openEvents(bpfRoot: string, onEvent: (ev: EventHeader, raw: Buff
       ring.wait(ms); // the datapath may not wake a reader for a few events: read what is there either way
       return ring.read(sink);
     },
-    close() {
-      ring.close();
-      closeFd(fd);
-    },
+    close: () => ring.close(),
   };
 }

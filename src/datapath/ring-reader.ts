@@ -15,7 +15,7 @@
 // array loads stay in program order in V8, and the header is read before the data is copied),
 // and the consumer position is written only after the record is copied out.
 import koffi from 'koffi';
-import { mapInfo } from './libbpf.js';
+import { closeFd, mapInfo, objGet } from './libbpf.js';
 
 const libc = koffi.load('libc.so.6');
 const c = {
@@ -59,6 +59,21 @@ export class RingReader {
   private readonly epfd: number;
   private readonly evbuf = Buffer.alloc(12 * 4);
   private closed = false;
+  /** Set when the reader opened the fd itself (openPinned): close() closes it too. */
+  private ownedFd = -1;
+
+  /** The ring buffer pinned at `pin`, with an fd of its own that close() closes. */
+  static openPinned(pin: string, name: string): RingReader {
+    const fd = objGet(pin);
+    try {
+      const r = new RingReader(fd, name);
+      r.ownedFd = fd;
+      return r;
+    } catch (err) {
+      closeFd(fd);
+      throw err;
+    }
+  }
 
   /** Maps the ring buffer behind `fd` (the caller keeps the fd open while reading). */
   constructor(private readonly fd: number, readonly name: string) {
@@ -136,6 +151,7 @@ export class RingReader {
     c.munmap(this.consPtr, this.page);
     this.prodPtr = 0n;
     this.consPtr = 0n;
+    closeFd(this.ownedFd);
   }
 
   private live(): void {

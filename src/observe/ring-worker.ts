@@ -5,7 +5,6 @@
 // shared memory when it wants flows).
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { closeFd, objGet } from '../datapath/libbpf.js';
 import { pinLayout } from '../datapath/pins.js';
 import { RingReader } from '../datapath/ring-reader.js';
 import { decodable } from './decode.js';
@@ -23,14 +22,7 @@ const POLL_MS = 20;
 // keep most of the ring while the worker writes.
 const BATCH = Math.max(1, Math.min(4096, Math.floor(ring.capacity / 4)));
 
-const fd = objGet(path.join(pinLayout(init.bpfRoot).maps, 'events'));
-let reader: RingReader;
-try {
-  reader = new RingReader(fd, 'events');
-} catch (err) {
-  closeFd(fd);
-  throw err;
-}
+const reader = RingReader.openPinned(path.join(pinLayout(init.bpfRoot).maps, 'events'), 'events');
 stats[STAT.kernelRingSize] = reader.size;
 
 function sink(data: Uint8Array, off: number, len: number): void {
@@ -61,5 +53,4 @@ try {
   }
 } finally {
   reader.close();
-  closeFd(fd);
 }
