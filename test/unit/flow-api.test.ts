@@ -16,6 +16,7 @@ import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
 import type { FlowQuery, FlowSource, FlowStreamItem, FlowSubscription, ObserverStatus } from '../../src/observe/flow-source.js';
 import { formatCompact, formatTable } from '../../src/observe/format.js';
 import { formatObserverStatus, observeRequest } from '../../src/cli/observe.js';
+import { synFlow } from '../harness/flows.js';
 
 // ---- a FlowSource as the observer's contract describes it ----
 
@@ -127,18 +128,7 @@ const DB: FlowEndpoint = { ip: '10.244.3.7', port: 5432, identity: 1003, namespa
 
 /** The n-th flow: one second apart from 2024-12-04T12:00:00Z, numbered in its summary. */
 function flow(n: number, over: Partial<Flow> = {}): Flow {
-  return {
-    time: new Date(Date.UTC(2024, 11, 4, 12, 0, n)).toISOString().replace('Z', '000000Z'),
-    verdict: 'FORWARDED',
-    type: 'trace',
-    source: WEB,
-    destination: API,
-    l4: { protocol: 'TCP', tcp_flags: ['SYN'] },
-    is_reply: false,
-    observation_point: 'to-pod',
-    summary: `#${n}`,
-    ...over,
-  };
+  return synFlow(WEB, API, { time: new Date(Date.UTC(2024, 11, 4, 12, 0, n)).toISOString().replace('Z', '000000Z'), summary: `#${n}`, ...over });
 }
 
 const num = (f: Flow) => Number(f.summary.slice(1));

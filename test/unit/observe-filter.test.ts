@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FILTER_FLAGS, filterFromQuery, filterToQuery, matches, parseFilter, type FlowFilter } from '../../src/observe/filter.js';
 import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import { synFlow } from '../harness/flows.js';
 
 const NOW = new Date('2024-12-04T12:00:00.000Z');
 
@@ -17,18 +18,7 @@ const WORLD = endpoint({ ip: '203.0.113.7', port: 443, identity: 2 });
 
 /** default/web-7c9f-x2k:34567 → prod/api-0:8080, a TCP SYN seen entering the pod. */
 function flow(over: Partial<Flow> = {}): Flow {
-  return {
-    time: '2024-12-04T11:59:00.123456789Z',
-    verdict: 'FORWARDED',
-    type: 'trace',
-    source: WEB,
-    destination: API,
-    l4: { protocol: 'TCP', tcp_flags: ['SYN'] },
-    is_reply: false,
-    observation_point: 'to-pod',
-    summary: 'TCP Flags: SYN',
-    ...over,
-  };
+  return synFlow(WEB, API, { time: '2024-12-04T11:59:00.123456789Z', ...over });
 }
 
 const http = (over: Partial<NonNullable<Flow['l7']>> = {}): Flow =>

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatCompact, formatEndpoint, formatJson, formatTable, formatTime } from '../../src/observe/format.js';
 import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import { synFlow } from '../harness/flows.js';
 
 const ESC = /\x1b/;
 const plain = { color: false };
@@ -13,18 +14,7 @@ const WEB: FlowEndpoint = { ip: '10.244.1.5', port: 34567, identity: 1001, names
 const API: FlowEndpoint = { ip: '10.244.2.9', port: 8080, identity: 1002, namespace: 'prod', pod: 'api-0', labels: ['app=api'] };
 
 function flow(over: Partial<Flow> = {}): Flow {
-  return {
-    time: '2024-12-04T12:00:01.123456789Z',
-    verdict: 'FORWARDED',
-    type: 'trace',
-    source: WEB,
-    destination: API,
-    l4: { protocol: 'TCP', tcp_flags: ['SYN'] },
-    is_reply: false,
-    observation_point: 'to-pod',
-    summary: 'TCP Flags: SYN',
-    ...over,
-  };
+  return synFlow(WEB, API, over);
 }
 
 const drop = flow({ type: 'drop', verdict: 'DROPPED', drop_reason: 'policy-denied', observation_point: 'to-pod' });
