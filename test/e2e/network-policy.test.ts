@@ -15,7 +15,7 @@ import readline from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
-import { cni, Sandboxes, type Sandbox } from '../harness/cni.js';
+import { addCniPod, Sandboxes, type Sandbox } from '../harness/cni.js';
 import * as ref from '../harness/policy-reference.js';
 import { World } from '../harness/world.js';
 
@@ -102,19 +102,8 @@ function podManifest(namespace: string, name: string, ips?: { ipv4: string; ipv6
 
 /** CNI ADD for one pod's sandbox, as the kubelet's runtime would call it. */
 async function addPod(namespace: string, name: string, box: Sandbox): Promise<ClusterPod> {
-  const r = await cni(world, {
-    command: 'ADD',
-    containerId: `np-${namespace}-${name}-${world.id}`,
-    netns: box.path,
-    ifName: 'eth0',
-    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name}`,
-    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
-  });
-  assert.equal(r.code, 0, `CNI ADD ${namespace}/${name}: ${r.stdout}${r.stderr}`);
-  const ips = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, ''));
-  const ipv4 = ips.find((ip) => !ip.includes(':'));
-  const ipv6 = ips.find((ip) => ip.includes(':'));
-  assert.ok(ipv4 && ipv6, `${namespace}/${name} got both families: ${r.stdout}`);
+  const { ipv4, ipv6 } = await addCniPod(world, agent.socket, namespace, name, box);
+  assert.ok(ipv6, `${namespace}/${name} got both families`);
   return { namespace, name, key: `${namespace}/${name}`, labels: POD_LABELS[name]!, box, ipv4, ipv6 };
 }
 
