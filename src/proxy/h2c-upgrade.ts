@@ -1,20 +1,20 @@
 // HTTP/2 by upgrade from HTTP/1.1 (RFC 7540 §3.2; RFC 9113 dropped it, but curl --http2 and
 // some clients still ask): "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c".
 //
-// node:http2 has no API to start a server session with the upgraded request as its stream 1.
-// So the proxy answers 101, waits for the client's connection preface (the magic and its first
-// SETTINGS frame), and hands the HTTP/2 server session those bytes followed by a HEADERS frame
-// it writes itself on stream 1 (END_STREAM: the request carries no body) that holds the
-// upgraded request, HPACK-encoded as literals without indexing. The session then sees an
-// ordinary stream 1 and answers it there, as the client expects (its stream 1 is half-closed
-// (local) already). The HTTP2-Settings header is not applied: the client sends the same
-// settings in its preface, which the session reads before stream 1.
+// The proxy answers 101, waits for the client's connection preface (the magic and its first
+// SETTINGS frame), and starts its HTTP/2 connection with those bytes followed by a HEADERS
+// frame it writes itself on stream 1 (END_STREAM: the request carries no body) that holds the
+// upgraded request, HPACK-encoded as literals without indexing (no dynamic table entry, so the
+// connection's decoder state stays the client's). The connection then sees an ordinary stream
+// 1 and answers it there, as the client expects (its stream 1 is half-closed (local) already).
+// The HTTP2-Settings header is not applied: the client sends the same settings in its preface,
+// which the connection reads before stream 1.
 //
 // Only requests without a body are upgraded (a body would have to be read whole first); one
 // with a body, or without HTTP2-Settings, is served over HTTP/1.1 as RFC 7540 allows.
 import type http from 'node:http';
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+import { PREFACE } from './h2/frames.js';
 
 /** Headers of the upgraded request that do not go into the HTTP/2 request. */
 const DROP = new Set(['connection', 'upgrade', 'http2-settings', 'host', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te']);

@@ -20,14 +20,15 @@
 // from route authors and run on every request: keep them simple (a backtracking engine has no
 // guard against a pathological pattern).
 import { canonicalIp } from '../lib/ip.js';
+import { listGet } from './header-list.js';
 import type { GrpcMatchConfig, HeaderEdits, HttpMatchConfig, ProxySnapshot, RuleConfig, ServicePortConfig, ValueMatchConfig } from './snapshot.js';
 
 export interface RouteRequest {
   method: string;
   /** The request target: path and query string (HTTP/2 :path, HTTP/1.1 req.url). */
   path: string;
-  /** Names in lower case, as node:http and node:http2 give them. */
-  headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Names in lower case: a node-style object (HTTP/1.1), or an HTTP/2 header list. */
+  headers: Readonly<Record<string, string | string[] | undefined>> | readonly string[];
 }
 
 /** A number in [0, 1): Math.random, or a seeded source in tests. */
@@ -90,10 +91,13 @@ const passes = (t: ValueTest, value: string | undefined): boolean => value !== u
 /** A header's value; repeated headers are joined with ", " as node:http joins them, so that
  *  HTTP/1.1 and HTTP/2 requests match alike. HTTP/2 has :authority where HTTP/1.1 has Host. */
 function headerValue(headers: RouteRequest['headers'], name: string): string | undefined {
+  if (isList(headers)) return listGet(headers, name === 'host' && headers.includes(':authority') ? ':authority' : name);
   let v = headers[name];
   if (v === undefined && name === 'host') v = headers[':authority'];
   return v === undefined || typeof v === 'string' ? v : v.join(', ');
 }
+
+const isList = (h: RouteRequest['headers']): h is readonly string[] => Array.isArray(h);
 
 function headersPass(tests: readonly ValueTest[], headers: RouteRequest['headers']): boolean {
   for (let i = 0; i < tests.length; i++) if (!passes(tests[i]!, headerValue(headers, tests[i]!.name))) return false;

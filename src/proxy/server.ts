@@ -3,14 +3,15 @@
 //
 // Protocol detection: the first bytes a client sends decide.
 // - The HTTP/2 connection preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", prior knowledge, h2c):
-//   the connection goes to the process's node:http2 server.
+//   the connection becomes one of weft-proxy's own HTTP/2 connections (src/proxy/h2/), which
+//   reads the bytes read so far first.
 // - A request line (an HTTP method and a space): node:http's server, HTTP/1.1 (and 1.0); a
 //   request with "Upgrade: h2c" continues as HTTP/2 (src/proxy/h2c-upgrade.ts).
 // - Anything else, or nothing within DETECT_TIMEOUT_MS (a protocol where the server speaks
 //   first): TCP passthrough to an endpoint of the listener's own Service port, balanced like
 //   requests (per connection), bytes copied both ways.
-// The bytes read to decide are pushed back into the socket (unshift) before the chosen server
-// takes it, so it reads them first.
+// For HTTP/1.1, the bytes read to decide are pushed back into the socket (unshift) before
+// node:http's server takes it, so it reads them first.
 //
 // Limits, so that a hostile or broken peer cannot hold resources forever: request headers at
 // most MAX_HEADER_BYTES (HTTP/1.1: 431; HTTP/2: the stream is refused); HTTP/1.1 headers
@@ -19,11 +20,12 @@
 // passthrough closes after TCP_IDLE_MS of silence. Malformed HTTP/1.1 gets its 400 and the
 // connection is closed; the proxy itself is not affected.
 import http from 'node:http';
-import http2 from 'node:http2';
 import net from 'node:net';
 import type { Logger } from '../lib/log.js';
 import { Conn, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
-import { PREFACE, SWITCHING, headerBlock, prefaceLength, stream1Frames, wantsH2cUpgrade } from './h2c-upgrade.js';
+import { H2Connection, type H2Settings } from './h2/connection.js';
+import { PREFACE } from './h2/frames.js';
+import { SWITCHING, headerBlock, prefaceLength, stream1Frames, wantsH2cUpgrade } from './h2c-upgrade.js';
 import type { ServiceRouter } from './route-match.js';
 import type { ListenerConfig } from './snapshot.js';
 
@@ -33,6 +35,13 @@ export const IDLE_MS = 5 * 60_000;
 export const TCP_IDLE_MS = 60 * 60_000;
 export const MAX_HEADER_BYTES = 32 * 1024;
 export const MAX_STREAMS = 1000;
+
+const DOWNSTREAM_SETTINGS: H2Settings = Object.freeze({
+  maxConcurrentStreams: MAX_STREAMS,
+  initialWindowSize: 256 * 1024,
+  connectionWindowSize: 1 << 20,
+  maxHeaderListSize: MAX_HEADER_BYTES,
+});
 
 const kConn = Symbol('weft.conn');
 type WithConn = { [kConn]?: Conn };
@@ -118,13 +127,10 @@ export class Listener implements ListenerBinding {
 /** The HTTP servers of a process, shared by its listeners, and the accepted connections. */
 export class Frontend {
   readonly h1: http.Server;
-  readonly h2: http2.Http2Server;
   /** Connections open now, all listeners. */
   active = 0;
   readonly accepted = { h1: 0, h2: 0, tcp: 0 };
   private readonly all = new Set<Conn>();
-  /** The connection whose socket is being handed to the HTTP/2 server ('session' is synchronous). */
-  private handing: Conn | undefined;
 
   constructor(readonly ctx: FrontendContext) {
     this.h1 = http.createServer(
@@ -145,23 +151,6 @@ export class Frontend {
     this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => this.clientError(err, socket));
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
-
-    this.h2 = http2.createServer({
-      settings: { maxConcurrentStreams: MAX_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES, initialWindowSize: 256 * 1024, enablePush: false },
-      maxSessionMemory: 32,
-    });
-    this.h2.on('session', (session) => {
-      const conn = this.handing!;
-      this.handing = undefined;
-      conn.session = session;
-      (session as WithConn)[kConn] = conn;
-      session.on('error', (err) => ctx.log.debug('downstream session error', { client: conn.remoteIp, error: err.message }));
-      session.setTimeout(IDLE_MS, () => {
-        if (conn.inFlight === 0) session.close();
-      });
-      if (conn.closing) session.close();
-    });
-    this.h2.on('stream', (stream, headers, _flags, raw: string[]) => handleH2Stream((stream.session as WithConn)[kConn]!, stream, headers, raw));
   }
 
   accept(listener: Listener, socket: net.Socket): void {
@@ -212,22 +201,37 @@ export class Frontend {
     if (conn.closing && what !== 'tcp') return void socket.destroy();
     socket.pause();
     if (what === 'tcp') return this.passthrough(conn, listener, buf);
+    if (what === 'h2') return this.toH2(conn, buf!);
     socket.unshift(buf!);
-    if (what === 'h2') return this.toH2(conn);
     conn.kind = 'h1';
     this.accepted.h1++;
     this.h1.emit('connection', socket);
     socket.resume();
   }
 
-  private toH2(conn: Conn): void {
+  /** The connection speaks HTTP/2 from here; `read`: what was read of it so far. */
+  private toH2(conn: Conn, read: Buffer): void {
     conn.kind = 'h2';
     this.accepted.h2++;
-    // The session reads and then shuts down the whole connection itself.
-    conn.socket.allowHalfOpen = false;
-    this.handing = conn;
-    this.h2.emit('connection', conn.socket);
-    this.handing = undefined;
+    const socket = conn.socket;
+    const log = this.ctx.log;
+    conn.h2 = new H2Connection(
+      socket,
+      'server',
+      DOWNSTREAM_SETTINGS,
+      {
+        onStream: (s, list) => handleH2Stream(conn, s, list, MAX_HEADER_BYTES),
+        onClose: (err) => {
+          if (err) log.debug('downstream connection error', { client: conn.remoteIp, error: err.message });
+        },
+      },
+      read,
+    );
+    socket.setTimeout(IDLE_MS, () => {
+      if (conn.inFlight === 0) conn.h2?.drain();
+    });
+    if (conn.closing) conn.h2.drain();
+    socket.resume();
   }
 
   /** The proxy's own answer to a request it cannot read. */
@@ -258,9 +262,8 @@ export class Frontend {
       socket.off('data', onData);
       if (n < 0) return void socket.destroy();
       socket.pause();
-      socket.unshift(Buffer.concat([buf.subarray(0, n), stream1Frames(headerBlock(req)), buf.subarray(n)]));
       this.accepted.h1--;
-      this.toH2(conn);
+      this.toH2(conn, Buffer.concat([buf.subarray(0, n), stream1Frames(headerBlock(req)), buf.subarray(n)]));
     };
     socket.on('data', onData);
     if (buf.length) check();
@@ -308,7 +311,7 @@ export class Frontend {
     if (c.closing) return;
     c.closing = true;
     if (c.kind === 'sniff') c.socket.destroy();
-    else if (c.kind === 'h2') c.session?.close();
+    else if (c.kind === 'h2') c.h2?.drain();
     else if (c.kind === 'h1' && c.inFlight === 0) c.socket.end();
   }
 

@@ -14,10 +14,10 @@
 //   remembered as http1, and the requests that waited for the probe go over HTTP/1.1. A
 //   connect failure teaches nothing. What an endpoint speaks is learned once per endpoint
 //   (ip, port) while some backend names it.
-import http2 from 'node:http2';
 import net from 'node:net';
 import type { Pool } from 'undici';
 import type { Logger } from '../lib/log.js';
+import { H2Connection } from './h2/connection.js';
 
 // undici is loaded on the first HTTP/1.1 upstream request: a proxy whose endpoints all speak
 // HTTP/2 never pays its memory (about 15 MB resident).
@@ -28,37 +28,39 @@ function loadUndici(): Promise<typeof import('undici')> {
 }
 
 const MAX_H2_SESSIONS = 4;
-/** Until the peer's SETTINGS say otherwise (RFC 9113 recommends allowing at least 100). */
-const DEFAULT_MAX_STREAMS = 100;
 const MAX_STREAMS_CAP = 1000;
 const IDLE_MS = 5 * 60_000;
-/** Per-stream receive window: large enough that a fast backend is not held up by ours. */
-const STREAM_WINDOW = 1 << 20;
-const SESSION_WINDOW = 1 << 24;
+/** Receive windows: large enough that a fast backend is not held up by ours. */
+const UPSTREAM_SETTINGS = Object.freeze({
+  maxConcurrentStreams: 100, // a client takes no pushed streams; the value only has to be sane
+  initialWindowSize: 1 << 20,
+  connectionWindowSize: 1 << 24,
+  maxHeaderListSize: 64 * 1024,
+});
 
 export interface UpstreamOptions {
   connectTimeoutMs: number;
   log: Logger;
 }
 
+const errorWithCode = (message: string, code: string) => Object.assign(new Error(message), { code });
+
 /** One HTTP/2 connection to an endpoint. */
 export class H2Conn {
-  active = 0;
-  maxStreams = DEFAULT_MAX_STREAMS;
   usable = true;
   connected = false;
   settled = false;
-  readonly session: http2.ClientHttp2Session;
+  readonly h2: H2Connection;
 
   constructor(readonly pool: H2Pool, ep: Endpoint, opts: UpstreamOptions, onSettled: (c: H2Conn, err: Error | undefined) => void) {
-    const session = http2.connect(ep.origin, {
-      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
-      peerMaxConcurrentStreams: MAX_STREAMS_CAP,
-      createConnection: () => net.connect({ host: ep.ip, port: ep.port, noDelay: true }),
-    });
-    this.session = session;
+    const socket = net.connect({ host: ep.ip, port: ep.port, noDelay: true });
     const timer = setTimeout(() => {
-      if (!this.settled) session.destroy(Object.assign(new Error(`${this.connected ? 'no HTTP/2 SETTINGS from' : 'connect timeout to'} ${ep.authority} within ${opts.connectTimeoutMs} ms`), { code: this.connected ? 'ERR_PROBE_TIMEOUT' : 'ETIMEDOUT' }));
+      if (!this.settled) {
+        const err = this.connected
+          ? errorWithCode(`no HTTP/2 SETTINGS from ${ep.authority} within ${opts.connectTimeoutMs} ms`, 'ERR_PROBE_TIMEOUT')
+          : errorWithCode(`connect timeout to ${ep.authority} within ${opts.connectTimeoutMs} ms`, 'ETIMEDOUT');
+        this.h2.destroy(err);
+      }
     }, opts.connectTimeoutMs);
     const settle = (err: Error | undefined) => {
       if (this.settled) return;
@@ -66,26 +68,31 @@ export class H2Conn {
       clearTimeout(timer);
       onSettled(this, err);
     };
-    session.on('connect', () => {
-      this.connected = true;
-      session.setLocalWindowSize(SESSION_WINDOW);
+    socket.once('connect', () => (this.connected = true));
+    this.h2 = new H2Connection(socket, 'client', UPSTREAM_SETTINGS, {
+      onReady: () => settle(undefined),
+      onGoaway: () => this.retire(),
+      onClose: (err) => {
+        this.retire();
+        if (err) opts.log.debug('upstream connection error', { endpoint: ep.authority, error: err.message });
+        if (this.settled) return;
+        // Connected, and closed (or spoke something else) before its SETTINGS: not h2c.
+        if (this.connected && (err === undefined || (err as NodeJS.ErrnoException).code === undefined)) {
+          settle(errorWithCode(`${ep.authority} does not speak HTTP/2 (${err?.message ?? 'closed the connection before its SETTINGS'})`, 'ERR_NOT_H2'));
+        } else settle(err ?? errorWithCode(`${ep.authority} closed the connection`, 'ECONNRESET'));
+      },
     });
-    session.on('remoteSettings', (s) => {
-      this.maxStreams = Math.min(MAX_STREAMS_CAP, s.maxConcurrentStreams ?? MAX_STREAMS_CAP);
-      settle(undefined);
+    socket.setTimeout(IDLE_MS, () => {
+      if (this.h2.active === 0) this.h2.drain();
     });
-    session.on('goaway', () => this.retire());
-    session.on('error', (err) => {
-      opts.log.debug('upstream session error', { endpoint: ep.authority, error: err.message });
-      settle(err);
-    });
-    session.on('close', () => {
-      this.retire();
-      settle(Object.assign(new Error(`${ep.authority} closed the connection${this.connected ? ' before its HTTP/2 SETTINGS' : ''}`), { code: this.connected ? 'ERR_NOT_H2' : 'ECONNRESET' }));
-    });
-    session.setTimeout(IDLE_MS, () => {
-      if (this.active === 0) session.close();
-    });
+  }
+
+  get active(): number {
+    return this.h2.active;
+  }
+
+  get maxStreams(): number {
+    return Math.min(MAX_STREAMS_CAP, this.h2.peerMaxStreams);
   }
 
   /** No new streams: in-flight ones finish. */
@@ -101,17 +108,12 @@ export class H2Pool {
 
   constructor(private readonly ep: Endpoint, private readonly opts: UpstreamOptions) {}
 
-  /** A session with room for one more stream: the first with room, else a new one, else the least loaded. */
+  /** A connection with room for one more stream: the first with room, else a new one, else the least loaded. */
   acquire(): H2Conn {
     const conns = this.conns;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i]!;
-      if (c.session.destroyed || c.session.closed) {
-        c.retire(); // its 'close' is on the way
-        i--;
-        continue;
-      }
-      if (c.active < c.maxStreams) return c;
+      if (c.h2.canRequest && c.active < c.maxStreams) return c;
     }
     if (conns.length < MAX_H2_SESSIONS) return this.open();
     let best = conns[0]!;
@@ -121,7 +123,7 @@ export class H2Pool {
 
   open(onSettled?: (err: Error | undefined) => void): H2Conn {
     const c = new H2Conn(this, this.ep, this.opts, (_c, err) => onSettled?.(err));
-    this.conns.push(c);
+    if (c.usable) this.conns.push(c);
     return c;
   }
 
@@ -137,7 +139,7 @@ export class H2Pool {
   close(): void {
     for (const c of [...this.conns]) {
       c.retire();
-      c.session.close();
+      c.h2.drain();
     }
   }
 }
@@ -191,7 +193,7 @@ export class Endpoint {
       this.h2().open((err) => {
         this.probing = undefined;
         if (!err) resolve((this.learned = 'h2'));
-        else if ((err as NodeJS.ErrnoException).code === 'ERR_NOT_H2' || (err as NodeJS.ErrnoException).code === 'ERR_PROBE_TIMEOUT' || (err as NodeJS.ErrnoException).code === 'ERR_HTTP2_ERROR') {
+        else if ((err as NodeJS.ErrnoException).code === 'ERR_NOT_H2' || (err as NodeJS.ErrnoException).code === 'ERR_PROBE_TIMEOUT') {
           this.opts.log.info('endpoint does not speak h2c: HTTP/1.1 from now on', { endpoint: this.authority });
           resolve((this.learned = 'http1'));
         } else reject(err);

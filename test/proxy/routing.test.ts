@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { PREFACE } from '../../src/proxy/h2c-upgrade.js';
+import { PREFACE } from '../../src/proxy/h2/frames.js';
 import {
   Cleanup,
   buildTestSnapshot,
