@@ -64,6 +64,8 @@ export interface L7SatRun {
   rssMb?: number;
   /** The largest single process of the proxy during the run, MB. */
   rssProcessMb?: number;
+  /** The largest anonymous (RssAnon) part of one process of the proxy during the run, MB. */
+  anonProcessMb?: number;
   processes?: number;
   /** The proxy's CPU time (all processes, all threads) per request over the measured part, µs. */
   cpuUsPerReq?: number;
@@ -96,7 +98,7 @@ export interface L7Path {
   reason?: string;
   satRuns: L7SatRun[];
   rateRuns: L7RateRun[];
-  saturation?: { rps: Spread; rssMb?: Spread; rssProcessMb?: Spread; cpuUsPerReq?: Spread };
+  saturation?: { rps: Spread; rssMb?: Spread; rssProcessMb?: Spread; anonProcessMb?: Spread; cpuUsPerReq?: Spread };
   fixedRate?: { p50Us: Spread; p99Us: Spread; achievedRate: Spread; cpuUsPerReq?: Spread };
   /** Against the same run's direct path: median p50 (p99) − direct median p50 (p99), µs; and the
    *  median of the round-by-round differences (runs taken in the same round). */
@@ -177,14 +179,20 @@ function processTree(root: number): number[] {
   return out;
 }
 
-function rssKb(pid: number): number {
+/** VmRSS, and of it RssAnon (the process's own memory; the rest is file-backed pages, for a
+ *  Node process mostly the node binary's, shared with every other Node process), kB. */
+function memKb(pid: number): { rss: number; anon: number } {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    const anon = /^RssAnon:\s+(\d+) kB/m.exec(status);
+    return { rss: rss ? Number(rss[1]) : 0, anon: anon ? Number(anon[1]) : 0 };
   } catch {
-    return 0;
+    return { rss: 0, anon: 0 };
   }
 }
+
+const rssKb = (pid: number): number => memKb(pid).rss;
 
 /** User + system CPU seconds of a process (all its threads). */
 function cpuSeconds(pid: number): number {
@@ -232,6 +240,7 @@ interface Sample {
   t: number;
   rssKb: number;
   maxProcKb: number;
+  maxAnonKb: number;
   cpu: number;
 }
 
@@ -242,14 +251,16 @@ function sampler(pids: number[]): { stop(): Sample[] } {
   const take = () => {
     let total = 0;
     let maxProc = 0;
+    let maxAnon = 0;
     let cpu = 0;
     for (const p of pids) {
-      const r = rssKb(p);
-      total += r;
-      maxProc = Math.max(maxProc, r);
+      const m = memKb(p);
+      total += m.rss;
+      maxProc = Math.max(maxProc, m.rss);
+      maxAnon = Math.max(maxAnon, m.anon);
       cpu += cpuSeconds(p);
     }
-    samples.push({ t: performance.now(), rssKb: total, maxProcKb: maxProc, cpu });
+    samples.push({ t: performance.now(), rssKb: total, maxProcKb: maxProc, maxAnonKb: maxAnon, cpu });
   };
   take();
   const timer = setInterval(take, SAMPLE_MS);
@@ -622,6 +633,7 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     if (pids.length > 0) {
       run.rssMb = Math.max(...samples.map((x) => x.rssKb)) / 1024;
       run.rssProcessMb = Math.max(...samples.map((x) => x.maxProcKb)) / 1024;
+      run.anonProcessMb = Math.max(...samples.map((x) => x.maxAnonKb)) / 1024;
       run.processes = pids.length;
       const cpu = cpuPerRequest(samples, t0, s.done, o.satSeconds);
       if (cpu !== undefined) run.cpuUsPerReq = cpu;
@@ -740,6 +752,8 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
       if (rss) p.saturation.rssMb = rss;
       const rssProc = optSpread(p.satRuns.map((x) => x.rssProcessMb));
       if (rssProc) p.saturation.rssProcessMb = rssProc;
+      const anonProc = optSpread(p.satRuns.map((x) => x.anonProcessMb));
+      if (anonProc) p.saturation.anonProcessMb = anonProc;
       const cpu = optSpread(p.satRuns.map((x) => x.cpuUsPerReq));
       if (cpu) p.saturation.cpuUsPerReq = cpu;
       p.fixedRate = {
@@ -907,7 +921,7 @@ export function l7Goals(r: L7Result | undefined): L7Goal[] {
     detail:
       rss === undefined
         ? why
-        : `${rss.toFixed(1)} MB the largest process (${weft!.saturation!.rssMb!.max.toFixed(1)} MB over ${Math.max(...weft!.satRuns.map((s) => s.processes ?? 0))} process(es)` +
+        : `${rss.toFixed(1)} MB the largest process, of which ${weft!.saturation!.anonProcessMb?.max.toFixed(1) ?? '?'} MB its own (RssAnon; the rest is file-backed, mostly the node binary's pages, shared by every Node process) (${weft!.saturation!.rssMb!.max.toFixed(1)} MB over ${Math.max(...weft!.satRuns.map((s) => s.processes ?? 0))} process(es)` +
           `${weft!.idleRssMb !== undefined ? `; ${weft!.idleRssMb.toFixed(1)} MB before any load` : ''})`,
   });
   return out;
