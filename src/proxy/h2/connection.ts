@@ -75,6 +75,8 @@ export class H2Stream {
   /** The owner's data (the proxy's exchange). */
   owner: unknown = undefined;
   sendWindow: number;
+  /** What the peer may still send on the stream (our window for it). */
+  recvWindow: number;
   /** Bytes received and not yet credited back by the owner... */
   private owed = 0;
   /** ...and credited but not yet told to the peer. */
@@ -92,8 +94,9 @@ export class H2Stream {
   /** Server side: the request header list's size (RFC 9113 §6.5.2). */
   headerListSize = 0;
 
-  constructor(readonly id: number, readonly conn: H2Connection, sendWindow: number) {
+  constructor(readonly id: number, readonly conn: H2Connection, sendWindow: number, recvWindow: number) {
     this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
   }
 
   /** The owner passed `n` received bytes on: the peer may send that many more. */
@@ -236,7 +239,7 @@ export class H2Connection {
 
   /** Client: opens a stream with its request headers. */
   request(headers: readonly string[], endStream: boolean, handler: H2StreamHandler): H2Stream {
-    const s = new H2Stream(this.nextId, this, this.peerInitialWindow);
+    const s = new H2Stream(this.nextId, this, this.peerInitialWindow, this.settings.initialWindowSize);
     this.nextId += 2;
     s.handler = handler;
     this.streams.set(s.id, s);
@@ -245,13 +248,13 @@ export class H2Connection {
   }
 
   sendHeaders(s: H2Stream, headers: readonly string[], endStream: boolean): void {
-    if (s.closed || this.closed) return;
+    if (s.closed || s.localClosed || this.closed) return;
     this.writeHeaders(s.id, headers, endStream);
     if (endStream) this.localEnd(s);
   }
 
   sendData(s: H2Stream, data: Buffer, endStream: boolean): boolean {
-    if (s.closed || this.closed) return true;
+    if (s.closed || s.localClosed || this.closed) return true;
     if (s.queue !== undefined) {
       if (data.length) s.queue.push(data);
       if (endStream) s.queueEnd = true;
@@ -275,7 +278,7 @@ export class H2Connection {
   }
 
   sendTrailers(s: H2Stream, headers: readonly string[]): void {
-    if (s.closed || this.closed) return;
+    if (s.closed || s.localClosed || this.closed) return;
     if (s.queue !== undefined) {
       s.queueTrailers = headers.slice();
       return;
@@ -298,6 +301,7 @@ export class H2Connection {
     s.unacked += n;
     if (s.unacked >= this.settings.initialWindowSize >>> 1) {
       this.writeWindowUpdate(s.id, s.unacked);
+      s.recvWindow += s.unacked;
       s.unacked = 0;
     }
   }
@@ -340,7 +344,7 @@ export class H2Connection {
 
   private onBytes(chunk: Buffer): void {
     if (this.closed) return;
-    let buf = this.inBuf.length ? Buffer.concat([this.inBuf, chunk]) : chunk;
+    const buf = this.inBuf.length ? Buffer.concat([this.inBuf, chunk]) : chunk;
     let off = 0;
     try {
       if (this.prefaceLeft > 0) {
@@ -369,7 +373,6 @@ export class H2Connection {
     this.inBuf = off === buf.length ? EMPTY : buf.subarray(off);
     // A partial frame kept across reads must not pin a large read buffer for long.
     if (this.inBuf.length && this.inBuf.buffer.byteLength > 4 * this.inBuf.length + 16384) this.inBuf = Buffer.from(this.inBuf);
-    buf = EMPTY;
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
@@ -430,6 +433,11 @@ export class H2Connection {
       if (s !== undefined) this.streamError(s, ErrorCode.STREAM_CLOSED, 'DATA after the end of the stream');
       return;
     }
+    if (len > s.recvWindow) {
+      this.creditConnection(len);
+      return this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
+    }
+    s.recvWindow -= len;
     if (padding) this.creditConnection(padding);
     const end = (flags & Flag.END_STREAM) !== 0;
     if (s.expectedLength >= 0) {
@@ -522,7 +530,7 @@ export class H2Connection {
       this.u32(ErrorCode.REFUSED_STREAM);
       return;
     }
-    const ns = new H2Stream(id, this, this.peerInitialWindow);
+    const ns = new H2Stream(id, this, this.peerInitialWindow, this.settings.initialWindowSize);
     ns.remoteClosed = end;
     ns.headerListSize = size;
     this.streams.set(id, ns);
