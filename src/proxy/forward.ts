@@ -250,7 +250,11 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
       return;
     }
     const st = list[0] === ':status' ? list[1]! : listGet(list, ':status');
-    const status = st === undefined ? 502 : Number(st);
+    const status = st === undefined || !/^[1-9]\d\d$/.test(st) ? 0 : Number(st);
+    if (status === 0) {
+      s.reset(ErrorCode.PROTOCOL_ERROR);
+      return this.upstreamFailed(new Error(`a response without a valid :status (${st ?? 'none'})`));
+    }
     if (status < 200) return; // 1xx: not passed on
     this.upHead = true;
     this.headSeen(status, list);
@@ -347,7 +351,7 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     this.tHeaders = performance.now();
     if (this.grpc) {
       const gs = listGet(list, 'grpc-status');
-      if (gs !== undefined) this.grpcStatus = Number(gs);
+      if (gs !== undefined) this.grpcStatus = grpcCode(gs);
     }
   }
 
@@ -366,7 +370,7 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     const t = this.trailers;
     if (this.grpc && t !== undefined) {
       const gs = listGet(t, 'grpc-status');
-      if (gs !== undefined) this.grpcStatus = Number(gs);
+      if (gs !== undefined) this.grpcStatus = grpcCode(gs);
     }
     this.down.end(t);
     this.finish();
@@ -460,8 +464,8 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
       dst === undefined ? '' : dst.label,
       this.backend === undefined ? '' : this.backend.service,
       this.route,
-      this.status === 0 ? 'canceled' : String(this.status),
-      this.grpcStatus < 0 ? '' : String(this.grpcStatus),
+      this.status,
+      this.grpcStatus,
       latency / 1000,
     );
     if (ctx.flows.wanted) this.emitFlow(src, dst, latency);
@@ -492,6 +496,12 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     });
     conn.ctx.flows.push(`${JSON.stringify({ flow })}\n`);
   }
+}
+
+/** A grpc-status as a number; a value no gRPC status has is UNKNOWN (2). */
+function grpcCode(v: string): number {
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 98 ? n : 2;
 }
 
 function onTimeout(ex: Exchange): void {

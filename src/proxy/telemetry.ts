@@ -2,8 +2,8 @@
 //
 // Metrics. prom-client's Counter.inc(labels) and Histogram.observe(labels) hash a labels object
 // per call; on the proxy's hot path that is most of a microsecond and several allocations per
-// request. Here a request costs one string concatenation (its label key), one Map lookup and a
-// few number updates on a series object kept across requests; prom-client sees the series only
+// request. Here a request costs four Map lookups (one per label, no string built) and a few
+// number updates on a series object kept across requests; prom-client sees the series only
 // at scrape time, through metric objects whose get() answers in its JSON shape. They register
 // in a prom-client Registry like any other metric, so the text format, the other metrics and
 // the aggregation across worker processes (AggregatorRegistry.aggregate: counters and buckets
@@ -31,11 +31,15 @@ class Series {
   readonly buckets = new Float64Array(DURATION_BUCKETS.length);
   count = 0;
   sum = 0;
-  /** status \0 grpc_status → requests. */
-  readonly statuses = new Map<string, number>();
+  /** statusKey(status, grpc status) → requests. */
+  readonly statuses = new Map<number, number>();
 
   constructor(readonly labels: Readonly<Record<string, string>>) {}
 }
+
+/** A status and gRPC status as one number (no string built per request): HTTP status × 100 +
+ *  gRPC status + 1 (0: not gRPC); HTTP status 0: the client left before the response began. */
+const statusKey = (status: number, grpcStatus: number) => status * 100 + grpcStatus + 1;
 
 interface PromValue {
   labels: Record<string, string | number>;
@@ -61,22 +65,21 @@ export interface CustomMetric {
   reset(): void;
 }
 
-export class HttpStats {
-  private readonly series = new Map<string, Series>();
+/** Label value → the next level (source → destination → service → route → Series). */
+type Level<T> = Map<string, T>;
 
-  /** One finished request. */
-  record(source: string, destination: string, service: string, route: string, status: string, grpcStatus: string, seconds: number): void {
-    let key = `${source}\0${destination}\0${service}\0${route}`;
-    let s = this.series.get(key);
+export class HttpStats {
+  // Nested maps rather than one map keyed by the labels joined: a lookup builds no string.
+  private readonly tree: Level<Level<Level<Level<Series>>>> = new Map();
+  private readonly series: Series[] = [];
+
+  /** One finished request: status 0 when the client left before the response began, gRPC
+   *  status -1 when the request is not gRPC. */
+  record(source: string, destination: string, service: string, route: string, status: number, grpcStatus: number, seconds: number): void {
+    let s = this.find(source, destination, service, route);
     if (s === undefined) {
-      if (this.series.size >= MAX_SERIES) {
-        key = `${source}\0overflow\0${service}\0${route}`;
-        s = this.series.get(key);
-      }
-      if (s === undefined) {
-        s = new Series({ source_workload: source, destination_workload: this.series.size >= MAX_SERIES ? 'overflow' : destination, destination_service: service, route });
-        this.series.set(key, s);
-      }
+      if (this.series.length >= MAX_SERIES) s = this.find(source, 'overflow', service, route) ?? this.add(source, 'overflow', service, route);
+      else s = this.add(source, destination, service, route);
     }
     s.count++;
     s.sum += seconds;
@@ -87,8 +90,30 @@ export class HttpStats {
         break;
       }
     }
-    const sk = grpcStatus === '' ? status : `${status}\0${grpcStatus}`;
+    const sk = statusKey(status, grpcStatus);
     s.statuses.set(sk, (s.statuses.get(sk) ?? 0) + 1);
+  }
+
+  private find(source: string, destination: string, service: string, route: string): Series | undefined {
+    return this.tree.get(source)?.get(destination)?.get(service)?.get(route);
+  }
+
+  private add(source: string, destination: string, service: string, route: string): Series {
+    const s = new Series({ source_workload: source, destination_workload: destination, destination_service: service, route });
+    let a = this.tree.get(source);
+    if (a === undefined) this.tree.set(source, (a = new Map()));
+    let b = a.get(destination);
+    if (b === undefined) a.set(destination, (b = new Map()));
+    let c = b.get(service);
+    if (c === undefined) b.set(service, (c = new Map()));
+    c.set(route, s);
+    this.series.push(s);
+    return s;
+  }
+
+  private clear(): void {
+    this.tree.clear();
+    this.series.length = 0;
   }
 
   /** The two metrics, for a prom-client Registry. */
@@ -100,15 +125,16 @@ export class HttpStats {
       aggregator: 'sum',
       get: async () => {
         const values: PromValue[] = [];
-        for (const s of this.series.values()) {
+        for (const s of this.series) {
           for (const [sk, n] of s.statuses) {
-            const z = sk.indexOf('\0');
-            values.push({ labels: { ...s.labels, status: z < 0 ? sk : sk.slice(0, z), grpc_status: z < 0 ? '' : sk.slice(z + 1) }, value: n });
+            const status = Math.floor(sk / 100);
+            const grpc = (sk % 100) - 1;
+            values.push({ labels: { ...s.labels, status: status === 0 ? 'canceled' : String(status), grpc_status: grpc < 0 ? '' : String(grpc) }, value: n });
           }
         }
         return { name: requests.name, help: requests.help, type: 'counter', aggregator: 'sum', values };
       },
-      reset: () => this.series.clear(),
+      reset: () => this.clear(),
     };
     const duration: CustomMetric = {
       name: 'weft_http_request_duration_seconds',
@@ -118,7 +144,7 @@ export class HttpStats {
       get: async () => {
         const values: PromValue[] = [];
         const name = duration.name;
-        for (const s of this.series.values()) {
+        for (const s of this.series) {
           let cumulative = 0;
           for (let i = 0; i < DURATION_BUCKETS.length; i++) {
             cumulative += s.buckets[i]!;
@@ -130,7 +156,7 @@ export class HttpStats {
         }
         return { name, help: duration.help, type: 'histogram', aggregator: 'sum', values };
       },
-      reset: () => this.series.clear(),
+      reset: () => this.clear(),
     };
     return [requests, duration];
   }

@@ -23,6 +23,7 @@
 // (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), frame sizes, window overflows.
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
+import { StreamTable } from './stream-table.js';
 import {
   DEFAULT_MAX_FRAME,
   DEFAULT_WINDOW,
@@ -160,7 +161,7 @@ function flushAll(): void {
 }
 
 export class H2Connection {
-  readonly streams = new Map<number, H2Stream>();
+  readonly streams = new StreamTable<H2Stream>();
   /** Ours: the next stream id (client), the last the peer opened (server). */
   private nextId: number;
   lastPeerStream = 0;
@@ -242,7 +243,7 @@ export class H2Connection {
     const s = new H2Stream(this.nextId, this, this.peerInitialWindow, this.settings.initialWindowSize);
     this.nextId += 2;
     s.handler = handler;
-    this.streams.set(s.id, s);
+    this.streams.add(s);
     this.sendHeaders(s, headers, endStream);
     return s;
   }
@@ -361,9 +362,11 @@ export class H2Connection {
         const type = buf[off + 3]!;
         const flags = buf[off + 4]!;
         const id = buf.readUInt32BE(off + 5) & MAX_WINDOW;
-        const payload = buf.subarray(off + FRAME_HEADER, off + FRAME_HEADER + len);
-        off += FRAME_HEADER + len;
-        this.onFrame(type, flags, id, payload);
+        const start = off + FRAME_HEADER;
+        off = start + len;
+        // A header block is decoded where it was read (no view of it made per request).
+        if (type === FrameType.HEADERS && this.block === undefined && this.ready) this.onHeadersFrame(flags, id, buf, start, off);
+        else this.onFrame(type, flags, id, buf.subarray(start, off));
       }
     } catch (err) {
       if (err instanceof H2ConnectionError) return this.fail(err.h2code, err.message);
@@ -384,7 +387,7 @@ export class H2Connection {
       case FrameType.DATA:
         return this.onDataFrame(flags, id, p);
       case FrameType.HEADERS:
-        return this.onHeadersFrame(flags, id, p);
+        return this.onHeadersFrame(flags, id, p, 0, p.length);
       case FrameType.CONTINUATION:
         return this.onContinuation(flags, id, p);
       case FrameType.RST_STREAM:
@@ -468,19 +471,26 @@ export class H2Connection {
     }
   }
 
-  private onHeadersFrame(flags: number, id: number, p: Buffer): void {
+  /** A HEADERS frame whose payload is buf[start, end). */
+  private onHeadersFrame(flags: number, id: number, buf: Buffer, start: number, end: number): void {
     if (id === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let frag = this.unpad(flags, p, 'HEADERS');
+    if (flags & Flag.PADDED) {
+      if (end - start < 1) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a padded HEADERS frame without its pad length');
+      const pad = buf[start]!;
+      if (pad >= end - start) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS padding longer than the frame');
+      start += 1;
+      end -= pad;
+    }
     if (flags & Flag.PRIORITY) {
-      if (frag.length < 5) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
-      if ((frag.readUInt32BE(0) & MAX_WINDOW) === id) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
-      frag = frag.subarray(5);
+      if (end - start < 5) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
+      if ((buf.readUInt32BE(start) & MAX_WINDOW) === id) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
+      start += 5;
     }
     this.blockStream = id;
     this.blockFlags = flags;
-    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(frag);
-    this.block = [frag];
-    this.blockBytes = frag.length;
+    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(buf, start, end);
+    this.block = [buf.subarray(start, end)];
+    this.blockBytes = end - start;
   }
 
   private onContinuation(flags: number, id: number, p: Buffer): void {
@@ -493,15 +503,16 @@ export class H2Connection {
     }
     if (!(flags & Flag.END_HEADERS)) return;
     this.block = undefined;
-    this.onHeaderBlock(Buffer.concat(block));
+    const whole = Buffer.concat(block);
+    this.onHeaderBlock(whole, 0, whole.length);
   }
 
-  private onHeaderBlock(block: Buffer): void {
+  private onHeaderBlock(block: Buffer, start: number, stop: number): void {
     const id = this.blockStream;
     const end = (this.blockFlags & Flag.END_STREAM) !== 0;
     const list: string[] = [];
     // Decoded whatever becomes of the stream: the table must follow every block.
-    const size = this.decoder.decode(block, list, HPACK_LIST_LIMIT);
+    const size = this.decoder.decode(block, list, HPACK_LIST_LIMIT, start, stop);
     const s = this.streams.get(id);
     if (s !== undefined) {
       if (s.remoteClosed) return this.streamError(s, ErrorCode.STREAM_CLOSED, 'HEADERS after the end of the stream');
@@ -533,7 +544,7 @@ export class H2Connection {
     const ns = new H2Stream(id, this, this.peerInitialWindow, this.settings.initialWindowSize);
     ns.remoteClosed = end;
     ns.headerListSize = size;
-    this.streams.set(id, ns);
+    this.streams.add(ns);
     this.events.onStream?.(ns, list, end);
     if (ns.handler === undefined && !ns.closed) this.resetStream(ns, ErrorCode.REFUSED_STREAM);
   }
@@ -620,7 +631,7 @@ export class H2Connection {
     this.peerLastStream = Math.min(this.peerLastStream, last);
     // Our streams the peer will not process: refused, so they may be retried elsewhere.
     const mine = this.role === 'client' ? 1 : 0;
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       if ((s.id & 1) === mine && s.id > last) {
         this.forget(s);
         s.handler?.onReset(s, ErrorCode.REFUSED_STREAM, `the peer is going away (${errorName(code)}) without processing it`);

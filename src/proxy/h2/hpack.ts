@@ -84,10 +84,11 @@ export class HpackDecoder {
     this.mask = cap - 1;
   }
 
-  decode(block: Buffer | Uint8Array, out: string[], maxListSize: number): number {
+  /** `start`, `stop`: the block's bounds in `block` (a frame's payload read in place). */
+  decode(block: Buffer | Uint8Array, out: string[], maxListSize: number, start = 0, stop = block.length): number {
     const buf = (Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength)) as Latin1Buffer;
-    const end = buf.length;
-    let pos = 0;
+    const end = stop;
+    let pos = start;
     let listSize = 0;
     let fields = false;
     while (pos < end) {
