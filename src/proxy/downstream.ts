@@ -151,6 +151,21 @@ export function readH2Request(list: readonly string[]): H2RequestHead | string {
   return { method, path, contentType, contentLength, expect };
 }
 
+/** Why a request's trailer list is malformed (RFC 9113 §8.1: no pseudo-header; §8.2: names in
+ *  lower case, no connection-specific header), or undefined. */
+export function malformedTrailers(list: readonly string[]): string | undefined {
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) return `pseudo-header ${name} in trailers`;
+    for (let j = 0; j < name.length; j++) {
+      const c = name.charCodeAt(j);
+      if (c >= 65 && c <= 90) return `trailer name ${name} is not in lower case`;
+    }
+    if (CONNECTION_SPECIFIC.has(name)) return `connection-specific header ${name} in trailers`;
+  }
+  return undefined;
+}
+
 const dropExpect = (list: HeaderList): HeaderList => editList(list, [{ set: [], add: [], remove: ['expect'] }]);
 
 export class H2Down implements Downstream, H2StreamHandler {
@@ -247,7 +262,10 @@ export class H2Down implements Downstream, H2StreamHandler {
 
   // ---- H2StreamHandler: the client's stream ----
 
-  onHeaders(_s: H2Stream, list: string[]): void {
+  onHeaders(s: H2Stream, list: string[]): void {
+    // Malformed trailers make the request malformed: not forwarded, reset (§8.1.1).
+    const bad = malformedTrailers(list);
+    if (bad !== undefined) return s.conn.streamError(s, ErrorCode.PROTOCOL_ERROR, bad);
     this.hooks?.requestTrailers(list);
   }
 

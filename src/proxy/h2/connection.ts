@@ -12,13 +12,17 @@
 // WINDOW_UPDATE) only when its consumer says it has passed the bytes on (credit()), so a slow
 // reader on one side holds the writer on the other side back by the windows alone, and the
 // proxy never buffers more than the windows it advertised. Updates are batched: sent once half
-// a window is owed.
+// a window is owed. A connection shared by many clients' streams (upstream) credits its
+// connection window on receipt instead (creditConnectionOnReceipt), so that one client's
+// unread streams cannot take the window every other stream needs; their stream windows still
+// bound what is held.
 //
 // Limits against hostile peers (each answered as RFC 9113 and RFC 9218's security notes ask):
 // concurrent streams (REFUSED_STREAM past ours), header blocks (CONTINUATION floods: bytes and
 // fragments bounded; a header list past the limit is refused by the server's request check, one
 // past HPACK_LIST_LIMIT kills the connection, as the table can no longer be trusted), resets
-// (the "rapid reset" attack: a token bucket of peer resets; empty → GOAWAY ENHANCE_YOUR_CALM),
+// (the "rapid reset" attack: a token bucket of peer resets, and of stream errors the peer
+// caused, "MadeYouReset"; empty → GOAWAY ENHANCE_YOUR_CALM),
 // control frames that ask for an answer (PING, SETTINGS) while the peer does not read them
 // (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), frame sizes, window overflows.
 import type net from 'node:net';
@@ -44,6 +48,12 @@ export interface H2Settings {
   initialWindowSize: number;
   /** The connection's receive window (sent as a WINDOW_UPDATE of stream 0 at start). */
   connectionWindowSize: number;
+  /** Credit the connection window for DATA as it is received, not when its stream's owner
+   *  passed it on; only the stream windows hold the peer back. For a connection whose streams
+   *  belong to different clients (the proxy's upstream connections): otherwise a few streams
+   *  whose clients do not read hold the whole connection window, and every other stream on the
+   *  connection stalls with them. What is held is then bounded by the stream windows. */
+  creditConnectionOnReceipt?: boolean;
   maxHeaderListSize: number;
 }
 
@@ -297,7 +307,7 @@ export class H2Connection {
   credit(s: H2Stream, n: number): void {
     n = s.takeOwed(n);
     if (n === 0 || this.closed) return;
-    this.creditConnection(n);
+    if (!this.settings.creditConnectionOnReceipt) this.creditConnection(n);
     if (s.closed || s.remoteClosed) return;
     s.unacked += n;
     if (s.unacked >= this.settings.initialWindowSize >>> 1) {
@@ -451,6 +461,7 @@ export class H2Connection {
       }
     }
     s.addOwed(data.length);
+    if (this.settings.creditConnectionOnReceipt) this.creditConnection(data.length);
     if (end) s.remoteClosed = true;
     s.handler?.onData(s, data, end);
     if (end) this.maybeClosed(s);
@@ -517,6 +528,8 @@ export class H2Connection {
     if (s !== undefined) {
       if (s.remoteClosed) return this.streamError(s, ErrorCode.STREAM_CLOSED, 'HEADERS after the end of the stream');
       if (this.role === 'server' && !end) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'trailers without END_STREAM');
+      // Trailers end the body too: it must have its content-length (§8.1.1).
+      if (s.expectedLength >= 0 && s.receivedLength !== s.expectedLength) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'the body does not match its content-length');
       if (end) s.remoteClosed = true;
       s.handler?.onHeaders(s, list, end);
       if (end) this.maybeClosed(s);
@@ -558,10 +571,7 @@ export class H2Connection {
       return;
     }
     const code = p.readUInt32BE(0);
-    const now = performance.now();
-    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefill) / 1000) * RESET_RATE);
-    this.resetRefill = now;
-    if (--this.resetTokens < 0) throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by the peer');
+    this.peerCausedReset();
     this.close(s);
     s.handler?.onReset(s, code, `the peer reset the stream (${errorName(code)})`);
   }
@@ -665,10 +675,25 @@ export class H2Connection {
     if (s.queue !== undefined) this.pump(s);
   }
 
-  /** A stream error (§5.4.2): the stream is reset, its owner told. */
-  private streamError(s: H2Stream, code: number, why: string): void {
+  /** A stream error (§5.4.2) the peer caused: the stream is reset, its owner told. It costs
+   *  the peer a reset token like its own RST_STREAM: a peer that makes us reset streams (bad
+   *  WINDOW_UPDATEs, bodies at odds with their content-length, malformed trailers: the
+   *  "MadeYouReset" variant of rapid reset, CVE-2025-8671) is stopped the same way. Called
+   *  while a frame of the peer is handled (the owner's onHeaders, onData included): past the
+   *  budget it throws, and the connection fails with ENHANCE_YOUR_CALM. */
+  streamError(s: H2Stream, code: number, why: string): void {
+    this.peerCausedReset();
     this.resetStream(s, code);
     s.handler?.onReset(s, code, why);
+  }
+
+  /** Takes a token from the bucket of streams reset because of the peer; empty → GOAWAY
+   *  ENHANCE_YOUR_CALM (the "rapid reset" attack, CVE-2023-44487, and its variants). */
+  private peerCausedReset(): void {
+    const now = performance.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefill) / 1000) * RESET_RATE);
+    this.resetRefill = now;
+    if (--this.resetTokens < 0) throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by or because of the peer');
   }
 
   // ---- stream lifecycle ----
@@ -697,7 +722,7 @@ export class H2Connection {
     }
     // What its owner never passed on still counts against the connection's window.
     const owed = s.takeOwed(Infinity);
-    if (owed) this.creditConnection(owed);
+    if (owed && !this.settings.creditConnectionOnReceipt) this.creditConnection(owed);
   }
 
   /** Sends what the windows allow of a stream's queue, then its end (an empty END_STREAM, or
