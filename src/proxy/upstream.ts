@@ -28,6 +28,11 @@ function loadUndici(): Promise<typeof import('undici')> {
 }
 
 const MAX_H2_SESSIONS = 4;
+/** Clients that cancel requests make the proxy reset their upstream streams, and backends
+ *  count a connection's resets against rapid-reset attacks (nghttp2: a burst of 1,000, then 33
+ *  a second) and close it with ENHANCE_YOUR_CALM, failing every other client's requests in
+ *  flight on it. So a connection that has reset this many streams takes no new ones. */
+const RETIRE_AFTER_RESETS = 500;
 const MAX_STREAMS_CAP = 1000;
 const IDLE_MS = 5 * 60_000;
 /** Receive windows: large enough that a fast backend is not held up by ours (256 KiB per
@@ -118,6 +123,13 @@ export class H2Pool {
     const conns = this.conns;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i]!;
+      if (c.h2.resetsSent >= RETIRE_AFTER_RESETS) {
+        // Its streams in flight finish; new ones go to a fresh connection.
+        c.retire();
+        c.h2.drain();
+        i--;
+        continue;
+      }
       if (c.h2.canRequest && c.active < c.maxStreams) return c;
     }
     if (conns.length < MAX_H2_SESSIONS) return this.open();

@@ -407,6 +407,41 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     await othersServed();
   });
 
+  it('spreads the resets of clients that cancel a lot over upstream connections, so that the backend does not close one under a request in flight', TEST, async () => {
+    // Each hostile connection stays under the proxy's own reset budget, but together they
+    // would make the proxy reset 1,800 streams towards the backend, whose rapid-reset guard
+    // (nghttp2: a burst of 1,000) would close the shared connection under the slow request.
+    const slow = good.request({ ':method': 'POST', ':path': '/echo?slow' }, { endStream: false });
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      let status = 0;
+      let body = '';
+      slow.on('response', (h) => (status = Number(h[':status'])));
+      slow.setEncoding('utf8');
+      slow.on('data', (c: string) => (body += c));
+      slow.on('end', () => resolve({ status, body }));
+      slow.on('error', reject);
+    });
+    slow.write('first half;');
+    await eventually(() => web.openPaths().includes('/echo?slow'), 'the slow request to reach the backend');
+    for (let k = 0; k < 2; k++) {
+      const c = await hostile();
+      const out: Buffer[] = [];
+      for (let i = 0; i < 900; i++) {
+        const id = c.newStream();
+        out.push(c.headersFrame(id, requestList('/cancel-me', 'POST')), c.rstFrame(id, ErrorCode.CANCEL));
+      }
+      c.send(...out);
+      const r = await c.response(c.request(requestList('/echo?after-cancels')));
+      assert.equal(r.status, 200);
+    }
+    await eventually(() => !web.openPaths().includes('/cancel-me'), 'the canceled streams to be gone from the backend');
+    slow.end('second half');
+    const a = await within(answer, 5000, 'the slow request');
+    assert.equal(a.status, 200);
+    assert.deepEqual([(JSON.parse(a.body) as Received).path, (JSON.parse(a.body) as Received).length], ['/echo?slow', 'first half;second half'.length]);
+    await othersServed();
+  });
+
   it('resets a malformed request with RST_STREAM PROTOCOL_ERROR and serves the next request on the same connection', TEST, async () => {
     const c = await hostile();
     const cases: [string, string[]][] = [

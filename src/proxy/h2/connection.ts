@@ -17,7 +17,7 @@
 // unread streams cannot take the window every other stream needs; their stream windows still
 // bound what is held.
 //
-// Limits against hostile peers (each answered as RFC 9113 and RFC 9218's security notes ask):
+// Limits against hostile peers (RFC 9113 §10.5, and the attacks found since):
 // concurrent streams (REFUSED_STREAM past ours), header blocks (CONTINUATION floods: bytes and
 // fragments bounded; a header list past the limit is refused by the server's request check, one
 // past HPACK_LIST_LIMIT kills the connection, as the table can no longer be trusted), resets
@@ -83,8 +83,6 @@ export interface H2ConnectionEvents {
 
 export class H2Stream {
   handler: H2StreamHandler | undefined;
-  /** The owner's data (the proxy's exchange). */
-  owner: unknown = undefined;
   sendWindow: number;
   /** What the peer may still send on the stream (our window for it). */
   recvWindow: number;
@@ -192,6 +190,8 @@ export class H2Connection {
   peerLastStream = MAX_WINDOW;
   closed = false;
   private draining = false;
+  /** Streams this side reset (a peer may count them against us: see upstream.ts). */
+  resetsSent = 0;
 
   private readonly decoder: HpackDecoder;
   private readonly encoder = new HpackEncoder();
@@ -299,6 +299,7 @@ export class H2Connection {
 
   resetStream(s: H2Stream, code: number): void {
     if (s.closed || this.closed) return;
+    this.resetsSent++;
     this.writeFrame(4, FrameType.RST_STREAM, 0, s.id);
     this.u32(code);
     this.close(s);
