@@ -455,50 +455,57 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     const pick = this.pick;
     if (!this.upDone) this.abortUpstream();
     if (pick !== undefined) this.backend!.balancer.done(pick, this.tHeaders ? this.tHeaders - this.t0 : latency, !this.failed && this.status < 500);
-    const state = this.state;
-    const src = conn.source(state);
-    const dst = pick === undefined ? undefined : state.workload(pick.endpoint.ip);
-    const ctx = conn.ctx;
-    ctx.stats.record(
-      src.label,
-      dst === undefined ? '' : dst.label,
-      this.backend === undefined ? '' : this.backend.service,
-      this.route,
-      this.status,
-      this.grpcStatus,
-      latency / 1000,
-    );
-    if (ctx.flows.wanted) this.emitFlow(src, dst, latency);
-  }
-
-  private emitFlow(src: WorkloadInfo, dst: WorkloadInfo | undefined, latencyMs: number): void {
-    const conn = this.conn;
-    const source: FlowEndpoint = { ip: conn.remoteIp, port: conn.remotePort, ...src.flow };
-    let destination: FlowEndpoint;
-    if (this.pick !== undefined && dst !== undefined) {
-      destination = { ip: this.pick.endpoint.ip, port: this.pick.endpoint.port, ...dst.flow };
-    } else {
-      const sp = conn.binding.serviceKey;
-      const ip = this.state.serviceAddress(sp, conn.v6) ?? conn.socket.localAddress ?? '';
-      destination = { ip, port: Number(sp.slice(sp.lastIndexOf(':') + 1)), identity: 0, labels: [] };
-    }
-    const flow = l7Flow({
-      time: this.t0,
-      source,
-      destination,
-      service: conn.binding.service,
-      method: this.method,
-      path: this.path,
-      status: this.status,
-      grpcStatus: this.grpcStatus,
-      latencyMs,
-      dropReason: this.dropReason,
-    });
-    conn.ctx.flows.push(`${JSON.stringify({ flow })}\n`);
+    report(conn, this.state, this, latency);
   }
 }
 
-/** A grpc-status as a number; a value no gRPC status has is UNKNOWN (2). */
+/** One request as its telemetry sees it (an Exchange is one; so is an upgraded connection). */
+export interface RequestReport {
+  readonly t0: number;
+  readonly pick: EndpointState<Endpoint> | undefined;
+  readonly backend: Backend | undefined;
+  readonly route: string;
+  /** 0: the client left before the response began. */
+  readonly status: number;
+  /** -1: not gRPC. */
+  readonly grpcStatus: number;
+  readonly method: string;
+  readonly path: string;
+  readonly dropReason: string | undefined;
+}
+
+/** A finished request into the metrics, and into a flow if anyone follows them. */
+export function report(conn: Conn, state: RuntimeState, r: RequestReport, latencyMs: number): void {
+  const src = conn.source(state);
+  const pick = r.pick;
+  const dst = pick === undefined ? undefined : state.workload(pick.endpoint.ip);
+  const ctx = conn.ctx;
+  ctx.stats.record(src.label, dst === undefined ? '' : dst.label, r.backend === undefined ? '' : r.backend.service, r.route, r.status, r.grpcStatus, latencyMs / 1000);
+  if (!ctx.flows.wanted) return;
+  const source: FlowEndpoint = { ip: conn.remoteIp, port: conn.remotePort, ...src.flow };
+  let destination: FlowEndpoint;
+  if (pick !== undefined && dst !== undefined) {
+    destination = { ip: pick.endpoint.ip, port: pick.endpoint.port, ...dst.flow };
+  } else {
+    const sp = conn.binding.serviceKey;
+    const ip = state.serviceAddress(sp, conn.v6) ?? conn.socket.localAddress ?? '';
+    destination = { ip, port: Number(sp.slice(sp.lastIndexOf(':') + 1)), identity: 0, labels: [] };
+  }
+  const flow = l7Flow({
+    time: r.t0,
+    source,
+    destination,
+    service: conn.binding.service,
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    grpcStatus: r.grpcStatus,
+    latencyMs,
+    dropReason: r.dropReason,
+  });
+  ctx.flows.push(`${JSON.stringify({ flow })}\n`);
+}
+
 function grpcCode(v: string): number {
   const n = Number(v);
   return Number.isInteger(n) && n >= 0 && n <= 98 ? n : 2;

@@ -6,7 +6,8 @@
 //   the connection becomes one of weft-proxy's own HTTP/2 connections (src/proxy/h2/), which
 //   reads the bytes read so far first.
 // - A request line (an HTTP method and a space): node:http's server, HTTP/1.1 (and 1.0); a
-//   request with "Upgrade: h2c" continues as HTTP/2 (src/proxy/h2c-upgrade.ts).
+//   request with "Upgrade: h2c" continues as HTTP/2 (src/proxy/h2c-upgrade.ts); one asking for
+//   another protocol (WebSocket) is routed, then tunnelled to an endpoint (src/proxy/tunnel.ts).
 // - Anything else, or nothing within DETECT_TIMEOUT_MS (a protocol where the server speaks
 //   first): TCP passthrough to an endpoint of the listener's own Service port, balanced like
 //   requests (per connection), bytes copied both ways.
@@ -26,6 +27,7 @@ import { Conn, handleH1Request, handleH2Stream, type ForwardContext, type Listen
 import { H2Connection, type H2Settings } from './h2/connection.js';
 import { PREFACE } from './h2/frames.js';
 import { SWITCHING, headerBlock, prefaceLength, stream1Frames, wantsH2cUpgrade } from './h2c-upgrade.js';
+import { tunnel, wantsTunnel } from './tunnel.js';
 import type { ServiceRouter } from './route-match.js';
 import type { ListenerConfig } from './snapshot.js';
 
@@ -141,7 +143,7 @@ export class Frontend {
         keepAliveTimeout: IDLE_MS,
         connectionsCheckingInterval: 1000,
         joinDuplicateHeaders: true,
-        shouldUpgradeCallback: wantsH2cUpgrade,
+        shouldUpgradeCallback: (req) => wantsH2cUpgrade(req) || wantsTunnel(req),
       },
       (req, res) => handleH1Request((req.socket as WithConn)[kConn]!, req, res),
     );
@@ -245,9 +247,10 @@ export class Frontend {
   }
 
   /** "Upgrade: h2c" (wantsH2cUpgrade said yes): 101, then the client's preface, then HTTP/2
-   *  with the request as stream 1. */
+   *  with the request as stream 1. Any other upgrade (WebSocket) is tunnelled to an endpoint. */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const conn = (socket as WithConn)[kConn]!;
+    if (!wantsH2cUpgrade(req)) return tunnel(conn, req, socket, head);
     socket.write(SWITCHING);
     let buf = head;
     const timer = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);
