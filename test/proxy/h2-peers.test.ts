@@ -1,7 +1,8 @@
 // weft-proxy's own HTTP/2 (src/proxy/h2/) against hostile and unusual peers, over real sockets
 // on loopback addresses, through a real proxy process: frames past SETTINGS_MAX_FRAME_SIZE,
 // CONTINUATION floods, rapid reset (CVE-2023-44487) and streams the proxy is made to reset
-// itself ("MadeYouReset", CVE-2025-8671), malformed requests and trailers (stream errors, the
+// itself ("MadeYouReset", CVE-2025-8671), clients whose many cancels would make a backend close
+// the shared upstream connection under others' requests, malformed requests and trailers (stream errors, the
 // connection lives on), HPACK garbage, bad WINDOW_UPDATEs, PING, flow control end to end (a
 // tiny window; clients that stop reading, which must not stall others on the shared upstream
 // connection), a large upload, the concurrent stream limit, request trailers, and backends that
