@@ -12,6 +12,7 @@
 // served. Every wait has a timeout; raw connections are closed after each test.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -592,6 +593,27 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     assert.deepEqual(stalled.violations, []);
     stalled.destroy();
     await eventually(() => !web.openPaths().some((p) => p.includes('&stalled-many=')), 'the stalled downloads to be canceled at the backend', 5000);
+  });
+
+  it('holds little for a client that grants huge windows and reads nothing (its socket backs up; the backend is held back)', TEST, async () => {
+    const rssAnonMb = () => Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proxy.child.pid}/status`, 'utf8'))![1]) / 1024;
+    const greedy = await hostile({ autoWindow: false, settings: [[Setting.INITIAL_WINDOW_SIZE, 0x7fffffff]] });
+    greedy.send(greedy.windowUpdateFrame(0, 0x7fffffff - 65_535));
+    const before = rssAnonMb();
+    for (let i = 0; i < 20; i++) greedy.request(requestList(`/bytes?n=${16 * MiB}&greedy=${i}`));
+    await eventually(() => web.openPaths().filter((p) => p.includes('&greedy=')).length === 20, 'the twenty downloads at the backend', 5000);
+    greedy.socket.pause(); // from here it reads nothing: the kernel's buffers fill, then the proxy's
+    // 320 MiB are asked for; without a bound the proxy would take them from the backend as fast
+    // as loopback goes (the client's windows allow it) and keep them.
+    let most = 0;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      most = Math.max(most, rssAnonMb() - before);
+    }
+    assert.ok(most < 64, `the proxy's own memory grew by ${most.toFixed(1)} MB`);
+    await othersServed();
+    greedy.destroy();
+    await eventually(() => !web.openPaths().some((p) => p.includes('&greedy=')), 'the greedy downloads to be canceled at the backend', 5000);
   });
 
   it('carries a 5 MiB request body byte-exact to the backend', TEST, async () => {

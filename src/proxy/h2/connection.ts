@@ -156,8 +156,12 @@ const HPACK_LIST_LIMIT = 256 * 1024;
 /** Peer resets of open streams: bucket size, and refill per second. */
 const RESET_BURST = 1000;
 const RESET_RATE = 200;
+/** Bytes handed to the socket and not yet taken by the kernel past which DATA waits, as if the
+ *  peer's window were closed: a peer may grant huge windows and not read, and what the proxy
+ *  holds for it must stay bounded (the sender's credit is held back meanwhile). */
+const WRITE_HIGH_WATER = 1 << 20;
 /** Bytes written and unread by the peer past which answering its PINGs/SETTINGS stops. */
-const MAX_CONTROL_BACKLOG = 1 << 20;
+const MAX_CONTROL_BACKLOG = 4 << 20;
 
 // Connections with output waiting, flushed together after this turn of the event loop.
 const dirty: H2Connection[] = [];
@@ -230,6 +234,9 @@ export class H2Connection {
     socket.on('error', (err) => this.destroy(err));
     socket.on('close', () => this.destroy(undefined));
     socket.on('end', () => this.destroy(this.streams.size ? new Error('the peer closed the connection') : undefined));
+    socket.on('drain', () => {
+      for (const s of [...this.blocked]) this.pump(s);
+    });
     if (role === 'client') this.put(PREFACE);
     this.writeSettings();
     if (settings.connectionWindowSize > DEFAULT_WINDOW) this.writeWindowUpdate(0, settings.connectionWindowSize - DEFAULT_WINDOW);
@@ -273,7 +280,7 @@ export class H2Connection {
     }
     const n = data.length;
     const room = Math.min(s.sendWindow, this.sendWindow);
-    if (n <= room && n <= this.peerMaxFrame) {
+    if (n <= room && n <= this.peerMaxFrame && this.socket.writableLength < WRITE_HIGH_WATER) {
       s.sendWindow -= n;
       this.sendWindow -= n;
       this.writeData(s.id, data, endStream);
@@ -733,7 +740,7 @@ export class H2Connection {
     if (q === undefined || s.closed) return;
     while (q.length) {
       const room = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
-      if (room <= 0) return;
+      if (room <= 0 || this.socket.writableLength >= WRITE_HIGH_WATER) return;
       const head = q[0]!;
       const n = Math.min(room, head.length);
       if (n === head.length) q.shift();
