@@ -24,7 +24,9 @@
 // (the "rapid reset" attack: a token bucket of peer resets, and of stream errors the peer
 // caused, "MadeYouReset"; empty → GOAWAY ENHANCE_YOUR_CALM),
 // control frames that ask for an answer (PING, SETTINGS) while the peer does not read them
-// (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), frame sizes, window overflows.
+// (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), DATA for a peer that grants
+// windows but does not read (it waits while the socket's backlog is past WRITE_HIGH_WATER),
+// frame sizes, window overflows.
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 import { StreamTable } from './stream-table.js';
