@@ -20,7 +20,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, Flag, FrameType, Setting } from '../../src/proxy/h2/frames.js';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.js';
 import { RawH2, frame, requestList } from '../fixtures/h2-raw.js';
-import { Cleanup, buildTestSnapshot, eventually, freePort, h2Connect, h2Request, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
+import { Cleanup, buildTestSnapshot, closeServer, eventually, freePort, h2Connect, h2Request, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
 
 const WEB = '127.0.0.1';
 const RESETS = '127.0.0.2';
@@ -139,13 +139,7 @@ async function patternBackend(host: string, port: number): Promise<TestBackend> 
     });
   });
   await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
-  cleanup.add(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => r());
-      }),
-  );
+  cleanup.add(() => closeServer(server, sessions));
   return b;
 }
 
@@ -165,13 +159,7 @@ async function resettingBackend(host: string, port: number): Promise<{ streams: 
     stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, () => resolve()));
-  cleanup.add(
-    () =>
-      new Promise<void>((done) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => done());
-      }),
-  );
+  cleanup.add(() => closeServer(server, sessions));
   return r;
 }
 
@@ -189,13 +177,7 @@ async function garbageBackend(host: string, port: number): Promise<{ accepted: n
     s.write(Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, 0x13, 0x37]));
   });
   await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
-  cleanup.add(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of socks) s.destroy();
-        server.close(() => r());
-      }),
-  );
+  cleanup.add(() => closeServer(server, socks));
   return g;
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Cleanup, buildTestSnapshot, freePort, freePortOn, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
+import { Cleanup, buildTestSnapshot, closeServer, freePort, freePortOn, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
 import { parsePrometheusText } from '../harness/prom-text.js';
 
 const CHAT = ['127.0.0.1', '127.0.0.2'];
@@ -34,13 +34,7 @@ async function upgradeBackend(name: string, host: string, port: number): Promise
     socket.on('data', (d: Buffer) => socket.write(`${name}:${d.toString()}`));
   });
   await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
-  cleanup.add(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  );
+  cleanup.add(() => closeServer(server, sockets));
 }
 
 /** A raw client: sends `request`, reads the response head, then exchanges messages. */
