@@ -43,6 +43,9 @@ const DOWNSTREAM_SETTINGS: H2Settings = Object.freeze({
   initialWindowSize: 256 * 1024,
   connectionWindowSize: 1 << 20,
   maxHeaderListSize: MAX_HEADER_BYTES,
+  // Each stream of a client that reads nothing can hold an upstream stream window (256 KiB);
+  // 1,000 of them would be 256 MB.
+  maxQueuedBytes: 16 << 20,
 });
 
 const kConn = Symbol('weft.conn');

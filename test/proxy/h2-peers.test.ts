@@ -598,6 +598,25 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     await eventually(() => !web.openPaths().some((p) => p.includes('&greedy=')), 'the greedy downloads to be canceled at the backend', 5000);
   });
 
+  it('resets streams past a budget for a client that opens many downloads and opens no window (ENHANCE_YOUR_CALM), and holds little for it', TEST, async () => {
+    const rssAnonMb = () => Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${proxy.child.pid}/status`, 'utf8'))![1]) / 1024;
+    const before = rssAnonMb();
+    const c = await hostile({ autoWindow: false });
+    // Each stream may bring an upstream stream window (256 KiB) of the backend's bytes into
+    // the proxy before the client's closed windows hold it back: 200 of them would be 50 MiB.
+    const ids: number[] = [];
+    for (let i = 0; i < 200; i++) ids.push(c.request(requestList(`/bytes?n=${2 * MiB}&hoard=${i}`)));
+    // 16 MiB of 256 KiB windows: about 64 streams keep theirs, the other ~136 are reset.
+    const resets = () => c.frames.filter((f) => f.type === FrameType.RST_STREAM);
+    await eventually(() => resets().length >= 120, 'the streams past the budget to be reset', 5000);
+    assert.ok(resets().every((f) => f.payload.readUInt32BE(0) === ErrorCode.ENHANCE_YOUR_CALM));
+    assert.ok(resets().length <= 150, `${resets().length} streams reset`);
+    assert.ok(rssAnonMb() - before < 48, `the proxy's own memory grew by ${(rssAnonMb() - before).toFixed(1)} MB`);
+    await othersServed();
+    c.destroy();
+    await eventually(() => !web.openPaths().some((p) => p.includes('&hoard=')), 'the downloads to be canceled at the backend', 5000);
+  });
+
   it('carries a 5 MiB request body byte-exact to the backend', TEST, async () => {
     const body = pattern(5 * MiB);
     const r = await within(exchange(good, { ':method': 'POST', ':path': '/upload', 'content-type': 'application/octet-stream' }, body), 10_000, 'a 5 MiB upload');

@@ -26,6 +26,7 @@
 // control frames that ask for an answer (PING, SETTINGS) while the peer does not read them
 // (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), DATA for a peer that grants
 // windows but does not read (it waits while the socket's backlog is past WRITE_HIGH_WATER),
+// DATA waiting for windows a peer never opens (past maxQueuedBytes the stream is reset),
 // frame sizes, window overflows.
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
@@ -57,6 +58,9 @@ export interface H2Settings {
    *  connection stalls with them. What is held is then bounded by the stream windows. */
   creditConnectionOnReceipt?: boolean;
   maxHeaderListSize: number;
+  /** DATA bytes the connection may hold for a peer that does not open its windows; past it
+   *  the stream that would add more is reset (ENHANCE_YOUR_CALM). Unset: no limit. */
+  maxQueuedBytes?: number;
 }
 
 /** What a stream's owner hears. Buffers are views of the bytes read: valid as long as kept. */
@@ -99,6 +103,7 @@ export class H2Stream {
   queue: Buffer[] | undefined;
   queueEnd = false;
   queueTrailers: string[] | undefined;
+  queuedBytes = 0;
   /** Server side: the request's declared content-length (-1: none), and DATA bytes so far. */
   expectedLength = -1;
   receivedLength = 0;
@@ -196,6 +201,8 @@ export class H2Connection {
   peerLastStream = MAX_WINDOW;
   closed = false;
   private draining = false;
+  /** DATA bytes waiting in the streams' queues for the peer's windows. */
+  queuedBytes = 0;
   /** Streams this side reset (a peer may count them against us: see upstream.ts). */
   resetsSent = 0;
 
@@ -276,9 +283,9 @@ export class H2Connection {
   sendData(s: H2Stream, data: Buffer, endStream: boolean): boolean {
     if (s.closed || s.localClosed || this.closed) return true;
     if (s.queue !== undefined) {
-      if (data.length) s.queue.push(data);
+      if (data.length) this.enqueue(s, data);
       if (endStream) s.queueEnd = true;
-      return false;
+      return this.withinBudget(s);
     }
     const n = data.length;
     const room = Math.min(s.sendWindow, this.sendWindow);
@@ -289,12 +296,31 @@ export class H2Connection {
       if (endStream) this.localEnd(s);
       return true;
     }
-    s.queue = n ? [data] : [];
+    s.queue = [];
+    if (n) this.enqueue(s, data);
     s.queueEnd = endStream;
     this.pump(s, false);
     if (s.queue === undefined) return true;
     this.blocked.add(s);
-    return false;
+    return this.withinBudget(s);
+  }
+
+  private enqueue(s: H2Stream, data: Buffer): void {
+    s.queue!.push(data);
+    s.queuedBytes += data.length;
+    this.queuedBytes += data.length;
+  }
+
+  /** false: the stream's data waits for the peer (onDrain follows). Past the connection's
+   *  budget of waiting bytes (maxQueuedBytes) the stream is reset instead: a peer that opens
+   *  many streams and reads none of them must not make the proxy hold each stream's worth of
+   *  its upstream's bytes. The owner hears onReset; the write counts as done (true). */
+  private withinBudget(s: H2Stream): boolean {
+    const max = this.settings.maxQueuedBytes;
+    if (max === undefined || this.queuedBytes <= max) return false;
+    this.resetStream(s, ErrorCode.ENHANCE_YOUR_CALM);
+    s.handler?.onReset(s, ErrorCode.ENHANCE_YOUR_CALM, `the peer reads too slowly: ${this.queuedBytes} bytes wait for it`);
+    return true;
   }
 
   sendTrailers(s: H2Stream, headers: readonly string[]): void {
@@ -728,6 +754,8 @@ export class H2Connection {
     this.streams.delete(s.id);
     if (s.queue !== undefined) {
       s.queue = undefined;
+      this.queuedBytes -= s.queuedBytes;
+      s.queuedBytes = 0;
       this.blocked.delete(s);
     }
     // What its owner never passed on still counts against the connection's window.
@@ -747,6 +775,8 @@ export class H2Connection {
       const n = Math.min(room, head.length);
       if (n === head.length) q.shift();
       else q[0] = head.subarray(n);
+      s.queuedBytes -= n;
+      this.queuedBytes -= n;
       s.sendWindow -= n;
       this.sendWindow -= n;
       this.writeData(s.id, n === head.length ? head : head.subarray(0, n), false);
