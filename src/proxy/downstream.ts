@@ -241,9 +241,11 @@ export class H2Down implements Downstream, H2StreamHandler {
     if (grpc) {
       this.stream.respond([':status', '200', 'content-type', 'application/grpc', 'grpc-status', String(grpcStatus), 'grpc-message', grpcMessage(reason)], true);
     } else {
-      const body = this.head.method === 'HEAD' ? EMPTY : Buffer.from(`${reason}\n`);
-      this.stream.respond([':status', String(status), 'content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(`${reason}\n`))], body.length === 0);
-      if (body.length) this.stream.write(body, true);
+      // HEAD: the length of the body a GET would have had, and no body.
+      const text = Buffer.from(`${reason}\n`);
+      const head = this.head.method === 'HEAD';
+      this.stream.respond([':status', String(status), 'content-type', 'text/plain; charset=utf-8', 'content-length', String(text.length)], head);
+      if (!head) this.stream.write(text, true);
     }
     // The client may still be sending a body: it is taken and dropped (credited as it comes).
     this.discard = true;

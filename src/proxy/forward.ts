@@ -98,7 +98,9 @@ export class Conn {
 }
 
 const EMPTY = Buffer.alloc(0);
-const scratch: { method: string; path: string; headers: Headers | readonly string[] } = { method: '', path: '', headers: [] };
+const NO_HEADERS: readonly string[] = Object.freeze([]);
+// One request object for the router, reused (it keeps nothing of it).
+const scratch: { method: string; path: string; headers: Headers | readonly string[] } = { method: '', path: '', headers: NO_HEADERS };
 
 /** Failures after which the request cannot have reached the application. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_NOT_H2', 'ERR_PROBE_TIMEOUT']);
@@ -155,7 +157,7 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     scratch.path = this.path;
     scratch.headers = headers;
     const d = router.route(scratch);
-    scratch.headers = [];
+    scratch.headers = NO_HEADERS; // the request's headers are not kept alive by the scratch
     if (d.route !== undefined) this.route = d.route;
     if (d.kind === 'respond') return this.replyLocal(d.status, d.grpcStatus, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');
     this.decision = d;

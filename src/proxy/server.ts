@@ -253,7 +253,7 @@ export class Frontend {
    *  with the request as stream 1. Any other upgrade (WebSocket) is tunnelled to an endpoint. */
   private upgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
     const conn = (socket as WithConn)[kConn]!;
-    if (!wantsH2cUpgrade(req)) return tunnel(conn, req, socket, head);
+    if (!wantsH2cUpgrade(req)) return tunnel(conn, req, socket, head, TCP_IDLE_MS);
     socket.write(SWITCHING);
     let buf = head;
     const timer = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);

@@ -7,7 +7,8 @@
 //
 // The proxy answers itself when it cannot forward: 404 (no route), 500 (the rule's backend is
 // invalid), 503 (no endpoint, or the endpoint refused the connection), 502 (it failed before
-// answering), each with "Connection: close". A tunnel closes after TCP_IDLE_MS of silence.
+// answering), each with "Connection: close". A tunnel closes after `idleMs` of silence (the
+// listener's TCP_IDLE_MS, as a passthrough).
 import type http from 'node:http';
 import net from 'node:net';
 import type { EndpointState } from './balance.js';
@@ -15,9 +16,6 @@ import { report, type Conn } from './forward.js';
 import { editList } from './header-list.js';
 import type { Backend } from './runtime.js';
 import type { Endpoint } from './upstream.js';
-
-/** An idle tunnel closes after this long. */
-export const TUNNEL_IDLE_MS = 60 * 60_000;
 
 /** Whether a request asks to switch to a protocol the proxy tunnels (anything but h2c, which
  *  the proxy speaks itself). */
@@ -43,7 +41,7 @@ function requestHead(req: http.IncomingMessage, edits: Parameters<typeof editLis
 }
 
 /** Routes an upgrade request and tunnels its connection to an endpoint. */
-export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket, head: Buffer, idleMs: number): void {
   conn.kind = 'tcp'; // from here a byte stream: draining leaves it to finish
   const ctx = conn.ctx;
   const state = ctx.state;
@@ -112,8 +110,8 @@ export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket
     socket.destroy();
     up.destroy();
   };
-  socket.setTimeout(TUNNEL_IDLE_MS, idle);
-  up.setTimeout(TUNNEL_IDLE_MS, idle);
+  socket.setTimeout(idleMs, idle);
+  up.setTimeout(idleMs, idle);
   up.pipe(socket, { end: false });
   socket.pipe(up);
   socket.resume();

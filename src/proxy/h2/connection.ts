@@ -457,13 +457,13 @@ export class H2Connection {
     }
   }
 
-  /** The payload without its padding (PADDED flag): the pad length byte and the pad. */
-  private unpad(flags: number, p: Buffer, what: string): Buffer {
-    if (!(flags & Flag.PADDED)) return p;
-    if (p.length < 1) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a padded ${what} frame without its pad length`);
-    const pad = p[0]!;
-    if (pad >= p.length) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `${what} padding longer than the frame`);
-    return p.subarray(1, p.length - pad);
+  /** A padded (PADDED) frame's content within buf[start, end): after the pad length byte,
+   *  before the pad. */
+  private unpadded(buf: Buffer, start: number, end: number, what: string): [number, number] {
+    if (end - start < 1) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a padded ${what} frame without its pad length`);
+    const pad = buf[start]!;
+    if (pad >= end - start) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `${what} padding longer than the frame`);
+    return [start + 1, end - pad];
   }
 
   private onDataFrame(flags: number, id: number, p: Buffer): void {
@@ -472,7 +472,7 @@ export class H2Connection {
     if (len > this.recvWindow) throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     this.recvWindow -= len;
     const s = this.streams.get(id);
-    const data = this.unpad(flags, p, 'DATA');
+    const data = flags & Flag.PADDED ? p.subarray(...this.unpadded(p, 0, p.length, 'DATA')) : p;
     // Padding is the connection's own business: credited at once.
     const padding = len - data.length;
     if (s === undefined || s.remoteClosed) {
@@ -521,13 +521,7 @@ export class H2Connection {
   /** A HEADERS frame whose payload is buf[start, end). */
   private onHeadersFrame(flags: number, id: number, buf: Buffer, start: number, end: number): void {
     if (id === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    if (flags & Flag.PADDED) {
-      if (end - start < 1) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a padded HEADERS frame without its pad length');
-      const pad = buf[start]!;
-      if (pad >= end - start) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS padding longer than the frame');
-      start += 1;
-      end -= pad;
-    }
+    if (flags & Flag.PADDED) [start, end] = this.unpadded(buf, start, end, 'HEADERS');
     if (flags & Flag.PRIORITY) {
       if (end - start < 5) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
       if ((buf.readUInt32BE(start) & MAX_WINDOW) === id) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
