@@ -68,6 +68,17 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
         this.set(frontend.active);
       },
     });
+    const endpoints = this.endpoints;
+    new Gauge({
+      name: 'weft_proxy_buffered_bytes',
+      help: 'Bytes held for peers slower than their senders (DATA waiting for HTTP/2 windows, socket backlogs), by side: downstream (clients) or upstream (endpoints)',
+      labelNames: ['side'],
+      registers,
+      collect() {
+        this.set({ side: 'downstream' }, frontend.bufferedBytes());
+        this.set({ side: 'upstream' }, endpoints.bufferedBytes());
+      },
+    });
     const accepted: Counter = new Counter({
       name: 'weft_proxy_connections_total',
       help: 'Downstream connections accepted, by the protocol detected: h1 (HTTP/1.1), h2 (HTTP/2, prior knowledge or upgrade), tcp (passthrough)',

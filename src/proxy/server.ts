@@ -158,6 +158,13 @@ export class Frontend {
     this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
   }
 
+  /** What the process holds for its clients (see H2Connection.bufferedBytes). */
+  bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.all) n += c.h2 ? c.h2.bufferedBytes : c.socket.writableLength;
+    return n;
+  }
+
   accept(listener: Listener, socket: net.Socket): void {
     const conn = new Conn(this.ctx, listener, socket, clientIp(socket.remoteAddress), socket.remotePort ?? 0);
     (socket as WithConn)[kConn] = conn;

@@ -153,6 +153,12 @@ export class H2Pool {
     return this.conns.length;
   }
 
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.h2.bufferedBytes;
+    return n;
+  }
+
   close(): void {
     for (const c of [...this.conns]) {
       c.retire();
@@ -218,6 +224,11 @@ export class Endpoint {
     }));
   }
 
+  /** What the process holds for this endpoint on its HTTP/2 connections (undici's are its own). */
+  get bufferedBytes(): number {
+    return this.h2pool?.bufferedBytes ?? 0;
+  }
+
   /** Graceful: requests in flight finish. */
   close(): void {
     this.h2pool?.close();
@@ -248,6 +259,12 @@ export class EndpointRegistry {
       e.close();
       this.endpoints.delete(key);
     }
+  }
+
+  bufferedBytes(): number {
+    let n = 0;
+    for (const e of this.endpoints.values()) n += e.bufferedBytes;
+    return n;
   }
 
   closeAll(): void {

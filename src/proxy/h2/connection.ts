@@ -206,6 +206,12 @@ export class H2Connection {
   /** Streams this side reset (a peer may count them against us: see upstream.ts). */
   resetsSent = 0;
 
+  /** What this connection holds for a peer slower than its sender: DATA waiting for the peer's
+   *  windows, and bytes the socket has not handed to the kernel yet. */
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.socket.writableLength;
+  }
+
   private readonly decoder: HpackDecoder;
   private readonly encoder = new HpackEncoder();
 
