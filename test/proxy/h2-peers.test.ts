@@ -3,7 +3,8 @@
 // CONTINUATION floods, rapid reset (CVE-2023-44487) and streams the proxy is made to reset
 // itself ("MadeYouReset", CVE-2025-8671), clients whose many cancels would make a backend close
 // the shared upstream connection under others' requests, malformed requests and trailers (stream errors, the
-// connection lives on), HPACK garbage, bad WINDOW_UPDATEs, PING, flow control end to end (a
+// connection lives on), HPACK garbage, bad WINDOW_UPDATEs, PING, PING and SETTINGS floods from a
+// client that reads no answer, a failed connection whose client reads nothing, flow control end to end (a
 // tiny window; clients that stop reading, which must not stall others on the shared upstream
 // connection), a large upload, the concurrent stream limit, request trailers, and backends that
 // reset every stream or do not speak HTTP/2. Error codes are RFC 9113's, checked exactly. The
@@ -531,6 +532,29 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     c.destroy();
   });
 
+  for (const [what, control] of [
+    ['PINGs', (c: RawH2) => c.pingFrame(Buffer.alloc(8))],
+    ['SETTINGS', () => frame(FrameType.SETTINGS, 0, 0, Buffer.alloc(0))],
+  ] as const) {
+    it(`closes a connection that floods ${what} and reads none of the answers, holding little for it`, TEST, async () => {
+      const c = await hostile();
+      c.socket.pause();
+      const batch = Buffer.concat(Array.from({ length: 10_000 }, () => control(c)));
+      let sent = 0;
+      let held = 0;
+      // Until the proxy closes the connection: the kernel's buffers fill with the answers, then
+      // the proxy's socket backlog, up to its bound (4 MiB). 256 MiB is far past that.
+      while (!c.closed && sent < 256 * MiB) {
+        if (!c.socket.write(batch)) await new Promise((r) => c.socket.once('drain', r).once('close', r));
+        sent += batch.length;
+        held = Math.max(held, await bufferedBytes('downstream'));
+      }
+      assert.ok(c.closed, `the connection still open after ${(sent / MiB).toFixed(0)} MiB of ${what}`);
+      assert.ok(held <= 5 * MiB, `${(held / MiB).toFixed(1)} MiB held for the client`);
+      await othersServed();
+    });
+  }
+
   it('sends a 1 MiB response byte-exact to a client with a 1,000-byte stream window, never past the windows it gave', TEST, async () => {
     const c = await hostile({ settings: [[Setting.INITIAL_WINDOW_SIZE, 1000]] });
     const id = c.request(requestList(`/bytes?n=${MiB}`));
@@ -606,6 +630,21 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     await othersServed();
     greedy.destroy();
     await eventually(() => !web.openPaths().some((p) => p.includes('&greedy=')), 'the greedy downloads to be canceled at the backend', 5000);
+  });
+
+  it('closes a connection it fails for a client that reads nothing once that client has taken nothing more for a while', TEST, async () => {
+    const active = async () => sampleValue(parsePrometheusText(await proxy.metrics()), 'weft_proxy_connections_active');
+    const before = await active();
+    const c = await hostile({ autoWindow: false, settings: [[Setting.INITIAL_WINDOW_SIZE, 0x7fffffff]] });
+    c.send(c.windowUpdateFrame(0, 0x7fffffff - 65_535));
+    c.request(requestList(`/bytes?n=${16 * MiB}&unread`));
+    c.socket.pause();
+    await eventually(async () => (await bufferedBytes('downstream')) >= MiB, 'the socket backlog to fill', 5000);
+    // A connection error: the GOAWAY goes behind what the client does not read.
+    c.send(frame(FrameType.PING, 0, 1, Buffer.alloc(8)));
+    await eventually(async () => (await active()) <= before && (await bufferedBytes('downstream')) === 0, 'the connection to be closed and its backlog freed', 15_000);
+    await eventually(() => !web.openPaths().some((p) => p.endsWith('&unread')), 'the download to be canceled at the backend', 5000);
+    await othersServed();
   });
 
   it('resets streams past a budget for a client that opens many downloads and opens no window (ENHANCE_YOUR_CALM), and holds little for it', TEST, async () => {

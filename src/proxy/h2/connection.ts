@@ -27,7 +27,9 @@
 // (output backlog past MAX_CONTROL_BACKLOG → ENHANCE_YOUR_CALM), DATA for a peer that grants
 // windows but does not read (it waits while the socket's backlog is past WRITE_HIGH_WATER),
 // DATA waiting for windows a peer never opens (past maxQueuedBytes the stream is reset),
-// frame sizes, window overflows.
+// frame sizes, window overflows, and a closed connection's backlog for a peer that reads none
+// of it (closeSocket).
+// What a connection holds for its peer is its bufferedBytes (weft_proxy_buffered_bytes).
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
 import { StreamTable } from './stream-table.js';
@@ -169,6 +171,8 @@ const RESET_RATE = 200;
 const WRITE_HIGH_WATER = 1 << 20;
 /** Bytes written and unread by the peer past which answering its PINGs/SETTINGS stops. */
 const MAX_CONTROL_BACKLOG = 4 << 20;
+/** Closing: how long a peer has to take some of what is still written for it. */
+const CLOSE_LINGER_MS = 5000;
 
 // Connections with output waiting, flushed together after this turn of the event loop.
 const dirty: H2Connection[] = [];
@@ -385,12 +389,33 @@ export class H2Connection {
     }
     this.streams.clear();
     this.blocked.clear();
-    if (!this.socket.destroyed) {
-      // What is written is sent before the FIN (a GOAWAY, the last responses).
-      this.socket.end();
-      this.socket.destroySoon();
-    }
+    if (!this.socket.destroyed) this.closeSocket();
     this.events.onClose(err);
+  }
+
+  /** What is written goes before the FIN (a GOAWAY, the last responses), for a peer that takes
+   *  it. Nothing more is read: a peer that keeps sending fills its own buffers. A peer that does
+   *  not read would keep the socket and its backlog forever: past MAX_CONTROL_BACKLOG it is not
+   *  waited for, and otherwise the backlog must shrink every CLOSE_LINGER_MS. */
+  private closeSocket(): void {
+    const socket = this.socket;
+    socket.pause();
+    if (socket.writableLength > MAX_CONTROL_BACKLOG) {
+      socket.destroy();
+      return;
+    }
+    socket.end();
+    socket.destroySoon();
+    let left = socket.writableLength;
+    const linger = (): void => {
+      if (socket.destroyed) return;
+      if (socket.writableLength >= left) socket.destroy();
+      else {
+        left = socket.writableLength;
+        setTimeout(linger, CLOSE_LINGER_MS).unref();
+      }
+    };
+    if (!socket.destroyed) setTimeout(linger, CLOSE_LINGER_MS).unref();
   }
 
   // ---- input ----
