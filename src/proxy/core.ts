@@ -15,6 +15,7 @@ import type { ForwardContext } from './forward.js';
 import { RuntimeState } from './runtime.js';
 import { Frontend, Listener, type FrontendContext } from './server.js';
 import type { ProxySnapshot } from './snapshot.js';
+import { QueueBudget } from './h2/queue-budget.js';
 import { HttpStats, type FlowTap } from './telemetry.js';
 import { EndpointRegistry } from './upstream.js';
 
@@ -37,12 +38,15 @@ export interface DataPlane {
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+/** Per process (worker): 256 streams' worth of stalled upstream windows (256 KiB each). */
+export const DEFAULT_MAX_QUEUED_BYTES = 64 << 20;
 
 export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
   state: RuntimeState | undefined;
   readonly stats = new HttpStats();
   readonly registry = new Registry();
   readonly endpoints: EndpointRegistry;
+  readonly queueBudget: QueueBudget;
   readonly frontend: Frontend;
   readonly flows: FlowTap & { wanted: boolean };
   private readonly listeners = new Map<string, Listener>();
@@ -52,9 +56,10 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
     readonly log: Logger,
     readonly reusePort: boolean,
     flowSink: (line: string) => void,
-    opts: { connectTimeoutMs?: number; processMetrics?: boolean } = {},
+    opts: { connectTimeoutMs?: number; processMetrics?: boolean; maxQueuedBytes?: number } = {},
   ) {
-    this.endpoints = new EndpointRegistry({ connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log });
+    this.queueBudget = new QueueBudget(opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
+    this.endpoints = new EndpointRegistry({ connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, queueBudget: this.queueBudget });
     this.frontend = new Frontend(this);
     this.flows = { wanted: false, push: flowSink };
     for (const m of this.stats.metrics()) this.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
@@ -77,6 +82,18 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
       collect() {
         this.set({ side: 'downstream' }, frontend.bufferedBytes());
         this.set({ side: 'upstream' }, endpoints.bufferedBytes());
+      },
+    });
+    const budget = this.queueBudget;
+    const shed: Counter = new Counter({
+      name: 'weft_proxy_streams_shed_total',
+      help: 'HTTP/2 streams reset (ENHANCE_YOUR_CALM) for holding too much DATA for a peer that does not open its windows, by the budget passed: connection (16 MiB) or process (--max-queued-mib)',
+      labelNames: ['budget'],
+      registers,
+      collect() {
+        shed.reset();
+        shed.inc({ budget: 'connection' }, budget.shed.connection);
+        shed.inc({ budget: 'process' }, budget.shed.process);
       },
     });
     const accepted: Counter = new Counter({

@@ -34,7 +34,7 @@ async function main(): Promise<number> {
   let workers: WorkerPlane[] = [];
   const admin = new Admin(log, { processMetrics: cfg.workers > 1, ...(cfg.workers > 1 && { workers: () => workers.filter((w) => w.alive).length }) });
   if (cfg.workers === 1) {
-    planes = [new ProxyCore(log, false, (line) => admin.hub.publish(line))];
+    planes = [new ProxyCore(log, false, (line) => admin.hub.publish(line), { maxQueuedBytes: cfg.maxQueuedBytes })];
   } else {
     const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.js');
     workers = Array.from(
@@ -42,7 +42,7 @@ async function main(): Promise<number> {
       (_, i) =>
         new WorkerPlane(i, {
           entry,
-          args: [String(i), cfg.logLevel],
+          args: [String(i), cfg.logLevel, String(cfg.maxQueuedBytes)],
           execArgv: process.execArgv,
           log,
           onFlows: (lines) => admin.hub.publishAll(lines),

@@ -26,6 +26,7 @@ import type { Logger } from '../lib/log.js';
 import { Conn, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
 import { H2Connection, type H2Settings } from './h2/connection.js';
 import { PREFACE } from './h2/frames.js';
+import type { QueueBudget } from './h2/queue-budget.js';
 import { SWITCHING, headerBlock, prefaceLength, stream1Frames, wantsH2cUpgrade } from './h2c-upgrade.js';
 import { tunnel, wantsTunnel } from './tunnel.js';
 import type { ServiceRouter } from './route-match.js';
@@ -78,6 +79,8 @@ function clientIp(a: string | undefined): string {
 
 export interface FrontendContext extends ForwardContext {
   readonly log: Logger;
+  /** The process's budget of DATA waiting for clients' windows. */
+  readonly queueBudget?: QueueBudget;
   /** Listen with SO_REUSEPORT (several worker processes share each listener). */
   readonly reusePort: boolean;
 }
@@ -132,12 +135,14 @@ export class Listener implements ListenerBinding {
 /** The HTTP servers of a process, shared by its listeners, and the accepted connections. */
 export class Frontend {
   readonly h1: http.Server;
+  private readonly h2Settings: H2Settings;
   /** Connections open now, all listeners. */
   active = 0;
   readonly accepted = { h1: 0, h2: 0, tcp: 0 };
   private readonly all = new Set<Conn>();
 
   constructor(readonly ctx: FrontendContext) {
+    this.h2Settings = { ...DOWNSTREAM_SETTINGS, ...(ctx.queueBudget && { queueBudget: ctx.queueBudget }) };
     this.h1 = http.createServer(
       {
         maxHeaderSize: MAX_HEADER_BYTES,
@@ -230,7 +235,7 @@ export class Frontend {
     conn.h2 = new H2Connection(
       socket,
       'server',
-      DOWNSTREAM_SETTINGS,
+      this.h2Settings,
       {
         onStream: (s, list) => handleH2Stream(conn, s, list, MAX_HEADER_BYTES),
         onClose: (err) => {

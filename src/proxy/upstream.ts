@@ -17,7 +17,8 @@
 import net from 'node:net';
 import type { Pool } from 'undici';
 import type { Logger } from '../lib/log.js';
-import { H2Connection } from './h2/connection.js';
+import { H2Connection, type H2Settings } from './h2/connection.js';
+import type { QueueBudget } from './h2/queue-budget.js';
 
 // undici is loaded on the first HTTP/1.1 upstream request: a proxy whose endpoints all speak
 // HTTP/2 never pays its memory (about 15 MB resident).
@@ -38,7 +39,7 @@ const IDLE_MS = 5 * 60_000;
 /** Receive windows: large enough that a fast backend is not held up by ours (256 KiB per
  *  stream: 2.5 GB/s at a 0.1 ms round trip), small enough that what a stalled client's streams
  *  hold in the proxy stays bounded (a stream window each: see creditConnectionOnReceipt). */
-const UPSTREAM_SETTINGS = Object.freeze({
+const UPSTREAM_SETTINGS: H2Settings = Object.freeze({
   maxConcurrentStreams: 100, // a client takes no pushed streams; the value only has to be sane
   initialWindowSize: 256 * 1024,
   connectionWindowSize: 1 << 24,
@@ -51,6 +52,13 @@ const UPSTREAM_SETTINGS = Object.freeze({
 export interface UpstreamOptions {
   connectTimeoutMs: number;
   log: Logger;
+  /** The process's budget of DATA waiting for endpoints' windows. */
+  queueBudget?: QueueBudget;
+}
+
+/** What an endpoint's connections are made with. */
+interface UpstreamContext extends UpstreamOptions {
+  h2Settings: H2Settings;
 }
 
 const errorWithCode = (message: string, code: string) => Object.assign(new Error(message), { code });
@@ -62,7 +70,7 @@ export class H2Conn {
   settled = false;
   readonly h2: H2Connection;
 
-  constructor(readonly pool: H2Pool, ep: Endpoint, opts: UpstreamOptions, onSettled: (c: H2Conn, err: Error | undefined) => void) {
+  constructor(readonly pool: H2Pool, ep: Endpoint, opts: UpstreamContext, onSettled: (c: H2Conn, err: Error | undefined) => void) {
     const socket = net.connect({ host: ep.ip, port: ep.port, noDelay: true });
     const timer = setTimeout(() => {
       if (!this.settled) {
@@ -79,7 +87,7 @@ export class H2Conn {
       onSettled(this, err);
     };
     socket.once('connect', () => (this.connected = true));
-    this.h2 = new H2Connection(socket, 'client', UPSTREAM_SETTINGS, {
+    this.h2 = new H2Connection(socket, 'client', opts.h2Settings, {
       onReady: () => settle(undefined),
       onGoaway: () => this.retire(),
       onClose: (err) => {
@@ -116,7 +124,7 @@ export class H2Conn {
 export class H2Pool {
   private conns: H2Conn[] = [];
 
-  constructor(private readonly ep: Endpoint, private readonly opts: UpstreamOptions) {}
+  constructor(private readonly ep: Endpoint, private readonly opts: UpstreamContext) {}
 
   /** A connection with room for one more stream: the first with room, else a new one, else the least loaded. */
   acquire(): H2Conn {
@@ -181,7 +189,7 @@ export class Endpoint {
   learned: WireProtocol | undefined;
   private probing: Promise<WireProtocol> | undefined;
 
-  constructor(readonly ip: string, readonly port: number, private readonly opts: UpstreamOptions) {
+  constructor(readonly ip: string, readonly port: number, private readonly opts: UpstreamContext) {
     this.key = `${ip} ${port}`;
     this.authority = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
     this.origin = `http://${this.authority}`;
@@ -243,7 +251,11 @@ export class Endpoint {
 export class EndpointRegistry {
   private readonly endpoints = new Map<string, Endpoint>();
 
-  constructor(private readonly opts: UpstreamOptions) {}
+  private readonly opts: UpstreamContext;
+
+  constructor(opts: UpstreamOptions) {
+    this.opts = { ...opts, h2Settings: { ...UPSTREAM_SETTINGS, ...(opts.queueBudget && { queueBudget: opts.queueBudget }) } };
+  }
 
   get(ip: string, port: number): Endpoint {
     const key = `${ip} ${port}`;

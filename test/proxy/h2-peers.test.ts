@@ -668,6 +668,39 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     await eventually(() => !web.openPaths().some((p) => p.includes('&hoard=')), 'the downloads to be canceled at the backend', 5000);
   });
 
+  it("keeps the process under its budget (64 MiB) against many hoarding connections, each under its own, by resetting the largest holders' streams; a modestly slow client keeps its stream", TEST, async () => {
+    const shed = async () => sampleValue(parsePrometheusText(await proxy.metrics()), 'weft_proxy_streams_shed_total', { budget: 'process' });
+    const shedBefore = await shed();
+    const modest = await hostile({ autoWindow: false });
+    const slow = modest.request(requestList(`/bytes?n=${2 * MiB}&modest`));
+    await eventually(() => modest.received.get(slow) === 65_535, 'the modest client to get its window full', 5000);
+    // Seven connections of 56 downloads, each holding an upstream stream window (256 KiB):
+    // 14 MiB each, under the connection's 16 MiB; 98 MiB in all.
+    const hoarders: RawH2[] = [];
+    for (let c = 0; c < 7; c++) {
+      const h = await hostile({ autoWindow: false });
+      hoarders.push(h);
+      for (let i = 0; i < 56; i++) h.request(requestList(`/bytes?n=${2 * MiB}&hoard-many=${c}-${i}`));
+    }
+    const resets = () => hoarders.flatMap((h) => h.frames.filter((f) => f.type === FrameType.RST_STREAM));
+    await eventually(async () => (await shed()) - shedBefore >= 100, 'the process budget to reset the largest holders', 10_000);
+    // Over 64 MiB, back to 56 (7/8 of it): about 42 MiB of 256 KiB streams, ~168.
+    await eventually(() => resets().length >= 100, 'the hoarders to hear their resets', 5000);
+    assert.ok(resets().every((f) => f.payload.readUInt32BE(0) === ErrorCode.ENHANCE_YOUR_CALM));
+    const held = await bufferedBytes('downstream');
+    assert.ok(held <= 65 * MiB, `${(held / MiB).toFixed(1)} MiB held for clients`);
+    assert.ok(resets().length <= 250, `${resets().length} streams reset`);
+    assert.ok(!modest.frames.some((f) => f.type === FrameType.RST_STREAM), "the modest client's stream was reset");
+    await othersServed();
+    for (const h of hoarders) h.destroy();
+    await eventually(() => !web.openPaths().some((p) => p.includes('&hoard-many=')), 'the hoarded downloads to be canceled at the backend', 10_000);
+    // The modest client reads on, and gets every byte.
+    modest.autoWindow = true;
+    modest.send(modest.windowUpdateFrame(0, 65_535), modest.windowUpdateFrame(slow, 65_535));
+    const r = await modest.response(slow, 10_000);
+    assert.ok(r.body.equals(pattern(2 * MiB)), 'the modest download differs from what the backend sent');
+  });
+
   it('carries a 5 MiB request body byte-exact to the backend', TEST, async () => {
     const body = pattern(5 * MiB);
     const r = await within(exchange(good, { ':method': 'POST', ':path': '/upload', 'content-type': 'application/octet-stream' }, body), 10_000, 'a 5 MiB upload');

@@ -32,6 +32,7 @@
 // What a connection holds for its peer is its bufferedBytes (weft_proxy_buffered_bytes).
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack.js';
+import type { QueueBudget, QueueHolder } from './queue-budget.js';
 import { StreamTable } from './stream-table.js';
 import {
   DEFAULT_MAX_FRAME,
@@ -63,6 +64,8 @@ export interface H2Settings {
   /** DATA bytes the connection may hold for a peer that does not open its windows; past it
    *  the stream that would add more is reset (ENHANCE_YOUR_CALM). Unset: no limit. */
   maxQueuedBytes?: number;
+  /** The process's budget of queued DATA, shared by its connections (see queue-budget.ts). */
+  queueBudget?: QueueBudget;
 }
 
 /** What a stream's owner hears. Buffers are views of the bytes read: valid as long as kept. */
@@ -183,7 +186,7 @@ function flushAll(): void {
   dirty.length = 0;
 }
 
-export class H2Connection {
+export class H2Connection implements QueueHolder {
   readonly streams = new StreamTable<H2Stream>();
   /** Ours: the next stream id (client), the last the peer opened (server). */
   private nextId: number;
@@ -317,20 +320,51 @@ export class H2Connection {
 
   private enqueue(s: H2Stream, data: Buffer): void {
     s.queue!.push(data);
-    s.queuedBytes += data.length;
-    this.queuedBytes += data.length;
+    this.addQueued(s, data.length);
+  }
+
+  /** Every change of queued bytes: the stream's, the connection's, the process's. */
+  private addQueued(s: H2Stream, n: number): void {
+    s.queuedBytes += n;
+    const was = this.queuedBytes;
+    this.queuedBytes = was + n;
+    const budget = this.settings.queueBudget;
+    if (budget === undefined) return;
+    budget.bytes += n;
+    if (this.queuedBytes === 0) budget.holders.delete(this);
+    else if (was === 0) budget.holders.add(this);
+  }
+
+  /** For the process's budget: resets the stream with the most queued. */
+  shedLargest(): boolean {
+    if (this.closed) return false;
+    let top: H2Stream | undefined;
+    for (const s of this.blocked) if (s.queuedBytes > (top?.queuedBytes ?? 0)) top = s;
+    if (top === undefined) return false;
+    this.shed(top, `the proxy holds too much for slow peers; this stream's peer had ${top.queuedBytes} bytes waiting`);
+    return true;
+  }
+
+  private shed(s: H2Stream, why: string): void {
+    this.resetStream(s, ErrorCode.ENHANCE_YOUR_CALM);
+    s.handler?.onReset(s, ErrorCode.ENHANCE_YOUR_CALM, why);
   }
 
   /** false: the stream's data waits for the peer (onDrain follows). Past the connection's
    *  budget of waiting bytes (maxQueuedBytes) the stream is reset instead: a peer that opens
    *  many streams and reads none of them must not make the proxy hold each stream's worth of
-   *  its upstream's bytes. The owner hears onReset; the write counts as done (true). */
+   *  its upstream's bytes. Past the process's budget the largest holders' streams are reset,
+   *  maybe this one. Reset, the owner hears onReset and the write counts as done (true). */
   private withinBudget(s: H2Stream): boolean {
-    const max = this.settings.maxQueuedBytes;
-    if (max === undefined || this.queuedBytes <= max) return false;
-    this.resetStream(s, ErrorCode.ENHANCE_YOUR_CALM);
-    s.handler?.onReset(s, ErrorCode.ENHANCE_YOUR_CALM, `the peer reads too slowly: ${this.queuedBytes} bytes wait for it`);
-    return true;
+    const { maxQueuedBytes: max, queueBudget: budget } = this.settings;
+    if (max !== undefined && this.queuedBytes > max) {
+      if (budget !== undefined) budget.shed.connection++;
+      this.shed(s, `the peer reads too slowly: ${this.queuedBytes} bytes wait for it`);
+      return true;
+    }
+    if (budget === undefined || !budget.over) return false;
+    budget.relieve();
+    return s.closed;
   }
 
   sendTrailers(s: H2Stream, headers: readonly string[]): void {
@@ -382,6 +416,15 @@ export class H2Connection {
   destroy(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
+    // Out of the process's budget first: the owners told below may write elsewhere and relieve it.
+    if (this.queuedBytes) {
+      const budget = this.settings.queueBudget;
+      if (budget !== undefined) {
+        budget.bytes -= this.queuedBytes;
+        budget.holders.delete(this);
+      }
+      this.queuedBytes = 0;
+    }
     const why = err?.message ?? 'the connection closed';
     for (const s of this.streams.values()) {
       s.closed = true;
@@ -779,8 +822,7 @@ export class H2Connection {
     this.streams.delete(s.id);
     if (s.queue !== undefined) {
       s.queue = undefined;
-      this.queuedBytes -= s.queuedBytes;
-      s.queuedBytes = 0;
+      this.addQueued(s, -s.queuedBytes);
       this.blocked.delete(s);
     }
     // What its owner never passed on still counts against the connection's window.
@@ -800,8 +842,7 @@ export class H2Connection {
       const n = Math.min(room, head.length);
       if (n === head.length) q.shift();
       else q[0] = head.subarray(n);
-      s.queuedBytes -= n;
-      this.queuedBytes -= n;
+      this.addQueued(s, -n);
       s.sendWindow -= n;
       this.sendWindow -= n;
       this.writeData(s.id, n === head.length ? head : head.subarray(0, n), false);
