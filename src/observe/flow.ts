@@ -43,8 +43,9 @@ export interface Flow {
   is_reply: boolean;
   /** ns/name of the Service whose address was translated, when there was one. */
   service?: string;
-  /** Where the datapath saw it: from-pod (pod egress), to-pod (pod ingress), sock (connect time). */
-  observation_point?: 'from-pod' | 'to-pod' | 'sock';
+  /** Where it was seen: from-pod (pod egress), to-pod (pod ingress), sock (connect time),
+   *  proxy (a connection weft-proxy passed through as TCP: it was not HTTP). */
+  observation_point?: 'from-pod' | 'to-pod' | 'sock' | 'proxy';
   /** policy-verdict flows: the rule that allowed it, or the isolation that denied it. */
   policy?: { name: string | null; rule: string; direction: 'ingress' | 'egress' };
   l7?: FlowL7;

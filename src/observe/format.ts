@@ -31,6 +31,7 @@ export function flowTypeLabel(flow: Flow): string {
     case 'trace':
       if (flow.observation_point === 'from-pod') return 'from-endpoint';
       if (flow.observation_point === 'to-pod') return 'to-endpoint';
+      if (flow.observation_point === 'proxy') return 'tcp-passthrough';
       return 'trace';
     case 'drop':
       return flow.drop_reason ?? 'drop';

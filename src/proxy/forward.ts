@@ -484,19 +484,10 @@ export function report(conn: Conn, state: RuntimeState, r: RequestReport, latenc
   const ctx = conn.ctx;
   ctx.stats.record(src.label, dst === undefined ? '' : dst.label, r.backend === undefined ? '' : r.backend.service, r.route, r.status, r.grpcStatus, latencyMs / 1000);
   if (!ctx.flows.wanted) return;
-  const source: FlowEndpoint = { ip: conn.remoteIp, port: conn.remotePort, ...src.flow };
-  let destination: FlowEndpoint;
-  if (pick !== undefined && dst !== undefined) {
-    destination = { ip: pick.endpoint.ip, port: pick.endpoint.port, ...dst.flow };
-  } else {
-    const sp = conn.binding.serviceKey;
-    const ip = state.serviceAddress(sp, conn.v6) ?? conn.socket.localAddress ?? '';
-    destination = { ip, port: Number(sp.slice(sp.lastIndexOf(':') + 1)), identity: 0, labels: [] };
-  }
   const flow = l7Flow({
     time: r.t0,
-    source,
-    destination,
+    source: { ip: conn.remoteIp, port: conn.remotePort, ...src.flow },
+    destination: flowDestination(conn, state, pick, dst),
     service: conn.binding.service,
     method: r.method,
     path: r.path,
@@ -506,6 +497,14 @@ export function report(conn: Conn, state: RuntimeState, r: RequestReport, latenc
     dropReason: r.dropReason,
   });
   ctx.flows.push(`${JSON.stringify({ flow })}\n`);
+}
+
+/** The endpoint a flow went to, or the Service address when it went to none. */
+export function flowDestination(conn: Conn, state: RuntimeState, pick: EndpointState<Endpoint> | undefined, dst = pick && state.workload(pick.endpoint.ip)): FlowEndpoint {
+  if (pick !== undefined && dst !== undefined) return { ip: pick.endpoint.ip, port: pick.endpoint.port, ...dst.flow };
+  const sp = conn.binding.serviceKey;
+  const ip = state.serviceAddress(sp, conn.v6) ?? conn.socket.localAddress ?? '';
+  return { ip, port: Number(sp.slice(sp.lastIndexOf(':') + 1)), identity: 0, labels: [] };
 }
 
 function grpcCode(v: string): number {

@@ -23,12 +23,15 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Logger } from '../lib/log.js';
-import { Conn, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
+import type { EndpointState } from './balance.js';
+import { Conn, flowDestination, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
 import { H2Connection, type H2Settings } from './h2/connection.js';
 import { PREFACE } from './h2/frames.js';
 import type { QueueBudget } from './h2/queue-budget.js';
 import { SWITCHING, headerBlock, prefaceLength, stream1Frames, wantsH2cUpgrade } from './h2c-upgrade.js';
+import { passthroughFlow } from './telemetry.js';
 import { tunnel, wantsTunnel } from './tunnel.js';
+import type { Endpoint } from './upstream.js';
 import type { ServiceRouter } from './route-match.js';
 import type { ListenerConfig } from './snapshot.js';
 
@@ -291,19 +294,23 @@ export class Frontend {
     conn.kind = 'tcp';
     this.accepted.tcp++;
     const socket = conn.socket;
+    const t0 = performance.now();
     const backend = this.ctx.state?.backends.get(listener.serviceKey);
     const pick = backend?.balancer.pick();
+    let dropReason: string | undefined;
+    socket.once('close', () => this.reportPassthrough(conn, t0, pick, dropReason));
     if (backend === undefined || pick === undefined) {
       this.ctx.log.debug('TCP passthrough: no endpoint', { service: listener.serviceKey, client: conn.remoteIp });
+      dropReason = 'no-endpoint';
       return void socket.destroy();
     }
-    const t0 = performance.now();
     let tConnect = 0;
     backend.balancer.start(pick);
     const up = net.connect({ host: pick.endpoint.ip, port: pick.endpoint.port, noDelay: true, allowHalfOpen: true });
     up.once('connect', () => (tConnect = performance.now()));
     up.on('error', (err) => {
       this.ctx.log.debug('TCP passthrough: endpoint error', { endpoint: pick.endpoint.authority, error: err.message });
+      if (tConnect === 0) dropReason = 'upstream-error';
       socket.destroy();
     });
     up.once('close', (hadError) => {
@@ -322,6 +329,22 @@ export class Frontend {
     socket.pipe(up);
     up.pipe(socket);
     socket.resume();
+  }
+
+  private reportPassthrough(conn: Conn, t0: number, pick: EndpointState<Endpoint> | undefined, dropReason: string | undefined): void {
+    const state = this.ctx.state;
+    if (!this.ctx.flows.wanted || state === undefined) return;
+    const flow = passthroughFlow({
+      time: t0,
+      source: { ip: conn.remoteIp, port: conn.remotePort, ...conn.source(state).flow },
+      destination: flowDestination(conn, state, dropReason === undefined ? pick : undefined),
+      service: conn.binding.service,
+      sent: conn.socket.bytesRead,
+      received: conn.socket.bytesWritten,
+      durationMs: performance.now() - t0,
+      dropReason,
+    });
+    this.ctx.flows.push(`${JSON.stringify({ flow })}\n`);
   }
 
   /** Finish what is in flight on a connection, then close it. */

@@ -203,6 +203,37 @@ export interface L7FlowInput {
   dropReason: string | undefined;
 }
 
+export interface PassthroughFlowInput {
+  /** When the connection was accepted. */
+  time: number;
+  source: FlowEndpoint;
+  destination: FlowEndpoint;
+  service: string;
+  /** Bytes from the client, and to it. */
+  sent: number;
+  received: number;
+  durationMs: number;
+  /** Set when no endpoint took the connection. */
+  dropReason: string | undefined;
+}
+
+/** A connection on an L7 port that was not HTTP, passed through as TCP: one flow when it ends. */
+export function passthroughFlow(f: PassthroughFlowInput): Flow {
+  return {
+    time: flowTime(f.time),
+    verdict: f.dropReason === undefined ? 'FORWARDED' : 'DROPPED',
+    ...(f.dropReason !== undefined && { drop_reason: f.dropReason }),
+    type: 'trace',
+    source: f.source,
+    destination: f.destination,
+    l4: { protocol: 'TCP' },
+    is_reply: false,
+    service: f.service,
+    observation_point: 'proxy',
+    summary: `not HTTP, passed through: ${f.sent} bytes sent, ${f.received} received in ${formatLatency(f.durationMs)}${f.dropReason !== undefined ? ` (${f.dropReason})` : ''}`,
+  };
+}
+
 export function l7Flow(f: L7FlowInput): Flow {
   const latency = Math.round(f.latencyMs * 1000) / 1000;
   const outcome = f.status === 0 ? 'canceled' : f.grpcStatus >= 0 ? `${f.status} grpc-status ${f.grpcStatus}` : String(f.status);

@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import type { Flow } from '../../src/observe/flow.js';
 import type { ListenerConfig, ProxySnapshot } from '../../src/proxy/snapshot.js';
 import {
   Cleanup,
   buildTestSnapshot,
   eventually,
+  followFlows,
   freePort,
   freePortOn,
   h1Request,
@@ -169,8 +171,12 @@ describe('weft-proxy robustness', () => {
     s2.close();
   });
 
-  it('passes connections that are not HTTP through to the Service port\'s endpoints', async () => {
+  it('passes connections that are not HTTP through to the Service port\'s endpoints, each one a flow', async () => {
+    const flows = followFlows(proxy.adminSocket);
+    cleanup.add(() => flows.stop());
+    await flows.ready;
     const seen = new Set<string>();
+    const exchanged: [number, number][] = [];
     for (let i = 0; i < 10; i++) {
       const out = await new Promise<string>((resolve, reject) => {
         const s = net.connect(linesListen, '127.0.0.1');
@@ -187,10 +193,20 @@ describe('weft-proxy robustness', () => {
       assert.ok(m, JSON.stringify(out));
       assert.equal(m[2], String(i));
       seen.add(m[1]!);
+      exchanged.push([`hello ${i}\nworld\n`.length, out.length]);
     }
     assert.ok(seen.size >= 1);
     const m = parsePrometheusText(await proxy.metrics());
     assert.ok(sampleValue(m, 'weft_proxy_connections_total', { protocol: 'tcp' }) >= 10);
+    const passed = () => (flows.lines as { flow: Flow }[]).map((l) => l.flow).filter((f) => f.observation_point === 'proxy');
+    await eventually(() => passed().length === 10, 'a flow for each connection passed through');
+    for (const [i, f] of passed().entries()) {
+      assert.deepEqual([f.type, f.verdict, f.service, f.l4.protocol, f.is_reply], ['trace', 'FORWARDED', 'demo/lines', 'TCP', false]);
+      assert.ok(LINES.includes(f.destination.ip) && f.destination.port === linesPort, JSON.stringify(f.destination));
+      assert.equal(f.source.ip, '127.0.0.1');
+      const [sent, received] = exchanged[i]!;
+      assert.match(f.summary, new RegExp(`^not HTTP, passed through: ${sent} bytes sent, ${received} received in [\\d.]+ms$`));
+    }
   });
 
   it('on SIGTERM, stops accepting, finishes the request in flight and exits 0', async () => {

@@ -60,6 +60,8 @@ describe('formatCompact', () => {
     assert.equal(formatCompact(flow(), plain), 'Dec  4 12:00:01.123: default/web-7c9f-x2k:34567 → prod/api-0:8080 to-endpoint FORWARDED (TCP Flags: SYN)');
     assert.equal(formatCompact(flow({ observation_point: 'from-pod' }), plain), 'Dec  4 12:00:01.123: default/web-7c9f-x2k:34567 → prod/api-0:8080 from-endpoint FORWARDED (TCP Flags: SYN)');
     assert.equal(formatCompact(flow({ observation_point: undefined }), plain), 'Dec  4 12:00:01.123: default/web-7c9f-x2k:34567 → prod/api-0:8080 trace FORWARDED (TCP Flags: SYN)');
+    const passed = flow({ observation_point: 'proxy', l4: { protocol: 'TCP' }, service: 'prod/api', summary: 'not HTTP, passed through: 12 bytes sent, 30 received in 1.5ms' });
+    assert.equal(formatCompact(passed, plain), 'Dec  4 12:00:01.123: default/web-7c9f-x2k:34567 → prod/api-0:8080 tcp-passthrough FORWARDED service prod/api (not HTTP, passed through: 12 bytes sent, 30 received in 1.5ms)');
   });
 
   it('addresses when the pods are not known; IPv6 in brackets', () => {
