@@ -366,6 +366,26 @@ describe('HpackEncoder', () => {
     }
   });
 
+  it('keeps every entry at its index while the tables grow from a few slots to a full 4,096 octets', () => {
+    // Entries of 34 octets (one-letter name and value): 120 fit in 4,096, far past a new ring's 16.
+    const e = new HpackEncoder();
+    const d = new HpackDecoder();
+    const dst = Buffer.alloc(16_384);
+    const fields = Array.from({ length: 120 }, (_, i) => [`x`, String.fromCharCode(0x21 + i)] as const);
+    for (const [name, value] of fields) {
+      const out: string[] = [];
+      d.decode(dst, out, 65_536, 0, e.encodeInto([name, value], dst, 0));
+      assert.deepEqual(out, [name, value]);
+    }
+    // Every field again, in one block: each now an index into the dynamic table (1 octet or 2).
+    const all = fields.flat();
+    const end = e.encodeInto(all, dst, 0);
+    assert.ok(end <= 2 * fields.length, `${end} octets: not all indexed`);
+    const out: string[] = [];
+    d.decode(dst, out, 65_536, 0, end);
+    assert.deepEqual(out, all);
+  });
+
   for (const huffman of [false, true]) {
     it(`round-trips random blocks through the decoder (huffman ${huffman})`, () => {
       const rand = seeded(huffman ? 2 : 1);

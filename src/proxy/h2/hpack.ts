@@ -59,29 +59,44 @@ function writeInt(dst: Buffer, o: number, first: number, mask: number, v: number
   return o + 1;
 }
 
+/** A new ring's slots: most connections' tables hold a few entries, and a full-size ring (128
+ *  slots each for names and values, both sides) was 4 KB of every idle connection. */
+const RING_START = 16;
+
+/** The ring (names, values) at twice its size, each entry at its insertion number's slot. */
+function grownRing(names: string[], values: string[], inserted: number, count: number): [string[], string[]] {
+  const oldMask = names.length - 1;
+  const mask = names.length * 2 - 1;
+  const n = new Array<string>(mask + 1).fill('');
+  const v = new Array<string>(mask + 1).fill('');
+  for (let k = inserted - count; k < inserted; k++) {
+    n[k & mask] = names[k & oldMask]!;
+    v[k & mask] = values[k & oldMask]!;
+  }
+  return [n, v];
+}
+
+/** Where Huffman strings are decoded, then copied out as strings: one for the process, as
+ *  decoding never yields. */
+let huffmanScratch = Buffer.allocUnsafe(256) as Latin1Buffer;
+
 export class HpackDecoder {
   private readonly limit: number;
   private maxSize: number;
   private size = 0;
   // The dynamic table as a ring: entry k (in order of insertion, from 0) is at k & mask, so an
   // insert or eviction moves no other entry. Entries are >= 32 octets, so the ring never holds
-  // more than limit / 32.
-  private readonly names: string[];
-  private readonly values: string[];
-  private readonly mask: number;
+  // more than limit / 32; it starts smaller and doubles when full.
+  private names = new Array<string>(RING_START).fill('');
+  private values = new Array<string>(RING_START).fill('');
+  private mask = RING_START - 1;
   private inserted = 0;
   private count = 0;
   private pos = 0; // where the integer or string just read ended
-  private scratch = Buffer.allocUnsafe(256) as Latin1Buffer;
 
   constructor(maxTableSize = 4096) {
     this.limit = maxTableSize;
     this.maxSize = maxTableSize;
-    let cap = 1;
-    while (cap < maxTableSize / ENTRY_OVERHEAD) cap *= 2;
-    this.names = new Array<string>(cap).fill('');
-    this.values = new Array<string>(cap).fill('');
-    this.mask = cap - 1;
   }
 
   /** `start`, `stop`: the block's bounds in `block` (a frame's payload read in place). */
@@ -186,10 +201,10 @@ export class HpackDecoder {
     this.pos = start + len;
     if (!huffman) return buf.latin1Slice(start, start + len);
     const room = huffmanMaxDecoded(len);
-    if (this.scratch.length < room) this.scratch = Buffer.allocUnsafe(Math.max(room, this.scratch.length * 2)) as Latin1Buffer;
-    const n = huffmanDecode(buf, start, start + len, this.scratch);
+    if (huffmanScratch.length < room) huffmanScratch = Buffer.allocUnsafe(Math.max(room, huffmanScratch.length * 2)) as Latin1Buffer;
+    const n = huffmanDecode(buf, start, start + len, huffmanScratch);
     if (n < 0) throw new HpackError('invalid Huffman string');
-    return this.scratch.latin1Slice(0, n);
+    return huffmanScratch.latin1Slice(0, n);
   }
 
   private insert(name: string, value: string): void {
@@ -197,6 +212,10 @@ export class HpackDecoder {
     // An entry larger than the table empties it and is not added (§4.4).
     this.evictTo(Math.max(0, this.maxSize - size));
     if (size > this.maxSize) return;
+    if (this.count === this.names.length) {
+      [this.names, this.values] = grownRing(this.names, this.values, this.inserted, this.count);
+      this.mask = this.names.length - 1;
+    }
     const slot = this.inserted & this.mask;
     this.names[slot] = name;
     this.values[slot] = value;
@@ -249,7 +268,6 @@ for (const [names, policy] of [
 // The peer's SETTINGS_HEADER_TABLE_SIZE is only a ceiling: a larger table costs memory on every
 // connection for little gain, so the encoder never uses more than the protocol's default.
 const ENCODER_MAX_TABLE = 4096;
-const ENCODER_RING = ENCODER_MAX_TABLE / ENTRY_OVERHEAD; // a power of two
 
 /** The dynamic entries of one name: the newest one's insertion number (for a name reference)
  *  and, per value, the newest insertion number of that exact field. */
@@ -264,8 +282,9 @@ export class HpackEncoder {
   private size = 0;
   // The dynamic table: a ring by insertion number (see HpackDecoder) plus maps from name and
   // value to insertion numbers, so a field's index is 62 + (newest number - its number).
-  private readonly names = new Array<string>(ENCODER_RING).fill('');
-  private readonly values = new Array<string>(ENCODER_RING).fill('');
+  private names = new Array<string>(RING_START).fill('');
+  private values = new Array<string>(RING_START).fill('');
+  private mask = RING_START - 1;
   private inserted = 0;
   private count = 0;
   private readonly dyn = new Map<string, DynName>();
@@ -278,7 +297,7 @@ export class HpackEncoder {
   // A size update owed to the peer: the lowest size since the last block, then the final one.
   private updateMin = -1;
   private updateFinal = 0;
-  private scratch = Buffer.allocUnsafe(1024); // for encode()
+  private scratch: Buffer | undefined; // for encode()
 
   constructor(options: { huffman?: boolean } = {}) {
     this.huffman = options.huffman ?? false;
@@ -374,7 +393,7 @@ export class HpackEncoder {
   }
 
   encode(headers: readonly string[]): Buffer {
-    let scratch = this.scratch;
+    let scratch = (this.scratch ??= Buffer.allocUnsafe(1024));
     let n: number;
     while ((n = this.encodeInto(headers, scratch, 0)) < 0) scratch = this.scratch = Buffer.allocUnsafe(scratch.length * 2);
     return Buffer.from(scratch.subarray(0, n));
@@ -407,7 +426,7 @@ export class HpackEncoder {
       const p = k - this.inserted;
       return this.pendingNames[p]!.length + this.pendingValues[p]!.length + ENTRY_OVERHEAD;
     }
-    const slot = k & (ENCODER_RING - 1);
+    const slot = k & this.mask;
     return this.names[slot]!.length + this.values[slot]!.length + ENTRY_OVERHEAD;
   }
 
@@ -423,8 +442,12 @@ export class HpackEncoder {
       const value = this.pendingValues[p]!;
       const size = name.length + value.length + ENTRY_OVERHEAD;
       this.evictTo(this.maxSize - size); // >= 0: only entries up to 3/4 of the table are added
+      if (this.count === this.names.length) {
+        [this.names, this.values] = grownRing(this.names, this.values, this.inserted, this.count);
+        this.mask = this.names.length - 1;
+      }
       const k = this.inserted++;
-      const slot = k & (ENCODER_RING - 1);
+      const slot = k & this.mask;
       this.names[slot] = name;
       this.values[slot] = value;
       this.count++;
@@ -443,7 +466,7 @@ export class HpackEncoder {
   private evictTo(max: number): void {
     while (this.size > max) {
       const k = this.inserted - this.count;
-      const slot = k & (ENCODER_RING - 1);
+      const slot = k & this.mask;
       const name = this.names[slot]!;
       const value = this.values[slot]!;
       this.size -= name.length + value.length + ENTRY_OVERHEAD;
