@@ -8,6 +8,7 @@ import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import type { InformerState, KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
+import { slimClientNode } from '../sources/client-node/slim.js';
 import { ServiceTable, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi } from './api.js';
@@ -104,7 +105,9 @@ export class Agent {
     const { cfg, log } = this;
     if (!isCgroup2Dir(this.cgroup)) throw new Error(`--cgroup ${this.cgroup} is not a cgroup v2 directory`);
     fs.mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
-    // Loaded only in Kubernetes mode: the client library alone costs tens of MB of memory.
+    // Loaded only in Kubernetes mode: the client library alone costs tens of MB of memory, and
+    // only the parts of it that weftd uses are loaded (slimClientNode before the first import).
+    if (cfg.source.kind === 'kubernetes') slimClientNode();
     const k8s = cfg.source.kind === 'kubernetes' ? await import('../sources/kubernetes.js') : undefined;
     const kubeconfig = cfg.source.kind === 'kubernetes' ? k8s?.loadKubeConfig(cfg.source.kubeconfig) : undefined;
     this.kubeServer = kubeconfig?.getCurrentCluster()?.server;

@@ -4,7 +4,11 @@
 // re-list on 410 Gone (ListWatch does both), and errors back off and retry (which ListWatch
 // leaves to its user). Resources behind a CRD (Gateway API routes) are watched while the CRD
 // exists: it may be installed or removed at any time.
-import { HttpMethod, KubeConfig, ListWatch, RequestContext, Watch } from '@kubernetes/client-node';
+// The library's modules one by one, not its index: see client-node/slim.ts.
+import { ListWatch } from '@kubernetes/client-node/dist/cache.js';
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { fetch } from 'undici';
 import type { Logger } from '../lib/log.js';
 import { resourceKey, type Resource } from '../state/resources.js';
