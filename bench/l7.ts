@@ -20,12 +20,16 @@
 //     processes, sampled every 100 ms) and CPU time per request meanwhile;
 //   - fixed rate: `h2load -c 10 -m 1 --rps 100 -D s --log-file` (1,000 requests/s) → p50, p99
 //     from the per-request log; added latency = the path's median p50 (p99) − direct's.
+// Then, once per proxy, idle connections: bench/idle-h2-client.ts opens N connections with one
+// request each and holds them; what the proxy's memory grew by, per connection (a node's proxy
+// holds every pod's pooled connections, most of them idle at any time).
 // A path whose requests fail (errors, non-2xx, a body that is not 1,024 bytes) is FAILED. Each run
 // records the CPU that processes outside the world used meanwhile, so a disturbed run shows.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { apiRequest } from '../src/agent/api.js';
 import { validateSnapshot, type ProxySnapshot } from '../src/proxy/snapshot.js';
 import { World } from '../test/harness/world.js';
@@ -50,6 +54,8 @@ export interface L7BenchOptions {
   clientCpus: string;
   serverCpus: string;
   proxyCpus: string;
+  /** Idle connections to hold open against each proxy (0: not measured). */
+  idleConnections: number;
   /** The weft-proxy program, and extra arguments for it. */
   weftProxy: string;
   weftProxyArgs: string[];
@@ -107,6 +113,8 @@ export interface L7Path {
   xHaproxy?: number;
   /** The proxy's RSS (its processes summed) once it answered the probe, before any load, MB. */
   idleRssMb?: number;
+  /** Idle connections held open: what the proxy's processes grew by (VmRSS, RssAnon), per connection, kB. */
+  idleConnections?: { count: number; rssKbPerConn: number; anonKbPerConn: number };
   warnings: string[];
 }
 
@@ -193,6 +201,13 @@ function memKb(pid: number): { rss: number; anon: number } {
 }
 
 const rssKb = (pid: number): number => memKb(pid).rss;
+
+const memOf = (pids: number[]): { rss: number; anon: number } =>
+  pids.map(memKb).reduce((a, m) => ({ rss: a.rss + m.rss, anon: a.anon + m.anon }), { rss: 0, anon: 0 });
+
+const IDLE_CLIENT = join(dirname(fileURLToPath(import.meta.url)), 'idle-h2-client.js');
+/** Between the client's "ready" and the measure: responses and setup garbage settle. */
+const IDLE_SETTLE_MS = 2000;
 
 /** User + system CPU seconds of a process (all its threads). */
 function cpuSeconds(pid: number): number {
@@ -687,6 +702,21 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     return run;
   };
 
+  const idleRun = async (r: Running): Promise<void> => {
+    const n = o.idleConnections;
+    await new Promise((res) => setTimeout(res, IDLE_SETTLE_MS));
+    const before = memOf(pidsOf(r));
+    const client = start(`idle client → ${r.point.label}`, [process.execPath, IDLE_CLIENT, r.url, String(n)], o.clientCpus);
+    try {
+      await client.waitForLine(/^ready \d+$/, 60_000);
+      await new Promise((res) => setTimeout(res, IDLE_SETTLE_MS));
+      const held = memOf(pidsOf(r));
+      r.point.idleConnections = { count: n, rssKbPerConn: (held.rss - before.rss) / n, anonKbPerConn: (held.anon - before.anon) / n };
+    } finally {
+      await client.stop();
+    }
+  };
+
   const guarded = async (r: Running, what: string, f: () => Promise<void>): Promise<void> => {
     try {
       const dead = r.roots.find((p) => !p.isRunning());
@@ -743,6 +773,9 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
           r.rateRound.push(round);
         });
       }
+    }
+    if (o.idleConnections > 0) {
+      for (const r of live()) if (r.roots.length > 0) await guarded(r, 'idle connections', () => idleRun(r));
     }
     for (const r of running) {
       const p = r.point;
@@ -866,6 +899,13 @@ export function l7Report(r: L7Result): string {
   out.push(
     '  p99: median over runs; +p50 / +p99 = the path\'s median − direct\'s, µs. RSS: the proxy\'s processes summed (2× HAProxy: both), max while saturated. CPU: the proxy\'s.',
   );
+  const idle = r.paths.filter((p) => p.idleConnections);
+  if (idle.length > 0) {
+    out.push(
+      `  ${int(idle[0]!.idleConnections!.count)} idle connections held (one request each), what the proxy grew by per connection, VmRSS (RssAnon): ` +
+        idle.map((p) => `${p.label} ${p.idleConnections!.rssKbPerConn.toFixed(1)} kB (${p.idleConnections!.anonKbPerConn.toFixed(1)})`).join(', ') + '.',
+    );
+  }
   const runs = r.paths.flatMap((p) => [...p.satRuns, ...p.rateRuns]);
   const loads = runs.map((x) => x.otherLoad);
   if (loads.length > 0) {

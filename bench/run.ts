@@ -25,6 +25,7 @@
 // HAProxy hops against direct), WEFT_BENCH_L7_RUNS=3, WEFT_BENCH_L7_SECONDS=10 (a fixed-rate run),
 // WEFT_BENCH_L7_SAT_SECONDS=5 (a saturation run), WEFT_BENCH_L7_RATE=1000 (requests/s, fixed rate),
 // WEFT_BENCH_L7_CLIENTS=10 (h2load connections, both kinds of run),
+// WEFT_BENCH_L7_IDLE_CONNECTIONS=2000 (held open against each proxy, memory per connection; 0: skip),
 // WEFT_BENCH_L7_PATHS=direct,weft-proxy,haproxy,nginx,haproxy-2hop, WEFT_BENCH_L7_PROXY_CPU (the
 // proxies' CPU list; the server CPU unless given), WEFT_BENCH_WEFT_PROXY (environment only:
 // the program instead of bin/weft-proxy), WEFT_BENCH_WEFT_PROXY_ARGS (environment only: extra
@@ -110,6 +111,7 @@ const cfg = {
   l7SatSeconds: intKnob('WEFT_BENCH_L7_SAT_SECONDS', 5, 1, 300),
   l7Rate: intKnob('WEFT_BENCH_L7_RATE', 1000, 10, 1_000_000),
   l7Clients: intKnob('WEFT_BENCH_L7_CLIENTS', 10, 1, 1000),
+  l7IdleConnections: intKnob('WEFT_BENCH_L7_IDLE_CONNECTIONS', 2000, 0, 10_000),
   l7Paths: knob('WEFT_BENCH_L7_PATHS', L7_PATHS.join(',')).split(',').map((m) => m.trim()).filter(Boolean).map((m) => {
     const t = m as L7PathName;
     if (!L7_PATHS.includes(t)) throw new Error(`WEFT_BENCH_L7_PATHS: unknown path ${m} (${L7_PATHS.join(', ')})`);
@@ -961,6 +963,7 @@ async function main(): Promise<void> {
         rate: cfg.l7Rate,
         clients: cfg.l7Clients,
         streams: 10,
+        idleConnections: cfg.l7IdleConnections,
         clientCpus: cfg.clientCpus,
         serverCpus: cfg.serverCpus,
         proxyCpus: l7ProxyCpus,
