@@ -18,6 +18,7 @@ import { CniCode, CniError } from './cni-protocol.js';
 import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
+import { releaseScratchMemory } from './memory.js';
 import { PolicyEngine } from './policy.js';
 import { agentFlowContext } from './flow-context.js';
 import { readMaps } from '../datapath/kernel-state.js';
@@ -198,6 +199,9 @@ export class Agent {
         if (this.l7?.active || kinds.has('NetworkPolicy')) this.scheduleSync();
       }
     });
+    // The first load's scratch is garbage now; what the agent keeps is what it holds from here.
+    const released = releaseScratchMemory();
+    log.debug('released the first load\'s scratch memory', { gc_ms: released.gcMs?.toFixed(1), trim_ms: released.trimMs.toFixed(1) });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
   }
 
