@@ -8,6 +8,7 @@
 // is answered by the proxy's own server. HTTP/2 requests carrying connection-specific headers
 // are malformed (RFC 9113 §8.2.2) and reset before they get here.
 import type http from 'node:http';
+import { badName, badTarget, badToken, badValue, nameError } from './h2/fields.js';
 import { ErrorCode } from './h2/frames.js';
 import type { H2Stream, H2StreamHandler } from './h2/connection.js';
 import { editList, type HeaderList } from './header-list.js';
@@ -111,21 +112,22 @@ export function readH2Request(list: readonly string[]): H2RequestHead | string {
       if (!PSEUDO_REQUEST.has(name)) return `pseudo-header ${name} in a request`;
       if (name === ':method') {
         if (method !== undefined) return 'two :method';
+        if (badToken(value)) return `:method ${JSON.stringify(value)}: not a token`;
         method = value;
       } else if (name === ':path') {
         if (path !== undefined) return 'two :path';
+        if (value !== '' && badTarget(value)) return ':path with a space or a control character';
         path = value;
       } else if (name === ':scheme') {
         if (scheme) return 'two :scheme';
+        if (badToken(value)) return `:scheme ${JSON.stringify(value)}`;
         scheme = true;
-      }
+      } else if (value !== '' && badTarget(value)) return ':authority with a space or a control character';
       continue;
     }
     regular = true;
-    for (let j = 0; j < name.length; j++) {
-      const c = name.charCodeAt(j);
-      if (c >= 65 && c <= 90) return `header name ${name} is not in lower case`;
-    }
+    if (badName(name)) return nameError(name);
+    if (badValue(value)) return `header ${name}: a value with CR, LF, NUL or surrounding whitespace`;
     switch (name) {
       case 'content-type':
         contentType = value;
@@ -157,10 +159,8 @@ export function malformedTrailers(list: readonly string[]): string | undefined {
   for (let i = 0; i < list.length; i += 2) {
     const name = list[i]!;
     if (name.charCodeAt(0) === 58 /* : */) return `pseudo-header ${name} in trailers`;
-    for (let j = 0; j < name.length; j++) {
-      const c = name.charCodeAt(j);
-      if (c >= 65 && c <= 90) return `trailer name ${name} is not in lower case`;
-    }
+    if (badName(name)) return `trailer: ${nameError(name)}`;
+    if (badValue(list[i + 1]!)) return `trailer ${name}: a value with CR, LF, NUL or surrounding whitespace`;
     if (CONNECTION_SPECIFIC.has(name)) return `connection-specific header ${name} in trailers`;
   }
   return undefined;

@@ -40,6 +40,7 @@ import type { FlowEndpoint } from '../observe/flow.js';
 import type { EndpointState } from './balance.js';
 import { H1Down, H2Down, h1ResponseHead, isGrpc, readH2Request, type Downstream, type ExchangeHooks, type Headers } from './downstream.js';
 import type { H2Connection, H2Stream, H2StreamHandler } from './h2/connection.js';
+import { malformedFields } from './h2/fields.js';
 import { ErrorCode } from './h2/frames.js';
 import { editList, listGet, objectToList, type HeaderList } from './header-list.js';
 import type { ForwardDecision, ServiceRouter } from './route-match.js';
@@ -246,6 +247,11 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
 
   onHeaders(s: H2Stream, list: string[], endStream: boolean): void {
     if (this.finished || s !== this.upH2) return;
+    const malformed = malformedFields(list, this.upHead ? undefined : ':status');
+    if (malformed !== undefined) {
+      s.reset(ErrorCode.PROTOCOL_ERROR);
+      return this.upstreamFailed(new Error(`a malformed response ${this.upHead ? 'trailer' : 'head'}: ${malformed}`));
+    }
     if (this.upHead) {
       this.trailers = list;
       if (endStream) this.upstreamEnd();

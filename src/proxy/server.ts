@@ -156,7 +156,17 @@ export class Frontend {
         joinDuplicateHeaders: true,
         shouldUpgradeCallback: (req) => wantsH2cUpgrade(req) || wantsTunnel(req),
       },
-      (req, res) => handleH1Request((req.socket as WithConn)[kConn]!, req, res),
+      (req, res) => {
+        const conn = (req.socket as WithConn)[kConn]!;
+        try {
+          handleH1Request(conn, req, res);
+        } catch (err) {
+          // A bug must cost this request, not the process and everyone else's.
+          ctx.log.error('a request failed inside the proxy', { client: conn.remoteIp, error: (err as Error).message, stack: (err as Error).stack });
+          if (res.headersSent) res.destroy();
+          else res.writeHead(500, { 'content-length': 0 }).end();
+        }
+      },
     );
     this.h1.timeout = IDLE_MS;
     // The HTTP/1.1 server never listens itself (it is handed sockets): 'listening' starts the
@@ -244,6 +254,7 @@ export class Frontend {
         onClose: (err) => {
           if (err) log.debug('downstream connection error', { client: conn.remoteIp, error: err.message });
         },
+        onOwnerError: (err, stream) => log.error('a request failed inside the proxy', { client: conn.remoteIp, stream, error: err.message, stack: err.stack }),
       },
       read,
     );

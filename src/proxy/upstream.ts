@@ -99,6 +99,7 @@ export class H2Conn {
           settle(errorWithCode(`${ep.authority} does not speak HTTP/2 (${err?.message ?? 'closed the connection before its SETTINGS'})`, 'ERR_NOT_H2'));
         } else settle(err ?? errorWithCode(`${ep.authority} closed the connection`, 'ECONNRESET'));
       },
+      onOwnerError: (err, stream) => opts.log.error('a request failed inside the proxy', { endpoint: ep.authority, stream, error: err.message, stack: err.stack }),
     });
     socket.setTimeout(IDLE_MS, () => {
       if (this.h2.active === 0) this.h2.drain();

@@ -19,14 +19,15 @@ import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, Flag, FrameType, Setting } from '../../src/proxy/h2/frames.js';
-import { HpackEncoder } from '../../src/proxy/h2/hpack.js';
+import { HpackDecoder, HpackEncoder } from '../../src/proxy/h2/hpack.js';
 import { RawH2, frame, requestList } from '../fixtures/h2-raw.js';
 import { parsePrometheusText, sampleValue } from '../harness/prom-text.js';
-import { Cleanup, buildTestSnapshot, closeServer, eventually, freePort, h2Connect, h2Request, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
+import { Cleanup, buildTestSnapshot, closeServer, eventually, freePort, h1Request, h2Connect, h2Request, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
 
 const WEB = '127.0.0.1';
 const RESETS = '127.0.0.2';
 const GARBAGE = '127.0.0.3';
+const LYING = '127.0.0.4';
 const GOOD = '127.0.0.9';
 const HOSTILE = '127.0.0.66';
 const MiB = 1 << 20;
@@ -183,6 +184,58 @@ async function garbageBackend(host: string, port: number): Promise<{ accepted: n
   return g;
 }
 
+/** Header lists the lying backend answers with, by request path: each malformed as RFC 9113
+ *  §8.2.1 says (a proxy must not pass them on: a CR LF in a value becomes a header of its own on
+ *  an HTTP/1.1 hop). */
+const LIES: Record<string, string[]> = {
+  '/lying/crlf': [':status', '200', 'x-note', 'fine\r\nset-cookie: stolen=1'],
+  '/lying/nul': [':status', '200', 'x-note', 'a\u0000b'],
+  '/lying/space-name': [':status', '200', 'x note', '1'],
+  '/lying/upper-name': [':status', '200', 'X-Note', '1'],
+  '/lying/leading-space': [':status', '200', 'x-note', ' padded'],
+  '/lying/request-pseudo': [':status', '200', ':path', '/elsewhere'],
+};
+
+/** An HTTP/2 server of raw frames that answers each request with the header list LIES names
+ *  for its path (END_STREAM, no body). */
+async function lyingBackend(host: string, port: number): Promise<void> {
+  const socks = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    socks.add(s);
+    s.on('close', () => socks.delete(s));
+    s.on('error', () => {});
+    const encoder = new HpackEncoder();
+    const decoder = new HpackDecoder();
+    let buf = Buffer.alloc(0);
+    let preface = false;
+    s.write(frame(FrameType.SETTINGS, 0, 0));
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!preface) {
+        if (buf.length < 24) return;
+        buf = buf.subarray(24);
+        preface = true;
+      }
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) return;
+        const [type, flags, id] = [buf[3]!, buf[4]!, buf.readUInt32BE(5) & 0x7fffffff];
+        const payload = buf.subarray(9, 9 + len);
+        buf = buf.subarray(9 + len);
+        if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) s.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
+        if (type !== FrameType.HEADERS) continue;
+        const list: string[] = [];
+        decoder.decode(payload, list, 65_536);
+        const path = list[list.indexOf(':path') + 1]!;
+        const answer = LIES[path] ?? [':status', '404'];
+        s.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, encoder.encode(answer)));
+      }
+    });
+  });
+  await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
+  cleanup.add(() => closeServer(server, socks));
+}
+
 // ---- well-behaved clients ----
 
 /** Rejects with `what` if `p` takes longer than `ms`. */
@@ -241,9 +294,11 @@ before(async () => {
   const webPort = await freePort(WEB);
   const resetsPort = await freePort(RESETS);
   const garbagePort = await freePort(GARBAGE);
+  const lyingPort = await freePort(LYING);
   web = await patternBackend(WEB, webPort);
   resets = await resettingBackend(RESETS, resetsPort);
   garbage = await garbageBackend(GARBAGE, garbagePort);
+  await lyingBackend(LYING, lyingPort);
   proxy = await startProxy(cleanup);
   listen = await freePort();
   const snapshot = buildTestSnapshot({
@@ -252,6 +307,7 @@ before(async () => {
       { name: 'web', clusterIP: '10.96.0.10', port: 80, targetPort: webPort, endpoints: [WEB] },
       { name: 'resets', clusterIP: '10.96.0.11', port: 80, targetPort: resetsPort, endpoints: [RESETS] },
       { name: 'garbage', clusterIP: '10.96.0.12', port: 80, targetPort: garbagePort, endpoints: [GARBAGE] },
+      { name: 'lying', clusterIP: '10.96.0.13', port: 80, targetPort: lyingPort, endpoints: [LYING] },
     ],
     routes: [
       httpRoute('web', {
@@ -259,6 +315,7 @@ before(async () => {
         rules: [
           { matches: [{ path: { type: 'PathPrefix', value: '/resets' } }, { path: { type: 'PathPrefix', value: '/weft.test.Echo' } }], backendRefs: [{ name: 'resets', port: 80 }] },
           { matches: [{ path: { type: 'PathPrefix', value: '/garbage' } }], backendRefs: [{ name: 'garbage', port: 80 }] },
+          { matches: [{ path: { type: 'PathPrefix', value: '/lying' } }], backendRefs: [{ name: 'lying', port: 80 }] },
           { backendRefs: [{ name: 'web', port: 80 }] },
         ],
       }),
@@ -268,6 +325,7 @@ before(async () => {
   // The garbage backend is declared h2c in the snapshot (as a GRPCRoute's backends are): the
   // proxy speaks HTTP/2 with prior knowledge to it, without probing what it speaks.
   snapshot.backends['demo/garbage:80']!.protocol = 'h2c';
+  snapshot.backends['demo/lying:80']!.protocol = 'h2c';
   assert.deepEqual(await proxy.put(snapshot), { version: 1 });
   good = h2Connect(cleanup, listen, GOOD);
   await othersServed();
@@ -443,6 +501,17 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
       ['no :path', [':method', 'GET', ':scheme', 'http', ':authority', 'web']],
       ['a pseudo-header after a regular header', [':method', 'GET', ':scheme', 'http', 'x-early', '1', ':path', '/echo', ':authority', 'web']],
       ['a response pseudo-header', requestList('/echo', 'GET', [':status', '200'])],
+      ['CR LF in a value', requestList('/echo', 'GET', ['x-note', 'a\r\nx-injected: 1'])],
+      ['NUL in a value', requestList('/echo', 'GET', ['x-note', 'a\u0000b'])],
+      ['a value with leading whitespace', requestList('/echo', 'GET', ['x-note', '\tpadded'])],
+      ['a value with trailing whitespace', requestList('/echo', 'GET', ['x-note', 'padded '])],
+      ['a space in a name', requestList('/echo', 'GET', ['x note', '1'])],
+      ['a name past ASCII', requestList('/echo', 'GET', ['x-\u00e9', '1'])],
+      ['an empty name', requestList('/echo', 'GET', ['', '1'])],
+      ['CR LF in :path', [':method', 'GET', ':scheme', 'http', ':authority', 'web', ':path', '/echo\r\nx-injected: 1']],
+      ['a space in :path', [':method', 'GET', ':scheme', 'http', ':authority', 'web', ':path', '/echo HTTP/1.1']],
+      ['a space in :authority', [':method', 'GET', ':scheme', 'http', ':authority', 'web x', ':path', '/echo']],
+      ['a :method that is not a token', [':method', 'GET /x', ':scheme', 'http', ':authority', 'web', ':path', '/echo']],
     ];
     for (const [what, list] of cases) {
       const id = c.request(list);
@@ -465,6 +534,7 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
       ['a pseudo-header in trailers', [], [':path', '/elsewhere']],
       ['an upper-case trailer name', [], ['X-Upper', '1']],
       ['a connection-specific trailer', [], ['transfer-encoding', 'chunked']],
+      ['CR LF in a trailer value', [], ['x-t', 'a\r\nb']],
       ['content-length 10, 5 bytes, then trailers', ['content-length', '10'], ['x-t', '1']],
     ] as const) {
       const id = c.newStream();
@@ -778,6 +848,18 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     assert.equal(code, grpc.status.UNAVAILABLE);
     client.close();
     assert.ok(resets.streams >= 4, `the backend saw ${resets.streams} streams`);
+    await othersServed();
+  });
+
+  it('answers 502 for a response whose header fields are malformed (RFC 9113 §8.2.1, §8.3), to HTTP/2 and HTTP/1.1 clients, and passes none of it on', TEST, async () => {
+    for (const path of Object.keys(LIES)) {
+      const r = await within(exchange(good, { ':path': path }), 5000, path);
+      assert.equal(r.status, 502, path);
+      const h1 = await h1Request(listen, { path, localAddress: GOOD });
+      assert.equal(h1.status, 502, `${path} (HTTP/1.1)`);
+      assert.equal(h1.headers['set-cookie'], undefined);
+      assert.equal(h1.headers['x-note'], undefined);
+    }
     await othersServed();
   });
 

@@ -90,6 +90,8 @@ export interface H2ConnectionEvents {
   onGoaway?(lastStreamId: number, code: number): void;
   /** The connection is closed (err: why, if not a clean close). Streams were reset before. */
   onClose(err: Error | undefined): void;
+  /** A stream owner's callback threw (the stream was reset with INTERNAL_ERROR): for the log. */
+  onOwnerError?(err: Error, stream: number): void;
 }
 
 export class H2Stream {
@@ -353,7 +355,7 @@ export class H2Connection implements QueueHolder {
 
   private shed(s: H2Stream, why: string): void {
     this.resetStream(s, ErrorCode.ENHANCE_YOUR_CALM);
-    s.handler?.onReset(s, ErrorCode.ENHANCE_YOUR_CALM, why);
+    this.tellReset(s, ErrorCode.ENHANCE_YOUR_CALM, why);
   }
 
   /** false: the stream's data waits for the peer (onDrain follows). Past the connection's
@@ -434,7 +436,7 @@ export class H2Connection implements QueueHolder {
     const why = err?.message ?? 'the connection closed';
     for (const s of this.streams.values()) {
       s.closed = true;
-      s.handler?.onReset(s, err instanceof H2ConnectionError ? err.h2code : ErrorCode.CANCEL, why, err);
+      this.tellReset(s, err instanceof H2ConnectionError ? err.h2code : ErrorCode.CANCEL, why, err);
     }
     this.streams.clear();
     this.blocked.clear();
@@ -465,6 +467,27 @@ export class H2Connection implements QueueHolder {
       }
     };
     if (!socket.destroyed) setTimeout(linger, CLOSE_LINGER_MS).unref();
+  }
+
+  /** A stream's owner hears that it is reset. What it throws is logged: the other streams are
+   *  told too, and the connection goes on. */
+  private tellReset(s: H2Stream, code: number, why: string, cause?: Error): void {
+    try {
+      s.handler?.onReset(s, code, why, cause);
+    } catch (err) {
+      this.events.onOwnerError?.(err as Error, s.id);
+    }
+  }
+
+  /** A stream owner's callback threw something other than a protocol error (a bug, or a peer's
+   *  data the owner could not take): that stream fails with INTERNAL_ERROR, and the connection,
+   *  its other streams and the process go on. Protocol errors go on up: they fail the connection. */
+  private ownerThrew(s: H2Stream, err: unknown): void {
+    if (err instanceof H2ConnectionError || err instanceof HpackError) throw err;
+    this.events.onOwnerError?.(err as Error, s.id);
+    if (s.closed || this.closed) return;
+    this.resetStream(s, ErrorCode.INTERNAL_ERROR);
+    this.tellReset(s, ErrorCode.INTERNAL_ERROR, `internal error: ${(err as Error).message}`);
   }
 
   // ---- input ----
@@ -579,7 +602,11 @@ export class H2Connection implements QueueHolder {
     s.addOwed(data.length);
     if (this.settings.creditConnectionOnReceipt) this.creditConnection(data.length);
     if (end) s.remoteClosed = true;
-    s.handler?.onData(s, data, end);
+    try {
+      s.handler?.onData(s, data, end);
+    } catch (err) {
+      return this.ownerThrew(s, err);
+    }
     if (end) this.maybeClosed(s);
   }
 
@@ -641,7 +668,11 @@ export class H2Connection implements QueueHolder {
       // Trailers end the body too: it must have its content-length (§8.1.1).
       if (s.expectedLength >= 0 && s.receivedLength !== s.expectedLength) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'the body does not match its content-length');
       if (end) s.remoteClosed = true;
-      s.handler?.onHeaders(s, list, end);
+      try {
+        s.handler?.onHeaders(s, list, end);
+      } catch (err) {
+        return this.ownerThrew(s, err);
+      }
       if (end) this.maybeClosed(s);
       return;
     }
@@ -668,7 +699,11 @@ export class H2Connection implements QueueHolder {
     ns.remoteClosed = end;
     ns.headerListSize = size;
     this.streams.add(ns);
-    this.events.onStream?.(ns, list, end);
+    try {
+      this.events.onStream?.(ns, list, end);
+    } catch (err) {
+      return this.ownerThrew(ns, err);
+    }
     if (ns.handler === undefined && !ns.closed) this.resetStream(ns, ErrorCode.REFUSED_STREAM);
   }
 
@@ -683,7 +718,7 @@ export class H2Connection implements QueueHolder {
     const code = p.readUInt32BE(0);
     this.peerCausedReset();
     this.close(s);
-    s.handler?.onReset(s, code, `the peer reset the stream (${errorName(code)})`);
+    this.tellReset(s, code, `the peer reset the stream (${errorName(code)})`);
   }
 
   private onSettings(flags: number, id: number, p: Buffer): void {
@@ -754,7 +789,7 @@ export class H2Connection implements QueueHolder {
     for (const s of this.streams.values()) {
       if ((s.id & 1) === mine && s.id > last) {
         this.forget(s);
-        s.handler?.onReset(s, ErrorCode.REFUSED_STREAM, `the peer is going away (${errorName(code)}) without processing it`);
+        this.tellReset(s, ErrorCode.REFUSED_STREAM, `the peer is going away (${errorName(code)}) without processing it`);
       }
     }
     this.events.onGoaway?.(last, code);
@@ -794,7 +829,7 @@ export class H2Connection implements QueueHolder {
   streamError(s: H2Stream, code: number, why: string): void {
     this.peerCausedReset();
     this.resetStream(s, code);
-    s.handler?.onReset(s, code, why);
+    this.tellReset(s, code, why);
   }
 
   /** Takes a token from the bucket of streams reset because of the peer; empty → GOAWAY
@@ -863,7 +898,15 @@ export class H2Connection implements QueueHolder {
       this.writeData(s.id, EMPTY, true);
       this.localEnd(s);
     }
-    if (notify) s.handler?.onDrain(s);
+    if (notify) {
+      try {
+        s.handler?.onDrain(s);
+      } catch (err) {
+        // Not within a frame of the peer's (a socket's drain, a WINDOW_UPDATE): nothing above to fail the connection.
+        if (err instanceof H2ConnectionError) this.fail(err.h2code, err.message);
+        else this.ownerThrew(s, err);
+      }
+    }
   }
 
   private end(): void {
