@@ -5,8 +5,15 @@
 // the agent's lifetime after the sync. One forced collection, once, returns it.
 import koffi from 'koffi';
 
-const libc = koffi.load('libc.so.6');
-const mallocTrim = libc.func('int malloc_trim(size_t pad)') as (pad: number) => number;
+/** glibc's malloc_trim; undefined where the C library is another (musl has none): then only
+ *  the collection runs. */
+const mallocTrim = ((): ((pad: number) => number) | undefined => {
+  try {
+    return koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as (pad: number) => number;
+  } catch {
+    return undefined;
+  }
+})();
 
 type Gc = (opts: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
@@ -20,6 +27,6 @@ export function releaseScratchMemory(): { gcMs: number | undefined; trimMs: numb
   const t0 = performance.now();
   gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   const t1 = performance.now();
-  mallocTrim(0);
+  mallocTrim?.(0);
   return { gcMs: gc ? t1 - t0 : undefined, trimMs: performance.now() - t1 };
 }
