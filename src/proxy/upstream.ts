@@ -59,6 +59,8 @@ export interface UpstreamOptions {
 /** What an endpoint's connections are made with. */
 interface UpstreamContext extends UpstreamOptions {
   h2Settings: H2Settings;
+  /** Every HTTP/2 connection open now, retired ones draining included. */
+  open: Set<H2Conn>;
 }
 
 const errorWithCode = (message: string, code: string) => Object.assign(new Error(message), { code });
@@ -91,6 +93,7 @@ export class H2Conn {
       onReady: () => settle(undefined),
       onGoaway: () => this.retire(),
       onClose: (err) => {
+        opts.open.delete(this);
         this.retire();
         if (err) opts.log.debug('upstream connection error', { endpoint: ep.authority, error: err.message });
         if (this.settled) return;
@@ -101,6 +104,7 @@ export class H2Conn {
       },
       onOwnerError: (err, stream) => opts.log.error('a request failed inside the proxy', { endpoint: ep.authority, stream, error: err.message, stack: err.stack }),
     });
+    if (!this.h2.closed) opts.open.add(this);
     socket.setTimeout(IDLE_MS, () => {
       if (this.h2.active === 0) this.h2.drain();
     });
@@ -160,12 +164,6 @@ export class H2Pool {
 
   get size(): number {
     return this.conns.length;
-  }
-
-  get bufferedBytes(): number {
-    let n = 0;
-    for (const c of this.conns) n += c.h2.bufferedBytes;
-    return n;
   }
 
   close(): void {
@@ -233,11 +231,6 @@ export class Endpoint {
     }));
   }
 
-  /** What the process holds for this endpoint on its HTTP/2 connections (undici's are its own). */
-  get bufferedBytes(): number {
-    return this.h2pool?.bufferedBytes ?? 0;
-  }
-
   /** Graceful: requests in flight finish. */
   close(): void {
     this.h2pool?.close();
@@ -255,7 +248,7 @@ export class EndpointRegistry {
   private readonly opts: UpstreamContext;
 
   constructor(opts: UpstreamOptions) {
-    this.opts = { ...opts, h2Settings: { ...UPSTREAM_SETTINGS, ...(opts.queueBudget && { queueBudget: opts.queueBudget }) } };
+    this.opts = { ...opts, h2Settings: { ...UPSTREAM_SETTINGS, ...(opts.queueBudget && { queueBudget: opts.queueBudget }) }, open: new Set() };
   }
 
   get(ip: string, port: number): Endpoint {
@@ -274,9 +267,11 @@ export class EndpointRegistry {
     }
   }
 
+  /** What the process holds for endpoints on its HTTP/2 connections, retired ones draining
+   *  included (undici's HTTP/1.1 connections keep their own). */
   bufferedBytes(): number {
     let n = 0;
-    for (const e of this.endpoints.values()) n += e.bufferedBytes;
+    for (const c of this.opts.open) n += c.h2.bufferedBytes;
     return n;
   }
 

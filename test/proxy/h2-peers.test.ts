@@ -77,6 +77,8 @@ interface TestBackend {
   open: Set<http2.ServerHttp2Stream>;
   /** Paths of the streams open now. */
   openPaths(): string[];
+  /** Uploads to /slow-upload are not read until this is called. */
+  releaseUploads(): void;
 }
 
 /** GET /bytes?n=N answers N bytes of pattern(N); anything else is answered at the end of its
@@ -93,7 +95,15 @@ async function patternBackend(host: string, port: number): Promise<TestBackend> 
     s.on('error', () => {});
   });
   const paths = new Map<http2.ServerHttp2Stream, string>();
-  const b: TestBackend = { open: new Set(), openPaths: () => [...b.open].map((s) => paths.get(s)!) };
+  const held = new Set<http2.ServerHttp2Stream>();
+  const b: TestBackend = {
+    open: new Set(),
+    openPaths: () => [...b.open].map((s) => paths.get(s)!),
+    releaseUploads: () => {
+      for (const s of held) s.resume();
+      held.clear();
+    },
+  };
   server.on('stream', (stream, headers) => {
     const path = headers[':path'] ?? '';
     b.open.add(stream);
@@ -126,6 +136,10 @@ async function patternBackend(host: string, port: number): Promise<TestBackend> 
       };
       pump();
       return;
+    }
+    if (url.pathname === '/slow-upload') {
+      stream.pause();
+      held.add(stream);
     }
     const hash = createHash('sha256');
     let length = 0;
@@ -769,6 +783,22 @@ describe('weft-proxy HTTP/2 against hostile and unusual peers', () => {
     modest.send(modest.windowUpdateFrame(0, 65_535), modest.windowUpdateFrame(slow, 65_535));
     const r = await modest.response(slow, 10_000);
     assert.ok(r.body.equals(pattern(2 * MiB)), 'the modest download differs from what the backend sent');
+  });
+
+  it('holds a slow backend\'s upload back by the client\'s window, counts what it holds for the backend, and delivers it byte-exact', TEST, async () => {
+    const body = pattern(2 * MiB);
+    const upload = exchange(good, { ':method': 'POST', ':path': '/slow-upload', 'content-type': 'application/octet-stream' }, body);
+    // The backend reads nothing: its window (64 KiB) fills, then what the proxy took of the
+    // client's stream window (256 KiB) waits on the upstream stream, and the client is held back.
+    let held = 0;
+    await eventually(async () => (held = await bufferedBytes('upstream')) >= 128 * 1024, 'the proxy to hold part of the upload for the backend', 5000);
+    assert.ok(held <= 256 * 1024 + 16_384, `${held} bytes held for the backend`);
+    web.releaseUploads();
+    const r = await within(upload, 10_000, 'the upload once the backend reads');
+    assert.equal(r.status, 200);
+    const got = JSON.parse(r.body.toString()) as Received;
+    assert.deepEqual([got.length, got.sha256], [body.length, sha256(body)]);
+    await eventually(async () => (await bufferedBytes('upstream')) === 0, 'nothing held for the backend any more', 5000);
   });
 
   it('carries a 5 MiB request body byte-exact to the backend', TEST, async () => {
