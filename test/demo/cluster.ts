@@ -123,11 +123,12 @@ const shopSlices = (v1: DemoPod, v2: DemoPod) => ([['shop', [v1, v2]], ['shop-v1
 async function callShop(world: World | undefined, count: number, header?: string): Promise<void> {
   const script = `import http from 'node:http'; const agent = new http.Agent({ keepAlive: true, maxSockets: 1 }); const seen = {};
     for (let i = 0; i < ${count}; i++) { const body = await new Promise((ok, fail) => http.get('http://${SHOP}/', { agent, headers: ${JSON.stringify(header ? { 'x-canary': header } : {})} }, (r) => { let b = ''; r.on('data', (d) => b += d).on('end', () => ok(r.statusCode + ' ' + b.trim())); }).on('error', fail)); seen[body] = (seen[body] ?? 0) + 1; }
-    for (const [k, n] of Object.entries(seen)) console.log(String(n).padStart(4) + ' x ' + k); process.exit();`;
+    for (const [k, n] of Object.entries(seen).sort()) console.log(String(n).padStart(4) + ' x ' + k); process.exit();`;
   const argv = [process.execPath, '--input-type=module', '-e', script];
   const r = world ? await world.run({ name: 'client', netns: 'wdemo-client', ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 60_000 }) : await runInKeptPod('client', argv);
   info(`$ ${count} x GET http://${SHOP}/ on one connection${header ? ` with x-canary: ${header}` : ''} (status, answering pod):`);
-  for (const line of (r.stdout + r.stderr).trim().split('\n')) info(`  ${line}`);
+  // Not trim(): the counts are right-aligned.
+  for (const line of (r.stdout + r.stderr).trimEnd().split('\n')) if (line.trim()) info(`  ${line}`);
   if (r.code !== 0) throw new Error('calling shop.demo failed');
 }
 
