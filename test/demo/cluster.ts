@@ -254,7 +254,7 @@ The demo cluster is running.
                    npx weft observe --protocol http -f    (shop.demo's requests, through
                                                weft-proxy)
   Metrics:         nsenter --net=/run/netns/${world.nodeNetns} curl -s 127.0.0.1:9962/metrics
-                   (weftd runs in the node namespace)
+                   (weftd runs in the node namespace; weft-proxy's are on 127.0.0.1:9964)
   Call it again:   make run
   Change it:       edit .run/manifests/endpoints.yaml (drop an endpoint) or delete
                    .run/manifests/policy.yaml (the batch pod gets through), or change the
