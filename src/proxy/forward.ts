@@ -157,7 +157,7 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     scratch.method = this.method;
     scratch.path = this.path;
     scratch.headers = headers;
-    const d = router.route(scratch);
+    const d = router.forClient(this.conn.source(this.state).flow.namespace).route(scratch);
     scratch.headers = NO_HEADERS; // the request's headers are not kept alive by the scratch
     if (d.route !== undefined) this.route = d.route;
     if (d.kind === 'respond') return this.replyLocal(d.status, d.grpcStatus, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');

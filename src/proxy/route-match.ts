@@ -169,7 +169,29 @@ export interface ServiceRouter {
   readonly service: string;
   readonly port: number;
   readonly protocol: 'http' | 'grpc';
+  /** The routing a client of this namespace gets: its consumer routes' when it has some. */
+  forClient(namespace: string | undefined): ServiceRouter;
   route(req: RouteRequest, random?: Random): RouteDecision;
+}
+
+/** One table of matches over a port's compiled rules: the producer routes' or one namespace's
+ *  consumer routes'. */
+abstract class MatchTable {
+  /** Namespace → its consumer routes' table; set on the producer table only. */
+  consumers: Map<string, ServiceRouter> | undefined;
+
+  constructor(
+    readonly service: string,
+    readonly port: number,
+    /** What a request no match takes gets: a 404, or (a port with consumer routes only, for
+     *  other clients) the Service port's own endpoints. */
+    protected readonly otherwise: RouteDecision,
+  ) {}
+
+  forClient(namespace: string | undefined): ServiceRouter {
+    const c = this.consumers;
+    return (c !== undefined && namespace !== undefined && c.get(namespace)) || (this as unknown as ServiceRouter);
+  }
 }
 
 const PATH_EXACT = 0;
@@ -201,14 +223,13 @@ function pathPasses(m: HttpMatch, path: string): boolean {
   }
 }
 
-class HttpRouter implements ServiceRouter {
+class HttpRouter extends MatchTable implements ServiceRouter {
   readonly protocol = 'http' as const;
   private readonly matches: HttpMatch[];
-  private readonly notFound: RespondDecision;
 
-  constructor(readonly service: string, readonly port: number, config: { rules: readonly RuleConfig[]; matches: readonly HttpMatchConfig[] }) {
-    const rules = compileRules(service, config.rules);
-    this.matches = config.matches.map((m) => ({
+  constructor(service: string, port: number, rules: readonly CompiledRule[], matches: readonly HttpMatchConfig[], otherwise: RouteDecision) {
+    super(service, port, otherwise);
+    this.matches = matches.map((m) => ({
       rule: rules[m.rule]!,
       method: m.method,
       pathKind: m.path.type === 'Exact' ? PATH_EXACT : m.path.type === 'RegularExpression' ? PATH_REGEX : m.path.value === '/' ? PATH_ANY : PATH_PREFIX,
@@ -217,7 +238,6 @@ class HttpRouter implements ServiceRouter {
       headers: valueTests(m.headers),
       query: valueTests(m.queryParams),
     }));
-    this.notFound = Object.freeze({ kind: 'respond', service, status: 404, grpcStatus: 12, reason: 'no route matches the request', route: undefined, rule: undefined });
   }
 
   route(req: RouteRequest, random: Random = Math.random): RouteDecision {
@@ -237,7 +257,7 @@ class HttpRouter implements ServiceRouter {
       }
       return draw(m.rule, random);
     }
-    return this.notFound;
+    return this.otherwise;
   }
 }
 
@@ -253,20 +273,18 @@ function grpcPart(type: 'Exact' | 'RegularExpression', value: string | undefined
   return { name: '', exact: type === 'Exact' ? value : undefined, regex: type === 'RegularExpression' ? anchored(value) : undefined };
 }
 
-class GrpcRouter implements ServiceRouter {
+class GrpcRouter extends MatchTable implements ServiceRouter {
   readonly protocol = 'grpc' as const;
   private readonly matches: GrpcMatch[];
-  private readonly notFound: RespondDecision;
 
-  constructor(readonly service: string, readonly port: number, config: { rules: readonly RuleConfig[]; matches: readonly GrpcMatchConfig[] }) {
-    const rules = compileRules(service, config.rules);
-    this.matches = config.matches.map((m) => ({
+  constructor(service: string, port: number, rules: readonly CompiledRule[], matches: readonly GrpcMatchConfig[], otherwise: RouteDecision) {
+    super(service, port, otherwise);
+    this.matches = matches.map((m) => ({
       rule: rules[m.rule]!,
       service: m.method && grpcPart(m.method.type, m.method.service),
       method: m.method && grpcPart(m.method.type, m.method.method),
       headers: valueTests(m.headers),
     }));
-    this.notFound = Object.freeze({ kind: 'respond', service, status: 404, grpcStatus: 12, reason: 'no route matches the gRPC method', route: undefined, rule: undefined });
   }
 
   route(req: RouteRequest, random: Random = Math.random): RouteDecision {
@@ -294,14 +312,45 @@ class GrpcRouter implements ServiceRouter {
       if (m.headers.length && !headersPass(m.headers, req.headers)) continue;
       return draw(m.rule, random);
     }
-    return this.notFound;
+    return this.otherwise;
   }
 }
 
-/** Builds the router of one Service port from its snapshot entry. */
+/** Builds the router of one Service port from its snapshot entry: the producer routes' table,
+ *  and one table per namespace with consumer routes, over the same compiled rules. */
 export function compileServiceRouter(config: ServicePortConfig): ServiceRouter {
   const name = `${config.service}:${config.port}`;
-  return config.protocol === 'http' ? new HttpRouter(name, config.port, config) : new GrpcRouter(name, config.port, config);
+  const rules = compileRules(name, config.rules);
+  const notFound: RespondDecision = Object.freeze({
+    kind: 'respond',
+    service: name,
+    status: 404,
+    grpcStatus: 12,
+    reason: config.protocol === 'http' ? 'no route matches the request' : 'no route matches the gRPC method',
+    route: undefined,
+    rule: undefined,
+  });
+  const unrouted: ForwardDecision = Object.freeze({
+    kind: 'forward',
+    service: name,
+    route: '',
+    rule: 0,
+    ruleName: undefined,
+    backend: name,
+    requestHeaders: Object.freeze([]),
+    responseHeaders: Object.freeze([]),
+    requestTimeoutMs: undefined,
+    backendRequestTimeoutMs: undefined,
+  });
+  const otherwise = config.fallback === 'forward' ? unrouted : notFound;
+  if (config.protocol === 'http') {
+    const router = new HttpRouter(name, config.port, rules, config.matches, otherwise);
+    if (config.consumers?.length) router.consumers = new Map(config.consumers.map((c) => [c.namespace, new HttpRouter(name, config.port, rules, c.matches, notFound)]));
+    return router;
+  }
+  const router = new GrpcRouter(name, config.port, rules, config.matches, otherwise);
+  if (config.consumers?.length) router.consumers = new Map(config.consumers.map((c) => [c.namespace, new GrpcRouter(name, config.port, rules, c.matches, notFound)]));
+  return router;
 }
 
 /** Every routed Service port of a snapshot, found by name or by the original destination the

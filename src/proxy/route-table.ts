@@ -5,11 +5,16 @@
 // Attachment (the mesh profile): a parentRef with group "" and kind Service attaches the
 // route to that Service: to the port named by sectionName and/or numbered by port, or to all
 // its TCP ports when neither is set. Parents of other kinds are for gateways: ignored here.
-// Only producer routes are supported: a route in another namespace than its parent Service
-// (a consumer route, which should apply only to that namespace's clients) is ignored with a
-// note. On one Service port, HTTPRoutes and GRPCRoutes are never merged: the kind of the
-// oldest route attached there wins the port, and routes of the other kind are ignored with a
-// note, as the spec resolves the same conflict on a Gateway listener.
+// A route in the Service's namespace is a producer route: it applies to every client. A route
+// in another namespace is a consumer route (GAMMA): it applies only to the clients of its own
+// namespace, and those clients get their namespace's consumer routes instead of the producer
+// routes. A port with consumer routes only sends every other client to its own endpoints, as
+// if it had no route. A consumer route may name its parent Service as a backend (the usual
+// case: the route refines how its namespace calls that Service) without a ReferenceGrant.
+// On one Service port, HTTPRoutes and GRPCRoutes are never merged: the kind of the oldest
+// route attached there (a producer route before any consumer route) wins the port, and routes
+// of the other kind are ignored with a note, as the spec resolves the same conflict on a
+// Gateway listener.
 //
 // Precedence, HTTPRoute (Gateway API v1, HTTPRouteRule.matches): across every match of every
 // rule of every route attached to the port, first
@@ -135,7 +140,8 @@ class Compiler {
     const ns = ref.namespace ?? route.namespace;
     const target = `${ns}/${ref.name}`;
     if (ref.group !== '' || ref.kind !== 'Service') return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
-    if (ns !== route.namespace) return { invalid: `Service ${target} is in another namespace: that needs a ReferenceGrant, which Weft does not support yet` };
+    const parent = route.spec.parentRefs.some((p) => p.group === '' && p.kind === 'Service' && p.name === ref.name && (p.namespace ?? route.namespace) === ns);
+    if (ns !== route.namespace && !parent) return { invalid: `Service ${target} is in another namespace: that needs a ReferenceGrant, which Weft does not support yet` };
     const svc = this.services.get(target);
     if (!svc) return { invalid: `Service ${target} not found` };
     if (svc.spec.type === 'ExternalName') return { invalid: `Service ${target} is an ExternalName Service: not supported as a backend` };
@@ -217,7 +223,9 @@ function grpcMatches(route: Extract<RouteObject, { kind: 'GRPCRoute' }>, order: 
 interface Attachment {
   svc: Service;
   port: ServicePort;
+  /** Producer routes, and consumer routes by their namespace; each in route order. */
   routes: RouteObject[];
+  consumers: Map<string, RouteObject[]>;
 }
 
 /** The route table of every routed Service port. */
@@ -237,7 +245,6 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
       const at = `${routeLabel(route)}: spec.parentRefs[${i}]`;
       const ns = ref.namespace ?? route.namespace;
       const target = `${ns}/${ref.name}`;
-      if (ns !== route.namespace) return notes.push(`${at}: Service ${target} is in another namespace (a consumer route): not supported yet, ignored`);
       const svc = byName.get(target);
       if (!svc) return notes.push(`${at}: Service ${target} not found`);
       if (svc.spec.type === 'ExternalName' || isHeadless(svc)) return notes.push(`${at}: Service ${target} has no cluster IP to route`);
@@ -250,8 +257,9 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
         const key = `${target}:${p.port}`;
         if (ports.has(key)) continue; // two refs to the same port attach once
         ports.add(key);
-        const a = attached.get(key) ?? { svc, port: p, routes: [] };
-        a.routes.push(route);
+        const a: Attachment = attached.get(key) ?? { svc, port: p, routes: [], consumers: new Map() };
+        if (ns === route.namespace) a.routes.push(route);
+        else a.consumers.set(route.namespace, [...(a.consumers.get(route.namespace) ?? []), route]);
         attached.set(key, a);
       }
     });
@@ -261,10 +269,13 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
   const destinations = new Map<string, string>();
   const keys = [...attached.keys()].sort(compare);
   for (const key of keys) {
-    const { svc, port, routes: all } = attached.get(key)!;
-    const kind = all[0]!.kind;
-    for (const r of all) if (r.kind !== kind) notes.push(`${routeLabel(r)}: Service port ${key} is already routed by ${kind} ${routeName(all[0]!)}; HTTPRoutes and GRPCRoutes do not share a port, ignored`);
-    const accepted = all.filter((r) => r.kind === kind);
+    const { svc, port, routes: producers, consumers } = attached.get(key)!;
+    const namespaces = [...consumers.keys()].sort(compare);
+    const all = [...producers, ...namespaces.flatMap((n) => consumers.get(n)!)];
+    const first = producers[0] ?? [...all].sort(compareRoutes)[0]!;
+    const kind = first.kind;
+    for (const r of all) if (r.kind !== kind) notes.push(`${routeLabel(r)}: Service port ${key} is already routed by ${kind} ${routeName(first)}; HTTPRoutes and GRPCRoutes do not share a port, ignored`);
+    const accepted = producers.filter((r) => r.kind === kind);
     const service = `${svc.metadata.namespace}/${svc.metadata.name}`;
     // Two Services cannot share an address (the service table keeps the first): nor can two routed ports.
     const addresses = clusterIPs(svc).filter((ip) => {
@@ -274,22 +285,29 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
       return holder === undefined;
     });
     const rules: RuleConfig[] = [];
-    const base = { service, port: port.port, portName: port.name ?? '', addresses, rules };
+    const base = { service, port: port.port, portName: port.name ?? '', addresses, rules, ...(accepted.length === 0 && { fallback: 'forward' as const }) };
     compiler.needBackend(key, kind === 'GRPCRoute' ? 'h2c' : 'unknown');
+    /** One table: the routes' rules appended to the port's, their matches in precedence order. */
+    const table = <M>(routes: RouteObject[], matchesOf: (r: RouteObject, order: number, ruleBase: number) => { key: Key; match: M }[]): M[] =>
+      routes
+        .filter((r) => r.kind === kind)
+        .flatMap((r, order) => {
+          const ruleBase = rules.length;
+          r.spec.rules.forEach((_, i) => rules.push(compiler.rule(r, i)));
+          return matchesOf(r, order, ruleBase);
+        })
+        .sort((a, b) => compareKeys(a.key, b.key))
+        .map((e) => e.match);
+    const consumerTables = <M>(matchesOf: (r: RouteObject, order: number, ruleBase: number) => { key: Key; match: M }[]) => {
+      const out = namespaces.map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) })).filter((t) => t.matches.length > 0);
+      return out.length ? { consumers: out } : {};
+    };
     if (kind === 'HTTPRoute') {
-      const entries = accepted.flatMap((r, order) => {
-        const ruleBase = rules.length;
-        r.spec.rules.forEach((_, i) => rules.push(compiler.rule(r, i)));
-        return httpMatches(r as Extract<RouteObject, { kind: 'HTTPRoute' }>, order, ruleBase);
-      });
-      out.push({ ...base, protocol: 'http', matches: entries.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.match) });
+      const of = (r: RouteObject, order: number, ruleBase: number) => httpMatches(r as Extract<RouteObject, { kind: 'HTTPRoute' }>, order, ruleBase);
+      out.push({ ...base, protocol: 'http', matches: table(accepted, of), ...consumerTables(of) });
     } else {
-      const entries = accepted.flatMap((r, order) => {
-        const ruleBase = rules.length;
-        r.spec.rules.forEach((_, i) => rules.push(compiler.rule(r, i)));
-        return grpcMatches(r as Extract<RouteObject, { kind: 'GRPCRoute' }>, order, ruleBase);
-      });
-      out.push({ ...base, protocol: 'grpc', matches: entries.sort((a, b) => compareKeys(a.key, b.key)).map((e) => e.match) });
+      const of = (r: RouteObject, order: number, ruleBase: number) => grpcMatches(r as Extract<RouteObject, { kind: 'GRPCRoute' }>, order, ruleBase);
+      out.push({ ...base, protocol: 'grpc', matches: table(accepted, of), ...consumerTables(of) });
     }
   }
   const backends = [...compiler.backends].map(([key, protocol]) => ({ key, protocol })).sort((a, b) => compare(a.key, b.key));

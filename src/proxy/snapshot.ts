@@ -80,18 +80,32 @@ interface ServicePortBase {
   portName: string;
   /** The Service's cluster IPs: with `port`, the original destinations the kernel records. */
   addresses: string[];
+  /** Every rule of the port: the producer routes' and the consumer routes'. */
   rules: RuleConfig[];
+  /** Set when only consumer routes attach to the port: the requests of other clients go to the
+   *  Service port's own endpoints (key "service:port" in backends), as if it had no route. */
+  fallback?: 'forward';
+}
+
+/** The matches of one namespace's consumer routes (GAMMA: routes in another namespace than
+ *  their parent Service): its clients' requests are matched against these, not the port's
+ *  own (the producer routes'), and get a 404 when none matches. */
+export interface ConsumerMatches<M> {
+  namespace: string;
+  matches: M[];
 }
 
 export interface HttpServicePort extends ServicePortBase {
   protocol: 'http';
   /** In precedence order: the first that matches a request decides its rule. */
   matches: HttpMatchConfig[];
+  consumers?: ConsumerMatches<HttpMatchConfig>[];
 }
 
 export interface GrpcServicePort extends ServicePortBase {
   protocol: 'grpc';
   matches: GrpcMatchConfig[];
+  consumers?: ConsumerMatches<GrpcMatchConfig>[];
 }
 
 export type ServicePortConfig = HttpServicePort | GrpcServicePort;
@@ -158,6 +172,7 @@ export type SnapshotValidation = { ok: true; value: ProxySnapshot } | { ok: fals
 
 const LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const SERVICE_NAME = new RegExp(`^${LABEL}/${LABEL}$`);
+const NAMESPACE = new RegExp(`^${LABEL}$`);
 const OBJECT_NAME = new RegExp(`^${LABEL}/${LABEL}(\\.${LABEL})*$`);
 const BACKEND_KEY = new RegExp(`^${LABEL}/${LABEL}:(?<port>[0-9]{1,5})$`);
 const LOWER_HEADER_NAME = /^[a-z0-9!#$%&'*+\-.^_`|~]+$/;
@@ -323,18 +338,35 @@ function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<s
     return fam === undefined ? [] : [canonicalIp(a as string)];
   });
   const rules = c.array(o.rules, `${at}.rules`, { required: true }).map((r, i) => checkRule(c, r, `${at}.rules[${i}]`, backends));
-  const rawMatches = c.array(o.matches, `${at}.matches`, { required: true });
-  const matches = rawMatches.flatMap((m, i) => {
-    const mat = `${at}.matches[${i}]`;
-    const mo = obj(c, m, mat);
-    const rule = rules.length ? int(c, mo.rule, `${mat}.rule`, 0, rules.length - 1) : (c.fail(`${mat}.rule`, 'there are no rules to name'), undefined);
-    if (rule === undefined || protocol === undefined) return [];
-    const match = protocol === 'http' ? checkHttpMatch(c, mo, mat, rule) : checkGrpcMatch(c, mo, mat, rule);
-    return match ? [match] : [];
+  const checkMatches = (v: unknown, mat: string) =>
+    c.array(v, mat, { required: true }).flatMap((m, i) => {
+      const mi = `${mat}[${i}]`;
+      const mo = obj(c, m, mi);
+      const rule = rules.length ? int(c, mo.rule, `${mi}.rule`, 0, rules.length - 1) : (c.fail(`${mi}.rule`, 'there are no rules to name'), undefined);
+      if (rule === undefined || protocol === undefined) return [];
+      const match = protocol === 'http' ? checkHttpMatch(c, mo, mi, rule) : checkGrpcMatch(c, mo, mi, rule);
+      return match ? [match] : [];
+    });
+  const matches = checkMatches(o.matches, `${at}.matches`);
+  const seen = new Set<string>();
+  const consumers = o.consumers === undefined ? undefined : c.array(o.consumers, `${at}.consumers`).flatMap((v, i) => {
+    const cat = `${at}.consumers[${i}]`;
+    const co = obj(c, v, cat);
+    const namespace = str(c, co.namespace, `${cat}.namespace`, NAMESPACE, 'a namespace name');
+    if (namespace !== undefined && seen.has(namespace)) c.fail(`${cat}.namespace`, `${namespace} is listed twice`);
+    if (namespace !== undefined) seen.add(namespace);
+    const cm = checkMatches(co.matches, `${cat}.matches`);
+    return namespace === undefined ? [] : [{ namespace, matches: cm }];
   });
+  const fallback = o.fallback === undefined ? undefined : oneOf(c, o.fallback, `${at}.fallback`, ['forward'] as const);
+  if (fallback !== undefined && service !== undefined && port !== undefined && !Object.hasOwn(backends, `${service}:${port}`)) {
+    c.fail(`${at}.fallback`, `the Service port ${service}:${port} is not in backends`);
+  }
   if (service === undefined || port === undefined || portName === undefined || protocol === undefined) return undefined;
-  const base = { service, port, portName, addresses, rules };
-  return protocol === 'http' ? { ...base, protocol, matches: matches as HttpMatchConfig[] } : { ...base, protocol, matches: matches as GrpcMatchConfig[] };
+  const base = { service, port, portName, addresses, rules, ...(fallback !== undefined && { fallback }) };
+  return protocol === 'http'
+    ? { ...base, protocol, matches: matches as HttpMatchConfig[], ...(consumers && { consumers: consumers as ConsumerMatches<HttpMatchConfig>[] }) }
+    : { ...base, protocol, matches: matches as GrpcMatchConfig[], ...(consumers && { consumers: consumers as ConsumerMatches<GrpcMatchConfig>[] }) };
 }
 
 function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {

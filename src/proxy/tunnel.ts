@@ -67,7 +67,7 @@ export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket
   };
   const router = conn.binding.router;
   if (state === undefined || router === undefined) return refuse(404, `no route: ${conn.binding.serviceKey} is not routed`, 'no-route');
-  const d = router.route({ method: r.method, path: r.path, headers: req.headers });
+  const d = router.forClient(conn.source(state).flow.namespace).route({ method: r.method, path: r.path, headers: req.headers });
   if (d.route !== undefined) r.route = d.route;
   if (d.kind === 'respond') return refuse(d.status, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');
   const backend = state.backends.get(d.backend);

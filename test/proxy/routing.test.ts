@@ -28,6 +28,8 @@ import type { Flow } from '../../src/observe/flow.js';
 import type { ProxySnapshot } from '../../src/proxy/snapshot.js';
 
 const CLIENT = '127.0.0.9';
+/** A client in another namespace ("shop"), which has a consumer route for web. */
+const SHOP_CLIENT = '127.0.0.10';
 const WEB = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 const CANARY = '127.0.0.5';
 
@@ -64,6 +66,22 @@ const route = httpRoute('web-routes', {
   ],
 });
 
+/** GAMMA's consumer route: in the namespace "shop", for its clients only; it sends all of
+ *  web's requests to web itself (no split, no canary) and marks the responses. */
+const shopRoute = httpRoute(
+  'shop-calls-web',
+  {
+    parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: 'demo', port: 80 }],
+    rules: [
+      {
+        filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-consumer', value: 'shop' }] } }],
+        backendRefs: [{ name: 'web', namespace: 'demo', port: 80 }],
+      },
+    ],
+  },
+  'shop',
+);
+
 before(async () => {
   const webPort = await freePortOn(WEB);
   const canaryPort = await freePort(CANARY);
@@ -78,10 +96,11 @@ before(async () => {
       { name: 'web-v2', clusterIP: '10.96.0.11', port: 80, targetPort: canaryPort, endpoints: [CANARY] },
       { name: 'empty', clusterIP: '10.96.0.12', port: 80, targetPort: 8080, endpoints: [] },
     ],
-    routes: [route],
+    routes: [route, shopRoute],
     listeners: [{ address: '127.0.0.1', port, service: 'demo/web', servicePort: 80 }],
     workloads: {
       [CLIENT]: { namespace: 'demo', pod: 'client', identity: 1001, labels: ['role=client'] },
+      [SHOP_CLIENT]: { namespace: 'shop', pod: 'cart', identity: 1002, labels: ['app=cart'] },
       ...Object.fromEntries(WEB.map((ip, i) => [ip, { namespace: 'demo', pod: `web-${i + 1}`, identity: 2002, labels: ['app=web'] }])),
       [CANARY]: { namespace: 'demo', pod: 'canary', identity: 2003, labels: ['app=web', 'track=canary'] },
     },
@@ -158,6 +177,26 @@ describe('weft-proxy routing', () => {
     assert.equal(prefix.headers['x-rule'], 'prefix');
     assert.match(backendOf(prefix), /^web-\d$/);
     session.close();
+  });
+
+  it('routes the clients of a namespace with a consumer route by that route, and everyone else by the producer\'s (GAMMA)', async () => {
+    const shop = h2Connect(cleanup, port, SHOP_CLIENT);
+    const demo = h2Connect(cleanup, port, CLIENT);
+    // The producer's canary rule does not apply to shop's clients: their route has no canary.
+    for (let i = 0; i < 20; i++) {
+      const a = await h2Request(shop, { ':path': '/items', 'x-canary': 'true' });
+      assert.equal(a.status, 200);
+      assert.equal(a.headers['x-consumer'], 'shop');
+      assert.match(backendOf(a), /^web-\d$/);
+    }
+    const h1 = await h1Request(port, { path: '/exact/a', localAddress: SHOP_CLIENT });
+    assert.deepEqual([h1.status, h1.headers['x-consumer'], h1.headers['x-rule']], [200, 'shop', undefined]);
+    const d = await h2Request(demo, { ':path': '/items', 'x-canary': 'true' });
+    assert.deepEqual([d.status, d.headers['x-consumer'], backendOf(d)], [200, undefined, 'canary']);
+    const e = await h2Request(demo, { ':path': '/exact/a' });
+    assert.deepEqual([e.headers['x-consumer'], e.headers['x-rule']], [undefined, 'exact']);
+    shop.close();
+    demo.close();
   });
 
   it('answers 404 when no route matches, 503 when the backend has no endpoint, 504 on the route\'s timeout', async () => {

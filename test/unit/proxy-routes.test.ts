@@ -12,6 +12,9 @@ import { seeded } from '../harness/seeded.js';
 
 // ---- helpers ----
 
+/** A decision in short: kind, route, and the backend (forward) or the status (respond). */
+const pick = (d: RouteDecision) => (d.kind === 'forward' ? [d.kind, d.route, d.backend] : [d.kind, d.route, d.status]);
+
 const parent = { group: '', kind: 'Service', name: 'web' };
 
 function httpSpec(raw: unknown): HTTPRouteSpec {
@@ -315,11 +318,10 @@ describe('route table: attachment', () => {
     assert.deepEqual(both.notes, ['HTTPRoute default/r: spec.parentRefs[0]: Service default/web has no TCP port named http and numbered 9090']);
   });
 
-  it('gateway parents are not the mesh\'s; consumer routes, missing and headless Services are noted', () => {
+  it('gateway parents are not the mesh\'s; missing and headless Services are noted', () => {
     const out = compileRoutes(
       [
         http('gw', { parentRefs: [{ name: 'gateway' }] }),
-        http('consumer', { parentRefs: [{ ...parent, namespace: 'other', name: 'other' }] }),
         http('missing', { parentRefs: [{ ...parent, name: 'nope' }] }),
         http('headless', { parentRefs: [{ ...parent, name: 'headless' }] }),
         http('udp', { parentRefs: [{ ...parent, port: 53 }] }),
@@ -328,11 +330,65 @@ describe('route table: attachment', () => {
     );
     assert.deepEqual(out.services, []);
     assert.deepEqual(out.notes, [
-      'HTTPRoute default/consumer: spec.parentRefs[0]: Service other/other is in another namespace (a consumer route): not supported yet, ignored',
       'HTTPRoute default/headless: spec.parentRefs[0]: Service default/headless has no cluster IP to route',
       'HTTPRoute default/missing: spec.parentRefs[0]: Service default/nope not found',
       'HTTPRoute default/udp: spec.parentRefs[0]: Service default/web has no TCP port numbered 53',
     ]);
+  });
+
+  it('a consumer route (another namespace than its Service) gets a table of its own for its namespace', () => {
+    // The producer splits web; the namespace "shop" has a route of its own that only edits a
+    // header, naming the parent Service itself as its backend (no ReferenceGrant needed).
+    const producer = http('split', { parentRefs: [{ ...parent, port: 80 }], rules: [{ backendRefs: [{ name: 'web-v1', port: 80 }] }] });
+    const consumer = http('shop-calls-web', {
+      parentRefs: [{ ...parent, namespace: 'default', port: 80 }],
+      rules: [{ filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-Consumer', value: 'shop' }] } }], backendRefs: [{ name: 'web', namespace: 'default', port: 80 }] }],
+    }, { namespace: 'shop' });
+    const out = compileRoutes([producer, consumer], SERVICES);
+    assert.deepEqual(out.notes, []);
+    const sp = out.services.find((s) => s.service === 'default/web' && s.port === 80)!;
+    assert.equal(sp.fallback, undefined);
+    assert.deepEqual(sp.rules.map((r) => [r.route, r.backends.map((b) => b.backend ?? b.invalid)]), [
+      ['default/split', ['default/web-v1:80']],
+      ['shop/shop-calls-web', ['default/web:80']],
+    ]);
+    assert.deepEqual((sp.matches as HttpMatchConfig[]).map((m) => sp.rules[m.rule]!.route), ['default/split']);
+    assert.deepEqual(sp.consumers?.map((c) => [c.namespace, (c.matches as HttpMatchConfig[]).map((m) => sp.rules[m.rule]!.route)]), [['shop', ['shop/shop-calls-web']]]);
+    // Routed per client: shop's clients get their route, everyone else the producer's.
+    const router = compileServiceRouter(sp);
+    const req = { method: 'GET', path: '/', headers: {} };
+    const via = (ns: string | undefined) => router.forClient(ns).route(req) as Extract<RouteDecision, { kind: 'forward' }>;
+    assert.deepEqual([via('shop').route, via('shop').backend, via('shop').responseHeaders], ['shop/shop-calls-web', 'default/web:80', [{ set: [{ name: 'x-consumer', value: 'shop' }], add: [], remove: [] }]]);
+    for (const ns of ['default', 'elsewhere', undefined]) assert.deepEqual([via(ns).route, via(ns).backend], ['default/split', 'default/web-v1:80'], String(ns));
+  });
+
+  it('a port with consumer routes only: other clients go to its own endpoints; a consumer request no route matches gets a 404', () => {
+    const consumer = http('only', { parentRefs: [{ ...parent, namespace: 'default', port: 80 }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'web', namespace: 'default', port: 80 }] }] }, { namespace: 'shop' });
+    const sp = portOf([consumer], 'default/web:80');
+    assert.equal(sp.fallback, 'forward');
+    assert.deepEqual(sp.matches, []);
+    const router = compileServiceRouter(sp);
+    const get = (path: string) => ({ method: 'GET', path, headers: {} });
+    assert.deepEqual(pick(router.forClient('other').route(get('/anything'))), ['forward', '', 'default/web:80']);
+    assert.deepEqual(pick(router.forClient(undefined).route(get('/api/x'))), ['forward', '', 'default/web:80']);
+    assert.deepEqual(pick(router.forClient('shop').route(get('/api/x'))), ['forward', 'shop/only', 'default/web:80']);
+    assert.deepEqual(pick(router.forClient('shop').route(get('/other'))), ['respond', undefined, 404]);
+  });
+
+  it('a consumer route may name its parent Service as a backend, not another Service of that namespace', () => {
+    const consumer = http('c', { parentRefs: [{ ...parent, namespace: 'default', port: 80 }], rules: [{ backendRefs: [{ name: 'web-v2', namespace: 'default', port: 80 }] }] }, { namespace: 'shop' });
+    const out = compileRoutes([consumer], SERVICES);
+    assert.deepEqual(out.notes, ['HTTPRoute shop/c: spec.rules[0].backendRefs[0]: Service default/web-v2 is in another namespace: that needs a ReferenceGrant, which Weft does not support yet; its share of requests gets 500']);
+  });
+
+  it('consumer routes of the other kind than the port\'s are ignored with a note', () => {
+    const producer = http('h', { parentRefs: [{ ...parent, port: 80 }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] });
+    const consumer = grpc('g', { parentRefs: [{ ...parent, namespace: 'default', port: 80 }] }, { namespace: 'shop' });
+    const out = compileRoutes([producer, consumer], SERVICES);
+    const sp = out.services.find((s) => s.service === 'default/web' && s.port === 80)!;
+    assert.equal(sp.protocol, 'http');
+    assert.equal(sp.consumers, undefined);
+    assert.deepEqual(out.notes, ['GRPCRoute shop/g: Service port default/web:80 is already routed by HTTPRoute default/h; HTTPRoutes and GRPCRoutes do not share a port, ignored']);
   });
 
   it('HTTPRoutes and GRPCRoutes never share a port: the oldest route\'s kind wins it', () => {

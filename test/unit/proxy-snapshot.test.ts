@@ -151,6 +151,31 @@ describe('validateSnapshot refuses by field', () => {
     refused(g, 'services[0].matches[0].method', /needs a service, a method or both/);
   });
 
+  it('consumer tables and the fallback', () => {
+    const ok = copy();
+    ok.services[0].consumers = [{ namespace: 'shop', matches: [ok.services[0].matches[0]] }];
+    ok.services[0].fallback = 'forward';
+    const v = validateSnapshot(ok);
+    assert.ok(v.ok, JSON.stringify(v));
+    assert.deepEqual(v.value.services[0]!.consumers?.map((c) => c.namespace), ['shop']);
+    const ns = copy();
+    ns.services[0].consumers = [{ namespace: 'Shop', matches: [] }];
+    refused(ns, 'services[0].consumers[0].namespace', /a namespace name/);
+    const twice = copy();
+    twice.services[0].consumers = [{ namespace: 'shop', matches: [] }, { namespace: 'shop', matches: [] }];
+    refused(twice, 'services[0].consumers[1].namespace', /listed twice/);
+    const rule = copy();
+    rule.services[0].consumers = [{ namespace: 'shop', matches: [{ ...rule.services[0].matches[0], rule: 9 }] }];
+    refused(rule, 'services[0].consumers[0].matches[0].rule', /not an integer in 0\.\.1/);
+    const fb = copy();
+    fb.services[0].fallback = 'drop';
+    refused(fb, 'services[0].fallback', /not one of forward/);
+    const gone = copy();
+    gone.services[0].fallback = 'forward';
+    delete gone.backends['demo/web:80'];
+    refused(gone, 'services[0].fallback', /demo\/web:80 is not in backends/);
+  });
+
   it('rules and backends', () => {
     const missing = copy();
     missing.services[0].rules[0].backends[0].backend = 'demo/nope:80';
