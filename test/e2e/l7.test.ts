@@ -8,6 +8,7 @@
 //   (the v1 pods, no route: it must never touch the proxy).
 //   HTTPRoute web-split on web:80: x-canary: yes → web-v2; path Exact /only-v2 → web-v2;
 //   everything else 90/10 web-v1/web-v2.
+//   namespace shop: cart, a client with a consumer route of its own for web (one test).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -36,6 +37,7 @@ interface TestPod {
 let world: World;
 let agent: AgentProcess;
 let client: TestPod;
+let cart: TestPod;
 let v1: TestPod[];
 let v2: TestPod;
 
@@ -73,12 +75,12 @@ interface ClientResult {
   peer?: string;
 }
 
-async function request(url: string, opts: { count?: number; headers?: string[]; h2?: boolean; concurrency?: number } = {}): Promise<ClientResult> {
+async function request(url: string, opts: { count?: number; headers?: string[]; h2?: boolean; concurrency?: number; from?: TestPod } = {}): Promise<ClientResult> {
   const argv = [
     process.execPath, path.join(FIXTURES, 'http-client.js'), '--url', url, '--count', String(opts.count ?? 10),
     ...(opts.h2 ? ['--h2', '--concurrency', String(opts.concurrency ?? 1)] : []), ...(opts.headers ?? []).flatMap((h) => ['--header', h]),
   ];
-  const r = await world.run(client.box.where, argv, { inCgroup: true, timeoutMs: 60_000 });
+  const r = await world.run((opts.from ?? client).box.where, argv, { inCgroup: true, timeoutMs: 60_000 });
   assert.equal(r.code, 0, `http-client ${url}: ${r.stderr}`);
   return JSON.parse(r.stdout) as ClientResult;
 }
@@ -121,6 +123,8 @@ before(async () => {
     addPod('web-v1-b', { app: 'web', version: 'v1' }, boxes.add()),
   ]) as [TestPod, ...TestPod[]];
   v2 = await addPod('web-v2', { app: 'web', version: 'v2' }, boxes.add());
+  const cartBox = boxes.add();
+  cart = { name: 'cart', labels: { app: 'cart' }, box: cartBox, ip: (await addCniPod(world, agent.socket, 'shop', 'cart', cartBox)).ipv4 };
   for (const p of [...v1, v2]) {
     const child = world.spawn(p.box.where, [process.execPath, path.join(FIXTURES, 'backend.js'), '--name', p.name, '--http', String(PORT)], { inCgroup: true });
     await new Promise<void>((resolve, reject) => {
@@ -133,7 +137,11 @@ before(async () => {
     apiVersion: 'v1', kind: 'Pod', metadata: { namespace: NS, name: p.name, labels: p.labels },
     spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
     status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] },
-  })));
+  })).concat([{
+    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'shop', name: cart.name, labels: cart.labels },
+    spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
+    status: { phase: 'Running', podIP: cart.ip, podIPs: [{ ip: cart.ip }] },
+  }]));
   agent.writeManifest('services.yaml', [...service('web', [...v1, v2]), ...service('web-v1', v1), ...service('web-v2', [v2]), ...service('plain', v1)]);
   agent.writeManifest('route.yaml', [ROUTE]);
   // Routed once the proxy holds the route and the kernel sends web's connections to it.
@@ -254,6 +262,29 @@ describe('HTTPRoute through weft-proxy', () => {
       return x.answers[v2.name] === 20 ? x : undefined;
     });
     assert.equal(r.statuses['200'], 20);
+  });
+
+  it('a consumer route (GAMMA) routes its namespace\'s clients instead of the producer\'s route; others keep the producer\'s', async () => {
+    // shop's own route for web: /shop-only to web's pods; nothing else (its clients get a 404
+    // for what it does not match, such as the producer's /only-v2).
+    agent.writeManifest('consumer-route.yaml', [{
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'shop', name: 'cart-calls-web' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
+        rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }], backendRefs: [{ name: 'web', namespace: NS, port: 80 }] }],
+      },
+    }]);
+    // In force once cart's /only-v2, which the producer's route sends to web-v2, finds no route.
+    await waitFor('the consumer route in force', async () => ((await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['404'] === 1 ? true : undefined));
+    assert.deepEqual((await request(`http://${VIPS.web}/only-v2`, { count: 3, from: cart })).statuses, { 404: 3 });
+    const fromCart = await request(`http://${VIPS.web}/shop-only`, { count: 30, from: cart });
+    assert.equal(fromCart.statuses['200'], 30);
+    assert.ok([...v1, v2].filter((p) => (fromCart.answers[p.name] ?? 0) > 0).length >= 2, `web's pods answer cart: ${JSON.stringify(fromCart.answers)}`);
+    // The mesh namespace's client still gets the producer's route.
+    const fromClient = await request(`http://${VIPS.web}/only-v2`, { count: 5 });
+    assert.deepEqual([fromClient.statuses, fromClient.answers], [{ 200: 5 }, { 'web-v2': 5 }]);
+    agent.removeManifest('consumer-route.yaml');
+    await waitFor('the consumer route gone', async () => ((await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['200'] === 1 ? true : undefined));
   });
 
   it('removing the route takes the Service out of the proxy: its connections go to the pods again', async () => {
