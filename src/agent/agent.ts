@@ -187,7 +187,7 @@ export class Agent {
     this.restoreEndpoints(registry, this.endpointDatapath);
     this.sync();
     this.store.on('change', (kinds) => {
-      if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute')) {
+      if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute') || kinds.has('ReferenceGrant')) {
         this.changedSince.services ??= Date.now();
         this.scheduleSync();
       }

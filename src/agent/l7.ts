@@ -84,7 +84,7 @@ export class L7Controller {
     const routes = [...this.inputs.store.ofKind('HTTPRoute'), ...this.inputs.store.ofKind('GRPCRoute')];
     // Every sync asks: with no route at all (most clusters), that must cost nothing.
     if (routes.length === 0 && this.desired.size === 0 && this.notes.length === 0) return false;
-    const out = compileStoredRoutes(routes, this.inputs.store.ofKind('Service'));
+    const out = compileStoredRoutes(routes, this.inputs.store.ofKind('Service'), undefined, this.inputs.store.ofKind('ReferenceGrant'));
     const notes = [...out.notes];
     const frontends = this.inputs.frontends();
     const next = new Map<string, ServicePortConfig>();

@@ -32,12 +32,14 @@
 // compared); then matches with no method; on ties: more header matches first; then the same
 // route, rule and match order as above. A rule without matches matches every request.
 //
-// Backends: each backendRef with a weight above 0 becomes a weighted choice. One that cannot
-// be resolved (not a core Service, in another namespace (that needs a ReferenceGrant, which
-// Weft does not read), a Service or port that does not exist, a headless or ExternalName
-// Service) keeps its share of the weight and answers 500, as the spec requires.
+// Backends: each backendRef with a weight above 0 becomes a weighted choice. A Service in
+// another namespace than the route's needs a ReferenceGrant in that namespace (from the
+// route's kind and namespace, to core Services: all of them or that one by name), except a
+// consumer route's parent Service. One that cannot be resolved (not a core Service, in another
+// namespace without a grant, a Service or port that does not exist, a headless or
+// ExternalName Service) keeps its share of the weight and answers 500, as the spec requires.
 import { canonicalIp } from '../lib/ip.js';
-import type { GRPCRoute, HTTPRoute, Service, ServicePort } from '../state/resources.js';
+import type { GRPCRoute, HTTPRoute, ReferenceGrant, Service, ServicePort } from '../state/resources.js';
 import {
   parseDuration,
   validateRouteSpec,
@@ -87,6 +89,7 @@ export function routeObjectOf(r: HTTPRoute | GRPCRoute, creationTimestamp?: stri
   return { ok: true, value: r.kind === 'HTTPRoute' ? { ...base, kind: r.kind, spec: v.value as HTTPRouteSpec } : { ...base, kind: r.kind, spec: v.value as GRPCRouteSpec } };
 }
 
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 const routeName = (r: RouteObject) => `${r.namespace}/${r.name}`;
 const routeLabel = (r: RouteObject) => `${r.kind} ${routeName(r)}`;
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -129,7 +132,20 @@ class Compiler {
   readonly notes: string[] = [];
   readonly backends = new Map<string, BackendProtocol>();
 
-  constructor(private readonly services: Map<string, Service>) {}
+  constructor(
+    private readonly services: Map<string, Service>,
+    private readonly grants: readonly ReferenceGrant[],
+  ) {}
+
+  /** Whether a ReferenceGrant in `ns` lets routes of this kind and namespace name Service `name` there. */
+  granted(route: RouteObject, ns: string, name: string): boolean {
+    return this.grants.some(
+      (g) =>
+        g.metadata.namespace === ns &&
+        g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === route.kind && f.namespace === route.namespace) &&
+        g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (t.name === undefined || t.name === name)),
+    );
+  }
 
   needBackend(key: string, protocol: BackendProtocol): void {
     if (this.backends.get(key) !== 'h2c') this.backends.set(key, protocol);
@@ -141,7 +157,9 @@ class Compiler {
     const target = `${ns}/${ref.name}`;
     if (ref.group !== '' || ref.kind !== 'Service') return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
     const parent = route.spec.parentRefs.some((p) => p.group === '' && p.kind === 'Service' && p.name === ref.name && (p.namespace ?? route.namespace) === ns);
-    if (ns !== route.namespace && !parent) return { invalid: `Service ${target} is in another namespace: that needs a ReferenceGrant, which Weft does not support yet` };
+    if (ns !== route.namespace && !parent && !this.granted(route, ns, ref.name)) {
+      return { invalid: `Service ${target} is in another namespace, and no ReferenceGrant there lets ${route.kind}s of ${route.namespace} refer to it` };
+    }
     const svc = this.services.get(target);
     if (!svc) return { invalid: `Service ${target} not found` };
     if (svc.spec.type === 'ExternalName') return { invalid: `Service ${target} is an ExternalName Service: not supported as a backend` };
@@ -229,10 +247,10 @@ interface Attachment {
 }
 
 /** The route table of every routed Service port. */
-export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<Service>): CompiledRoutes {
+export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<Service>, grants: Iterable<ReferenceGrant> = []): CompiledRoutes {
   const byName = new Map<string, Service>();
   for (const s of services) byName.set(`${s.metadata.namespace}/${s.metadata.name}`, s);
-  const compiler = new Compiler(byName);
+  const compiler = new Compiler(byName, [...grants]);
   const notes = compiler.notes;
   const ordered = [...routes].sort(compareRoutes);
 
@@ -320,6 +338,7 @@ export function compileStoredRoutes(
   routes: Iterable<HTTPRoute | GRPCRoute>,
   services: Iterable<Service>,
   creationTimestamp: (r: HTTPRoute | GRPCRoute) => string | undefined = () => undefined,
+  grants: Iterable<ReferenceGrant> = [],
 ): CompiledRoutes {
   const objects: RouteObject[] = [];
   const refused: string[] = [];
@@ -328,6 +347,6 @@ export function compileStoredRoutes(
     if (o.ok) objects.push(o.value);
     else refused.push(...o.errors.map((e) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}: ${e}`));
   }
-  const out = compileRoutes(objects, services);
+  const out = compileRoutes(objects, services, grants);
   return refused.length ? { ...out, notes: [...out.notes, ...refused].sort() } : out;
 }

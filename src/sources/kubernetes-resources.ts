@@ -27,6 +27,8 @@ export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   { kind: 'NetworkPolicy', group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespaced: true, required: true },
   { kind: 'HTTPRoute', group: GATEWAY_GROUP, version: 'v1', plural: 'httproutes', namespaced: true, crd: `httproutes.${GATEWAY_GROUP}`, required: false },
   { kind: 'GRPCRoute', group: GATEWAY_GROUP, version: 'v1', plural: 'grpcroutes', namespaced: true, crd: `grpcroutes.${GATEWAY_GROUP}`, required: false },
+  // v1beta1: the version every standard-channel release serves.
+  { kind: 'ReferenceGrant', group: GATEWAY_GROUP, version: 'v1beta1', plural: 'referencegrants', namespaced: true, crd: `referencegrants.${GATEWAY_GROUP}`, required: false },
 ];
 
 /** CRDs are watched (by name) only to learn when an optional resource appears or goes. */

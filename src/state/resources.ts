@@ -124,7 +124,19 @@ export interface GRPCRoute {
   spec: Record<string, unknown>;
 }
 
-export type Resource = Service | EndpointSlice | Pod | Namespace | Node | NetworkPolicy | HTTPRoute | GRPCRoute;
+/** A Gateway API ReferenceGrant: objects of the `from` kinds in the `from` namespaces may
+ *  refer to the `to` objects of this grant's namespace (all of a kind, or one by name). */
+export interface ReferenceGrant {
+  apiVersion: 'gateway.networking.k8s.io/v1beta1' | 'gateway.networking.k8s.io/v1';
+  kind: 'ReferenceGrant';
+  metadata: ObjectMeta;
+  spec: {
+    from: { group: string; kind: string; namespace: string }[];
+    to: { group: string; kind: string; name?: string }[];
+  };
+}
+
+export type Resource = Service | EndpointSlice | Pod | Namespace | Node | NetworkPolicy | HTTPRoute | GRPCRoute | ReferenceGrant;
 export type ResourceKind = Resource['kind'];
 
 /** kind/namespace/name: the identity of a resource across versions. */

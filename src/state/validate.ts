@@ -3,7 +3,7 @@
 import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, nameProblem, validName, type Obj, type Validation } from './checker.js';
 import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
 import { validateNetworkPolicy } from './validate-policy.js';
-import { validateNamespace, validateNode, validatePod, validateSpecHolder } from './validate-workloads.js';
+import { validateNamespace, validateNode, validatePod, validateReferenceGrant, validateSpecHolder } from './validate-workloads.js';
 
 export type { Validation } from './checker.js';
 
@@ -158,6 +158,8 @@ const VALIDATORS: Record<string, (raw: Obj) => Validation<Resource>> = {
   'networking.k8s.io/v1 NetworkPolicy': validateNetworkPolicy,
   'gateway.networking.k8s.io/v1 HTTPRoute': validateSpecHolder,
   'gateway.networking.k8s.io/v1 GRPCRoute': validateSpecHolder,
+  'gateway.networking.k8s.io/v1beta1 ReferenceGrant': validateReferenceGrant,
+  'gateway.networking.k8s.io/v1 ReferenceGrant': validateReferenceGrant,
 };
 
 /** Validates any supported object; unsupported kinds are reported as such, not as errors. */

@@ -8,7 +8,8 @@
 //   (the v1 pods, no route: it must never touch the proxy).
 //   HTTPRoute web-split on web:80: x-canary: yes → web-v2; path Exact /only-v2 → web-v2;
 //   everything else 90/10 web-v1/web-v2.
-//   namespace shop: cart, a client with a consumer route of its own for web (one test).
+//   namespace shop: cart, a client with a consumer route of its own for web, and a
+//   ReferenceGrant in mesh for it (one test).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -264,7 +265,7 @@ describe('HTTPRoute through weft-proxy', () => {
     assert.equal(r.statuses['200'], 20);
   });
 
-  it('a consumer route (GAMMA) routes its namespace\'s clients instead of the producer\'s route; others keep the producer\'s', async () => {
+  it('a consumer route (GAMMA) routes its namespace\'s clients instead of the producer\'s route; others keep the producer\'s; a ReferenceGrant opens another Service', async () => {
     // shop's own route for web: /shop-only to web's pods; nothing else (its clients get a 404
     // for what it does not match, such as the producer's /only-v2).
     agent.writeManifest('consumer-route.yaml', [{
@@ -283,6 +284,28 @@ describe('HTTPRoute through weft-proxy', () => {
     // The mesh namespace's client still gets the producer's route.
     const fromClient = await request(`http://${VIPS.web}/only-v2`, { count: 5 });
     assert.deepEqual([fromClient.statuses, fromClient.answers], [{ 200: 5 }, { 'web-v2': 5 }]);
+    // Another Service of the mesh namespace (not the parent) needs a ReferenceGrant there:
+    // without one cart's /canary gets a 500, with one it reaches web-v2.
+    agent.writeManifest('consumer-route.yaml', [{
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'shop', name: 'cart-calls-web' },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
+        rules: [
+          { matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }], backendRefs: [{ name: 'web', namespace: NS, port: 80 }] },
+          { matches: [{ path: { type: 'PathPrefix', value: '/canary' } }], backendRefs: [{ name: 'web-v2', namespace: NS, port: 80 }] },
+        ],
+      },
+    }]);
+    await waitFor('cart\'s /canary refused for want of a grant', async () => ((await request(`http://${VIPS.web}/canary`, { count: 1, from: cart })).statuses['500'] === 1 ? true : undefined));
+    agent.writeManifest('grant.yaml', [{
+      apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { namespace: NS, name: 'shop-routes-to-web-v2' },
+      spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' }], to: [{ group: '', kind: 'Service', name: 'web-v2' }] },
+    }]);
+    await waitFor('cart\'s /canary granted', async () => {
+      const r = await request(`http://${VIPS.web}/canary`, { count: 5, from: cart });
+      return r.statuses['200'] === 5 && r.answers['web-v2'] === 5 ? true : undefined;
+    });
+    agent.removeManifest('grant.yaml');
     agent.removeManifest('consumer-route.yaml');
     await waitFor('the consumer route gone', async () => ((await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['200'] === 1 ? true : undefined));
   });

@@ -6,7 +6,7 @@ import { applyHeaderEdits, compileServiceRouter, parseQuery, ProxyRouter, type R
 import { compileRoutes, compileStoredRoutes, routeObjectOf, type RouteObject } from '../../src/proxy/route-table.js';
 import { parseDuration, validateRouteSpec, type GRPCRouteSpec, type HTTPRouteSpec } from '../../src/proxy/route-validate.js';
 import type { HttpMatchConfig, GrpcMatchConfig, ServicePortConfig } from '../../src/proxy/snapshot.js';
-import type { HTTPRoute, Service } from '../../src/state/resources.js';
+import type { HTTPRoute, ReferenceGrant, Service } from '../../src/state/resources.js';
 import { validateResource } from '../../src/state/validate.js';
 import { seeded } from '../harness/seeded.js';
 
@@ -378,7 +378,7 @@ describe('route table: attachment', () => {
   it('a consumer route may name its parent Service as a backend, not another Service of that namespace', () => {
     const consumer = http('c', { parentRefs: [{ ...parent, namespace: 'default', port: 80 }], rules: [{ backendRefs: [{ name: 'web-v2', namespace: 'default', port: 80 }] }] }, { namespace: 'shop' });
     const out = compileRoutes([consumer], SERVICES);
-    assert.deepEqual(out.notes, ['HTTPRoute shop/c: spec.rules[0].backendRefs[0]: Service default/web-v2 is in another namespace: that needs a ReferenceGrant, which Weft does not support yet; its share of requests gets 500']);
+    assert.deepEqual(out.notes, ['HTTPRoute shop/c: spec.rules[0].backendRefs[0]: Service default/web-v2 is in another namespace, and no ReferenceGrant there lets HTTPRoutes of shop refer to it; its share of requests gets 500']);
   });
 
   it('consumer routes of the other kind than the port\'s are ignored with a note', () => {
@@ -401,6 +401,45 @@ describe('route table: attachment', () => {
     );
     assert.deepEqual(out.services.map((s) => s.protocol), ['grpc']);
     assert.deepEqual(out.notes, ['HTTPRoute default/h: Service port default/web:80 is already routed by GRPCRoute default/g; HTTPRoutes and GRPCRoutes do not share a port, ignored']);
+  });
+
+  it('a ReferenceGrant in the backend\'s namespace lets routes name its Services: from the route\'s kind and namespace, to all Services or one by name', () => {
+    const grant = (name: string, from: { kind: string; namespace: string }, to: { name?: string }): ReferenceGrant => {
+      const v = validateResource({
+        apiVersion: 'gateway.networking.k8s.io/v1beta1',
+        kind: 'ReferenceGrant',
+        metadata: { namespace: 'other', name },
+        spec: { from: [{ group: 'gateway.networking.k8s.io', ...from }], to: [{ group: '', kind: 'Service', ...to }] },
+      });
+      assert.ok(v.ok === true, JSON.stringify(v));
+      return v.value as ReferenceGrant;
+    };
+    const r = http('r', { parentRefs: [{ ...parent, port: 80 }], rules: [{ backendRefs: [{ name: 'other', namespace: 'other', port: 80 }] }] });
+    const backendsWith = (...grants: ReferenceGrant[]) => compileRoutes([r], SERVICES, grants).services[0]!.rules[0]!.backends;
+    const refused = [{ weight: 1, invalid: 'Service other/other is in another namespace, and no ReferenceGrant there lets HTTPRoutes of default refer to it' }];
+    const granted = [{ weight: 1, backend: 'other/other:80' }];
+    assert.deepEqual(backendsWith(), refused);
+    assert.deepEqual(backendsWith(grant('all', { kind: 'HTTPRoute', namespace: 'default' }, {})), granted);
+    assert.deepEqual(backendsWith(grant('one', { kind: 'HTTPRoute', namespace: 'default' }, { name: 'other' })), granted);
+    assert.deepEqual(backendsWith(grant('another', { kind: 'HTTPRoute', namespace: 'default' }, { name: 'not-this' })), refused);
+    assert.deepEqual(backendsWith(grant('grpc-only', { kind: 'GRPCRoute', namespace: 'default' }, {})), refused);
+    assert.deepEqual(backendsWith(grant('elsewhere', { kind: 'HTTPRoute', namespace: 'shop' }, {})), refused);
+    // A grant in another namespace than the backend's grants nothing there.
+    const misplaced = { ...grant('all', { kind: 'HTTPRoute', namespace: 'default' }, {}), metadata: { namespace: 'default', name: 'all' } };
+    assert.deepEqual(backendsWith(misplaced), refused);
+  });
+
+  it('ReferenceGrant manifests are validated naming the field', () => {
+    const base = { apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { namespace: 'other', name: 'g' } };
+    const errors = (spec: unknown) => {
+      const v = validateResource({ ...base, spec });
+      return v.ok === false ? v.errors : [];
+    };
+    assert.deepEqual(errors({ from: [], to: [{ group: '', kind: 'Service' }] }), ['spec.from: 0 entries: want 1 to 16']);
+    assert.ok(errors({ from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'Not_A_Namespace' }], to: [{ group: '', kind: 'Service' }] }).some((e) => e.startsWith('spec.from[0].namespace: ')));
+    assert.ok(errors({ from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'default' }], to: [{ group: '', kind: 'Service', name: '' }] }).some((e) => e.startsWith('spec.to[0].name: ')));
+    assert.ok(errors({ from: [{ kind: 'HTTPRoute', namespace: 'default' }], to: [{ group: '', kind: 'Service' }] }).some((e) => e.startsWith('spec.from[0].group: required')));
+    assert.ok(errors(undefined).some((e) => e.startsWith('spec: required')));
   });
 
   it('resolves backends: weights, weight 0 left out, invalid refs keep their share and answer 500', () => {
@@ -428,7 +467,7 @@ describe('route table: attachment', () => {
     const [sp] = out.services;
     assert.deepEqual(sp!.rules[0]!.backends, [
       { weight: 90, backend: 'default/web-v1:80' },
-      { weight: 5, invalid: 'Service other/other is in another namespace: that needs a ReferenceGrant, which Weft does not support yet' },
+      { weight: 5, invalid: 'Service other/other is in another namespace, and no ReferenceGrant there lets HTTPRoutes of default refer to it' },
       { weight: 5, invalid: 'Service default/nope not found' },
       { weight: 5, invalid: 'Service default/web-v2 has no TCP port 8080' },
       { weight: 5, invalid: 'multicluster.x-k8s.io/ServiceImport backends are not supported (only Services)' },
