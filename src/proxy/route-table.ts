@@ -317,8 +317,8 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
         .sort((a, b) => compareKeys(a.key, b.key))
         .map((e) => e.match);
     const consumerTables = <M>(matchesOf: (r: RouteObject, order: number, ruleBase: number) => { key: Key; match: M }[]) => {
-      const out = namespaces.map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) })).filter((t) => t.matches.length > 0);
-      return out.length ? { consumers: out } : {};
+      const tables = namespaces.map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) })).filter((t) => t.matches.length > 0);
+      return tables.length ? { consumers: tables } : {};
     };
     if (kind === 'HTTPRoute') {
       const of = (r: RouteObject, order: number, ruleBase: number) => httpMatches(r as Extract<RouteObject, { kind: 'HTTPRoute' }>, order, ruleBase);
