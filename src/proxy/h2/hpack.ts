@@ -63,38 +63,48 @@ function writeInt(dst: Buffer, o: number, first: number, mask: number, v: number
  *  slots each for names and values, both sides) was 4 KB of every idle connection. */
 const RING_START = 16;
 
-/** The ring (names, values) at twice its size, each entry at its insertion number's slot. */
-function grownRing(names: string[], values: string[], inserted: number, count: number): [string[], string[]] {
-  const oldMask = names.length - 1;
-  const mask = names.length * 2 - 1;
-  const n = new Array<string>(mask + 1).fill('');
-  const v = new Array<string>(mask + 1).fill('');
-  for (let k = inserted - count; k < inserted; k++) {
-    n[k & mask] = names[k & oldMask]!;
-    v[k & mask] = values[k & oldMask]!;
+/** A dynamic table's entries as a ring by insertion number: entry k (from 0) is at k & mask,
+ *  so an insert or eviction moves no other entry. Entries are >= 32 octets, so the ring never
+ *  holds more than the table's size / 32; it starts at RING_START slots and doubles when full. */
+abstract class EntryRing {
+  protected names = new Array<string>(RING_START).fill('');
+  protected values = new Array<string>(RING_START).fill('');
+  protected mask = RING_START - 1;
+  /** Entries inserted so far, and of them still in the table (the newest `count`). */
+  protected inserted = 0;
+  protected count = 0;
+
+  /** Before an insert: a slot for the next entry, the ring doubled if every slot is taken. */
+  protected nextSlot(): number {
+    if (this.count === this.names.length) {
+      const oldMask = this.mask;
+      const mask = this.names.length * 2 - 1;
+      const names = new Array<string>(mask + 1).fill('');
+      const values = new Array<string>(mask + 1).fill('');
+      for (let k = this.inserted - this.count; k < this.inserted; k++) {
+        names[k & mask] = this.names[k & oldMask]!;
+        values[k & mask] = this.values[k & oldMask]!;
+      }
+      this.names = names;
+      this.values = values;
+      this.mask = mask;
+    }
+    return this.inserted & this.mask;
   }
-  return [n, v];
 }
 
 /** Where Huffman strings are decoded, then copied out as strings: one for the process, as
  *  decoding never yields. */
 let huffmanScratch = Buffer.allocUnsafe(256) as Latin1Buffer;
 
-export class HpackDecoder {
+export class HpackDecoder extends EntryRing {
   private readonly limit: number;
   private maxSize: number;
   private size = 0;
-  // The dynamic table as a ring: entry k (in order of insertion, from 0) is at k & mask, so an
-  // insert or eviction moves no other entry. Entries are >= 32 octets, so the ring never holds
-  // more than limit / 32; it starts smaller and doubles when full.
-  private names = new Array<string>(RING_START).fill('');
-  private values = new Array<string>(RING_START).fill('');
-  private mask = RING_START - 1;
-  private inserted = 0;
-  private count = 0;
   private pos = 0; // where the integer or string just read ended
 
   constructor(maxTableSize = 4096) {
+    super();
     this.limit = maxTableSize;
     this.maxSize = maxTableSize;
   }
@@ -212,11 +222,7 @@ export class HpackDecoder {
     // An entry larger than the table empties it and is not added (§4.4).
     this.evictTo(Math.max(0, this.maxSize - size));
     if (size > this.maxSize) return;
-    if (this.count === this.names.length) {
-      [this.names, this.values] = grownRing(this.names, this.values, this.inserted, this.count);
-      this.mask = this.names.length - 1;
-    }
-    const slot = this.inserted & this.mask;
+    const slot = this.nextSlot();
     this.names[slot] = name;
     this.values[slot] = value;
     this.inserted++;
@@ -276,17 +282,12 @@ interface DynName {
   values: Map<string, number>;
 }
 
-export class HpackEncoder {
+export class HpackEncoder extends EntryRing {
   private readonly huffman: boolean;
   private maxSize = 4096;
   private size = 0;
-  // The dynamic table: a ring by insertion number (see HpackDecoder) plus maps from name and
-  // value to insertion numbers, so a field's index is 62 + (newest number - its number).
-  private names = new Array<string>(RING_START).fill('');
-  private values = new Array<string>(RING_START).fill('');
-  private mask = RING_START - 1;
-  private inserted = 0;
-  private count = 0;
+  // The dynamic table: the ring plus maps from name and value to insertion numbers, so a
+  // field's index is 62 + (newest number - its number).
   private readonly dyn = new Map<string, DynName>();
   // Entries a block inserts wait here until the whole block has fitted into `dst`, so that a
   // block that does not fit leaves the table as it was. Until then they are counted for
@@ -300,6 +301,7 @@ export class HpackEncoder {
   private scratch: Buffer | undefined; // for encode()
 
   constructor(options: { huffman?: boolean } = {}) {
+    super();
     this.huffman = options.huffman ?? false;
   }
 
@@ -442,12 +444,8 @@ export class HpackEncoder {
       const value = this.pendingValues[p]!;
       const size = name.length + value.length + ENTRY_OVERHEAD;
       this.evictTo(this.maxSize - size); // >= 0: only entries up to 3/4 of the table are added
-      if (this.count === this.names.length) {
-        [this.names, this.values] = grownRing(this.names, this.values, this.inserted, this.count);
-        this.mask = this.names.length - 1;
-      }
+      const slot = this.nextSlot();
       const k = this.inserted++;
-      const slot = k & this.mask;
       this.names[slot] = name;
       this.values[slot] = value;
       this.count++;
