@@ -18,7 +18,7 @@
 //  - --http-path is an unanchored JavaScript regular expression (Hubble: Go RE2).
 //  - --since / --until: a duration back from now ("90s", "5m", "1h30m", "250ms") or an RFC 3339
 //    time; both bounds inclusive, compared at millisecond precision.
-import { DNS1123_LABEL, validName } from '../state/checker.js';
+import { DNS1123_LABEL, validName } from '../lib/checker.js';
 import { canonicalIp, parseIp } from '../lib/ip.js';
 import { labelKeyProblem, labelValueProblem } from '../state/selectors.js';
 import type { Flow, FlowEndpoint, FlowType, FlowVerdict } from './flow.js';

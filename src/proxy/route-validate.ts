@@ -7,7 +7,7 @@
 // persistence) is refused with a message saying so, rather than accepted and half-applied: the
 // spec wants such rules not accepted, and a route that silently routes differently from what
 // it says is worse than one refused with a log line.
-import { Checker, isObj } from '../state/checker.js';
+import { Checker, isObj } from '../lib/checker.js';
 
 export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
 export type ValueMatchType = 'Exact' | 'RegularExpression';

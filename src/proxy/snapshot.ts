@@ -7,7 +7,7 @@
 // nothing. It also names the sockets the proxy listens on (each bound to one Service port) and
 // the workloads behind the addresses the proxy sees, for its flows and metrics.
 import { canonicalIp, parseIp } from '../lib/ip.js';
-import { Checker, isObj } from '../state/checker.js';
+import { Checker, isObj } from '../lib/checker.js';
 import type { Frontend } from '../state/services.js';
 import { HEADER_VALUE_FORBIDDEN, HTTP_METHODS, UNMODIFIABLE_HEADERS, regexProblem, type PathMatchType, type ValueMatchType } from './route-validate.js';
 

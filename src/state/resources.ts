@@ -1,6 +1,9 @@
 // The Kubernetes resources Weft reads, in their upstream shapes (only the fields Weft uses).
 // Every source produces these after validation; nothing downstream knows where they came from.
+import type { Protocol } from '../lib/checker.js';
 import type { NetworkPolicySpec } from './validate-policy.js';
+
+export type { Protocol };
 
 export interface ObjectMeta {
   name: string;
@@ -10,7 +13,6 @@ export interface ObjectMeta {
   uid?: string;
 }
 
-export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type IpFamilyName = 'IPv4' | 'IPv6';
 
 export interface ServicePort {

@@ -1,6 +1,6 @@
 // Label selectors (metav1.LabelSelector): validation with field-named errors, and matching with
 // the semantics of k8s.io/apimachinery's LabelSelectorAsSelector. Pure.
-import { Checker, isObj } from './checker.js';
+import { Checker, isObj } from '../lib/checker.js';
 
 export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
 

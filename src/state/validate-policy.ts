@@ -2,7 +2,8 @@
 // every problem named by field. The result is the normalized policy the compiler reads:
 // policyTypes filled in, protocols defaulted, CIDRs in canonical form. Pure.
 import ipaddr from 'ipaddr.js';
-import { Checker, DNS1123_SUBDOMAIN, checkMeta, isObj, portNameProblem, type Obj, type Validation } from './checker.js';
+import { Checker, DNS1123_SUBDOMAIN, isObj, portNameProblem, type Obj, type Validation } from '../lib/checker.js';
+import { checkMeta } from './meta.js';
 import type { NetworkPolicy, Protocol } from './resources.js';
 import { checkLabelSelector, type LabelSelector } from './selectors.js';
 

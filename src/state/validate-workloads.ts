@@ -1,9 +1,10 @@
 // Validation of the objects that describe where workloads run: Pods, Namespaces and Nodes; and
 // of the Gateway API routes, whose semantics belong to the routes compiler. Each keeps only the
 // fields Weft reads, so that a cluster's worth of them stays small in memory.
+import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, portNameProblem, type Obj, type Validation } from '../lib/checker.js';
 import { isCidr, parseIp } from '../lib/ip.js';
 import { checkGRPCRouteSpec, checkHTTPRouteSpec } from '../proxy/route-validate.js';
-import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, portNameProblem, type Obj, type Validation } from './checker.js';
+import { checkMeta } from './meta.js';
 import type { ContainerPort, GRPCRoute, HTTPRoute, Namespace, Node, Pod, ReferenceGrant } from './resources.js';
 
 function containerPorts(c: Checker, v: unknown, path: string): ContainerPort[] | undefined {

@@ -1,11 +1,12 @@
 // Validation of raw objects (parsed YAML or JSON from any source) into typed resources. Every
 // problem names the field, so that a log line points straight at what to fix.
-import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, checkMeta, isObj, nameProblem, validName, type Obj, type Validation } from './checker.js';
+import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, nameProblem, validName, type Obj, type Validation } from '../lib/checker.js';
+import { checkMeta } from './meta.js';
 import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
 import { validateNetworkPolicy } from './validate-policy.js';
 import { validateNamespace, validateNode, validatePod, validateReferenceGrant, validateSpecHolder } from './validate-workloads.js';
 
-export type { Validation } from './checker.js';
+export type { Validation } from '../lib/checker.js';
 
 export function validateService(raw: Obj): Validation<Service> {
   const c = new Checker();

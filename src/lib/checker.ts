@@ -1,10 +1,12 @@
 // The field checker every validator uses: each problem names its field, so that a log line
-// points straight at what to fix.
-import { parseIp } from '../lib/ip.js';
-import type { ObjectMeta, Protocol } from './resources.js';
+// points straight at what to fix. Generic: it knows values and paths, not the objects they
+// belong to (src/state/meta.ts checks Kubernetes metadata with it).
+import { parseIp } from './ip.js';
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
+/** An L4 protocol as Kubernetes names it (Service, EndpointSlice and container ports). */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 // The name rules Kubernetes applies: namespaces and port names are RFC 1123 labels, Service
 // names RFC 1035 labels (they become DNS names, so they start with a letter), EndpointSlice
@@ -83,21 +85,3 @@ export class Checker {
     return v as Record<string, string>;
   }
 }
-
-export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: { clusterScoped?: boolean } = {}): ObjectMeta {
-  if (!isObj(raw.metadata)) {
-    c.fail('metadata', 'required');
-    return { name: '', namespace: opts.clusterScoped ? '' : 'default' };
-  }
-  const m = raw.metadata;
-  const name = c.string(m.name, 'metadata.name', { required: true }) ?? '';
-  if (name && !validName(name, nameRule)) c.fail('metadata.name', nameProblem(name, nameRule));
-  // The API server ignores a namespace on a cluster-scoped object; so do we.
-  const namespace = opts.clusterScoped ? '' : (c.string(m.namespace, 'metadata.namespace') ?? 'default');
-  if (!opts.clusterScoped && !validName(namespace, DNS1123_LABEL)) c.fail('metadata.namespace', nameProblem(namespace, DNS1123_LABEL));
-  const labels = c.labels(m.labels, 'metadata.labels');
-  const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
-  const uid = c.string(m.uid, 'metadata.uid');
-  return { name, namespace, ...(labels && { labels }), ...(resourceVersion && { resourceVersion }), ...(uid && { uid }) };
-}
-
