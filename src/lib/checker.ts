@@ -33,7 +33,18 @@ export const validName = (v: string, rule: NameRule) => v.length <= rule.max && 
 export const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
 
 export type Obj = Record<string, unknown>;
+
 export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** What Checker.text asks of a string: each bound or pattern only when given. */
+export interface TextRule {
+  required?: boolean;
+  min?: number;
+  max?: number;
+  pattern?: RegExp;
+  /** What `pattern` describes, for the error ("a namespace name"). */
+  what?: string;
+}
 
 export class Checker {
   readonly errors: string[] = [];
@@ -63,13 +74,47 @@ export class Checker {
     if (!PROTOCOLS.includes(v as Protocol)) this.fail(path, `unknown protocol ${JSON.stringify(v)} (want TCP, UDP or SCTP)`);
     return v as Protocol;
   }
-  array(v: unknown, path: string, opts: { required?: boolean } = {}): unknown[] {
+  /** A list (at most `max` items, when given); unset is empty. */
+  array(v: unknown, path: string, opts: { required?: boolean; max?: number } = {}): unknown[] {
     if (v === undefined || v === null) {
       if (opts.required) this.fail(path, 'required');
       return [];
     }
     if (!Array.isArray(v)) return this.fail(path, 'must be a list'), [];
+    if (opts.max !== undefined && v.length > opts.max) this.fail(path, `at most ${opts.max} items, got ${v.length}`);
     return v;
+  }
+  /** A string of min..max characters that matches `pattern` (described as `what`), each when given. */
+  text(v: unknown, path: string, opts: TextRule = {}): string | undefined {
+    const s = this.string(v, path, { required: opts.required ?? false });
+    if (s === undefined) return undefined;
+    let problem: string | undefined;
+    if (s.length < (opts.min ?? 0)) problem = opts.min === 1 ? 'must not be empty' : `at least ${opts.min} characters`;
+    else if (opts.max !== undefined && s.length > opts.max) problem = `at most ${opts.max} characters, got ${s.length}`;
+    else if (opts.pattern && !opts.pattern.test(s)) problem = `${JSON.stringify(s)} is not ${opts.what}`;
+    if (problem === undefined) return s;
+    this.fail(path, problem);
+    return undefined;
+  }
+  /** One of `allowed`. With a fallback, unset is the fallback; without one, unset is an error.
+   *  Undefined when the value is not allowed. */
+  oneOf<T extends string>(v: unknown, path: string, allowed: readonly T[], fallback?: T): T | undefined {
+    if (fallback !== undefined && (v === undefined || v === null)) return fallback;
+    if (allowed.includes(v as T)) return v as T;
+    this.fail(path, `${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
+    return undefined;
+  }
+  /** An integer in min..max; unset is undefined, or an error when required. */
+  integer(v: unknown, path: string, min: number, max: number, opts: { required?: boolean } = {}): number | undefined {
+    if (!opts.required && (v === undefined || v === null)) return undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
+    this.fail(path, `${JSON.stringify(v)} is not an integer in ${min}..${max}`);
+    return undefined;
+  }
+  object(v: unknown, path: string): Obj | undefined {
+    if (isObj(v)) return v;
+    this.fail(path, 'must be an object');
+    return undefined;
   }
   ip(v: unknown, path: string): 4 | 6 | undefined {
     const s = this.string(v, path, { required: true });

@@ -7,7 +7,7 @@
 // persistence) is refused with a message saying so, rather than accepted and half-applied: the
 // spec wants such rules not accepted, and a route that silently routes differently from what
 // it says is worse than one refused with a log line.
-import { Checker, isObj } from '../lib/checker.js';
+import { Checker } from '../lib/checker.js';
 
 export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
 export type ValueMatchType = 'Exact' | 'RegularExpression';
@@ -199,55 +199,20 @@ export function regexProblem(source: string): string | undefined {
   }
 }
 
-// ---- field helpers ----
-
-function list(c: Checker, v: unknown, path: string, max: number): unknown[] {
-  const items = c.array(v, path);
-  if (items.length > max) c.fail(path, `at most ${max} items, got ${items.length}`);
-  return items;
-}
-
-function text(c: Checker, v: unknown, path: string, opts: { required?: boolean; min?: number; max: number; pattern?: RegExp; what?: string }): string | undefined {
-  const s = c.string(v, path, { required: opts.required ?? false });
-  if (s === undefined) return undefined;
-  if (s.length < (opts.min ?? 0)) return c.fail(path, opts.min === 1 ? 'must not be empty' : `at least ${opts.min} characters`), undefined;
-  if (s.length > opts.max) return c.fail(path, `at most ${opts.max} characters, got ${s.length}`), undefined;
-  if (opts.pattern && !opts.pattern.test(s)) return c.fail(path, `${JSON.stringify(s)} is not ${opts.what}`), undefined;
-  return s;
-}
-
-function oneOf<T extends string>(c: Checker, v: unknown, path: string, allowed: readonly T[], fallback: T): T {
-  if (v === undefined || v === null) return fallback;
-  if (!allowed.includes(v as T)) c.fail(path, `${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
-  return v as T;
-}
-
-function integer(c: Checker, v: unknown, path: string, min: number, max: number): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return c.fail(path, `${JSON.stringify(v)} is not an integer in ${min}..${max}`), undefined;
-  return v;
-}
-
-function object(c: Checker, v: unknown, path: string): Record<string, unknown> | undefined {
-  if (isObj(v)) return v;
-  c.fail(path, 'must be an object');
-  return undefined;
-}
-
 const HEADER_NAME_OPTS = { required: true, min: 1, max: 256, pattern: HEADER_NAME, what: "a header name (letters, digits and !#$%&'*+-.^_`|~)" };
 
 // ---- common parts ----
 
 function checkParentRefs(c: Checker, v: unknown, path: string): ParentRef[] {
-  const indexed = list(c, v, path, MAX_PARENT_REFS).flatMap((p, i): { ref: ParentRef; i: number }[] => {
+  const indexed = c.array(v, path, { max: MAX_PARENT_REFS }).flatMap((p, i): { ref: ParentRef; i: number }[] => {
     const at = `${path}[${i}]`;
-    const o = object(c, p, at);
+    const o = c.object(p, at);
     if (!o) return [];
-    const group = text(c, o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? 'gateway.networking.k8s.io';
-    const kind = text(c, o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Gateway';
-    const namespace = text(c, o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
-    const name = text(c, o.name, `${at}.name`, { required: true, min: 1, max: 253 });
-    const sectionName = text(c, o.sectionName, `${at}.sectionName`, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a section name (an RFC 1123 subdomain)' });
+    const group = c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? 'gateway.networking.k8s.io';
+    const kind = c.text(o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Gateway';
+    const namespace = c.text(o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
+    const name = c.text(o.name, `${at}.name`, { required: true, min: 1, max: 253 });
+    const sectionName = c.text(o.sectionName, `${at}.sectionName`, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a section name (an RFC 1123 subdomain)' });
     const port = c.port(o.port, `${at}.port`);
     if (name === undefined) return [];
     return [{ ref: { group, kind, ...(namespace !== undefined && { namespace }), name, ...(sectionName !== undefined && { sectionName }), ...(port !== undefined && { port }) }, i }];
@@ -271,8 +236,8 @@ function checkParentRefs(c: Checker, v: unknown, path: string): ParentRef[] {
 }
 
 function checkHostnames(c: Checker, v: unknown, path: string): string[] {
-  return list(c, v, path, MAX_HOSTNAMES).flatMap((h, i) => {
-    const s = text(c, h, `${path}[${i}]`, { required: true, min: 1, max: 253, pattern: HOSTNAME, what: 'a hostname (RFC 1123, optionally starting with "*.")' });
+  return c.array(v, path, { max: MAX_HOSTNAMES }).flatMap((h, i) => {
+    const s = c.text(h, `${path}[${i}]`, { required: true, min: 1, max: 253, pattern: HOSTNAME, what: 'a hostname (RFC 1123, optionally starting with "*.")' });
     return s === undefined ? [] : [s];
   });
 }
@@ -280,13 +245,13 @@ function checkHostnames(c: Checker, v: unknown, path: string): string[] {
 /** Header or query parameter matches; names compared case-insensitively for headers. */
 function checkValueMatches(c: Checker, v: unknown, path: string, what: 'header' | 'query parameter', maxValue: number): NameValueMatch[] {
   const seen = new Map<string, number>();
-  return list(c, v, path, MAX_HEADER_MATCHES).flatMap((m, i): NameValueMatch[] => {
+  return c.array(v, path, { max: MAX_HEADER_MATCHES }).flatMap((m, i): NameValueMatch[] => {
     const at = `${path}[${i}]`;
-    const o = object(c, m, at);
+    const o = c.object(m, at);
     if (!o) return [];
-    const type = oneOf(c, o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const, 'Exact');
-    const name = text(c, o.name, `${at}.name`, HEADER_NAME_OPTS);
-    const value = text(c, o.value, `${at}.value`, { required: true, min: 1, max: maxValue });
+    const type = c.oneOf(o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const, 'Exact');
+    const name = c.text(o.name, `${at}.name`, HEADER_NAME_OPTS);
+    const value = c.text(o.value, `${at}.value`, { required: true, min: 1, max: maxValue });
     if (value !== undefined && type === 'RegularExpression' && regexProblem(value)) c.fail(`${at}.value`, regexProblem(value)!);
     if (value !== undefined && what === 'header' && HEADER_VALUE_FORBIDDEN.test(value)) c.fail(`${at}.value`, 'must not contain control characters');
     if (name === undefined || value === undefined) return [];
@@ -295,12 +260,12 @@ function checkValueMatches(c: Checker, v: unknown, path: string, what: 'header' 
     const first = seen.get(key);
     if (first !== undefined) return c.fail(`${at}.name`, `${JSON.stringify(name)} is already matched by ${path}[${first}]; each ${what} at most once`), [];
     seen.set(key, i);
-    return [{ type, name, value }];
+    return type === undefined ? [] : [{ type, name, value }];
   });
 }
 
 function checkHeaderModifier(c: Checker, v: unknown, path: string): HeaderModifier {
-  const o = object(c, v, path) ?? {};
+  const o = c.object(v, path) ?? {};
   // Only one action per header name (case-insensitive), across set, add and remove.
   const actions = new Map<string, string>();
   const claim = (name: string, at: string): boolean => {
@@ -312,21 +277,21 @@ function checkHeaderModifier(c: Checker, v: unknown, path: string): HeaderModifi
     return true;
   };
   const headers = (field: 'set' | 'add'): HTTPHeader[] =>
-    list(c, o[field], `${path}.${field}`, MAX_MODIFIER_ITEMS).flatMap((h, i): HTTPHeader[] => {
+    c.array(o[field], `${path}.${field}`, { max: MAX_MODIFIER_ITEMS }).flatMap((h, i): HTTPHeader[] => {
       const at = `${path}.${field}[${i}]`;
-      const ho = object(c, h, at);
+      const ho = c.object(h, at);
       if (!ho) return [];
-      const name = text(c, ho.name, `${at}.name`, HEADER_NAME_OPTS);
-      const value = text(c, ho.value, `${at}.value`, { required: true, min: 1, max: 4096 });
+      const name = c.text(ho.name, `${at}.name`, HEADER_NAME_OPTS);
+      const value = c.text(ho.value, `${at}.value`, { required: true, min: 1, max: 4096 });
       if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value)) return c.fail(`${at}.value`, 'must not contain control characters'), [];
       if (name === undefined || value === undefined || !claim(name, `${at}.name`)) return [];
       return [{ name, value }];
     });
   const set = headers('set');
   const add = headers('add');
-  const remove = list(c, o.remove, `${path}.remove`, MAX_MODIFIER_ITEMS).flatMap((n, i) => {
+  const remove = c.array(o.remove, `${path}.remove`, { max: MAX_MODIFIER_ITEMS }).flatMap((n, i) => {
     const at = `${path}.remove[${i}]`;
-    const name = text(c, n, at, HEADER_NAME_OPTS);
+    const name = c.text(n, at, HEADER_NAME_OPTS);
     return name !== undefined && claim(name, at) ? [name] : [];
   });
   return { set, add, remove };
@@ -335,9 +300,9 @@ function checkHeaderModifier(c: Checker, v: unknown, path: string): HeaderModifi
 function checkFilters(c: Checker, v: unknown, path: string, kind: RouteKind): RouteFilter[] {
   const known = kind === 'HTTPRoute' ? HTTP_FILTER_TYPES : GRPC_FILTER_TYPES;
   const seen = new Set<string>();
-  return list(c, v, path, MAX_FILTERS).flatMap((f, i): RouteFilter[] => {
+  return c.array(v, path, { max: MAX_FILTERS }).flatMap((f, i): RouteFilter[] => {
     const at = `${path}[${i}]`;
-    const o = object(c, f, at);
+    const o = c.object(f, at);
     if (!o) return [];
     const type = c.string(o.type, `${at}.type`, { required: true });
     if (type === undefined) return [];
@@ -359,19 +324,19 @@ function checkFilters(c: Checker, v: unknown, path: string, kind: RouteKind): Ro
 }
 
 function checkBackendRefs(c: Checker, v: unknown, path: string, kind: RouteKind): BackendRef[] {
-  return list(c, v, path, MAX_BACKEND_REFS).flatMap((b, i): BackendRef[] => {
+  return c.array(v, path, { max: MAX_BACKEND_REFS }).flatMap((b, i): BackendRef[] => {
     const at = `${path}[${i}]`;
-    const o = object(c, b, at);
+    const o = c.object(b, at);
     if (!o) return [];
-    const group = text(c, o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? '';
-    const refKind = text(c, o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Service';
-    const name = text(c, o.name, `${at}.name`, { required: true, min: 1, max: 253 });
-    const namespace = text(c, o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
+    const group = c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? '';
+    const refKind = c.text(o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Service';
+    const name = c.text(o.name, `${at}.name`, { required: true, min: 1, max: 253 });
+    const namespace = c.text(o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
     const port = c.port(o.port, `${at}.port`);
     if (port === undefined && group === '' && refKind === 'Service' && (o.port === undefined || o.port === null)) {
       c.fail(`${at}.port`, "required for a Service backend (the Service's port, not its target port)");
     }
-    const weight = integer(c, o.weight, `${at}.weight`, 0, MAX_WEIGHT) ?? 1;
+    const weight = c.integer(o.weight, `${at}.weight`, 0, MAX_WEIGHT) ?? 1;
     const filters = checkFilters(c, o.filters, `${at}.filters`, kind);
     if (name === undefined) return [];
     return [{ group, kind: refKind, name, ...(namespace !== undefined && { namespace }), ...(port !== undefined && { port }), weight, filters }];
@@ -379,7 +344,7 @@ function checkBackendRefs(c: Checker, v: unknown, path: string, kind: RouteKind)
 }
 
 function checkRuleName(c: Checker, v: unknown, path: string, names: Map<string, string>): string | undefined {
-  const name = text(c, v, path, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a rule name (an RFC 1123 subdomain)' });
+  const name = c.text(v, path, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a rule name (an RFC 1123 subdomain)' });
   if (name === undefined) return undefined;
   const first = names.get(name);
   if (first !== undefined) c.fail(path, `${JSON.stringify(name)} is also the name of ${first}; rule names must be unique within the route`);
@@ -401,9 +366,9 @@ function checkTotalMatches(c: Checker, rules: { matches: unknown[] }[], path: st
 
 function checkPathMatch(c: Checker, v: unknown, path: string): HTTPPathMatch {
   if (v === undefined || v === null) return { type: 'PathPrefix', value: '/' };
-  const o = object(c, v, path) ?? {};
-  const type = oneOf(c, o.type, `${path}.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const, 'PathPrefix');
-  const value = text(c, o.value, `${path}.value`, { max: 1024 }) ?? '/';
+  const o = c.object(v, path) ?? {};
+  const type = c.oneOf(o.type, `${path}.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const, 'PathPrefix');
+  const value = c.text(o.value, `${path}.value`, { max: 1024 }) ?? '/';
   const at = `${path}.value`;
   if (type === 'RegularExpression') {
     if (regexProblem(value)) c.fail(at, regexProblem(value)!);
@@ -413,19 +378,20 @@ function checkPathMatch(c: Checker, v: unknown, path: string): HTTPPathMatch {
     for (const end of ['/..', '/.']) if (value.endsWith(end)) c.fail(at, `${JSON.stringify(value)} must not end with ${JSON.stringify(end)}`);
     if (!PATH_CHARS.test(value)) c.fail(at, `${JSON.stringify(value)} must only contain path characters (letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes)`);
   }
-  return { type, value };
+  // An unknown type is an error already.
+  return { type: type ?? 'PathPrefix', value };
 }
 
 function checkHTTPMatches(c: Checker, v: unknown, path: string): HTTPRouteMatch[] {
-  const given = list(c, v, path, MAX_HTTP_MATCHES);
+  const given = c.array(v, path, { max: MAX_HTTP_MATCHES });
   const matches = given.flatMap((m, i): HTTPRouteMatch[] => {
     const at = `${path}[${i}]`;
-    const o = object(c, m, at);
+    const o = c.object(m, at);
     if (!o) return [];
     const pathMatch = checkPathMatch(c, o.path, `${at}.path`);
     const headers = checkValueMatches(c, o.headers, `${at}.headers`, 'header', 4096);
     const queryParams = checkValueMatches(c, o.queryParams, `${at}.queryParams`, 'query parameter', 1024);
-    const method = o.method === undefined || o.method === null ? undefined : oneOf(c, o.method, `${at}.method`, HTTP_METHODS, 'GET');
+    const method = o.method === undefined || o.method === null ? undefined : c.oneOf(o.method, `${at}.method`, HTTP_METHODS, 'GET');
     return [{ path: pathMatch, headers, queryParams, ...(method !== undefined && { method }) }];
   });
   // No matches is one PathPrefix "/" match (the CRD's default): every request.
@@ -434,7 +400,7 @@ function checkHTTPMatches(c: Checker, v: unknown, path: string): HTTPRouteMatch[
 
 function checkTimeouts(c: Checker, v: unknown, path: string): RouteTimeouts | undefined {
   if (v === undefined || v === null) return undefined;
-  const o = object(c, v, path);
+  const o = c.object(v, path);
   if (!o) return undefined;
   const duration = (field: 'request' | 'backendRequest'): [string, number] | undefined => {
     const s = c.string(o[field], `${path}.${field}`);
@@ -452,16 +418,16 @@ function checkTimeouts(c: Checker, v: unknown, path: string): RouteTimeouts | un
 }
 
 export function checkHTTPRouteSpec(c: Checker, v: unknown, path = 'spec'): HTTPRouteSpec {
-  const o = object(c, v, path) ?? {};
+  const o = c.object(v, path) ?? {};
   const parentRefs = checkParentRefs(c, o.parentRefs, `${path}.parentRefs`);
   const hostnames = checkHostnames(c, o.hostnames, `${path}.hostnames`);
   const names = new Map<string, string>();
   // An absent rules list is the CRD's default: one rule matching every request (and, with no
   // backends, answering 500).
-  const rawRules = o.rules === undefined || o.rules === null ? [{}] : list(c, o.rules, `${path}.rules`, MAX_RULES);
+  const rawRules = o.rules === undefined || o.rules === null ? [{}] : c.array(o.rules, `${path}.rules`, { max: MAX_RULES });
   const rules = rawRules.flatMap((r, i): HTTPRouteRule[] => {
     const at = `${path}.rules[${i}]`;
-    const ro = object(c, r, at);
+    const ro = c.object(r, at);
     if (!ro) return [];
     const name = checkRuleName(c, ro.name, `${at}.name`, names);
     const matches = checkHTTPMatches(c, ro.matches, `${at}.matches`);
@@ -479,12 +445,12 @@ export function checkHTTPRouteSpec(c: Checker, v: unknown, path = 'spec'): HTTPR
 
 function checkGRPCMethod(c: Checker, v: unknown, path: string): GRPCMethodMatch | undefined {
   if (v === undefined || v === null) return undefined;
-  const o = object(c, v, path);
+  const o = c.object(v, path);
   if (!o) return undefined;
-  const type = oneOf(c, o.type, `${path}.type`, ['Exact', 'RegularExpression'] as const, 'Exact');
+  const type = c.oneOf(o.type, `${path}.type`, ['Exact', 'RegularExpression'] as const, 'Exact');
   // Empty and omitted both mean "any".
   const part = (field: 'service' | 'method', exact: RegExp, what: string): string | undefined => {
-    const s = text(c, o[field], `${path}.${field}`, { max: 1024 });
+    const s = c.text(o[field], `${path}.${field}`, { max: 1024 });
     if (!s) return undefined;
     if (type === 'Exact' && !exact.test(s)) return c.fail(`${path}.${field}`, `${JSON.stringify(s)} is not ${what}`), undefined;
     if (type === 'RegularExpression' && regexProblem(s)) return c.fail(`${path}.${field}`, regexProblem(s)!), undefined;
@@ -493,22 +459,22 @@ function checkGRPCMethod(c: Checker, v: unknown, path: string): GRPCMethodMatch 
   const service = part('service', GRPC_SERVICE, 'a gRPC service name (like "pkg.v1.Service")');
   const method = part('method', GRPC_METHOD, 'a gRPC method name (letters, digits and _)');
   if (!o.service && !o.method) c.fail(path, "one or both of 'service' or 'method' must be specified");
-  return { type, ...(service !== undefined && { service }), ...(method !== undefined && { method }) };
+  return type === undefined ? undefined : { type, ...(service !== undefined && { service }), ...(method !== undefined && { method }) };
 }
 
 export function checkGRPCRouteSpec(c: Checker, v: unknown, path = 'spec'): GRPCRouteSpec {
-  const o = object(c, v, path) ?? {};
+  const o = c.object(v, path) ?? {};
   const parentRefs = checkParentRefs(c, o.parentRefs, `${path}.parentRefs`);
   const hostnames = checkHostnames(c, o.hostnames, `${path}.hostnames`);
   const names = new Map<string, string>();
-  const rules = list(c, o.rules, `${path}.rules`, MAX_RULES).flatMap((r, i): GRPCRouteRule[] => {
+  const rules = c.array(o.rules, `${path}.rules`, { max: MAX_RULES }).flatMap((r, i): GRPCRouteRule[] => {
     const at = `${path}.rules[${i}]`;
-    const ro = object(c, r, at);
+    const ro = c.object(r, at);
     if (!ro) return [];
     const name = checkRuleName(c, ro.name, `${at}.name`, names);
-    const matches = list(c, ro.matches, `${at}.matches`, MAX_GRPC_MATCHES).flatMap((m, j): GRPCRouteMatch[] => {
+    const matches = c.array(ro.matches, `${at}.matches`, { max: MAX_GRPC_MATCHES }).flatMap((m, j): GRPCRouteMatch[] => {
       const mat = `${at}.matches[${j}]`;
-      const mo = object(c, m, mat);
+      const mo = c.object(m, mat);
       if (!mo) return [];
       const method = checkGRPCMethod(c, mo.method, `${mat}.method`);
       const headers = checkValueMatches(c, mo.headers, `${mat}.headers`, 'header', 4096);

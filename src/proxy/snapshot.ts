@@ -180,30 +180,6 @@ const MAX_WEIGHT = 1_000_000;
 // Far beyond any sane timeout, and well inside what setTimeout accepts.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-function oneOf<T extends string>(c: Checker, v: unknown, path: string, allowed: readonly T[]): T | undefined {
-  if (allowed.includes(v as T)) return v as T;
-  c.fail(path, `${JSON.stringify(v)} is not one of ${allowed.join(', ')}`);
-  return undefined;
-}
-
-function int(c: Checker, v: unknown, path: string, min: number, max: number): number | undefined {
-  if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
-  c.fail(path, `${JSON.stringify(v)} is not an integer in ${min}..${max}`);
-  return undefined;
-}
-
-function str(c: Checker, v: unknown, path: string, pattern?: RegExp, what?: string): string | undefined {
-  const s = c.string(v, path, { required: true });
-  if (s !== undefined && pattern && !pattern.test(s)) return c.fail(path, `${JSON.stringify(s)} is not ${what}`), undefined;
-  return s;
-}
-
-function obj(c: Checker, v: unknown, path: string): Record<string, unknown> {
-  if (isObj(v)) return v;
-  c.fail(path, 'must be an object');
-  return {};
-}
-
 function checkRegex(c: Checker, source: string, path: string): void {
   const problem = regexProblem(source);
   if (problem) c.fail(path, problem);
@@ -211,10 +187,10 @@ function checkRegex(c: Checker, source: string, path: string): void {
 
 function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | undefined {
   if (v === undefined) return undefined;
-  const o = obj(c, v, path);
+  const o = c.object(v, path) ?? {};
   const names = new Set<string>();
   const name = (n: unknown, at: string): string | undefined => {
-    const s = str(c, n, at, LOWER_HEADER_NAME, 'a lower-case header name');
+    const s = c.text(n, at, { required: true, pattern: LOWER_HEADER_NAME, what: 'a lower-case header name' });
     if (s === undefined) return undefined;
     if (UNMODIFIABLE_HEADERS.has(s)) return c.fail(at, `${JSON.stringify(s)} is a connection-level header; it cannot be modified`), undefined;
     if (names.has(s)) return c.fail(at, `${JSON.stringify(s)} has more than one action`), undefined;
@@ -224,9 +200,9 @@ function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | u
   const pairs = (field: 'set' | 'add') =>
     c.array(o[field], `${path}.${field}`, { required: true }).flatMap((h, i) => {
       const at = `${path}.${field}[${i}]`;
-      const ho = obj(c, h, at);
+      const ho = c.object(h, at) ?? {};
       const n = name(ho.name, `${at}.name`);
-      const value = str(c, ho.value, `${at}.value`);
+      const value = c.text(ho.value, `${at}.value`, { required: true });
       if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value)) return c.fail(`${at}.value`, 'must not contain control characters'), [];
       return n === undefined || value === undefined ? [] : [{ name: n, value }];
     });
@@ -242,23 +218,23 @@ function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | u
 function checkValueMatches(c: Checker, v: unknown, path: string, lowerCase: boolean): ValueMatchConfig[] {
   return c.array(v, path, { required: true }).flatMap((m, i) => {
     const at = `${path}[${i}]`;
-    const o = obj(c, m, at);
-    const name = str(c, o.name, `${at}.name`, lowerCase ? LOWER_HEADER_NAME : /^.+$/, lowerCase ? 'a lower-case header name' : 'a parameter name');
-    const type = oneOf(c, o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const);
-    const value = str(c, o.value, `${at}.value`);
+    const o = c.object(m, at) ?? {};
+    const name = c.text(o.name, `${at}.name`, { required: true, pattern: lowerCase ? LOWER_HEADER_NAME : /^.+$/, what: lowerCase ? 'a lower-case header name' : 'a parameter name' });
+    const type = c.oneOf(o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const);
+    const value = c.text(o.value, `${at}.value`, { required: true });
     if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.value`);
     return name === undefined || type === undefined || value === undefined ? [] : [{ name, type, value }];
   });
 }
 
 function checkHttpMatch(c: Checker, o: Record<string, unknown>, at: string, rule: number): HttpMatchConfig | undefined {
-  const p = obj(c, o.path, `${at}.path`);
-  const type = oneOf(c, p.type, `${at}.path.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const);
-  const value = str(c, p.value, `${at}.path.value`);
+  const p = c.object(o.path, `${at}.path`) ?? {};
+  const type = c.oneOf(p.type, `${at}.path.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const);
+  const value = c.text(p.value, `${at}.path.value`, { required: true });
   if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.path.value`);
   else if (value !== undefined && !value.startsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)} must start with "/"`);
   else if (value !== undefined && type === 'PathPrefix' && value !== '/' && value.endsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)}: a prefix carries no trailing "/"`);
-  const method = o.method === undefined ? undefined : oneOf(c, o.method, `${at}.method`, HTTP_METHODS);
+  const method = o.method === undefined ? undefined : c.oneOf(o.method, `${at}.method`, HTTP_METHODS);
   const headers = checkValueMatches(c, o.headers, `${at}.headers`, true);
   const queryParams = checkValueMatches(c, o.queryParams, `${at}.queryParams`, false);
   if (type === undefined || value === undefined) return undefined;
@@ -268,11 +244,11 @@ function checkHttpMatch(c: Checker, o: Record<string, unknown>, at: string, rule
 function checkGrpcMatch(c: Checker, o: Record<string, unknown>, at: string, rule: number): GrpcMatchConfig | undefined {
   let method: GrpcMatchConfig['method'];
   if (o.method !== undefined) {
-    const m = obj(c, o.method, `${at}.method`);
-    const type = oneOf(c, m.type, `${at}.method.type`, ['Exact', 'RegularExpression'] as const);
+    const m = c.object(o.method, `${at}.method`) ?? {};
+    const type = c.oneOf(m.type, `${at}.method.type`, ['Exact', 'RegularExpression'] as const);
     const part = (field: 'service' | 'method') => {
       if (m[field] === undefined) return undefined;
-      const s = str(c, m[field], `${at}.method.${field}`, /^.+$/, 'a non-empty string');
+      const s = c.text(m[field], `${at}.method.${field}`, { required: true, pattern: /^.+$/, what: 'a non-empty string' });
       if (s !== undefined && type === 'RegularExpression') checkRegex(c, s, `${at}.method.${field}`);
       return s;
     };
@@ -286,18 +262,18 @@ function checkGrpcMatch(c: Checker, o: Record<string, unknown>, at: string, rule
 }
 
 function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): RuleConfig {
-  const o = obj(c, v, at);
-  const route = str(c, o.route, `${at}.route`, OBJECT_NAME, 'a "namespace/name"') ?? '';
-  const rule = int(c, o.rule, `${at}.rule`, 0, 1000) ?? 0;
+  const o = c.object(v, at) ?? {};
+  const route = c.text(o.route, `${at}.route`, { required: true, pattern: OBJECT_NAME, what: 'a "namespace/name"' }) ?? '';
+  const rule = c.integer(o.rule, `${at}.rule`, 0, 1000, { required: true }) ?? 0;
   const name = o.name === undefined ? undefined : c.string(o.name, `${at}.name`);
   const choices = c.array(o.backends, `${at}.backends`, { required: true }).map((b, k): BackendChoiceConfig => {
     const bat = `${at}.backends[${k}]`;
-    const bo = obj(c, b, bat);
-    const weight = int(c, bo.weight, `${bat}.weight`, 1, MAX_WEIGHT) ?? 1;
+    const bo = c.object(b, bat) ?? {};
+    const weight = c.integer(bo.weight, `${bat}.weight`, 1, MAX_WEIGHT, { required: true }) ?? 1;
     if ((bo.backend === undefined) === (bo.invalid === undefined)) c.fail(bat, 'needs exactly one of backend and invalid');
-    const backend = bo.backend === undefined ? undefined : str(c, bo.backend, `${bat}.backend`, BACKEND_KEY, 'a "namespace/name:port"');
+    const backend = bo.backend === undefined ? undefined : c.text(bo.backend, `${bat}.backend`, { required: true, pattern: BACKEND_KEY, what: 'a "namespace/name:port"' });
     if (backend !== undefined && !Object.hasOwn(backends, backend)) c.fail(`${bat}.backend`, `${JSON.stringify(backend)} is not in backends`);
-    const invalid = bo.invalid === undefined ? undefined : str(c, bo.invalid, `${bat}.invalid`, /^.+$/s, 'a reason');
+    const invalid = bo.invalid === undefined ? undefined : c.text(bo.invalid, `${bat}.invalid`, { required: true, pattern: /^.+$/s, what: 'a reason' });
     const requestHeaders = checkHeaderEdits(c, bo.requestHeaders, `${bat}.requestHeaders`);
     const responseHeaders = checkHeaderEdits(c, bo.responseHeaders, `${bat}.responseHeaders`);
     return {
@@ -310,8 +286,8 @@ function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, 
   });
   const requestHeaders = checkHeaderEdits(c, o.requestHeaders, `${at}.requestHeaders`);
   const responseHeaders = checkHeaderEdits(c, o.responseHeaders, `${at}.responseHeaders`);
-  const requestTimeoutMs = o.requestTimeoutMs === undefined ? undefined : int(c, o.requestTimeoutMs, `${at}.requestTimeoutMs`, 0, MAX_TIMEOUT_MS);
-  const backendRequestTimeoutMs = o.backendRequestTimeoutMs === undefined ? undefined : int(c, o.backendRequestTimeoutMs, `${at}.backendRequestTimeoutMs`, 0, MAX_TIMEOUT_MS);
+  const requestTimeoutMs = o.requestTimeoutMs === undefined ? undefined : c.integer(o.requestTimeoutMs, `${at}.requestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
+  const backendRequestTimeoutMs = o.backendRequestTimeoutMs === undefined ? undefined : c.integer(o.backendRequestTimeoutMs, `${at}.backendRequestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
   if (requestTimeoutMs && backendRequestTimeoutMs !== undefined && (backendRequestTimeoutMs === 0 || backendRequestTimeoutMs > requestTimeoutMs)) {
     c.fail(`${at}.backendRequestTimeoutMs`, `${backendRequestTimeoutMs} is longer than requestTimeoutMs ${requestTimeoutMs}`);
   }
@@ -328,11 +304,11 @@ function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, 
 }
 
 function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): ServicePortConfig | undefined {
-  const o = obj(c, v, at);
-  const service = str(c, o.service, `${at}.service`, SERVICE_NAME, 'a "namespace/name"');
+  const o = c.object(v, at) ?? {};
+  const service = c.text(o.service, `${at}.service`, { required: true, pattern: SERVICE_NAME, what: 'a "namespace/name"' });
   const port = c.port(o.port, `${at}.port`, { required: true });
   const portName = c.string(o.portName, `${at}.portName`, { required: true });
-  const protocol = oneOf(c, o.protocol, `${at}.protocol`, ['http', 'grpc'] as const);
+  const protocol = c.oneOf(o.protocol, `${at}.protocol`, ['http', 'grpc'] as const);
   const addresses = c.array(o.addresses, `${at}.addresses`, { required: true }).flatMap((a, i) => {
     const fam = c.ip(a, `${at}.addresses[${i}]`);
     return fam === undefined ? [] : [canonicalIp(a as string)];
@@ -341,8 +317,8 @@ function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<s
   const checkMatches = (v: unknown, mat: string) =>
     c.array(v, mat, { required: true }).flatMap((m, i) => {
       const mi = `${mat}[${i}]`;
-      const mo = obj(c, m, mi);
-      const rule = rules.length ? int(c, mo.rule, `${mi}.rule`, 0, rules.length - 1) : (c.fail(`${mi}.rule`, 'there are no rules to name'), undefined);
+      const mo = c.object(m, mi) ?? {};
+      const rule = rules.length ? c.integer(mo.rule, `${mi}.rule`, 0, rules.length - 1, { required: true }) : (c.fail(`${mi}.rule`, 'there are no rules to name'), undefined);
       if (rule === undefined || protocol === undefined) return [];
       const match = protocol === 'http' ? checkHttpMatch(c, mo, mi, rule) : checkGrpcMatch(c, mo, mi, rule);
       return match ? [match] : [];
@@ -351,14 +327,14 @@ function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<s
   const seen = new Set<string>();
   const consumers = o.consumers === undefined ? undefined : c.array(o.consumers, `${at}.consumers`).flatMap((v, i) => {
     const cat = `${at}.consumers[${i}]`;
-    const co = obj(c, v, cat);
-    const namespace = str(c, co.namespace, `${cat}.namespace`, NAMESPACE, 'a namespace name');
+    const co = c.object(v, cat) ?? {};
+    const namespace = c.text(co.namespace, `${cat}.namespace`, { required: true, pattern: NAMESPACE, what: 'a namespace name' });
     if (namespace !== undefined && seen.has(namespace)) c.fail(`${cat}.namespace`, `${namespace} is listed twice`);
     if (namespace !== undefined) seen.add(namespace);
     const cm = checkMatches(co.matches, `${cat}.matches`);
     return namespace === undefined ? [] : [{ namespace, matches: cm }];
   });
-  const fallback = o.fallback === undefined ? undefined : oneOf(c, o.fallback, `${at}.fallback`, ['forward'] as const);
+  const fallback = o.fallback === undefined ? undefined : c.oneOf(o.fallback, `${at}.fallback`, ['forward'] as const);
   if (fallback !== undefined && service !== undefined && port !== undefined && !Object.hasOwn(backends, `${service}:${port}`)) {
     c.fail(`${at}.fallback`, `the Service port ${service}:${port} is not in backends`);
   }
@@ -370,7 +346,7 @@ function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<s
 }
 
 function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
-  const o = obj(c, v, 'backends');
+  const o = c.object(v, 'backends') ?? {};
   const out: Record<string, BackendConfig> = {};
   for (const [key, b] of Object.entries(o)) {
     const at = `backends[${JSON.stringify(key)}]`;
@@ -379,12 +355,12 @@ function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
       c.fail(at, 'the key is not a "namespace/name:port"');
       continue;
     }
-    const bo = obj(c, b, at);
-    const protocol = oneOf(c, bo.protocol, `${at}.protocol`, BACKEND_PROTOCOLS);
+    const bo = c.object(b, at) ?? {};
+    const protocol = c.oneOf(bo.protocol, `${at}.protocol`, BACKEND_PROTOCOLS);
     const seen = new Set<string>();
     const endpoints = c.array(bo.endpoints, `${at}.endpoints`, { required: true }).flatMap((e, i) => {
       const eat = `${at}.endpoints[${i}]`;
-      const eo = obj(c, e, eat);
+      const eo = c.object(e, eat) ?? {};
       const ip = typeof eo.ip === 'string' && parseIp(eo.ip) ? canonicalIp(eo.ip) : (c.ip(eo.ip, `${eat}.ip`), undefined);
       const port = c.port(eo.port, `${eat}.port`, { required: true });
       if (ip === undefined || port === undefined) return [];
@@ -402,10 +378,10 @@ function checkListeners(c: Checker, v: unknown, services: readonly ServicePortCo
   const sockets = new Map<string, number>();
   return c.array(v, 'listeners', { required: true }).flatMap((l, i) => {
     const at = `listeners[${i}]`;
-    const o = obj(c, l, at);
+    const o = c.object(l, at) ?? {};
     const family = c.ip(o.address, `${at}.address`);
     const port = c.port(o.port, `${at}.port`, { required: true });
-    const service = str(c, o.service, `${at}.service`, SERVICE_NAME, 'a "namespace/name"');
+    const service = c.text(o.service, `${at}.service`, { required: true, pattern: SERVICE_NAME, what: 'a "namespace/name"' });
     const servicePort = c.port(o.servicePort, `${at}.servicePort`, { required: true });
     if (family === undefined || port === undefined || service === undefined || servicePort === undefined) return [];
     const address = canonicalIp(o.address as string);
@@ -421,7 +397,7 @@ function checkListeners(c: Checker, v: unknown, services: readonly ServicePortCo
 const MAX_IDENTITY = 2 ** 32 - 1;
 
 function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> {
-  const o = obj(c, v, 'workloads');
+  const o = c.object(v, 'workloads') ?? {};
   const out: Record<string, WorkloadConfig> = {};
   for (const [key, w] of Object.entries(o)) {
     const at = `workloads[${JSON.stringify(key)}]`;
@@ -434,12 +410,12 @@ function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> 
       c.fail(at, `${ip} is listed twice`);
       continue;
     }
-    const wo = obj(c, w, at);
-    const namespace = wo.namespace === undefined ? undefined : str(c, wo.namespace, `${at}.namespace`, new RegExp(`^${LABEL}$`), 'a namespace name');
-    const pod = wo.pod === undefined ? undefined : str(c, wo.pod, `${at}.pod`, /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a pod name');
-    const identity = int(c, wo.identity, `${at}.identity`, 0, MAX_IDENTITY);
+    const wo = c.object(w, at) ?? {};
+    const namespace = wo.namespace === undefined ? undefined : c.text(wo.namespace, `${at}.namespace`, { required: true, pattern: new RegExp(`^${LABEL}$`), what: 'a namespace name' });
+    const pod = wo.pod === undefined ? undefined : c.text(wo.pod, `${at}.pod`, { required: true, pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, what: 'a pod name' });
+    const identity = c.integer(wo.identity, `${at}.identity`, 0, MAX_IDENTITY, { required: true });
     const labels = c.array(wo.labels, `${at}.labels`, { required: true }).flatMap((l, k) => {
-      const s = str(c, l, `${at}.labels[${k}]`, /^\S+$/, 'a label ("key=value", or "reserved:..."), without spaces');
+      const s = c.text(l, `${at}.labels[${k}]`, { required: true, pattern: /^\S+$/, what: 'a label ("key=value", or "reserved:..."), without spaces' });
       return s === undefined ? [] : [s];
     });
     if (identity === undefined) continue;
@@ -452,8 +428,8 @@ function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> 
 export function validateSnapshot(raw: unknown): SnapshotValidation {
   const c = new Checker();
   if (!isObj(raw)) return { ok: false, error: '(snapshot): must be an object', errors: ['(snapshot): must be an object'] };
-  const version = int(c, raw.version, 'version', 1, Number.MAX_SAFE_INTEGER);
-  const balancer = raw.balancer === undefined ? 'peak-ewma' : oneOf(c, raw.balancer, 'balancer', BALANCER_ALGORITHMS);
+  const version = c.integer(raw.version, 'version', 1, Number.MAX_SAFE_INTEGER, { required: true });
+  const balancer = raw.balancer === undefined ? 'peak-ewma' : c.oneOf(raw.balancer, 'balancer', BALANCER_ALGORITHMS);
   const rawBackends = isObj(raw.backends) ? raw.backends : {};
   const backends = checkBackends(c, raw.backends);
   const services = c.array(raw.services, 'services', { required: true }).flatMap((s, i) => {
