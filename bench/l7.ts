@@ -31,7 +31,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiRequest } from '../src/agent/api.js';
-import { validateSnapshot, type ProxySnapshot } from '../src/proxy/snapshot.js';
+import { validateSnapshot, type ProxySnapshot } from '../src/contract/proxy-snapshot.js';
 import { World } from '../test/harness/world.js';
 import { watch, type Proc } from './topology.js';
 import { spread, type Spread } from './spread.js';

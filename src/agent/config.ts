@@ -2,10 +2,10 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { BALANCER_ALGORITHMS, type BalancerAlgorithm } from '../contract/proxy-snapshot.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { ipFamily, isCidr } from '../lib/ip.js';
 import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from './proxy-address.js';
-import { BALANCER_ALGORITHMS, type BalancerAlgorithm } from '../proxy/snapshot.js';
 import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
 
 export const DEFAULT_STATE_DIR = '/var/run/weft';

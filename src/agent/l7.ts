@@ -17,11 +17,12 @@
 // policy. Until the proxy enforces policy, such a Service port stays L4 (a note says why).
 import fs from 'node:fs';
 import path from 'node:path';
+import type { BalancerAlgorithm, ProxySnapshot, ServicePortConfig } from '../contract/proxy-snapshot.js';
 import { LB_SERVICE_F_L7, type L4Addr } from '../datapath/lb-codecs.js';
 import type { Logger } from '../lib/log.js';
 import type { Workload } from '../observe/decode.js';
 import { compileStoredRoutes } from '../proxy/route-table.js';
-import { buildSnapshot, type BalancerAlgorithm, type ProxySnapshot, type ServicePortConfig } from '../proxy/snapshot.js';
+import { buildSnapshot } from '../proxy/snapshot.js';
 import type { Frontend } from '../state/services.js';
 import type { ResourceStore } from '../state/store.js';
 

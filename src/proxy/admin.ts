@@ -16,10 +16,10 @@
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { HttpError, serveApi, type Route } from '../agent/api.js';
+import { acceptSnapshot, type ProxySnapshot } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { DataPlane, MetricsJson } from './core.js';
 import { FlowHub } from './flow-hub.js';
-import { acceptSnapshot, type ProxySnapshot } from './snapshot.js';
 
 const MAX_SNAPSHOT_BYTES = 64 << 20;
 

@@ -20,7 +20,7 @@
 // measured latency and the outcome. update() replaces the endpoint set and keeps the state of
 // endpoints that stay (by key), so a routine EndpointSlice change does not reset what the
 // balancer learned. Clock and random source are injectable, for deterministic tests.
-import type { BalancerAlgorithm } from './snapshot.js';
+import type { BalancerAlgorithm } from '../contract/proxy-snapshot.js';
 
 /** Milliseconds, monotonic: performance.now by default. */
 export type Clock = () => number;

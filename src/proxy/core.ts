@@ -10,11 +10,11 @@
 // router, the state reference is swapped, listeners no longer named stop accepting and drain,
 // and the connections to endpoints no backend names any more close once idle.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ProxySnapshot } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { ForwardContext } from './forward.js';
 import { RuntimeState } from './runtime.js';
 import { Frontend, Listener, type FrontendContext } from './server.js';
-import type { ProxySnapshot } from './snapshot.js';
 import { QueueBudget } from './h2/queue-budget.js';
 import { HttpStats, type FlowTap } from './telemetry.js';
 import { EndpointRegistry } from './upstream.js';

@@ -8,12 +8,12 @@
 // is answered by the proxy's own server. HTTP/2 requests carrying connection-specific headers
 // are malformed (RFC 9113 §8.2.2) and reset before they get here.
 import type http from 'node:http';
+import type { HeaderEdits } from '../contract/proxy-snapshot.js';
 import { badName, badTarget, badToken, badValue, nameError } from './h2/fields.js';
 import { ErrorCode } from './h2/frames.js';
 import type { H2Stream, H2StreamHandler } from './h2/connection.js';
 import { editList, type HeaderList } from './header-list.js';
 import { applyHeaderEdits } from './route-match.js';
-import type { HeaderEdits } from './snapshot.js';
 
 export type Headers = Record<string, string | string[] | undefined>;
 

@@ -1,7 +1,7 @@
 // Header lists as HTTP/2 carries them: flat [name, value, name, value, ...], names in lower
 // case, repeated names repeated. weft-proxy keeps requests and responses in this form from
 // HPACK to HPACK: no header object is built for a request that only needs routing.
-import type { HeaderEdits } from './snapshot.js';
+import type { HeaderEdits } from '../contract/proxy-snapshot.js';
 
 export type HeaderList = string[];
 

@@ -19,9 +19,9 @@
 // Regexes are JavaScript's (ECMAScript) syntax, tested against the whole value. They come
 // from route authors and run on every request: keep them simple (a backtracking engine has no
 // guard against a pathological pattern).
+import type { GrpcMatchConfig, HeaderEdits, HttpMatchConfig, ProxySnapshot, RuleConfig, ServicePortConfig, ValueMatchConfig } from '../contract/proxy-snapshot.js';
 import { canonicalIp } from '../lib/ip.js';
 import { listGet } from './header-list.js';
-import type { GrpcMatchConfig, HeaderEdits, HttpMatchConfig, ProxySnapshot, RuleConfig, ServicePortConfig, ValueMatchConfig } from './snapshot.js';
 
 export interface RouteRequest {
   method: string;

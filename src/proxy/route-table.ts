@@ -38,6 +38,15 @@
 // consumer route's parent Service. One that cannot be resolved (not a core Service, in another
 // namespace without a grant, a Service or port that does not exist, a headless or
 // ExternalName Service) keeps its share of the weight and answers 500, as the spec requires.
+import type {
+  BackendChoiceConfig,
+  BackendProtocol,
+  GrpcMatchConfig,
+  HeaderEdits,
+  HttpMatchConfig,
+  RuleConfig,
+  ServicePortConfig,
+} from '../contract/proxy-snapshot.js';
 import { canonicalIp } from '../lib/ip.js';
 import type { GRPCRoute, HTTPRoute, ReferenceGrant, Service, ServicePort } from '../state/resources.js';
 import {
@@ -50,16 +59,7 @@ import {
   type ParentRef,
   type RouteFilter,
 } from './route-validate.js';
-import type {
-  BackendChoiceConfig,
-  BackendNeed,
-  BackendProtocol,
-  GrpcMatchConfig,
-  HeaderEdits,
-  HttpMatchConfig,
-  RuleConfig,
-  ServicePortConfig,
-} from './snapshot.js';
+import type { BackendNeed } from './snapshot.js';
 
 interface RouteBase {
   namespace: string;

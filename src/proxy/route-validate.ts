@@ -7,12 +7,18 @@
 // persistence) is refused with a message saying so, rather than accepted and half-applied: the
 // spec wants such rules not accepted, and a route that silently routes differently from what
 // it says is worse than one refused with a log line.
+import {
+  HEADER_VALUE_FORBIDDEN,
+  HTTP_METHODS,
+  MAX_WEIGHT,
+  UNMODIFIABLE_HEADERS,
+  regexProblem,
+  type HTTPMethod,
+  type PathMatchType,
+  type ValueMatchType,
+} from '../contract/proxy-snapshot.js';
 import { Checker } from '../lib/checker.js';
 
-export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
-export type ValueMatchType = 'Exact' | 'RegularExpression';
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
-export type HTTPMethod = (typeof HTTP_METHODS)[number];
 
 export interface ParentRef {
   /** "" is the core group (a Service parent); defaults to gateway.networking.k8s.io. */
@@ -143,7 +149,6 @@ const MAX_HEADER_MATCHES = 16;
 const MAX_FILTERS = 16;
 const MAX_BACKEND_REFS = 16;
 const MAX_MODIFIER_ITEMS = 16;
-const MAX_WEIGHT = 1_000_000;
 
 const GROUP = /^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const KIND = /^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/;
@@ -155,12 +160,6 @@ const PATH_CHARS = /^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$/;
 const GRPC_SERVICE = /^\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$/i;
 const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
 const DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
-// Control characters (tab aside) in a header value would let a route split or smuggle headers,
-// and make Node refuse to send the request at all.
-export const HEADER_VALUE_FORBIDDEN = /[\x00-\x08\x0a-\x1f\x7f]/;
-// Headers the proxy owns per connection: HTTP/2 forbids them outright, and a route changing
-// them would break the framing of every request it touches.
-export const UNMODIFIABLE_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'content-length']);
 
 const HTTP_FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS', 'ExternalAuth'];
 const GRPC_FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef'];
@@ -185,18 +184,6 @@ export function parseDuration(text: string): number | undefined {
     ms += m[2] === 'h' ? n * 3_600_000 : m[2] === 'm' ? n * 60_000 : m[2] === 's' ? n * 1000 : n;
   }
   return ms;
-}
-
-/** Why `source` cannot be a route regex (JavaScript syntax, matched against the whole value), or undefined. */
-export function regexProblem(source: string): string | undefined {
-  try {
-    // Alone first: wrapped, an unbalanced "a)(b" would read as a valid group.
-    new RegExp(source);
-    new RegExp(`^(?:${source})$`);
-    return undefined;
-  } catch (err) {
-    return `${JSON.stringify(source)} is not a valid regular expression: ${(err as Error).message}`;
-  }
 }
 
 const HEADER_NAME_OPTS = { required: true, min: 1, max: 256, pattern: HEADER_NAME, what: "a header name (letters, digits and !#$%&'*+-.^_`|~)" };

@@ -22,6 +22,7 @@
 // connection is closed; the proxy itself is not affected.
 import http from 'node:http';
 import net from 'node:net';
+import type { ListenerConfig } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { EndpointState } from './balance.js';
 import { Conn, flowDestination, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
@@ -33,7 +34,6 @@ import { passthroughFlow } from './telemetry.js';
 import { tunnel, wantsTunnel } from './tunnel.js';
 import type { Endpoint } from './upstream.js';
 import type { ServiceRouter } from './route-match.js';
-import type { ListenerConfig } from './snapshot.js';
 
 export const DETECT_TIMEOUT_MS = 5000;
 export const HEADERS_TIMEOUT_MS = 10_000;

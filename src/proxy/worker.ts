@@ -1,10 +1,10 @@
 // A weft-proxy worker process (--workers N > 1): one data plane, driven by the primary over
 // IPC (src/proxy/workers.ts). It binds the listeners with SO_REUSEPORT. It drains and exits on
 // the primary's "drain", on SIGTERM/SIGINT, and when the primary goes away.
+import type { ProxySnapshot } from '../contract/proxy-snapshot.js';
 import { createLogger, type Level } from '../lib/log.js';
 import { ProxyCore } from './core.js';
 import type { FromWorker, ToWorker } from './workers.js';
-import type { ProxySnapshot } from './snapshot.js';
 
 const FLUSH_MS = 10;
 const BATCH = 512;

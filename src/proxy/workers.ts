@@ -12,9 +12,9 @@
 //                     {t:'flows', on}
 //   worker → primary: {t:'ready'}, {t:'reply', id, ok, value?, error?}, {t:'flows', lines}
 import { fork, type ChildProcess } from 'node:child_process';
+import type { ProxySnapshot } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { DataPlane, MetricsJson } from './core.js';
-import type { ProxySnapshot } from './snapshot.js';
 
 const RESTART_DELAY_MS = 500;
 

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import type { ListenerConfig, ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
 import type { Flow } from '../../src/observe/flow.js';
-import type { ListenerConfig, ProxySnapshot } from '../../src/proxy/snapshot.js';
 import {
   Cleanup,
   buildTestSnapshot,

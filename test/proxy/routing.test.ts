@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import type { ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
 import { PREFACE } from '../../src/proxy/h2/frames.js';
 import {
   Cleanup,
@@ -25,7 +26,6 @@ import {
 } from '../fixtures/proxy-harness.js';
 import { parsePrometheusText, sampleValue } from '../harness/prom-text.js';
 import type { Flow } from '../../src/observe/flow.js';
-import type { ProxySnapshot } from '../../src/proxy/snapshot.js';
 
 const CLIENT = '127.0.0.9';
 /** A client in another namespace ("shop"), which has a consumer route for web. */

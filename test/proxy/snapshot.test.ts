@@ -2,7 +2,8 @@
 // addresses it sees): validated in full, refused by field.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildSnapshot, validateSnapshot, type ProxySnapshot } from '../../src/proxy/snapshot.js';
+import { validateSnapshot, type ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
+import { buildSnapshot } from '../../src/proxy/snapshot.js';
 
 function base(): ProxySnapshot {
   return buildSnapshot({

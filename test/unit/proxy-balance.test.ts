@@ -2,8 +2,8 @@
 // clock and random source so that every run is the same.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { BalancerAlgorithm } from '../../src/contract/proxy-snapshot.js';
 import { createBalancer, type Balancer, type BalancerOptions, type EndpointState } from '../../src/proxy/balance.js';
-import type { BalancerAlgorithm } from '../../src/proxy/snapshot.js';
 import { seeded } from '../harness/seeded.js';
 
 interface Ep {

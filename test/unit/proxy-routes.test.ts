@@ -2,10 +2,10 @@
 // attachment and precedence, and per-request matching.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { HttpMatchConfig, GrpcMatchConfig, ServicePortConfig } from '../../src/contract/proxy-snapshot.js';
 import { applyHeaderEdits, compileServiceRouter, parseQuery, ProxyRouter, type RouteDecision, type RouteRequest } from '../../src/proxy/route-match.js';
 import { compileRoutes, compileStoredRoutes, routeObjectOf, type RouteObject } from '../../src/proxy/route-table.js';
 import { parseDuration, validateRouteSpec, type GRPCRouteSpec, type HTTPRouteSpec } from '../../src/proxy/route-validate.js';
-import type { HttpMatchConfig, GrpcMatchConfig, ServicePortConfig } from '../../src/proxy/snapshot.js';
 import type { HTTPRoute, ReferenceGrant, Service } from '../../src/state/resources.js';
 import { validateResource } from '../../src/state/validate.js';
 import { seeded } from '../harness/seeded.js';

@@ -2,10 +2,11 @@
 // frontends, validated in full before the proxy swaps it in, refused by field otherwise.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { acceptSnapshot, validateSnapshot, type ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
 import { ProxyRouter } from '../../src/proxy/route-match.js';
 import { compileRoutes, type RouteObject } from '../../src/proxy/route-table.js';
 import { validateRouteSpec, type HTTPRouteSpec } from '../../src/proxy/route-validate.js';
-import { acceptSnapshot, buildSnapshot, validateSnapshot, type ProxySnapshot } from '../../src/proxy/snapshot.js';
+import { buildSnapshot } from '../../src/proxy/snapshot.js';
 import type { EndpointSlice, Service } from '../../src/state/resources.js';
 import { compileServices } from '../../src/state/services.js';
 
