@@ -603,7 +603,7 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
           if (!existsSync(o.weftProxy)) return fail('unavailable', `${o.weftProxy} not found (weft-proxy not built yet?)`);
           const snap = benchSnapshot(port, BACKEND_H2);
           const valid = validateSnapshot(snap);
-          if (!valid.ok) return fail('unavailable', `the bench's snapshot does not validate (src/proxy/snapshot.ts changed?): ${valid.error}`);
+          if (!valid.ok) return fail('unavailable', `the bench's snapshot does not validate (src/contract/proxy-snapshot.ts changed?): ${valid.error}`);
           const sock = join(dir, 'weft-proxy.sock');
           const proxy = start('weft-proxy', [o.weftProxy, '--admin-socket', sock, '--metrics-address', '127.0.0.1:0', '--log-level', 'warn', '--workers', String(proxyWorkers), ...o.weftProxyArgs], o.proxyCpus);
           const until = Date.now() + 15_000;

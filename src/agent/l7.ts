@@ -21,8 +21,8 @@ import type { BalancerAlgorithm, ProxySnapshot, ServicePortConfig } from '../con
 import { LB_SERVICE_F_L7, type L4Addr } from '../datapath/lb-codecs.js';
 import type { Logger } from '../lib/log.js';
 import type { Workload } from '../observe/decode.js';
-import { compileStoredRoutes } from '../proxy/route-table.js';
-import { buildSnapshot } from '../proxy/snapshot.js';
+import { compileRoutes } from '../state/routes/compile.js';
+import { buildSnapshot } from '../state/routes/snapshot.js';
 import type { Frontend } from '../state/services.js';
 import type { ResourceStore } from '../state/store.js';
 
@@ -85,7 +85,7 @@ export class L7Controller {
     const routes = [...this.inputs.store.ofKind('HTTPRoute'), ...this.inputs.store.ofKind('GRPCRoute')];
     // Every sync asks: with no route at all (most clusters), that must cost nothing.
     if (routes.length === 0 && this.desired.size === 0 && this.notes.length === 0) return false;
-    const out = compileStoredRoutes(routes, this.inputs.store.ofKind('Service'), undefined, this.inputs.store.ofKind('ReferenceGrant'));
+    const out = compileRoutes(routes, this.inputs.store.ofKind('Service'), this.inputs.store.ofKind('ReferenceGrant'));
     const notes = [...out.notes];
     const frontends = this.inputs.frontends();
     const next = new Map<string, ServicePortConfig>();

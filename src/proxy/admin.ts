@@ -3,7 +3,7 @@
 // one per worker process).
 //
 // Admin API (HTTP/JSON on --admin-socket; errors are {"error": "..."}):
-//   PUT /v1/snapshot   body: a ProxySnapshot (src/proxy/snapshot.ts), at most 64 MiB.
+//   PUT /v1/snapshot   body: a ProxySnapshot (src/contract/proxy-snapshot.ts), at most 64 MiB.
 //                      200 {"version": N} once every data plane runs it.
 //                      400 {"error"} naming the field when it is invalid, not newer than the
 //                      running one, or a listener cannot be bound ("listeners[2]: cannot

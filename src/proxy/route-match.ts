@@ -1,6 +1,6 @@
 // Per-request routing in weft-proxy: the first match of a Service port's table (already in
-// precedence order, src/proxy/route-table.ts) picks the rule, a weighted draw picks one of its
-// backends, and the answer is a decision the proxy acts on: forward (to which backend, with
+// precedence order, src/state/routes/compile.ts) picks the rule, a weighted draw picks one of
+// its backends, and the answer is a decision the proxy acts on: forward (to which backend, with
 // which header edits and timeouts) or respond (404: nothing matched; 500: the rule's backend
 // cannot be resolved).
 //

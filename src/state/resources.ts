@@ -1,6 +1,7 @@
 // The Kubernetes resources Weft reads, in their upstream shapes (only the fields Weft uses).
 // Every source produces these after validation; nothing downstream knows where they came from.
 import type { Protocol } from '../lib/checker.js';
+import type { GRPCRouteSpec, HTTPRouteSpec } from './routes/spec.js';
 import type { NetworkPolicySpec } from './validate-policy.js';
 
 export type { Protocol };
@@ -11,6 +12,9 @@ export interface ObjectMeta {
   labels?: Record<string, string>;
   resourceVersion?: string;
   uid?: string;
+  /** RFC 3339. Kept where a compiler reads it: on Gateway API routes (the older route wins
+   *  precedence ties). */
+  creationTimestamp?: string;
 }
 
 export type IpFamilyName = 'IPv4' | 'IPv6';
@@ -110,20 +114,20 @@ export interface NetworkPolicy {
   spec: NetworkPolicySpec;
 }
 
-/** Gateway API routes are held in their upstream shape, checked only as far as metadata and
- *  the presence of a spec: the routes compiler owns their semantics. */
+/** Gateway API routes: validated and normalized (src/state/routes/validate.ts), defaults
+ *  filled in; the route table (src/state/routes/compile.ts) compiles them as they are. */
 export interface HTTPRoute {
   apiVersion: 'gateway.networking.k8s.io/v1';
   kind: 'HTTPRoute';
   metadata: ObjectMeta;
-  spec: Record<string, unknown>;
+  spec: HTTPRouteSpec;
 }
 
 export interface GRPCRoute {
   apiVersion: 'gateway.networking.k8s.io/v1';
   kind: 'GRPCRoute';
   metadata: ObjectMeta;
-  spec: Record<string, unknown>;
+  spec: GRPCRouteSpec;
 }
 
 /** A Gateway API ReferenceGrant: objects of the `from` kinds in the `from` namespaces may

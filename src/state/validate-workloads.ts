@@ -1,11 +1,10 @@
-// Validation of the objects that describe where workloads run: Pods, Namespaces and Nodes; and
-// of the Gateway API routes, whose semantics belong to the routes compiler. Each keeps only the
-// fields Weft reads, so that a cluster's worth of them stays small in memory.
+// Validation of the objects that describe where workloads run: Pods, Namespaces and Nodes
+// (the Gateway API's are src/state/routes/validate.ts's). Each keeps only the fields Weft
+// reads, so that a cluster's worth of them stays small in memory.
 import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, portNameProblem, type Obj, type Validation } from '../lib/checker.js';
 import { isCidr, parseIp } from '../lib/ip.js';
-import { checkGRPCRouteSpec, checkHTTPRouteSpec } from '../proxy/route-validate.js';
 import { checkMeta } from './meta.js';
-import type { ContainerPort, GRPCRoute, HTTPRoute, Namespace, Node, Pod, ReferenceGrant } from './resources.js';
+import type { ContainerPort, Namespace, Node, Pod } from './resources.js';
 
 function containerPorts(c: Checker, v: unknown, path: string): ContainerPort[] | undefined {
   if (v === undefined || v === null) return undefined;
@@ -72,44 +71,4 @@ export function validateNode(raw: Obj): Validation<Node> {
   });
   if (c.errors.length) return { ok: false, errors: c.errors };
   return { ok: true, value: { apiVersion: 'v1', kind: 'Node', metadata, spec: { podCIDRs } } };
-}
-
-/** HTTPRoute, GRPCRoute: metadata checked, spec validated and normalized (src/proxy/route-validate.ts). */
-export function validateSpecHolder(raw: Obj): Validation<HTTPRoute | GRPCRoute> {
-  const c = new Checker();
-  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
-  const spec = !isObj(raw.spec) ? (c.fail('spec', 'required'), undefined) : raw.kind === 'GRPCRoute' ? checkGRPCRouteSpec(c, raw.spec) : checkHTTPRouteSpec(c, raw.spec);
-  if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { apiVersion: raw.apiVersion, kind: raw.kind, metadata, spec: spec as unknown as Record<string, unknown> } as HTTPRoute | GRPCRoute };
-}
-
-/** ReferenceGrant (Gateway API): 1 to 16 `from` entries (group, kind, namespace) and 1 to 16
- *  `to` entries (group, kind, optional name), as the CRD's schema bounds them. */
-export function validateReferenceGrant(raw: Obj): Validation<ReferenceGrant> {
-  const c = new Checker();
-  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
-  const spec = isObj(raw.spec) ? raw.spec : (c.fail('spec', 'required'), {});
-  const entries = (field: 'from' | 'to') => {
-    const list = c.array(spec[field], `spec.${field}`, { required: true });
-    if (list.length < 1 || list.length > 16) c.fail(`spec.${field}`, `${list.length} entries: want 1 to 16`);
-    return list.flatMap((e, i): { group: string; kind: string; namespace?: string; name?: string }[] => {
-      const at = `spec.${field}[${i}]`;
-      if (!isObj(e)) return (c.fail(at, 'not an object'), []);
-      const group = c.string(e.group, `${at}.group`, { required: true });
-      const kind = c.string(e.kind, `${at}.kind`, { required: true });
-      if (kind === '') c.fail(`${at}.kind`, 'empty');
-      if (field === 'from') {
-        const namespace = c.string(e.namespace, `${at}.namespace`, { required: true });
-        if (namespace !== undefined && !DNS1123_LABEL.re.test(namespace)) c.fail(`${at}.namespace`, `${JSON.stringify(namespace)} is not a namespace name`);
-        return group === undefined || kind === undefined || namespace === undefined ? [] : [{ group, kind, namespace }];
-      }
-      const name = c.string(e.name, `${at}.name`);
-      if (name === '') c.fail(`${at}.name`, 'empty (leave it out to grant every object of the kind)');
-      return group === undefined || kind === undefined ? [] : [{ group, kind, ...(name !== undefined && { name }) }];
-    });
-  };
-  const from = entries('from') as ReferenceGrant['spec']['from'];
-  const to = entries('to') as ReferenceGrant['spec']['to'];
-  if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { apiVersion: raw.apiVersion as ReferenceGrant['apiVersion'], kind: 'ReferenceGrant', metadata, spec: { from, to } } };
 }

@@ -3,8 +3,9 @@
 import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, nameProblem, validName, type Obj, type Validation } from '../lib/checker.js';
 import { checkMeta } from './meta.js';
 import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
+import { validateGRPCRoute, validateHTTPRoute, validateReferenceGrant } from './routes/validate.js';
 import { validateNetworkPolicy } from './validate-policy.js';
-import { validateNamespace, validateNode, validatePod, validateReferenceGrant, validateSpecHolder } from './validate-workloads.js';
+import { validateNamespace, validateNode, validatePod } from './validate-workloads.js';
 
 export type { Validation } from '../lib/checker.js';
 
@@ -157,8 +158,8 @@ const VALIDATORS: Record<string, (raw: Obj) => Validation<Resource>> = {
   'v1 Namespace': validateNamespace,
   'v1 Node': validateNode,
   'networking.k8s.io/v1 NetworkPolicy': validateNetworkPolicy,
-  'gateway.networking.k8s.io/v1 HTTPRoute': validateSpecHolder,
-  'gateway.networking.k8s.io/v1 GRPCRoute': validateSpecHolder,
+  'gateway.networking.k8s.io/v1 HTTPRoute': validateHTTPRoute,
+  'gateway.networking.k8s.io/v1 GRPCRoute': validateGRPCRoute,
   'gateway.networking.k8s.io/v1beta1 ReferenceGrant': validateReferenceGrant,
   'gateway.networking.k8s.io/v1 ReferenceGrant': validateReferenceGrant,
 };

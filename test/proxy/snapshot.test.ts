@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateSnapshot, type ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
-import { buildSnapshot } from '../../src/proxy/snapshot.js';
+import { buildSnapshot } from '../../src/state/routes/snapshot.js';
 
 function base(): ProxySnapshot {
   return buildSnapshot({

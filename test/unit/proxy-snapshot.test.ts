@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { acceptSnapshot, validateSnapshot, type ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
 import { ProxyRouter } from '../../src/proxy/route-match.js';
-import { compileRoutes, type RouteObject } from '../../src/proxy/route-table.js';
-import { validateRouteSpec, type HTTPRouteSpec } from '../../src/proxy/route-validate.js';
-import { buildSnapshot } from '../../src/proxy/snapshot.js';
 import type { EndpointSlice, Service } from '../../src/state/resources.js';
+import { compileRoutes, type Route } from '../../src/state/routes/compile.js';
+import { buildSnapshot } from '../../src/state/routes/snapshot.js';
+import { validateHTTPRoute } from '../../src/state/routes/validate.js';
 import { compileServices } from '../../src/state/services.js';
 
 function service(name: string, clusterIPs: string[], ports: { name: string; port: number }[]): Service {
@@ -36,10 +36,10 @@ const slices = [
   slice('web-v1', 'IPv4', { name: 'http', port: 8080 }, [['10.244.0.5', true], ['10.244.0.4', true], ['10.244.0.9', false]]),
 ];
 
-function route(spec: unknown): RouteObject {
-  const v = validateRouteSpec('HTTPRoute', spec);
+function route(spec: unknown): Route {
+  const v = validateHTTPRoute({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'demo', name: 'web-split' }, spec });
   assert.ok(v.ok, JSON.stringify(v));
-  return { kind: 'HTTPRoute', namespace: 'demo', name: 'web-split', spec: v.value as HTTPRouteSpec };
+  return v.value;
 }
 
 const canary = route({

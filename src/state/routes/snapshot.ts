@@ -1,13 +1,9 @@
-// Building a snapshot (weftd's side): the types and their validation are the contract's
-// (src/contract/proxy-snapshot.ts).
-import type { BackendConfig, BackendEndpoint, BackendProtocol, BalancerAlgorithm, ListenerConfig, ProxySnapshot, ServicePortConfig, WorkloadConfig } from '../contract/proxy-snapshot.js';
-import type { Frontend } from '../state/services.js';
-
-/** What the route table needs of the backends: each key, and what it speaks. */
-export interface BackendNeed {
-  key: string;
-  protocol: BackendProtocol;
-}
+// The snapshot weftd sends weft-proxy, from the compiled route table (./compile.ts) and the
+// Services' frontends: store → ProxySnapshot. Pure. The snapshot's types and their wire
+// validation are the contract's (src/contract/proxy-snapshot.ts).
+import type { BackendConfig, BackendEndpoint, BalancerAlgorithm, ListenerConfig, ProxySnapshot, ServicePortConfig, WorkloadConfig } from '../../contract/proxy-snapshot.js';
+import type { Frontend } from '../services.js';
+import type { BackendNeed } from './compile.js';
 
 /** A snapshot from compiled routes and the Services' frontends (which hold the ready
  *  endpoints, target ports resolved). A backend key with no TCP frontend gets no endpoints.

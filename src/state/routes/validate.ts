@@ -1,140 +1,37 @@
-// Gateway API v1 HTTPRoute and GRPCRoute specs: validated with the CRD's OpenAPI and CEL rules
-// (and the upstream webhook's), defaults filled in, every problem named by field. The result is
-// the normalized spec the route table compiles; validating it again gives it back unchanged.
+// Gateway API v1 routes: HTTPRoute and GRPCRoute specs validated with the CRD's OpenAPI and CEL
+// rules (and the upstream webhook's), defaults filled in, every problem named by field; and
+// ReferenceGrants. Validated once, as a source reads them: the store holds the typed result
+// (./spec.ts), which the route table (./compile.ts) compiles as it is. Validating a normalized
+// spec again gives it back unchanged.
 //
 // Weft serves the mesh profile (a Service as parent) and implements the header-modifier filters
 // only. A route that asks for something Weft cannot do (another filter, retries, session
 // persistence) is refused with a message saying so, rather than accepted and half-applied: the
 // spec wants such rules not accepted, and a route that silently routes differently from what
 // it says is worse than one refused with a log line.
-import {
-  HEADER_VALUE_FORBIDDEN,
-  HTTP_METHODS,
-  MAX_WEIGHT,
-  UNMODIFIABLE_HEADERS,
-  regexProblem,
-  type HTTPMethod,
-  type PathMatchType,
-  type ValueMatchType,
-} from '../contract/proxy-snapshot.js';
-import { Checker } from '../lib/checker.js';
+import { HEADER_VALUE_FORBIDDEN, HTTP_METHODS, MAX_WEIGHT, UNMODIFIABLE_HEADERS, regexProblem } from '../../contract/proxy-snapshot.js';
+import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, type Obj, type Validation } from '../../lib/checker.js';
+import { checkMeta } from '../meta.js';
+import type { GRPCRoute, HTTPRoute, ReferenceGrant } from '../resources.js';
+import type {
+  BackendRef,
+  GRPCMethodMatch,
+  GRPCRouteMatch,
+  GRPCRouteRule,
+  GRPCRouteSpec,
+  HTTPHeader,
+  HTTPPathMatch,
+  HTTPRouteMatch,
+  HTTPRouteRule,
+  HTTPRouteSpec,
+  HeaderModifier,
+  NameValueMatch,
+  ParentRef,
+  RouteFilter,
+  RouteKind,
+  RouteTimeouts,
+} from './spec.js';
 
-
-export interface ParentRef {
-  /** "" is the core group (a Service parent); defaults to gateway.networking.k8s.io. */
-  group: string;
-  /** Defaults to Gateway. */
-  kind: string;
-  /** Unset: the route's own namespace. */
-  namespace?: string;
-  name: string;
-  /** For a Service: the port name. */
-  sectionName?: string;
-  /** For a Service: the port number. */
-  port?: number;
-}
-
-export interface HTTPPathMatch {
-  type: PathMatchType;
-  value: string;
-}
-
-/** A header or query parameter match. */
-export interface NameValueMatch {
-  type: ValueMatchType;
-  name: string;
-  value: string;
-}
-
-export interface HTTPRouteMatch {
-  path: HTTPPathMatch;
-  headers: NameValueMatch[];
-  queryParams: NameValueMatch[];
-  method?: HTTPMethod;
-}
-
-export interface HTTPHeader {
-  name: string;
-  value: string;
-}
-
-export interface HeaderModifier {
-  set: HTTPHeader[];
-  add: HTTPHeader[];
-  remove: string[];
-}
-
-export type RouteFilter =
-  | { type: 'RequestHeaderModifier'; requestHeaderModifier: HeaderModifier }
-  | { type: 'ResponseHeaderModifier'; responseHeaderModifier: HeaderModifier };
-
-export interface BackendRef {
-  /** "" (core) by default. */
-  group: string;
-  /** Service by default. */
-  kind: string;
-  name: string;
-  /** Unset: the route's own namespace. */
-  namespace?: string;
-  /** The Service's port (not its target port); required for a Service. */
-  port?: number;
-  /** 0..1,000,000, 1 by default; 0 sends nothing. */
-  weight: number;
-  /** Applied only to requests sent to this backend, after the rule's. */
-  filters: RouteFilter[];
-}
-
-/** Gateway API durations (GEP-2257), as written; "0s" disables the timeout. */
-export interface RouteTimeouts {
-  request?: string;
-  backendRequest?: string;
-}
-
-export interface HTTPRouteRule {
-  name?: string;
-  /** Never empty: no matches means one PathPrefix "/" match. */
-  matches: HTTPRouteMatch[];
-  filters: RouteFilter[];
-  backendRefs: BackendRef[];
-  timeouts?: RouteTimeouts;
-}
-
-export interface HTTPRouteSpec {
-  parentRefs: ParentRef[];
-  /** Validated, not used: a mesh route applies to its Service whatever the Host header says. */
-  hostnames: string[];
-  rules: HTTPRouteRule[];
-}
-
-export interface GRPCMethodMatch {
-  type: ValueMatchType;
-  /** Unset: any service. At least one of service and method is set. */
-  service?: string;
-  /** Unset: any method. */
-  method?: string;
-}
-
-export interface GRPCRouteMatch {
-  /** Unset: any service and method. */
-  method?: GRPCMethodMatch;
-  headers: NameValueMatch[];
-}
-
-export interface GRPCRouteRule {
-  name?: string;
-  /** Empty: every request. */
-  matches: GRPCRouteMatch[];
-  filters: RouteFilter[];
-  backendRefs: BackendRef[];
-}
-
-export interface GRPCRouteSpec {
-  parentRefs: ParentRef[];
-  hostnames: string[];
-  rules: GRPCRouteRule[];
-}
-
-export type RouteKind = 'HTTPRoute' | 'GRPCRoute';
 export type RouteSpecResult = { ok: true; value: HTTPRouteSpec | GRPCRouteSpec } | { ok: false; errors: string[] };
 
 // ---- the CRD's limits and patterns ----
@@ -481,4 +378,57 @@ export function validateRouteSpec(kind: RouteKind, raw: unknown): RouteSpecResul
   const c = new Checker();
   const value = kind === 'HTTPRoute' ? checkHTTPRouteSpec(c, raw) : checkGRPCRouteSpec(c, raw);
   return c.errors.length ? { ok: false, errors: c.errors } : { ok: true, value };
+}
+
+// ---- the objects ----
+
+const ROUTE_API_VERSION = 'gateway.networking.k8s.io/v1' as const;
+
+function validateRouteOf<K extends RouteKind, S>(raw: Obj, kind: K, checkSpec: (c: Checker, v: unknown) => S) {
+  const c = new Checker();
+  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
+  const spec = isObj(raw.spec) ? checkSpec(c, raw.spec) : (c.fail('spec', 'required'), undefined);
+  if (c.errors.length || spec === undefined) return { ok: false as const, errors: c.errors };
+  return { ok: true as const, value: { apiVersion: ROUTE_API_VERSION, kind, metadata, spec } };
+}
+
+/** An HTTPRoute as the store holds it: metadata checked, spec validated and normalized. */
+export function validateHTTPRoute(raw: Obj): Validation<HTTPRoute> {
+  return validateRouteOf(raw, 'HTTPRoute', checkHTTPRouteSpec);
+}
+
+/** A GRPCRoute as the store holds it: metadata checked, spec validated and normalized. */
+export function validateGRPCRoute(raw: Obj): Validation<GRPCRoute> {
+  return validateRouteOf(raw, 'GRPCRoute', checkGRPCRouteSpec);
+}
+
+/** ReferenceGrant (Gateway API): 1 to 16 `from` entries (group, kind, namespace) and 1 to 16
+ *  `to` entries (group, kind, optional name), as the CRD's schema bounds them. */
+export function validateReferenceGrant(raw: Obj): Validation<ReferenceGrant> {
+  const c = new Checker();
+  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
+  const spec = isObj(raw.spec) ? raw.spec : (c.fail('spec', 'required'), {});
+  const entries = (field: 'from' | 'to') => {
+    const list = c.array(spec[field], `spec.${field}`, { required: true });
+    if (list.length < 1 || list.length > 16) c.fail(`spec.${field}`, `${list.length} entries: want 1 to 16`);
+    return list.flatMap((e, i): { group: string; kind: string; namespace?: string; name?: string }[] => {
+      const at = `spec.${field}[${i}]`;
+      if (!isObj(e)) return (c.fail(at, 'not an object'), []);
+      const group = c.string(e.group, `${at}.group`, { required: true });
+      const kind = c.string(e.kind, `${at}.kind`, { required: true });
+      if (kind === '') c.fail(`${at}.kind`, 'empty');
+      if (field === 'from') {
+        const namespace = c.string(e.namespace, `${at}.namespace`, { required: true });
+        if (namespace !== undefined && !DNS1123_LABEL.re.test(namespace)) c.fail(`${at}.namespace`, `${JSON.stringify(namespace)} is not a namespace name`);
+        return group === undefined || kind === undefined || namespace === undefined ? [] : [{ group, kind, namespace }];
+      }
+      const name = c.string(e.name, `${at}.name`);
+      if (name === '') c.fail(`${at}.name`, 'empty (leave it out to grant every object of the kind)');
+      return group === undefined || kind === undefined ? [] : [{ group, kind, ...(name !== undefined && { name }) }];
+    });
+  };
+  const from = entries('from') as ReferenceGrant['spec']['from'];
+  const to = entries('to') as ReferenceGrant['spec']['to'];
+  if (c.errors.length) return { ok: false, errors: c.errors };
+  return { ok: true, value: { apiVersion: raw.apiVersion as ReferenceGrant['apiVersion'], kind: 'ReferenceGrant', metadata, spec: { from, to } } };
 }

@@ -1,6 +1,7 @@
-// Validated HTTPRoutes and GRPCRoutes + Services → for each routed Service port, its rules and
-// its matches in the order the spec gives them precedence: the route table the proxy runs.
-// Pure; the output is snapshot data (src/proxy/snapshot.ts).
+// The store's HTTPRoutes and GRPCRoutes (validated and normalized as the sources read them:
+// ./validate.ts) + Services → for each routed Service port, its rules and its matches in the
+// order the spec gives them precedence: the route table the proxy runs. Pure; the output is
+// snapshot data (src/contract/proxy-snapshot.ts, built by ./snapshot.ts).
 //
 // Attachment (the mesh profile): a parentRef with group "" and kind Service attaches the
 // route to that Service: to the port named by sectionName and/or numbered by port, or to all
@@ -46,30 +47,20 @@ import type {
   HttpMatchConfig,
   RuleConfig,
   ServicePortConfig,
-} from '../contract/proxy-snapshot.js';
-import { canonicalIp } from '../lib/ip.js';
-import type { GRPCRoute, HTTPRoute, ReferenceGrant, Service, ServicePort } from '../state/resources.js';
-import {
-  parseDuration,
-  validateRouteSpec,
-  type BackendRef,
-  type GRPCRouteSpec,
-  type HTTPRouteSpec,
-  type HeaderModifier,
-  type ParentRef,
-  type RouteFilter,
-} from './route-validate.js';
-import type { BackendNeed } from './snapshot.js';
+} from '../../contract/proxy-snapshot.js';
+import { canonicalIp } from '../../lib/ip.js';
+import type { GRPCRoute, HTTPRoute, ReferenceGrant, Service, ServicePort } from '../resources.js';
+import type { BackendRef, HeaderModifier, ParentRef, RouteFilter } from './spec.js';
+import { parseDuration } from './validate.js';
 
-interface RouteBase {
-  namespace: string;
-  name: string;
-  /** RFC 3339. The older route wins precedence ties. */
-  creationTimestamp?: string;
+/** A route as the store holds it. */
+export type Route = HTTPRoute | GRPCRoute;
+
+/** What the route table needs of the backends: each key, and what it speaks. */
+export interface BackendNeed {
+  key: string;
+  protocol: BackendProtocol;
 }
-
-/** A route as the table compiles it: its spec validated and normalized. */
-export type RouteObject = (RouteBase & { kind: 'HTTPRoute'; spec: HTTPRouteSpec }) | (RouteBase & { kind: 'GRPCRoute'; spec: GRPCRouteSpec });
 
 export interface CompiledRoutes {
   /** Each routed Service port, by service then port. */
@@ -80,24 +71,15 @@ export interface CompiledRoutes {
   notes: string[];
 }
 
-/** A stored route, its spec checked again (the store already did: this only types it). The
- *  store's metadata does not keep creationTimestamp; pass it when the source has it. */
-export function routeObjectOf(r: HTTPRoute | GRPCRoute, creationTimestamp?: string): { ok: true; value: RouteObject } | { ok: false; errors: string[] } {
-  const v = validateRouteSpec(r.kind, r.spec);
-  if (!v.ok) return v;
-  const base = { namespace: r.metadata.namespace, name: r.metadata.name, ...(creationTimestamp !== undefined && { creationTimestamp }) };
-  return { ok: true, value: r.kind === 'HTTPRoute' ? { ...base, kind: r.kind, spec: v.value as HTTPRouteSpec } : { ...base, kind: r.kind, spec: v.value as GRPCRouteSpec } };
-}
-
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
-const routeName = (r: RouteObject) => `${r.namespace}/${r.name}`;
-const routeLabel = (r: RouteObject) => `${r.kind} ${routeName(r)}`;
+const routeName = (r: Route) => `${r.metadata.namespace}/${r.metadata.name}`;
+const routeLabel = (r: Route) => `${r.kind} ${routeName(r)}`;
 const compare = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The spec's tie-break between routes: oldest first, then "namespace/name". */
-export function compareRoutes(a: RouteObject, b: RouteObject): number {
-  const ta = a.creationTimestamp === undefined ? NaN : Date.parse(a.creationTimestamp);
-  const tb = b.creationTimestamp === undefined ? NaN : Date.parse(b.creationTimestamp);
+export function compareRoutes(a: Route, b: Route): number {
+  const ta = a.metadata.creationTimestamp === undefined ? NaN : Date.parse(a.metadata.creationTimestamp);
+  const tb = b.metadata.creationTimestamp === undefined ? NaN : Date.parse(b.metadata.creationTimestamp);
   if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
   if (Number.isFinite(ta) && ta !== tb) return ta - tb;
   return compare(routeName(a), routeName(b)) || compare(a.kind, b.kind);
@@ -138,11 +120,11 @@ class Compiler {
   ) {}
 
   /** Whether a ReferenceGrant in `ns` lets routes of this kind and namespace name Service `name` there. */
-  granted(route: RouteObject, ns: string, name: string): boolean {
+  granted(route: Route, ns: string, name: string): boolean {
     return this.grants.some(
       (g) =>
         g.metadata.namespace === ns &&
-        g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === route.kind && f.namespace === route.namespace) &&
+        g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === route.kind && f.namespace === route.metadata.namespace) &&
         g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (t.name === undefined || t.name === name)),
     );
   }
@@ -152,13 +134,13 @@ class Compiler {
   }
 
   /** Where a backendRef sends requests, or why it cannot. */
-  resolve(route: RouteObject, ref: BackendRef): { backend: string } | { invalid: string } {
-    const ns = ref.namespace ?? route.namespace;
+  resolve(route: Route, ref: BackendRef): { backend: string } | { invalid: string } {
+    const ns = ref.namespace ?? route.metadata.namespace;
     const target = `${ns}/${ref.name}`;
     if (ref.group !== '' || ref.kind !== 'Service') return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
-    const parent = route.spec.parentRefs.some((p) => p.group === '' && p.kind === 'Service' && p.name === ref.name && (p.namespace ?? route.namespace) === ns);
-    if (ns !== route.namespace && !parent && !this.granted(route, ns, ref.name)) {
-      return { invalid: `Service ${target} is in another namespace, and no ReferenceGrant there lets ${route.kind}s of ${route.namespace} refer to it` };
+    const parent = route.spec.parentRefs.some((p) => p.group === '' && p.kind === 'Service' && p.name === ref.name && (p.namespace ?? route.metadata.namespace) === ns);
+    if (ns !== route.metadata.namespace && !parent && !this.granted(route, ns, ref.name)) {
+      return { invalid: `Service ${target} is in another namespace, and no ReferenceGrant there lets ${route.kind}s of ${route.metadata.namespace} refer to it` };
     }
     const svc = this.services.get(target);
     if (!svc) return { invalid: `Service ${target} not found` };
@@ -168,7 +150,7 @@ class Compiler {
     return { backend: `${target}:${ref.port}` };
   }
 
-  rule(route: RouteObject, index: number): RuleConfig {
+  rule(route: Route, index: number): RuleConfig {
     const rule = route.spec.rules[index]!;
     const at = `spec.rules[${index}]`;
     const backends = rule.backendRefs.flatMap((ref, k): BackendChoiceConfig[] => {
@@ -202,7 +184,7 @@ const compareKeys = (a: Key, b: Key): number => {
 
 const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
 
-function httpMatches(route: Extract<RouteObject, { kind: 'HTTPRoute' }>, order: number, ruleBase: number): { key: Key; match: HttpMatchConfig }[] {
+function httpMatches(route: HTTPRoute, order: number, ruleBase: number): { key: Key; match: HttpMatchConfig }[] {
   return route.spec.rules.flatMap((rule, i) =>
     rule.matches.map((m, j) => {
       // A prefix matches path elements: "/foo/" and "/foo" are the same prefix.
@@ -220,7 +202,7 @@ function httpMatches(route: Extract<RouteObject, { kind: 'HTTPRoute' }>, order: 
   );
 }
 
-function grpcMatches(route: Extract<RouteObject, { kind: 'GRPCRoute' }>, order: number, ruleBase: number): { key: Key; match: GrpcMatchConfig }[] {
+function grpcMatches(route: GRPCRoute, order: number, ruleBase: number): { key: Key; match: GrpcMatchConfig }[] {
   return route.spec.rules.flatMap((rule, i) => {
     const matches = rule.matches.length ? rule.matches : [{ headers: [] }];
     return matches.map((m, j) => {
@@ -242,12 +224,12 @@ interface Attachment {
   svc: Service;
   port: ServicePort;
   /** Producer routes, and consumer routes by their namespace; each in route order. */
-  routes: RouteObject[];
-  consumers: Map<string, RouteObject[]>;
+  routes: Route[];
+  consumers: Map<string, Route[]>;
 }
 
 /** The route table of every routed Service port. */
-export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<Service>, grants: Iterable<ReferenceGrant> = []): CompiledRoutes {
+export function compileRoutes(routes: Iterable<Route>, services: Iterable<Service>, grants: Iterable<ReferenceGrant> = []): CompiledRoutes {
   const byName = new Map<string, Service>();
   for (const s of services) byName.set(`${s.metadata.namespace}/${s.metadata.name}`, s);
   const compiler = new Compiler(byName, [...grants]);
@@ -261,7 +243,7 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
     route.spec.parentRefs.forEach((ref, i) => {
       if (ref.group !== '' || ref.kind !== 'Service') return; // a Gateway's route: not the mesh's
       const at = `${routeLabel(route)}: spec.parentRefs[${i}]`;
-      const ns = ref.namespace ?? route.namespace;
+      const ns = ref.namespace ?? route.metadata.namespace;
       const target = `${ns}/${ref.name}`;
       const svc = byName.get(target);
       if (!svc) return notes.push(`${at}: Service ${target} not found`);
@@ -276,8 +258,8 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
         if (ports.has(key)) continue; // two refs to the same port attach once
         ports.add(key);
         const a: Attachment = attached.get(key) ?? { svc, port: p, routes: [], consumers: new Map() };
-        if (ns === route.namespace) a.routes.push(route);
-        else a.consumers.set(route.namespace, [...(a.consumers.get(route.namespace) ?? []), route]);
+        if (ns === route.metadata.namespace) a.routes.push(route);
+        else a.consumers.set(route.metadata.namespace, [...(a.consumers.get(route.metadata.namespace) ?? []), route]);
         attached.set(key, a);
       }
     });
@@ -306,7 +288,7 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
     const base = { service, port: port.port, portName: port.name ?? '', addresses, rules, ...(accepted.length === 0 && { fallback: 'forward' as const }) };
     compiler.needBackend(key, kind === 'GRPCRoute' ? 'h2c' : 'unknown');
     /** One table: the routes' rules appended to the port's, their matches in precedence order. */
-    const table = <M>(routes: RouteObject[], matchesOf: (r: RouteObject, order: number, ruleBase: number) => { key: Key; match: M }[]): M[] =>
+    const table = <M>(routes: Route[], matchesOf: (r: Route, order: number, ruleBase: number) => { key: Key; match: M }[]): M[] =>
       routes
         .filter((r) => r.kind === kind)
         .flatMap((r, order) => {
@@ -316,37 +298,18 @@ export function compileRoutes(routes: Iterable<RouteObject>, services: Iterable<
         })
         .sort((a, b) => compareKeys(a.key, b.key))
         .map((e) => e.match);
-    const consumerTables = <M>(matchesOf: (r: RouteObject, order: number, ruleBase: number) => { key: Key; match: M }[]) => {
+    const consumerTables = <M>(matchesOf: (r: Route, order: number, ruleBase: number) => { key: Key; match: M }[]) => {
       const tables = namespaces.map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) })).filter((t) => t.matches.length > 0);
       return tables.length ? { consumers: tables } : {};
     };
     if (kind === 'HTTPRoute') {
-      const of = (r: RouteObject, order: number, ruleBase: number) => httpMatches(r as Extract<RouteObject, { kind: 'HTTPRoute' }>, order, ruleBase);
+      const of = (r: Route, order: number, ruleBase: number) => httpMatches(r as HTTPRoute, order, ruleBase);
       out.push({ ...base, protocol: 'http', matches: table(accepted, of), ...consumerTables(of) });
     } else {
-      const of = (r: RouteObject, order: number, ruleBase: number) => grpcMatches(r as Extract<RouteObject, { kind: 'GRPCRoute' }>, order, ruleBase);
+      const of = (r: Route, order: number, ruleBase: number) => grpcMatches(r as GRPCRoute, order, ruleBase);
       out.push({ ...base, protocol: 'grpc', matches: table(accepted, of), ...consumerTables(of) });
     }
   }
   const backends = [...compiler.backends].map(([key, protocol]) => ({ key, protocol })).sort((a, b) => compare(a.key, b.key));
   return { services: out, backends, notes: [...new Set(notes)].sort() };
-}
-
-/** The table from the store's objects as they are: each route typed by routeObjectOf (one that
- *  fails, which the store should never hold, becomes a note). */
-export function compileStoredRoutes(
-  routes: Iterable<HTTPRoute | GRPCRoute>,
-  services: Iterable<Service>,
-  creationTimestamp: (r: HTTPRoute | GRPCRoute) => string | undefined = () => undefined,
-  grants: Iterable<ReferenceGrant> = [],
-): CompiledRoutes {
-  const objects: RouteObject[] = [];
-  const refused: string[] = [];
-  for (const r of routes) {
-    const o = routeObjectOf(r, creationTimestamp(r));
-    if (o.ok) objects.push(o.value);
-    else refused.push(...o.errors.map((e) => `${r.kind} ${r.metadata.namespace}/${r.metadata.name}: ${e}`));
-  }
-  const out = compileRoutes(objects, services, grants);
-  return refused.length ? { ...out, notes: [...out.notes, ...refused].sort() } : out;
 }
