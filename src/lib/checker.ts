@@ -32,6 +32,21 @@ export const portNameProblem = (name: string): string | undefined =>
 export const validName = (v: string, rule: NameRule) => v.length <= rule.max && rule.re.test(v);
 export const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
 
+// RFC 3339 date-time (section 5.6), as Kubernetes writes metadata.creationTimestamp.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/** Whether `s` is an RFC 3339 date-time: the pattern, and every field in its range (no
+ *  February 30th, no hour 24; no leap second, which Go's time.Parse refuses too). */
+export function isRfc3339(s: string): boolean {
+  const m = RFC3339.exec(s);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  const offsetOk = m[8] === undefined || (Number(m[8]) <= 23 && Number(m[9]) <= 59);
+  return days !== undefined && day >= 1 && day <= days && hour <= 23 && minute <= 59 && second <= 59 && offsetOk;
+}
+
 export type Obj = Record<string, unknown>;
 
 export const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -122,6 +137,13 @@ export class Checker {
     const parsed = parseIp(s);
     if (!parsed) this.fail(path, `${JSON.stringify(s)} is not an IP address`);
     return parsed?.family;
+  }
+  /** An RFC 3339 date-time ("2024-05-01T12:00:00Z"), as written. */
+  timestamp(v: unknown, path: string): string | undefined {
+    const s = this.string(v, path);
+    if (s === undefined || isRfc3339(s)) return s;
+    this.fail(path, `${JSON.stringify(s)} is not an RFC 3339 timestamp (like "2024-05-01T12:00:00Z")`);
+    return undefined;
   }
   labels(v: unknown, path: string): Record<string, string> | undefined {
     if (v === undefined || v === null) return undefined;

@@ -2,7 +2,15 @@
 import { Checker, DNS1123_LABEL, isObj, nameProblem, validName, type NameRule, type Obj } from '../lib/checker.js';
 import type { ObjectMeta } from './resources.js';
 
-export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: { clusterScoped?: boolean } = {}): ObjectMeta {
+export interface MetaOptions {
+  /** The object has no namespace: metadata.namespace is ''. */
+  clusterScoped?: boolean;
+  /** Keep metadata.creationTimestamp (checked: RFC 3339). Only the kinds whose compiler reads
+   *  it ask: a cluster holds many Pods and EndpointSlices, and none needs it. */
+  creationTimestamp?: boolean;
+}
+
+export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: MetaOptions = {}): ObjectMeta {
   if (!isObj(raw.metadata)) {
     c.fail('metadata', 'required');
     return { name: '', namespace: opts.clusterScoped ? '' : 'default' };
@@ -16,6 +24,14 @@ export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: { clus
   const labels = c.labels(m.labels, 'metadata.labels');
   const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
   const uid = c.string(m.uid, 'metadata.uid');
-  return { name, namespace, ...(labels && { labels }), ...(resourceVersion && { resourceVersion }), ...(uid && { uid }) };
+  const creationTimestamp = opts.creationTimestamp ? c.timestamp(m.creationTimestamp, 'metadata.creationTimestamp') : undefined;
+  return {
+    name,
+    namespace,
+    ...(labels && { labels }),
+    ...(resourceVersion && { resourceVersion }),
+    ...(uid && { uid }),
+    ...(creationTimestamp && { creationTimestamp }),
+  };
 }
 

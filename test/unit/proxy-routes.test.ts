@@ -304,6 +304,30 @@ describe('route validation in the store', () => {
     assert.deepEqual(table.services.map((s) => `${s.service}:${s.port}`), ['default/web:80', 'default/web:9090']);
     assert.deepEqual(table.notes, []);
   });
+
+  it('keeps metadata.creationTimestamp (RFC 3339); a malformed one is refused naming the field', () => {
+    const at = (kind: string, creationTimestamp: unknown) => validateResource({ ...route(rule({})), kind, metadata: { name: 'web', namespace: 'default', creationTimestamp } });
+    for (const kind of ['HTTPRoute', 'GRPCRoute']) {
+      for (const ts of ['2024-05-01T12:00:00Z', '2024-05-01T12:00:00.123456Z', '2024-05-01T14:00:00+02:00', '2024-02-29T00:00:00z']) {
+        const v = at(kind, ts);
+        assert.ok(v.ok === true, JSON.stringify(v));
+        assert.equal((v.value as HTTPRoute).metadata.creationTimestamp, ts);
+      }
+      // null, as `kubectl create --dry-run=client -o yaml` writes it: none.
+      const none = at(kind, null);
+      assert.ok(none.ok === true && !('creationTimestamp' in none.value.metadata), JSON.stringify(none));
+      for (const bad of ['yesterday', '2024-05-01', '2024-05-01 12:00:00Z', '2023-02-29T00:00:00Z', '2024-05-01T24:00:00Z', '2024-05-01T12:00:60Z', '2024-05-01T12:00:00+24:00']) {
+        assert.deepEqual(at(kind, bad), { ok: false, errors: [`metadata.creationTimestamp: ${JSON.stringify(bad)} is not an RFC 3339 timestamp (like "2024-05-01T12:00:00Z")`] }, bad);
+      }
+      assert.deepEqual(at(kind, 1714564800), { ok: false, errors: ['metadata.creationTimestamp: must be a string, got 1714564800'] });
+    }
+  });
+
+  it('other kinds do not keep creationTimestamp (their compilers never read it)', () => {
+    const v = validateResource({ ...SERVICES[1], metadata: { name: 'web-v1', namespace: 'default', creationTimestamp: '2024-05-01T12:00:00Z' } });
+    assert.ok(v.ok === true);
+    assert.deepEqual(v.value.metadata, { name: 'web-v1', namespace: 'default' });
+  });
 });
 
 // ---- the route table ----
@@ -555,6 +579,29 @@ describe('route table: precedence', () => {
       'default/r#1 PathPrefix /api h=0 q=0',
       'default/r#0 PathPrefix / h=0 q=0',
     ]);
+  });
+
+  it('two routes with the same match on one Service: the older decides where requests go, whatever the names', () => {
+    // As a source hands them over: raw objects, validated into the store's typed routes.
+    const stored = (name: string, creationTimestamp: string, backend: string): HTTPRoute => {
+      const v = validateResource({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name, namespace: 'default', creationTimestamp },
+        spec: { parentRefs: [{ ...parent, port: 80 }], rules: [{ matches: [{ path: { value: '/api' } }], backendRefs: [{ name: backend, port: 80 }] }] },
+      });
+      assert.ok(v.ok === true, JSON.stringify(v));
+      return v.value as HTTPRoute;
+    };
+    const decides = (routes: Route[]) => forwardedTo(compileServiceRouter(portOf(routes, 'default/web:80')).route(req('/api/x')));
+    const older = stored('z-older', '2024-01-01T00:00:00Z', 'web-v1');
+    const newer = stored('a-newer', '2024-01-01T00:00:01Z', 'web-v2');
+    assert.equal(decides([older, newer]), 'default/web-v1:80');
+    assert.equal(decides([newer, older]), 'default/web-v1:80', 'the order the store lists them in does not matter');
+    // The same two names with their ages swapped: the other route decides.
+    assert.equal(decides([stored('z-older', '2024-01-01T00:00:01Z', 'web-v1'), stored('a-newer', '2024-01-01T00:00:00Z', 'web-v2')]), 'default/web-v2:80');
+    // Without timestamps, the names decide ("namespace/name" in order).
+    assert.equal(decides([http('z-older', older.spec), http('a-newer', newer.spec)]), 'default/web-v2:80');
   });
 
   it('ties go to the oldest route, then namespace/name, then rule order, then match order', () => {

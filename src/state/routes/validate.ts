@@ -386,7 +386,8 @@ const ROUTE_API_VERSION = 'gateway.networking.k8s.io/v1' as const;
 
 function validateRouteOf<K extends RouteKind, S>(raw: Obj, kind: K, checkSpec: (c: Checker, v: unknown) => S) {
   const c = new Checker();
-  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
+  // Kept: the older route wins precedence ties (./compile.ts).
+  const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN, { creationTimestamp: true });
   const spec = isObj(raw.spec) ? checkSpec(c, raw.spec) : (c.fail('spec', 'required'), undefined);
   if (c.errors.length || spec === undefined) return { ok: false as const, errors: c.errors };
   return { ok: true as const, value: { apiVersion: ROUTE_API_VERSION, kind, metadata, spec } };
