@@ -7,7 +7,8 @@
 //   version=v2). Services: web (all three), web-v1, web-v2 (the route's backends), and plain
 //   (the v1 pods, no route: it must never touch the proxy).
 //   HTTPRoute web-split on web:80: x-canary: yes → web-v2; path Exact /only-v2 → web-v2;
-//   everything else 90/10 web-v1/web-v2.
+//   everything else 90/10 web-v1/web-v2. Two more HTTPRoutes on web:80 with the same match
+//   (/age), decided by their age (one test).
 //   namespace shop: cart, a client with a consumer route of its own for web, and a
 //   ReferenceGrant in mesh for it (one test).
 import assert from 'node:assert/strict';
@@ -181,6 +182,33 @@ describe('HTTPRoute through weft-proxy', () => {
     assert.deepEqual(exact.answers, { [v2.name]: 50 });
     const longer = await request(`http://${VIPS.web}/only-v2/more`, { count: 200 });
     assert.ok(v1Answers(longer) > 100, JSON.stringify(longer.answers));
+  });
+
+  it('two routes with the same match: the older one (metadata.creationTimestamp) decides, not the name', async () => {
+    // "a-newer" comes first by name (the tie-break without timestamps) and in the file.
+    const ageRoute = (name: string, backend: string, creationTimestamp: string) => ({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: NS, name, creationTimestamp },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/age' } }], backendRefs: [{ name: backend, port: 80 }] }] },
+    });
+    const all = (backend: string) => async () => {
+      const r = await request(`http://${VIPS.web}/age`, { count: 20 });
+      return r.answers[backend] === 20 ? r : undefined;
+    };
+    agent.writeManifest('age.yaml', [ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:01Z'), ageRoute('z-older', 'web-v2', '2024-05-01T12:00:00Z')]);
+    await waitFor('every /age request to web-v2, the older route\'s backend', all(v2.name));
+    assert.deepEqual((await request(`http://${VIPS.web}/age/x`, { count: 50 })).answers, { [v2.name]: 50 });
+    // The same two routes, their ages swapped: now the other one decides.
+    agent.writeManifest('age.yaml', [ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:00Z'), ageRoute('z-older', 'web-v2', '2024-05-01T12:00:01Z')]);
+    const swapped = await waitFor('every /age request to web-v1, now the older route\'s backend', async () => {
+      const r = await request(`http://${VIPS.web}/age`, { count: 50 });
+      return v1Answers(r) === 50 ? r : undefined;
+    });
+    assert.equal(swapped.answers[v2.name], undefined);
+    agent.removeManifest('age.yaml');
+    await waitFor('/age back on web-split\'s 90/10', async () => {
+      const r = await request(`http://${VIPS.web}/age`, { count: 100 });
+      return (r.answers[v2.name] ?? 0) > 0 && v1Answers(r) > 0 ? r : undefined;
+    });
   });
 
   it('a long-lived HTTP/2 client\'s requests spread over every backend (no hotspot on the one connection)', async () => {
