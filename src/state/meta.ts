@@ -24,7 +24,9 @@ export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: MetaOp
   const labels = c.labels(m.labels, 'metadata.labels');
   const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
   const uid = c.string(m.uid, 'metadata.uid');
-  const creationTimestamp = opts.creationTimestamp ? c.timestamp(m.creationTimestamp, 'metadata.creationTimestamp') : undefined;
+  const creationTimestamp = opts.creationTimestamp
+    ? c.timestamp(m.creationTimestamp, 'metadata.creationTimestamp')
+    : undefined;
   return {
     name,
     namespace,

@@ -1,7 +1,15 @@
 // The snapshot weftd sends weft-proxy, from the compiled route table (./compile.ts) and the
 // Services' frontends: store → ProxySnapshot. Pure. The snapshot's types and their wire
 // validation are the contract's (src/contract/proxy-snapshot.ts).
-import type { BackendConfig, BackendEndpoint, BalancerAlgorithm, ListenerConfig, ProxySnapshot, ServicePortConfig, WorkloadConfig } from '../../contract/proxy-snapshot.js';
+import type {
+  BackendConfig,
+  BackendEndpoint,
+  BalancerAlgorithm,
+  ListenerConfig,
+  ProxySnapshot,
+  ServicePortConfig,
+  WorkloadConfig,
+} from '../../contract/proxy-snapshot.js';
 import type { Frontend } from '../services.js';
 import type { BackendNeed } from './compile.js';
 

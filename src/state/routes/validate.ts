@@ -9,7 +9,13 @@
 // persistence) is refused with a message saying so, rather than accepted and half-applied: the
 // spec wants such rules not accepted, and a route that silently routes differently from what
 // it says is worse than one refused with a log line.
-import { HEADER_VALUE_FORBIDDEN, HTTP_METHODS, MAX_WEIGHT, UNMODIFIABLE_HEADERS, regexProblem } from '../../contract/proxy-snapshot.js';
+import {
+  HEADER_VALUE_FORBIDDEN,
+  HTTP_METHODS,
+  MAX_WEIGHT,
+  UNMODIFIABLE_HEADERS,
+  regexProblem,
+} from '../../contract/proxy-snapshot.js';
 import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, type Obj, type Validation } from '../../lib/checker.js';
 import { checkMeta } from '../meta.js';
 import type { GRPCRoute, HTTPRoute, ReferenceGrant } from '../resources.js';
