@@ -1,13 +1,13 @@
 // weftd: sources → store → compiled state → datapath, plus the local API.
 import type http from 'node:http';
 import fs from 'node:fs';
-import { LbWriter, type SyncStats } from '../datapath/lb-writer.js';
+import { LbWriter } from '../datapath/lb-writer.js';
 import { mapInfo } from '../datapath/libbpf.js';
 import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import type { InformerState, KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
+import type { KubernetesSource } from '../sources/kubernetes.js';
 import { slimClientNode } from '../sources/client-node/slim.js';
 import { ServiceTable, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
@@ -25,36 +25,15 @@ import { readMaps } from '../datapath/kernel-state.js';
 import { Observer } from '../observe/observer.js';
 import { flowRoutes } from '../observe/flow-api.js';
 import { L7Controller, type L7Snapshot } from './l7.js';
-import { ProxySupervisor, type ProxyStatus } from './proxy-supervisor.js';
+import { ProxySupervisor } from './proxy-supervisor.js';
 import { ensureProxyAddresses } from './proxy-address.js';
 import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
-import type { ObserverStatus } from '../observe/flow-source.js';
+import { SYNC_RETRY_MS, SyncLoop } from './controller.js';
+import type { AgentStatus } from './status.js';
+
+export type { AgentStatus } from './status.js';
 
 export const VERSION = '0.1.0';
-const SYNC_RETRY_MS = 5000;
-
-export interface AgentStatus {
-  version: string;
-  node: string;
-  pid: number;
-  startedAt: string;
-  source: string;
-  bpfRoot: string;
-  cgroup: string;
-  synced: boolean;
-  /** Until synced: what the agent is waiting for. */
-  waitingFor?: string;
-  lastSync?: { at: string; stats?: SyncStats; error?: string };
-  problems: SourceProblem[];
-  /** Kubernetes mode: each informer's state. */
-  informers?: InformerState[];
-  endpoints: number;
-  podCidrs: { cidr: string; used: number; capacity: string }[];
-  policy?: { policies: number; revision: number; entries: number; ipcache: number; error?: string };
-  observer?: ObserverStatus;
-  /** The L7 proxy, once a Service has routes. */
-  proxy?: ProxyStatus & { routedPorts: string[]; notes: string[] };
-}
 
 export class Agent {
   private readonly store = new ResourceStore();
@@ -67,17 +46,15 @@ export class Agent {
   private source: ManifestsDirSource | KubernetesSource | undefined;
   private waitingFor = 'the datapath';
   private kubeServer: string | undefined;
-  private stopped = false;
+  /** Aborted when the agent stops: no sync runs after that. */
+  private readonly stopping = new AbortController();
   private endpoints: EndpointRegistry | undefined;
   private endpointDatapath: EndpointDatapath | undefined;
   private policy: PolicyEngine | undefined;
-  private policyPending: NodeJS.Immediate | undefined;
-  private policyRetry: NodeJS.Timeout | undefined;
+  private readonly policyLoop = new SyncLoop(() => this.syncPolicy(), this.stopping.signal);
   private policyError: string | undefined;
   private servers: http.Server[] = [];
-  private pending: NodeJS.Immediate | undefined;
-  /** After a failed write, the sync is retried on its own: the source may stay quiet. */
-  private retry: NodeJS.Timeout | undefined;
+  private readonly loop = new SyncLoop(() => this.sync(), this.stopping.signal);
   private readonly startedAt = new Date().toISOString();
   private lastSync: AgentStatus['lastSync'];
   private readonly cgroup: string;
@@ -91,8 +68,6 @@ export class Agent {
   private proxyError: string | undefined;
   /** The redirected Service ports as the kernel holds them (L7Controller.kernelSet()). */
   private l7Written = '';
-  /** When the oldest change not yet in the kernel arrived, per pipeline (the sync lag). */
-  private readonly changedSince: { services?: number; policy?: number } = {};
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -139,7 +114,7 @@ export class Agent {
     }
     this.metrics.maps(() => readMaps(cfg.bpfRoot));
     this.metrics.syncLag(() => {
-      const since = Math.min(this.changedSince.services ?? Infinity, this.changedSince.policy ?? Infinity);
+      const since = Math.min(this.loop.changedSince ?? Infinity, this.policyLoop.changedSince ?? Infinity);
       return since === Infinity ? 0 : (Date.now() - since) / 1000;
     });
 
@@ -176,7 +151,7 @@ export class Agent {
     this.waitingFor = cfg.source.kind === 'dir' ? `the manifests in ${cfg.source.dir}` : 'the first list of every resource from the Kubernetes API';
     this.source = k8s && kubeconfig ? new k8s.KubernetesSource(kubeconfig, this.store, log) : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
     await this.source.start();
-    if (this.stopped) return;
+    if (this.stopping.signal.aborted) return;
 
     const registry = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
     // Policy before the endpoints are re-attached: their isolation comes from it. Until the
@@ -188,15 +163,13 @@ export class Agent {
     this.sync();
     this.store.on('change', (kinds) => {
       if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute') || kinds.has('ReferenceGrant')) {
-        this.changedSince.services ??= Date.now();
-        this.scheduleSync();
+        this.loop.changed();
       }
       if (kinds.has('Node')) this.updatePodCidrs();
       if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
-        this.changedSince.policy ??= Date.now();
-        this.schedulePolicySync();
+        this.policyLoop.changed();
         // Isolation decides which routed Services may go through the proxy.
-        if (this.l7?.active || kinds.has('NetworkPolicy')) this.scheduleSync();
+        if (this.l7?.active || kinds.has('NetworkPolicy')) this.loop.schedule();
       }
     });
     // The first load's scratch is garbage now; what the agent keeps is what it holds from here.
@@ -257,16 +230,9 @@ export class Agent {
       },
       detach: (ifindex: number) => {
         dp.detach(ifindex);
-        this.schedulePolicySync();
+        this.policyLoop.schedule();
       },
     };
-  }
-
-  private schedulePolicySync(): void {
-    this.policyPending ??= setImmediate(() => {
-      this.policyPending = undefined;
-      this.syncPolicy();
-    });
   }
 
   /** Compiles and writes policy; on failure the kernel keeps its last state and a retry comes. */
@@ -275,17 +241,16 @@ export class Agent {
       this.syncPolicyNow();
     } catch (err) {
       this.log.error('policy sync failed; the kernel keeps its last policy', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
-      clearTimeout(this.policyRetry);
-      this.policyRetry = setTimeout(() => this.schedulePolicySync(), SYNC_RETRY_MS);
+      this.policyLoop.retry();
     }
   }
 
   private syncPolicyNow(): void {
     if (!this.policy) return;
     try {
-      const since = this.changedSince.policy;
+      const since = this.policyLoop.changedSince;
       const stats = this.policy.sync();
-      if (this.changedSince.policy === since) delete this.changedSince.policy;
+      this.policyLoop.written(since);
       this.policyError = undefined;
       this.metrics.policySyncs.inc({ result: 'ok' });
       this.metrics.networkPolicies.set(this.policy.policyCount);
@@ -307,19 +272,11 @@ export class Agent {
     return m;
   }
 
-  private scheduleSync(): void {
-    // Coalesce a burst of file events into one sync.
-    this.pending ??= setImmediate(() => {
-      this.pending = undefined;
-      this.sync();
-    });
-  }
-
   private sync(): void {
     if (!this.writer || !this.source?.synced) return;
     const end = this.metrics.syncSeconds.startTimer();
     const t0 = performance.now();
-    const changedSince = this.changedSince.services;
+    const changedSince = this.loop.changedSince;
     for (const [ns, name] of this.store.takeChanged('Service')) {
       const svc = this.store.get('Service', ns, name);
       if (svc) this.table.setService(svc);
@@ -349,7 +306,7 @@ export class Agent {
       const stats = this.fullSync ? this.writer.sync(this.table.frontends().map(kf)) : this.writer.update(changes.upserts.map(kf), changes.removes);
       this.fullSync = false;
       this.l7Written = this.l7?.kernelSet() ?? '';
-      if (this.changedSince.services === changedSince) delete this.changedSince.services;
+      this.loop.written(changedSince);
       end();
       this.metrics.syncs.inc({ result: 'ok' });
       this.metrics.services.set(stats.services);
@@ -368,8 +325,7 @@ export class Agent {
       this.lastSync = { at: new Date().toISOString(), error: (err as Error).message };
       this.fullSync = true;
       this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
-      clearTimeout(this.retry);
-      this.retry = setTimeout(() => this.scheduleSync(), SYNC_RETRY_MS);
+      this.loop.retry();
     }
   }
 
@@ -394,7 +350,7 @@ export class Agent {
         log: this.log,
         snapshot: () => l7.snapshot(),
         onAccepted: (snap) => {
-          if (l7.acceptedSnapshot(snap)) this.scheduleSync();
+          if (l7.acceptedSnapshot(snap)) this.loop.schedule();
         },
         onFlow: (flow) => this.observer?.addFlow(flow),
         onLost: (count) => this.observer?.addLost(count),
@@ -462,12 +418,8 @@ export class Agent {
 
   /** Stops serving. The datapath stays: pinned programs and maps keep working without us. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort();
     this.source?.stop();
-    if (this.pending) clearImmediate(this.pending);
-    if (this.policyPending) clearImmediate(this.policyPending);
-    clearTimeout(this.retry);
-    clearTimeout(this.policyRetry);
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
     await this.proxy?.stop();
