@@ -22,13 +22,12 @@ import { releaseScratchMemory } from './memory.js';
 import { PolicyEngine } from './policy.js';
 import { agentFlowContext } from './flow-context.js';
 import { readMaps } from '../datapath/kernel-state.js';
-import { Observer } from '../observe/observer.js';
-import { flowRoutes } from '../observe/flow-api.js';
 import { L7Controller, type L7Snapshot } from './l7.js';
 import { ProxySupervisor } from './proxy-supervisor.js';
 import { ensureProxyAddresses } from './proxy-address.js';
 import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
-import { SYNC_RETRY_MS, SyncLoop } from './controller.js';
+import { SYNC_RETRY_MS, SyncLoop, type AgentContext } from './controller.js';
+import { FlowController } from './flow-controller.js';
 import type { AgentStatus } from './status.js';
 
 export type { AgentStatus } from './status.js';
@@ -61,7 +60,7 @@ export class Agent {
   /** True once the first complete view of the source is in the kernel. */
   private synced = false;
   private notes = new Set<string>();
-  private observer: Observer | undefined;
+  private flows: FlowController | undefined;
   private metricsAddress: string;
   private l7: L7Controller | undefined;
   private proxy: ProxySupervisor<L7Snapshot> | undefined;
@@ -101,8 +100,15 @@ export class Agent {
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
     const flowContext = agentFlowContext({ policy: () => this.policy, endpoints: () => this.endpoints, services: this.table });
-    this.observer = new Observer({ bpfRoot: cfg.bpfRoot, capacity: cfg.flowBufferSize, context: flowContext, log });
-    this.metrics.observe(this.observer);
+    const ctx: AgentContext = {
+      cfg,
+      log,
+      store: this.store,
+      metrics: this.metrics.registry,
+      stopping: this.stopping.signal,
+      waitingFor: () => this.waitingFor,
+    };
+    this.flows = new FlowController(ctx, flowContext);
     if (cfg.proxy.mode !== 'off') {
       this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, balancer: cfg.proxy.balancer, stateDir: cfg.stateDir }, {
         store: this.store,
@@ -137,10 +143,7 @@ export class Agent {
           return this.policy.explain(new URL(req.url ?? '/', 'http://weft').searchParams);
         },
         ...cniRoutes(endpoints, this.endpointProgrammer(this.endpointDatapath), log),
-        ...flowRoutes(() => {
-          if (!this.observer) throw new HttpError(503, 'the flow observer is not running');
-          return this.observer;
-        }),
+        ...this.flows.routes,
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
       }),
@@ -352,8 +355,8 @@ export class Agent {
         onAccepted: (snap) => {
           if (l7.acceptedSnapshot(snap)) this.loop.schedule();
         },
-        onFlow: (flow) => this.observer?.addFlow(flow),
-        onLost: (count) => this.observer?.addLost(count),
+        onFlow: (flow) => this.flows?.addFlow(flow),
+        onLost: (count) => this.flows?.addLost(count),
       });
       this.proxy.start();
     }
@@ -392,7 +395,7 @@ export class Agent {
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
       ...(this.policy && { policy: this.policySummary(this.policy) }),
-      ...(this.observer && { observer: this.observer.status() }),
+      ...this.flows?.status(),
       // Once routes exist: while routed, while the proxy runs, and while a note says why not.
       ...(this.l7 && (this.l7.active || this.proxy || this.l7.routeNotes.length > 0) && {
         proxy: {
@@ -423,7 +426,7 @@ export class Agent {
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
     await this.proxy?.stop();
-    await this.observer?.stop();
+    await this.flows?.stop();
     this.datapath?.close();
     this.endpointDatapath?.close();
   }
