@@ -19,13 +19,12 @@ import { EndpointRegistry } from './endpoints.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { releaseScratchMemory } from './memory.js';
-import { PolicyEngine } from './policy.js';
+import { PolicyController } from './policy-controller.js';
 import { agentFlowContext } from './flow-context.js';
 import { readMaps } from '../datapath/kernel-state.js';
 import { L7Controller, type L7Snapshot } from './l7.js';
 import { ProxySupervisor } from './proxy-supervisor.js';
 import { ensureProxyAddresses } from './proxy-address.js';
-import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
 import { SYNC_RETRY_MS, SyncLoop, type AgentContext } from './controller.js';
 import { FlowController } from './flow-controller.js';
 import type { AgentStatus } from './status.js';
@@ -49,9 +48,7 @@ export class Agent {
   private readonly stopping = new AbortController();
   private endpoints: EndpointRegistry | undefined;
   private endpointDatapath: EndpointDatapath | undefined;
-  private policy: PolicyEngine | undefined;
-  private readonly policyLoop = new SyncLoop(() => this.syncPolicy(), this.stopping.signal);
-  private policyError: string | undefined;
+  private policy: PolicyController | undefined;
   private servers: http.Server[] = [];
   private readonly loop = new SyncLoop(() => this.sync(), this.stopping.signal);
   private readonly startedAt = new Date().toISOString();
@@ -99,7 +96,6 @@ export class Agent {
     log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
-    const flowContext = agentFlowContext({ policy: () => this.policy, endpoints: () => this.endpoints, services: this.table });
     const ctx: AgentContext = {
       cfg,
       log,
@@ -108,6 +104,9 @@ export class Agent {
       stopping: this.stopping.signal,
       waitingFor: () => this.waitingFor,
     };
+    const policy = new PolicyController(ctx, this.endpointDatapath, { records: () => this.endpoints?.list() ?? [] });
+    this.policy = policy;
+    const flowContext = agentFlowContext({ policy: () => policy.engine, endpoints: () => this.endpoints, services: this.table });
     this.flows = new FlowController(ctx, flowContext);
     if (cfg.proxy.mode !== 'off') {
       this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, balancer: cfg.proxy.balancer, stateDir: cfg.stateDir }, {
@@ -120,7 +119,7 @@ export class Agent {
     }
     this.metrics.maps(() => readMaps(cfg.bpfRoot));
     this.metrics.syncLag(() => {
-      const since = Math.min(this.loop.changedSince ?? Infinity, this.policyLoop.changedSince ?? Infinity);
+      const since = Math.min(this.loop.changedSince ?? Infinity, this.policy?.pendingSince() ?? Infinity);
       return since === Infinity ? 0 : (Date.now() - since) / 1000;
     });
 
@@ -137,11 +136,7 @@ export class Agent {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
         'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
-        'GET /v1/policy': () => this.policy?.status() ?? Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`)),
-        'GET /v1/explain': (req: http.IncomingMessage) => {
-          if (!this.policy) throw new HttpError(503, `not ready: waiting for ${this.waitingFor}`);
-          return this.policy.explain(new URL(req.url ?? '/', 'http://weft').searchParams);
-        },
+        ...policy.routes,
         ...cniRoutes(endpoints, this.endpointProgrammer(this.endpointDatapath), log),
         ...this.flows.routes,
         'GET /healthz': () => ({ ok: true }),
@@ -157,11 +152,9 @@ export class Agent {
     if (this.stopping.signal.aborted) return;
 
     const registry = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
-    // Policy before the endpoints are re-attached: their isolation comes from it. Until the
-    // first compile succeeds, every endpoint keeps the flags its entry has.
-    this.policy = new PolicyEngine(this.store, () => registry.list(), this.endpointDatapath, log);
-    this.syncPolicy();
     this.endpoints = registry;
+    // Policy before the endpoints are re-attached: their isolation comes from it.
+    policy.start();
     this.restoreEndpoints(registry, this.endpointDatapath);
     this.sync();
     this.store.on('change', (kinds) => {
@@ -170,7 +163,7 @@ export class Agent {
       }
       if (kinds.has('Node')) this.updatePodCidrs();
       if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
-        this.policyLoop.changed();
+        policy.changed(kinds);
         // Isolation decides which routed Services may go through the proxy.
         if (this.l7?.active || kinds.has('NetworkPolicy')) this.loop.schedule();
       }
@@ -228,45 +221,14 @@ export class Agent {
   private endpointProgrammer(dp: EndpointDatapath) {
     return {
       attach: (info: Parameters<EndpointDatapath['attach']>[0]) => {
-        if (this.policy) this.syncPolicyNow();
+        this.policy?.writeNow();
         dp.attach({ ...info, flags: this.policy?.flagsFor(info.endpointId) ?? 0 });
       },
       detach: (ifindex: number) => {
         dp.detach(ifindex);
-        this.policyLoop.schedule();
+        this.policy?.endpointsChanged();
       },
     };
-  }
-
-  /** Compiles and writes policy; on failure the kernel keeps its last state and a retry comes. */
-  private syncPolicy(): void {
-    try {
-      this.syncPolicyNow();
-    } catch (err) {
-      this.log.error('policy sync failed; the kernel keeps its last policy', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
-      this.policyLoop.retry();
-    }
-  }
-
-  private syncPolicyNow(): void {
-    if (!this.policy) return;
-    try {
-      const since = this.policyLoop.changedSince;
-      const stats = this.policy.sync();
-      this.policyLoop.written(since);
-      this.policyError = undefined;
-      this.metrics.policySyncs.inc({ result: 'ok' });
-      this.metrics.networkPolicies.set(this.policy.policyCount);
-      this.metrics.policyEntries.set(stats.entries);
-      this.metrics.ipcacheEntries.set(stats.ipcache);
-      if (stats.written || stats.deleted) {
-        this.log.info('policy synced', { policies: this.policy.policyCount, entries: stats.entries, ipcache: stats.ipcache, written: stats.written, deleted: stats.deleted, ms: stats.ms.toFixed(1) });
-      }
-    } catch (err) {
-      this.policyError = (err as Error).message;
-      this.metrics.policySyncs.inc({ result: 'error' });
-      throw err;
-    }
   }
 
   private map(name: string) {
@@ -365,8 +327,7 @@ export class Agent {
 
   /** Whether an address is a local pod that NetworkPolicy isolates for ingress. */
   private isolatedBackend(ip: string): boolean {
-    const ep = this.endpoints?.list().find((r) => r.ips.some((a) => a.address === ip));
-    return ep !== undefined && ((this.policy?.flagsFor(ep.id) ?? 0) & ENDPOINT_F_INGRESS_ISOLATED) !== 0;
+    return this.policy?.ingressIsolated(ip) ?? false;
   }
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
@@ -394,7 +355,7 @@ export class Agent {
       ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
       endpoints: this.endpoints?.list().length ?? 0,
       podCidrs: this.endpoints?.poolUsage() ?? [],
-      ...(this.policy && { policy: this.policySummary(this.policy) }),
+      ...this.policy?.status(),
       ...this.flows?.status(),
       // Once routes exist: while routed, while the proxy runs, and while a note says why not.
       ...(this.l7 && (this.l7.active || this.proxy || this.l7.routeNotes.length > 0) && {
@@ -405,17 +366,6 @@ export class Agent {
           notes: [...this.l7!.routeNotes],
         },
       }),
-    };
-  }
-
-  private policySummary(engine: PolicyEngine): NonNullable<AgentStatus['policy']> {
-    const s = engine.status();
-    return {
-      policies: s.policies.length,
-      revision: s.revision,
-      entries: s.lastWrite?.entries ?? 0,
-      ipcache: s.lastWrite?.ipcache ?? 0,
-      ...(this.policyError && { error: this.policyError }),
     };
   }
 

@@ -18,10 +18,6 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly manifestErrors = new Gauge({ name: 'weft_manifest_errors', help: 'Manifest objects currently rejected', registers: [this.registry] });
-  readonly networkPolicies = new Gauge({ name: 'weft_network_policies', help: 'NetworkPolicies in force', registers: [this.registry] });
-  readonly policyEntries = new Gauge({ name: 'weft_policy_entries', help: 'Allow entries in the kernel\'s policy map', registers: [this.registry] });
-  readonly ipcacheEntries = new Gauge({ name: 'weft_ipcache_entries', help: 'Address prefixes in the kernel\'s ipcache', registers: [this.registry] });
-  readonly policySyncs = new Counter({ name: 'weft_policy_syncs_total', help: 'Policy writes into the kernel by result', labelNames: ['result'], registers: [this.registry] });
   readonly ready = new Gauge({ name: 'weft_agent_ready', help: '1 once the first complete view of the source is in the kernel', registers: [this.registry] });
 
   constructor() {
