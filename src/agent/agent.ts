@@ -13,9 +13,8 @@ import { ServiceTable, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi } from './api.js';
 import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
-import { cniRoutes, currentIfindex, programInfo } from './cni-api.js';
-import { CniCode, CniError } from './cni-protocol.js';
-import { EndpointRegistry } from './endpoints.js';
+import { EndpointController } from './endpoint-controller.js';
+import { EndpointPrograms } from './endpoint-programs.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { releaseScratchMemory } from './memory.js';
@@ -46,7 +45,7 @@ export class Agent {
   private kubeServer: string | undefined;
   /** Aborted when the agent stops: no sync runs after that. */
   private readonly stopping = new AbortController();
-  private endpoints: EndpointRegistry | undefined;
+  private endpoints: EndpointController | undefined;
   private endpointDatapath: EndpointDatapath | undefined;
   private policy: PolicyController | undefined;
   private servers: http.Server[] = [];
@@ -104,9 +103,12 @@ export class Agent {
       stopping: this.stopping.signal,
       waitingFor: () => this.waitingFor,
     };
-    const policy = new PolicyController(ctx, this.endpointDatapath, { records: () => this.endpoints?.list() ?? [] });
+    const endpoints = new EndpointController(ctx, (): EndpointPrograms => programs);
+    const policy = new PolicyController(ctx, this.endpointDatapath, endpoints);
+    const programs = new EndpointPrograms(ctx, this.endpointDatapath, endpoints, policy);
+    this.endpoints = endpoints;
     this.policy = policy;
-    const flowContext = agentFlowContext({ policy: () => policy.engine, endpoints: () => this.endpoints, services: this.table });
+    const flowContext = agentFlowContext({ policy: () => policy.engine, endpoints: () => endpoints.registry, services: this.table });
     this.flows = new FlowController(ctx, flowContext);
     if (cfg.proxy.mode !== 'off') {
       this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, balancer: cfg.proxy.balancer, stateDir: cfg.stateDir }, {
@@ -114,7 +116,7 @@ export class Agent {
         frontends: () => this.table.frontends(),
         isolatedBackend: (ip) => this.isolatedBackend(ip),
         workload: (ip) => flowContext.workload(ip),
-        localAddresses: () => (this.endpoints?.list() ?? []).flatMap((r) => r.ips.map((a) => a.address)),
+        localAddresses: () => endpoints.records().flatMap((r) => r.ips.map((a) => a.address)),
       }, log);
     }
     this.metrics.maps(() => readMaps(cfg.bpfRoot));
@@ -125,7 +127,6 @@ export class Agent {
 
     // Serve before the source has synced, so probes and `weft status` can tell what the agent
     // waits for; CNI calls are told to try again until the node's pod CIDRs are known.
-    const endpoints = () => this.endpoints ?? notReady(this.waitingFor);
     const metricsServer = await this.metrics.serve(cfg.metricsAddress, () => this.synced || `waiting for ${this.waitingFor}`);
     this.servers.push(metricsServer);
     // The bound address: with port 0 (tests), the one the kernel picked.
@@ -135,9 +136,8 @@ export class Agent {
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
         'GET /v1/services': () => this.frontendNames(),
-        'GET /v1/endpoints': () => this.endpoints?.list() ?? [],
         ...policy.routes,
-        ...cniRoutes(endpoints, this.endpointProgrammer(this.endpointDatapath), log),
+        ...endpoints.routes,
         ...this.flows.routes,
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
@@ -151,17 +151,16 @@ export class Agent {
     await this.source.start();
     if (this.stopping.signal.aborted) return;
 
-    const registry = EndpointRegistry.load(cfg.stateDir, this.podCidrs(), log);
-    this.endpoints = registry;
+    endpoints.start();
     // Policy before the endpoints are re-attached: their isolation comes from it.
     policy.start();
-    this.restoreEndpoints(registry, this.endpointDatapath);
+    programs.start();
     this.sync();
     this.store.on('change', (kinds) => {
       if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute') || kinds.has('ReferenceGrant')) {
         this.loop.changed();
       }
-      if (kinds.has('Node')) this.updatePodCidrs();
+      endpoints.changed(kinds);
       if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
         policy.changed(kinds);
         // Isolation decides which routed Services may go through the proxy.
@@ -172,63 +171,6 @@ export class Agent {
     const released = releaseScratchMemory();
     log.debug('released the first load\'s scratch memory', { gc_ms: released.gcMs?.toFixed(1), trim_ms: released.trimMs.toFixed(1) });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
-  }
-
-  /** --pod-cidr in local mode; the Node object's spec.podCIDRs in Kubernetes mode (the flag, if
-   *  given, must agree: a node handing out addresses outside its range breaks routing). */
-  private podCidrs(): string[] {
-    if (this.cfg.source.kind !== 'kubernetes') return this.cfg.podCidrs;
-    const node = this.store.get('Node', '', this.cfg.nodeName);
-    if (!node) this.log.warn('no Node object for this node; pod addresses wait for it', { node: this.cfg.nodeName });
-    const fromNode = node?.spec.podCIDRs ?? [];
-    if (fromNode.length === 0) return this.cfg.podCidrs;
-    if (this.cfg.podCidrs.length && this.cfg.podCidrs.join(',') !== fromNode.join(',')) {
-      this.log.warn('--pod-cidr differs from the Node object; using the Node object', { flag: this.cfg.podCidrs.join(','), node: fromNode.join(',') });
-    }
-    return fromNode;
-  }
-
-  private updatePodCidrs(): void {
-    if (!this.endpoints) return;
-    const next = this.podCidrs();
-    if (next.join(',') === this.endpoints.podCidrs.join(',')) return;
-    this.log.info('pod CIDRs changed', { from: this.endpoints.podCidrs.join(','), to: next.join(',') });
-    this.endpoints.setPodCidrs(next);
-  }
-
-  /** After a restart: every endpoint whose host veth is still there gets its programs again
-   *  (replacing the pinned ones atomically), and links of interfaces no endpoint owns go. */
-  private restoreEndpoints(registry: EndpointRegistry, dp: EndpointDatapath): void {
-    const owned = new Set<number>();
-    let restored = 0;
-    for (const ep of registry.list()) {
-      if (ep.state !== 'ready' || ep.hostIfIndex === undefined) continue;
-      const ifindex = currentIfindex(ep.hostIfName);
-      if (ifindex !== ep.hostIfIndex) {
-        this.log.warn('endpoint interface is gone; waiting for the runtime to delete the pod', { endpoint: ep.id, container: ep.containerId, host_if: ep.hostIfName });
-        continue;
-      }
-      dp.attach({ ...programInfo(ep, ifindex), flags: this.policy?.flagsFor(ep.id) });
-      owned.add(ifindex);
-      restored++;
-    }
-    for (const ifindex of dp.attachedIfindexes()) if (!owned.has(ifindex)) dp.detach(ifindex);
-    this.log.info('endpoints restored', { endpoints: registry.list().length, attached: restored, pod_cidrs: this.cfg.podCidrs.join(',') || undefined });
-  }
-
-  /** The CNI handlers' datapath: an endpoint's policy is in the kernel before its programs
-   *  are, so a new pod is never reachable unprotected. A failed policy write fails the ADD. */
-  private endpointProgrammer(dp: EndpointDatapath) {
-    return {
-      attach: (info: Parameters<EndpointDatapath['attach']>[0]) => {
-        this.policy?.writeNow();
-        dp.attach({ ...info, flags: this.policy?.flagsFor(info.endpointId) ?? 0 });
-      },
-      detach: (ifindex: number) => {
-        dp.detach(ifindex);
-        this.policy?.endpointsChanged();
-      },
-    };
   }
 
   private map(name: string) {
@@ -353,8 +295,8 @@ export class Agent {
       ...(this.lastSync && { lastSync: this.lastSync }),
       problems: [...(this.source?.problems.values() ?? [])].flat(),
       ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
-      endpoints: this.endpoints?.list().length ?? 0,
-      podCidrs: this.endpoints?.poolUsage() ?? [],
+      endpoints: this.endpoints?.records().length ?? 0,
+      podCidrs: this.endpoints?.registry?.poolUsage() ?? [],
       ...this.policy?.status(),
       ...this.flows?.status(),
       // Once routes exist: while routed, while the proxy runs, and while a note says why not.
@@ -380,8 +322,4 @@ export class Agent {
     this.datapath?.close();
     this.endpointDatapath?.close();
   }
-}
-
-function notReady(waitingFor: string): never {
-  throw new CniError(CniCode.TryAgainLater, `weftd is starting: waiting for ${waitingFor}`);
 }
