@@ -1,32 +1,29 @@
-// weftd: sources → store → compiled state → datapath, plus the local API.
+// weftd: loads the datapath, composes the controllers that keep it in step with the source
+// (each has one job and owns its state; see controller.ts), serves the local API and metrics.
 import type http from 'node:http';
 import fs from 'node:fs';
-import { LbWriter } from '../datapath/lb-writer.js';
-import { mapInfo } from '../datapath/libbpf.js';
+import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { cgroup2Root, isCgroup2Dir } from '../datapath/pins.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js';
+import { readMaps } from '../datapath/kernel-state.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import type { KubernetesSource } from '../sources/kubernetes.js';
+import type { KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
 import { slimClientNode } from '../sources/client-node/slim.js';
-import { ServiceTable, type Frontend } from '../state/services.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi } from './api.js';
-import { EndpointDatapath } from '../datapath/endpoint-datapath.js';
+import type { AgentConfig } from './config.js';
+import type { AgentContext, Controller } from './controller.js';
 import { EndpointController } from './endpoint-controller.js';
 import { EndpointPrograms } from './endpoint-programs.js';
-import type { AgentConfig } from './config.js';
-import { AgentMetrics } from './metrics.js';
-import { releaseScratchMemory } from './memory.js';
-import { PolicyController } from './policy-controller.js';
-import { agentFlowContext } from './flow-context.js';
-import { readMaps } from '../datapath/kernel-state.js';
-import { L7Controller, type L7Snapshot } from './l7.js';
-import { ProxySupervisor } from './proxy-supervisor.js';
-import { ensureProxyAddresses } from './proxy-address.js';
-import { SYNC_RETRY_MS, SyncLoop, type AgentContext } from './controller.js';
 import { FlowController } from './flow-controller.js';
-import type { AgentStatus } from './status.js';
+import { agentFlowContext } from './flow-context.js';
+import { releaseScratchMemory } from './memory.js';
+import { AgentMetrics } from './metrics.js';
+import { PolicyController } from './policy-controller.js';
+import { ProxyController } from './proxy-controller.js';
+import { ServiceController } from './service-controller.js';
+import { composeStatus, type AgentStatus } from './status.js';
 
 export type { AgentStatus } from './status.js';
 
@@ -34,35 +31,20 @@ export const VERSION = '0.1.0';
 
 export class Agent {
   private readonly store = new ResourceStore();
-  private readonly table = new ServiceTable();
-  /** Set after a failed write: the next sync diffs the whole table against the kernel. */
-  private fullSync = true;
   private readonly metrics = new AgentMetrics();
-  private datapath: LoadedDatapath | undefined;
-  private writer: LbWriter | undefined;
-  private source: ManifestsDirSource | KubernetesSource | undefined;
-  private waitingFor = 'the datapath';
-  private kubeServer: string | undefined;
-  /** Aborted when the agent stops: no sync runs after that. */
   private readonly stopping = new AbortController();
-  private endpoints: EndpointController | undefined;
-  private endpointDatapath: EndpointDatapath | undefined;
-  private policy: PolicyController | undefined;
-  private servers: http.Server[] = [];
-  private readonly loop = new SyncLoop(() => this.sync(), this.stopping.signal);
   private readonly startedAt = new Date().toISOString();
-  private lastSync: AgentStatus['lastSync'];
   private readonly cgroup: string;
-  /** True once the first complete view of the source is in the kernel. */
-  private synced = false;
-  private notes = new Set<string>();
-  private flows: FlowController | undefined;
   private metricsAddress: string;
-  private l7: L7Controller | undefined;
-  private proxy: ProxySupervisor<L7Snapshot> | undefined;
-  private proxyError: string | undefined;
-  /** The redirected Service ports as the kernel holds them (L7Controller.kernelSet()). */
-  private l7Written = '';
+  private socketPrograms: LoadedDatapath | undefined;
+  private endpointDatapath: EndpointDatapath | undefined;
+  private source: ManifestsDirSource | KubernetesSource | undefined;
+  private kubeServer: string | undefined;
+  private waitingFor = 'the datapath';
+  private controllers: Controller[] = [];
+  /** True once the controllers have started (the source's first complete view). */
+  private started = false;
+  private servers: http.Server[] = [];
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -70,6 +52,44 @@ export class Agent {
   ) {
     this.cgroup = cfg.cgroup ?? cgroup2Root();
     this.metricsAddress = cfg.metricsAddress;
+  }
+
+  /** The controllers, each with one job and its own state, in the order they start, hear of
+   *  the store's changes and stop. That order is the order of the writes: policy, then the
+   *  endpoints' programs (which take their isolation from it), then the Services (whose
+   *  redirects to the proxy depend on both). Adding a controller is adding it here. */
+  private compose(dp: EndpointDatapath): Controller[] {
+    const { cfg } = this;
+    const ctx: AgentContext = {
+      cfg,
+      log: this.log,
+      store: this.store,
+      metrics: this.metrics.registry,
+      stopping: this.stopping.signal,
+      waitingFor: () => this.waitingFor,
+    };
+    const endpoints = new EndpointController(ctx, (): EndpointPrograms => programs);
+    const policy = new PolicyController(ctx, dp, endpoints);
+    const programs = new EndpointPrograms(ctx, dp, endpoints, policy);
+    const services = new ServiceController(ctx, {
+      maps: { services: this.map('lb_services'), backends: this.map('lb_backends') },
+      redirect: (): ProxyController | undefined => proxy,
+      sourceProblems: () => this.problems().length,
+    });
+    const names = agentFlowContext({
+      policy: () => policy.engine,
+      endpoints: () => endpoints.registry,
+      services: services.table,
+    });
+    const flows = new FlowController(ctx, names);
+    const proxy = cfg.proxy.mode === 'off' ? undefined : new ProxyController(ctx, {
+      services,
+      ingressIsolated: (ip) => policy.ingressIsolated(ip),
+      workload: (ip) => names.workload(ip),
+      localAddresses: () => endpoints.records().flatMap((r) => r.ips.map((a) => a.address)),
+      flows,
+    });
+    return [endpoints, policy, programs, services, ...(proxy ? [proxy] : []), flows];
   }
 
   async start(): Promise<void> {
@@ -84,44 +104,15 @@ export class Agent {
     this.kubeServer = kubeconfig?.getCurrentCluster()?.server;
 
     // The datapath first: from here on the kernel keeps serving what was pinned before us.
-    this.datapath = loadSocketPrograms({ bpfRoot: cfg.bpfRoot, cgroupDir: this.cgroup });
-    for (const a of this.datapath.attached) log.info('program ready', { program: a.program, action: a.action, cgroup: this.cgroup });
-    const services = this.map('lb_services');
-    const backends = this.map('lb_backends');
-    this.writer = new LbWriter(services, backends, {
-      services: mapInfo(services.fd).maxEntries,
-      backends: mapInfo(backends.fd).maxEntries,
-    });
-    log.info('adopted pinned state', { bpf_root: cfg.bpfRoot, ...this.writer.size });
+    this.socketPrograms = loadSocketPrograms({ bpfRoot: cfg.bpfRoot, cgroupDir: this.cgroup });
+    for (const a of this.socketPrograms.attached) log.info('program ready', { program: a.program, action: a.action, cgroup: this.cgroup });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
-    const ctx: AgentContext = {
-      cfg,
-      log,
-      store: this.store,
-      metrics: this.metrics.registry,
-      stopping: this.stopping.signal,
-      waitingFor: () => this.waitingFor,
-    };
-    const endpoints = new EndpointController(ctx, (): EndpointPrograms => programs);
-    const policy = new PolicyController(ctx, this.endpointDatapath, endpoints);
-    const programs = new EndpointPrograms(ctx, this.endpointDatapath, endpoints, policy);
-    this.endpoints = endpoints;
-    this.policy = policy;
-    const flowContext = agentFlowContext({ policy: () => policy.engine, endpoints: () => endpoints.registry, services: this.table });
-    this.flows = new FlowController(ctx, flowContext);
-    if (cfg.proxy.mode !== 'off') {
-      this.l7 = new L7Controller({ addresses: cfg.proxy.addresses, portBase: cfg.proxy.portBase, balancer: cfg.proxy.balancer, stateDir: cfg.stateDir }, {
-        store: this.store,
-        frontends: () => this.table.frontends(),
-        isolatedBackend: (ip) => this.isolatedBackend(ip),
-        workload: (ip) => flowContext.workload(ip),
-        localAddresses: () => endpoints.records().flatMap((r) => r.ips.map((a) => a.address)),
-      }, log);
-    }
+    this.controllers = this.compose(this.endpointDatapath);
+    this.metrics.readiness(() => this.synced);
     this.metrics.maps(() => readMaps(cfg.bpfRoot));
     this.metrics.syncLag(() => {
-      const since = Math.min(this.loop.changedSince ?? Infinity, this.policy?.pendingSince() ?? Infinity);
+      const since = Math.min(...this.controllers.map((c) => c.pendingSince?.() ?? Infinity));
       return since === Infinity ? 0 : (Date.now() - since) / 1000;
     });
 
@@ -135,10 +126,7 @@ export class Agent {
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
-        'GET /v1/services': () => this.frontendNames(),
-        ...policy.routes,
-        ...endpoints.routes,
-        ...this.flows.routes,
+        ...Object.assign({}, ...this.controllers.map((c) => c.routes)),
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
       }),
@@ -151,21 +139,10 @@ export class Agent {
     await this.source.start();
     if (this.stopping.signal.aborted) return;
 
-    endpoints.start();
-    // Policy before the endpoints are re-attached: their isolation comes from it.
-    policy.start();
-    programs.start();
-    this.sync();
+    for (const c of this.controllers) c.start?.();
+    this.started = true;
     this.store.on('change', (kinds) => {
-      if (kinds.has('Service') || kinds.has('EndpointSlice') || kinds.has('HTTPRoute') || kinds.has('GRPCRoute') || kinds.has('ReferenceGrant')) {
-        this.loop.changed();
-      }
-      endpoints.changed(kinds);
-      if (kinds.has('NetworkPolicy') || kinds.has('Pod') || kinds.has('Namespace')) {
-        policy.changed(kinds);
-        // Isolation decides which routed Services may go through the proxy.
-        if (this.l7?.active || kinds.has('NetworkPolicy')) this.loop.schedule();
-      }
+      for (const c of this.controllers) c.changed?.(kinds);
     });
     // The first load's scratch is garbage now; what the agent keeps is what it holds from here.
     const released = releaseScratchMemory();
@@ -173,116 +150,24 @@ export class Agent {
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
   }
 
+  /** True once the first complete view of the source is in the kernel. */
+  private get synced(): boolean {
+    return this.started && this.controllers.every((c) => c.synced !== false);
+  }
+
+  private problems(): SourceProblem[] {
+    return [...(this.source?.problems.values() ?? [])].flat();
+  }
+
   private map(name: string) {
-    const m = this.datapath?.maps.get(name);
+    const m = this.socketPrograms?.maps.get(name);
     if (!m) throw new Error(`map ${name} missing from the loaded object`);
     return m;
   }
 
-  private sync(): void {
-    if (!this.writer || !this.source?.synced) return;
-    const end = this.metrics.syncSeconds.startTimer();
-    const t0 = performance.now();
-    const changedSince = this.loop.changedSince;
-    for (const [ns, name] of this.store.takeChanged('Service')) {
-      const svc = this.store.get('Service', ns, name);
-      if (svc) this.table.setService(svc);
-      else this.table.deleteService(ns, name);
-    }
-    for (const [ns, name] of this.store.takeChanged('EndpointSlice')) {
-      const slice = this.store.get('EndpointSlice', ns, name);
-      if (slice) this.table.setSlice(slice);
-      else this.table.deleteSlice(ns, name);
-    }
-    const changes = this.table.commit();
-    if (this.l7) {
-      this.l7.compile();
-      // Redirecting or no longer redirecting a Service port rewrites its frontends.
-      if (this.l7.kernelSet() !== this.l7Written) this.fullSync = true;
-    }
-    const kf = (f: Frontend) => this.l7?.kernelFrontend(f) ?? f;
-    const compileMs = performance.now() - t0;
-    if (changes.notesChanged) {
-      // Each note once, when it appears, not on every sync while it stays true.
-      const notes = this.table.notes();
-      for (const note of notes) if (!this.notes.has(note)) this.log.warn(note);
-      this.notes = new Set(notes);
-    }
-    this.metrics.manifestErrors.set([...this.source.problems.values()].reduce((n, p) => n + p.length, 0));
-    try {
-      const stats = this.fullSync ? this.writer.sync(this.table.frontends().map(kf)) : this.writer.update(changes.upserts.map(kf), changes.removes);
-      this.fullSync = false;
-      this.l7Written = this.l7?.kernelSet() ?? '';
-      this.loop.written(changedSince);
-      end();
-      this.metrics.syncs.inc({ result: 'ok' });
-      this.metrics.services.set(stats.services);
-      this.metrics.backends.set(stats.backends);
-      this.lastSync = { at: new Date().toISOString(), stats };
-      if (stats.written || stats.deleted || !this.synced) {
-        this.log.info('datapath synced', { services: stats.services, backends: stats.backends, written: stats.written, deleted: stats.deleted, compile_ms: compileMs.toFixed(1), ms: stats.ms.toFixed(1) });
-      }
-      if (!this.synced) this.metrics.ready.set(1);
-      this.synced = true;
-      // After the kernel write: a Service port leaving the proxy is out of the kernel first.
-      this.updateProxy();
-    } catch (err) {
-      end();
-      this.metrics.syncs.inc({ result: 'error' });
-      this.lastSync = { at: new Date().toISOString(), error: (err as Error).message };
-      this.fullSync = true;
-      this.log.error('datapath sync failed; the kernel keeps its last good state', { error: (err as Error).message, retry_s: SYNC_RETRY_MS / 1000 });
-      this.loop.retry();
-    }
-  }
-
-  /** Starts the proxy once something is routed, and sends it the current snapshot. */
-  private updateProxy(): void {
-    const l7 = this.l7;
-    if (!l7 || !l7.active) return;
-    if (!this.proxy) {
-      try {
-        ensureProxyAddresses(this.cfg.proxy.addresses);
-      } catch (err) {
-        this.proxyError = `cannot set up the proxy addresses: ${(err as Error).message}`;
-        this.log.error('routes not applied: the proxy addresses cannot be set up', { error: (err as Error).message });
-        return;
-      }
-      this.proxyError = undefined;
-      this.proxy = new ProxySupervisor({
-        adminSocket: this.cfg.proxy.adminSocket,
-        manage: this.cfg.proxy.mode === 'managed',
-        metricsAddress: this.cfg.proxy.metricsAddress,
-        logLevel: this.cfg.logLevel,
-        log: this.log,
-        snapshot: () => l7.snapshot(),
-        onAccepted: (snap) => {
-          if (l7.acceptedSnapshot(snap)) this.loop.schedule();
-        },
-        onFlow: (flow) => this.flows?.addFlow(flow),
-        onLost: (count) => this.flows?.addLost(count),
-      });
-      this.proxy.start();
-    }
-    this.proxy.push();
-  }
-
-  /** Whether an address is a local pod that NetworkPolicy isolates for ingress. */
-  private isolatedBackend(ip: string): boolean {
-    return this.policy?.ingressIsolated(ip) ?? false;
-  }
-
-  /** Which Service each frontend belongs to: names the kernel does not know. */
-  private frontendNames() {
-    return this.table.frontends().map((f) => ({
-      service: f.service,
-      portName: f.portName,
-      frontend: `${f.key.family === 6 ? `[${f.key.ip}]` : f.key.ip}:${f.key.port}/${f.key.proto}`,
-    }));
-  }
-
   status(): AgentStatus {
-    return {
+    const synced = this.synced;
+    const own: Partial<AgentStatus> = {
       version: VERSION,
       node: this.cfg.nodeName,
       pid: process.pid,
@@ -290,25 +175,12 @@ export class Agent {
       source: this.cfg.source.kind === 'dir' ? `dir:${this.cfg.source.dir}` : `kubernetes (${this.kubeServer})`,
       bpfRoot: this.cfg.bpfRoot,
       cgroup: this.cgroup,
-      synced: this.synced,
-      ...(!this.synced && { waitingFor: this.waitingFor }),
-      ...(this.lastSync && { lastSync: this.lastSync }),
-      problems: [...(this.source?.problems.values() ?? [])].flat(),
+      synced,
+      ...(!synced && { waitingFor: this.waitingFor }),
+      problems: this.problems(),
       ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
-      endpoints: this.endpoints?.records().length ?? 0,
-      podCidrs: this.endpoints?.registry?.poolUsage() ?? [],
-      ...this.policy?.status(),
-      ...this.flows?.status(),
-      // Once routes exist: while routed, while the proxy runs, and while a note says why not.
-      ...(this.l7 && (this.l7.active || this.proxy || this.l7.routeNotes.length > 0) && {
-        proxy: {
-          ...(this.proxy?.status() ?? { managed: this.cfg.proxy.mode === 'managed', running: false, restarts: 0, version: 0 }),
-          ...(this.proxyError && { lastError: this.proxyError }),
-          routedPorts: this.l7!.routedPorts,
-          notes: [...this.l7!.routeNotes],
-        },
-      }),
     };
+    return composeStatus(own, this.controllers.map((c) => c.status?.()));
   }
 
   /** Stops serving. The datapath stays: pinned programs and maps keep working without us. */
@@ -317,9 +189,8 @@ export class Agent {
     this.source?.stop();
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     fs.rmSync(this.cfg.socketPath, { force: true });
-    await this.proxy?.stop();
-    await this.flows?.stop();
-    this.datapath?.close();
+    for (const c of this.controllers) await c.stop?.();
+    this.socketPrograms?.close();
     this.endpointDatapath?.close();
   }
 }

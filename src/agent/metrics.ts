@@ -1,27 +1,28 @@
-// The agent's Prometheus metrics, served on --metrics-address.
+// The agent's Prometheus metrics, served on --metrics-address (with the probes).
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MapState } from '../datapath/kernel-state.js';
 
 /** How long a count of the maps' entries is reused: counting walks every map. */
 const MAP_COUNT_TTL_MS = 15_000;
 
+/** The agent's registry: the process's own metrics, readiness, the sync lag and the maps' fill
+ *  levels; each controller registers its own beside them. */
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly services = new Gauge({ name: 'weft_lb_frontends', help: 'Service frontends (address, port, protocol) in the kernel', registers: [this.registry] });
-  readonly backends = new Gauge({ name: 'weft_lb_backends', help: 'Backend slots in the kernel', registers: [this.registry] });
-  readonly syncs = new Counter({ name: 'weft_datapath_syncs_total', help: 'Datapath syncs by result', labelNames: ['result'], registers: [this.registry] });
-  readonly syncSeconds = new Histogram({
-    name: 'weft_datapath_sync_duration_seconds',
-    help: 'Time to compile desired state and write the difference into the maps',
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-    registers: [this.registry],
-  });
-  readonly manifestErrors = new Gauge({ name: 'weft_manifest_errors', help: 'Manifest objects currently rejected', registers: [this.registry] });
-  readonly ready = new Gauge({ name: 'weft_agent_ready', help: '1 once the first complete view of the source is in the kernel', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'weft_agent_' });
+  }
+
+  /** 1 once `ready()` says so (read at scrape time). */
+  readiness(ready: () => boolean): void {
+    const gauge: Gauge = new Gauge({
+      name: 'weft_agent_ready',
+      help: '1 once the first complete view of the source is in the kernel',
+      registers: [this.registry],
+      collect: () => gauge.set(ready() ? 1 : 0),
+    });
   }
 
   /** How far the kernel is behind the source, as `lagSeconds` tells at scrape time. */
