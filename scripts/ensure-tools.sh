@@ -12,6 +12,9 @@ APT_PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iptables nftables g
 # not left running (below).
 BENCH_SERVICES=(haproxy nginx)
 APT_PACKAGES+=(nghttp2-client "${BENCH_SERVICES[@]}")
+# make lint: clang-format checks bpf/ and native/ against .clang-format (bookworm's package is
+# clang-format 14 and gives the plain `clang-format` name).
+APT_PACKAGES+=(clang-format)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
