@@ -31,12 +31,11 @@
 #include "events.h"
 #include "policy.h"
 
-#define TC_ACT_OK	0
-#define TC_ACT_SHOT	2
+#define TC_ACT_OK   0
+#define TC_ACT_SHOT 2
 
 static __always_inline int
-lxc_drop(struct __sk_buff *skb, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
-	 enum drop_reason reason)
+lxc_drop(struct __sk_buff *skb, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir, enum drop_reason reason)
 {
 	endpoint_count(endpoint_id, dir, p->segs, p->len, true);
 	emit_drop(skb->ifindex, p, endpoint_id, dir, reason);
@@ -66,14 +65,12 @@ static __always_inline int lxc_handle(struct __sk_buff *skb, enum weft_dir dir)
 		return lxc_drop(skb, &p, 0, dir, DROP_UNKNOWN_ENDPOINT);
 
 	switch (parsed) {
-	case PARSE_MALFORMED:
-		return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_MALFORMED);
+	case PARSE_MALFORMED: return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_MALFORMED);
 	case PARSE_OTHER_L3:
 		if (dir == WEFT_DIR_EGRESS)
 			return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_UNSUPPORTED_L3);
 		break;
-	case PARSE_ARP:
-		break;
+	case PARSE_ARP: break;
 	case PARSE_IP:
 		if (dir == WEFT_DIR_EGRESS && !source_is_endpoint(ep, &p))
 			return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_SPOOFED_SOURCE);
@@ -94,7 +91,8 @@ static __always_inline int lxc_handle(struct __sk_buff *skb, enum weft_dir dir)
 					return lxc_drop(skb, &p, ep->endpoint_id, dir, DROP_POLICY);
 				}
 				if (r.asked)
-					emit_policy(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, r.rule_id, true);
+					emit_policy(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, r.rule_id,
+						    true);
 				ct_create(&key, &p, ep->endpoint_id, dir, now);
 				emit_trace(ifindex, &p, ep->endpoint_id, dir, r.peer_identity, TRACE_F_NEW);
 			} else if (events_every_packet()) {

@@ -14,8 +14,7 @@
 /* Reads the socket address of a hook of family hook_family; out->family is the address's own
  * family. An AF_INET6 socket may carry an IPv4 destination as ::ffff:a.b.c.d (dual-stack
  * sockets, as Java and others open them): that is balanced as the IPv4 service it names. */
-static __always_inline void
-ctx_l4addr(const struct bpf_sock_addr *ctx, int hook_family, struct weft_l4addr *out)
+static __always_inline void ctx_l4addr(const struct bpf_sock_addr *ctx, int hook_family, struct weft_l4addr *out)
 {
 	out->port = (__be16)ctx->user_port;
 	if (hook_family == WEFT_AF_INET) {
@@ -40,8 +39,7 @@ ctx_l4addr(const struct bpf_sock_addr *ctx, int hook_family, struct weft_l4addr 
 	}
 }
 
-static __always_inline void
-ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4addr *addr)
+static __always_inline void ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4addr *addr)
 {
 	if (hook_family == WEFT_AF_INET) {
 		ctx->user_ip4 = addr->ip.addr[0];
@@ -61,9 +59,8 @@ ctx_set_l4addr(struct bpf_sock_addr *ctx, int hook_family, const struct weft_l4a
 
 /* Reports a translation: every connect, and every datagram only when every packet is asked
  * for (an unconnected UDP socket translates each one). */
-static __always_inline void
-sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc, const struct weft_l4addr *backend, bool is_connect,
-	    bool redirected)
+static __always_inline void sock_report(struct bpf_sock_addr *ctx, const struct weft_l4addr *svc,
+					const struct weft_l4addr *backend, bool is_connect, bool redirected)
 {
 	if (!is_connect && !events_every_packet())
 		return;

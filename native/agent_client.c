@@ -150,9 +150,8 @@ static int dechunk(const char *in, size_t n, struct buf *out)
 	}
 }
 
-enum agent_outcome agent_request(const char *socket_path, const char *method, const char *path,
-				 const char *body, size_t body_len, struct agent_reply *reply,
-				 char *why, size_t whylen)
+enum agent_outcome agent_request(const char *socket_path, const char *method, const char *path, const char *body,
+				 size_t body_len, struct agent_reply *reply, char *why, size_t whylen)
 {
 	memset(reply, 0, sizeof(*reply));
 	int fd = connect_unix(socket_path, why, whylen);

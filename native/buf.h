@@ -7,10 +7,10 @@
 #define BUF_MAX (4u << 20) /* nothing the plugin builds comes near 4 MiB */
 
 struct buf {
-	char *p;     /* NUL-terminated while !failed */
+	char *p; /* NUL-terminated while !failed */
 	size_t len;
 	size_t cap;
-	int failed;  /* out of memory or over BUF_MAX: every later append is ignored */
+	int failed; /* out of memory or over BUF_MAX: every later append is ignored */
 };
 
 void buf_init(struct buf *b);

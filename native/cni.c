@@ -70,24 +70,25 @@ static int call_agent(const struct cni_ctx *c, const char *method, const char *p
 		return -1;
 	}
 	char why[256];
-	enum agent_outcome o = agent_request(c->agent_socket, method, path, body ? body->p : NULL,
-					     body ? body->len : 0, &k->reply, why, sizeof(why));
+	enum agent_outcome o = agent_request(c->agent_socket, method, path, body ? body->p : NULL, body ? body->len : 0,
+					     &k->reply, why, sizeof(why));
 	switch (o) {
 	case AGENT_UNREACHABLE:
 		cni_err_set(e, unreachable_code, "the Weft agent is not reachable at %s: %s", c->agent_socket, why);
-		cni_err_details(e, unreachable_code == CNI_ERR_TRY_AGAIN
-				? "try again later: weftd must run on this node and serve agentSocket"
-				: "weftd must run on this node and serve agentSocket");
+		cni_err_details(e, unreachable_code == CNI_ERR_TRY_AGAIN ?
+					   "try again later: weftd must run on this node and serve agentSocket" :
+					   "weftd must run on this node and serve agentSocket");
 		return -1;
 	case AGENT_NO_ANSWER:
-		cni_err_set(e, unreachable_code, "the Weft agent at %s did not answer %s %s: %s", c->agent_socket, method, path, why);
+		cni_err_set(e, unreachable_code, "the Weft agent at %s did not answer %s %s: %s", c->agent_socket,
+			    method, path, why);
 		return -1;
 	case AGENT_BAD_ANSWER:
-		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent at %s answered %s %s with something unusable: %s",
-			    c->agent_socket, method, path, why);
+		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL,
+			    "the Weft agent at %s answered %s %s with something unusable: %s", c->agent_socket, method,
+			    path, why);
 		return -1;
-	case AGENT_REPLIED:
-		break;
+	case AGENT_REPLIED: break;
 	}
 	char err[128];
 	int parsed = json_parse(&k->json, k->reply.body, k->reply.body_len, err, sizeof(err));
@@ -107,7 +108,8 @@ static int call_agent(const struct cni_ctx *c, const char *method, const char *p
 		return -1;
 	}
 	if (parsed < 0) {
-		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to %s %s is not a JSON object: %s", method, path, err);
+		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to %s %s is not a JSON object: %s",
+			    method, path, err);
 		return -1;
 	}
 	return 0;
@@ -136,7 +138,9 @@ static int answer_ips(const struct call *k, const char *what, struct podnet *p, 
 	int arr = json_get(&k->json, 0, "ips");
 	int n = json_count(&k->json, arr);
 	if (json_type(&k->json, arr) != JSON_ARRAY || n < 1 || n > PODNET_MAX_IPS) {
-		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to %s has no usable \"ips\" (1 to %d expected)", what, PODNET_MAX_IPS);
+		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL,
+			    "the Weft agent's answer to %s has no usable \"ips\" (1 to %d expected)", what,
+			    PODNET_MAX_IPS);
 		return -1;
 	}
 	p->naddrs = 0;
@@ -149,16 +153,22 @@ static int answer_ips(const struct call *k, const char *what, struct podnet *p, 
 		if (json_get_str(&k->json, t, "address", addr, sizeof(addr)) < 0 || nl_ip_parse(addr, &ad->ip) < 0 ||
 		    json_long(&k->json, json_get(&k->json, t, "family"), &family) < 0 ||
 		    family != (ad->ip.family == AF_INET ? 4 : 6) ||
-		    json_long(&k->json, json_get(&k->json, t, "prefixLength"), &prefix) < 0 ||
-		    prefix < 0 || prefix > (family == 4 ? 32 : 128)) {
-			cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to %s: ips[%d] needs family, address and prefixLength", what, i);
+		    json_long(&k->json, json_get(&k->json, t, "prefixLength"), &prefix) < 0 || prefix < 0 ||
+		    prefix > (family == 4 ? 32 : 128)) {
+			cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL,
+				    "the Weft agent's answer to %s: ips[%d] needs family, address and prefixLength",
+				    what, i);
 			return -1;
 		}
 		ad->prefix_len = (int)prefix;
 		int g = json_get(&k->json, t, "gateway");
 		if (g >= 0 && json_type(&k->json, g) == JSON_STRING) {
-			if (json_str(&k->json, g, gw, sizeof(gw)) < 0 || nl_ip_parse(gw, &ad->gw) < 0 || ad->gw.family != ad->ip.family) {
-				cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to %s: ips[%d].gateway is not an address of its family", what, i);
+			if (json_str(&k->json, g, gw, sizeof(gw)) < 0 || nl_ip_parse(gw, &ad->gw) < 0 ||
+			    ad->gw.family != ad->ip.family) {
+				cni_err_set(
+					e, WEFT_ERR_AGENT_PROTOCOL,
+					"the Weft agent's answer to %s: ips[%d].gateway is not an address of its family",
+					what, i);
 				return -1;
 			}
 		}
@@ -194,7 +204,8 @@ int cni_add(struct cni_ctx *c, struct cni_err *e)
 	if (call_agent(c, "POST", "/v1/cni/allocate", &b, CNI_ERR_TRY_AGAIN, &alloc, e) < 0)
 		goto out;
 	if (answer_host_ifname(&alloc, host_if) < 0) {
-		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to allocate has no valid \"hostIfName\" (wft...)");
+		cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL,
+			    "the Weft agent's answer to allocate has no valid \"hostIfName\" (wft...)");
 		podnet_host_ifname(c->container_id, c->ifname, host_if);
 		goto undo;
 	}
@@ -216,8 +227,8 @@ int cni_add(struct cni_ctx *c, struct cni_err *e)
 	buf_free(&b);
 	body_common(&b, c, 1);
 	/* The cookie as a string: JSON numbers lose precision above 2^53. */
-	buf_printf(&b, ",\"hostIfIndex\":%d,\"hostMac\":\"%s\",\"podMac\":\"%s\",\"netnsCookie\":\"%llu\"}", links.host_ifindex, links.host_mac, links.pod_mac,
-		   (unsigned long long)links.netns_cookie);
+	buf_printf(&b, ",\"hostIfIndex\":%d,\"hostMac\":\"%s\",\"podMac\":\"%s\",\"netnsCookie\":\"%llu\"}",
+		   links.host_ifindex, links.host_mac, links.pod_mac, (unsigned long long)links.netns_cookie);
 	if (call_agent(c, "POST", "/v1/cni/attach", &b, CNI_ERR_TRY_AGAIN, &attach, e) < 0)
 		goto undo;
 	int result = json_get(&attach.json, 0, "result");
@@ -307,7 +318,8 @@ static int prev_result_addrs(const struct cni_ctx *c, int prev, struct pod_addr 
 		}
 		if (!slash || end == slash + 1 || *end || nl_ip_parse(cidr, &ad.ip) < 0 || prefix < 0 ||
 		    prefix > (ad.ip.family == AF_INET ? 32 : 128)) {
-			cni_err_set(e, CNI_ERR_INVALID_CONFIG, "prevResult.ips[%d].address is not an address/prefix", i);
+			cni_err_set(e, CNI_ERR_INVALID_CONFIG, "prevResult.ips[%d].address is not an address/prefix",
+				    i);
 			return -1;
 		}
 		if (n == max)
@@ -321,12 +333,14 @@ static int prev_result_addrs(const struct cni_ctx *c, int prev, struct pod_addr 
 int cni_check(struct cni_ctx *c, struct cni_err *e)
 {
 	if (version_num(c->cni_version) < 4) {
-		cni_err_set(e, CNI_ERR_INCOMPATIBLE_VERSION, "cniVersion %s does not have CHECK (0.4.0 and later do)", c->cni_version);
+		cni_err_set(e, CNI_ERR_INCOMPATIBLE_VERSION, "cniVersion %s does not have CHECK (0.4.0 and later do)",
+			    c->cni_version);
 		return -1;
 	}
 	int prev = json_get(&c->conf, 0, "prevResult");
 	if (json_type(&c->conf, prev) != JSON_OBJECT) {
-		cni_err_set(e, CNI_ERR_INVALID_CONFIG, "CHECK needs \"prevResult\" (the result of ADD) in the network configuration");
+		cni_err_set(e, CNI_ERR_INVALID_CONFIG,
+			    "CHECK needs \"prevResult\" (the result of ADD) in the network configuration");
 		return -1;
 	}
 	struct pod_addr expect[2 * PODNET_MAX_IPS];
@@ -368,7 +382,8 @@ int cni_status(struct cni_ctx *c, struct cni_err *e)
 		/* STATUS has two answers: ready, or not (with the agent's reason). */
 		char msg[sizeof(e->msg)];
 		snprintf(msg, sizeof(msg), "%s", e->msg);
-		cni_err_set(e, CNI_ERR_NOT_AVAILABLE, "the Weft agent at %s is not ready: %.400s", c->agent_socket, msg);
+		cni_err_set(e, CNI_ERR_NOT_AVAILABLE, "the Weft agent at %s is not ready: %.400s", c->agent_socket,
+			    msg);
 	}
 	call_free(&k);
 	return rc;
@@ -385,16 +400,21 @@ int cni_gc(struct cni_ctx *c, struct cni_err *e)
 	if (rc == 0) {
 		int arr = json_get(&k.json, 0, "hostIfNames");
 		if (json_type(&k.json, arr) != JSON_ARRAY) {
-			cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to gc has no \"hostIfNames\" list");
+			cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL,
+				    "the Weft agent's answer to gc has no \"hostIfNames\" list");
 			rc = -1;
 		}
 		/* Every released interface is tried; the first failure is reported. */
 		for (int i = 0; i < json_count(&k.json, arr); i++) {
 			char name[IFNAMSIZ];
 			struct cni_err one;
-			if (json_str(&k.json, json_at(&k.json, arr, i), name, sizeof(name)) < 0 || !valid_host_ifname(name)) {
+			if (json_str(&k.json, json_at(&k.json, arr, i), name, sizeof(name)) < 0 ||
+			    !valid_host_ifname(name)) {
 				if (rc == 0)
-					cni_err_set(e, WEFT_ERR_AGENT_PROTOCOL, "the Weft agent's answer to gc: hostIfNames[%d] is not a Weft interface name", i);
+					cni_err_set(
+						e, WEFT_ERR_AGENT_PROTOCOL,
+						"the Weft agent's answer to gc: hostIfNames[%d] is not a Weft interface name",
+						i);
 				rc = -1;
 				continue;
 			}

@@ -9,9 +9,9 @@
 #include "cni_error.h"
 #include "json.h"
 
-#define CNI_SPEC_VERSION "1.1.0"
+#define CNI_SPEC_VERSION       "1.1.0"
 #define CNI_SUPPORTED_VERSIONS "\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\",\"1.1.0\""
-#define DEFAULT_AGENT_SOCKET "/var/run/weft/weft.sock"
+#define DEFAULT_AGENT_SOCKET   "/var/run/weft/weft.sock"
 
 struct cni_ctx {
 	const char *command;

@@ -218,10 +218,14 @@ static int hex4(const char *s, unsigned *out)
 	for (int i = 0; i < 4; i++) {
 		char c = s[i];
 		v <<= 4;
-		if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-		else return -1;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
 	}
 	*out = v;
 	return 0;
@@ -244,7 +248,9 @@ int json_str(const struct json *j, int t, char *out, size_t cap)
 			if (++i >= n)
 				return -1;
 			switch (s[i]) {
-			case '"': case '\\': case '/': utf8[w++] = s[i]; break;
+			case '"':
+			case '\\':
+			case '/': utf8[w++] = s[i]; break;
 			case 'b': utf8[w++] = '\b'; break;
 			case 'f': utf8[w++] = '\f'; break;
 			case 'n': utf8[w++] = '\n'; break;
@@ -281,8 +287,7 @@ int json_str(const struct json *j, int t, char *out, size_t cap)
 				}
 				break;
 			}
-			default:
-				return -1;
+			default: return -1;
 			}
 		}
 		if (o + w >= cap)

@@ -15,10 +15,10 @@
 
 #include "cni.h"
 
-#define CONFIG_MAX (960u << 10) /* the agent takes request bodies up to 1 MiB */
-#define STDIN_TIMEOUT_MS 30000    /* runtimes write the configuration and close stdin at once */
+#define CONFIG_MAX       (960u << 10) /* the agent takes request bodies up to 1 MiB */
+#define STDIN_TIMEOUT_MS 30000        /* runtimes write the configuration and close stdin at once */
 #define CONTAINER_ID_MAX 1024
-#define ARGS_MAX 65536
+#define ARGS_MAX         65536
 
 static const char *env(const char *name)
 {
@@ -38,13 +38,15 @@ static char *read_stdin(size_t *len, struct cni_err *e)
 		long waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
 		struct pollfd pf = { .fd = 0, .events = POLLIN };
 		if (waited >= STDIN_TIMEOUT_MS || poll(&pf, 1, (int)(STDIN_TIMEOUT_MS - waited)) == 0) {
-			cni_err_set(e, CNI_ERR_IO, "no end of the network configuration on stdin within %d s", STDIN_TIMEOUT_MS / 1000);
+			cni_err_set(e, CNI_ERR_IO, "no end of the network configuration on stdin within %d s",
+				    STDIN_TIMEOUT_MS / 1000);
 			free(p);
 			return NULL;
 		}
 		if (n == cap) {
 			if (cap >= CONFIG_MAX + 1) {
-				cni_err_set(e, CNI_ERR_IO, "the network configuration on stdin is larger than %u bytes", CONFIG_MAX);
+				cni_err_set(e, CNI_ERR_IO, "the network configuration on stdin is larger than %u bytes",
+					    CONFIG_MAX);
 				free(p);
 				return NULL;
 			}
@@ -64,7 +66,8 @@ static char *read_stdin(size_t *len, struct cni_err *e)
 		}
 		if (r == 0) {
 			if (n > CONFIG_MAX) {
-				cni_err_set(e, CNI_ERR_IO, "the network configuration on stdin is larger than %u bytes", CONFIG_MAX);
+				cni_err_set(e, CNI_ERR_IO, "the network configuration on stdin is larger than %u bytes",
+					    CONFIG_MAX);
 				free(p);
 				return NULL;
 			}
@@ -112,7 +115,10 @@ static int check_env(struct cni_ctx *c, int need_netns, struct cni_err *e)
 		return -1;
 	}
 	if (!valid_container_id(c->container_id)) {
-		cni_err_set(e, CNI_ERR_INVALID_ENV, "CNI_CONTAINERID must start with a letter or digit followed by letters, digits, '_', '.' or '-' (at most %d)", CONTAINER_ID_MAX);
+		cni_err_set(
+			e, CNI_ERR_INVALID_ENV,
+			"CNI_CONTAINERID must start with a letter or digit followed by letters, digits, '_', '.' or '-' (at most %d)",
+			CONTAINER_ID_MAX);
 		return -1;
 	}
 	if (!*c->ifname) {
@@ -149,7 +155,8 @@ static int read_config(struct cni_ctx *c, struct cni_err *e)
 	/* From here on errors echo the configuration's version, if it has a usable one. */
 	if (json_get_str(&c->conf, 0, "cniVersion", c->cni_version, sizeof(c->cni_version)) < 0 || !c->cni_version[0]) {
 		c->cni_version[0] = '\0';
-		cni_err_set(e, CNI_ERR_INVALID_CONFIG, "invalid network configuration: \"cniVersion\" must be a non-empty string");
+		cni_err_set(e, CNI_ERR_INVALID_CONFIG,
+			    "invalid network configuration: \"cniVersion\" must be a non-empty string");
 		return -1;
 	}
 	static const char *required[] = { "name", "type" };
@@ -157,7 +164,8 @@ static int read_config(struct cni_ctx *c, struct cni_err *e)
 		char v[256];
 		int t = json_get(&c->conf, 0, required[i]);
 		if (json_type(&c->conf, t) != JSON_STRING || json_str(&c->conf, t, v, sizeof(v)) < 0 || !v[0]) {
-			cni_err_set(e, CNI_ERR_INVALID_CONFIG, "invalid network configuration: \"%s\" must be a non-empty string", required[i]);
+			cni_err_set(e, CNI_ERR_INVALID_CONFIG,
+				    "invalid network configuration: \"%s\" must be a non-empty string", required[i]);
 			return -1;
 		}
 	}
@@ -166,14 +174,19 @@ static int read_config(struct cni_ctx *c, struct cni_err *e)
 	for (size_t i = 0; i < sizeof(supported) / sizeof(supported[0]); i++)
 		ok |= !strcmp(c->cni_version, supported[i]);
 	if (!ok) {
-		cni_err_set(e, CNI_ERR_INCOMPATIBLE_VERSION, "cniVersion %s is not supported (supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)", c->cni_version);
+		cni_err_set(e, CNI_ERR_INCOMPATIBLE_VERSION,
+			    "cniVersion %s is not supported (supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)",
+			    c->cni_version);
 		return -1;
 	}
 	int s = json_get(&c->conf, 0, "agentSocket");
 	if (s < 0) {
 		snprintf(c->agent_socket, sizeof(c->agent_socket), "%s", DEFAULT_AGENT_SOCKET);
 	} else if (json_str(&c->conf, s, c->agent_socket, sizeof(c->agent_socket)) < 0 || c->agent_socket[0] != '/') {
-		cni_err_set(e, CNI_ERR_INVALID_CONFIG, "invalid network configuration: \"agentSocket\" must be an absolute path shorter than %zu bytes", sizeof(c->agent_socket));
+		cni_err_set(
+			e, CNI_ERR_INVALID_CONFIG,
+			"invalid network configuration: \"agentSocket\" must be an absolute path shorter than %zu bytes",
+			sizeof(c->agent_socket));
 		return -1;
 	}
 	return 0;
@@ -191,7 +204,8 @@ int main(void)
 	struct cni_err e = { 0 };
 
 	if (!strcmp(c.command, "VERSION")) {
-		printf("{\"cniVersion\":\"" CNI_SPEC_VERSION "\",\"supportedVersions\":[" CNI_SUPPORTED_VERSIONS "]}\n");
+		printf("{\"cniVersion\":\"" CNI_SPEC_VERSION "\",\"supportedVersions\":[" CNI_SUPPORTED_VERSIONS
+		       "]}\n");
 		return fflush(stdout) == 0 ? 0 : 1;
 	}
 
@@ -202,11 +216,14 @@ int main(void)
 		int netns;      /* needs CNI_NETNS */
 		int since;      /* the first cniVersion (major*100+minor) that has the verb */
 	} verbs[] = {
+		/* one verb a row: clang-format would pack the short rows two to a line */
+		/* clang-format off */
 		{ "ADD", cni_add, 1, 1, 0 },
 		{ "DEL", cni_del, 1, 0, 0 },
 		{ "CHECK", cni_check, 1, 1, 0 }, /* its version rule is in cni_check */
 		{ "STATUS", cni_status, 0, 0, 101 },
 		{ "GC", cni_gc, 0, 0, 101 },
+		/* clang-format on */
 	};
 	int v = -1;
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
@@ -216,7 +233,9 @@ int main(void)
 	char *config = NULL;
 	if (v < 0) {
 		if (*c.command)
-			cni_err_set(&e, CNI_ERR_INVALID_ENV, "CNI_COMMAND \"%.32s\" is not one of ADD, DEL, CHECK, STATUS, GC, VERSION", c.command);
+			cni_err_set(&e, CNI_ERR_INVALID_ENV,
+				    "CNI_COMMAND \"%.32s\" is not one of ADD, DEL, CHECK, STATUS, GC, VERSION",
+				    c.command);
 		else
 			cni_err_set(&e, CNI_ERR_INVALID_ENV, "CNI_COMMAND is not set");
 		goto fail;
@@ -237,7 +256,8 @@ int main(void)
 		int major = 0, minor = 0;
 		sscanf(c.cni_version, "%d.%d", &major, &minor);
 		if (major * 100 + minor < verbs[v].since) {
-			cni_err_set(&e, CNI_ERR_INCOMPATIBLE_VERSION, "cniVersion %s does not have %s (1.1.0 and later do)", c.cni_version, c.command);
+			cni_err_set(&e, CNI_ERR_INCOMPATIBLE_VERSION,
+				    "cniVersion %s does not have %s (1.1.0 and later do)", c.cni_version, c.command);
 			goto fail;
 		}
 	}

@@ -14,7 +14,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define REQ_SIZE 1024
+#define REQ_SIZE  1024
 #define RECV_SIZE 65536
 #define MAX_RECVS 10000 /* a dump of every address on a busy node stays far below this */
 
@@ -125,7 +125,8 @@ static void take_ext_ack(struct nl *nl, const struct nlmsghdr *h)
 	for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
 		if (a->rta_type == NLMSGERR_ATTR_MSG) {
 			/* NUL-terminated by the kernel; %.*s bounds it all the same */
-			snprintf(nl->ext_msg, sizeof(nl->ext_msg), "%.*s", (int)RTA_PAYLOAD(a), (const char *)RTA_DATA(a));
+			snprintf(nl->ext_msg, sizeof(nl->ext_msg), "%.*s", (int)RTA_PAYLOAD(a),
+				 (const char *)RTA_DATA(a));
 			return;
 		}
 	}
@@ -219,8 +220,7 @@ int nl_link_get(struct nl *nl, const char *name, struct nl_link *out)
 	return la.found ? 0 : -ENODEV;
 }
 
-int nl_veth_add(struct nl *nl, const char *name, const uint8_t mac[6], int mtu,
-		const char *peer, int peer_netns_fd)
+int nl_veth_add(struct nl *nl, const char *name, const uint8_t mac[6], int mtu, const char *peer, int peer_netns_fd)
 {
 	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
 	union req r;
@@ -256,7 +256,9 @@ int nl_link_del(struct nl *nl, const char *name)
 
 int nl_link_up(struct nl *nl, int ifindex)
 {
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP, .ifi_change = IFF_UP };
+	struct ifinfomsg ifi = {
+		.ifi_family = AF_UNSPEC, .ifi_index = ifindex, .ifi_flags = IFF_UP, .ifi_change = IFF_UP
+	};
 	union req r;
 	req_init(&r, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
 	return talk(nl, &r, NULL, NULL);
@@ -321,8 +323,8 @@ int nl_addr_has(struct nl *nl, int ifindex, const struct nl_ip *ip, int prefix_l
 	return err ? err : aa.found;
 }
 
-int nl_route_replace(struct nl *nl, const struct nl_ip *dst, int dst_len, const struct nl_ip *gw,
-		     int ifindex, bool scope_link)
+int nl_route_replace(struct nl *nl, const struct nl_ip *dst, int dst_len, const struct nl_ip *gw, int ifindex,
+		     bool scope_link)
 {
 	struct rtmsg rtm = {
 		.rtm_family = (uint8_t)dst->family,

@@ -33,8 +33,7 @@ void nl_close(struct nl *nl);
 int nl_link_get(struct nl *nl, const char *name, struct nl_link *out);
 /* A veth pair: `name` here (with mac and mtu), its peer `peer` created directly in the
  * namespace peer_netns_fd (same mtu). Both start down. */
-int nl_veth_add(struct nl *nl, const char *name, const uint8_t mac[6], int mtu,
-		const char *peer, int peer_netns_fd);
+int nl_veth_add(struct nl *nl, const char *name, const uint8_t mac[6], int mtu, const char *peer, int peer_netns_fd);
 /* 0 also when there was no such link. */
 int nl_link_del(struct nl *nl, const char *name);
 int nl_link_up(struct nl *nl, int ifindex);
@@ -42,8 +41,8 @@ int nl_addr_add(struct nl *nl, int ifindex, const struct nl_ip *ip, int prefix_l
 /* 1 if ifindex has ip/prefix_len, 0 if not. */
 int nl_addr_has(struct nl *nl, int ifindex, const struct nl_ip *ip, int prefix_len);
 /* Adds or replaces dst/dst_len via gw (NULL: directly on the link) on ifindex. */
-int nl_route_replace(struct nl *nl, const struct nl_ip *dst, int dst_len, const struct nl_ip *gw,
-		     int ifindex, bool scope_link);
+int nl_route_replace(struct nl *nl, const struct nl_ip *dst, int dst_len, const struct nl_ip *gw, int ifindex,
+		     bool scope_link);
 /* A permanent neighbour entry ip -> mac on ifindex. */
 int nl_neigh_replace(struct nl *nl, int ifindex, const struct nl_ip *ip, const uint8_t mac[6]);
 

@@ -32,7 +32,8 @@ int netns_open(const char *path, struct cni_err *e)
 	struct stat pod, own;
 	if (fstat(fd, &pod) == 0 && stat("/proc/self/ns/net", &own) == 0 && pod.st_dev == own.st_dev &&
 	    pod.st_ino == own.st_ino) {
-		cni_err_set(e, CNI_ERR_INVALID_ENV, "CNI_NETNS %s is the plugin's own network namespace, not a container's", path);
+		cni_err_set(e, CNI_ERR_INVALID_ENV,
+			    "CNI_NETNS %s is the plugin's own network namespace, not a container's", path);
 		close(fd);
 		return -1;
 	}
@@ -59,7 +60,8 @@ void netns_leave(int saved, const char *cni_version)
 {
 	if (setns(saved, CLONE_NEWNET) < 0) {
 		struct cni_err e;
-		cni_err_set(&e, WEFT_ERR_INTERFACE, "cannot return to the node's network namespace: %s", strerror(errno));
+		cni_err_set(&e, WEFT_ERR_INTERFACE, "cannot return to the node's network namespace: %s",
+			    strerror(errno));
 		cni_err_print(&e, cni_version);
 		_exit(1);
 	}

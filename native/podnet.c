@@ -76,7 +76,11 @@ static int write_sysctl(const char *path, const char *value)
  * when the node has IPv6 off. */
 static int host_sysctls(const char *ifname, struct cni_err *e)
 {
-	static const struct { const char *fmt; const char *value; int optional; } settings[] = {
+	static const struct {
+		const char *fmt;
+		const char *value;
+		int optional;
+	} settings[] = {
 		{ "/proc/sys/net/ipv4/conf/%s/forwarding", "1", 0 },
 		{ "/proc/sys/net/ipv4/conf/%s/proxy_arp", "1", 0 },
 		/* answer ARP at once, not after the default random delay of up to 0.8 s */
@@ -92,7 +96,8 @@ static int host_sysctls(const char *ifname, struct cni_err *e)
 		if (err == -ENOENT && settings[i].optional)
 			continue;
 		if (err) {
-			cni_err_set(e, WEFT_ERR_INTERFACE, "setting %s to %s: %s", path, settings[i].value, strerror(-err));
+			cni_err_set(e, WEFT_ERR_INTERFACE, "setting %s to %s: %s", path, settings[i].value,
+				    strerror(-err));
 			return -1;
 		}
 	}
@@ -132,7 +137,8 @@ static int pod_side(const struct podnet *p, const uint8_t host_mac[6], struct po
 	for (int i = 0; i < p->naddrs; i++) {
 		const struct pod_addr *ad = &p->addrs[i];
 		if ((err = nl_addr_add(&nl, link.index, &ad->ip, ad->prefix_len, ad->ip.family == AF_INET6))) {
-			snprintf(what, sizeof(what), "adding %s/%d to %s", ip_text(&ad->ip, a, sizeof(a)), ad->prefix_len, p->pod_if);
+			snprintf(what, sizeof(what), "adding %s/%d to %s", ip_text(&ad->ip, a, sizeof(a)),
+				 ad->prefix_len, p->pod_if);
 			nl_fail(e, &nl, err, what);
 			goto out;
 		}
@@ -203,11 +209,13 @@ int podnet_add(const struct podnet *p, struct podnet_links *out, struct cni_err 
 		if (nl_link_get(&nl, p->host_if, &taken) == 0)
 			cni_err_set(e, WEFT_ERR_INTERFACE, "interface %s already exists on the node", p->host_if);
 		else
-			cni_err_set(e, WEFT_ERR_INTERFACE, "interface %s already exists in %s", p->pod_if, p->netns_path);
+			cni_err_set(e, WEFT_ERR_INTERFACE, "interface %s already exists in %s", p->pod_if,
+				    p->netns_path);
 		goto out;
 	}
 	if (err) {
-		snprintf(what, sizeof(what), "creating veth %s with peer %s in %s", p->host_if, p->pod_if, p->netns_path);
+		snprintf(what, sizeof(what), "creating veth %s with peer %s in %s", p->host_if, p->pod_if,
+			 p->netns_path);
 		nl_fail(e, &nl, err, what);
 		goto out;
 	}
@@ -234,7 +242,8 @@ int podnet_add(const struct podnet *p, struct podnet_links *out, struct cni_err 
 		const struct pod_addr *ad = &p->addrs[i];
 		int full = ad->ip.family == AF_INET ? 32 : 128;
 		if ((err = nl_route_replace(&nl, &ad->ip, full, NULL, host.index, true))) {
-			snprintf(what, sizeof(what), "adding route %s/%d dev %s", ip_text(&ad->ip, a, sizeof(a)), full, p->host_if);
+			snprintf(what, sizeof(what), "adding route %s/%d dev %s", ip_text(&ad->ip, a, sizeof(a)), full,
+				 p->host_if);
 			nl_fail(e, &nl, err, what);
 			goto out;
 		}
@@ -275,7 +284,8 @@ int podnet_check(const struct podnet *p, const struct pod_addr *expect, int nexp
 	err = nl_link_get(&nl, p->host_if, &link);
 	nl_close(&nl);
 	if (err == -ENODEV) {
-		cni_err_set(e, WEFT_ERR_CHECK, "host interface %s of container interface %s is missing", p->host_if, p->pod_if);
+		cni_err_set(e, WEFT_ERR_CHECK, "host interface %s of container interface %s is missing", p->host_if,
+			    p->pod_if);
 		return -1;
 	}
 	if (err) {
@@ -318,7 +328,8 @@ int podnet_check(const struct podnet *p, const struct pod_addr *expect, int nexp
 		}
 		if (!has) {
 			cni_err_set(e, WEFT_ERR_CHECK, "address %s/%d is missing on %s in %s",
-				    ip_text(&expect[i].ip, a, sizeof(a)), expect[i].prefix_len, p->pod_if, p->netns_path);
+				    ip_text(&expect[i].ip, a, sizeof(a)), expect[i].prefix_len, p->pod_if,
+				    p->netns_path);
 			goto out;
 		}
 	}

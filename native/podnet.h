@@ -11,7 +11,10 @@
 
 #define PODNET_MAX_IPS 8
 /* The host veth's MAC: its IPv6 link-local address is then fe80::ecee:eeff:feee:eeee. */
+/* An initializer, which clang-format would lay out as a block. */
+/* clang-format off */
 #define PODNET_HOST_MAC { 0xee, 0xee, 0xee, 0xee, 0xee, 0xee }
+/* clang-format on */
 
 struct pod_addr {
 	struct nl_ip ip;

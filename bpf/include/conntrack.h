@@ -18,26 +18,26 @@
 #define NSEC_PER_SEC 1000000000ULL
 /* How long an entry lives without packets, by state (the values Cilium uses). A packet that
  * finds an expired entry opens a new connection, as if there were none. */
-#define CT_LIFETIME_TCP_HANDSHAKE	(60 * NSEC_PER_SEC)
-#define CT_LIFETIME_TCP_ESTABLISHED	(21600 * NSEC_PER_SEC)
-#define CT_LIFETIME_TCP_CLOSING		(60 * NSEC_PER_SEC)
-#define CT_LIFETIME_TCP_CLOSED		(10 * NSEC_PER_SEC)
-#define CT_LIFETIME_OTHER		(60 * NSEC_PER_SEC)
+#define CT_LIFETIME_TCP_HANDSHAKE   (60 * NSEC_PER_SEC)
+#define CT_LIFETIME_TCP_ESTABLISHED (21600 * NSEC_PER_SEC)
+#define CT_LIFETIME_TCP_CLOSING     (60 * NSEC_PER_SEC)
+#define CT_LIFETIME_TCP_CLOSED      (10 * NSEC_PER_SEC)
+#define CT_LIFETIME_OTHER           (60 * NSEC_PER_SEC)
 
 enum ct_state : __u8 {
-	CT_STATE_NEW = 1,		/* not TCP: seen in the original direction only */
-	CT_STATE_SYN_SENT = 2,		/* TCP: SYN seen */
-	CT_STATE_SYN_RECV = 3,		/* TCP: SYN-ACK seen in reply */
-	CT_STATE_ESTABLISHED = 4,	/* TCP: handshake done (or picked up mid-stream);
+	CT_STATE_NEW = 1,         /* not TCP: seen in the original direction only */
+	CT_STATE_SYN_SENT = 2,    /* TCP: SYN seen */
+	CT_STATE_SYN_RECV = 3,    /* TCP: SYN-ACK seen in reply */
+	CT_STATE_ESTABLISHED = 4, /* TCP: handshake done (or picked up mid-stream);
 					 * others: a reply was seen */
-	CT_STATE_CLOSING = 5,		/* TCP: FIN seen one way */
-	CT_STATE_CLOSED = 6,		/* TCP: FIN seen both ways, or RST */
+	CT_STATE_CLOSING = 5,     /* TCP: FIN seen one way */
+	CT_STATE_CLOSED = 6,      /* TCP: FIN seen both ways, or RST */
 };
 
 struct ct_key {
-	struct weft_addr ep_addr;	/* the endpoint's side */
+	struct weft_addr ep_addr; /* the endpoint's side */
 	struct weft_addr peer_addr;
-	__be16 ep_port;			/* ICMP echo: the identifier, in both ports */
+	__be16 ep_port; /* ICMP echo: the identifier, in both ports */
 	__be16 peer_port;
 	__u8 proto;
 	__u8 family;
@@ -45,16 +45,16 @@ struct ct_key {
 };
 
 struct ct_entry {
-	__u64 packets_orig;	/* in the direction that opened the connection */
+	__u64 packets_orig; /* in the direction that opened the connection */
 	__u64 bytes_orig;
 	__u64 packets_reply;
 	__u64 bytes_reply;
-	__u64 created_ns;	/* bpf_ktime_get_ns() */
+	__u64 created_ns; /* bpf_ktime_get_ns() */
 	__u64 last_seen_ns;
-	__u32 endpoint_id;	/* the endpoint whose programs created it */
-	enum weft_dir origin;	/* WEFT_DIR_EGRESS: the pod opened it; INGRESS: opened towards it */
+	__u32 endpoint_id;    /* the endpoint whose programs created it */
+	enum weft_dir origin; /* WEFT_DIR_EGRESS: the pod opened it; INGRESS: opened towards it */
 	enum ct_state state;
-	__u8 tcp_flags_orig;	/* TCP flags seen in each direction, or-ed together */
+	__u8 tcp_flags_orig; /* TCP flags seen in each direction, or-ed together */
 	__u8 tcp_flags_reply;
 };
 
@@ -87,14 +87,10 @@ static __always_inline __u64 ct_lifetime(const struct ct_entry *e, __u8 proto)
 	if (proto != IPPROTO_TCP)
 		return CT_LIFETIME_OTHER;
 	switch (e->state) {
-	case CT_STATE_ESTABLISHED:
-		return CT_LIFETIME_TCP_ESTABLISHED;
-	case CT_STATE_CLOSING:
-		return CT_LIFETIME_TCP_CLOSING;
-	case CT_STATE_CLOSED:
-		return CT_LIFETIME_TCP_CLOSED;
-	default:
-		return CT_LIFETIME_TCP_HANDSHAKE;
+	case CT_STATE_ESTABLISHED: return CT_LIFETIME_TCP_ESTABLISHED;
+	case CT_STATE_CLOSING: return CT_LIFETIME_TCP_CLOSING;
+	case CT_STATE_CLOSED: return CT_LIFETIME_TCP_CLOSED;
+	default: return CT_LIFETIME_TCP_HANDSHAKE;
 	}
 }
 
@@ -128,8 +124,7 @@ static __always_inline void ct_tcp_update(struct ct_entry *e, __u8 flags, bool r
 	else if (state == CT_STATE_SYN_SENT && reply &&
 		 (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK))
 		next = CT_STATE_SYN_RECV;
-	else if (state == CT_STATE_SYN_RECV && !reply &&
-		 (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_ACK)
+	else if (state == CT_STATE_SYN_RECV && !reply && (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_ACK)
 		next = CT_STATE_ESTABLISHED;
 	if (next > state) /* TCP states only move forward */
 		e->state = next;
@@ -167,8 +162,7 @@ ct_track(const struct ct_key *key, const struct pkt *p, enum weft_dir dir, __u64
  * attached to a running pod, an entry evicted or expired), which counts as established. A TCP
  * RST opens nothing: the caller lets it through without an entry. */
 static __always_inline void
-ct_create(const struct ct_key *key, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
-	  __u64 now)
+ct_create(const struct ct_key *key, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir, __u64 now)
 {
 	struct ct_entry e = {
 		.packets_orig = p->segs,
@@ -182,8 +176,8 @@ ct_create(const struct ct_key *key, const struct pkt *p, __u32 endpoint_id, enum
 
 	if (p->proto == IPPROTO_TCP) {
 		e.tcp_flags_orig = p->tcp_flags;
-		e.state = (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN ?
-			  CT_STATE_SYN_SENT : CT_STATE_ESTABLISHED;
+		e.state = (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN ? CT_STATE_SYN_SENT :
+											   CT_STATE_ESTABLISHED;
 		if (p->tcp_flags & TCP_FLAG_FIN)
 			e.state = CT_STATE_CLOSING;
 	}

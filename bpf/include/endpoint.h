@@ -12,13 +12,13 @@
  * them; a program that finds no entry for its interface drops (DROP_UNKNOWN_ENDPOINT). */
 /* Some NetworkPolicy selects the endpoint for that direction: new connections need an allow
  * entry in the policy map (bpf/include/policy.h). */
-#define ENDPOINT_F_INGRESS_ISOLATED	(1u << 0)
-#define ENDPOINT_F_EGRESS_ISOLATED	(1u << 1)
+#define ENDPOINT_F_INGRESS_ISOLATED (1u << 0)
+#define ENDPOINT_F_EGRESS_ISOLATED  (1u << 1)
 
 struct endpoint_info {
-	__u32 endpoint_id;	/* 1..2^32-1; 0 stands for "no endpoint" in counters and events */
-	__u32 flags;		/* ENDPOINT_F_* */
-	struct weft_addr ipv4;	/* addr[0] only */
+	__u32 endpoint_id;     /* 1..2^32-1; 0 stands for "no endpoint" in counters and events */
+	__u32 flags;           /* ENDPOINT_F_* */
+	struct weft_addr ipv4; /* addr[0] only */
 	struct weft_addr ipv6;
 	__u8 has_ipv4;
 	__u8 has_ipv6;
@@ -54,8 +54,7 @@ struct {
 	__type(value, struct endpoint_metrics);
 } lxc_metrics SEC(".maps");
 
-static __always_inline void
-metrics_add(struct endpoint_metrics *m, __u32 segs, __u32 len, bool dropped)
+static __always_inline void metrics_add(struct endpoint_metrics *m, __u32 segs, __u32 len, bool dropped)
 {
 	/* Per CPU: no other writer, plain adds. */
 	if (dropped) {
@@ -66,8 +65,7 @@ metrics_add(struct endpoint_metrics *m, __u32 segs, __u32 len, bool dropped)
 	}
 }
 
-static __always_inline void
-endpoint_count(__u32 endpoint_id, enum weft_dir dir, __u32 segs, __u32 len, bool dropped)
+static __always_inline void endpoint_count(__u32 endpoint_id, enum weft_dir dir, __u32 segs, __u32 len, bool dropped)
 {
 	struct endpoint_metrics_key key = { .endpoint_id = endpoint_id, .direction = dir };
 	struct endpoint_metrics *m = bpf_map_lookup_elem(&lxc_metrics, &key);

@@ -16,10 +16,10 @@
 #define EVENTS_RING_BYTES (1 << 23)
 
 enum weft_event_type : __u8 {
-	WEFT_EVENT_DROP = 1,		/* struct event_hdr */
-	WEFT_EVENT_TRACE = 2,		/* struct pkt_trace_event: a packet passed */
-	WEFT_EVENT_POLICY = 3,		/* struct policy_verdict_event: policy decided a new connection */
-	WEFT_EVENT_SOCK = 4,		/* struct sock_xlate_event: bpf/sock.c sent a socket to a backend */
+	WEFT_EVENT_DROP = 1,   /* struct event_hdr */
+	WEFT_EVENT_TRACE = 2,  /* struct pkt_trace_event: a packet passed */
+	WEFT_EVENT_POLICY = 3, /* struct policy_verdict_event: policy decided a new connection */
+	WEFT_EVENT_SOCK = 4,   /* struct sock_xlate_event: bpf/sock.c sent a socket to a backend */
 };
 
 enum events_level : __u32 {
@@ -28,29 +28,29 @@ enum events_level : __u32 {
 };
 
 /* pkt_trace_event.ct_flags */
-#define TRACE_F_NEW	(1 << 0)	/* the packet opened a connection */
-#define TRACE_F_REPLY	(1 << 1)	/* against the direction its connection was opened in */
+#define TRACE_F_NEW   (1 << 0) /* the packet opened a connection */
+#define TRACE_F_REPLY (1 << 1) /* against the direction its connection was opened in */
 
 enum drop_reason : __u8 {
-	DROP_SPOOFED_SOURCE = 1,	/* a pod sent from an address that is not its own */
-	DROP_UNKNOWN_ENDPOINT = 2,	/* no lxc_endpoints entry for the interface */
-	DROP_UNSUPPORTED_L3 = 3,	/* from a pod: not IPv4, IPv6 or ARP (or VLAN-tagged) */
-	DROP_MALFORMED = 4,		/* truncated or inconsistent headers */
-	DROP_POLICY = 5,		/* a new connection no NetworkPolicy allows */
+	DROP_SPOOFED_SOURCE = 1,   /* a pod sent from an address that is not its own */
+	DROP_UNKNOWN_ENDPOINT = 2, /* no lxc_endpoints entry for the interface */
+	DROP_UNSUPPORTED_L3 = 3,   /* from a pod: not IPv4, IPv6 or ARP (or VLAN-tagged) */
+	DROP_MALFORMED = 4,        /* truncated or inconsistent headers */
+	DROP_POLICY = 5,           /* a new connection no NetworkPolicy allows */
 };
 
 struct event_hdr {
-	__u64 time_ns;			/* bpf_ktime_get_ns() */
+	__u64 time_ns; /* bpf_ktime_get_ns() */
 	enum weft_event_type type;
-	enum drop_reason reason;	/* WEFT_EVENT_DROP only */
+	enum drop_reason reason; /* WEFT_EVENT_DROP only */
 	enum weft_dir direction;
-	__u8 family;			/* WEFT_AF_INET, WEFT_AF_INET6, 0 when not IP */
+	__u8 family; /* WEFT_AF_INET, WEFT_AF_INET6, 0 when not IP */
 	__u32 ifindex;
-	__u32 endpoint_id;		/* 0 when the interface has no endpoint */
+	__u32 endpoint_id; /* 0 when the interface has no endpoint */
 	__u32 pkt_len;
 	struct weft_addr saddr;
 	struct weft_addr daddr;
-	__be16 sport;			/* ICMP echo: the identifier */
+	__be16 sport; /* ICMP echo: the identifier */
 	__be16 dport;
 	__u8 proto;
 	__u8 tcp_flags;
@@ -59,15 +59,15 @@ struct event_hdr {
 
 struct pkt_trace_event {
 	struct event_hdr hdr;
-	__u32 peer_identity;		/* the peer's ipcache identity */
-	__u8 ct_flags;			/* TRACE_F_* */
+	__u32 peer_identity; /* the peer's ipcache identity */
+	__u8 ct_flags;       /* TRACE_F_* */
 	__u8 pad[3];
 };
 
 struct policy_verdict_event {
 	struct event_hdr hdr;
 	__u32 peer_identity;
-	__u32 rule_id;			/* the allowing rule; 0 when denied */
+	__u32 rule_id; /* the allowing rule; 0 when denied */
 	__u8 allowed;
 	__u8 pad[7];
 };
@@ -77,13 +77,13 @@ struct policy_verdict_event {
  * sendmsg translates only at EVENTS_EVERY_PACKET. */
 struct sock_xlate_event {
 	struct event_hdr hdr;
-	struct weft_addr svc_addr;	/* what the application asked for */
+	struct weft_addr svc_addr; /* what the application asked for */
 	__be16 svc_port;
-	__u8 is_connect;		/* connect (1) or sendmsg (0) */
-	__u8 redirected;		/* the backend is the node proxy's listener (LB_SERVICE_F_L7) */
+	__u8 is_connect; /* connect (1) or sendmsg (0) */
+	__u8 redirected; /* the backend is the node proxy's listener (LB_SERVICE_F_L7) */
 	__u8 pad[4];
-	__u64 cgroup_id;		/* the socket's cgroup */
-	__u64 netns_cookie;		/* the socket's network namespace */
+	__u64 cgroup_id;    /* the socket's cgroup */
+	__u64 netns_cookie; /* the socket's network namespace */
 };
 
 struct events_config_value {
@@ -126,7 +126,8 @@ static __always_inline void events_count_lost(void)
 
 static __always_inline void events_output(void *ev, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP :
+											     BPF_RB_NO_WAKEUP;
 
 	if (bpf_ringbuf_output(&events, ev, size, flags) < 0)
 		events_count_lost();
@@ -166,9 +167,8 @@ static __always_inline bool events_every_packet(void)
 	return c && c->trace_level == EVENTS_EVERY_PACKET;
 }
 
-static __always_inline void
-event_hdr_fill(struct event_hdr *h, enum weft_event_type type, __u32 ifindex, const struct pkt *p,
-	       __u32 endpoint_id, enum weft_dir dir)
+static __always_inline void event_hdr_fill(struct event_hdr *h, enum weft_event_type type, __u32 ifindex,
+					   const struct pkt *p, __u32 endpoint_id, enum weft_dir dir)
 {
 	h->time_ns = bpf_ktime_get_ns();
 	h->type = type;
@@ -187,8 +187,7 @@ event_hdr_fill(struct event_hdr *h, enum weft_event_type type, __u32 ifindex, co
 }
 
 static __always_inline void
-emit_drop(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
-	  enum drop_reason reason)
+emit_drop(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir, enum drop_reason reason)
 {
 	struct event_hdr ev = {};
 
@@ -198,8 +197,7 @@ emit_drop(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir d
 }
 
 static __always_inline void
-emit_trace(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
-	   __u32 peer_identity, __u8 ct_flags)
+emit_trace(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir, __u32 peer_identity, __u8 ct_flags)
 {
 	struct pkt_trace_event ev = { .peer_identity = peer_identity, .ct_flags = ct_flags };
 
@@ -207,9 +205,8 @@ emit_trace(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir 
 	emit_trace_event(&ev);
 }
 
-static __always_inline void
-emit_policy(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
-	    __u32 peer_identity, __u32 rule_id, bool allowed)
+static __always_inline void emit_policy(__u32 ifindex, const struct pkt *p, __u32 endpoint_id, enum weft_dir dir,
+					__u32 peer_identity, __u32 rule_id, bool allowed)
 {
 	struct policy_verdict_event ev = { .peer_identity = peer_identity, .rule_id = rule_id, .allowed = allowed };
 

@@ -10,15 +10,15 @@
 
 #include "common.h"
 
-#define LB_MAX_SERVICES  65536
-#define LB_MAX_BACKENDS  524288
-#define LB_MAX_REVNAT    262144
+#define LB_MAX_SERVICES 65536
+#define LB_MAX_BACKENDS 524288
+#define LB_MAX_REVNAT   262144
 
 struct lb_service_key {
 	struct weft_addr ip;
 	__be16 port;
-	__u8 proto;	/* IPPROTO_TCP, IPPROTO_UDP */
-	__u8 family;	/* WEFT_AF_INET or WEFT_AF_INET6 */
+	__u8 proto;  /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 family; /* WEFT_AF_INET or WEFT_AF_INET6 */
 };
 
 #define LB_SERVICE_F_NONE 0
@@ -34,7 +34,7 @@ struct lb_service_value {
 
 struct lb_backend_key {
 	__u32 service_id;
-	__u32 slot;	/* 1..backend_count */
+	__u32 slot; /* 1..backend_count */
 };
 
 struct lb_backend_value {
@@ -99,8 +99,7 @@ lb_select_backend(const struct lb_service_key *key, bool *no_backend, __u16 *fla
 }
 
 static __always_inline void
-lb_remember_service(__u64 cookie, const struct weft_l4addr *backend,
-		    const struct lb_service_key *svc)
+lb_remember_service(__u64 cookie, const struct weft_l4addr *backend, const struct lb_service_key *svc)
 {
 	struct lb_revnat_key key = { .cookie = cookie, .backend = *backend };
 	struct lb_revnat_value val = {
@@ -110,8 +109,7 @@ lb_remember_service(__u64 cookie, const struct weft_l4addr *backend,
 	bpf_map_update_elem(&lb_revnat, &key, &val, BPF_ANY);
 }
 
-static __always_inline struct lb_revnat_value *
-lb_service_of(__u64 cookie, const struct weft_l4addr *backend)
+static __always_inline struct lb_revnat_value *lb_service_of(__u64 cookie, const struct weft_l4addr *backend)
 {
 	struct lb_revnat_key key = { .cookie = cookie, .backend = *backend };
 

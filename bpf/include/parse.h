@@ -5,42 +5,42 @@
 
 #include "common.h"
 
-#define ETH_HLEN	14
-#define ETH_P_IP	0x0800
-#define ETH_P_ARP	0x0806
-#define ETH_P_IPV6	0x86DD
+#define ETH_HLEN   14
+#define ETH_P_IP   0x0800
+#define ETH_P_ARP  0x0806
+#define ETH_P_IPV6 0x86DD
 
-#define TCP_FLAG_FIN	0x01
-#define TCP_FLAG_SYN	0x02
-#define TCP_FLAG_RST	0x04
-#define TCP_FLAG_ACK	0x10
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
 
-#define ICMP_ECHOREPLY		0
-#define ICMP_ECHO		8
-#define ICMPV6_ECHO_REQUEST	128
-#define ICMPV6_ECHO_REPLY	129
-#define ICMPV6_MLD_QUERY	130
-#define ICMPV6_NDISC_REDIRECT	137
-#define ICMPV6_MLD2_REPORT	143
+#define ICMP_ECHOREPLY        0
+#define ICMP_ECHO             8
+#define ICMPV6_ECHO_REQUEST   128
+#define ICMPV6_ECHO_REPLY     129
+#define ICMPV6_MLD_QUERY      130
+#define ICMPV6_NDISC_REDIRECT 137
+#define ICMPV6_MLD2_REPORT    143
 
 #ifndef IPPROTO_ICMPV6
-#define IPPROTO_ICMPV6		58
+#define IPPROTO_ICMPV6 58
 #endif
 
-#define NEXTHDR_HOP		0
-#define NEXTHDR_ROUTING		43
-#define NEXTHDR_FRAGMENT	44
-#define NEXTHDR_AUTH		51
-#define NEXTHDR_DEST		60
+#define NEXTHDR_HOP      0
+#define NEXTHDR_ROUTING  43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH     51
+#define NEXTHDR_DEST     60
 
 /* At most this many IPv6 extension headers before the L4 header; more is DROP_MALFORMED. */
-#define IPV6_MAX_EXT_HDRS	4
+#define IPV6_MAX_EXT_HDRS 4
 
 enum parse_result {
-	PARSE_IP,		/* IPv4 or IPv6, headers read as far as they matter */
+	PARSE_IP, /* IPv4 or IPv6, headers read as far as they matter */
 	PARSE_ARP,
-	PARSE_OTHER_L3,		/* another ethertype, or a VLAN-tagged frame */
-	PARSE_MALFORMED,	/* truncated or inconsistent headers */
+	PARSE_OTHER_L3,  /* another ethertype, or a VLAN-tagged frame */
+	PARSE_MALFORMED, /* truncated or inconsistent headers */
 };
 
 /* What the programs know of one packet. Addresses and ports in network byte order; for ICMP
@@ -52,15 +52,15 @@ struct pkt {
 	__be16 sport;
 	__be16 dport;
 	__be16 ethertype;
-	__u8 family;	/* WEFT_AF_INET, WEFT_AF_INET6, or 0 when not IP */
-	__u8 proto;	/* IPPROTO_*: the L4 protocol after any IPv6 extension headers */
+	__u8 family; /* WEFT_AF_INET, WEFT_AF_INET6, or 0 when not IP */
+	__u8 proto;  /* IPPROTO_*: the L4 protocol after any IPv6 extension headers */
 	__u8 tcp_flags;
-	__u8 track;	/* conntrack applies: TCP, UDP, ICMP echo, other protocols; not non-first
+	__u8 track; /* conntrack applies: TCP, UDP, ICMP echo, other protocols; not non-first
 			 * fragments (no L4 header), ICMP errors or neighbour discovery */
-	__u8 nd;	/* IPv6 neighbour discovery or MLD: link signalling, not a connection */
+	__u8 nd;    /* IPv6 neighbour discovery or MLD: link signalling, not a connection */
 	__u8 pad;
-	__u32 len;	/* skb->len */
-	__u32 segs;	/* GSO segments, 1 for a plain packet */
+	__u32 len;  /* skb->len */
+	__u32 segs; /* GSO segments, 1 for a plain packet */
 };
 
 static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, struct pkt *p)
@@ -92,13 +92,18 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, struct pkt
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		/* type, code, checksum, identifier, sequence */
-		struct { __u8 type; __u8 code; __u16 csum; __be16 id; __be16 seq; } icmp;
+		struct {
+			__u8 type;
+			__u8 code;
+			__u16 csum;
+			__be16 id;
+			__be16 seq;
+		} icmp;
 
 		if (bpf_skb_load_bytes(skb, off, &icmp, sizeof(icmp)) < 0)
 			return PARSE_MALFORMED;
-		if (p->proto == IPPROTO_ICMP ?
-		    (icmp.type == ICMP_ECHO || icmp.type == ICMP_ECHOREPLY) :
-		    (icmp.type == ICMPV6_ECHO_REQUEST || icmp.type == ICMPV6_ECHO_REPLY)) {
+		if (p->proto == IPPROTO_ICMP ? (icmp.type == ICMP_ECHO || icmp.type == ICMP_ECHOREPLY) :
+					       (icmp.type == ICMPV6_ECHO_REQUEST || icmp.type == ICMPV6_ECHO_REPLY)) {
 			p->sport = icmp.id;
 			p->dport = icmp.id;
 		} else {
@@ -153,10 +158,14 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 	for (int i = 0; i < IPV6_MAX_EXT_HDRS; i++) {
 		/* Every extension header starts with next header and length; a fragment header
 		 * has its offset where the others have more options. */
-		struct { __u8 nexthdr; __u8 len; __be16 frag_off; } ext;
+		struct {
+			__u8 nexthdr;
+			__u8 len;
+			__be16 frag_off;
+		} ext;
 
-		if (nh != NEXTHDR_HOP && nh != NEXTHDR_ROUTING && nh != NEXTHDR_DEST &&
-		    nh != NEXTHDR_FRAGMENT && nh != NEXTHDR_AUTH)
+		if (nh != NEXTHDR_HOP && nh != NEXTHDR_ROUTING && nh != NEXTHDR_DEST && nh != NEXTHDR_FRAGMENT &&
+		    nh != NEXTHDR_AUTH)
 			break;
 		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
 			return PARSE_MALFORMED;
@@ -171,8 +180,8 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 		}
 		nh = ext.nexthdr;
 	}
-	if (nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_DEST ||
-	    nh == NEXTHDR_FRAGMENT || nh == NEXTHDR_AUTH)
+	if (nh == NEXTHDR_HOP || nh == NEXTHDR_ROUTING || nh == NEXTHDR_DEST || nh == NEXTHDR_FRAGMENT ||
+	    nh == NEXTHDR_AUTH)
 		return PARSE_MALFORMED; /* more extension headers than we walk */
 	p->proto = nh;
 	if (later_fragment)
@@ -195,21 +204,17 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
 		return PARSE_OTHER_L3;
 	}
 	switch (proto) {
-	case bpf_htons(ETH_P_IP):
-		return parse_ipv4(skb, p);
-	case bpf_htons(ETH_P_IPV6):
-		return parse_ipv6(skb, p);
-	case bpf_htons(ETH_P_ARP):
-		return PARSE_ARP;
-	default:
-		return PARSE_OTHER_L3;
+	case bpf_htons(ETH_P_IP): return parse_ipv4(skb, p);
+	case bpf_htons(ETH_P_IPV6): return parse_ipv6(skb, p);
+	case bpf_htons(ETH_P_ARP): return PARSE_ARP;
+	default: return PARSE_OTHER_L3;
 	}
 }
 
 static __always_inline bool addr_eq(const struct weft_addr *a, const struct weft_addr *b)
 {
-	return a->addr[0] == b->addr[0] && a->addr[1] == b->addr[1] &&
-	       a->addr[2] == b->addr[2] && a->addr[3] == b->addr[3];
+	return a->addr[0] == b->addr[0] && a->addr[1] == b->addr[1] && a->addr[2] == b->addr[2] &&
+	       a->addr[3] == b->addr[3];
 }
 
 /* fe80::/10 or :: (the source of a duplicate address detection probe). */

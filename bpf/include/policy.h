@@ -25,17 +25,17 @@
 #include "endpoint.h"
 #include "parse.h"
 
-#define IPCACHE_MAX_ENTRIES	(1 << 18)
-#define POLICY_MAX_ENTRIES	(1 << 20)
+#define IPCACHE_MAX_ENTRIES (1 << 18)
+#define POLICY_MAX_ENTRIES  (1 << 20)
 
 /* Reserved identities, below IDENTITY_MIN_POD. Pod identities are derived from a pod's labels
  * and its namespace's; identities with IDENTITY_F_CIDR set name ipBlock regions, node-local. */
-#define IDENTITY_ANY		0	/* in policy keys: every peer */
-#define IDENTITY_HOST		1	/* this node */
-#define IDENTITY_WORLD		2	/* outside the cluster, as far as this node knows */
-#define IDENTITY_UNRESOLVED	5	/* a pod whose labels the agent does not know (yet) */
-#define IDENTITY_MIN_POD	256
-#define IDENTITY_F_CIDR		0x80000000u
+#define IDENTITY_ANY        0 /* in policy keys: every peer */
+#define IDENTITY_HOST       1 /* this node */
+#define IDENTITY_WORLD      2 /* outside the cluster, as far as this node knows */
+#define IDENTITY_UNRESOLVED 5 /* a pod whose labels the agent does not know (yet) */
+#define IDENTITY_MIN_POD    256
+#define IDENTITY_F_CIDR     0x80000000u
 
 enum policy_verdict {
 	POLICY_ALLOW = 0,
@@ -46,14 +46,14 @@ enum policy_verdict {
  * prefix length (family and pad are always matched whole, pad is zero). */
 struct ipcache_key {
 	__u32 prefixlen;
-	__u8 family;		/* WEFT_AF_INET or WEFT_AF_INET6 */
+	__u8 family; /* WEFT_AF_INET or WEFT_AF_INET6 */
 	__u8 pad[3];
-	struct weft_addr addr;	/* IPv4 in addr[0] */
+	struct weft_addr addr; /* IPv4 in addr[0] */
 };
 
 struct ipcache_value {
-	__u32 identity;		/* the peer itself: a pod's identity, or reserved */
-	__u32 cidr_identity;	/* the ipBlock region it lies in; IDENTITY_ANY when none */
+	__u32 identity;      /* the peer itself: a pod's identity, or reserved */
+	__u32 cidr_identity; /* the ipBlock region it lies in; IDENTITY_ANY when none */
 };
 
 struct {
@@ -68,7 +68,7 @@ struct {
  * and direction are always matched whole (POLICY_PREFIX_FIXED bits); a shorter prefix leaves
  * the protocol and port open (every protocol: POLICY_PREFIX_FIXED; one protocol, every port:
  * + 8; a port range: + 8 + the bits the range's aligned block shares). */
-#define POLICY_PREFIX_FIXED	72
+#define POLICY_PREFIX_FIXED 72
 
 struct policy_key {
 	__u32 prefixlen;
@@ -80,7 +80,7 @@ struct policy_key {
 };
 
 struct policy_value {
-	__u32 rule_id;		/* which policy rule allowed it: the agent names it */
+	__u32 rule_id; /* which policy rule allowed it: the agent names it */
 };
 
 struct {
@@ -105,8 +105,7 @@ static __always_inline struct ipcache_value ipcache_lookup(const struct weft_add
 }
 
 /* The rule that allows it, or 0. */
-static __always_inline __u32
-policy_allows(__u32 endpoint_id, __u32 identity, enum weft_dir dir, const struct pkt *p)
+static __always_inline __u32 policy_allows(__u32 endpoint_id, __u32 identity, enum weft_dir dir, const struct pkt *p)
 {
 	struct policy_key key = {
 		.prefixlen = POLICY_PREFIX_FIXED + 8 + 16,
@@ -129,17 +128,16 @@ static __always_inline bool endpoint_isolated(const struct endpoint_info *ep, en
 
 /* What policy made of a new connection, for the events. */
 struct policy_result {
-	__u32 peer_identity;	/* 0 when policy was not asked */
-	__u32 rule_id;		/* the allowing rule; 0 when denied or not asked */
-	bool asked;		/* the endpoint is isolated in this direction */
+	__u32 peer_identity; /* 0 when policy was not asked */
+	__u32 rule_id;       /* the allowing rule; 0 when denied or not asked */
+	bool asked;          /* the endpoint is isolated in this direction */
 };
 
 /* Asked once per new connection, from the side of the endpoint whose program saw it. dport is
  * the destination port whichever way the packet goes: the endpoint's own for ingress, the
  * peer's for egress. Rule ids are never 0 (the agent's RULE_NODE is 1, the others >= 16). */
 static __always_inline enum policy_verdict
-policy_new_connection(const struct endpoint_info *ep, enum weft_dir dir, const struct pkt *p,
-		      struct policy_result *r)
+policy_new_connection(const struct endpoint_info *ep, enum weft_dir dir, const struct pkt *p, struct policy_result *r)
 {
 	if (!endpoint_isolated(ep, dir))
 		return POLICY_ALLOW;
