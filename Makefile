@@ -16,7 +16,7 @@ NATIVE_HDRS := $(wildcard native/*.h)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bin/%,$(wildcard bench/*.c))
 TS_SRCS    := $(shell find src test bench -name '*.ts' 2>/dev/null)
 
-.PHONY: all deps bpf ts native bench-bins run stop test test-unit test-datapath bench clean
+.PHONY: all deps bpf ts native bench-bins run stop test test-unit test-datapath bench lint clean
 
 all: deps bpf native ts bench-bins
 
@@ -73,6 +73,17 @@ test-unit: all
 
 bench: all
 	node --enable-source-maps build/js/bench/run.js
+
+# ESLint (type-aware: eslint.config.js), Prettier (prettier.config.js) and clang-format
+# (.clang-format). Each runs even when one before it failed, so one run shows every finding.
+LINT_TS   := 'src/**/*.ts' 'test/**/*.ts' 'bench/**/*.ts' eslint.config.js prettier.config.js
+LINT_C    := $(BPF_SRCS) $(BPF_HDRS) $(NATIVE_SRCS) $(NATIVE_HDRS)
+lint: | deps
+	@status=0; \
+	echo 'lint: eslint'; eslint --max-warnings=0 src test bench || status=1; \
+	echo 'lint: prettier --check'; prettier --check --log-level=warn $(LINT_TS) || status=1; \
+	echo 'lint: clang-format'; clang-format --dry-run -Werror $(LINT_C) || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(BUILD)
