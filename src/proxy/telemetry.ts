@@ -171,8 +171,6 @@ export interface FlowTap {
   push(line: string): void;
 }
 
-export const NO_FLOWS: FlowTap = { wanted: false, push: () => {} };
-
 /** RFC 3339 with nanoseconds, UTC, of a performance.now() reading. */
 export function flowTime(perfNow: number): string {
   const ms = performance.timeOrigin + perfNow;
