@@ -30,7 +30,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiRequest } from '../src/agent/api.js';
+import { apiRequest } from '../src/lib/unix-http.js';
 import { validateSnapshot, type ProxySnapshot } from '../src/contract/proxy-snapshot.js';
 import { World } from '../test/harness/world.js';
 import { watch, type Proc } from './topology.js';

@@ -32,7 +32,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { apiRequest } from '../src/agent/api.js';
+import { apiRequest } from '../src/lib/unix-http.js';
 import { AgentProcess, REPO } from '../test/harness/agent.js';
 import { cni, Sandboxes, WEFT_CNI, type Sandbox } from '../test/harness/cni.js';
 import { POD_CIDR4, POD_CIDR6, World } from '../test/harness/world.js';

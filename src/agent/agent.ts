@@ -11,7 +11,7 @@ import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import type { KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
 import { slimClientNode } from '../sources/client-node/slim.js';
 import { ResourceStore } from '../state/store.js';
-import { HttpError, serveApi } from './api.js';
+import { HttpError, serveApi } from '../lib/unix-http.js';
 import type { AgentConfig } from './config.js';
 import type { AgentContext, Controller } from './controller.js';
 import { EndpointController } from './endpoint-controller.js';

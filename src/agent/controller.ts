@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/log.js';
 import type { Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
-import type { Route } from './api.js';
+import type { Route } from '../lib/unix-http.js';
 import type { AgentConfig } from './config.js';
 import type { AgentStatus } from './status.js';
 

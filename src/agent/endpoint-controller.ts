@@ -2,7 +2,7 @@
 // the node's pod CIDRs, interfaces, kept in the state directory), the CNI API (cni-api.ts) and
 // GET /v1/endpoints. The registry is read once the source has synced: in Kubernetes mode the
 // pod CIDRs come with the Node object, and follow it.
-import type { Route } from './api.js';
+import type { Route } from '../lib/unix-http.js';
 import { CniCode, CniError } from './cni-protocol.js';
 import { cniRoutes, type EndpointProgrammer } from './cni-api.js';
 import type { AgentContext, Controller, ResourceKind } from './controller.js';

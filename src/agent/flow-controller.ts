@@ -7,7 +7,7 @@ import type { FlowContext } from '../observe/decode.js';
 import { flowRoutes } from '../observe/flow-api.js';
 import type { Flow } from '../observe/flow.js';
 import { Observer } from '../observe/observer.js';
-import type { Route } from './api.js';
+import type { Route } from '../lib/unix-http.js';
 import type { AgentContext, Controller } from './controller.js';
 import type { AgentStatus } from './status.js';
 

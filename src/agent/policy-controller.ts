@@ -6,7 +6,7 @@ import type http from 'node:http';
 import { Counter, Gauge } from 'prom-client';
 import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
-import { HttpError } from './api.js';
+import { HttpError } from '../lib/unix-http.js';
 import { SYNC_RETRY_MS, SyncLoop, type AgentContext, type Controller, type ResourceKind } from './controller.js';
 import type { EndpointRecord } from './endpoints.js';
 import { PolicyEngine } from './policy.js';

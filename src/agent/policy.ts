@@ -15,7 +15,7 @@ import {
 import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import type { EndpointRecord } from './endpoints.js';
-import { HttpError } from './api.js';
+import { HttpError } from '../lib/unix-http.js';
 
 /** What `weft explain -o json` prints: a contract. */
 export interface Explanation {

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiRequest, apiStream } from './api.js';
+import { apiRequest, apiStream } from '../lib/unix-http.js';
 import type { Logger } from '../lib/log.js';
 import type { Flow } from '../observe/flow.js';
 

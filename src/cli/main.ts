@@ -3,7 +3,7 @@
 // every command.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { apiRequest } from '../agent/api.js';
+import { apiRequest } from '../lib/unix-http.js';
 import type { AgentStatus } from '../agent/agent.js';
 import type { EndpointRecord } from '../agent/endpoints.js';
 import type { ExplanationDetail } from '../agent/policy.js';

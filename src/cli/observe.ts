@@ -3,7 +3,7 @@
 // (GET /v1/flows, src/observe/flow-api.ts) and the CLI keeps Hubble's defaults (last 20).
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { HttpError, apiStream } from '../agent/api.js';
+import { HttpError, apiStream } from '../lib/unix-http.js';
 import { FILTER_FLAGS, filterToQuery, parseFilter, type FlowFilter } from '../observe/filter.js';
 import type { Flow } from '../observe/flow.js';
 import type { FlowStreamItem, ObserverStatus } from '../observe/flow-source.js';

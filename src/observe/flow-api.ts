@@ -9,7 +9,7 @@
 // every new matching flow until the client goes away. The API has no defaults of its own
 // (no last: every matching flow); Hubble's "last 20" belongs to the CLI.
 import type http from 'node:http';
-import { HttpError, type StreamRoute } from '../agent/api.js';
+import { HttpError, type StreamRoute } from '../lib/unix-http.js';
 import { FILTER_FLAGS, filterFromQuery } from './filter.js';
 import type { FlowQuery, FlowSource, FlowStreamItem } from './flow-source.js';
 

@@ -15,7 +15,7 @@
 // Metrics listener (--metrics-address): GET /metrics (Prometheus text), GET /healthz.
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { HttpError, serveApi, type Route } from '../agent/api.js';
+import { HttpError, serveApi, type Route } from '../lib/unix-http.js';
 import { acceptSnapshot, type ProxySnapshot } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { DataPlane, MetricsJson } from './core.js';

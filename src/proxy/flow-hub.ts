@@ -8,7 +8,7 @@
 // {"lost":{"stage":"proxy","count":N}} in line, where they would have been. The proxy never
 // waits for a follower.
 import type http from 'node:http';
-import { HttpError, type StreamRoute } from '../agent/api.js';
+import { HttpError, type StreamRoute } from '../lib/unix-http.js';
 
 export const DEFAULT_MAX_QUEUE = 4096;
 

@@ -2,7 +2,7 @@
 // ClusterIP, balanced by bpf/sock.c as loaded and fed by the real weftd.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { apiStream } from '../../src/agent/api.js';
+import { apiStream } from '../../src/lib/unix-http.js';
 import type { Flow } from '../../src/observe/flow.js';
 import { AgentProcess } from '../harness/agent.js';
 import { endpointSlice, service, type PortSpec } from '../harness/manifests.js';

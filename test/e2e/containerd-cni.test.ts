@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { apiRequest } from '../../src/agent/api.js';
+import { apiRequest } from '../../src/lib/unix-http.js';
 import type { EndpointRecord } from '../../src/agent/endpoints.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';

@@ -13,7 +13,7 @@ import { pinLayout } from '../../src/datapath/pins.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
 import { EVENTS_RING_BYTES } from '../../src/datapath/endpoint-codecs.js';
 import type { FlowStreamItem, ObserverStatus } from '../../src/observe/flow-source.js';
-import { apiStream } from '../../src/agent/api.js';
+import { apiStream } from '../../src/lib/unix-http.js';
 import { AgentProcess } from '../harness/agent.js';
 import { parsePrometheusText, sampleValue, type Exposition } from '../harness/prom-text.js';
 import { World } from '../harness/world.js';

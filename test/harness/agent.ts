@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { apiRequest } from '../../src/agent/api.js';
+import { apiRequest } from '../../src/lib/unix-http.js';
 import { readKernelServices, type KernelService } from '../../src/datapath/lb-reader.js';
 import type { World } from './world.js';
 

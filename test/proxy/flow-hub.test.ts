@@ -6,7 +6,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { serveApi } from '../../src/agent/api.js';
+import { serveApi } from '../../src/lib/unix-http.js';
 import { FlowHub } from '../../src/proxy/flow-hub.js';
 import { Cleanup, eventually } from '../fixtures/proxy-harness.js';
 

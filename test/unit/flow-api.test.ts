@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { HttpError, apiRequest, apiStream, serveApi } from '../../src/agent/api.js';
+import { HttpError, apiRequest, apiStream, serveApi } from '../../src/lib/unix-http.js';
 import { filterToQuery, matches, parseFilter, type FlowFilter } from '../../src/observe/filter.js';
 import { flowRoutes } from '../../src/observe/flow-api.js';
 import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';

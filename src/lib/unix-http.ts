@@ -1,5 +1,6 @@
-// The agent's local API: HTTP/JSON on a unix socket. The CLI (and later the CNI plugin) are its
-// clients; the socket is root-only, like the kernel state it describes.
+// HTTP/JSON on a unix socket, with NDJSON streams: the server and client of weftd's local API
+// (its clients: weft and the CNI plugin) and of weft-proxy's admin socket. The socket is made
+// root-only (0600), like the kernel state it describes. (Messages name "the agent": its users.)
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -106,7 +107,7 @@ async function stream(server: ApiServer, route: StreamRoute, req: http.IncomingM
   }
 }
 
-/** A small client for the agent's socket. */
+/** A small client for such a socket. */
 export async function apiRequest<T>(socketPath: string, method: string, urlPath: string, body?: unknown, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath, method, path: urlPath, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
