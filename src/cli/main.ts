@@ -15,7 +15,7 @@ import { installCni, uninstallCni } from './cni-install.js';
 import { readMaps, readPrograms } from '../datapath/kernel-state.js';
 import { NO_DEVICE, readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
-import { formatTable, indent } from './table.js';
+import { formatTable, indent } from '../lib/table.js';
 import { formatObserverStatus, observe } from './observe.js';
 import { removeProxyAddresses } from '../agent/proxy-address.js';
 

@@ -1,6 +1,6 @@
 // How `weft observe` prints flows: compact lines (the default, as Hubble's), JSON lines and an
 // aligned table. Pure; the CLI decides color from isTTY.
-import { formatTable as table } from '../cli/table.js';
+import { formatTable as table } from '../lib/table.js';
 import type { Flow, FlowEndpoint, FlowVerdict } from './flow.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
