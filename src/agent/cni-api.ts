@@ -3,7 +3,7 @@
 // the result the plugin prints. Every handler is safe to repeat.
 import { interfaceIndex } from '../datapath/libbpf.js';
 import type { Logger } from '../lib/log.js';
-import { CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type NetConf } from './cni-protocol.js';
+import { CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type NetConf } from '../contract/cni.js';
 import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
 
 /** What programs the datapath for an endpoint (bpf/lxc.c on its host veth). */

@@ -3,7 +3,7 @@
 // GET /v1/endpoints. The registry is read once the source has synced: in Kubernetes mode the
 // pod CIDRs come with the Node object, and follow it.
 import type { Route } from '../lib/unix-http.js';
-import { CniCode, CniError } from './cni-protocol.js';
+import { CniCode, CniError } from '../contract/cni.js';
 import { cniRoutes, type EndpointProgrammer } from './cni-api.js';
 import type { AgentContext, Controller, ResourceKind } from './controller.js';
 import { EndpointRegistry, type EndpointRecord } from './endpoints.js';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { AddressPool } from '../state/address-pool.js';
-import { CniCode, CniError, GATEWAY4, GATEWAY6, hostIfName, type PodAddress } from './cni-protocol.js';
+import { CniCode, CniError, GATEWAY4, GATEWAY6, hostIfName, type PodAddress } from '../contract/cni.js';
 
 export interface EndpointRecord {
   id: number;

@@ -1,7 +1,7 @@
 // The CNI protocol pieces the agent owns: configuration, CNI_ARGS, names, results.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CniError, composeResult, fnv1a64, hostIfName, parseCniArgs, parseNetConf } from '../../src/agent/cni-protocol.js';
+import { CniError, composeResult, fnv1a64, hostIfName, parseCniArgs, parseNetConf } from '../../src/contract/cni.js';
 
 const conf = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', ...extra });
 const code = (fn: () => unknown) => {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { EndpointRegistry } from '../../src/agent/endpoints.js';
-import { CniError } from '../../src/agent/cni-protocol.js';
+import { CniError } from '../../src/contract/cni.js';
 import { createLogger } from '../../src/lib/log.js';
 import { AddressPool } from '../../src/state/address-pool.js';
 

@@ -1,5 +1,6 @@
-// The CNI side of the agent, pure: what the plugin sends (network config, CNI_ARGS), the
-// names it must agree on with the plugin, and the results it prints. CNI spec 1.1.
+// The contract between the CNI plugin (native/, build/bin/weft-cni) and weftd, pure: what the
+// plugin sends (network config, CNI_ARGS), the names both derive, and the results it prints.
+// CNI spec 1.1.
 import type { Family } from '../lib/ip.js';
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
