@@ -3,7 +3,11 @@
 // the result the plugin prints. Every handler is safe to repeat.
 import { interfaceIndex } from '../datapath/libbpf.js';
 import type { Logger } from '../lib/log.js';
-import { CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type NetConf } from '../contract/cni.js';
+import type { Handler, JsonRoute } from '../lib/unix-http.js';
+import {
+  CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type CniAllocateReply,
+  type CniAttachReply, type CniCheckReply, type CniDelReply, type CniGcReply, type NetConf,
+} from '../contract/cni.js';
 import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
 
 /** What programs the datapath for an endpoint (bpf/lxc.c on its host veth). */
@@ -59,9 +63,13 @@ export function programInfo(rec: EndpointRecord, ifindex: number) {
 
 /** The CNI handlers. `registry` answers the node's endpoint registry, or throws a CNI error
  *  (try again later) while the agent cannot hand out addresses yet. */
-export function cniRoutes(registry: () => EndpointRegistry, programmer: EndpointProgrammer | undefined, log: Logger) {
-  return {
-    'POST /v1/cni/allocate': (_: unknown, body: unknown) => {
+export function cniRoutes(
+  registry: () => EndpointRegistry,
+  programmer: EndpointProgrammer | undefined,
+  log: Logger,
+): Record<string, JsonRoute> {
+  const handlers: Record<string, Handler> = {
+    'POST /v1/cni/allocate': (_, body): CniAllocateReply => {
       const r = parseRequest(body, { needNetns: true });
       const rec = registry().allocate({
         containerId: r.containerId,
@@ -74,7 +82,7 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       return { hostIfName: rec.hostIfName, mtu: r.conf.mtu, ips: rec.ips };
     },
 
-    'POST /v1/cni/attach': (_: unknown, body: unknown) => {
+    'POST /v1/cni/attach': (_, body): CniAttachReply => {
       const r = parseRequest(body, { needNetns: true });
       const rec = registry().get(r.containerId, r.ifName);
       if (!rec) throw new CniError(CniCode.ContainerUnknown, `no addresses were allocated for container ${r.containerId} interface ${r.ifName}`);
@@ -98,7 +106,7 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       };
     },
 
-    'POST /v1/cni/del': (_: unknown, body: unknown) => {
+    'POST /v1/cni/del': (_, body): CniDelReply => {
       const r = parseRequest(body, { needNetns: false });
       const rec = registry().get(r.containerId, r.ifName);
       if (rec?.hostIfIndex !== undefined) programmer?.detach(rec.hostIfIndex);
@@ -106,7 +114,7 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       return { hostIfName: rec?.hostIfName ?? hostIfName(r.containerId, r.ifName) };
     },
 
-    'POST /v1/cni/check': (_: unknown, body: unknown) => {
+    'POST /v1/cni/check': (_, body): CniCheckReply => {
       const r = parseRequest(body, { needNetns: true });
       const rec = registry().get(r.containerId, r.ifName);
       if (!rec) throw new CniError(CniCode.ContainerUnknown, `container ${r.containerId} interface ${r.ifName} has no endpoint`);
@@ -117,7 +125,7 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       return { hostIfName: rec.hostIfName, ips: rec.ips };
     },
 
-    'POST /v1/cni/gc': (_: unknown, body: unknown) => {
+    'POST /v1/cni/gc': (_, body): CniGcReply => {
       const b = (body ?? {}) as Record<string, unknown>;
       const conf = parseNetConf(b.config);
       if (!conf.validAttachments) throw new CniError(CniCode.InvalidConfig, 'GC needs "cni.dev/valid-attachments" in the network configuration');
@@ -129,4 +137,7 @@ export function cniRoutes(registry: () => EndpointRegistry, programmer: Endpoint
       return { hostIfNames: gone.map((r) => r.hostIfName) };
     },
   };
+  // An unreadable request body is the plugin's decode failure: the plugin prints the code.
+  const bodyErrorFields = { cniCode: CniCode.DecodeFailure };
+  return Object.fromEntries(Object.entries(handlers).map(([route, handle]) => [route, { handle, bodyErrorFields }]));
 }

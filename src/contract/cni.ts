@@ -1,7 +1,8 @@
 // The contract between the CNI plugin (native/, build/bin/weft-cni) and weftd, pure: what the
-// plugin sends (network config, CNI_ARGS), the names both derive, and the results it prints.
-// CNI spec 1.1.
+// plugin sends (network config, CNI_ARGS, its calls' bodies), what the agent answers (replies,
+// error codes, the results the plugin prints), and the names both derive. CNI spec 1.1.
 import type { Family } from '../lib/ip.js';
+import { HttpError } from '../lib/unix-http.js';
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 
@@ -19,12 +20,17 @@ export const CniCode = {
   EndpointBroken: 101,
 } as const;
 
-export class CniError extends Error {
+const httpStatus = (cniCode: number) => (cniCode === CniCode.TryAgainLater ? 503 : cniCode === CniCode.PoolExhausted ? 409 : 400);
+
+/** An error with its CNI code. Thrown in a handler of the agent's socket, it answers
+ *  {error, cniCode}, which the plugin prints as its error result; the HTTP status says "try again
+ *  later" (503), "pool exhausted" (409) or a bad request (400). */
+export class CniError extends HttpError {
   constructor(
     readonly cniCode: number,
     message: string,
   ) {
-    super(message);
+    super(httpStatus(cniCode), message, { cniCode });
   }
 }
 
@@ -148,4 +154,58 @@ export function composeResult(opts: {
     routes: [...(prev?.routes ?? []), ...opts.ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway }))],
     dns: prev?.dns ?? {},
   };
+}
+
+// ---- The plugin's calls: POST /v1/cni/{allocate,attach,del,check,gc} on the agent's socket ----
+// (ADD: allocate, then attach; a failed ADD and DEL: del. STATUS asks GET /healthz.)
+
+/** Every call's body: the network configuration from stdin, verbatim, and (all but gc) the CNI
+ *  parameters from the environment: CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_ARGS. */
+export interface CniCallBody {
+  config: unknown;
+  containerId?: string;
+  ifName?: string;
+  netns?: string;
+  args?: string;
+}
+
+/** attach also sends the interfaces the plugin made, and the pod namespace's SO_NETNS_COOKIE
+ *  (decimal; optional: older plugins do not send it). */
+export interface CniAttachBody extends CniCallBody {
+  hostIfIndex: number;
+  hostMac: string;
+  podMac: string;
+  netnsCookie?: string;
+}
+
+export interface CniAllocateReply {
+  hostIfName: string;
+  mtu: number;
+  ips: PodAddress[];
+}
+
+/** The result the plugin prints. */
+export interface CniAttachReply {
+  result: CniResult;
+}
+
+export interface CniDelReply {
+  hostIfName: string;
+}
+
+export interface CniCheckReply {
+  hostIfName: string;
+  ips: PodAddress[];
+}
+
+/** The host veths of the endpoints GC removed, for the plugin to delete. */
+export interface CniGcReply {
+  hostIfNames: string[];
+}
+
+/** Any call's error answer (HTTP 4xx/5xx): the plugin prints `cniCode` (when absent, it picks
+ *  one from the status) and `error`. */
+export interface CniErrorReply {
+  error: string;
+  cniCode?: number;
 }

@@ -5,7 +5,15 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
+/** Answers a request with its JSON body parsed (undefined when empty). */
 export type Handler = (req: http.IncomingMessage, body: unknown) => Promise<unknown> | unknown;
+
+/** A Handler with options. `bodyErrorFields` go into the error reply when the request's body
+ *  cannot be read (over the size limit, or not JSON), for clients that want more than `error`. */
+export interface JsonRoute {
+  handle: Handler;
+  bodyErrorFields?: Record<string, unknown>;
+}
 
 /** A route that writes its own response, for answers that go on (NDJSON streams). It owns `res`
  *  from the start and must watch res 'close' (the client left, or the server is closing).
@@ -14,20 +22,21 @@ export interface StreamRoute {
   stream: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void;
 }
 
-export type Route = Handler | StreamRoute;
+export type Route = Handler | JsonRoute | StreamRoute;
 
+/** An error a handler throws to answer with this status; `fields` go into the reply's body
+ *  after `error`. */
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly fields?: Record<string, unknown>) {
     super(message);
   }
 }
 
-/** An error's HTTP status and body: CNI errors carry their CNI code for the plugin to print. */
+/** An error's HTTP status and body: {error} and the HttpError's fields; any other error is a 500. */
 function errorReply(err: unknown): [number, Record<string, unknown>] {
   const message = (err as Error).message;
-  const cniCode = (err as { cniCode?: unknown }).cniCode;
-  if (typeof cniCode === 'number') return [cniCode === 11 ? 503 : cniCode === 100 ? 409 : 400, { error: message, cniCode }];
-  return [err instanceof HttpError ? err.status : 500, { error: message }];
+  if (err instanceof HttpError) return [err.status, { error: message, ...err.fields }];
+  return [500, { error: message }];
 }
 
 const MAX_BODY = 1 << 20;
@@ -63,13 +72,14 @@ export async function serveApi(socketPath: string, routes: Record<string, Route>
       res.end(`${JSON.stringify(payload)}\n`);
     };
     if (!handler) return reply(404, { error: `no such endpoint: ${route}` });
-    if (typeof handler !== 'function') return stream(server, handler, req, res, reply);
+    if (typeof handler !== 'function' && 'stream' in handler) return stream(server, handler, req, res, reply);
+    const { handle, bodyErrorFields }: JsonRoute = typeof handler === 'function' ? { handle: handler } : handler;
     try {
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const c of req) {
         size += (c as Buffer).length;
-        if (size > MAX_BODY) return reply(413, { error: `request body over ${MAX_BODY} bytes`, cniCode: 6 });
+        if (size > MAX_BODY) return reply(413, { error: `request body over ${MAX_BODY} bytes`, ...bodyErrorFields });
         chunks.push(c as Buffer);
       }
       const text = Buffer.concat(chunks).toString('utf8');
@@ -77,9 +87,9 @@ export async function serveApi(socketPath: string, routes: Record<string, Route>
       try {
         body = text ? JSON.parse(text) : undefined;
       } catch (err) {
-        return reply(400, { error: `request body is not JSON: ${(err as Error).message}`, cniCode: 6 });
+        return reply(400, { error: `request body is not JSON: ${(err as Error).message}`, ...bodyErrorFields });
       }
-      reply(200, await handler(req, body));
+      reply(200, await handle(req, body));
     } catch (err) {
       reply(...errorReply(err));
     }

@@ -1,4 +1,4 @@
-// The CNI protocol pieces the agent owns: configuration, CNI_ARGS, names, results.
+// The CNI contract between the plugin and weftd (src/contract/cni.ts): configuration, CNI_ARGS, names, results.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CniError, composeResult, fnv1a64, hostIfName, parseCniArgs, parseNetConf } from '../../src/contract/cni.js';
