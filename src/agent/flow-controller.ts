@@ -5,7 +5,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { dropReason, eventType, weftDir } from '../datapath/endpoint-codecs.js';
 import type { FlowContext } from '../observe/decode.js';
 import { flowRoutes } from '../observe/flow-api.js';
-import type { Flow } from '../observe/flow.js';
+import type { Flow } from '../contract/flow.js';
 import { Observer } from '../observe/observer.js';
 import type { Route } from '../lib/unix-http.js';
 import type { AgentContext, Controller } from './controller.js';

@@ -6,7 +6,7 @@
 // resync), and a port leaving the proxy is out of the kernel before a snapshot without it is
 // sent (written → push).
 import type { Workload } from '../observe/decode.js';
-import type { Flow } from '../observe/flow.js';
+import type { Flow } from '../contract/flow.js';
 import type { Frontend } from '../state/services.js';
 import type { AgentContext, Controller } from './controller.js';
 import { L7Controller, type L7Snapshot } from './l7.js';

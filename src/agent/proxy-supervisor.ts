@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiRequest, apiStream } from '../lib/unix-http.js';
 import type { Logger } from '../lib/log.js';
-import type { Flow } from '../observe/flow.js';
+import type { Flow } from '../contract/flow.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/weft-proxy');
 const MIN_BACKOFF_MS = 500;

@@ -5,8 +5,8 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { HttpError, apiStream } from '../lib/unix-http.js';
 import { FILTER_FLAGS, filterToQuery, parseFilter, type FlowFilter } from '../observe/filter.js';
-import type { Flow } from '../observe/flow.js';
-import type { FlowStreamItem, ObserverStatus } from '../observe/flow-source.js';
+import type { Flow, FlowStreamItem } from '../contract/flow.js';
+import type { ObserverStatus } from '../observe/flow-source.js';
 import { formatCompact, formatJson, formatTable } from '../observe/format.js';
 
 /** Hubble's default when neither --follow, --last nor --since says how much. */

@@ -4,7 +4,7 @@
 import {
   TRACE_F_NEW, TRACE_F_REPLY, eventHdr, pktTraceEvent, policyVerdictEvent, protoName, sockXlateEvent, type EventHeader,
 } from '../datapath/endpoint-codecs.js';
-import type { Flow, FlowEndpoint } from './flow.js';
+import type { Flow, FlowEndpoint } from '../contract/flow.js';
 
 /** Who is behind an address, as the agent knows it now. */
 export interface Workload {

@@ -21,7 +21,7 @@
 import { DNS1123_LABEL, validName } from '../lib/checker.js';
 import { canonicalIp, parseIp } from '../lib/ip.js';
 import { labelKeyProblem, labelValueProblem } from '../state/selectors.js';
-import type { Flow, FlowEndpoint, FlowType, FlowVerdict } from './flow.js';
+import type { Flow, FlowEndpoint, FlowType, FlowVerdict } from '../contract/flow.js';
 
 export type FilterProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv4' | 'icmpv6' | 'http';
 

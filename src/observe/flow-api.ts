@@ -11,7 +11,8 @@
 import type http from 'node:http';
 import { HttpError, type StreamRoute } from '../lib/unix-http.js';
 import { FILTER_FLAGS, filterFromQuery } from './filter.js';
-import type { FlowQuery, FlowSource, FlowStreamItem } from './flow-source.js';
+import type { FlowStreamItem } from '../contract/flow.js';
+import type { FlowQuery, FlowSource } from './flow-source.js';
 
 export interface FlowRequest {
   query: FlowQuery;

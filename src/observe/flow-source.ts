@@ -1,19 +1,8 @@
 // What the flow API reads: the observer's flow ring, as the agent's unix-socket API and
 // `weft observe` see it. The observer (src/observe/observer.ts) implements it; the API
 // (src/observe/flow-api.ts) is written against this alone, so it is tested without a kernel.
-import type { Flow } from './flow.js';
+import type { Flow, FlowStreamItem, LostStage } from '../contract/flow.js';
 import type { FlowFilter } from './filter.js';
-
-/** Where flows were lost, in the order they pass:
- *  - kernel: the datapath could not reserve room in the ring buffer (it was full);
- *  - decode: a record the observer could not read (an unknown type or a short record);
- *  - follow: a follower of the API fell so far behind that the flow ring overwrote flows it had
- *    not read yet (counted per follower, and in total);
- *  - proxy: L7 flows weft-proxy dropped because the agent read them too slowly. */
-export type LostStage = 'kernel' | 'decode' | 'follow' | 'proxy';
-
-/** One line of an NDJSON flow stream: a flow, or a notice that flows were lost. */
-export type FlowStreamItem = { flow: Flow } | { lost: { stage: LostStage; count: number } };
 
 export interface FlowQuery {
   filter: FlowFilter;

@@ -1,7 +1,7 @@
 // How `weft observe` prints flows: compact lines (the default, as Hubble's), JSON lines and an
 // aligned table. Pure; the CLI decides color from isTTY.
 import { formatTable as table } from '../lib/table.js';
-import type { Flow, FlowEndpoint, FlowVerdict } from './flow.js';
+import type { Flow, FlowEndpoint, FlowVerdict } from '../contract/flow.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const RFC3339_UTC = /^\d{4}-(\d{2})-(\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$/;

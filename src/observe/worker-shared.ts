@@ -2,7 +2,7 @@
 // control word array (Int32, for Atomics) and counters (Float64, written by the worker alone,
 // read whenever the main thread wants them).
 import type { FlowRingShared } from './flow-ring.js';
-import type { FlowVerdict } from './flow.js';
+import type { FlowVerdict } from '../contract/flow.js';
 
 export interface WorkerInit {
   bpfRoot: string;

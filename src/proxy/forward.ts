@@ -36,7 +36,7 @@ import type net from 'node:net';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../lib/log.js';
-import type { FlowEndpoint } from '../observe/flow.js';
+import type { FlowEndpoint } from '../contract/flow.js';
 import type { EndpointState } from './balance.js';
 import { H1Down, H2Down, h1ResponseHead, isGrpc, readH2Request, type Downstream, type ExchangeHooks, type Headers } from './downstream.js';
 import type { H2Connection, H2Stream, H2StreamHandler } from './h2/connection.js';

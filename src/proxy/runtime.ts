@@ -7,7 +7,7 @@
 // balancer learned of them. That update happens only at commit, which cannot fail, so an
 // aborted snapshot (a listener that could not be bound) changes nothing.
 import type { BackendProtocol, BalancerAlgorithm, ProxySnapshot } from '../contract/proxy-snapshot.js';
-import type { FlowEndpoint } from '../observe/flow.js';
+import type { FlowEndpoint } from '../contract/flow.js';
 import { createBalancer, type Balancer } from './balance.js';
 import { ProxyRouter } from './route-match.js';
 import type { Endpoint, EndpointRegistry } from './upstream.js';

@@ -20,7 +20,7 @@
 //
 // Flows. Only built while someone follows GET /v1/flows (FlowTap.wanted): a proxy that nobody
 // observes spends nothing on them.
-import type { Flow, FlowEndpoint } from '../observe/flow.js';
+import type { Flow, FlowEndpoint } from '../contract/flow.js';
 
 /** Seconds. Request latencies of a mesh hop: from half a millisecond to 10 s. */
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { apiStream } from '../../src/lib/unix-http.js';
-import type { Flow } from '../../src/observe/flow.js';
+import type { Flow } from '../../src/contract/flow.js';
 import { AgentProcess } from '../harness/agent.js';
 import { endpointSlice, service, type PortSpec } from '../harness/manifests.js';
 import { probe, startBackend } from '../harness/pods.js';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import type { Flow, FlowEndpoint } from '../../src/contract/flow.js';
 import { REPO, WEFT } from '../harness/agent.js';
 
 const exec = promisify(execFile);

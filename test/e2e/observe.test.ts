@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { Flow } from '../../src/observe/flow.js';
+import type { Flow } from '../../src/contract/flow.js';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
 import { addCniPod, ipIn, Sandboxes, type Sandbox } from '../harness/cni.js';
 import { World } from '../harness/world.js';

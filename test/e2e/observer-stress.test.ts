@@ -12,7 +12,8 @@ import { BpfObject, closeFd, mapInfo, objGet, progTestRun, type ProgramHandle } 
 import { pinLayout } from '../../src/datapath/pins.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
 import { EVENTS_RING_BYTES } from '../../src/datapath/endpoint-codecs.js';
-import type { FlowStreamItem, ObserverStatus } from '../../src/observe/flow-source.js';
+import type { FlowStreamItem } from '../../src/contract/flow.js';
+import type { ObserverStatus } from '../../src/observe/flow-source.js';
 import { apiStream } from '../../src/lib/unix-http.js';
 import { AgentProcess } from '../harness/agent.js';
 import { parsePrometheusText, sampleValue, type Exposition } from '../harness/prom-text.js';

@@ -1,5 +1,5 @@
 // Flows built by hand for the observer's pure tests (filters, formats, the flow API).
-import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import type { Flow, FlowEndpoint } from '../../src/contract/flow.js';
 
 /** source → destination, a TCP SYN seen entering the destination pod; `over` changes fields. */
 export function synFlow(source: FlowEndpoint, destination: FlowEndpoint, over: Partial<Flow> = {}): Flow {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { Flow } from '../../src/observe/flow.js';
+import type { Flow } from '../../src/contract/flow.js';
 import { Cleanup, buildTestSnapshot, eventually, followFlows, freePort, freePortOn, grpcBackend, grpcRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
 
 const BACKENDS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];

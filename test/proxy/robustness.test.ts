@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { ListenerConfig, ProxySnapshot } from '../../src/contract/proxy-snapshot.js';
-import type { Flow } from '../../src/observe/flow.js';
+import type { Flow } from '../../src/contract/flow.js';
 import {
   Cleanup,
   buildTestSnapshot,

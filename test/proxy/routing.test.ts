@@ -25,7 +25,7 @@ import {
   type ProxyProcess,
 } from '../fixtures/proxy-harness.js';
 import { parsePrometheusText, sampleValue } from '../harness/prom-text.js';
-import type { Flow } from '../../src/observe/flow.js';
+import type { Flow } from '../../src/contract/flow.js';
 
 const CLIENT = '127.0.0.9';
 /** A client in another namespace ("shop"), which has a consumer route for web. */

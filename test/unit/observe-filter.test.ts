@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FILTER_FLAGS, filterFromQuery, filterToQuery, matches, parseFilter, type FlowFilter } from '../../src/observe/filter.js';
-import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import type { Flow, FlowEndpoint } from '../../src/contract/flow.js';
 import { synFlow } from '../harness/flows.js';
 
 const NOW = new Date('2024-12-04T12:00:00.000Z');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatCompact, formatEndpoint, formatJson, formatTable, formatTime } from '../../src/observe/format.js';
-import type { Flow, FlowEndpoint } from '../../src/observe/flow.js';
+import type { Flow, FlowEndpoint } from '../../src/contract/flow.js';
 import { synFlow } from '../harness/flows.js';
 
 const ESC = /\x1b/;

@@ -1,6 +1,7 @@
-// A flow: one observed event of the datapath (or, later, of the L7 proxy), decoded and
-// enriched with the workloads behind its addresses. This is the shape of `weft observe -o json`
-// (one object per line) and of the agent's flow API: field names are a contract.
+// A flow: one observed event of the datapath or of the L7 proxy, decoded and enriched with the
+// workloads behind its addresses. This is the shape of `weft observe -o json` (one object per
+// line) and of the flow streams (weftd's GET /v1/flows, and weft-proxy's that weftd follows):
+// field names are a contract.
 
 export type FlowType = 'trace' | 'drop' | 'policy-verdict' | 'sock' | 'l7';
 
@@ -52,3 +53,14 @@ export interface Flow {
   /** A short human summary (TCP flags, ICMP type, HTTP request line). */
   summary: string;
 }
+
+/** Where flows were lost, in the order they pass:
+ *  - kernel: the datapath could not reserve room in the ring buffer (it was full);
+ *  - decode: a record the observer could not read (an unknown type or a short record);
+ *  - follow: a follower of the API fell so far behind that the flow ring overwrote flows it had
+ *    not read yet (counted per follower, and in total);
+ *  - proxy: L7 flows weft-proxy dropped because the agent read them too slowly. */
+export type LostStage = 'kernel' | 'decode' | 'follow' | 'proxy';
+
+/** One line of an NDJSON flow stream: a flow, or a notice that flows were lost. */
+export type FlowStreamItem = { flow: Flow } | { lost: { stage: LostStage; count: number } };
