@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { BpfObject, progTestRun, type ProgramHandle } from '../src/datapath/libbpf.js';
 import { pinLayout } from '../src/datapath/pins.js';
 import { defaultObjectDir } from '../src/datapath/programs.js';
-import type { AgentStatus } from '../src/agent/agent.js';
+import type { AgentStatus } from '../src/contract/agent-api.js';
 import { AgentProcess, WEFT } from '../test/harness/agent.js';
 import { World } from '../test/harness/world.js';
 

@@ -23,9 +23,8 @@ import { AgentMetrics } from './metrics.js';
 import { PolicyController } from './policy-controller.js';
 import { ProxyController } from './proxy-controller.js';
 import { ServiceController } from './service-controller.js';
-import { composeStatus, type AgentStatus } from './status.js';
-
-export type { AgentStatus } from './status.js';
+import { composeStatus } from './status.js';
+import type { AgentStatus } from '../contract/agent-api.js';
 
 export const VERSION = '0.1.0';
 

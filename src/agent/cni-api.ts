@@ -8,7 +8,8 @@ import {
   CniCode, CniError, HOST_VETH_MAC, composeResult, hostIfName, parseCniArgs, parseNetConf, type CniAllocateReply,
   type CniAttachReply, type CniCheckReply, type CniDelReply, type CniGcReply, type NetConf,
 } from '../contract/cni.js';
-import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
+import type { EndpointRecord } from '../contract/agent-api.js';
+import type { EndpointRegistry } from './endpoints.js';
 
 /** What programs the datapath for an endpoint (bpf/lxc.c on its host veth). */
 export interface EndpointProgrammer {

@@ -2,13 +2,12 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { DEFAULT_STATE_DIR, apiSocketPath } from '../contract/agent-api.js';
 import { BALANCER_ALGORITHMS, type BalancerAlgorithm } from '../contract/proxy-snapshot.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { ipFamily, isCidr } from '../lib/ip.js';
 import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from './proxy-address.js';
 import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
-
-export const DEFAULT_STATE_DIR = '/var/run/weft';
 
 export interface AgentConfig {
   source: { kind: 'dir'; dir: string } | { kind: 'kubernetes'; kubeconfig?: string };
@@ -143,7 +142,7 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
     bpfRoot: path.resolve(values['bpf-root']),
     ...(values.cgroup && { cgroup: path.resolve(values.cgroup) }),
     stateDir,
-    socketPath: path.join(stateDir, 'weft.sock'),
+    socketPath: apiSocketPath(stateDir),
     nodeName: values['node-name'],
     podCidrs,
     metricsAddress: values['metrics-address'],

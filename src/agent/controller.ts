@@ -9,7 +9,7 @@ import type { Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import type { Route } from '../lib/unix-http.js';
 import type { AgentConfig } from './config.js';
-import type { AgentStatus } from './status.js';
+import type { AgentStatus } from '../contract/agent-api.js';
 
 export type ResourceKind = Resource['kind'];
 

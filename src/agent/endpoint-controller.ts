@@ -6,8 +6,8 @@ import type { Route } from '../lib/unix-http.js';
 import { CniCode, CniError } from '../contract/cni.js';
 import { cniRoutes, type EndpointProgrammer } from './cni-api.js';
 import type { AgentContext, Controller, ResourceKind } from './controller.js';
-import { EndpointRegistry, type EndpointRecord } from './endpoints.js';
-import type { AgentStatus } from './status.js';
+import { EndpointRegistry } from './endpoints.js';
+import type { AgentStatus, EndpointRecord } from '../contract/agent-api.js';
 
 export class EndpointController implements Controller {
   /** Undefined until start(): until then CNI calls are told to try again later. */
@@ -25,7 +25,7 @@ export class EndpointController implements Controller {
       detach: (ifindex) => programs().detach(ifindex),
     };
     this.routes = {
-      'GET /v1/endpoints': () => this.registry?.list() ?? [],
+      'GET /v1/endpoints': (): EndpointRecord[] => this.registry?.list() ?? [],
       ...cniRoutes(registry, programmer, ctx.log),
     };
   }

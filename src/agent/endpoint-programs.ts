@@ -5,7 +5,7 @@
 import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { currentIfindex, programInfo, type EndpointProgrammer } from './cni-api.js';
 import type { AgentContext, Controller } from './controller.js';
-import type { EndpointRecord } from './endpoints.js';
+import type { EndpointRecord } from '../contract/agent-api.js';
 
 /** What the programs need from policy (PolicyController). */
 export interface EndpointPolicy {

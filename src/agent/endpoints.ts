@@ -6,26 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../lib/log.js';
 import { AddressPool } from '../state/address-pool.js';
+import type { EndpointRecord } from '../contract/agent-api.js';
 import { CniCode, CniError, GATEWAY4, GATEWAY6, hostIfName, type PodAddress } from '../contract/cni.js';
-
-export interface EndpointRecord {
-  id: number;
-  containerId: string;
-  ifName: string;
-  podNamespace?: string;
-  podName?: string;
-  netns: string;
-  hostIfName: string;
-  hostIfIndex?: number;
-  hostMac?: string;
-  podMac?: string;
-  ips: PodAddress[];
-  /** The pod namespace's SO_NETNS_COOKIE, decimal (the CNI plugin reads it inside the pod). */
-  netnsCookie?: string;
-  /** allocated: addresses handed out, interfaces being set up; ready: datapath programmed. */
-  state: 'allocated' | 'ready';
-  createdAt: string;
-}
 
 interface StateFile {
   version: 1;

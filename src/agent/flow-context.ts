@@ -5,7 +5,8 @@ import { protoName } from '../datapath/endpoint-codecs.js';
 import type { FlowContext, Workload } from '../observe/decode.js';
 import { IDENTITY_HOST, IDENTITY_WORLD } from '../state/identities.js';
 import type { ServiceTable } from '../state/services.js';
-import type { EndpointRecord, EndpointRegistry } from './endpoints.js';
+import type { EndpointRecord } from '../contract/agent-api.js';
+import type { EndpointRegistry } from './endpoints.js';
 import type { PolicyEngine } from './policy.js';
 
 const RESERVED_LABELS: Readonly<Record<number, readonly string[]>> = {

@@ -9,7 +9,7 @@ import type { Flow } from '../contract/flow.js';
 import { Observer } from '../observe/observer.js';
 import type { Route } from '../lib/unix-http.js';
 import type { AgentContext, Controller } from './controller.js';
-import type { AgentStatus } from './status.js';
+import type { AgentStatus } from '../contract/agent-api.js';
 
 export class FlowController implements Controller {
   readonly routes: Readonly<Record<string, Route>>;

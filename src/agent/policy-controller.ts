@@ -8,9 +8,8 @@ import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
 import { HttpError } from '../lib/unix-http.js';
 import { SYNC_RETRY_MS, SyncLoop, type AgentContext, type Controller, type ResourceKind } from './controller.js';
-import type { EndpointRecord } from './endpoints.js';
 import { PolicyEngine } from './policy.js';
-import type { AgentStatus } from './status.js';
+import type { AgentStatus, EndpointRecord } from '../contract/agent-api.js';
 
 const POLICY_KINDS: readonly ResourceKind[] = ['NetworkPolicy', 'Pod', 'Namespace'];
 

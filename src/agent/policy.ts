@@ -14,30 +14,8 @@ import {
 } from '../state/policy-compiler.js';
 import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
-import type { EndpointRecord } from './endpoints.js';
+import type { EndpointRecord, ExplanationDetail, PolicyStatus } from '../contract/agent-api.js';
 import { HttpError } from '../lib/unix-http.js';
-
-/** What `weft explain -o json` prints: a contract. */
-export interface Explanation {
-  verdict: 'ALLOW' | 'DENY';
-  policy: string | null;
-  rule: string;
-  direction: Direction;
-}
-
-/** The human form adds both directions' findings. */
-export interface ExplanationDetail extends Explanation {
-  steps: { direction: Direction; pod: string; verdict: 'ALLOW' | 'DENY'; policy: string | null; rule: string }[];
-}
-
-export interface PolicyStatus {
-  revision: number;
-  policies: string[];
-  endpoints: { endpoint: number; pod: string | null; identity: number; ingress: 'isolated' | 'open'; egress: 'isolated' | 'open'; entries: number }[];
-  ipcache: number;
-  lastWrite?: PolicyWriteStats & { at: string };
-  notes: string[];
-}
 
 const TERMINAL_PHASES = new Set(['Succeeded', 'Failed']);
 

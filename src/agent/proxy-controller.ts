@@ -13,7 +13,7 @@ import { L7Controller, type L7Snapshot } from './l7.js';
 import { ensureProxyAddresses } from './proxy-address.js';
 import { ProxySupervisor } from './proxy-supervisor.js';
 import type { FrontendRedirect } from './service-controller.js';
-import type { AgentStatus } from './status.js';
+import type { AgentStatus } from '../contract/agent-api.js';
 
 export interface ProxyInputs {
   services: {

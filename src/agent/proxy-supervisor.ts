@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiRequest, apiStream } from '../lib/unix-http.js';
 import type { Logger } from '../lib/log.js';
+import type { ProxyStatus } from '../contract/agent-api.js';
 import type { Flow } from '../contract/flow.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/weft-proxy');
@@ -14,16 +15,6 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const READY_POLL_MS = 50;
 const MAX_POLL_MS = 1000;
-
-export interface ProxyStatus {
-  managed: boolean;
-  running: boolean;
-  pid?: number;
-  restarts: number;
-  /** The snapshot version the proxy holds, as it last said. */
-  version: number;
-  lastError?: string;
-}
 
 export interface SupervisorOptions<S extends { version: number }> {
   adminSocket: string;

@@ -8,7 +8,7 @@ import { LbWriter } from '../datapath/lb-writer.js';
 import { mapInfo, type RawMap } from '../datapath/libbpf.js';
 import { ServiceTable, type Frontend } from '../state/services.js';
 import { SYNC_RETRY_MS, SyncLoop, type AgentContext, type Controller, type ResourceKind } from './controller.js';
-import type { AgentStatus } from './status.js';
+import type { AgentStatus, ServiceName } from '../contract/agent-api.js';
 
 /** Kinds whose objects decide the frontends and backends (routes decide the L7 redirects). */
 const SERVICE_KINDS: readonly ResourceKind[] = ['Service', 'EndpointSlice', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant'];
@@ -172,7 +172,7 @@ export class ServiceController implements Controller {
   }
 
   /** Which Service each frontend belongs to: names the kernel does not know. */
-  private frontendNames() {
+  private frontendNames(): ServiceName[] {
     return this.table.frontends().map((f) => ({
       service: f.service,
       portName: f.portName,

@@ -1,31 +1,6 @@
-// GET /v1/status (what `weft status` shows): the agent's own fields and each controller's.
-import type { SyncStats } from '../datapath/lb-writer.js';
-import type { ObserverStatus } from '../observe/flow-source.js';
-import type { InformerState, SourceProblem } from '../sources/kubernetes.js';
-import type { ProxyStatus } from './proxy-supervisor.js';
-
-export interface AgentStatus {
-  version: string;
-  node: string;
-  pid: number;
-  startedAt: string;
-  source: string;
-  bpfRoot: string;
-  cgroup: string;
-  synced: boolean;
-  /** Until synced: what the agent is waiting for. */
-  waitingFor?: string;
-  lastSync?: { at: string; stats?: SyncStats; error?: string };
-  problems: SourceProblem[];
-  /** Kubernetes mode: each informer's state. */
-  informers?: InformerState[];
-  endpoints: number;
-  podCidrs: { cidr: string; used: number; capacity: string }[];
-  policy?: { policies: number; revision: number; entries: number; ipcache: number; error?: string };
-  observer?: ObserverStatus;
-  /** The L7 proxy, once a Service has routes. */
-  proxy?: ProxyStatus & { routedPorts: string[]; notes: string[] };
-}
+// GET /v1/status (what `weft status` shows; its type is src/contract/agent-api.ts's AgentStatus):
+// the agent's own fields and each controller's, composed.
+import type { AgentStatus } from '../contract/agent-api.js';
 
 /** Every field, in the order the status has always shown them (whichever controller fills
  *  them in). */

@@ -4,10 +4,10 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { apiRequest } from '../lib/unix-http.js';
-import type { AgentStatus } from '../agent/agent.js';
-import type { EndpointRecord } from '../agent/endpoints.js';
-import type { ExplanationDetail } from '../agent/policy.js';
-import { DEFAULT_STATE_DIR } from '../agent/config.js';
+import {
+  DEFAULT_STATE_DIR, apiSocketPath, type AgentStatus, type EndpointRecord, type ExplainQuery, type ExplanationDetail,
+  type ServiceName,
+} from '../contract/agent-api.js';
 import { readKernelServices } from '../datapath/lb-reader.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { removeAllPins } from '../datapath/programs.js';
@@ -123,7 +123,7 @@ async function serviceList(ctx: Ctx): Promise<number> {
   // Names are the agent's knowledge, not the kernel's: add them when the agent answers.
   const names = new Map<string, string>();
   try {
-    const fronts = await apiRequest<{ service: string; portName: string; frontend: string }[]>(ctx.socket, 'GET', '/v1/services', undefined, 3000);
+    const fronts = await apiRequest<ServiceName[]>(ctx.socket, 'GET', '/v1/services', undefined, 3000);
     for (const f of fronts) names.set(f.frontend, f.portName ? `${f.service}:${f.portName}` : f.service);
   } catch {
     /* agent down: the kernel's view alone */
@@ -186,7 +186,8 @@ async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string 
     process.stderr.write('weft explain: want --from NAMESPACE/POD --to NAMESPACE/POD --port PORT[/TCP|UDP|SCTP]\n');
     return 2;
   }
-  const q = new URLSearchParams({ from: v.from, to: v.to, port: m[1]!, protocol: (m[2] ?? 'TCP').toUpperCase() });
+  const params: ExplainQuery = { from: v.from, to: v.to, port: m[1]!, protocol: (m[2] ?? 'TCP').toUpperCase() };
+  const q = new URLSearchParams(params);
   const e = await apiRequest<ExplanationDetail>(ctx.socket, 'GET', `/v1/explain?${q}`, undefined, 5000);
   if (ctx.json) {
     printJson({ verdict: e.verdict, policy: e.policy, rule: e.rule, direction: e.direction });
@@ -211,7 +212,8 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const socketFor = (stateDir: string | undefined) => path.join(path.resolve(stateDir ?? process.env.WEFT_STATE_DIR ?? DEFAULT_STATE_DIR), 'weft.sock');
+const socketFor = (stateDir: string | undefined) =>
+  apiSocketPath(path.resolve(stateDir ?? process.env.WEFT_STATE_DIR ?? DEFAULT_STATE_DIR));
 
 /** Where the command word is in argv: the first argument that is no flag nor a global flag's value. */
 function commandIndex(argv: string[]): number | undefined {

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { HttpError, apiStream } from '../lib/unix-http.js';
 import { FILTER_FLAGS, filterToQuery, parseFilter, type FlowFilter } from '../observe/filter.js';
 import type { Flow, FlowStreamItem } from '../contract/flow.js';
-import type { ObserverStatus } from '../observe/flow-source.js';
+import type { ObserverStatus } from '../contract/agent-api.js';
 import { formatCompact, formatJson, formatTable } from '../observe/format.js';
 
 /** Hubble's default when neither --follow, --last nor --since says how much. */

@@ -1,7 +1,7 @@
 // What the flow API reads: the observer's flow ring, as the agent's unix-socket API and
 // `weft observe` see it. The observer (src/observe/observer.ts) implements it; the API
 // (src/observe/flow-api.ts) is written against this alone, so it is tested without a kernel.
-import type { Flow, FlowStreamItem, LostStage } from '../contract/flow.js';
+import type { Flow, FlowStreamItem } from '../contract/flow.js';
 import type { FlowFilter } from './filter.js';
 
 export interface FlowQuery {
@@ -26,21 +26,3 @@ export interface FlowSource {
   follow(q: FlowQuery, deliver: (item: FlowStreamItem) => boolean): FlowSubscription & { resume(): void };
 }
 
-/** The observer's part of `weft status` (GET /v1/status, field `observer`). */
-export interface ObserverStatus {
-  /** Flows read from the kernel per second, over the last 10 seconds. */
-  flowsPerSecond: number;
-  /** Flows read from the kernel since the agent started. */
-  flowsTotal: number;
-  /** The kernel's ring buffer: the most bytes found waiting to be read since the previous
-   *  status request (how close the observer came to losing events), of its size. */
-  kernelRing: { usedBytes: number; sizeBytes: number };
-  /** The observer's in-memory flow ring: flows held, of its capacity (--flow-buffer-size). */
-  flowRing: { flows: number; capacity: number };
-  /** Flows lost at each stage since the agent started (kernel: since the maps were created). */
-  lost: Record<LostStage, number>;
-  /** API clients following the flow stream now. */
-  followers: number;
-  /** Why the observer is not reading the kernel's ring now (it restarts itself). */
-  error?: string;
-}

@@ -9,9 +9,10 @@ import { pinLayout } from '../datapath/pins.js';
 import type { Logger } from '../lib/log.js';
 import { decodeFlow, type FlowContext } from './decode.js';
 import { matches } from './filter.js';
+import type { ObserverStatus } from '../contract/agent-api.js';
 import type { Flow, FlowStreamItem, LostStage } from '../contract/flow.js';
 import { FlowRing } from './flow-ring.js';
-import type { FlowQuery, FlowSource, FlowSubscription, ObserverStatus } from './flow-source.js';
+import type { FlowQuery, FlowSource, FlowSubscription } from './flow-source.js';
 import { CONTROL, STAT, dropCounts, flowCounts, type WorkerInit } from './worker-shared.js';
 
 const RESTART_MS = 2000;

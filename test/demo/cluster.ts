@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_BPF_ROOT } from '../../src/datapath/pins.js';
-import { DEFAULT_STATE_DIR } from '../../src/agent/config.js';
+import { DEFAULT_STATE_DIR } from '../../src/contract/agent-api.js';
 import { apiRequest } from '../../src/lib/unix-http.js';
 import { readKernelServices } from '../../src/datapath/lb-reader.js';
 import { REPO, WEFT, WEFTD } from '../harness/agent.js';

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { apiRequest } from '../../src/lib/unix-http.js';
-import type { EndpointRecord } from '../../src/agent/endpoints.js';
+import type { EndpointRecord } from '../../src/contract/agent-api.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AgentStatus } from '../../src/agent/agent.js';
+import type { AgentStatus } from '../../src/contract/agent-api.js';
 import { compileServices } from '../../src/state/services.js';
 import type { EndpointSlice, Service } from '../../src/state/resources.js';
 import { AgentProcess } from '../harness/agent.js';

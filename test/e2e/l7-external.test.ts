@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AgentStatus } from '../../src/agent/agent.js';
+import type { AgentStatus } from '../../src/contract/agent-api.js';
 import { AgentProcess, REPO } from '../harness/agent.js';
 import { addCniPod, Sandboxes, type Sandbox } from '../harness/cni.js';
 import { World } from '../harness/world.js';

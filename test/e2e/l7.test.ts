@@ -16,7 +16,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { AgentStatus } from '../../src/agent/agent.js';
+import type { AgentStatus } from '../../src/contract/agent-api.js';
 import type { Flow } from '../../src/contract/flow.js';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
 import { addCniPod, Sandboxes, type Sandbox } from '../harness/cni.js';

@@ -13,7 +13,8 @@ import { HttpError, apiRequest, apiStream, serveApi } from '../../src/lib/unix-h
 import { filterToQuery, matches, parseFilter, type FlowFilter } from '../../src/observe/filter.js';
 import { flowRoutes } from '../../src/observe/flow-api.js';
 import type { Flow, FlowEndpoint, FlowStreamItem } from '../../src/contract/flow.js';
-import type { FlowQuery, FlowSource, FlowSubscription, ObserverStatus } from '../../src/observe/flow-source.js';
+import type { FlowQuery, FlowSource, FlowSubscription } from '../../src/observe/flow-source.js';
+import type { ObserverStatus } from '../../src/contract/agent-api.js';
 import { formatCompact, formatTable } from '../../src/observe/format.js';
 import { formatObserverStatus, observeRequest } from '../../src/cli/observe.js';
 import { synFlow } from '../harness/flows.js';
