@@ -6,7 +6,7 @@ import { DEFAULT_STATE_DIR, apiSocketPath } from '../contract/agent-api.js';
 import { BALANCER_ALGORITHMS, type BalancerAlgorithm } from '../contract/proxy-snapshot.js';
 import { DEFAULT_BPF_ROOT } from '../datapath/pins.js';
 import { ipFamily, isCidr } from '../lib/ip.js';
-import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from './proxy-address.js';
+import { DEFAULT_PROXY_ADDRESSES, PROXY_INTERFACE } from '../datapath/proxy-address.js';
 import { DEFAULT_FLOW_BUFFER, MAX_FLOW_BUFFER } from '../observe/flow-ring.js';
 
 export interface AgentConfig {

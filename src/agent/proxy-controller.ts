@@ -10,7 +10,7 @@ import type { Flow } from '../contract/flow.js';
 import type { Frontend } from '../state/services.js';
 import type { AgentContext, Controller } from './controller.js';
 import { L7Controller, type L7Snapshot } from './l7.js';
-import { ensureProxyAddresses } from './proxy-address.js';
+import { ensureProxyAddresses } from '../datapath/proxy-address.js';
 import { ProxySupervisor } from './proxy-supervisor.js';
 import type { FrontendRedirect } from './service-controller.js';
 import type { AgentStatus } from '../contract/agent-api.js';

@@ -17,7 +17,7 @@ import { NO_DEVICE, readEndpointLinks } from '../datapath/endpoint-reader.js';
 import { detachAllFilters } from '../datapath/endpoint-datapath.js';
 import { formatTable, indent } from '../lib/table.js';
 import { formatObserverStatus, observe } from './observe.js';
-import { removeProxyAddresses } from '../agent/proxy-address.js';
+import { removeProxyAddresses } from '../datapath/proxy-address.js';
 
 const USAGE = `Usage: weft [global flags] COMMAND
 
