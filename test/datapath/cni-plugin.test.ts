@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import type { AgentStatus, EndpointRecord } from '../../src/contract/agent-api.js';
+import { GATEWAY4, GATEWAY6, HOST_VETH_MAC, hostIfName } from '../../src/contract/cni.js';
 import { cni, ipIn, ipJson, Sandboxes, sysctlIn, type CniOutcome, type Sandbox } from '../harness/cni.js';
 import { AgentProcess } from '../harness/agent.js';
 import { probe, startBackend } from '../harness/pods.js';
@@ -12,11 +14,9 @@ import { World } from '../harness/world.js';
 const PODS4 = '10.244.0.0/24';
 const PODS6 = 'fd00:10:244::/64';
 const SMALL = '10.244.1.0/30'; // two usable addresses: .1 and .2
-const GW4 = '169.254.1.1';
-const GW6 = 'fe80::ecee:eeff:feee:eeee';
-const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 
-// Results and agent answers are checked field by field; their types come from the JSON itself.
+// Results are checked field by field; their types come from the JSON itself. The agent's answers
+// are typed by its API's contract (src/contract/agent-api.ts).
 type Json = any;
 
 interface Attachment {
@@ -34,13 +34,6 @@ let agent: AgentProcess;
 let small: AgentProcess;
 let boxes: Sandboxes;
 let hostForwarding: string;
-
-/** The host veth's name, as the plugin and the agent both derive it. */
-function hostIfName(containerId: string, ifName: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(`${containerId}/${ifName}`)) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
-  return `wft${h.toString(16).padStart(16, '0').slice(0, 12)}`;
-}
 
 function conf(socket = agent.socket, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: socket, mtu: 1500, ...extra };
@@ -90,8 +83,12 @@ function checkCall(a: Attachment, config?: object) {
 }
 
 const hostLinks = () => ipJson<Json[]>(world.nodeNetns, 'link', 'show').map((l) => l.ifname as string);
-const endpoints = (on = agent) => on.get<Json[]>('/v1/endpoints');
-const poolUsed = async (cidr: string, on = agent) => ((await on.get<Json>('/v1/status')).podCidrs as Json[]).find((p) => p.cidr === cidr)?.used as number;
+const endpoints = (on = agent) => on.get<EndpointRecord[]>('/v1/endpoints');
+const poolUsed = async (cidr: string, on = agent) => {
+  const pool = (await on.get<AgentStatus>('/v1/status')).podCidrs.find((p) => p.cidr === cidr);
+  assert.ok(pool, `weft status has the pod CIDR ${cidr}`);
+  return pool.used;
+};
 
 function errorOf(r: CniOutcome): { code: number; msg: string; details?: string; cniVersion: string } {
   assert.equal(r.code, 1, `expected an error result, got exit ${r.code}: ${r.stdout}${r.stderr}`);
@@ -150,10 +147,10 @@ describe('ADD', () => {
 
   it('routes the pod through link-local gateways, and the node back to the pod', () => {
     const r4 = ipJson<Json[]>(a.box.name, 'route', 'show');
-    assert.ok(r4.some((r) => r.dst === 'default' && r.gateway === GW4 && r.dev === 'eth0'), JSON.stringify(r4));
-    assert.ok(r4.some((r) => r.dst === GW4 && r.dev === 'eth0' && r.scope === 'link'), JSON.stringify(r4));
+    assert.ok(r4.some((r) => r.dst === 'default' && r.gateway === GATEWAY4 && r.dev === 'eth0'), JSON.stringify(r4));
+    assert.ok(r4.some((r) => r.dst === GATEWAY4 && r.dev === 'eth0' && r.scope === 'link'), JSON.stringify(r4));
     const r6 = ipJson<Json[]>(a.box.name, '-6', 'route', 'show');
-    assert.ok(r6.some((r) => r.dst === 'default' && r.gateway === GW6 && r.dev === 'eth0'), JSON.stringify(r6));
+    assert.ok(r6.some((r) => r.dst === 'default' && r.gateway === GATEWAY6 && r.dev === 'eth0'), JSON.stringify(r6));
     const n4 = ipJson<Json[]>(world.nodeNetns, 'route', 'show');
     assert.ok(n4.some((r) => r.dst === a.ipv4 && r.dev === a.hostIf && r.scope === 'link'), JSON.stringify(n4));
     const n6 = ipJson<Json[]>(world.nodeNetns, '-6', 'route', 'show');
@@ -162,7 +159,7 @@ describe('ADD', () => {
 
   it('names the host veth from the container id, MAC ee:ee:ee:ee:ee:ee, proxy ARP and forwarding on it alone', () => {
     const [host] = ipJson<Json[]>(world.nodeNetns, 'link', 'show', a.hostIf);
-    assert.equal(host.address, HOST_MAC);
+    assert.equal(host.address, HOST_VETH_MAC);
     assert.equal(host.mtu, 1500);
     assert.ok((host.flags as string[]).includes('UP'));
     assert.equal(sysctlIn(world.nodeNetns, `net.ipv4.conf.${a.hostIf}.proxy_arp`), '1');
@@ -183,13 +180,13 @@ describe('ADD', () => {
     const host = ifaces.find((i) => i.name === a.hostIf);
     assert.ok(host, `the host veth ${a.hostIf} is listed: ${JSON.stringify(ifaces)}`);
     assert.ok(!host.sandbox, 'the host interface has no sandbox');
-    assert.equal(host.mac, HOST_MAC);
+    assert.equal(host.mac, HOST_VETH_MAC);
     const ips = r.ips as Json[];
     assert.equal(ips.length, 2);
     for (const ip of ips) {
       assert.equal(ip.interface, pod, 'ips[].interface indexes the sandbox interface');
       assert.ok(!('version' in ip), '1.x results have no ips[].version');
-      assert.equal(ip.gateway, String(ip.address).includes(':') ? GW6 : GW4);
+      assert.equal(ip.gateway, String(ip.address).includes(':') ? GATEWAY6 : GATEWAY4);
     }
     assert.deepEqual((r.routes as Json[]).map((x) => x.dst).sort(), ['0.0.0.0/0', '::/0']);
   });

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_BPF_ROOT } from '../../src/datapath/pins.js';
-import { DEFAULT_STATE_DIR } from '../../src/contract/agent-api.js';
+import { DEFAULT_STATE_DIR, apiSocketPath } from '../../src/contract/agent-api.js';
 import { apiRequest } from '../../src/lib/unix-http.js';
 import { readKernelServices } from '../../src/datapath/lb-reader.js';
 import { REPO, WEFT, WEFTD } from '../harness/agent.js';
@@ -16,7 +16,7 @@ import { World, type Pod } from '../harness/world.js';
 
 const RUN = path.join(REPO, '.run');
 const MANIFESTS = path.join(RUN, 'manifests');
-const SOCKET = path.join(DEFAULT_STATE_DIR, 'weft.sock');
+const SOCKET = apiSocketPath(DEFAULT_STATE_DIR);
 const SERVICE = { v4: '10.96.0.10', v6: 'fd00:10:96::10' };
 
 const step = (s: string) => process.stdout.write(`\n==> ${s}\n`);

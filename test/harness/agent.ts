@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
+import { apiSocketPath } from '../../src/contract/agent-api.js';
 import { apiRequest } from '../../src/lib/unix-http.js';
 import { readKernelServices, type KernelService } from '../../src/datapath/lb-reader.js';
 import type { World } from './world.js';
@@ -60,7 +61,7 @@ export class AgentProcess {
   }
 
   get socket(): string {
-    return path.join(this.stateDir, 'weft.sock');
+    return apiSocketPath(this.stateDir);
   }
 
   get args(): string[] {

@@ -4,6 +4,7 @@
 // a runtime would have made for its containers.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import type { CniResult, NetConf } from '../../src/contract/cni.js';
 import { REPO } from './agent.js';
 import type { Pod, World } from './world.js';
 
@@ -125,10 +126,10 @@ export async function addCniPod(world: World, agentSocket: string, namespace: st
     netns: box.path,
     ifName: 'eth0',
     args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${namespace};K8S_POD_NAME=${name}`,
-    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket, mtu: 1500 },
+    config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket, mtu: 1500 } satisfies NetConf,
   });
   if (r.code !== 0) throw new Error(`CNI ADD ${namespace}/${name} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
-  const ips = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, ''));
+  const ips = ((r.json as CniResult | undefined)?.ips ?? []).map((i) => i.address.replace(/\/\d+$/, ''));
   const ipv4 = ips.find((a) => !a.includes(':'));
   if (!ipv4) throw new Error(`CNI ADD ${namespace}/${name} gave no IPv4 address: ${r.stdout}`);
   const ipv6 = ips.find((a) => a.includes(':'));
