@@ -32,6 +32,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import type { PolicyStatus } from '../src/contract/agent-api.js';
 import { apiRequest } from '../src/lib/unix-http.js';
 import { AgentProcess, REPO } from '../test/harness/agent.js';
 import { cni, Sandboxes, WEFT_CNI, type Sandbox } from '../test/harness/cni.js';
@@ -101,16 +102,6 @@ interface RrRun {
   [k: string]: unknown;
 }
 
-/** GET /v1/policy, as the agent answers it. */
-export interface PolicyView {
-  revision: number;
-  policies: string[];
-  endpoints: { endpoint: number; pod: string | null; identity: number; ingress: 'isolated' | 'open'; egress: 'isolated' | 'open'; entries: number }[];
-  ipcache: number;
-  lastWrite?: { ipcache: number; entries: number; written: number; deleted: number; ms: number; at: string };
-  notes?: string[];
-}
-
 export type PolicyMode = 'none' | 'policies';
 
 export interface PolicyPoint {
@@ -122,7 +113,7 @@ export interface PolicyPoint {
   /** Switching to this state (policy file written or removed → /v1/policy shows it), ms. */
   switchMs: number[];
   /** The client's and the server's endpoint as /v1/policy showed them while this was measured. */
-  endpoints: PolicyView['endpoints'];
+  endpoints: PolicyStatus['endpoints'];
   ipcache: number;
 }
 
@@ -133,9 +124,9 @@ export interface PolicyApply {
   /** Rename of the file → /v1/policy lists all of them. */
   ms: number;
   polls: number;
-  lastWrite?: PolicyView['lastWrite'];
+  lastWrite?: PolicyStatus['lastWrite'];
   revision: number;
-  endpoints: PolicyView['endpoints'];
+  endpoints: PolicyStatus['endpoints'];
   /** The agent's "policy synced" lines logged meanwhile. */
   agentLines: string[];
 }
@@ -147,7 +138,7 @@ export interface PolicyEdit {
   maxMs: number;
   runsMs: number[];
   /** The last edit's write. */
-  lastWrite?: PolicyView['lastWrite'];
+  lastWrite?: PolicyStatus['lastWrite'];
 }
 
 export interface PolicyResult {
@@ -173,7 +164,7 @@ export interface PolicyResult {
   /** The agent's log, without its "program ready" lines (at most the last 500 lines). */
   agentLog?: string[];
   /** On failure: the last /v1/policy answer and the end of the agent's log. */
-  lastView?: PolicyView | string;
+  lastView?: PolicyStatus | string;
   agentLogTail?: string[];
   warnings: string[];
   seconds: number;
@@ -355,9 +346,9 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
   o.register(world);
   const agent = new AgentProcess(world, { where: 'node', extraArgs: ['--pod-cidr', `${NODE_CIDR4},${NODE_CIDR6}`] });
   const procs: Proc[] = [];
-  let lastView: PolicyView | string = 'no answer yet';
-  const view = async (): Promise<PolicyView> => {
-    const v = await apiRequest<PolicyView>(agent.socket, 'GET', '/v1/policy');
+  let lastView: PolicyStatus | string = 'no answer yet';
+  const view = async (): Promise<PolicyStatus> => {
+    const v = await apiRequest<PolicyStatus>(agent.socket, 'GET', '/v1/policy');
     lastView = v;
     return v;
   };
@@ -439,9 +430,9 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     // The policy states and switching between them.
     const measured = benchPolicies(o.policies);
     const measuredKeys = measured.map(key).sort();
-    const isPod = (e: PolicyView['endpoints'][number], name: string) => e.pod === `${NS}/${name}`;
-    const podEndpoints = (v: PolicyView) => v.endpoints.filter((e) => isPod(e, 'client') || isPod(e, 'server'));
-    const inForce = (v: PolicyView, mode: PolicyMode): boolean => {
+    const isPod = (e: PolicyStatus['endpoints'][number], name: string) => e.pod === `${NS}/${name}`;
+    const podEndpoints = (v: PolicyStatus) => v.endpoints.filter((e) => isPod(e, 'client') || isPod(e, 'server'));
+    const inForce = (v: PolicyStatus, mode: PolicyMode): boolean => {
       const want = mode === 'none' ? [] : measuredKeys;
       if (JSON.stringify([...v.policies].sort()) !== JSON.stringify(want)) return false;
       return ['client', 'server'].every((name) => {
@@ -451,7 +442,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       });
     };
     let current: PolicyMode | undefined;
-    let currentView: PolicyView | undefined;
+    let currentView: PolicyStatus | undefined;
     const switchMs: Record<PolicyMode, number[]> = { none: [], policies: [] };
     const switchTo = async (mode: PolicyMode): Promise<void> => {
       if (mode === current) return;
@@ -493,7 +484,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
 
     // Interleaved measurement.
     const modes: PolicyMode[] = ['none', 'policies'];
-    const runs: Record<PolicyMode, { conn: ConnRun[]; rr: RrRun[]; views: PolicyView[] }> = { none: { conn: [], rr: [], views: [] }, policies: { conn: [], rr: [], views: [] } };
+    const runs: Record<PolicyMode, { conn: ConnRun[]; rr: RrRun[]; views: PolicyStatus[] }> = { none: { conn: [], rr: [], views: [] }, policies: { conn: [], rr: [], views: [] } };
     for (const mode of [current!, ...modes.filter((m) => m !== current)]) {
       await switchTo(mode);
       await connRun(o.warmupSeconds, mode);
@@ -571,7 +562,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     let polls = 0;
     const t0 = performance.now();
     writeCluster('both');
-    let applied: PolicyView | undefined;
+    let applied: PolicyStatus | undefined;
     while (performance.now() - t0 < APPLY_TIMEOUT_MS) {
       polls++;
       const v = await view().catch((e: Error) => e.message);
@@ -583,7 +574,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     }
     const applyMs = performance.now() - t0;
     if (!applied) {
-      const lv = lastView as PolicyView | string; // assigned by view()
+      const lv = lastView as PolicyStatus | string; // assigned by view()
       const got = typeof lv === 'string' ? lv : `${lv.policies.length} policies`;
       throw new PolicyBenchError(`the agent did not list all ${n} policies within ${APPLY_TIMEOUT_MS / 1000} s of the write (last answer: ${got})`);
     }
@@ -610,8 +601,8 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     // entries change. Two kinds, alternating: np-0000 in its own file, np-0005 inside the file
     // of the rest (the agent reads that whole file again).
     const kinds = [
-      { index: 0, file: 'single' as const, what: `${NS}/np-0000 in a file of its own`, times: [] as number[], last: undefined as PolicyView['lastWrite'] },
-      { index: 5, file: 'rest' as const, what: `${NS}/np-0005 inside the file of ${n - 1}`, times: [] as number[], last: undefined as PolicyView['lastWrite'] },
+      { index: 0, file: 'single' as const, what: `${NS}/np-0000 in a file of its own`, times: [] as number[], last: undefined as PolicyStatus['lastWrite'] },
+      { index: 5, file: 'rest' as const, what: `${NS}/np-0005 inside the file of ${n - 1}`, times: [] as number[], last: undefined as PolicyStatus['lastWrite'] },
     ];
     let prev = applied;
     for (let k = 0; k < o.edits * kinds.length; k++) {
@@ -621,7 +612,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       extraPorts[kind.index] = extraPorts[kind.index] === undefined ? 40000 + k : undefined;
       const t1 = performance.now();
       writeCluster(kind.file);
-      let done: PolicyView | undefined;
+      let done: PolicyStatus | undefined;
       while (performance.now() - t1 < APPLY_TIMEOUT_MS) {
         const v = await view().catch((e: Error) => e.message);
         if (typeof v !== 'string' && v.revision > prev.revision && v.endpoints.find((e) => isPod(e, 'server'))?.entries !== serverEntries) {
@@ -673,7 +664,7 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
   }
 }
 
-function describe(e: PolicyView['endpoints'][number] | undefined): string {
+function describe(e: PolicyStatus['endpoints'][number] | undefined): string {
   if (!e) return 'not listed';
   return `${e.pod ?? `endpoint ${e.endpoint}`} identity ${e.identity}, ingress ${e.ingress}, egress ${e.egress}, ${e.entries} entries`;
 }
@@ -747,7 +738,7 @@ const int = (x: number) => Math.round(x).toLocaleString('en-US');
 const us = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const trio = (s: Spread, f: (x: number) => string) => `${f(s.min)} / ${f(s.median)} / ${f(s.max)}`;
 
-function entriesOf(p: { endpoints: PolicyView['endpoints'] }): string {
+function entriesOf(p: { endpoints: PolicyStatus['endpoints'] }): string {
   const of = (name: string) => p.endpoints.find((e) => e.pod === `${NS}/${name}`);
   const c = of('client');
   const s = of('server');

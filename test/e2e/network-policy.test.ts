@@ -14,6 +14,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import type { PolicyStatus } from '../../src/contract/agent-api.js';
 import { AgentProcess, REPO, WEFT } from '../harness/agent.js';
 import { addCniPod, Sandboxes, type Sandbox } from '../harness/cni.js';
 import * as ref from '../harness/policy-reference.js';
@@ -151,13 +152,6 @@ after(async () => {
 
 // ---- policies and waiting for them ----
 
-interface PolicyView {
-  revision: number;
-  policies: string[];
-  endpoints: { endpoint: number; pod: string | null; identity: number; ingress: string; egress: string; entries: number }[];
-  lastWrite?: { written: number; deleted: number };
-}
-
 function np(namespace: string, name: string, spec: ref.NetworkPolicy['spec']): ref.NetworkPolicy {
   return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace, name }, spec };
 }
@@ -169,13 +163,13 @@ const policyKey = (p: ref.NetworkPolicy) => `${p.metadata.namespace}/${p.metadat
  *  `afterRevision`, a newer revision: an edit that keeps the names) and every pod has a
  *  resolved identity; returns that answer. Returns undefined when the agent has no policy API
  *  at all and `optional`. */
-async function waitForPolicies(expected: string[], opts: { afterRevision?: number; optional?: boolean } = {}): Promise<PolicyView | undefined> {
+async function waitForPolicies(expected: string[], opts: { afterRevision?: number; optional?: boolean } = {}): Promise<PolicyStatus | undefined> {
   const want = [...expected].sort();
   const deadline = Date.now() + APPLY_MS;
-  let last: PolicyView | string = 'no answer yet';
+  let last: PolicyStatus | string = 'no answer yet';
   while (Date.now() < deadline) {
     try {
-      const view = await agent.get<PolicyView>('/v1/policy');
+      const view = await agent.get<PolicyStatus>('/v1/policy');
       last = view;
       if (applied(view, want, opts.afterRevision)) return view;
     } catch (err) {
@@ -189,7 +183,7 @@ async function waitForPolicies(expected: string[], opts: { afterRevision?: numbe
   assert.fail(`the agent did not put ${JSON.stringify(want)} in force within ${APPLY_MS} ms; last answer: ${JSON.stringify(last, null, 1)}\nagent log (end):\n${agent.log.slice(-4000)}`);
 }
 
-function applied(view: PolicyView, want: string[], afterRevision: number | undefined): boolean {
+function applied(view: PolicyStatus, want: string[], afterRevision: number | undefined): boolean {
   if (afterRevision !== undefined && !(view.revision > afterRevision)) return false;
   if (JSON.stringify(view.policies) !== JSON.stringify(want)) return false;
   // Every pod of the cluster is known by name and has a resolved identity (≥ 256).
@@ -197,7 +191,7 @@ function applied(view: PolicyView, want: string[], afterRevision: number | undef
 }
 
 async function policyRevision(): Promise<number> {
-  return (await agent.get<PolicyView>('/v1/policy')).revision;
+  return (await agent.get<PolicyStatus>('/v1/policy')).revision;
 }
 
 /** Which file holds the policies now in force (one file per case, replaced as a whole). */
@@ -365,7 +359,7 @@ async function applyPolicies(file: string, policies: ref.NetworkPolicy[], opts: 
   return view !== undefined;
 }
 
-function expectIsolation(view: PolicyView, model: ref.Model): void {
+function expectIsolation(view: PolicyStatus, model: ref.Model): void {
   const word = (isolated: boolean) => (isolated ? 'isolated' : 'open');
   const got = pods.map((p) => {
     const e = view.endpoints.find((x) => x.pod === p.key)!;
@@ -639,7 +633,7 @@ describe('refused policies', () => {
     await waitForProblems(PROBLEMS);
     for (const [, field] of PROBLEMS) assert.ok(agent.log.includes(field), `the agent log names ${field}`);
 
-    const view = await agent.get<PolicyView>('/v1/policy');
+    const view = await agent.get<PolicyStatus>('/v1/policy');
     assert.deepEqual(view.policies, ['x/only-from-y']);
     await expectEnforced([good]);
 
@@ -647,7 +641,7 @@ describe('refused policies', () => {
     agent.removeManifest('policy-invalid.yaml');
     agent.writeManifest('policy-valid.yaml', [good]);
     await waitForProblems([]);
-    assert.deepEqual((await agent.get<PolicyView>('/v1/policy')).policies, ['x/only-from-y']);
+    assert.deepEqual((await agent.get<PolicyStatus>('/v1/policy')).policies, ['x/only-from-y']);
   });
 });
 
