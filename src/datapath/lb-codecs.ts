@@ -6,10 +6,6 @@ export type L4Proto = 'TCP' | 'UDP';
 const PROTO_NUMBER: Record<L4Proto, number> = { TCP: 6, UDP: 17 };
 const PROTO_NAME: Record<number, L4Proto> = { 6: 'TCP', 17: 'UDP' };
 
-export function protoNumber(p: L4Proto): number {
-  return PROTO_NUMBER[p];
-}
-
 function protoName(n: number): L4Proto {
   const name = PROTO_NAME[n];
   if (!name) throw new Error(`unknown IP protocol number ${n}`);

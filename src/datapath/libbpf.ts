@@ -43,13 +43,11 @@ const fns = {
   map_update_batch: lib.func('int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
   map_delete_batch: lib.func('int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)'),
   map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
-  link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
   link_detach: lib.func('int bpf_link_detach(int link_fd)'),
   tc_hook_create: lib.func('int bpf_tc_hook_create(const uint8_t *hook)'),
   tc_attach: lib.func('int bpf_tc_attach(const uint8_t *hook, _Inout_ uint8_t *opts)'),
   tc_detach: lib.func('int bpf_tc_detach(const uint8_t *hook, const uint8_t *opts)'),
   tc_query: lib.func('int bpf_tc_query(const uint8_t *hook, _Inout_ uint8_t *opts)'),
-  obj_pin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
   prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)'),
   num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
@@ -65,8 +63,6 @@ const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
 
 export const BPF_ANY = 0n;
-export const BPF_NOEXIST = 1n;
-export const BPF_EXIST = 2n;
 
 /** An error from libbpf or the bpf() syscall, with the errno and any libbpf log lines. */
 export class BpfError extends Error {
@@ -289,8 +285,6 @@ export interface LinkInfo {
   attachType: number;
 }
 
-export const BPF_LINK_TYPE_CGROUP = 3;
-
 /** struct bpf_link_info: a common head (type, id, prog_id), then a union whose layout
  *  depends on the link's type; linkInfo and tcxLinkInfo read the two Weft uses. */
 function readLinkInfo(fd: number): { buf: Buffer; head: { type: number; id: number; progId: number } } {
@@ -398,32 +392,11 @@ export class RawMap {
   }
 }
 
-// ---- TC programs on network devices (TCX links), per-CPU maps, ring buffers, test runs ----
-
-export const BPF_TCX_INGRESS = 46;
-export const BPF_TCX_EGRESS = 47;
-export const BPF_LINK_TYPE_TCX = 11;
-
-/** Attaches a program to a network device as a TCX link and returns the link's fd. The ifindex
- *  is looked up in the calling thread's network namespace. The link (and the attachment) lasts
- *  while an fd or a pin holds it. */
-export function createTcxLink(progFd: number, ifindex: number, attachType: number, what: string): number {
-  const fd = fns.link_create(progFd, ifindex, attachType, null) as number;
-  if (fd < 0) {
-    const hint = -fd === os.constants.errno.EINVAL ? 'TCX links need Linux 6.6 or later' : '';
-    throw new BpfError(what, -fd, hint);
-  }
-  return fd;
-}
+// ---- TCX links (an older agent's, taken down at start), programs by id, per-CPU maps, test runs ----
 
 /** Detaches a link's program from its hook, whoever else still holds the link. */
 export function detachLink(linkFd: number, what: string): void {
   check(`detach link ${what}`, fns.link_detach(linkFd));
-}
-
-/** Pins any BPF object fd (a link made by createTcxLink, say) at a bpffs path. */
-export function objPin(fd: number, pinPath: string): void {
-  check(`pin ${pinPath}`, fns.obj_pin(fd, pinPath));
 }
 
 /** The kernel's id of a loaded program. */
