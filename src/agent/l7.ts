@@ -18,12 +18,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BalancerAlgorithm, ProxySnapshot, ServicePortConfig } from '../contract/proxy-snapshot.js';
-import { LB_SERVICE_F_L7, type L4Addr } from '../datapath/lb-codecs.js';
+import { LB_SERVICE_F_L7 } from '../datapath/lb-codecs.js';
 import type { Logger } from '../lib/log.js';
 import type { Workload } from '../observe/decode.js';
 import { compileRoutes } from '../state/routes/compile.js';
 import { buildSnapshot } from '../state/routes/snapshot.js';
-import type { Frontend } from '../state/services.js';
+import type { Frontend, L4Addr } from '../state/services.js';
 import type { ResourceStore } from '../state/store.js';
 
 export interface L7Options {

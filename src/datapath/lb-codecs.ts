@@ -1,8 +1,10 @@
-// Codecs for the service load-balancing maps declared in bpf/include/lb.h.
+// Codecs for the service load-balancing maps declared in bpf/include/lb.h. Frontends and their
+// backends are state's (src/state/services.ts); here they become the C structs (a protocol's
+// name its IP protocol number).
 import type { StructCodec } from './codec.js';
 import { formatIp, writeIpBytes, type Family } from '../lib/ip.js';
+import type { L4Addr, L4Proto, ServiceKey } from '../state/services.js';
 
-export type L4Proto = 'TCP' | 'UDP';
 const PROTO_NUMBER: Record<L4Proto, number> = { TCP: 6, UDP: 17 };
 const PROTO_NAME: Record<number, L4Proto> = { 6: 'TCP', 17: 'UDP' };
 
@@ -18,12 +20,6 @@ const writeAddr = writeIpBytes;
 /** bpf/include/lb.h LB_SERVICE_F_L7: the frontend's backend is the node proxy's listener. */
 export const LB_SERVICE_F_L7 = 1;
 
-export interface L4Addr {
-  ip: string;
-  port: number;
-  family: Family;
-}
-
 export const weftL4Addr: StructCodec<L4Addr> = {
   cName: 'weft_l4addr',
   size: 20,
@@ -38,13 +34,6 @@ export const weftL4Addr: StructCodec<L4Addr> = {
     return { ip: formatIp(buf.subarray(off, off + 16), family), port: buf.readUInt16BE(off + 16), family };
   },
 };
-
-export interface ServiceKey {
-  ip: string;
-  port: number;
-  proto: L4Proto;
-  family: Family;
-}
 
 export const lbServiceKey: StructCodec<ServiceKey> = {
   cName: 'lb_service_key',

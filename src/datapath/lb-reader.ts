@@ -2,8 +2,9 @@
 // tests trust this over anything the agent holds in memory.
 import path from 'node:path';
 import { RawMap } from './libbpf.js';
-import { lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type L4Addr, type ServiceKey } from './lb-codecs.js';
+import { lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue } from './lb-codecs.js';
 import { pinLayout } from './pins.js';
+import type { L4Addr, ServiceKey } from '../state/services.js';
 
 export interface KernelService {
   frontend: ServiceKey;

@@ -9,10 +9,8 @@
 // for a new service while the old one can still read it.
 import { encode, encodeMany } from './codec.js';
 import type { RawMap } from './libbpf.js';
-import {
-  lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type BackendKey, type L4Addr, type ServiceValue,
-} from './lb-codecs.js';
-import type { Frontend } from '../state/services.js';
+import { lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type BackendKey, type ServiceValue } from './lb-codecs.js';
+import type { Frontend, L4Addr } from '../state/services.js';
 
 export interface SyncStats {
   services: number;

@@ -1,7 +1,24 @@
 // Services + EndpointSlices → load-balancer frontends, each with its backends. Pure.
 import { canonicalIp, ipFamily, type Family } from '../lib/ip.js';
-import type { L4Addr, L4Proto, ServiceKey } from '../datapath/lb-codecs.js';
 import { SERVICE_NAME_LABEL, type Endpoint, type EndpointSlice, type Service } from './resources.js';
+
+/** The protocols a frontend load-balances (SCTP is not, yet). */
+export type L4Proto = 'TCP' | 'UDP';
+
+/** An address and port: a backend, or the node proxy's listener. */
+export interface L4Addr {
+  ip: string;
+  port: number;
+  family: Family;
+}
+
+/** What a frontend answers to: a Service's cluster IP, port and protocol. */
+export interface ServiceKey {
+  ip: string;
+  port: number;
+  proto: L4Proto;
+  family: Family;
+}
 
 export interface Frontend {
   /** namespace/name of the Service. */

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { encode } from '../../src/datapath/codec.js';
-import { lbBackendKey, lbBackendValue, type L4Addr } from '../../src/datapath/lb-codecs.js';
+import { lbBackendKey, lbBackendValue } from '../../src/datapath/lb-codecs.js';
 import { readKernelServices } from '../../src/datapath/lb-reader.js';
 import { LbWriter } from '../../src/datapath/lb-writer.js';
 import type { RawMap } from '../../src/datapath/libbpf.js';
 import { loadSocketPrograms, type LoadedDatapath } from '../../src/datapath/programs.js';
-import type { Frontend } from '../../src/state/services.js';
+import type { Frontend, L4Addr } from '../../src/state/services.js';
 import { World } from '../harness/world.js';
 
 let world: World;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { placeBackends } from '../../src/datapath/lb-writer.js';
-import type { L4Addr } from '../../src/datapath/lb-codecs.js';
+import type { L4Addr } from '../../src/state/services.js';
 import { seeded } from '../harness/seeded.js';
 
 const b = (n: number, port = 8080): L4Addr => ({ ip: `10.0.0.${n}`, port, family: 4 });

@@ -2,9 +2,8 @@
 // turns into, and which backends each one balances over.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ServiceTable, compileServices, type Frontend } from '../../src/state/services.js';
+import { ServiceTable, compileServices, type Frontend, type L4Addr } from '../../src/state/services.js';
 import type { Endpoint, EndpointConditions, EndpointPort, EndpointSlice, Protocol, Service, ServicePort } from '../../src/state/resources.js';
-import type { L4Addr } from '../../src/datapath/lb-codecs.js';
 import { seeded } from '../harness/seeded.js';
 
 function service(name: string, clusterIPs: string[], ports: ServicePort[], opts: { namespace?: string; type?: Service['spec']['type'] } = {}): Service {
