@@ -6,7 +6,7 @@
 // so a rule naming a block allows a handful of identities, not a list of addresses. Pure.
 import ipaddr from 'ipaddr.js';
 import { IDENTITY_ANY, IDENTITY_F_CIDR, assignIdentities, hashedIdentity } from './identities.js';
-import type { IPBlock } from './validate-policy.js';
+import type { IPBlock } from './resources.js';
 
 interface Prefix {
   family: 4 | 6;

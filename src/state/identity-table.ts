@@ -10,8 +10,7 @@ import { cidrRegions, blockKey, type CidrRegions } from './cidr-regions.js';
 import {
   IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, assignIdentities, hashedIdentity, namespaceLabels, securityKey, type SecurityLabels,
 } from './identities.js';
-import type { ContainerPort } from './resources.js';
-import type { IPBlock } from './validate-policy.js';
+import type { ContainerPort, IPBlock } from './resources.js';
 
 /** A pod policy can name: labels from its Pod object, addresses from its status (or, for local
  *  pods, from the endpoint registry, which knows them first). */

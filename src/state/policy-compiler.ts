@@ -23,14 +23,15 @@
 //    them names and allows nothing but its node. Elsewhere its address is IDENTITY_UNRESOLVED,
 //    which no selector matches: such a peer is allowed only by rules that allow every peer.
 import ipaddr from 'ipaddr.js';
-import { matchesSelector, type LabelSelector } from './selectors.js';
+import { matchesSelector } from './selectors.js';
 import { IdentityTable, type IpcacheValue, type PolicyEndpoint, type PolicyPod } from './identity-table.js';
 import {
   IDENTITY_ANY, IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, hashedIdentity,
   type SecurityLabels,
 } from './identities.js';
-import type { ContainerPort, NetworkPolicy, Protocol } from './resources.js';
-import type { IPBlock, PolicyPeer, PolicyPort, PolicyRule } from './validate-policy.js';
+import type {
+  ContainerPort, IPBlock, LabelSelector, NetworkPolicy, PolicyPeer, PolicyPort, PolicyRule, Protocol,
+} from './resources.js';
 
 export type { IpcacheValue, PolicyEndpoint, PolicyPod } from './identity-table.js';
 

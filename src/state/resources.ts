@@ -2,7 +2,6 @@
 // Every source produces these after validation; nothing downstream knows where they came from.
 import type { Protocol } from '../lib/checker.js';
 import type { GRPCRouteSpec, HTTPRouteSpec } from './routes/spec.js';
-import type { NetworkPolicySpec } from './validate-policy.js';
 
 export type { Protocol };
 
@@ -106,7 +105,55 @@ export interface Node {
   spec: { podCIDRs?: string[] };
 }
 
-/** Validated and normalized (src/state/validate-policy.ts). */
+/** metav1.LabelSelector (checked and matched by src/state/selectors.ts). */
+export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: SelectorOperator;
+  values?: string[];
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+// ---- networking.k8s.io/v1 NetworkPolicy, validated and normalized (src/state/validate-policy.ts) ----
+
+export interface IPBlock {
+  cidr: string;
+  except: string[];
+}
+
+/** One peer: pods (by namespace and pod selectors) or an IP block. */
+export type PolicyPeer =
+  | { kind: 'pods'; podSelector?: LabelSelector; namespaceSelector?: LabelSelector }
+  | { kind: 'ipBlock'; ipBlock: IPBlock };
+
+export interface PolicyPort {
+  protocol: Protocol;
+  /** A number, a named container port, or undefined for every port. */
+  port?: number | string;
+  endPort?: number;
+}
+
+export interface PolicyRule {
+  /** undefined: every peer. [] cannot be told apart from undefined in the API: every peer too. */
+  peers?: PolicyPeer[];
+  /** undefined: every port. */
+  ports?: PolicyPort[];
+}
+
+export type PolicyType = 'Ingress' | 'Egress';
+
+export interface NetworkPolicySpec {
+  podSelector: LabelSelector;
+  policyTypes: PolicyType[];
+  ingress: PolicyRule[];
+  egress: PolicyRule[];
+}
+
 export interface NetworkPolicy {
   apiVersion: 'networking.k8s.io/v1';
   kind: 'NetworkPolicy';

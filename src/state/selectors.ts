@@ -1,19 +1,7 @@
 // Label selectors (metav1.LabelSelector): validation with field-named errors, and matching with
 // the semantics of k8s.io/apimachinery's LabelSelectorAsSelector. Pure.
 import { Checker, isObj } from '../lib/checker.js';
-
-export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
-
-export interface LabelSelectorRequirement {
-  key: string;
-  operator: SelectorOperator;
-  values?: string[];
-}
-
-export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: LabelSelectorRequirement[];
-}
+import type { LabelSelector, LabelSelectorRequirement, SelectorOperator } from './resources.js';
 
 const OPERATORS: readonly SelectorOperator[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
 // A label key is an optional DNS subdomain prefix and '/', then a name of at most 63

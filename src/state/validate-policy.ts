@@ -4,41 +4,8 @@
 import ipaddr from 'ipaddr.js';
 import { Checker, DNS1123_SUBDOMAIN, isObj, portNameProblem, type Obj, type Validation } from '../lib/checker.js';
 import { checkMeta } from './meta.js';
-import type { NetworkPolicy, Protocol } from './resources.js';
-import { checkLabelSelector, type LabelSelector } from './selectors.js';
-
-export interface IPBlock {
-  cidr: string;
-  except: string[];
-}
-
-/** One peer: pods (by namespace and pod selectors) or an IP block. */
-export type PolicyPeer =
-  | { kind: 'pods'; podSelector?: LabelSelector; namespaceSelector?: LabelSelector }
-  | { kind: 'ipBlock'; ipBlock: IPBlock };
-
-export interface PolicyPort {
-  protocol: Protocol;
-  /** A number, a named container port, or undefined for every port. */
-  port?: number | string;
-  endPort?: number;
-}
-
-export interface PolicyRule {
-  /** undefined: every peer. [] cannot be told apart from undefined in the API: every peer too. */
-  peers?: PolicyPeer[];
-  /** undefined: every port. */
-  ports?: PolicyPort[];
-}
-
-export type PolicyType = 'Ingress' | 'Egress';
-
-export interface NetworkPolicySpec {
-  podSelector: LabelSelector;
-  policyTypes: PolicyType[];
-  ingress: PolicyRule[];
-  egress: PolicyRule[];
-}
+import type { IPBlock, NetworkPolicy, PolicyPeer, PolicyPort, PolicyRule, PolicyType } from './resources.js';
+import { checkLabelSelector } from './selectors.js';
 
 /** The canonical form of a CIDR (host bits cleared), or undefined. */
 function canonicalCidr(text: string): { cidr: string; range: [ipaddr.IPv4 | ipaddr.IPv6, number] } | undefined {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateResource } from '../../src/state/validate.js';
 import { matchesSelector } from '../../src/state/selectors.js';
-import type { NetworkPolicySpec } from '../../src/state/validate-policy.js';
+import type { NetworkPolicySpec } from '../../src/state/resources.js';
 
 const policy = (spec: unknown) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'p', namespace: 'prod' }, spec });
 
