@@ -1,9 +1,9 @@
 // Codecs for the pod endpoint maps and events declared in bpf/include/endpoint.h, conntrack.h
 // and events.h (used by bpf/lxc.c). test/datapath/btf-layout.test.ts checks every struct, enum
 // and map here against build/bpf/lxc.o's BTF.
-import type { StructCodec } from './codec.js';
+import { addr, be16, nested, pad, struct, u32, u64, u8, type Coding, type StructCodec } from './codec.js';
 import { POLICY_CODECS, ipcacheKey, ipcacheValue, policyKey, policyValue } from './policy-codecs.js';
-import { formatIp, writeIpBytes, type Family } from '../lib/ip.js';
+import type { Family } from '../lib/ip.js';
 
 // ---- enums ----
 
@@ -91,13 +91,8 @@ export function protoName(proto: number): string {
   return PROTO_NAMES[proto] ?? String(proto);
 }
 
-function readFamily(buf: Buffer, off: number): Family | undefined {
-  const f = buf.readUInt8(off);
+function asFamily(f: number): Family | undefined {
   return f === 4 || f === 6 ? f : undefined;
-}
-
-function readAddr(buf: Buffer, off: number, family: Family | undefined): string | undefined {
-  return family ? formatIp(buf.subarray(off, off + 16), family) : undefined;
 }
 
 // ---- lxc_endpoints: __u32 ifindex → struct endpoint_info ----
@@ -109,38 +104,35 @@ export interface EndpointInfo {
   ipv6?: string;
 }
 
-export const endpointInfo: StructCodec<EndpointInfo> = {
-  cName: 'endpoint_info',
-  size: 44,
-  fields: {
-    endpoint_id: { offset: 0, size: 4 },
-    flags: { offset: 4, size: 4 },
-    ipv4: { offset: 8, size: 16 },
-    ipv6: { offset: 24, size: 16 },
-    has_ipv4: { offset: 40, size: 1 },
-    has_ipv6: { offset: 41, size: 1 },
-    pad: { offset: 42, size: 2 },
-  },
+export const endpointInfo = struct('endpoint_info', 44, {
+  endpoint_id: u32(0),
+  flags: u32(4),
+  ipv4: addr(8),
+  ipv6: addr(24),
+  has_ipv4: u8(40),
+  has_ipv6: u8(41),
+  pad: pad(42, 2),
+}, (f, size): Coding<EndpointInfo> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 44);
-    buf.writeUInt32LE(v.endpointId, off);
-    buf.writeUInt32LE(v.flags, off + 4);
+    buf.fill(0, off, off + size);
+    f.endpoint_id.write(buf, off, v.endpointId);
+    f.flags.write(buf, off, v.flags);
     if (v.ipv4 !== undefined) {
-      writeIpBytes(v.ipv4, 4, buf, off + 8);
-      buf.writeUInt8(1, off + 40);
+      f.ipv4.write(buf, off, v.ipv4, 4);
+      f.has_ipv4.write(buf, off, 1);
     }
     if (v.ipv6 !== undefined) {
-      writeIpBytes(v.ipv6, 6, buf, off + 24);
-      buf.writeUInt8(1, off + 41);
+      f.ipv6.write(buf, off, v.ipv6, 6);
+      f.has_ipv6.write(buf, off, 1);
     }
   },
   decode(buf, off = 0) {
-    const out: EndpointInfo = { endpointId: buf.readUInt32LE(off), flags: buf.readUInt32LE(off + 4) };
-    if (buf.readUInt8(off + 40)) out.ipv4 = formatIp(buf.subarray(off + 8, off + 12), 4);
-    if (buf.readUInt8(off + 41)) out.ipv6 = formatIp(buf.subarray(off + 24, off + 40), 6);
+    const out: EndpointInfo = { endpointId: f.endpoint_id.read(buf, off), flags: f.flags.read(buf, off) };
+    if (f.has_ipv4.read(buf, off)) out.ipv4 = f.ipv4.read(buf, off, 4);
+    if (f.has_ipv6.read(buf, off)) out.ipv6 = f.ipv6.read(buf, off, 6);
     return out;
   },
-};
+}));
 
 /** The lxc_endpoints key: the host-side veth's ifindex, a host-endian __u32. */
 export function ifindexKey(ifindex: number): Buffer {
@@ -156,19 +148,20 @@ export interface EndpointMetricsKey {
   direction: Direction;
 }
 
-export const endpointMetricsKey: StructCodec<EndpointMetricsKey> = {
-  cName: 'endpoint_metrics_key',
-  size: 8,
-  fields: { endpoint_id: { offset: 0, size: 4 }, direction: { offset: 4, size: 1 }, pad: { offset: 5, size: 3 } },
+export const endpointMetricsKey = struct('endpoint_metrics_key', 8, {
+  endpoint_id: u32(0),
+  direction: u8(4),
+  pad: pad(5, 3),
+}, (f, size): Coding<EndpointMetricsKey> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 8);
-    buf.writeUInt32LE(v.endpointId, off);
-    buf.writeUInt8(weftDir.value(v.direction), off + 4);
+    buf.fill(0, off, off + size);
+    f.endpoint_id.write(buf, off, v.endpointId);
+    f.direction.write(buf, off, weftDir.value(v.direction));
   },
   decode(buf, off = 0) {
-    return { endpointId: buf.readUInt32LE(off), direction: enumName(weftDir, buf.readUInt8(off + 4)) };
+    return { endpointId: f.endpoint_id.read(buf, off), direction: enumName(weftDir, f.direction.read(buf, off)) };
   },
-};
+}));
 
 export interface EndpointCounters {
   packets: bigint;
@@ -177,19 +170,20 @@ export interface EndpointCounters {
 }
 
 /** One CPU's slot of an lxc_metrics value. */
-export const endpointMetrics: StructCodec<EndpointCounters> = {
-  cName: 'endpoint_metrics',
-  size: 24,
-  fields: { packets: { offset: 0, size: 8 }, bytes: { offset: 8, size: 8 }, drops: { offset: 16, size: 8 } },
+export const endpointMetrics = struct('endpoint_metrics', 24, {
+  packets: u64(0),
+  bytes: u64(8),
+  drops: u64(16),
+}, (f): Coding<EndpointCounters> => ({
   encodeInto(v, buf, off) {
-    buf.writeBigUInt64LE(v.packets, off);
-    buf.writeBigUInt64LE(v.bytes, off + 8);
-    buf.writeBigUInt64LE(v.drops, off + 16);
+    f.packets.write(buf, off, v.packets);
+    f.bytes.write(buf, off, v.bytes);
+    f.drops.write(buf, off, v.drops);
   },
   decode(buf, off = 0) {
-    return { packets: buf.readBigUInt64LE(off), bytes: buf.readBigUInt64LE(off + 8), drops: buf.readBigUInt64LE(off + 16) };
+    return { packets: f.packets.read(buf, off), bytes: f.bytes.read(buf, off), drops: f.drops.read(buf, off) };
   },
-};
+}));
 
 // ---- ct: struct ct_key → struct ct_entry ----
 
@@ -204,40 +198,37 @@ export interface CtKey {
   peerPort: number;
 }
 
-export const ctKey: StructCodec<CtKey> = {
-  cName: 'ct_key',
-  size: 40,
-  fields: {
-    ep_addr: { offset: 0, size: 16 },
-    peer_addr: { offset: 16, size: 16 },
-    ep_port: { offset: 32, size: 2 },
-    peer_port: { offset: 34, size: 2 },
-    proto: { offset: 36, size: 1 },
-    family: { offset: 37, size: 1 },
-    pad: { offset: 38, size: 2 },
-  },
+export const ctKey = struct('ct_key', 40, {
+  ep_addr: addr(0),
+  peer_addr: addr(16),
+  ep_port: be16(32),
+  peer_port: be16(34),
+  proto: u8(36),
+  family: u8(37),
+  pad: pad(38, 2),
+}, (f, size): Coding<CtKey> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 40);
-    writeIpBytes(v.epAddr, v.family, buf, off);
-    writeIpBytes(v.peerAddr, v.family, buf, off + 16);
-    buf.writeUInt16BE(v.epPort, off + 32);
-    buf.writeUInt16BE(v.peerPort, off + 34);
-    buf.writeUInt8(v.proto, off + 36);
-    buf.writeUInt8(v.family, off + 37);
+    buf.fill(0, off, off + size);
+    f.ep_addr.write(buf, off, v.epAddr, v.family);
+    f.peer_addr.write(buf, off, v.peerAddr, v.family);
+    f.ep_port.write(buf, off, v.epPort);
+    f.peer_port.write(buf, off, v.peerPort);
+    f.proto.write(buf, off, v.proto);
+    f.family.write(buf, off, v.family);
   },
   decode(buf, off = 0) {
-    const family = readFamily(buf, off + 37);
-    if (!family) throw new Error(`ct_key: family ${buf.readUInt8(off + 37)} is neither 4 nor 6`);
+    const family = asFamily(f.family.read(buf, off));
+    if (!family) throw new Error(`ct_key: family ${f.family.read(buf, off)} is neither 4 nor 6`);
     return {
       family,
-      proto: buf.readUInt8(off + 36),
-      epAddr: formatIp(buf.subarray(off, off + 16), family),
-      peerAddr: formatIp(buf.subarray(off + 16, off + 32), family),
-      epPort: buf.readUInt16BE(off + 32),
-      peerPort: buf.readUInt16BE(off + 34),
+      proto: f.proto.read(buf, off),
+      epAddr: f.ep_addr.read(buf, off, family),
+      peerAddr: f.peer_addr.read(buf, off, family),
+      epPort: f.ep_port.read(buf, off),
+      peerPort: f.peer_port.read(buf, off),
     };
   },
-};
+}));
 
 export interface CtEntry {
   /** In the direction that opened the connection. */
@@ -256,51 +247,48 @@ export interface CtEntry {
   tcpFlagsReply: number;
 }
 
-export const ctEntry: StructCodec<CtEntry> = {
-  cName: 'ct_entry',
-  size: 56,
-  fields: {
-    packets_orig: { offset: 0, size: 8 },
-    bytes_orig: { offset: 8, size: 8 },
-    packets_reply: { offset: 16, size: 8 },
-    bytes_reply: { offset: 24, size: 8 },
-    created_ns: { offset: 32, size: 8 },
-    last_seen_ns: { offset: 40, size: 8 },
-    endpoint_id: { offset: 48, size: 4 },
-    origin: { offset: 52, size: 1 },
-    state: { offset: 53, size: 1 },
-    tcp_flags_orig: { offset: 54, size: 1 },
-    tcp_flags_reply: { offset: 55, size: 1 },
-  },
+export const ctEntry = struct('ct_entry', 56, {
+  packets_orig: u64(0),
+  bytes_orig: u64(8),
+  packets_reply: u64(16),
+  bytes_reply: u64(24),
+  created_ns: u64(32),
+  last_seen_ns: u64(40),
+  endpoint_id: u32(48),
+  origin: u8(52),
+  state: u8(53),
+  tcp_flags_orig: u8(54),
+  tcp_flags_reply: u8(55),
+}, (f): Coding<CtEntry> => ({
   encodeInto(v, buf, off) {
-    buf.writeBigUInt64LE(v.packetsOrig, off);
-    buf.writeBigUInt64LE(v.bytesOrig, off + 8);
-    buf.writeBigUInt64LE(v.packetsReply, off + 16);
-    buf.writeBigUInt64LE(v.bytesReply, off + 24);
-    buf.writeBigUInt64LE(v.createdNs, off + 32);
-    buf.writeBigUInt64LE(v.lastSeenNs, off + 40);
-    buf.writeUInt32LE(v.endpointId, off + 48);
-    buf.writeUInt8(weftDir.value(v.origin), off + 52);
-    buf.writeUInt8(ctState.value(v.state), off + 53);
-    buf.writeUInt8(v.tcpFlagsOrig, off + 54);
-    buf.writeUInt8(v.tcpFlagsReply, off + 55);
+    f.packets_orig.write(buf, off, v.packetsOrig);
+    f.bytes_orig.write(buf, off, v.bytesOrig);
+    f.packets_reply.write(buf, off, v.packetsReply);
+    f.bytes_reply.write(buf, off, v.bytesReply);
+    f.created_ns.write(buf, off, v.createdNs);
+    f.last_seen_ns.write(buf, off, v.lastSeenNs);
+    f.endpoint_id.write(buf, off, v.endpointId);
+    f.origin.write(buf, off, weftDir.value(v.origin));
+    f.state.write(buf, off, ctState.value(v.state));
+    f.tcp_flags_orig.write(buf, off, v.tcpFlagsOrig);
+    f.tcp_flags_reply.write(buf, off, v.tcpFlagsReply);
   },
   decode(buf, off = 0) {
     return {
-      packetsOrig: buf.readBigUInt64LE(off),
-      bytesOrig: buf.readBigUInt64LE(off + 8),
-      packetsReply: buf.readBigUInt64LE(off + 16),
-      bytesReply: buf.readBigUInt64LE(off + 24),
-      createdNs: buf.readBigUInt64LE(off + 32),
-      lastSeenNs: buf.readBigUInt64LE(off + 40),
-      endpointId: buf.readUInt32LE(off + 48),
-      origin: enumName(weftDir, buf.readUInt8(off + 52)),
-      state: enumName(ctState, buf.readUInt8(off + 53)),
-      tcpFlagsOrig: buf.readUInt8(off + 54),
-      tcpFlagsReply: buf.readUInt8(off + 55),
+      packetsOrig: f.packets_orig.read(buf, off),
+      bytesOrig: f.bytes_orig.read(buf, off),
+      packetsReply: f.packets_reply.read(buf, off),
+      bytesReply: f.bytes_reply.read(buf, off),
+      createdNs: f.created_ns.read(buf, off),
+      lastSeenNs: f.last_seen_ns.read(buf, off),
+      endpointId: f.endpoint_id.read(buf, off),
+      origin: enumName(weftDir, f.origin.read(buf, off)),
+      state: enumName(ctState, f.state.read(buf, off)),
+      tcpFlagsOrig: f.tcp_flags_orig.read(buf, off),
+      tcpFlagsReply: f.tcp_flags_reply.read(buf, off),
     };
   },
-};
+}));
 
 // ---- events: struct event_hdr, the start of every ring buffer record ----
 
@@ -325,68 +313,65 @@ export interface EventHeader {
   ethertype: number;
 }
 
-export const eventHdr: StructCodec<EventHeader> = {
-  cName: 'event_hdr',
-  size: 64,
-  fields: {
-    time_ns: { offset: 0, size: 8 },
-    type: { offset: 8, size: 1 },
-    reason: { offset: 9, size: 1 },
-    direction: { offset: 10, size: 1 },
-    family: { offset: 11, size: 1 },
-    ifindex: { offset: 12, size: 4 },
-    endpoint_id: { offset: 16, size: 4 },
-    pkt_len: { offset: 20, size: 4 },
-    saddr: { offset: 24, size: 16 },
-    daddr: { offset: 40, size: 16 },
-    sport: { offset: 56, size: 2 },
-    dport: { offset: 58, size: 2 },
-    proto: { offset: 60, size: 1 },
-    tcp_flags: { offset: 61, size: 1 },
-    ethertype: { offset: 62, size: 2 },
-  },
+export const eventHdr = struct('event_hdr', 64, {
+  time_ns: u64(0),
+  type: u8(8),
+  reason: u8(9),
+  direction: u8(10),
+  family: u8(11),
+  ifindex: u32(12),
+  endpoint_id: u32(16),
+  pkt_len: u32(20),
+  saddr: addr(24),
+  daddr: addr(40),
+  sport: be16(56),
+  dport: be16(58),
+  proto: u8(60),
+  tcp_flags: u8(61),
+  ethertype: be16(62),
+}, (f, size): Coding<EventHeader> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 64);
-    buf.writeBigUInt64LE(v.timeNs, off);
-    buf.writeUInt8(eventType.value(v.type), off + 8);
-    buf.writeUInt8(v.reason ? dropReason.value(v.reason) : 0, off + 9);
-    buf.writeUInt8(weftDir.value(v.direction), off + 10);
-    buf.writeUInt8(v.family ?? 0, off + 11);
-    buf.writeUInt32LE(v.ifindex, off + 12);
-    buf.writeUInt32LE(v.endpointId, off + 16);
-    buf.writeUInt32LE(v.pktLen, off + 20);
-    if (v.family && v.saddr) writeIpBytes(v.saddr, v.family, buf, off + 24);
-    if (v.family && v.daddr) writeIpBytes(v.daddr, v.family, buf, off + 40);
-    buf.writeUInt16BE(v.sport, off + 56);
-    buf.writeUInt16BE(v.dport, off + 58);
-    buf.writeUInt8(v.proto, off + 60);
-    buf.writeUInt8(v.tcpFlags, off + 61);
-    buf.writeUInt16BE(v.ethertype, off + 62);
+    buf.fill(0, off, off + size);
+    f.time_ns.write(buf, off, v.timeNs);
+    f.type.write(buf, off, eventType.value(v.type));
+    f.reason.write(buf, off, v.reason ? dropReason.value(v.reason) : 0);
+    f.direction.write(buf, off, weftDir.value(v.direction));
+    f.family.write(buf, off, v.family ?? 0);
+    f.ifindex.write(buf, off, v.ifindex);
+    f.endpoint_id.write(buf, off, v.endpointId);
+    f.pkt_len.write(buf, off, v.pktLen);
+    if (v.family && v.saddr) f.saddr.write(buf, off, v.saddr, v.family);
+    if (v.family && v.daddr) f.daddr.write(buf, off, v.daddr, v.family);
+    f.sport.write(buf, off, v.sport);
+    f.dport.write(buf, off, v.dport);
+    f.proto.write(buf, off, v.proto);
+    f.tcp_flags.write(buf, off, v.tcpFlags);
+    f.ethertype.write(buf, off, v.ethertype);
   },
   decode(buf, off = 0) {
-    const family = readFamily(buf, off + 11);
-    const reason = dropReason.name(buf.readUInt8(off + 9));
-    const saddr = readAddr(buf, off + 24, family);
-    const daddr = readAddr(buf, off + 40, family);
+    const family = asFamily(f.family.read(buf, off));
+    const reason = dropReason.name(f.reason.read(buf, off));
+    const saddr = family ? f.saddr.read(buf, off, family) : undefined;
+    const daddr = family ? f.daddr.read(buf, off, family) : undefined;
     return {
-      timeNs: buf.readBigUInt64LE(off),
-      type: enumName(eventType, buf.readUInt8(off + 8)),
+      timeNs: f.time_ns.read(buf, off),
+      type: enumName(eventType, f.type.read(buf, off)),
       ...(reason && { reason }),
-      direction: enumName(weftDir, buf.readUInt8(off + 10)),
+      direction: enumName(weftDir, f.direction.read(buf, off)),
       ...(family && { family }),
-      ifindex: buf.readUInt32LE(off + 12),
-      endpointId: buf.readUInt32LE(off + 16),
-      pktLen: buf.readUInt32LE(off + 20),
+      ifindex: f.ifindex.read(buf, off),
+      endpointId: f.endpoint_id.read(buf, off),
+      pktLen: f.pkt_len.read(buf, off),
       ...(saddr !== undefined && { saddr }),
       ...(daddr !== undefined && { daddr }),
-      sport: buf.readUInt16BE(off + 56),
-      dport: buf.readUInt16BE(off + 58),
-      proto: buf.readUInt8(off + 60),
-      tcpFlags: buf.readUInt8(off + 61),
-      ethertype: buf.readUInt16BE(off + 62),
+      sport: f.sport.read(buf, off),
+      dport: f.dport.read(buf, off),
+      proto: f.proto.read(buf, off),
+      tcpFlags: f.tcp_flags.read(buf, off),
+      ethertype: f.ethertype.read(buf, off),
     };
   },
-};
+}));
 
 // ---- the events that add to the header ----
 
@@ -400,20 +385,26 @@ export interface TraceEvent {
   ctFlags: number;
 }
 
-export const pktTraceEvent: StructCodec<TraceEvent> = {
-  cName: 'pkt_trace_event',
-  size: 72,
-  fields: { hdr: { offset: 0, size: 64 }, peer_identity: { offset: 64, size: 4 }, ct_flags: { offset: 68, size: 1 }, pad: { offset: 69, size: 3 } },
+export const pktTraceEvent = struct('pkt_trace_event', 72, {
+  hdr: nested(0, eventHdr),
+  peer_identity: u32(64),
+  ct_flags: u8(68),
+  pad: pad(69, 3),
+}, (f, size): Coding<TraceEvent> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 72);
-    eventHdr.encodeInto(v.hdr, buf, off);
-    buf.writeUInt32LE(v.peerIdentity >>> 0, off + 64);
-    buf.writeUInt8(v.ctFlags, off + 68);
+    buf.fill(0, off, off + size);
+    f.hdr.write(buf, off, v.hdr);
+    f.peer_identity.write(buf, off, v.peerIdentity >>> 0);
+    f.ct_flags.write(buf, off, v.ctFlags);
   },
   decode(buf, off = 0) {
-    return { hdr: eventHdr.decode(buf, off), peerIdentity: buf.readUInt32LE(off + 64), ctFlags: buf.readUInt8(off + 68) };
+    return {
+      hdr: f.hdr.read(buf, off),
+      peerIdentity: f.peer_identity.read(buf, off),
+      ctFlags: f.ct_flags.read(buf, off),
+    };
   },
-};
+}));
 
 export interface PolicyVerdictEvent {
   hdr: EventHeader;
@@ -423,23 +414,29 @@ export interface PolicyVerdictEvent {
   allowed: boolean;
 }
 
-export const policyVerdictEvent: StructCodec<PolicyVerdictEvent> = {
-  cName: 'policy_verdict_event',
-  size: 80,
-  fields: {
-    hdr: { offset: 0, size: 64 }, peer_identity: { offset: 64, size: 4 }, rule_id: { offset: 68, size: 4 }, allowed: { offset: 72, size: 1 }, pad: { offset: 73, size: 7 },
-  },
+export const policyVerdictEvent = struct('policy_verdict_event', 80, {
+  hdr: nested(0, eventHdr),
+  peer_identity: u32(64),
+  rule_id: u32(68),
+  allowed: u8(72),
+  pad: pad(73, 7),
+}, (f, size): Coding<PolicyVerdictEvent> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 80);
-    eventHdr.encodeInto(v.hdr, buf, off);
-    buf.writeUInt32LE(v.peerIdentity >>> 0, off + 64);
-    buf.writeUInt32LE(v.ruleId >>> 0, off + 68);
-    buf.writeUInt8(v.allowed ? 1 : 0, off + 72);
+    buf.fill(0, off, off + size);
+    f.hdr.write(buf, off, v.hdr);
+    f.peer_identity.write(buf, off, v.peerIdentity >>> 0);
+    f.rule_id.write(buf, off, v.ruleId >>> 0);
+    f.allowed.write(buf, off, v.allowed ? 1 : 0);
   },
   decode(buf, off = 0) {
-    return { hdr: eventHdr.decode(buf, off), peerIdentity: buf.readUInt32LE(off + 64), ruleId: buf.readUInt32LE(off + 68), allowed: buf.readUInt8(off + 72) !== 0 };
+    return {
+      hdr: f.hdr.read(buf, off),
+      peerIdentity: f.peer_identity.read(buf, off),
+      ruleId: f.rule_id.read(buf, off),
+      allowed: f.allowed.read(buf, off) !== 0,
+    };
   },
-};
+}));
 
 export interface SockXlateEvent {
   hdr: EventHeader;
@@ -454,36 +451,39 @@ export interface SockXlateEvent {
 }
 
 /** Sent by bpf/sock.c (its BTF has it; lxc.o's does not). */
-export const sockXlateEvent: StructCodec<SockXlateEvent> = {
-  cName: 'sock_xlate_event',
-  size: 104,
-  fields: {
-    hdr: { offset: 0, size: 64 }, svc_addr: { offset: 64, size: 16 }, svc_port: { offset: 80, size: 2 }, is_connect: { offset: 82, size: 1 },
-    redirected: { offset: 83, size: 1 }, pad: { offset: 84, size: 4 }, cgroup_id: { offset: 88, size: 8 }, netns_cookie: { offset: 96, size: 8 },
-  },
+export const sockXlateEvent = struct('sock_xlate_event', 104, {
+  hdr: nested(0, eventHdr),
+  svc_addr: addr(64),
+  svc_port: be16(80),
+  is_connect: u8(82),
+  redirected: u8(83),
+  pad: pad(84, 4),
+  cgroup_id: u64(88),
+  netns_cookie: u64(96),
+}, (f, size): Coding<SockXlateEvent> => ({
   encodeInto(v, buf, off) {
-    buf.fill(0, off, off + 104);
-    eventHdr.encodeInto(v.hdr, buf, off);
-    writeIpBytes(v.svcAddr, v.hdr.family ?? 4, buf, off + 64);
-    buf.writeUInt16BE(v.svcPort, off + 80);
-    buf.writeUInt8(v.isConnect ? 1 : 0, off + 82);
-    buf.writeUInt8(v.redirected ? 1 : 0, off + 83);
-    buf.writeBigUInt64LE(v.cgroupId, off + 88);
-    buf.writeBigUInt64LE(v.netnsCookie, off + 96);
+    buf.fill(0, off, off + size);
+    f.hdr.write(buf, off, v.hdr);
+    f.svc_addr.write(buf, off, v.svcAddr, v.hdr.family ?? 4);
+    f.svc_port.write(buf, off, v.svcPort);
+    f.is_connect.write(buf, off, v.isConnect ? 1 : 0);
+    f.redirected.write(buf, off, v.redirected ? 1 : 0);
+    f.cgroup_id.write(buf, off, v.cgroupId);
+    f.netns_cookie.write(buf, off, v.netnsCookie);
   },
   decode(buf, off = 0) {
-    const hdr = eventHdr.decode(buf, off);
+    const hdr = f.hdr.read(buf, off);
     return {
       hdr,
-      svcAddr: formatIp(buf.subarray(off + 64, off + (hdr.family === 6 ? 80 : 68)), hdr.family ?? 4),
-      svcPort: buf.readUInt16BE(off + 80),
-      isConnect: buf.readUInt8(off + 82) !== 0,
-      redirected: buf.readUInt8(off + 83) !== 0,
-      cgroupId: buf.readBigUInt64LE(off + 88),
-      netnsCookie: buf.readBigUInt64LE(off + 96),
+      svcAddr: f.svc_addr.read(buf, off, hdr.family ?? 4),
+      svcPort: f.svc_port.read(buf, off),
+      isConnect: f.is_connect.read(buf, off) !== 0,
+      redirected: f.redirected.read(buf, off) !== 0,
+      cgroupId: f.cgroup_id.read(buf, off),
+      netnsCookie: f.netns_cookie.read(buf, off),
     };
   },
-};
+}));
 
 /** bpf/include/events.h EVENTS_RING_BYTES: 8 MiB holds about 116,000 drop events, 58 ms of a
  *  2 million a second burst while the observer's thread waits for a CPU. */
@@ -496,17 +496,16 @@ export interface EventsConfig {
   traceLevel: EventsLevel;
 }
 
-export const eventsConfigValue: StructCodec<EventsConfig> = {
-  cName: 'events_config_value',
-  size: 4,
-  fields: { trace_level: { offset: 0, size: 4 } },
+export const eventsConfigValue = struct('events_config_value', 4, {
+  trace_level: u32(0),
+}, (f): Coding<EventsConfig> => ({
   encodeInto(v, buf, off) {
-    buf.writeUInt32LE(eventsLevel.value(v.traceLevel), off);
+    f.trace_level.write(buf, off, eventsLevel.value(v.traceLevel));
   },
   decode(buf, off = 0) {
-    return { traceLevel: enumName(eventsLevel, buf.readUInt32LE(off)) };
+    return { traceLevel: enumName(eventsLevel, f.trace_level.read(buf, off)) };
   },
-};
+}));
 
 // ---- the maps ----
 

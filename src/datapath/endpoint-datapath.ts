@@ -247,7 +247,8 @@ export class EndpointDatapath {
   }
 
   private endpointIdInUse(endpointId: number): boolean {
-    for (const [, v] of this.endpoints.entries()) if (v.readUInt32LE(endpointInfo.fields.endpoint_id!.offset) === endpointId) return true;
+    const endpointIdOf = endpointInfo.fields.endpoint_id;
+    for (const [, v] of this.endpoints.entries()) if (endpointIdOf.read(v, 0) === endpointId) return true;
     return false;
   }
 
@@ -270,8 +271,8 @@ export class EndpointDatapath {
     const gone = this.forgotten;
     this.forgotten = new Set();
     const keys: Buffer[] = [];
-    const idAt = ctEntry.fields.endpoint_id!.offset;
-    for (const [k, v] of this.conntrack.entries()) if (gone.has(v.readUInt32LE(idAt))) keys.push(Buffer.from(k));
+    const endpointIdOf = ctEntry.fields.endpoint_id;
+    for (const [k, v] of this.conntrack.entries()) if (gone.has(endpointIdOf.read(v, 0))) keys.push(Buffer.from(k));
     if (keys.length > 0) this.conntrack.deleteBatch(Buffer.concat(keys));
     return keys.length;
   }

@@ -1,8 +1,10 @@
 // Codecs for the service load-balancing maps declared in bpf/include/lb.h. Frontends and their
 // backends are state's (src/state/services.ts); here they become the C structs (a protocol's
 // name its IP protocol number).
-import type { StructCodec } from './codec.js';
-import { formatIp, writeIpBytes, type Family } from '../lib/ip.js';
+import {
+  addr, be16, nested, pad, struct, u16, u32, u64, u8, wrapping, type Coding, type StructCodec,
+} from './codec.js';
+import type { Family } from '../lib/ip.js';
 import type { L4Addr, L4Proto, ServiceKey } from '../state/services.js';
 
 const PROTO_NUMBER: Record<L4Proto, number> = { TCP: 6, UDP: 17 };
@@ -14,47 +16,45 @@ function protoName(n: number): L4Proto {
   return name;
 }
 
-/** struct weft_addr: IPv4 in the first four bytes, IPv6 in all sixteen. */
-const writeAddr = writeIpBytes;
-
 /** bpf/include/lb.h LB_SERVICE_F_L7: the frontend's backend is the node proxy's listener. */
 export const LB_SERVICE_F_L7 = 1;
 
-export const weftL4Addr: StructCodec<L4Addr> = {
-  cName: 'weft_l4addr',
-  size: 20,
-  fields: { ip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, family: { offset: 18, size: 1 }, pad: { offset: 19, size: 1 } },
+/** struct weft_l4addr: ip is a struct weft_addr (IPv4 in its first four bytes). */
+export const weftL4Addr = struct('weft_l4addr', 20, {
+  ip: addr(0),
+  port: be16(16),
+  family: u8(18),
+  pad: pad(19, 1),
+}, (f): Coding<L4Addr> => ({
   encodeInto(v, buf, off) {
-    writeAddr(v.ip, v.family, buf, off);
-    buf.writeUInt16BE(v.port, off + 16);
-    buf.writeUInt8(v.family, off + 18);
+    f.ip.write(buf, off, v.ip, v.family);
+    f.port.write(buf, off, v.port);
+    f.family.write(buf, off, v.family);
   },
   decode(buf, off = 0) {
-    const family = buf.readUInt8(off + 18) as Family;
-    return { ip: formatIp(buf.subarray(off, off + 16), family), port: buf.readUInt16BE(off + 16), family };
+    const family = f.family.read(buf, off) as Family;
+    return { ip: f.ip.read(buf, off, family), port: f.port.read(buf, off), family };
   },
-};
+}));
 
-export const lbServiceKey: StructCodec<ServiceKey> = {
-  cName: 'lb_service_key',
-  size: 20,
-  fields: { ip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, proto: { offset: 18, size: 1 }, family: { offset: 19, size: 1 } },
+export const lbServiceKey = struct('lb_service_key', 20, {
+  ip: addr(0),
+  port: be16(16),
+  proto: u8(18),
+  family: u8(19),
+}, (f): Coding<ServiceKey> => ({
   encodeInto(v, buf, off) {
-    writeAddr(v.ip, v.family, buf, off);
-    buf.writeUInt16BE(v.port, off + 16);
-    buf.writeUInt8(PROTO_NUMBER[v.proto], off + 18);
-    buf.writeUInt8(v.family, off + 19);
+    f.ip.write(buf, off, v.ip, v.family);
+    f.port.write(buf, off, v.port);
+    f.proto.write(buf, off, PROTO_NUMBER[v.proto]);
+    f.family.write(buf, off, v.family);
   },
   decode(buf, off = 0) {
-    const family = buf.readUInt8(off + 19) as Family;
-    return {
-      ip: formatIp(buf.subarray(off, off + 16), family),
-      port: buf.readUInt16BE(off + 16),
-      proto: protoName(buf.readUInt8(off + 18)),
-      family,
-    };
+    const family = f.family.read(buf, off) as Family;
+    const proto = protoName(f.proto.read(buf, off));
+    return { ip: f.ip.read(buf, off, family), port: f.port.read(buf, off), proto, family };
   },
-};
+}));
 
 export interface ServiceValue {
   serviceId: number;
@@ -62,71 +62,65 @@ export interface ServiceValue {
   flags: number;
 }
 
-export const lbServiceValue: StructCodec<ServiceValue> = {
-  cName: 'lb_service_value',
-  size: 8,
-  fields: { service_id: { offset: 0, size: 4 }, backend_count: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 } },
+export const lbServiceValue = struct('lb_service_value', 8, {
+  service_id: u32(0),
+  backend_count: u16(4),
+  flags: u16(6),
+}, (f): Coding<ServiceValue> => ({
   encodeInto(v, buf, off) {
-    buf.writeUInt32LE(v.serviceId, off);
-    buf.writeUInt16LE(v.backendCount, off + 4);
-    buf.writeUInt16LE(v.flags, off + 6);
+    f.service_id.write(buf, off, v.serviceId);
+    f.backend_count.write(buf, off, v.backendCount);
+    f.flags.write(buf, off, v.flags);
   },
   decode(buf, off = 0) {
-    return { serviceId: buf.readUInt32LE(off), backendCount: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6) };
+    return {
+      serviceId: f.service_id.read(buf, off),
+      backendCount: f.backend_count.read(buf, off),
+      flags: f.flags.read(buf, off),
+    };
   },
-};
+}));
 
 export interface BackendKey {
   serviceId: number;
   slot: number;
 }
 
-export const lbBackendKey: StructCodec<BackendKey> = {
-  cName: 'lb_backend_key',
-  size: 8,
-  fields: { service_id: { offset: 0, size: 4 }, slot: { offset: 4, size: 4 } },
+export const lbBackendKey = struct('lb_backend_key', 8, {
+  service_id: u32(0),
+  slot: u32(4),
+}, (f): Coding<BackendKey> => ({
   encodeInto(v, buf, off) {
-    buf.writeUInt32LE(v.serviceId, off);
-    buf.writeUInt32LE(v.slot, off + 4);
+    f.service_id.write(buf, off, v.serviceId);
+    f.slot.write(buf, off, v.slot);
   },
   decode(buf, off = 0) {
-    return { serviceId: buf.readUInt32LE(off), slot: buf.readUInt32LE(off + 4) };
+    return { serviceId: f.service_id.read(buf, off), slot: f.slot.read(buf, off) };
   },
-};
+}));
 
-export const lbBackendValue: StructCodec<L4Addr> = {
-  cName: 'lb_backend_value',
-  size: 20,
-  fields: { addr: { offset: 0, size: 20 } },
-  encodeInto: weftL4Addr.encodeInto,
-  decode: weftL4Addr.decode,
-};
+export const lbBackendValue = wrapping('lb_backend_value', 'addr', weftL4Addr);
 
 export interface RevNatKey {
   cookie: bigint;
   backend: L4Addr;
 }
 
-export const lbRevNatKey: StructCodec<RevNatKey> = {
-  cName: 'lb_revnat_key',
-  size: 32,
-  fields: { cookie: { offset: 0, size: 8 }, backend: { offset: 8, size: 20 }, pad: { offset: 28, size: 4 } },
+export const lbRevNatKey = struct('lb_revnat_key', 32, {
+  cookie: u64(0),
+  backend: nested(8, weftL4Addr),
+  pad: pad(28, 4),
+}, (f): Coding<RevNatKey> => ({
   encodeInto(v, buf, off) {
-    buf.writeBigUInt64LE(v.cookie, off);
-    weftL4Addr.encodeInto(v.backend, buf, off + 8);
+    f.cookie.write(buf, off, v.cookie);
+    f.backend.write(buf, off, v.backend);
   },
   decode(buf, off = 0) {
-    return { cookie: buf.readBigUInt64LE(off), backend: weftL4Addr.decode(buf, off + 8) };
+    return { cookie: f.cookie.read(buf, off), backend: f.backend.read(buf, off) };
   },
-};
+}));
 
-export const lbRevNatValue: StructCodec<L4Addr> = {
-  cName: 'lb_revnat_value',
-  size: 20,
-  fields: { service: { offset: 0, size: 20 } },
-  encodeInto: weftL4Addr.encodeInto,
-  decode: weftL4Addr.decode,
-};
+export const lbRevNatValue = wrapping('lb_revnat_value', 'service', weftL4Addr);
 
 /** Every codec with the map that uses it, for the BTF check and for readers of the maps. */
 export const LB_MAPS = {

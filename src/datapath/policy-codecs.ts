@@ -1,8 +1,7 @@
 // Codecs for the policy maps declared in bpf/include/policy.h: ipcache (address prefix →
 // identities) and policy (endpoint, peer, direction, protocol, port → allow). Both are LPM
 // tries: a key's prefixlen says how many bits of what follows it are matched.
-import type { StructCodec } from './codec.js';
-import { formatIp, writeIpBytes } from '../lib/ip.js';
+import { addr, be16, pad, struct, u32, u8, type Coding, type StructCodec } from './codec.js';
 
 /** Bits of a policy key always matched whole: endpoint_id, identity, direction. */
 export const POLICY_PREFIX_FIXED = 72;
@@ -17,48 +16,44 @@ export interface IpcacheKey {
   prefix: string;
 }
 
-export const ipcacheKey: StructCodec<IpcacheKey> = {
-  cName: 'ipcache_key',
-  size: 24,
-  fields: {
-    prefixlen: { offset: 0, size: 4 },
-    family: { offset: 4, size: 1 },
-    pad: { offset: 5, size: 3 },
-    addr: { offset: 8, size: 16 },
-  },
+export const ipcacheKey = struct('ipcache_key', 24, {
+  prefixlen: u32(0),
+  family: u8(4),
+  pad: pad(5, 3),
+  addr: addr(8),
+}, (f, size): Coding<IpcacheKey> => ({
   encodeInto(v, buf, off) {
     const slash = v.prefix.lastIndexOf('/');
     const ip = v.prefix.slice(0, slash);
     const family = ip.includes(':') ? 6 : 4;
-    buf.fill(0, off, off + 24);
-    buf.writeUInt32LE(IPCACHE_PREFIX_FIXED + Number(v.prefix.slice(slash + 1)), off);
-    buf.writeUInt8(family, off + 4);
-    writeIpBytes(ip, family, buf, off + 8);
+    buf.fill(0, off, off + size);
+    f.prefixlen.write(buf, off, IPCACHE_PREFIX_FIXED + Number(v.prefix.slice(slash + 1)));
+    f.family.write(buf, off, family);
+    f.addr.write(buf, off, ip, family);
   },
   decode(buf, off = 0) {
-    const family = buf.readUInt8(off + 4) === 6 ? 6 : 4;
-    const ip = formatIp(buf.subarray(off + 8, off + (family === 6 ? 24 : 12)), family);
-    return { prefix: `${ip}/${buf.readUInt32LE(off) - IPCACHE_PREFIX_FIXED}` };
+    const family = f.family.read(buf, off) === 6 ? 6 : 4;
+    return { prefix: `${f.addr.read(buf, off, family)}/${f.prefixlen.read(buf, off) - IPCACHE_PREFIX_FIXED}` };
   },
-};
+}));
 
 export interface IpcacheValue {
   identity: number;
   cidrIdentity: number;
 }
 
-export const ipcacheValue: StructCodec<IpcacheValue> = {
-  cName: 'ipcache_value',
-  size: 8,
-  fields: { identity: { offset: 0, size: 4 }, cidr_identity: { offset: 4, size: 4 } },
+export const ipcacheValue = struct('ipcache_value', 8, {
+  identity: u32(0),
+  cidr_identity: u32(4),
+}, (f): Coding<IpcacheValue> => ({
   encodeInto(v, buf, off) {
-    buf.writeUInt32LE(v.identity >>> 0, off);
-    buf.writeUInt32LE(v.cidrIdentity >>> 0, off + 4);
+    f.identity.write(buf, off, v.identity >>> 0);
+    f.cidr_identity.write(buf, off, v.cidrIdentity >>> 0);
   },
   decode(buf, off = 0) {
-    return { identity: buf.readUInt32LE(off), cidrIdentity: buf.readUInt32LE(off + 4) };
+    return { identity: f.identity.read(buf, off), cidrIdentity: f.cidr_identity.read(buf, off) };
   },
-};
+}));
 
 export interface PolicyKey {
   endpointId: number;
@@ -72,53 +67,49 @@ export interface PolicyKey {
   portBits: number;
 }
 
-export const policyKey: StructCodec<PolicyKey> = {
-  cName: 'policy_key',
-  size: 16,
-  fields: {
-    prefixlen: { offset: 0, size: 4 },
-    endpoint_id: { offset: 4, size: 4 },
-    identity: { offset: 8, size: 4 },
-    direction: { offset: 12, size: 1 },
-    proto: { offset: 13, size: 1 },
-    dport: { offset: 14, size: 2 },
-  },
+export const policyKey = struct('policy_key', 16, {
+  prefixlen: u32(0),
+  endpoint_id: u32(4),
+  identity: u32(8),
+  direction: u8(12),
+  proto: u8(13),
+  dport: be16(14),
+}, (f): Coding<PolicyKey> => ({
   encodeInto(v, buf, off) {
     const prefixlen = v.proto === 0 ? POLICY_PREFIX_FIXED : POLICY_PREFIX_FIXED + 8 + v.portBits;
-    buf.writeUInt32LE(prefixlen, off);
-    buf.writeUInt32LE(v.endpointId >>> 0, off + 4);
-    buf.writeUInt32LE(v.identity >>> 0, off + 8);
-    buf.writeUInt8(v.direction, off + 12);
-    buf.writeUInt8(v.proto, off + 13);
-    buf.writeUInt16BE(v.proto === 0 ? 0 : v.port, off + 14);
+    f.prefixlen.write(buf, off, prefixlen);
+    f.endpoint_id.write(buf, off, v.endpointId >>> 0);
+    f.identity.write(buf, off, v.identity >>> 0);
+    f.direction.write(buf, off, v.direction);
+    f.proto.write(buf, off, v.proto);
+    f.dport.write(buf, off, v.proto === 0 ? 0 : v.port);
   },
   decode(buf, off = 0) {
-    const prefixlen = buf.readUInt32LE(off);
+    const prefixlen = f.prefixlen.read(buf, off);
     return {
-      endpointId: buf.readUInt32LE(off + 4),
-      identity: buf.readUInt32LE(off + 8),
-      direction: buf.readUInt8(off + 12) === 1 ? 1 : 0,
-      proto: prefixlen > POLICY_PREFIX_FIXED ? buf.readUInt8(off + 13) : 0,
-      port: buf.readUInt16BE(off + 14),
+      endpointId: f.endpoint_id.read(buf, off),
+      identity: f.identity.read(buf, off),
+      direction: f.direction.read(buf, off) === 1 ? 1 : 0,
+      proto: prefixlen > POLICY_PREFIX_FIXED ? f.proto.read(buf, off) : 0,
+      port: f.dport.read(buf, off),
       portBits: Math.max(0, prefixlen - POLICY_PREFIX_FIXED - 8),
     };
   },
-};
+}));
 
 export interface PolicyValue {
   ruleId: number;
 }
 
-export const policyValue: StructCodec<PolicyValue> = {
-  cName: 'policy_value',
-  size: 4,
-  fields: { rule_id: { offset: 0, size: 4 } },
+export const policyValue = struct('policy_value', 4, {
+  rule_id: u32(0),
+}, (f): Coding<PolicyValue> => ({
   encodeInto(v, buf, off) {
-    buf.writeUInt32LE(v.ruleId >>> 0, off);
+    f.rule_id.write(buf, off, v.ruleId >>> 0);
   },
   decode(buf, off = 0) {
-    return { ruleId: buf.readUInt32LE(off) };
+    return { ruleId: f.rule_id.read(buf, off) };
   },
-};
+}));
 
 export const POLICY_CODECS: readonly StructCodec<unknown>[] = [ipcacheKey, ipcacheValue, policyKey, policyValue] as StructCodec<unknown>[];
