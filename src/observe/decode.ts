@@ -2,7 +2,8 @@
 // against BTF) plus what the agent knows about the addresses in it. Pure given its context; run
 // only for flows someone asks for.
 import {
-  TRACE_F_NEW, TRACE_F_REPLY, eventHdr, pktTraceEvent, policyVerdictEvent, protoName, sockXlateEvent, type EventHeader,
+  TRACE_F_NEW, TRACE_F_REPLY, eventHdr, eventType, pktTraceEvent, policyVerdictEvent, protoName, sockXlateEvent,
+  type EventHeader,
 } from '../datapath/endpoint-codecs.js';
 import type { Flow, FlowEndpoint } from '../contract/flow.js';
 
@@ -32,10 +33,12 @@ export interface FlowContext {
   isolatedBy(endpointId: number, direction: 'ingress' | 'egress'): readonly string[];
 }
 
-const EVENT_DROP = 1;
-const EVENT_TRACE = 2;
-const EVENT_POLICY = 3;
-const EVENT_SOCK = 4;
+const EVENT_DROP = eventType.value('drop');
+const EVENT_TRACE = eventType.value('trace');
+const EVENT_POLICY = eventType.value('policy-verdict');
+const EVENT_SOCK = eventType.value('sock');
+/** Where a record's type is (event_hdr.type, a byte), read before anything else. */
+const TYPE_AT = eventHdr.fields.type.offset;
 
 /** The record sizes per event type; anything shorter cannot be decoded. */
 export const RECORD_SIZES: Readonly<Record<number, number>> = {
@@ -47,22 +50,13 @@ export const RECORD_SIZES: Readonly<Record<number, number>> = {
 
 /** Whether a record is one decodeFlow can read. */
 export function decodable(data: Uint8Array, off: number, len: number): boolean {
-  const need = len >= 9 ? RECORD_SIZES[data[off + 8]!] : undefined;
+  const need = len > TYPE_AT ? RECORD_SIZES[data[off + TYPE_AT]!] : undefined;
   return need !== undefined && len >= need;
 }
 
-/** A field's offset, from the codec (whose layout the BTF test checks). */
-function offsetOf(codec: { cName: string; fields: Readonly<Record<string, { offset: number }>> }, field: string): number {
-  const f = codec.fields[field];
-  if (!f) throw new Error(`${codec.cName} has no field ${field}`);
-  return f.offset;
-}
-
-const TRACE_PEER = offsetOf(pktTraceEvent, 'peer_identity');
-const TRACE_CT_FLAGS = offsetOf(pktTraceEvent, 'ct_flags');
-const POLICY_PEER = offsetOf(policyVerdictEvent, 'peer_identity');
-const POLICY_RULE = offsetOf(policyVerdictEvent, 'rule_id');
-const POLICY_ALLOWED = offsetOf(policyVerdictEvent, 'allowed');
+// The fields after the header, read in place: the struct codecs would decode the header again.
+const TRACE = pktTraceEvent.fields;
+const POLICY = policyVerdictEvent.fields;
 
 const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
 const ICMP = 1;
@@ -106,19 +100,18 @@ const hasPorts = (proto: number) => proto !== ICMP && proto !== ICMPV6;
 export function decodeFlow(raw: Buffer, ctx: FlowContext): Flow | undefined {
   if (!decodable(raw, 0, raw.length)) return undefined;
   const hdr = eventHdr.decode(raw);
-  switch (raw[8]) {
+  switch (raw[TYPE_AT]) {
     case EVENT_DROP:
       return packetFlow(hdr, ctx, { verdict: 'DROPPED', type: 'drop', ...(hdr.reason && { drop_reason: hdr.reason }) });
     case EVENT_TRACE: {
-      // The fields after the header, read in place: the struct codecs would decode the header again.
-      const ctFlags = raw[TRACE_CT_FLAGS]!;
-      const peer = raw.readUInt32LE(TRACE_PEER);
+      const ctFlags = TRACE.ct_flags.read(raw, 0);
+      const peer = TRACE.peer_identity.read(raw, 0);
       return packetFlow(hdr, ctx, { verdict: 'FORWARDED', type: 'trace', is_reply: (ctFlags & TRACE_F_REPLY) !== 0 }, peer, (ctFlags & TRACE_F_NEW) !== 0);
     }
     case EVENT_POLICY: {
-      const allowed = raw[POLICY_ALLOWED] !== 0;
-      const ruleId = raw.readUInt32LE(POLICY_RULE);
-      const peer = raw.readUInt32LE(POLICY_PEER);
+      const allowed = POLICY.allowed.read(raw, 0) !== 0;
+      const ruleId = POLICY.rule_id.read(raw, 0);
+      const peer = POLICY.peer_identity.read(raw, 0);
       return packetFlow(hdr, ctx, { verdict: allowed ? 'FORWARDED' : 'DROPPED', type: 'policy-verdict', ...(!allowed && { drop_reason: 'policy-denied' }), policy: verdictPolicy(hdr, allowed, ruleId, ctx) }, peer);
     }
     case EVENT_SOCK:

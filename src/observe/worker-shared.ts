@@ -1,6 +1,7 @@
 // The memory the observer's main thread and its ring worker share, besides the flow ring: a
 // control word array (Int32, for Atomics) and counters (Float64, written by the worker alone,
 // read whenever the main thread wants them).
+import { eventHdr, eventType, policyVerdictEvent } from '../datapath/endpoint-codecs.js';
 import type { FlowRingShared } from './flow-ring.js';
 import type { FlowVerdict } from '../contract/flow.js';
 
@@ -39,18 +40,25 @@ export const STAT = {
   size: 8 + TYPES * VERDICTS.length + REASONS * DIRECTIONS,
 } as const;
 
-const T_DROP = 1;
-const T_TRACE = 2;
-const T_POLICY = 3;
-const T_SOCK = 4;
-const POLICY_ALLOWED_OFF = 72;
+const T_DROP = eventType.value('drop');
+const T_TRACE = eventType.value('trace');
+const T_POLICY = eventType.value('policy-verdict');
+const T_SOCK = eventType.value('sock');
+// Where the bytes counted are, from the structs' fields (each a u8: the BTF check holds them to it).
+const TYPE_AT = eventHdr.fields.type.offset;
+const REASON_AT = eventHdr.fields.reason.offset;
+const DIRECTION_AT = eventHdr.fields.direction.offset;
+const ALLOWED_AT = policyVerdictEvent.fields.allowed.offset;
 
 /** Counts a decodable record by type and verdict, and drops by reason and direction. */
 export function countRecord(stats: Float64Array, data: Uint8Array, off: number): void {
-  const type = data[off + 8]!;
-  const verdict = type === T_DROP ? 1 : type === T_TRACE ? 0 : type === T_POLICY ? (data[off + POLICY_ALLOWED_OFF] ? 0 : 1) : type === T_SOCK ? 2 : 0;
+  const type = data[off + TYPE_AT]!;
+  const verdict =
+    type === T_DROP ? 1 : type === T_TRACE ? 0 : type === T_POLICY ? (data[off + ALLOWED_AT] ? 0 : 1) : type === T_SOCK ? 2 : 0;
   stats[STAT.flows + (type % TYPES) * VERDICTS.length + verdict]!++;
-  if (type === T_DROP) stats[STAT.drops + (data[off + 9]! % REASONS) * DIRECTIONS + (data[off + 10]! % DIRECTIONS)]!++;
+  if (type === T_DROP) {
+    stats[STAT.drops + (data[off + REASON_AT]! % REASONS) * DIRECTIONS + (data[off + DIRECTION_AT]! % DIRECTIONS)]!++;
+  }
 }
 
 /** The counters by type code and verdict that are not zero. */
