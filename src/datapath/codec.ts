@@ -1,8 +1,9 @@
 // A struct codec: how one C struct of bpf/include is laid out, and how a TypeScript value maps
 // onto it. A struct's layout is written once, as its table of fields (each with its offset and
 // size, built by u8/u16/be16/u32/u64/addr/nested/pad below); encoding and decoding read and
-// write through those fields, and the same table is what test/datapath/btf-layout.test.ts
-// checks against the compiled object's BTF, so no offset can drift from the C headers unnoticed.
+// write through those fields, and the same table is what is checked against the compiled
+// object's BTF (btf-check.ts: by weftd when it loads each object, and by
+// test/datapath/btf-layout.test.ts), so no offset can drift from the C headers unnoticed.
 //
 // Encoding and decoding run per map entry (100,000 on a large sync) and per flow event: a field
 // keeps its offset in its own closure, so a read or write costs what a literal offset would.

@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LXC_OBJECT_CODECS, checkCodecs } from './btf-check.js';
 import { encode } from './codec.js';
 import {
   BPF_TC_EGRESS, BPF_TC_INGRESS, BpfError, BpfObject, RawMap, closeFd, detachLink, interfaceName, objGet, openPinnedMap,
@@ -105,10 +106,16 @@ export class EndpointDatapath {
   ) {}
 
   /** Loads lxc.o (from objectDir, build/bpf by default), with its maps pinned under
-   *  <bpfRoot>/maps, reusing the ones a previous agent pinned. Attaches nothing. */
+   *  <bpfRoot>/maps, reusing the ones a previous agent pinned. Attaches nothing. Refuses
+   *  (CodecMismatchError) an object whose BTF disagrees with the codecs, before it is loaded. */
   static open(opts: { bpfRoot: string; objectDir?: string }): EndpointDatapath {
     const pins = ensurePinDirs(opts.bpfRoot);
-    const obj = BpfObject.load(path.join(opts.objectDir ?? defaultObjectDir(), 'lxc.o'), { mapPinDir: pins.maps, replaceChanged: SHARED_EVENT_MAPS });
+    const objPath = path.join(opts.objectDir ?? defaultObjectDir(), 'lxc.o');
+    const obj = BpfObject.load(objPath, {
+      mapPinDir: pins.maps,
+      replaceChanged: SHARED_EVENT_MAPS,
+      verify: (o) => checkCodecs(o.btf(), LXC_OBJECT_CODECS, objPath),
+    });
     const opened: RawMap[] = [];
     try {
       const programs = new Map<string, ProgramHandle & { id: number }>();

@@ -5,6 +5,7 @@ import koffi from 'koffi';
 import fs from 'node:fs';
 import os from 'node:os';
 import { isMainThread } from 'node:worker_threads';
+import type { BtfEnumLayout, BtfLayouts, BtfStructLayout } from './btf-check.js';
 
 const lib = koffi.load('libbpf.so.1');
 const libc = koffi.load('libc.so.6');
@@ -21,6 +22,11 @@ const fns = {
   object_close: lib.func('void bpf_object__close(void *obj)'),
   object_next_map: lib.func('void *bpf_object__next_map(void *obj, void *map)'),
   object_next_program: lib.func('void *bpf_object__next_program(void *obj, void *prog)'),
+  object_btf: lib.func('void *bpf_object__btf(void *obj)'),
+  btf_find_by_name_kind: lib.func('int btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)'),
+  btf_type_by_id: lib.func('void *btf__type_by_id(void *btf, uint32_t id)'),
+  btf_name_by_offset: lib.func('const char *btf__name_by_offset(void *btf, uint32_t offset)'),
+  btf_resolve_size: lib.func('int64_t btf__resolve_size(void *btf, uint32_t id)'),
   map_name: lib.func('const char *bpf_map__name(void *map)'),
   map_fd: lib.func('int bpf_map__fd(void *map)'),
   map_set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
@@ -164,15 +170,24 @@ export class BpfObject {
     readonly path: string,
   ) {}
 
-  /** Opens and loads an object. With mapPinDir, its maps are pinned there, reusing pins of the
+  /** Opens an object without loading it: its BTF can be read, nothing reaches the kernel. */
+  static open(path: string): BpfObject {
+    drainLog();
+    return new BpfObject(checkPtr(`open BPF object ${path}`, fns.object_open_file(path, null)), path);
+  }
+
+  /** Opens and loads an object. `verify` sees it first, before anything reaches the kernel: a
+   *  throw there fails the load. With mapPinDir, its maps are pinned there, reusing pins of the
    *  same name. A pinned map whose definition differs (type, sizes, max entries) makes the load
    *  fail, unless it is one of `replaceChanged`: maps without state worth keeping (an events
    *  ring), whose old pin is then removed and a new map pinned in its place. */
-  static load(path: string, opts: { mapPinDir?: string; replaceChanged?: readonly string[] } = {}): BpfObject {
-    drainLog();
-    const ptr = checkPtr(`open BPF object ${path}`, fns.object_open_file(path, null));
-    const obj = new BpfObject(ptr, path);
+  static load(
+    path: string,
+    opts: { mapPinDir?: string; replaceChanged?: readonly string[]; verify?: (obj: BpfObject) => void } = {},
+  ): BpfObject {
+    const obj = BpfObject.open(path);
     try {
+      opts.verify?.(obj);
       if (opts.mapPinDir) {
         for (const map of obj.mapPointers()) {
           const name = fns.map_name(map) as string;
@@ -182,7 +197,7 @@ export class BpfObject {
           check(`set pin path of map ${name}`, fns.map_set_pin_path(map, pin));
         }
       }
-      const ret = fns.object_load(ptr);
+      const ret = fns.object_load(obj.ptr);
       if (ret < 0) throw new BpfError(`load BPF object ${path}`, -ret, drainLog());
       drainLog();
       return obj;
@@ -216,10 +231,87 @@ export class BpfObject {
     return out;
   }
 
+  /** The object's BTF, as libbpf parsed it; valid until the object is closed. */
+  btf(): BtfLayouts {
+    const btf = fns.object_btf(this.ptr) as Ptr;
+    if (!btf) throw new Error(`${this.path} has no BTF (build it with clang -g)`);
+    return new LibbpfBtf(btf);
+  }
+
   /** Frees the object. Pinned maps and links stay in the kernel. */
   close(): void {
     if (this.ptr) fns.object_close(this.ptr);
     this.ptr = null;
+  }
+}
+
+// ---- BTF, read in place (linux/btf.h): struct btf_type is name_off, info (vlen in bits 0-15,
+// kind in 24-28, kind_flag in 31), then size or type; a struct's members follow it as
+// struct btf_member (name_off, type, offset: with kind_flag, bitfield size << 24 | bit offset),
+// an enum's values as struct btf_enum (name_off, val) or btf_enum64 (name_off, lo32, hi32). ----
+
+const BTF_KIND_STRUCT = 4;
+const BTF_KIND_UNION = 5;
+const BTF_KIND_ENUM = 6;
+const BTF_KIND_ENUM64 = 19;
+
+class LibbpfBtf implements BtfLayouts {
+  constructor(private readonly btf: bigint) {}
+
+  private find(name: string, kinds: readonly number[]): { info: number; size: number; ptr: bigint } | undefined {
+    for (const kind of kinds) {
+      const id = fns.btf_find_by_name_kind(this.btf, name, kind) as number;
+      if (id < 0) continue;
+      const ptr = checkPtr(`BTF type ${id} (${name})`, fns.btf_type_by_id(this.btf, id) as Ptr);
+      const [, info, size] = koffi.decode(ptr, 'uint32_t', 3) as Uint32Array;
+      return { info: info!, size: size!, ptr };
+    }
+    return undefined;
+  }
+
+  private name(offset: number): string {
+    return (fns.btf_name_by_offset(this.btf, offset) as string | null) ?? '';
+  }
+
+  structLayout(name: string): BtfStructLayout | undefined {
+    const t = this.find(name, [BTF_KIND_STRUCT, BTF_KIND_UNION]);
+    if (!t) return undefined;
+    const vlen = t.info & 0xffff;
+    const kindFlag = t.info >>> 31;
+    const words = koffi.decode(t.ptr, 'uint32_t', 3 + 3 * vlen) as Uint32Array;
+    const members = [];
+    for (let i = 0; i < vlen; i++) {
+      const [nameOff, type, offset] = [words[3 + 3 * i]!, words[4 + 3 * i]!, words[5 + 3 * i]!];
+      const member = this.name(nameOff);
+      const size = Number(fns.btf_resolve_size(this.btf, type));
+      if (size < 0) throw new BpfError(`BTF size of ${name}.${member}`, -size);
+      const bitsOffset = kindFlag ? offset & 0xffffff : offset;
+      members.push({ name: member, bitsOffset, bitfieldSize: kindFlag ? offset >>> 24 : 0, size });
+    }
+    return { name, size: t.size, members };
+  }
+
+  enumLayout(name: string): BtfEnumLayout | undefined {
+    const t = this.find(name, [BTF_KIND_ENUM, BTF_KIND_ENUM64]);
+    if (!t) return undefined;
+    const vlen = t.info & 0xffff;
+    const signed = t.info >>> 31 === 1;
+    const kind = (t.info >>> 24) & 0x1f;
+    const stride = kind === BTF_KIND_ENUM64 ? 3 : 2;
+    const words = koffi.decode(t.ptr, 'uint32_t', 3 + stride * vlen) as Uint32Array;
+    const values = [];
+    for (let i = 0; i < vlen; i++) {
+      const at = 3 + stride * i;
+      const lo = words[at + 1]!;
+      let value: number;
+      if (stride === 2) value = signed ? lo | 0 : lo;
+      else {
+        const v = (BigInt(words[at + 2]!) << 32n) | BigInt(lo);
+        value = Number(signed ? BigInt.asIntN(64, v) : v);
+      }
+      values.push({ name: this.name(words[at]!), value });
+    }
+    return { name, size: t.size, values };
   }
 }
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import {
   BpfObject, RawMap, attachCgroupPinned, closeFd, linkInfo, objGet, openDirectory, updateLink, mapInfo,
 } from './libbpf.js';
+import { SOCK_OBJECT_CODECS, checkCodecs } from './btf-check.js';
 import { SHARED_EVENT_MAPS } from './endpoint-codecs.js';
 import { ensurePinDirs, type PinLayout } from './pins.js';
 
@@ -27,11 +28,16 @@ export interface LoadedDatapath {
   close(): void;
 }
 
-/** Loads bpf/sock.c's object, pins its maps and attaches its programs to `cgroupDir`. */
+/** Loads bpf/sock.c's object, pins its maps and attaches its programs to `cgroupDir`. Refuses
+ *  (CodecMismatchError) an object whose BTF disagrees with the codecs, before it is loaded. */
 export function loadSocketPrograms(opts: { bpfRoot: string; cgroupDir: string; objectDir?: string }): LoadedDatapath {
   const pins = ensurePinDirs(opts.bpfRoot);
   const objPath = path.join(opts.objectDir ?? defaultObjectDir(), 'sock.o');
-  const obj = BpfObject.load(objPath, { mapPinDir: pins.maps, replaceChanged: SHARED_EVENT_MAPS });
+  const obj = BpfObject.load(objPath, {
+    mapPinDir: pins.maps,
+    replaceChanged: SHARED_EVENT_MAPS,
+    verify: (o) => checkCodecs(o.btf(), SOCK_OBJECT_CODECS, objPath),
+  });
   const cgroupFd = openDirectory(opts.cgroupDir);
   const cgroupId = BigInt(fs.statSync(opts.cgroupDir).ino);
   const attached: AttachReport[] = [];

@@ -1,16 +1,29 @@
 // The contract: map layouts are declared once, in bpf/include/*.h; the TypeScript codecs of
 // src/datapath/lb-codecs.ts and endpoint-codecs.ts are checked against the compiled objects'
-// BTF, so neither side can drift unnoticed. Needs build/bpf/sock.o and lxc.o (`make bpf`) and
-// bpftool; no root, no kernel.
+// BTF, so neither side can drift unnoticed. Two readers of the BTF, one comparison
+// (src/datapath/btf-check.ts): bpftool's (here, independent of weftd's code) and libbpf's
+// (what weftd checks each object with when it loads it). Needs build/bpf/sock.o and lxc.o
+// (`make bpf`) and bpftool; the last part compiles objects from an edited header with clang and
+// needs root (bpffs).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { StructCodec } from '../../src/datapath/codec.js';
-import { ALL_CODECS, LB_MAPS } from '../../src/datapath/lb-codecs.js';
-import { ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, SHARED_EVENT_MAPS, eventHdr, sockXlateEvent, type EnumCodec, type ScalarLayout } from '../../src/datapath/endpoint-codecs.js';
+import {
+  CodecMismatchError, LXC_OBJECT_CODECS, SOCK_OBJECT_CODECS, checkCodecs, codecProblems, compareCodec, compareEnum,
+  type BtfEnumLayout, type BtfLayouts, type BtfStructLayout,
+} from '../../src/datapath/btf-check.js';
+import { be16, u8, type StructCodec } from '../../src/datapath/codec.js';
+import {
+  ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, SHARED_EVENT_MAPS, type ScalarLayout,
+} from '../../src/datapath/endpoint-codecs.js';
+import { EndpointDatapath } from '../../src/datapath/endpoint-datapath.js';
+import { ALL_CODECS, LB_MAPS, lbServiceKey } from '../../src/datapath/lb-codecs.js';
+import { BpfObject } from '../../src/datapath/libbpf.js';
+import { loadSocketPrograms } from '../../src/datapath/programs.js';
 
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 // WEFT_BTF_OBJECT points the check at another object (e.g. one built from an edited header).
@@ -39,7 +52,7 @@ interface BtfType {
   values?: { name: string; val: number }[];
 }
 
-export class Btf {
+export class Btf implements BtfLayouts {
   private readonly byId = new Map<number, BtfType>();
 
   constructor(types: BtfType[]) {
@@ -139,49 +152,23 @@ export class Btf {
     for (const t of this.byId.values()) if ((t.kind === 'ENUM' || t.kind === 'ENUM64') && t.name === name) return t;
     return undefined;
   }
-}
 
-/** Every way an enum's TypeScript table disagrees with the enum in BTF; [] when they agree. */
-export function compareEnum(btf: Btf, e: Pick<EnumCodec<string>, 'cName' | 'size' | 'members'>): string[] {
-  const t = btf.enumType(e.cName);
-  if (!t) return [`enum ${e.cName}: not in the object's BTF`];
-  const problems: string[] = [];
-  if (t.size !== e.size) problems.push(`enum ${e.cName}: BTF size ${t.size}, codec size ${e.size}`);
-  const inBtf = new Map((t.values ?? []).map((v) => [v.name, v.val]));
-  for (const [name, val] of inBtf) {
-    const m = e.members.find((x) => x.cName === name);
-    if (!m) problems.push(`${e.cName}.${name}: in BTF (${val}), missing from the codec`);
-    else if (m.value !== val) problems.push(`${e.cName}.${name}: BTF value ${val}, codec value ${m.value}`);
+  structLayout(name: string): BtfStructLayout | undefined {
+    const s = this.struct(name);
+    if (!s) return undefined;
+    const members = (s.members ?? []).map((m) => ({
+      name: m.name,
+      bitsOffset: m.bits_offset,
+      bitfieldSize: m.bitfield_size ?? 0,
+      size: this.sizeOf(m.type_id),
+    }));
+    return { name, size: s.size ?? 0, members };
   }
-  for (const m of e.members) if (!inBtf.has(m.cName)) problems.push(`${e.cName}.${m.cName}: in the codec (${m.value}), not in BTF`);
-  return problems;
-}
 
-/** Every way the codec disagrees with the struct in BTF, one line each; [] when they agree. */
-export function compareCodec(btf: Btf, codec: Pick<StructCodec<unknown>, 'cName' | 'size' | 'fields'>): string[] {
-  const s = btf.struct(codec.cName);
-  if (!s) return [`struct ${codec.cName}: not in the object's BTF (the codec names a struct the C headers do not define, or no program uses it)`];
-  const problems: string[] = [];
-  if (s.size !== codec.size) problems.push(`struct ${codec.cName}: BTF size ${s.size}, codec size ${codec.size}`);
-  const btfMembers = new Map<string, { offset: number; size: number; bitfield: boolean }>();
-  for (const m of s.members ?? []) {
-    btfMembers.set(m.name, { offset: m.bits_offset / 8, size: btf.sizeOf(m.type_id), bitfield: (m.bitfield_size ?? 0) > 0 || m.bits_offset % 8 !== 0 });
+  enumLayout(name: string): BtfEnumLayout | undefined {
+    const t = this.enumType(name);
+    return t && { name, size: t.size ?? 0, values: (t.values ?? []).map((v) => ({ name: v.name, value: v.val })) };
   }
-  for (const [name, b] of btfMembers) {
-    const c = codec.fields[name];
-    if (!c) {
-      problems.push(`${codec.cName}.${name}: in BTF (offset ${b.offset} size ${b.size}), missing from the codec`);
-      continue;
-    }
-    if (b.bitfield) problems.push(`${codec.cName}.${name}: a bitfield in BTF; codecs describe whole bytes only`);
-    else if (b.offset !== c.offset || b.size !== c.size) {
-      problems.push(`${codec.cName}.${name}: BTF offset ${b.offset} size ${b.size}, codec offset ${c.offset} size ${c.size}`);
-    }
-  }
-  for (const [name, c] of Object.entries(codec.fields)) {
-    if (!btfMembers.has(name)) problems.push(`${codec.cName}.${name}: in the codec (offset ${c.offset} size ${c.size}), not a member of the struct in BTF`);
-  }
-  return problems;
 }
 
 // ---- the checks ----
@@ -194,7 +181,8 @@ function loadBtf(): Btf {
 describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, () => {
   const btf = loadBtf();
 
-  for (const codec of ALL_CODECS) {
+  // What weftd checks sock.o against when it loads it: the lb codecs and sock.c's events.
+  for (const codec of SOCK_OBJECT_CODECS.codecs) {
     it(`struct ${codec.cName}: size, member names, offsets and sizes`, () => {
       assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
     });
@@ -230,12 +218,6 @@ describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, (
     });
   }
 
-  for (const codec of [eventHdr, sockXlateEvent] as StructCodec<unknown>[]) {
-    it(`struct ${codec.cName} (sock.c's events): size, member names, offsets and sizes`, () => {
-      assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
-    });
-  }
-
   it('every lb_* map in the object has codecs in LB_MAPS', () => {
     const lbMaps = [...btf.maps().keys()].filter((n) => n.startsWith('lb_'));
     const missing = lbMaps.filter((n) => !(n in LB_MAPS));
@@ -247,13 +229,14 @@ describe(`endpoint codecs agree with the BTF of ${path.relative(REPO, LXC_OBJECT
   assert.ok(fs.existsSync(LXC_OBJECT), `${LXC_OBJECT} is missing: run \`make bpf\` first`);
   const btf = Btf.fromObject(LXC_OBJECT);
 
-  for (const codec of ENDPOINT_CODECS) {
+  // What weftd checks lxc.o against when it loads it.
+  for (const codec of LXC_OBJECT_CODECS.codecs) {
     it(`struct ${codec.cName}: size, member names, offsets and sizes`, () => {
       assert.deepEqual(compareCodec(btf, codec), [], `codec for ${codec.cName} disagrees with bpf/include`);
     });
   }
 
-  for (const e of ALL_ENUMS) {
+  for (const e of LXC_OBJECT_CODECS.enums) {
     it(`enum ${e.cName}: size, names and values`, () => {
       assert.deepEqual(compareEnum(btf, e), [], `the table for enum ${e.cName} disagrees with bpf/include`);
     });
@@ -412,5 +395,123 @@ describe('the layout check itself reports mismatches (so it cannot pass vacuousl
         );
       }
     }
+  });
+});
+
+describe('weftd\'s check at load: BTF read by libbpf, the same comparison, a refusal naming struct and member', () => {
+  const objects = [
+    { file: OBJECT, want: SOCK_OBJECT_CODECS },
+    { file: LXC_OBJECT, want: LXC_OBJECT_CODECS },
+  ];
+
+  /** The object opened (not loaded: nothing reaches the kernel) for `fn`, then closed. */
+  function withObject<T>(file: string, fn: (btf: BtfLayouts) => T): T {
+    const obj = BpfObject.open(file);
+    try {
+      return fn(obj.btf());
+    } finally {
+      obj.close();
+    }
+  }
+
+  for (const { file, want } of objects) {
+    it(`${path.basename(file)}: libbpf reads every struct and enum the codecs name as bpftool does`, () => {
+      const bpftool = Btf.fromObject(file);
+      withObject(file, (libbpf) => {
+        for (const c of want.codecs) {
+          assert.deepEqual(libbpf.structLayout(c.cName), bpftool.structLayout(c.cName), `struct ${c.cName}`);
+        }
+        for (const e of want.enums) {
+          assert.deepEqual(libbpf.enumLayout(e.cName), bpftool.enumLayout(e.cName), `enum ${e.cName}`);
+        }
+        assert.equal(libbpf.structLayout('no_such_struct'), undefined);
+        assert.equal(libbpf.enumLayout('no_such_enum'), undefined);
+      });
+    });
+
+    it(`${path.basename(file)}: the real codecs pass`, () => {
+      withObject(file, (btf) => {
+        assert.deepEqual(codecProblems(btf, want), []);
+        checkCodecs(btf, want, file);
+      });
+    });
+  }
+
+  it('a codec that disagrees (a modified copy of lb_service_key) fails, naming the struct and each member', () => {
+    const swapped = { ...lbServiceKey, fields: { ...lbServiceKey.fields, proto: u8(19), family: u8(18) } };
+    const wrong = { codecs: [swapped as StructCodec<unknown>], enums: [] };
+    withObject(OBJECT, (btf) => {
+      assert.throws(() => checkCodecs(btf, wrong, 'sock.o'), (err: unknown) => {
+        assert.ok(err instanceof CodecMismatchError);
+        assert.deepEqual(err.problems, [
+          'lb_service_key.proto: BTF offset 18 size 1, codec offset 19 size 1',
+          'lb_service_key.family: BTF offset 19 size 1, codec offset 18 size 1',
+        ]);
+        assert.match(err.message, /^sock\.o does not match weftd's codecs .*lb_service_key\.proto: BTF offset 18/);
+        return true;
+      });
+    });
+  });
+
+  it('BpfObject.load runs the check before loading, and a failed check fails the load', () => {
+    const moved = { ...lbServiceKey, fields: { ...lbServiceKey.fields, port: be16(17) } };
+    const wrong = { codecs: [moved as StructCodec<unknown>], enums: [] };
+    let loaded = false;
+    assert.throws(
+      () => BpfObject.load(OBJECT, { verify: (o) => {
+        checkCodecs(o.btf(), wrong, o.path);
+        loaded = true;
+      } }),
+      /lb_service_key\.port: BTF offset 16 size 2, codec offset 17 size 2/,
+    );
+    assert.equal(loaded, false);
+  });
+
+  describe('objects built from an edited header (event_hdr: sport, dport swapped) are refused by the loaders', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-btf-'));
+    const bpfRoot = `/sys/fs/bpf/weft-btf-check-${process.pid}`;
+    after(() => {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      fs.rmSync(bpfRoot, { recursive: true, force: true });
+    });
+
+    const build = (): string => {
+      fs.cpSync(path.join(REPO, 'bpf'), path.join(tmp, 'bpf'), { recursive: true });
+      const header = path.join(tmp, 'bpf/include/events.h');
+      const text = fs.readFileSync(header, 'utf8');
+      const edited = text.replace(/(\t__be16 sport;[^\n]*\n)(\t__be16 dport;\n)/, '$2$1');
+      assert.notEqual(edited, text, 'events.h: struct event_hdr no longer has sport then dport: update this test');
+      fs.writeFileSync(header, edited);
+      const arch = process.arch === 'arm64' ? 'arm64' : 'x86';
+      for (const name of ['sock', 'lxc']) {
+        execFileSync('clang', [
+          '-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-D__TARGET_ARCH_${arch}`,
+          `-I${path.join(REPO, 'build/include')}`, `-I${path.join(tmp, 'bpf/include')}`,
+          '-c', path.join(tmp, `bpf/${name}.c`), '-o', path.join(tmp, `${name}.o`),
+        ]);
+      }
+      return tmp;
+    };
+    const objectDir = build();
+    const refusal = (object: string) => (err: unknown) => {
+      assert.ok(err instanceof CodecMismatchError, String(err));
+      assert.equal(err.object, path.join(objectDir, object));
+      assert.deepEqual(err.problems, [
+        'event_hdr.dport: BTF offset 56 size 2, codec offset 58 size 2',
+        'event_hdr.sport: BTF offset 58 size 2, codec offset 56 size 2',
+      ]);
+      return true;
+    };
+
+    it('sock.o: loadSocketPrograms refuses it before loading or attaching anything', () => {
+      const load = () => loadSocketPrograms({ bpfRoot, cgroupDir: '/nonexistent-cgroup', objectDir });
+      assert.throws(load, refusal('sock.o'));
+      assert.deepEqual(fs.readdirSync(path.join(bpfRoot, 'maps')), [], 'no map was pinned');
+    });
+
+    it('lxc.o: EndpointDatapath.open refuses it before loading anything', () => {
+      assert.throws(() => EndpointDatapath.open({ bpfRoot, objectDir }), refusal('lxc.o'));
+      assert.deepEqual(fs.readdirSync(path.join(bpfRoot, 'maps')), [], 'no map was pinned');
+    });
   });
 });
