@@ -32,13 +32,18 @@ export function firstBackend(services: RawMap, backends: RawMap, s: ManifestServ
 
 /** Times `changes` edits: `apply(k)` makes edit k and returns the check that it is in the
  *  kernel, polled every millisecond. */
-export async function timeChanges(edit: string, changes: number, apply: (k: number) => () => boolean): Promise<ApplyLatency> {
+export async function timeChanges(
+  edit: string,
+  changes: number,
+  apply: (k: number) => () => boolean,
+): Promise<ApplyLatency> {
   const times: number[] = [];
   for (let k = 1; k <= changes; k++) {
     const t0 = performance.now();
     const landed = apply(k);
     while (!landed()) {
-      if (performance.now() - t0 > POLL_TIMEOUT_MS) throw new Error(`${edit}: change ${k} not in the kernel after ${POLL_TIMEOUT_MS} ms`);
+      if (performance.now() - t0 > POLL_TIMEOUT_MS)
+        throw new Error(`${edit}: change ${k} not in the kernel after ${POLL_TIMEOUT_MS} ms`);
       await new Promise((r) => setTimeout(r, 1));
     }
     times.push(performance.now() - t0);
@@ -64,14 +69,26 @@ const writeAtomically = (dir: string, name: string, text: string) => {
 };
 
 /** `services` are the ones already in `manifestsDir` (as manifestFiles lays them out). */
-export async function measureApplyLatency(opts: { manifestsDir: string; bpfRoot: string; services: ManifestService[]; changes: number }): Promise<ApplyLatency[]> {
+export async function measureApplyLatency(opts: {
+  manifestsDir: string;
+  bpfRoot: string;
+  services: ManifestService[];
+  changes: number;
+}): Promise<ApplyLatency[]> {
   const maps = openLbMaps(opts.bpfRoot);
   // Backends from 10.171.0.1 on: map entries only, never contacted.
   const endpoint = (k: number) => [{ ip: `10.171.${k >> 8}.${k & 255}`, port: 8080 }];
   const landed = (s: ManifestService) => () => firstBackend(maps.services, maps.backends, s) === s.endpoints[0]!.ip;
   try {
     const probe: ManifestService = {
-      namespace: 'apply', name: 'apply-probe', portName: 'http', clusterIP: '10.99.0.1', port: 80, proto: 'tcp', targetPort: 8080, endpoints: [],
+      namespace: 'apply',
+      name: 'apply-probe',
+      portName: 'http',
+      clusterIP: '10.99.0.1',
+      port: 80,
+      proto: 'tcp',
+      targetPort: 8080,
+      endpoints: [],
     };
     const small = await timeChanges('a one-Service file', opts.changes, (k) => {
       const s = { ...probe, endpoints: endpoint(k) };

@@ -35,7 +35,12 @@ function summarize(ms: number[]): LatencySummary {
 function invoke(world: World, plugin: string, env: Record<string, string>, conf: object): Promise<number> {
   const t0 = performance.now();
   const child = spawn('nsenter', [`--net=/run/netns/${world.nodeNetns}`, plugin], {
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: REFERENCE_BIN, CNI_IFNAME: 'eth0', ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_PATH: REFERENCE_BIN,
+      CNI_IFNAME: 'eth0',
+      ...env,
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
@@ -56,7 +61,8 @@ function invoke(world: World, plugin: string, env: Record<string, string>, conf:
 export async function measureCniLatency(pods: number, register: (w: World) => void): Promise<CniLatency> {
   const weftPlugin = join(REPO, 'build/bin/weft-cni');
   if (!existsSync(weftPlugin)) return { status: 'unavailable', reason: `${weftPlugin} not built`, pods };
-  if (!existsSync(join(REFERENCE_BIN, 'bridge'))) return { status: 'unavailable', reason: `reference plugins not in ${REFERENCE_BIN}`, pods };
+  if (!existsSync(join(REFERENCE_BIN, 'bridge')))
+    return { status: 'unavailable', reason: `reference plugins not in ${REFERENCE_BIN}`, pods };
   const world = World.create({ kind: 'bench' });
   register(world);
   const agent = new AgentProcess(world, { where: 'node', extraArgs: ['--pod-cidr', '10.244.0.0/16,fd00:10:244::/64'] });
@@ -71,11 +77,18 @@ export async function measureCniLatency(pods: number, register: (w: World) => vo
         bridge: 'cni0',
         isGateway: true, // sets forwarding in the node namespace only
         ipMasq: false,
-        ipam: { type: 'host-local', ranges: [[{ subnet: '10.245.0.0/16' }], [{ subnet: 'fd00:10:245::/64' }]], dataDir: join(world.stateDir, 'host-local') },
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: '10.245.0.0/16' }], [{ subnet: 'fd00:10:245::/64' }]],
+          dataDir: join(world.stateDir, 'host-local'),
+        },
       },
     };
     const plugins = { weft: weftPlugin, reference: join(REFERENCE_BIN, 'bridge') };
-    const times = { weft: { add: [] as number[], del: [] as number[] }, reference: { add: [] as number[], del: [] as number[] } };
+    const times = {
+      weft: { add: [] as number[], del: [] as number[] },
+      reference: { add: [] as number[], del: [] as number[] },
+    };
     const netns = { weft: [] as string[], reference: [] as string[] };
     for (let i = 0; i < pods; i++) {
       netns.weft.push(world.addNetns(`w${i}`));
@@ -86,7 +99,16 @@ export async function measureCniLatency(pods: number, register: (w: World) => vo
         // Alternate which plugin goes first, so neither always runs on a warmer machine.
         const order = i % 2 === 0 ? (['weft', 'reference'] as const) : (['reference', 'weft'] as const);
         for (const which of order) {
-          const ms = await invoke(world, plugins[which], { CNI_COMMAND: phase, CNI_CONTAINERID: `${which}-${i}`, CNI_NETNS: phase === 'ADD' ? netns[which][i]! : '' }, confs[which]);
+          const ms = await invoke(
+            world,
+            plugins[which],
+            {
+              CNI_COMMAND: phase,
+              CNI_CONTAINERID: `${which}-${i}`,
+              CNI_NETNS: phase === 'ADD' ? netns[which][i]! : '',
+            },
+            confs[which],
+          );
           times[which][phase === 'ADD' ? 'add' : 'del'].push(ms);
         }
       }

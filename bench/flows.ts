@@ -97,7 +97,20 @@ function follow(world: World, stateDir: string): { stop(): Promise<{ flows: numb
   const err = join(dir, 'stderr');
   // The counter outlives the SIGINT that stops the group: it counts until weft closes the pipe.
   const counter = `process.on('SIGINT', () => {}); let n = 0; process.stdin.on('data', (d) => { for (const c of d) if (c === 10) n++; }).on('end', () => require('fs').writeFileSync(process.argv[1], String(n)));`;
-  const child = spawn('sh', ['-c', `"$0" observe --state-dir "$1" -f -o json --type drop 2>"$2" | "$3" -e "$4" "$5"`, WEFT, stateDir, err, process.execPath, counter, out], { detached: true, stdio: 'ignore' });
+  const child = spawn(
+    'sh',
+    [
+      '-c',
+      `"$0" observe --state-dir "$1" -f -o json --type drop 2>"$2" | "$3" -e "$4" "$5"`,
+      WEFT,
+      stateDir,
+      err,
+      process.execPath,
+      counter,
+      out,
+    ],
+    { detached: true, stdio: 'ignore' },
+  );
   world.adopt(child.pid!);
   const exited = new Promise((r) => child.once('exit', r));
   return {
@@ -110,7 +123,10 @@ function follow(world: World, stateDir: string): { stop(): Promise<{ flows: numb
       }
       await exited;
       const flows = Number(fs.readFileSync(out, 'utf8').trim() || 0);
-      const lost = [...fs.readFileSync(err, 'utf8').matchAll(/(\d+) flows? lost/g)].reduce((n, m) => n + Number(m[1]), 0);
+      const lost = [...fs.readFileSync(err, 'utf8').matchAll(/(\d+) flows? lost/g)].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
       fs.rmSync(dir, { recursive: true, force: true });
       return { flows, lost };
     },
@@ -162,9 +178,15 @@ export async function measureFlows(o: FlowBenchOptions): Promise<FlowResult> {
         followLost: followed.lost,
       };
       steps.push(step);
-      o.log(`bench: flows at ${Math.round(step.producedRate).toLocaleString('en-US')}/s: read ${step.read}, lost ${step.lostKernel} (kernel) ${step.lostDecode} (decode), agent CPU ${(cpu * 100).toFixed(0)}%, follower got ${step.followed} (told of ${step.followLost} lost)`);
+      o.log(
+        `bench: flows at ${Math.round(step.producedRate).toLocaleString('en-US')}/s: read ${step.read}, lost ${step.lostKernel} (kernel) ${step.lostDecode} (decode), agent CPU ${(cpu * 100).toFixed(0)}%, follower got ${step.followed} (told of ${step.followLost} lost)`,
+      );
       if (step.read + step.lostKernel + step.lostDecode !== produced) {
-        return { status: 'failed', reason: `produced ${produced} but the agent accounts for ${step.read + step.lostKernel + step.lostDecode}`, steps };
+        return {
+          status: 'failed',
+          reason: `produced ${produced} but the agent accounts for ${step.read + step.lostKernel + step.lostDecode}`,
+          steps,
+        };
       }
     }
     const lossless = steps.filter((s) => s.lostKernel === 0 && s.lostDecode === 0).map((s) => s.producedRate);
@@ -180,13 +202,17 @@ export async function measureFlows(o: FlowBenchOptions): Promise<FlowResult> {
 
 export function flowsReport(r: FlowResult): string {
   if (r.status !== 'ok' && r.steps.length === 0) return `flow events: ${r.status} (${r.reason})`;
-  const lines = [`flow events (drop events from BPF_PROG_TEST_RUN into the agent's ring; ${r.status}${r.reason ? `: ${r.reason}` : ''}):`];
+  const lines = [
+    `flow events (drop events from BPF_PROG_TEST_RUN into the agent's ring; ${r.status}${r.reason ? `: ${r.reason}` : ''}):`,
+  ];
   lines.push('  rate/s      read        lost kernel  lost decode  agent CPU  CPU per 10k/s  follower got (lost)');
   for (const s of r.steps) {
     lines.push(
       `  ${Math.round(s.producedRate).toLocaleString('en-US').padEnd(11)} ${String(s.read).padEnd(11)} ${String(s.lostKernel).padEnd(12)} ${String(s.lostDecode).padEnd(12)} ${`${(s.agentCpu * 100).toFixed(0)}%`.padEnd(10)} ${`${(s.cpuPer10k * 100).toFixed(2)}%`.padEnd(14)} ${s.followed} (${s.followLost})`,
     );
   }
-  lines.push(`  lossless up to: ${r.losslessRate ? `${Math.round(r.losslessRate).toLocaleString('en-US')} events/s` : 'none of the steps'}`);
+  lines.push(
+    `  lossless up to: ${r.losslessRate ? `${Math.round(r.losslessRate).toLocaleString('en-US')} events/s` : 'none of the steps'}`,
+  );
   return lines.join('\n');
 }

@@ -34,7 +34,13 @@ function serviceObject(s: ManifestService): object {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: s.name, namespace: s.namespace },
-    spec: { type: 'ClusterIP', clusterIP: s.clusterIP, clusterIPs: [s.clusterIP], ipFamilies: ['IPv4'], ports: [{ name: s.portName, port: s.port, protocol: 'TCP', targetPort: s.targetPort }] },
+    spec: {
+      type: 'ClusterIP',
+      clusterIP: s.clusterIP,
+      clusterIPs: [s.clusterIP],
+      ipFamilies: ['IPv4'],
+      ports: [{ name: s.portName, port: s.port, protocol: 'TCP', targetPort: s.targetPort }],
+    },
   };
 }
 
@@ -45,7 +51,12 @@ function sliceObject(s: ManifestService, ips: string[]): object {
     metadata: { name: `${s.name}-abcde`, namespace: s.namespace, labels: { 'kubernetes.io/service-name': s.name } },
     addressType: 'IPv4',
     ports: [{ name: s.portName, port: s.targetPort, protocol: 'TCP' }],
-    endpoints: ips.map((ip, i) => ({ addresses: [ip], conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${i % 50}`, targetRef: { kind: 'Pod', namespace: s.namespace, name: `${s.name}-${i}` } })),
+    endpoints: ips.map((ip, i) => ({
+      addresses: [ip],
+      conditions: { ready: true, serving: true, terminating: false },
+      nodeName: `node-${i % 50}`,
+      targetRef: { kind: 'Pod', namespace: s.namespace, name: `${s.name}-${i}` },
+    })),
   };
 }
 
@@ -68,7 +79,12 @@ function memoryMb(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
 
-export async function measureKubernetes(opts: { world: World; services: ManifestService[]; changes: number; log: (m: string) => void }): Promise<KubernetesResult> {
+export async function measureKubernetes(opts: {
+  world: World;
+  services: ManifestService[];
+  changes: number;
+  log: (m: string) => void;
+}): Promise<KubernetesResult> {
   const { world, services } = opts;
   const server = await TestApiServer.start();
   const kubeconfig = join(world.stateDir, 'bench-kubeconfig');
@@ -79,9 +95,16 @@ export async function measureKubernetes(opts: { world: World; services: Manifest
     server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: services[0]?.namespace ?? 'default' } });
     for (const s of services) {
       server.create(serviceObject(s));
-      server.create(sliceObject(s, s.endpoints.map((e) => e.ip)));
+      server.create(
+        sliceObject(
+          s,
+          s.endpoints.map((e) => e.ip),
+        ),
+      );
     }
-    opts.log(`bench: API server holds ${services.length} Services and EndpointSlices; starting weftd --source kubernetes`);
+    opts.log(
+      `bench: API server holds ${services.length} Services and EndpointSlices; starting weftd --source kubernetes`,
+    );
     agent = new AgentProcess(world, { kubeconfig });
     const t0 = performance.now();
     await agent.start(180_000);
@@ -94,13 +117,17 @@ export async function measureKubernetes(opts: { world: World; services: Manifest
     try {
       // Each change replaces one endpoint of one Service (a pod rescheduled), round robin over
       // the Services; new backends from 10.172.0.1 on: map entries only, never contacted.
-      latency = await timeChanges(`one endpoint of one EndpointSlice, ${services.length} Services present`, opts.changes, (k) => {
-        const s = services[(k * 7919) % services.length]!;
-        const fresh = `10.172.${k >> 8}.${k & 255}`;
-        const ips = [fresh, ...s.endpoints.slice(1).map((e) => e.ip)];
-        server.update(sliceObject(s, ips));
-        return () => backendIps(maps, s).includes(fresh);
-      });
+      latency = await timeChanges(
+        `one endpoint of one EndpointSlice, ${services.length} Services present`,
+        opts.changes,
+        (k) => {
+          const s = services[(k * 7919) % services.length]!;
+          const fresh = `10.172.${k >> 8}.${k & 255}`;
+          const ips = [fresh, ...s.endpoints.slice(1).map((e) => e.ip)];
+          server.update(sliceObject(s, ips));
+          return () => backendIps(maps, s).includes(fresh);
+        },
+      );
     } finally {
       maps.close();
     }

@@ -119,27 +119,52 @@ export function iptablesRestore(services: KubeService[], opts: RuleOptions): str
 
   push('*filter');
   for (const c of ['INPUT', 'FORWARD', 'OUTPUT']) push(`:${c} ACCEPT [0:0]`);
-  for (const c of ['KUBE-EXTERNAL-SERVICES', 'KUBE-FIREWALL', 'KUBE-FORWARD', 'KUBE-NODEPORTS',
-    'KUBE-PROXY-FIREWALL', 'KUBE-SERVICES']) push(`:${c} - [0:0]`);
-  push('-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL');
+  for (const c of [
+    'KUBE-EXTERNAL-SERVICES',
+    'KUBE-FIREWALL',
+    'KUBE-FORWARD',
+    'KUBE-NODEPORTS',
+    'KUBE-PROXY-FIREWALL',
+    'KUBE-SERVICES',
+  ])
+    push(`:${c} - [0:0]`);
+  push(
+    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+  );
   push('-A INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS');
-  push('-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES');
+  push(
+    '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+  );
   push('-A INPUT -j KUBE-FIREWALL');
-  push('-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL');
+  push(
+    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+  );
   push('-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD');
   push('-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
-  push('-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES');
-  push('-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL');
+  push(
+    '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+  );
+  push(
+    '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+  );
   push('-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
   push('-A OUTPUT -j KUBE-FIREWALL');
-  push('-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP');
+  push(
+    '-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
+  );
   push('-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP');
-  push(`-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark ${MASQ_MARK}/${MASQ_MARK} -j ACCEPT`);
-  push('-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+  push(
+    `-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark ${MASQ_MARK}/${MASQ_MARK} -j ACCEPT`,
+  );
+  push(
+    '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
   // Filter KUBE-SERVICES only rejects services without endpoints.
   for (const s of services) {
     if (s.endpoints.length > 0) continue;
-    push(`-A KUBE-SERVICES -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${servicePortName(s)} has no endpoints" -m ${s.proto} --dport ${s.port} -j REJECT --reject-with icmp-port-unreachable`);
+    push(
+      `-A KUBE-SERVICES -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${servicePortName(s)} has no endpoints" -m ${s.proto} --dport ${s.port} -j REJECT --reject-with icmp-port-unreachable`,
+    );
   }
   push('COMMIT');
 
@@ -153,8 +178,12 @@ export function iptablesRestore(services: KubeService[], opts: RuleOptions): str
     const spn = servicePortName(s);
     const svc = svcChain(s);
     push(`:${svc} - [0:0]`);
-    svcRules.push(`-A KUBE-SERVICES -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${spn} cluster IP" -m ${s.proto} --dport ${s.port} -j ${svc}`);
-    chainRules.push(`-A ${svc} ! -s ${opts.clusterCIDR} -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${spn} cluster IP" -m ${s.proto} --dport ${s.port} -j KUBE-MARK-MASQ`);
+    svcRules.push(
+      `-A KUBE-SERVICES -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${spn} cluster IP" -m ${s.proto} --dport ${s.port} -j ${svc}`,
+    );
+    chainRules.push(
+      `-A ${svc} ! -s ${opts.clusterCIDR} -d ${s.clusterIP}/32 -p ${s.proto} -m comment --comment "${spn} cluster IP" -m ${s.proto} --dport ${s.port} -j KUBE-MARK-MASQ`,
+    );
     const n = s.endpoints.length;
     s.endpoints.forEach((ep, i) => {
       const sep = sepChain(s, ep);
@@ -165,7 +194,9 @@ export function iptablesRestore(services: KubeService[], opts: RuleOptions): str
       const sep = sepChain(s, ep);
       push(`:${sep} - [0:0]`);
       chainRules.push(`-A ${sep} -s ${ep.ip}/32 -m comment --comment "${spn}" -j KUBE-MARK-MASQ`);
-      chainRules.push(`-A ${sep} -p ${s.proto} -m comment --comment "${spn}" -m ${s.proto} -j DNAT --to-destination ${ep.ip}:${ep.port}`);
+      chainRules.push(
+        `-A ${sep} -p ${s.proto} -m comment --comment "${spn}" -m ${s.proto} -j DNAT --to-destination ${ep.ip}:${ep.port}`,
+      );
     }
   }
   push('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
@@ -174,9 +205,13 @@ export function iptablesRestore(services: KubeService[], opts: RuleOptions): str
   push(`-A KUBE-MARK-MASQ -j MARK --or-mark ${MASQ_MARK}`);
   push(`-A KUBE-POSTROUTING -m mark ! --mark ${MASQ_MARK}/${MASQ_MARK} -j RETURN`);
   push(`-A KUBE-POSTROUTING -j MARK --xor-mark ${MASQ_MARK}`);
-  push('-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully');
+  push(
+    '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+  );
   for (const r of svcRules) push(r);
-  push('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS');
+  push(
+    '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
+  );
   for (const r of chainRules) push(r);
   push('COMMIT');
   return out.join('\n') + '\n';
@@ -219,13 +254,29 @@ export function nftScript(services: KubeService[], opts: RuleOptions): string {
   push(`flush table ${t}`);
   push(`add set ${t} cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }`);
   push(`add set ${t} nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }`);
-  push(`add map ${t} firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }`);
-  push(`add map ${t} no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }`);
-  push(`add map ${t} no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }`);
-  push(`add map ${t} service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }`);
+  push(
+    `add map ${t} firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }`,
+  );
+  push(
+    `add map ${t} no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }`,
+  );
+  push(
+    `add map ${t} no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }`,
+  );
+  push(
+    `add map ${t} service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }`,
+  );
   push(`add map ${t} service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }`);
-  for (const c of ['cluster-ips-check', 'firewall-check', 'mark-for-masquerade', 'masquerading',
-    'nodeport-endpoints-check', 'services', 'service-endpoints-check']) push(`add chain ${t} ${c}`);
+  for (const c of [
+    'cluster-ips-check',
+    'firewall-check',
+    'mark-for-masquerade',
+    'masquerading',
+    'nodeport-endpoints-check',
+    'services',
+    'service-endpoints-check',
+  ])
+    push(`add chain ${t} ${c}`);
   push(`add chain ${t} filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }`);
   push(`add chain ${t} filter-output-pre-dnat { type filter hook output priority -110 ; }`);
   push(`add chain ${t} filter-forward { type filter hook forward priority 0 ; }`);
@@ -236,9 +287,13 @@ export function nftScript(services: KubeService[], opts: RuleOptions): string {
   push(`add chain ${t} nat-prerouting { type nat hook prerouting priority -100 ; }`);
   push(`add chain ${t} reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }`);
 
-  push(`add rule ${t} cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"`);
+  push(
+    `add rule ${t} cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"`,
+  );
   if (opts.serviceCIDRs.length > 0) {
-    push(`add rule ${t} cluster-ips-check ip daddr { ${opts.serviceCIDRs.join(', ')} } drop comment "Drop traffic to unallocated ClusterIPs"`);
+    push(
+      `add rule ${t} cluster-ips-check ip daddr { ${opts.serviceCIDRs.join(', ')} } drop comment "Drop traffic to unallocated ClusterIPs"`,
+    );
   }
   push(`add rule ${t} filter-prerouting-pre-dnat ct state new jump firewall-check`);
   push(`add rule ${t} filter-forward ct state new jump service-endpoints-check`);
@@ -256,7 +311,9 @@ export function nftScript(services: KubeService[], opts: RuleOptions): string {
   push(`add rule ${t} nat-output jump services`);
   push(`add rule ${t} nat-postrouting jump masquerading`);
   push(`add rule ${t} nat-prerouting jump services`);
-  push(`add rule ${t} nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports`);
+  push(
+    `add rule ${t} nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports`,
+  );
   push(`add rule ${t} reject-chain reject`);
   push(`add rule ${t} services ip daddr . meta l4proto . th dport vmap @service-ips`);
   push(`add rule ${t} services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports`);
@@ -269,7 +326,9 @@ export function nftScript(services: KubeService[], opts: RuleOptions): string {
     const spn = servicePortName(s);
     rules.push(`add element ${t} cluster-ips { ${s.clusterIP} }`);
     if (s.endpoints.length === 0) {
-      rules.push(`add element ${t} no-endpoint-services { ${s.clusterIP} . ${s.proto} . ${s.port} comment "${spn}" : goto reject-chain }`);
+      rules.push(
+        `add element ${t} no-endpoint-services { ${s.clusterIP} . ${s.proto} . ${s.port} comment "${spn}" : goto reject-chain }`,
+      );
       continue;
     }
     const svc = nftServiceChain(s);

@@ -125,7 +125,16 @@ export interface L7Result {
   tools: Record<string, string>;
   backend: string;
   cpus: { client: string; server: string; proxy: string };
-  config: { runs: number; satSeconds: number; rateSeconds: number; warmupSeconds: number; rate: number; clients: number; streams: number; bodyBytes: number };
+  config: {
+    runs: number;
+    satSeconds: number;
+    rateSeconds: number;
+    warmupSeconds: number;
+    rate: number;
+    clients: number;
+    streams: number;
+    bodyBytes: number;
+  };
   paths: L7Path[];
 }
 
@@ -133,7 +142,12 @@ const BODY_BYTES = 1024;
 const WARMUP_S = 1;
 const BACKEND_H2 = 8080;
 const BACKEND_H1 = 8081;
-const PORTS: Record<Exclude<L7PathName, 'direct'>, number> = { 'weft-proxy': 10001, haproxy: 10002, nginx: 10003, 'haproxy-2hop': 10004 };
+const PORTS: Record<Exclude<L7PathName, 'direct'>, number> = {
+  'weft-proxy': 10001,
+  haproxy: 10002,
+  nginx: 10003,
+  'haproxy-2hop': 10004,
+};
 const HOP2_PORT = 10005;
 const SAMPLE_MS = 100;
 /** Other work on the machine (CPUs) above which a run is noted as disturbed. */
@@ -321,10 +335,14 @@ interface H2loadSummary {
 
 function parseH2load(out: string): H2loadSummary {
   const fin = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out);
-  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const req =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+      out,
+    );
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
   const data = /traffic: .*\((\d+)\) data/.exec(out);
-  if (!fin || !req || !codes) throw new Error(`h2load: unexpected output: ${out.trim().split('\n').slice(-6).join(' | ')}`);
+  if (!fin || !req || !codes)
+    throw new Error(`h2load: unexpected output: ${out.trim().split('\n').slice(-6).join(' | ')}`);
   return {
     rps: Number(fin[1]),
     total: Number(req[1]),
@@ -344,7 +362,9 @@ function parseH2load(out: string): H2loadSummary {
 function checkAllGood(s: H2loadSummary, what: string): void {
   if (s.done === 0 || s.status2xx === 0) throw new Error(`${what}: no request completed`);
   if (s.failed || s.errored || s.timeout || s.statusOther) {
-    throw new Error(`${what}: ${s.done} done, ${s.status2xx} 2xx, ${s.statusOther} other statuses, ${s.failed} failed, ${s.errored} errored, ${s.timeout} timed out`);
+    throw new Error(
+      `${what}: ${s.done} done, ${s.status2xx} 2xx, ${s.statusOther} other statuses, ${s.failed} failed, ${s.errored} errored, ${s.timeout} timed out`,
+    );
   }
 }
 
@@ -502,11 +522,20 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
       `h2load (one thread per client CPU) over HTTP/2 cleartext with prior knowledge, GET / answered with ${BODY_BYTES} bytes; ` +
       `saturation: -c ${o.clients} -m ${o.streams} -D ${o.satSeconds} after ${WARMUP_S} s warm-up, req/s; ` +
       `fixed rate: -c ${o.clients} -m 1 --rps ${o.rate / o.clients} -D ${o.rateSeconds} after ${WARMUP_S} s warm-up, percentiles of the per-request log (--log-file); ` +
-      'RSS: VmRSS of the proxy\'s processes summed, sampled every 100 ms during saturation, max; CPU: utime+stime of the proxy\'s processes over the measured part / requests',
+      "RSS: VmRSS of the proxy's processes summed, sampled every 100 ms during saturation, max; CPU: utime+stime of the proxy's processes over the measured part / requests",
     tools,
     backend: `nginx ${tools.nginx}: ${serverWorkers} worker(s), return 200 with ${BODY_BYTES} bytes from memory, h2c on 127.0.0.1:${BACKEND_H2}, HTTP/1.1 on :${BACKEND_H1}`,
     cpus: { client: o.clientCpus || 'any', server: o.serverCpus || 'any', proxy: o.proxyCpus || 'any' },
-    config: { runs: o.runs, satSeconds: o.satSeconds, rateSeconds: o.rateSeconds, warmupSeconds: WARMUP_S, rate: o.rate, clients: o.clients, streams: o.streams, bodyBytes: BODY_BYTES },
+    config: {
+      runs: o.runs,
+      satSeconds: o.satSeconds,
+      rateSeconds: o.rateSeconds,
+      warmupSeconds: WARMUP_S,
+      rate: o.rate,
+      clients: o.clients,
+      streams: o.streams,
+      bodyBytes: BODY_BYTES,
+    },
     paths: [],
   };
   if (!v.h2load) return { ...base, status: 'unavailable', reason: 'h2load not found (Debian: nghttp2-client)' };
@@ -527,8 +556,15 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     return p;
   };
   const h2load = async (args: string[], timeoutMs: number): Promise<string> => {
-    const r = await world.run('node', ['h2load', '-t', String(h2loadThreads), ...args], { inCgroup: true, timeoutMs, ...cpusOf(o.clientCpus) });
-    if (r.code !== 0) throw new Error(`h2load ${r.timedOut ? 'timed out' : `exited ${r.signal ?? r.code}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    const r = await world.run('node', ['h2load', '-t', String(h2loadThreads), ...args], {
+      inCgroup: true,
+      timeoutMs,
+      ...cpusOf(o.clientCpus),
+    });
+    if (r.code !== 0)
+      throw new Error(
+        `h2load ${r.timedOut ? 'timed out' : `exited ${r.signal ?? r.code}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+      );
     return r.stdout;
   };
   /** Ready and right: 20 requests, all 2xx with the whole body (retried while the path starts). */
@@ -542,7 +578,8 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
         const s = parseH2load(await h2load(['-n', '20', '-c', '1', '-m', '1', url], 10_000));
         checkAllGood(s, 'probe');
         if (s.status2xx !== 20) throw new Error(`probe: ${s.status2xx} of 20 requests answered 2xx`);
-        if (s.dataBytes !== 20 * BODY_BYTES) throw new Error(`probe: ${s.dataBytes} bytes of data for 20 responses, expected ${20 * BODY_BYTES}`);
+        if (s.dataBytes !== 20 * BODY_BYTES)
+          throw new Error(`probe: ${s.dataBytes} bytes of data for 20 responses, expected ${20 * BODY_BYTES}`);
         return;
       } catch (e) {
         last = (e as Error).message;
@@ -577,12 +614,30 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
           if (path === 'haproxy') {
             point.label = `HAProxy ${v.haproxy}`;
             point.config = `mode http, bind :${port} proto h2 → server proto h2 (h2c both sides), http-reuse always, nbthread ${proxyWorkers}`;
-            roots.push(start('haproxy', ['haproxy', '-db', '-f', cfgFile('haproxy.cfg', haproxyConf(proxyWorkers, port, BACKEND_H2))], o.proxyCpus));
+            roots.push(
+              start(
+                'haproxy',
+                ['haproxy', '-db', '-f', cfgFile('haproxy.cfg', haproxyConf(proxyWorkers, port, BACKEND_H2))],
+                o.proxyCpus,
+              ),
+            );
           } else {
             point.label = `2× HAProxy (sidecars)`;
             point.config = `two HAProxy processes in series, each as the haproxy path: :${port} → :${HOP2_PORT} → backend (the client's and the server's sidecar)`;
-            roots.push(start('haproxy hop 2', ['haproxy', '-db', '-f', cfgFile('haproxy-hop2.cfg', haproxyConf(proxyWorkers, HOP2_PORT, BACKEND_H2))], o.proxyCpus));
-            roots.push(start('haproxy hop 1', ['haproxy', '-db', '-f', cfgFile('haproxy-hop1.cfg', haproxyConf(proxyWorkers, port, HOP2_PORT))], o.proxyCpus));
+            roots.push(
+              start(
+                'haproxy hop 2',
+                ['haproxy', '-db', '-f', cfgFile('haproxy-hop2.cfg', haproxyConf(proxyWorkers, HOP2_PORT, BACKEND_H2))],
+                o.proxyCpus,
+              ),
+            );
+            roots.push(
+              start(
+                'haproxy hop 1',
+                ['haproxy', '-db', '-f', cfgFile('haproxy-hop1.cfg', haproxyConf(proxyWorkers, port, HOP2_PORT))],
+                o.proxyCpus,
+              ),
+            );
           }
           await probe(url(port), roots);
           return { point, run: { point, url: url(port), roots, satRound: [], rateRound: [] } };
@@ -600,20 +655,42 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
           const port = PORTS['weft-proxy'];
           point.label = 'weft-proxy';
           point.config = `bin/weft-proxy --workers ${proxyWorkers} standalone, one snapshot over its admin socket: listener :${port} → route bench/web (PathPrefix /) → backend h2c :${BACKEND_H2}`;
-          if (!existsSync(o.weftProxy)) return fail('unavailable', `${o.weftProxy} not found (weft-proxy not built yet?)`);
+          if (!existsSync(o.weftProxy))
+            return fail('unavailable', `${o.weftProxy} not found (weft-proxy not built yet?)`);
           const snap = benchSnapshot(port, BACKEND_H2);
           const valid = validateSnapshot(snap);
-          if (!valid.ok) return fail('unavailable', `the bench's snapshot does not validate (src/contract/proxy-snapshot.ts changed?): ${valid.error}`);
+          if (!valid.ok)
+            return fail(
+              'unavailable',
+              `the bench's snapshot does not validate (src/contract/proxy-snapshot.ts changed?): ${valid.error}`,
+            );
           const sock = join(dir, 'weft-proxy.sock');
-          const proxy = start('weft-proxy', [o.weftProxy, '--admin-socket', sock, '--metrics-address', '127.0.0.1:0', '--log-level', 'warn', '--workers', String(proxyWorkers), ...o.weftProxyArgs], o.proxyCpus);
+          const proxy = start(
+            'weft-proxy',
+            [
+              o.weftProxy,
+              '--admin-socket',
+              sock,
+              '--metrics-address',
+              '127.0.0.1:0',
+              '--log-level',
+              'warn',
+              '--workers',
+              String(proxyWorkers),
+              ...o.weftProxyArgs,
+            ],
+            o.proxyCpus,
+          );
           const until = Date.now() + 15_000;
           for (;;) {
-            if (!proxy.isRunning()) return fail('unavailable', `weft-proxy exited: ${proxy.lines.slice(-4).join(' | ') || 'no output'}`);
+            if (!proxy.isRunning())
+              return fail('unavailable', `weft-proxy exited: ${proxy.lines.slice(-4).join(' | ') || 'no output'}`);
             try {
               await apiRequest(sock, 'GET', '/healthz', undefined, 1000);
               break;
             } catch (e) {
-              if (Date.now() > until) return fail('unavailable', `weft-proxy: no answer on ${sock} within 15 s (${(e as Error).message})`);
+              if (Date.now() > until)
+                return fail('unavailable', `weft-proxy: no answer on ${sock} within 15 s (${(e as Error).message})`);
               await new Promise((r) => setTimeout(r, 50));
             }
           }
@@ -639,7 +716,20 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     const sample = sampler(pids);
     const other = otherLoad(world.cgroupDir);
     const t0 = performance.now();
-    const out = await h2load(['-c', String(o.clients), '-m', String(o.streams), '-D', String(o.satSeconds), '--warm-up-time', String(WARMUP_S), r.url], (o.satSeconds + WARMUP_S + 30) * 1000).finally(() => sample.stop());
+    const out = await h2load(
+      [
+        '-c',
+        String(o.clients),
+        '-m',
+        String(o.streams),
+        '-D',
+        String(o.satSeconds),
+        '--warm-up-time',
+        String(WARMUP_S),
+        r.url,
+      ],
+      (o.satSeconds + WARMUP_S + 30) * 1000,
+    ).finally(() => sample.stop());
     const samples = sample.stop();
     const otherCpus = other.stop();
     const s = parseH2load(out);
@@ -664,7 +754,21 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     const other = otherLoad(world.cgroupDir);
     const t0 = performance.now();
     const out = await h2load(
-      ['-c', String(o.clients), '-m', '1', '--rps', String(o.rate / o.clients), '-D', String(o.rateSeconds), '--warm-up-time', String(WARMUP_S), '--log-file', logFile, r.url],
+      [
+        '-c',
+        String(o.clients),
+        '-m',
+        '1',
+        '--rps',
+        String(o.rate / o.clients),
+        '-D',
+        String(o.rateSeconds),
+        '--warm-up-time',
+        String(WARMUP_S),
+        '--log-file',
+        logFile,
+        r.url,
+      ],
       (o.rateSeconds + WARMUP_S + 30) * 1000,
     ).finally(() => sample.stop());
     const samples = sample.stop();
@@ -677,7 +781,8 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     let last = -Infinity;
     for (const l of lines) {
       const [start, status, us] = l.split('\t');
-      if (status === undefined || us === undefined || !status.startsWith('2')) throw new Error(`fixed rate: a request logged status ${status}`);
+      if (status === undefined || us === undefined || !status.startsWith('2'))
+        throw new Error(`fixed rate: a request logged status ${status}`);
       durations.push(Number(us));
       first = Math.min(first, Number(start));
       last = Math.max(last, Number(start));
@@ -706,12 +811,20 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
     const n = o.idleConnections;
     await new Promise((res) => setTimeout(res, IDLE_SETTLE_MS));
     const before = memOf(pidsOf(r));
-    const client = start(`idle client → ${r.point.label}`, [process.execPath, IDLE_CLIENT, r.url, String(n)], o.clientCpus);
+    const client = start(
+      `idle client → ${r.point.label}`,
+      [process.execPath, IDLE_CLIENT, r.url, String(n)],
+      o.clientCpus,
+    );
     try {
       await client.waitForLine(/^ready \d+$/, 60_000);
       await new Promise((res) => setTimeout(res, IDLE_SETTLE_MS));
       const held = memOf(pidsOf(r));
-      r.point.idleConnections = { count: n, rssKbPerConn: (held.rss - before.rss) / n, anonKbPerConn: (held.anon - before.anon) / n };
+      r.point.idleConnections = {
+        count: n,
+        rssKbPerConn: (held.rss - before.rss) / n,
+        anonKbPerConn: (held.anon - before.anon) / n,
+      };
     } finally {
       await client.stop();
     }
@@ -733,7 +846,11 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
   const points: L7Path[] = [];
   try {
     writeFileSync(join(dir, 'backend.conf'), backendConf(join(dir, 'backend'), serverWorkers));
-    const backend = start('nginx backend', ['nginx', '-p', join(dir, 'backend'), '-c', join(dir, 'backend.conf')], o.serverCpus);
+    const backend = start(
+      'nginx backend',
+      ['nginx', '-p', join(dir, 'backend'), '-c', join(dir, 'backend.conf')],
+      o.serverCpus,
+    );
     for (const path of o.paths) {
       const t0 = Date.now();
       const { point, run } = await setup(path);
@@ -745,13 +862,17 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
       } else {
         o.log(`bench: L7 ${point.label}: ${point.status}: ${point.reason}`);
       }
-      if (path === 'direct' && point.status !== 'ok' && !backend.isRunning()) throw new Error(`the nginx backend exited: ${backend.lines.slice(-4).join(' | ')}`);
+      if (path === 'direct' && point.status !== 'ok' && !backend.isRunning())
+        throw new Error(`the nginx backend exited: ${backend.lines.slice(-4).join(' | ')}`);
     }
     const live = () => running.filter((r) => r.point.status === 'ok');
     // Warm-up: a short saturation run on every path (connection pools, JIT, page cache).
     for (const r of live()) {
       await guarded(r, 'warm-up', async () => {
-        checkAllGood(parseH2load(await h2load(['-c', String(o.clients), '-m', String(o.streams), '-D', '1', r.url], 30_000)), 'warm-up');
+        checkAllGood(
+          parseH2load(await h2load(['-c', String(o.clients), '-m', String(o.streams), '-D', '1', r.url], 30_000)),
+          'warm-up',
+        );
       });
     }
     for (let round = 0; round < o.runs; round++) {
@@ -797,8 +918,14 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
       const rcpu = optSpread(p.rateRuns.map((x) => x.cpuUsPerReq));
       if (rcpu) p.fixedRate.cpuUsPerReq = rcpu;
       const disturbed = [...p.satRuns, ...p.rateRuns].filter((x) => x.otherLoad > OTHER_LOAD_NOTE);
-      if (disturbed.length) p.warnings.push(`${disturbed.length} of its runs shared the machine with other work (up to ${Math.max(...disturbed.map((x) => x.otherLoad)).toFixed(2)} CPUs)`);
-      if (p.fixedRate.achievedRate.min < 0.95 * o.rate) p.warnings.push(`the fixed-rate runs reached only ${Math.round(p.fixedRate.achievedRate.min)} requests/s (asked ${o.rate})`);
+      if (disturbed.length)
+        p.warnings.push(
+          `${disturbed.length} of its runs shared the machine with other work (up to ${Math.max(...disturbed.map((x) => x.otherLoad)).toFixed(2)} CPUs)`,
+        );
+      if (p.fixedRate.achievedRate.min < 0.95 * o.rate)
+        p.warnings.push(
+          `the fixed-rate runs reached only ${Math.round(p.fixedRate.achievedRate.min)} requests/s (asked ${o.rate})`,
+        );
       o.log(
         `bench: L7 ${p.label}: ${p.satRuns.map((x) => Math.round(x.rps)).join(' / ')} req/s; at ${o.rate}/s p50 ${p.rateRuns.map((x) => x.p50Us).join(' / ')} µs, p99 ${p.rateRuns.map((x) => x.p99Us).join(' / ')} µs` +
           (rss ? `; RSS ${rss.max.toFixed(1)} MB` : ''),
@@ -823,18 +950,36 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
       p.added = {
         p50Us: p.fixedRate.p50Us.median - d.fixedRate!.p50Us.median,
         p99Us: p.fixedRate.p99Us.median - d.fixedRate!.p99Us.median,
-        pairedP50Us: paired(p.rateRuns.map((x) => x.p50Us), d.rateRuns.map((x) => x.p50Us)),
-        pairedP99Us: paired(p.rateRuns.map((x) => x.p99Us), d.rateRuns.map((x) => x.p99Us)),
+        pairedP50Us: paired(
+          p.rateRuns.map((x) => x.p50Us),
+          d.rateRuns.map((x) => x.p50Us),
+        ),
+        pairedP99Us: paired(
+          p.rateRuns.map((x) => x.p99Us),
+          d.rateRuns.map((x) => x.p99Us),
+        ),
       };
     }
     for (const r of running) {
       const dead = r.roots.find((p) => !p.isRunning());
       if (dead && r.point.status === 'ok') r.point.warnings.push(`${dead.name} exited during the runs`);
-      const noisy = r.roots.flatMap((p) => p.lines.filter((l) => /\b(error|warn|alert|emerg|crit)/i.test(l))).slice(0, 3);
+      const noisy = r.roots
+        .flatMap((p) => p.lines.filter((l) => /\b(error|warn|alert|emerg|crit)/i.test(l)))
+        .slice(0, 3);
       for (const l of noisy) r.point.warnings.push(`log: ${l.slice(0, 200)}`);
     }
     const anyFailed = points.some((p) => p.status === 'failed');
-    return { ...base, status: anyFailed ? 'failed' : 'ok', ...(anyFailed && { reason: points.filter((p) => p.status === 'failed').map((p) => `${p.label}: ${p.reason}`).join('; ') }), paths: points };
+    return {
+      ...base,
+      status: anyFailed ? 'failed' : 'ok',
+      ...(anyFailed && {
+        reason: points
+          .filter((p) => p.status === 'failed')
+          .map((p) => `${p.label}: ${p.reason}`)
+          .join('; '),
+      }),
+      paths: points,
+    };
   } catch (e) {
     return { ...base, status: 'failed', reason: (e as Error).message, paths: points };
   } finally {
@@ -854,7 +999,11 @@ const signed = (x: number) => `${x >= 0 ? '+' : ''}${Math.round(x)}`;
 export function l7Summary(r: L7Result): string {
   if (r.status === 'unavailable') return `unavailable (${r.reason})`;
   return r.paths
-    .map((p) => (p.status !== 'ok' ? `${p.label} ${p.status}` : `${p.label} ${int(p.saturation!.rps.median)} req/s, p50 ${us(p.fixedRate!.p50Us.median)} µs${p.added ? ` (${signed(p.added.p50Us)})` : ''}`))
+    .map((p) =>
+      p.status !== 'ok'
+        ? `${p.label} ${p.status}`
+        : `${p.label} ${int(p.saturation!.rps.median)} req/s, p50 ${us(p.fixedRate!.p50Us.median)} µs${p.added ? ` (${signed(p.added.p50Us)})` : ''}`,
+    )
     .join('; ');
 }
 
@@ -871,22 +1020,41 @@ export function l7Report(r: L7Result): string {
   }
   if (r.status === 'failed' && r.reason) out.push(`  FAILED: ${r.reason}`);
   out.push(
-    '  ' + 'path'.padEnd(24) + 'req/s at saturation  min / median / max'.padStart(40) + '×HAProxy'.padStart(10) +
-      `p50 µs at ${int(r.config.rate)}/s  min / med / max`.padStart(37) + '+p50'.padStart(7) + 'p99 µs'.padStart(8) + '+p99'.padStart(7) +
-      'RSS MB'.padStart(8) + 'CPU µs/req sat / fixed'.padStart(24),
+    '  ' +
+      'path'.padEnd(24) +
+      'req/s at saturation  min / median / max'.padStart(40) +
+      '×HAProxy'.padStart(10) +
+      `p50 µs at ${int(r.config.rate)}/s  min / med / max`.padStart(37) +
+      '+p50'.padStart(7) +
+      'p99 µs'.padStart(8) +
+      '+p99'.padStart(7) +
+      'RSS MB'.padStart(8) +
+      'CPU µs/req sat / fixed'.padStart(24),
   );
   for (const p of r.paths) {
     if (p.status !== 'ok' || !p.saturation || !p.fixedRate) {
-      out.push(`  ${p.label.padEnd(24)}${p.status === 'unavailable' ? 'unavailable' : 'FAILED'}: ${p.reason ?? 'unknown'}`);
+      out.push(
+        `  ${p.label.padEnd(24)}${p.status === 'unavailable' ? 'unavailable' : 'FAILED'}: ${p.reason ?? 'unknown'}`,
+      );
       continue;
     }
     const s = p.saturation;
     const f = p.fixedRate;
-    const cpu = s.cpuUsPerReq || f.cpuUsPerReq ? `${s.cpuUsPerReq ? us(s.cpuUsPerReq.median) : '-'} / ${f.cpuUsPerReq ? us(f.cpuUsPerReq.median) : '-'}` : '-';
+    const cpu =
+      s.cpuUsPerReq || f.cpuUsPerReq
+        ? `${s.cpuUsPerReq ? us(s.cpuUsPerReq.median) : '-'} / ${f.cpuUsPerReq ? us(f.cpuUsPerReq.median) : '-'}`
+        : '-';
     out.push(
-      '  ' + p.label.padEnd(24) + trio(s.rps, int).padStart(40) + (p.xHaproxy !== undefined ? `${p.xHaproxy.toFixed(2)}x` : '-').padStart(10) +
-        trio(f.p50Us, us).padStart(37) + (p.added ? signed(p.added.p50Us) : '-').padStart(7) + us(f.p99Us.median).padStart(8) + (p.added ? signed(p.added.p99Us) : '-').padStart(7) +
-        (s.rssMb ? s.rssMb.max.toFixed(1) : '-').padStart(8) + cpu.padStart(24),
+      '  ' +
+        p.label.padEnd(24) +
+        trio(s.rps, int).padStart(40) +
+        (p.xHaproxy !== undefined ? `${p.xHaproxy.toFixed(2)}x` : '-').padStart(10) +
+        trio(f.p50Us, us).padStart(37) +
+        (p.added ? signed(p.added.p50Us) : '-').padStart(7) +
+        us(f.p99Us.median).padStart(8) +
+        (p.added ? signed(p.added.p99Us) : '-').padStart(7) +
+        (s.rssMb ? s.rssMb.max.toFixed(1) : '-').padStart(8) +
+        cpu.padStart(24),
     );
     for (const w of p.warnings) out.push(`  ${''.padEnd(24)}warning: ${w}`);
   }
@@ -897,13 +1065,19 @@ export function l7Report(r: L7Result): string {
       `Fixed rate: -c ${r.config.clients} -m 1 --rps ${r.config.rate / r.config.clients}, ${r.config.rateSeconds} s after ${r.config.warmupSeconds} s warm-up;`,
   );
   out.push(
-    '  p99: median over runs; +p50 / +p99 = the path\'s median − direct\'s, µs. RSS: the proxy\'s processes summed (2× HAProxy: both), max while saturated. CPU: the proxy\'s.',
+    "  p99: median over runs; +p50 / +p99 = the path's median − direct's, µs. RSS: the proxy's processes summed (2× HAProxy: both), max while saturated. CPU: the proxy's.",
   );
   const idle = r.paths.filter((p) => p.idleConnections);
   if (idle.length > 0) {
     out.push(
       `  ${int(idle[0]!.idleConnections!.count)} idle connections held (one request each), what the proxy grew by per connection, VmRSS (RssAnon): ` +
-        idle.map((p) => `${p.label} ${p.idleConnections!.rssKbPerConn.toFixed(1)} kB (${p.idleConnections!.anonKbPerConn.toFixed(1)})`).join(', ') + '.',
+        idle
+          .map(
+            (p) =>
+              `${p.label} ${p.idleConnections!.rssKbPerConn.toFixed(1)} kB (${p.idleConnections!.anonKbPerConn.toFixed(1)})`,
+          )
+          .join(', ') +
+        '.',
     );
   }
   const runs = r.paths.flatMap((p) => [...p.satRuns, ...p.rateRuns]);
@@ -915,7 +1089,9 @@ export function l7Report(r: L7Result): string {
     out.push(
       `  other work on the machine during the runs (CPUs used outside the bench's world, and stolen by the hypervisor): median ${l.median.toFixed(2)}, max ${l.max.toFixed(2)}` +
         (steal.max > 0.01 ? ` (stolen: median ${steal.median.toFixed(2)}, max ${steal.max.toFixed(2)})` : '') +
-        (busy ? `; ${busy} of ${loads.length} runs above ${OTHER_LOAD_NOTE}: their latencies (p99 first) and rates suffered` : ''),
+        (busy
+          ? `; ${busy} of ${loads.length} runs above ${OTHER_LOAD_NOTE}: their latencies (p99 first) and rates suffered`
+          : ''),
     );
   }
   return out.join('\n');
@@ -934,25 +1110,39 @@ const RSS_PER_WORKER_MB = 60;
 export function l7Goals(r: L7Result | undefined): L7Goal[] {
   const get = (n: L7PathName) => r?.paths.find((p) => p.path === n && p.status === 'ok');
   const weft = get('weft-proxy');
-  const why = !r ? 'not measured' : r.status === 'unavailable' ? `unavailable: ${r.reason}` : (() => {
-    const p = r.paths.find((q) => q.path === 'weft-proxy');
-    return p ? `${p.status}: ${p.reason ?? 'unknown'}` : 'weft-proxy not measured';
-  })();
+  const why = !r
+    ? 'not measured'
+    : r.status === 'unavailable'
+      ? `unavailable: ${r.reason}`
+      : (() => {
+          const p = r.paths.find((q) => q.path === 'weft-proxy');
+          return p ? `${p.status}: ${p.reason ?? 'unknown'}` : 'weft-proxy not measured';
+        })();
   const hap = get('haproxy');
   const two = get('haproxy-2hop');
   const out: L7Goal[] = [];
   const limit = two?.added?.p50Us ?? REF_TWO_HOPS_US;
-  const against = two?.added ? `two HAProxy hops ${signed(two.added.p50Us)} µs in this run (issue's reference +${REF_TWO_HOPS_US})` : `the issue's two-hop reference +${REF_TWO_HOPS_US} µs`;
+  const against = two?.added
+    ? `two HAProxy hops ${signed(two.added.p50Us)} µs in this run (issue's reference +${REF_TWO_HOPS_US})`
+    : `the issue's two-hop reference +${REF_TWO_HOPS_US} µs`;
   out.push({
     goal: 'one weft-proxy hop adds less p50 latency than two HAProxy hops (sidecar shape, ref. +0.71 ms), heading for one HAProxy (ref. +0.43 ms)',
     status: weft?.added === undefined ? 'n/a' : weft.added.p50Us < limit ? 'met' : 'missed',
-    detail: weft?.added === undefined ? why : `weft-proxy ${signed(weft.added.p50Us)} µs vs ${against}${hap?.added ? `; HAProxy ${signed(hap.added.p50Us)} µs` : ''} (p99 ${signed(weft.added.p99Us)} µs)`,
+    detail:
+      weft?.added === undefined
+        ? why
+        : `weft-proxy ${signed(weft.added.p50Us)} µs vs ${against}${hap?.added ? `; HAProxy ${signed(hap.added.p50Us)} µs` : ''} (p99 ${signed(weft.added.p99Us)} µs)`,
   });
   const x = weft?.xHaproxy;
   out.push({
-    goal: 'weft-proxy throughput ≥ 0.5x HAProxy\'s (requests/s at saturation)',
+    goal: "weft-proxy throughput ≥ 0.5x HAProxy's (requests/s at saturation)",
     status: x === undefined ? 'n/a' : x >= 0.5 ? 'met' : 'missed',
-    detail: x === undefined ? (weft && !hap ? 'HAProxy not measured' : why) : `${x.toFixed(2)}x (${int(weft!.saturation!.rps.median)} vs ${int(hap!.saturation!.rps.median)} req/s)`,
+    detail:
+      x === undefined
+        ? weft && !hap
+          ? 'HAProxy not measured'
+          : why
+        : `${x.toFixed(2)}x (${int(weft!.saturation!.rps.median)} vs ${int(hap!.saturation!.rps.median)} req/s)`,
   });
   const rss = weft?.saturation?.rssProcessMb?.max;
   out.push({

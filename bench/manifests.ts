@@ -16,9 +16,7 @@ const PROTO: Record<string, string> = { tcp: 'TCP', udp: 'UDP', sctp: 'SCTP' };
 export function serviceYaml(s: ManifestService): string {
   const proto = PROTO[s.proto] ?? 'TCP';
   const portName = s.portName || 'port';
-  const eps = s.endpoints
-    .map((e) => `- addresses: ["${e.ip}"]\n  conditions: {ready: true}\n`)
-    .join('');
+  const eps = s.endpoints.map((e) => `- addresses: ["${e.ip}"]\n  conditions: {ready: true}\n`).join('');
   const epPort = s.endpoints[0]?.port ?? s.targetPort;
   return (
     `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${s.name}\n  namespace: ${s.namespace}\n` +

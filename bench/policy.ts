@@ -108,7 +108,14 @@ export interface PolicyPoint {
   mode: PolicyMode;
   label: string;
   policies: number;
-  conn: { runs: ConnRun[]; rate: Spread; connect_p50_us: Spread; connect_p99_us: Spread; cpu_us_per_conn: Spread; errors: number };
+  conn: {
+    runs: ConnRun[];
+    rate: Spread;
+    connect_p50_us: Spread;
+    connect_p99_us: Spread;
+    cpu_us_per_conn: Spread;
+    errors: number;
+  };
   rr: { runs: RrRun[]; p50_us: Spread; p99_us: Spread };
   /** Switching to this state (policy file written or removed → /v1/policy shows it), ms. */
   switchMs: number[];
@@ -188,17 +195,44 @@ export const NAMESPACE_LABELS: Record<string, Labels> = {
 };
 const REMOTE_NAMESPACES = Object.keys(NAMESPACE_LABELS);
 const TEAMS = ['storefront', 'payments', 'search', 'sre', 'data', 'perf'];
-const APPS = ['frontend', 'cart', 'checkout', 'catalog', 'search-api', 'indexer', 'postgres', 'redis', 'kafka', 'prometheus', 'grafana', 'coredns', 'worker', 'gateway', 'auth'];
+const APPS = [
+  'frontend',
+  'cart',
+  'checkout',
+  'catalog',
+  'search-api',
+  'indexer',
+  'postgres',
+  'redis',
+  'kafka',
+  'prometheus',
+  'grafana',
+  'coredns',
+  'worker',
+  'gateway',
+  'auth',
+];
 const TIERS = ['frontend', 'backend', 'db', 'cache', 'client', 'server'];
 
 const CLIENT_LABELS: Labels = { app: 'loadgen', tier: 'client', 'policy-bench': 'yes', version: 'v1', track: 'stable' };
 const SERVER_LABELS: Labels = { app: 'echo', tier: 'server', 'policy-bench': 'yes', version: 'v1', track: 'stable' };
 
 export function namespaceManifest(name: string): object {
-  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...NAMESPACE_LABELS[name], 'kubernetes.io/metadata.name': name } } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels: { ...NAMESPACE_LABELS[name], 'kubernetes.io/metadata.name': name } },
+  };
 }
 
-function podManifest(namespace: string, name: string, labels: Labels, nodeName: string, ports: object[], ips?: string[]): object {
+function podManifest(
+  namespace: string,
+  name: string,
+  labels: Labels,
+  nodeName: string,
+  ports: object[],
+  ips?: string[],
+): object {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -220,14 +254,17 @@ export function remotePods(count: number): object[] {
       app,
       tier: TIERS[(deployment * 7) % TIERS.length]!,
       version: `v${(deployment % 3) + 1}`,
-      'pod-template-hash': `h${(deployment * 2654435761 % 0xffffff).toString(16)}`,
+      'pod-template-hash': `h${((deployment * 2654435761) % 0xffffff).toString(16)}`,
       ...(app === 'coredns' && { 'k8s-app': 'kube-dns' }),
       ...(deployment % 9 === 0 && { canary: 'true' }),
     };
-    const node = 1 + Math.floor(i / 250) % 8;
+    const node = 1 + (Math.floor(i / 250) % 8);
     const host = (i % 250) + 2;
     const ips = [`10.244.${node}.${host}`, `fd00:10:244::${node}:${host.toString(16)}`];
-    const ports = [{ name: 'http', containerPort: 8080 + (deployment % 3), protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }];
+    const ports = [
+      { name: 'http', containerPort: 8080 + (deployment % 3), protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
+    ];
     out.push(podManifest(namespace, `${app}-${deployment}-${i % 10}`, labels, `node-${node}`, ports, ips));
   }
   return out;
@@ -243,9 +280,17 @@ function benchPodSelector(i: number): Obj {
     case 1:
       return { matchExpressions: [{ key: 'app', operator: 'In', values: ['loadgen', 'echo', `extra-${i}`] }] };
     case 2:
-      return { matchLabels: { track: 'stable' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['client', 'server'] }] };
+      return {
+        matchLabels: { track: 'stable' },
+        matchExpressions: [{ key: 'tier', operator: 'In', values: ['client', 'server'] }],
+      };
     case 3:
-      return { matchExpressions: [{ key: 'version', operator: 'NotIn', values: [`v${9 + i}`] }, { key: 'canary', operator: 'DoesNotExist' }] };
+      return {
+        matchExpressions: [
+          { key: 'version', operator: 'NotIn', values: [`v${9 + i}`] },
+          { key: 'canary', operator: 'DoesNotExist' },
+        ],
+      };
     default:
       return { matchExpressions: [{ key: 'policy-bench', operator: 'Exists' }] };
   }
@@ -260,32 +305,96 @@ function networkPolicy(namespace: string, name: string, i: number): object {
   const team = TEAMS[i % TEAMS.length]!;
   const ingress: Obj[] = [
     i % 3 === 0
-      ? { from: [{ podSelector: { matchLabels: { tier: 'client' } } }], ports: [{ protocol: 'TCP', port: SERVER_PORT }, { protocol: 'TCP', port: 9000 + (i % 500) }] }
-      : { from: [{ podSelector: { matchLabels: { app: APPS[(i * 3) % APPS.length] } } }], ports: [{ protocol: 'TCP', port: 'http' }, { protocol: 'TCP', port: 'metrics' }] },
+      ? {
+          from: [{ podSelector: { matchLabels: { tier: 'client' } } }],
+          ports: [
+            { protocol: 'TCP', port: SERVER_PORT },
+            { protocol: 'TCP', port: 9000 + (i % 500) },
+          ],
+        }
+      : {
+          from: [{ podSelector: { matchLabels: { app: APPS[(i * 3) % APPS.length] } } }],
+          ports: [
+            { protocol: 'TCP', port: 'http' },
+            { protocol: 'TCP', port: 'metrics' },
+          ],
+        },
     {
-      from: [{ namespaceSelector: { matchLabels: { team } }, podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend', 'backend'] }] } }],
-      ports: [{ protocol: 'TCP', port: 8000 + (i % 50), endPort: 8000 + (i % 50) + 15 }, { protocol: 'UDP', port: 5000 + (i % 1000) }],
+      from: [
+        {
+          namespaceSelector: { matchLabels: { team } },
+          podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend', 'backend'] }] },
+        },
+      ],
+      ports: [
+        { protocol: 'TCP', port: 8000 + (i % 50), endPort: 8000 + (i % 50) + 15 },
+        { protocol: 'UDP', port: 5000 + (i % 1000) },
+      ],
     },
     {
       from: [
         { ipBlock: { cidr: `10.${100 + (i % 50)}.0.0/16`, except: [`10.${100 + (i % 50)}.${i % 256}.0/24`] } },
         { ipBlock: { cidr: `192.168.${i % 256}.0/24` } },
       ],
-      ports: [{ protocol: 'TCP', port: 443 }, { protocol: 'TCP', port: 10000 + (i % 500) * 10, endPort: 10000 + (i % 500) * 10 + 9 }],
+      ports: [
+        { protocol: 'TCP', port: 443 },
+        { protocol: 'TCP', port: 10000 + (i % 500) * 10, endPort: 10000 + (i % 500) * 10 + 9 },
+      ],
     },
   ];
-  if (i % 4 === 0) ingress.push({ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 'metrics' }] });
+  if (i % 4 === 0)
+    ingress.push({
+      from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      ports: [{ protocol: 'TCP', port: 'metrics' }],
+    });
   const egress: Obj[] = [
     i % 3 === 1
       ? { to: [{ podSelector: { matchLabels: { tier: 'server' } } }], ports: [{ protocol: 'TCP', port: SERVER_PORT }] }
-      : { to: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: [APPS[i % APPS.length], APPS[(i + 5) % APPS.length]] }] } }], ports: [{ protocol: 'TCP', port: 'http' }] },
+      : {
+          to: [
+            {
+              podSelector: {
+                matchExpressions: [
+                  { key: 'app', operator: 'In', values: [APPS[i % APPS.length], APPS[(i + 5) % APPS.length]] },
+                ],
+              },
+            },
+          ],
+          ports: [{ protocol: 'TCP', port: 'http' }],
+        },
     {
-      to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
-      ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }],
+      to: [
+        {
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+          podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+        },
+      ],
+      ports: [
+        { protocol: 'UDP', port: 53 },
+        { protocol: 'TCP', port: 53 },
+      ],
     },
-    { to: [{ ipBlock: { cidr: `172.16.${i % 256}.0/24` } }, { ipBlock: { cidr: `fd00:${(i % 4096).toString(16)}::/48` } }], ports: [{ protocol: 'TCP', port: 5432 }, { protocol: 'TCP', port: 6379 }] },
     {
-      to: [{ namespaceSelector: { matchExpressions: [{ key: 'env', operator: 'In', values: ['prod', 'staging'] }, { key: 'team', operator: 'Exists' }] } }],
+      to: [
+        { ipBlock: { cidr: `172.16.${i % 256}.0/24` } },
+        { ipBlock: { cidr: `fd00:${(i % 4096).toString(16)}::/48` } },
+      ],
+      ports: [
+        { protocol: 'TCP', port: 5432 },
+        { protocol: 'TCP', port: 6379 },
+      ],
+    },
+    {
+      to: [
+        {
+          namespaceSelector: {
+            matchExpressions: [
+              { key: 'env', operator: 'In', values: ['prod', 'staging'] },
+              { key: 'team', operator: 'Exists' },
+            ],
+          },
+        },
+      ],
       ports: [{ protocol: 'TCP', port: 20000 + (i % 1000) * 32, endPort: 20000 + (i % 1000) * 32 + 31 }],
     },
   ];
@@ -308,7 +417,9 @@ export function benchPolicies(n: number): object[] {
 export function clusterPolicies(n: number, extraPort: (i: number) => number | undefined = () => undefined): object[] {
   return Array.from({ length: n }, (_, i) => {
     const namespace = i % 5 === 0 ? NS : REMOTE_NAMESPACES[1 + (i % (REMOTE_NAMESPACES.length - 1))]!;
-    const p = networkPolicy(namespace, `np-${String(i).padStart(4, '0')}`, i) as { spec: { ingress: { ports: object[] }[] } };
+    const p = networkPolicy(namespace, `np-${String(i).padStart(4, '0')}`, i) as {
+      spec: { ingress: { ports: object[] }[] };
+    };
     const extra = extraPort(i);
     if (extra !== undefined) p.spec.ingress[0]!.ports.push({ protocol: 'TCP', port: extra });
     return p;
@@ -339,7 +450,12 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     seconds: 0,
   });
   const r = base();
-  for (const [what, path] of [['weft-cni', WEFT_CNI], ['loadgen', LOADGEN], ['echo-server', ECHO], ['weftd', join(REPO, 'build/js/src/agent/main.js')]] as const) {
+  for (const [what, path] of [
+    ['weft-cni', WEFT_CNI],
+    ['loadgen', LOADGEN],
+    ['echo-server', ECHO],
+    ['weftd', join(REPO, 'build/js/src/agent/main.js')],
+  ] as const) {
     if (!existsSync(path)) return { ...r, status: 'unavailable', reason: `${what} not built (${path} missing)` };
   }
   const world = World.create({ kind: 'bench' });
@@ -356,7 +472,8 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
   try {
     await agent.start(30_000);
     // As the rest of the bench pins weftd: with the echo server, away from the client.
-    if (o.serverCpus && agent.pid !== undefined) execFileSync('taskset', ['-a', '-p', '-c', o.serverCpus, String(agent.pid)], { stdio: 'ignore' });
+    if (o.serverCpus && agent.pid !== undefined)
+      execFileSync('taskset', ['-a', '-p', '-c', o.serverCpus, String(agent.pid)], { stdio: 'ignore' });
     const s = { client: '', server: '' };
     // As in a cluster: namespaces and pods exist before their sandboxes; the pods' addresses
     // show in their status once the runtime has set them up.
@@ -382,46 +499,100 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
         args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NS};K8S_POD_NAME=${name}`,
         config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
       });
-      if (add.code !== 0) throw new PolicyBenchError(`CNI ADD ${NS}/${name} exited ${add.code}: ${(add.stdout + add.stderr).trim()}`);
+      if (add.code !== 0)
+        throw new PolicyBenchError(`CNI ADD ${NS}/${name} exited ${add.code}: ${(add.stdout + add.stderr).trim()}`);
       sandboxes.push({ box, containerId, name });
       const ipsOut = (add.json?.ips ?? []) as { address: string; gateway?: string }[];
       const ips = ipsOut.map((i) => i.address.replace(/\/\d+$/, ''));
-      if (!ips.some((ip) => !ip.includes(':'))) throw new PolicyBenchError(`CNI ADD ${NS}/${name} gave no IPv4 address: ${add.stdout}`);
+      if (!ips.some((ip) => !ip.includes(':')))
+        throw new PolicyBenchError(`CNI ADD ${NS}/${name} gave no IPv4 address: ${add.stdout}`);
       confinePod(box, ipsOut);
       pods[name] = { box, ips };
       s[name] = ips.find((ip) => !ip.includes(':'))!;
     }
     agent.writeManifest('bench-pods.yaml', localPods({ client: pods.client.ips, server: pods.server.ips }));
-    r.pods = { client: s.client, server: s.server, remote: o.remotePods, namespaces: Object.keys(NAMESPACE_LABELS).length };
+    r.pods = {
+      client: s.client,
+      server: s.server,
+      remote: o.remotePods,
+      namespaces: Object.keys(NAMESPACE_LABELS).length,
+    };
     const client = pods.client.box.where;
     const server = pods.server.box.where;
     // As the rest of the bench: tens of thousands of short connections from one address.
-    world.setSysctls(client, { 'net.ipv4.ip_local_port_range': '1024 65535', 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.tcp_max_tw_buckets': 262144 });
-    const echo = watch(world.spawn(server, [ECHO, s.server, String(SERVER_PORT), '--size', '64'], { inCgroup: true, ...(o.serverCpus ? { cpus: o.serverCpus } : {}) }), 'echo-server');
+    world.setSysctls(client, {
+      'net.ipv4.ip_local_port_range': '1024 65535',
+      'net.ipv4.tcp_tw_reuse': 1,
+      'net.ipv4.tcp_max_tw_buckets': 262144,
+    });
+    const echo = watch(
+      world.spawn(server, [ECHO, s.server, String(SERVER_PORT), '--size', '64'], {
+        inCgroup: true,
+        ...(o.serverCpus ? { cpus: o.serverCpus } : {}),
+      }),
+      'echo-server',
+    );
     procs.push(echo);
     await echo.waitForLine(/"event":"listening"/, 5000);
 
     const target = `${s.server}:${SERVER_PORT}`;
     const loadgen = async <T>(args: string[], timeoutMs: number): Promise<T> => {
-      const res = await world.run(client, [LOADGEN, ...args], { inCgroup: true, timeoutMs, ...(o.clientCpus ? { cpus: o.clientCpus } : {}) });
-      const line = res.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      const res = await world.run(client, [LOADGEN, ...args], {
+        inCgroup: true,
+        timeoutMs,
+        ...(o.clientCpus ? { cpus: o.clientCpus } : {}),
+      });
+      const line = res.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .pop();
       if (res.code !== 0 || !line) {
-        const why = res.timedOut ? 'timed out' : res.stderr.trim().split('\n').pop() || `exit ${res.signal ?? res.code}`;
+        const why = res.timedOut
+          ? 'timed out'
+          : res.stderr.trim().split('\n').pop() || `exit ${res.signal ?? res.code}`;
         throw new PolicyBenchError(`loadgen ${args[0]} → ${args[2]}: ${why}`);
       }
       return JSON.parse(line) as T;
     };
-    const connArgs = (seconds: number) => ['conn', '--target', target, '--duration', String(seconds), '--concurrency', String(o.concurrency), '--size', '64'];
+    const connArgs = (seconds: number) => [
+      'conn',
+      '--target',
+      target,
+      '--duration',
+      String(seconds),
+      '--concurrency',
+      String(o.concurrency),
+      '--size',
+      '64',
+    ];
     const connRun = async (seconds: number, mode: PolicyMode): Promise<ConnRun> => {
       const c = await loadgen<ConnRun>(connArgs(seconds), (seconds + 20) * 1000);
       if (c.count === 0 || c.errors > 0) {
-        throw new PolicyBenchError(`${mode}: loadgen conn → ${target}: ${c.count} connections, ${c.errors} errors (first: ${c.first_error ?? 'none'}): traffic the policies allow did not flow`);
+        throw new PolicyBenchError(
+          `${mode}: loadgen conn → ${target}: ${c.count} connections, ${c.errors} errors (first: ${c.first_error ?? 'none'}): traffic the policies allow did not flow`,
+        );
       }
       return c;
     };
     /** What a connect to a port no rule allows does: "refused", "timed out" or something else. */
     const tryDenied = async (): Promise<string> => {
-      const res = await world.run(client, [LOADGEN, 'rr', '--target', `${s.server}:${DENIED_PORT}`, '--count', '1', '--warmup', '0', '--timeout-ms', '300'], { inCgroup: true, timeoutMs: 15_000 });
+      const res = await world.run(
+        client,
+        [
+          LOADGEN,
+          'rr',
+          '--target',
+          `${s.server}:${DENIED_PORT}`,
+          '--count',
+          '1',
+          '--warmup',
+          '0',
+          '--timeout-ms',
+          '300',
+        ],
+        { inCgroup: true, timeoutMs: 15_000 },
+      );
       if (res.code === 0) return 'connected';
       const msg = res.stderr.trim().split('\n').pop() ?? '';
       return /refused/i.test(msg) ? 'refused' : /timed out/i.test(msg) ? 'timed out' : msg || `exit ${res.code}`;
@@ -438,7 +609,9 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       return ['client', 'server'].every((name) => {
         const e = v.endpoints.find((x) => isPod(x, name));
         if (mode === 'none') return !e || (e.ingress === 'open' && e.egress === 'open');
-        return e !== undefined && e.identity >= 256 && e.ingress === 'isolated' && e.egress === 'isolated' && e.entries > 0;
+        return (
+          e !== undefined && e.identity >= 256 && e.ingress === 'isolated' && e.egress === 'isolated' && e.entries > 0
+        );
       });
     };
     let current: PolicyMode | undefined;
@@ -457,14 +630,19 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
           break;
         }
         if (Date.now() > deadline) {
-          throw new PolicyBenchError(`the agent did not put ${mode === 'none' ? 'the removal of every policy' : `the ${o.policies} policies`} in force within ${SWITCH_TIMEOUT_MS / 1000} s (want both pods ${mode === 'none' ? 'open' : 'isolated both ways with entries'})`);
+          throw new PolicyBenchError(
+            `the agent did not put ${mode === 'none' ? 'the removal of every policy' : `the ${o.policies} policies`} in force within ${SWITCH_TIMEOUT_MS / 1000} s (want both pods ${mode === 'none' ? 'open' : 'isolated both ways with entries'})`,
+          );
         }
         await sleep(POLL_MS);
       }
       if (current !== undefined) switchMs[mode].push(performance.now() - t); // not the first: nothing to switch from
       current = mode;
       // A few ping-pongs must get through after every switch.
-      await loadgen<RrRun>(['rr', '--target', target, '--count', '20', '--warmup', '0', '--timeout-ms', '1000'], 15_000);
+      await loadgen<RrRun>(
+        ['rr', '--target', target, '--count', '20', '--warmup', '0', '--timeout-ms', '1000'],
+        15_000,
+      );
       // The agent has just compiled and written (and will collect the garbage of it): measure
       // once it is idle again, so that its work does not land on the state switched to.
       await agentIdle(agent.pid);
@@ -477,14 +655,22 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     const withPolicy = await tryDenied();
     r.enforcement = { port: DENIED_PORT, withPolicy, without };
     if (withPolicy !== 'timed out') {
-      throw new PolicyBenchError(`with ${o.policies} policies in force a connect to ${s.server}:${DENIED_PORT} (no rule allows it) was ${withPolicy}, expected it to time out (SYN dropped)`);
+      throw new PolicyBenchError(
+        `with ${o.policies} policies in force a connect to ${s.server}:${DENIED_PORT} (no rule allows it) was ${withPolicy}, expected it to time out (SYN dropped)`,
+      );
     }
-    if (without !== 'refused') r.warnings.push(`without policy a connect to ${s.server}:${DENIED_PORT} was ${without}, expected refused`);
-    o.log(`bench: policy: pods ${s.client} → ${s.server}; ${o.policies} policies in force (${podEndpoints(currentView!).map(describe).join('; ')}); port ${DENIED_PORT}: ${withPolicy} with policy, ${without} without`);
+    if (without !== 'refused')
+      r.warnings.push(`without policy a connect to ${s.server}:${DENIED_PORT} was ${without}, expected refused`);
+    o.log(
+      `bench: policy: pods ${s.client} → ${s.server}; ${o.policies} policies in force (${podEndpoints(currentView!).map(describe).join('; ')}); port ${DENIED_PORT}: ${withPolicy} with policy, ${without} without`,
+    );
 
     // Interleaved measurement.
     const modes: PolicyMode[] = ['none', 'policies'];
-    const runs: Record<PolicyMode, { conn: ConnRun[]; rr: RrRun[]; views: PolicyStatus[] }> = { none: { conn: [], rr: [], views: [] }, policies: { conn: [], rr: [], views: [] } };
+    const runs: Record<PolicyMode, { conn: ConnRun[]; rr: RrRun[]; views: PolicyStatus[] }> = {
+      none: { conn: [], rr: [], views: [] },
+      policies: { conn: [], rr: [], views: [] },
+    };
     for (const mode of [current!, ...modes.filter((m) => m !== current)]) {
       await switchTo(mode);
       await connRun(o.warmupSeconds, mode);
@@ -497,7 +683,12 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
         await switchTo(mode);
         const c0 = procCpuSeconds(agent.pid);
         runs[mode].conn.push(await connRun(o.connSeconds, mode));
-        runs[mode].rr.push(await loadgen<RrRun>(['rr', '--target', target, '--count', String(o.rrCount), '--warmup', String(o.rrWarmup), '--size', '64'], 30_000 + o.rrCount));
+        runs[mode].rr.push(
+          await loadgen<RrRun>(
+            ['rr', '--target', target, '--count', String(o.rrCount), '--warmup', String(o.rrWarmup), '--size', '64'],
+            30_000 + o.rrCount,
+          ),
+        );
         const c1 = procCpuSeconds(agent.pid);
         if (c0 !== undefined && c1 !== undefined) agentBusy += c1 - c0;
         runs[mode].views.push(currentView!);
@@ -525,7 +716,9 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
         endpoints: podEndpoints(v),
         ipcache: v.ipcache,
       });
-      o.log(`bench: policy, ${mode === 'none' ? 'none' : `${o.policies} policies`}: ${m.conn.map((x) => Math.round(x.rate)).join(' / ')} conn/s, rr p50 ${m.rr.map((x) => x.p50_us.toFixed(1)).join(' / ')} µs, p99 ${m.rr.map((x) => x.p99_us.toFixed(1)).join(' / ')} µs`);
+      o.log(
+        `bench: policy, ${mode === 'none' ? 'none' : `${o.policies} policies`}: ${m.conn.map((x) => Math.round(x.rate)).join(' / ')} conn/s, rr p50 ${m.rr.map((x) => x.p50_us.toFixed(1)).join(' / ')} µs, p99 ${m.rr.map((x) => x.p99_us.toFixed(1)).join(' / ')} µs`,
+      );
     }
     const [none, pol] = r.points as [PolicyPoint, PolicyPoint];
     r.ratio = {
@@ -533,7 +726,8 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       rr_p50: pol.rr.p50_us.median / none.rr.p50_us.median,
       rr_p99: pol.rr.p99_us.median / none.rr.p99_us.median,
     };
-    const paired = (f: (p: PolicyPoint, k: number) => number) => spread(none.conn.runs.map((_, k) => f(pol, k) / f(none, k))).median;
+    const paired = (f: (p: PolicyPoint, k: number) => number) =>
+      spread(none.conn.runs.map((_, k) => f(pol, k) / f(none, k))).median;
     r.pairedRatio = {
       conn_rate: paired((p, k) => p.conn.runs[k]!.rate),
       rr_p50: paired((p, k) => p.rr.runs[k]!.p50_us),
@@ -546,7 +740,10 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     await switchTo('none');
     // Nothing is measured alongside from here on: the agent may use every CPU (as for the full
     // sync of services).
-    if (o.serverCpus && agent.pid !== undefined) execFileSync('taskset', ['-a', '-p', '-c', `0-${availableParallelism() - 1}`, String(agent.pid)], { stdio: 'ignore' });
+    if (o.serverCpus && agent.pid !== undefined)
+      execFileSync('taskset', ['-a', '-p', '-c', `0-${availableParallelism() - 1}`, String(agent.pid)], {
+        stdio: 'ignore',
+      });
     const n = o.applyPolicies;
     const extraPorts: Record<number, number | undefined> = {};
     const policiesNow = () => clusterPolicies(n, (i) => extraPorts[i]);
@@ -566,7 +763,12 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     while (performance.now() - t0 < APPLY_TIMEOUT_MS) {
       polls++;
       const v = await view().catch((e: Error) => e.message);
-      if (typeof v !== 'string' && v.revision > r0 && v.policies.length === manyKeys.length && JSON.stringify([...v.policies].sort()) === JSON.stringify(manyKeys)) {
+      if (
+        typeof v !== 'string' &&
+        v.revision > r0 &&
+        v.policies.length === manyKeys.length &&
+        JSON.stringify([...v.policies].sort()) === JSON.stringify(manyKeys)
+      ) {
         applied = v;
         break;
       }
@@ -576,7 +778,9 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     if (!applied) {
       const lv = lastView as PolicyStatus | string; // assigned by view()
       const got = typeof lv === 'string' ? lv : `${lv.policies.length} policies`;
-      throw new PolicyBenchError(`the agent did not list all ${n} policies within ${APPLY_TIMEOUT_MS / 1000} s of the write (last answer: ${got})`);
+      throw new PolicyBenchError(
+        `the agent did not list all ${n} policies within ${APPLY_TIMEOUT_MS / 1000} s of the write (last answer: ${got})`,
+      );
     }
     current = undefined; // neither state of the measured case
     r.apply = {
@@ -588,21 +792,40 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       ...(applied.lastWrite && { lastWrite: applied.lastWrite }),
       revision: applied.revision,
       endpoints: podEndpoints(applied),
-      agentLines: agent.log.slice(logFrom).split('\n').filter((l) => /policy synced/.test(l)),
+      agentLines: agent.log
+        .slice(logFrom)
+        .split('\n')
+        .filter((l) => /policy synced/.test(l)),
     };
     const pe = podEndpoints(applied);
     if (!pe.every((e) => e.ingress === 'isolated' && e.egress === 'isolated' && e.entries > 0)) {
-      r.warnings.push(`with the ${n} policies the pods are not both isolated with entries: ${pe.map(describe).join(', ')}`);
+      r.warnings.push(
+        `with the ${n} policies the pods are not both isolated with entries: ${pe.map(describe).join(', ')}`,
+      );
     }
-    o.log(`bench: policy: ${n} policies written → listed by /v1/policy in ${applyMs.toFixed(0)} ms (${polls} polls); lastWrite ${JSON.stringify(applied.lastWrite ?? null)}`);
+    o.log(
+      `bench: policy: ${n} policies written → listed by /v1/policy in ${applyMs.toFixed(0)} ms (${polls} polls); lastWrite ${JSON.stringify(applied.lastWrite ?? null)}`,
+    );
 
     // One policy edited with the many present: a port added to (then taken out of) the first
     // ingress rule (from tier=client) of a policy that selects both pods, so the server's
     // entries change. Two kinds, alternating: np-0000 in its own file, np-0005 inside the file
     // of the rest (the agent reads that whole file again).
     const kinds = [
-      { index: 0, file: 'single' as const, what: `${NS}/np-0000 in a file of its own`, times: [] as number[], last: undefined as PolicyStatus['lastWrite'] },
-      { index: 5, file: 'rest' as const, what: `${NS}/np-0005 inside the file of ${n - 1}`, times: [] as number[], last: undefined as PolicyStatus['lastWrite'] },
+      {
+        index: 0,
+        file: 'single' as const,
+        what: `${NS}/np-0000 in a file of its own`,
+        times: [] as number[],
+        last: undefined as PolicyStatus['lastWrite'],
+      },
+      {
+        index: 5,
+        file: 'rest' as const,
+        what: `${NS}/np-0005 inside the file of ${n - 1}`,
+        times: [] as number[],
+        last: undefined as PolicyStatus['lastWrite'],
+      },
     ];
     let prev = applied;
     for (let k = 0; k < o.edits * kinds.length; k++) {
@@ -615,13 +838,20 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
       let done: PolicyStatus | undefined;
       while (performance.now() - t1 < APPLY_TIMEOUT_MS) {
         const v = await view().catch((e: Error) => e.message);
-        if (typeof v !== 'string' && v.revision > prev.revision && v.endpoints.find((e) => isPod(e, 'server'))?.entries !== serverEntries) {
+        if (
+          typeof v !== 'string' &&
+          v.revision > prev.revision &&
+          v.endpoints.find((e) => isPod(e, 'server'))?.entries !== serverEntries
+        ) {
           done = v;
           break;
         }
         await sleep(POLL_MS);
       }
-      if (!done) throw new PolicyBenchError(`edit of ${kind.what} (${extraPorts[kind.index] === undefined ? 'a port taken out' : `port ${extraPorts[kind.index]} added`}) did not change the server's entries within ${APPLY_TIMEOUT_MS / 1000} s`);
+      if (!done)
+        throw new PolicyBenchError(
+          `edit of ${kind.what} (${extraPorts[kind.index] === undefined ? 'a port taken out' : `port ${extraPorts[kind.index]} added`}) did not change the server's entries within ${APPLY_TIMEOUT_MS / 1000} s`,
+        );
       kind.times.push(performance.now() - t1);
       kind.last = done.lastWrite;
       prev = done;
@@ -635,7 +865,10 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
         runsMs: kd.times,
         ...(kd.last && { lastWrite: kd.last }),
       }));
-      for (const kd of kinds) o.log(`bench: policy: edit of ${kd.what} → applied, ${n} present: ${kd.times.map((t) => t.toFixed(0)).join(' / ')} ms`);
+      for (const kd of kinds)
+        o.log(
+          `bench: policy: edit of ${kd.what} → applied, ${n} present: ${kd.times.map((t) => t.toFixed(0)).join(' / ')} ms`,
+        );
     }
     // The client → server traffic is allowed by the many policies too (np-0000 and others).
     await loadgen<RrRun>(['rr', '--target', target, '--count', '20', '--warmup', '0', '--timeout-ms', '1000'], 15_000);
@@ -647,10 +880,23 @@ export async function measurePolicy(o: PolicyBenchOptions): Promise<PolicyResult
     r.agentLogTail = agent.log.trim().split('\n').slice(-30);
     return r;
   } finally {
-    r.agentWarnings = agent.log.split('\n').filter((l) => /level=(warn|error)/.test(l)).slice(0, 50);
-    r.agentLog = agent.log.split('\n').filter((l) => l && !/msg="program ready"/.test(l)).slice(-500);
+    r.agentWarnings = agent.log
+      .split('\n')
+      .filter((l) => /level=(warn|error)/.test(l))
+      .slice(0, 50);
+    r.agentLog = agent.log
+      .split('\n')
+      .filter((l) => l && !/msg="program ready"/.test(l))
+      .slice(-500);
     for (const { box, containerId, name } of sandboxes.reverse()) {
-      const del = await cni(world, { command: 'DEL', containerId, netns: box.path, ifName: 'eth0', args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NS};K8S_POD_NAME=${name}`, config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 } }).catch((err: Error) => ({ code: -1, stdout: '', stderr: err.message }));
+      const del = await cni(world, {
+        command: 'DEL',
+        containerId,
+        netns: box.path,
+        ifName: 'eth0',
+        args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${NS};K8S_POD_NAME=${name}`,
+        config: { cniVersion: '1.1.0', name: 'weft', type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 },
+      }).catch((err: Error) => ({ code: -1, stdout: '', stderr: err.message }));
       if (del.code !== 0) r.warnings.push(`CNI DEL ${containerId}: ${(del.stdout + del.stderr).trim().split('\n')[0]}`);
     }
     await Promise.all(procs.map((p) => p.stop()));
@@ -673,8 +919,12 @@ function describe(e: PolicyStatus['endpoints'][number] | undefined): string {
  *  to the pod prefixes only, through the same gateway (TESTBED: no default route in a pod's
  *  namespace), so nothing they send can follow a route out of the machine. */
 function confinePod(box: Sandbox, ips: { address: string; gateway?: string }[]): void {
-  const ip = (...args: string[]) => execFileSync('ip', ['-n', box.name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  for (const [v6, prefix] of [[false, POD_CIDR4], [true, POD_CIDR6]] as const) {
+  const ip = (...args: string[]) =>
+    execFileSync('ip', ['-n', box.name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  for (const [v6, prefix] of [
+    [false, POD_CIDR4],
+    [true, POD_CIDR6],
+  ] as const) {
     const gw = ips.find((i) => i.address.includes(':') === v6 && i.gateway)?.gateway;
     const fam = v6 ? ['-6'] : ['-4'];
     if (gw) ip(...fam, 'route', 'replace', prefix, 'via', gw, 'dev', 'eth0');
@@ -685,8 +935,11 @@ function confinePod(box: Sandbox, ips: { address: string; gateway?: string }[]):
     }
   }
   const left = execFileSync('ip', ['-n', box.name, '-j', 'route', 'show', 'default'], { encoding: 'utf8' }).trim();
-  const left6 = execFileSync('ip', ['-n', box.name, '-6', '-j', 'route', 'show', 'default'], { encoding: 'utf8' }).trim();
-  if ((left && left !== '[]') || (left6 && left6 !== '[]')) throw new PolicyBenchError(`pod namespace ${box.name} still has a default route: ${left} ${left6}`);
+  const left6 = execFileSync('ip', ['-n', box.name, '-6', '-j', 'route', 'show', 'default'], {
+    encoding: 'utf8',
+  }).trim();
+  if ((left && left !== '[]') || (left6 && left6 !== '[]'))
+    throw new PolicyBenchError(`pod namespace ${box.name} still has a default route: ${left} ${left6}`);
 }
 
 /** Objects as a multi-document YAML file (JSON is YAML). */
@@ -742,7 +995,8 @@ function entriesOf(p: { endpoints: PolicyStatus['endpoints'] }): string {
   const of = (name: string) => p.endpoints.find((e) => e.pod === `${NS}/${name}`);
   const c = of('client');
   const s = of('server');
-  const iso = (e: typeof c) => (e ? `${e.ingress === 'isolated' ? 'I' : '-'}${e.egress === 'isolated' ? 'E' : '-'} ${e.entries}` : 'n/a');
+  const iso = (e: typeof c) =>
+    e ? `${e.ingress === 'isolated' ? 'I' : '-'}${e.egress === 'isolated' ? 'E' : '-'} ${e.entries}` : 'n/a';
   return `client ${iso(c)}, server ${iso(s)}`;
 }
 
@@ -750,8 +1004,14 @@ function entriesOf(p: { endpoints: PolicyStatus['endpoints'] }): string {
 export function policySummary(r: PolicyResult): string {
   if (r.status !== 'ok') return `${r.status === 'unavailable' ? 'unavailable' : 'FAILED'} (${r.reason ?? 'unknown'})`;
   const parts: string[] = [];
-  if (r.ratio) parts.push(`×none: conn ${r.ratio.conn_rate.toFixed(3)}x, rr p50 ${r.ratio.rr_p50.toFixed(3)}x, rr p99 ${r.ratio.rr_p99.toFixed(3)}x`);
-  if (r.pairedRatio) parts.push(`run by run: conn ${r.pairedRatio.conn_rate.toFixed(3)}x, rr p50 ${r.pairedRatio.rr_p50.toFixed(3)}x, rr p99 ${r.pairedRatio.rr_p99.toFixed(3)}x`);
+  if (r.ratio)
+    parts.push(
+      `×none: conn ${r.ratio.conn_rate.toFixed(3)}x, rr p50 ${r.ratio.rr_p50.toFixed(3)}x, rr p99 ${r.ratio.rr_p99.toFixed(3)}x`,
+    );
+  if (r.pairedRatio)
+    parts.push(
+      `run by run: conn ${r.pairedRatio.conn_rate.toFixed(3)}x, rr p50 ${r.pairedRatio.rr_p50.toFixed(3)}x, rr p99 ${r.pairedRatio.rr_p99.toFixed(3)}x`,
+    );
   if (r.apply) parts.push(`${int(r.apply.policies)} policies applied in ${r.apply.ms.toFixed(0)} ms`);
   for (const e of r.edits ?? []) parts.push(`edit of ${e.what} p50 ${e.p50Ms.toFixed(0)} ms`);
   return parts.join('; ');
@@ -760,51 +1020,83 @@ export function policySummary(r: PolicyResult): string {
 /** The section of the bench's table. */
 export function policyReport(r: PolicyResult): string {
   const out: string[] = [];
-  const where = r.pods ? ` ${r.pods.client} → ${r.pods.server}:${SERVER_PORT}, both pods made by weft-cni; ${int(r.pods.remote)} remote pods in ${r.pods.namespaces} namespaces known` : '';
+  const where = r.pods
+    ? ` ${r.pods.client} → ${r.pods.server}:${SERVER_PORT}, both pods made by weft-cni; ${int(r.pods.remote)} remote pods in ${r.pods.namespaces} namespaces known`
+    : '';
   out.push(`NetworkPolicy (lxc programs on both pods' veths):${where}`);
   if (r.status !== 'ok') {
     out.push(`  ${r.status === 'unavailable' ? 'unavailable' : 'FAILED'}: ${r.reason ?? 'unknown'}`);
     if (r.status === 'failed') {
       const v = r.lastView;
-      if (v !== undefined) out.push(`  last /v1/policy: ${typeof v === 'string' ? v : JSON.stringify({ revision: v.revision, policies: v.policies.length, endpoints: v.endpoints, ipcache: v.ipcache, lastWrite: v.lastWrite })}`);
+      if (v !== undefined)
+        out.push(
+          `  last /v1/policy: ${typeof v === 'string' ? v : JSON.stringify({ revision: v.revision, policies: v.policies.length, endpoints: v.endpoints, ipcache: v.ipcache, lastWrite: v.lastWrite })}`,
+        );
       for (const l of r.agentLogTail ?? []) out.push(`  agent: ${l}`);
     }
   }
   if (r.points.length > 0) {
     const none = r.points.find((p) => p.mode === 'none');
     out.push(
-      '  ' + 'policies'.padEnd(14) + 'new conn/s  min / median / max'.padStart(34) + '×none'.padStart(8) + 'CPU µs/conn'.padStart(13) + 'connect p99'.padStart(13) +
-        'rr p50 µs  min / med / max'.padStart(29) + 'rr p99 µs  min / med / max'.padStart(29) + '×none p50/p99'.padStart(15) + '   isolation, entries (I ingress, E egress)',
+      '  ' +
+        'policies'.padEnd(14) +
+        'new conn/s  min / median / max'.padStart(34) +
+        '×none'.padStart(8) +
+        'CPU µs/conn'.padStart(13) +
+        'connect p99'.padStart(13) +
+        'rr p50 µs  min / med / max'.padStart(29) +
+        'rr p99 µs  min / med / max'.padStart(29) +
+        '×none p50/p99'.padStart(15) +
+        '   isolation, entries (I ingress, E egress)',
     );
     for (const p of r.points) {
-      const ratio = (a: number, b: number | undefined) => (b === undefined || p === none ? '-' : `${(a / b).toFixed(2)}x`);
+      const ratio = (a: number, b: number | undefined) =>
+        b === undefined || p === none ? '-' : `${(a / b).toFixed(2)}x`;
       out.push(
-        '  ' + p.label.padEnd(14) + trio(p.conn.rate, int).padStart(34) + ratio(p.conn.rate.median, none?.conn.rate.median).padStart(8) +
-          us(p.conn.cpu_us_per_conn.median).padStart(13) + `${us(p.conn.connect_p99_us.median)} µs`.padStart(13) + trio(p.rr.p50_us, us).padStart(29) +
+        '  ' +
+          p.label.padEnd(14) +
+          trio(p.conn.rate, int).padStart(34) +
+          ratio(p.conn.rate.median, none?.conn.rate.median).padStart(8) +
+          us(p.conn.cpu_us_per_conn.median).padStart(13) +
+          `${us(p.conn.connect_p99_us.median)} µs`.padStart(13) +
+          trio(p.rr.p50_us, us).padStart(29) +
           trio(p.rr.p99_us, us).padStart(29) +
-          (p === none ? '-' : `${ratio(p.rr.p50_us.median, none?.rr.p50_us.median)} / ${ratio(p.rr.p99_us.median, none?.rr.p99_us.median)}`).padStart(15) +
+          (p === none
+            ? '-'
+            : `${ratio(p.rr.p50_us.median, none?.rr.p50_us.median)} / ${ratio(p.rr.p99_us.median, none?.rr.p99_us.median)}`
+          ).padStart(15) +
           `   ${entriesOf(p)}`,
       );
     }
   }
   if (r.pairedRatio) {
     const q = r.pairedRatio;
-    out.push(`  ×none run by run (median of the ratios of runs taken back to back): conn ${q.conn_rate.toFixed(2)}x, rr p50 ${q.rr_p50.toFixed(2)}x, rr p99 ${q.rr_p99.toFixed(2)}x`);
+    out.push(
+      `  ×none run by run (median of the ratios of runs taken back to back): conn ${q.conn_rate.toFixed(2)}x, rr p50 ${q.rr_p50.toFixed(2)}x, rr p99 ${q.rr_p99.toFixed(2)}x`,
+    );
   }
   const pol = r.points.find((p) => p.mode === 'policies');
   const off = r.points.find((p) => p.mode === 'none');
   if (pol && pol.switchMs.length > 0) {
-    const f = (xs: number[]) => `p50 ${percentile(xs, 0.5).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (${xs.length}×)`;
-    out.push(`  switching between the two (file renamed in / removed → /v1/policy shows it): none → ${pol.label} ${f(pol.switchMs)}${off && off.switchMs.length ? `; back to none ${f(off.switchMs)}` : ''}`);
+    const f = (xs: number[]) =>
+      `p50 ${percentile(xs, 0.5).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (${xs.length}×)`;
+    out.push(
+      `  switching between the two (file renamed in / removed → /v1/policy shows it): none → ${pol.label} ${f(pol.switchMs)}${off && off.switchMs.length ? `; back to none ${f(off.switchMs)}` : ''}`,
+    );
   }
-  if (r.enforcement) out.push(`  enforcement: a connect to port ${r.enforcement.port} (no rule allows it) ${r.enforcement.withPolicy} with the policies, was ${r.enforcement.without} without`);
+  if (r.enforcement)
+    out.push(
+      `  enforcement: a connect to port ${r.enforcement.port} (no rule allows it) ${r.enforcement.withPolicy} with the policies, was ${r.enforcement.without} without`,
+    );
   if (r.apply) {
     const a = r.apply;
     const w = a.lastWrite;
     out.push(
       `  apply ${int(a.policies)} policies at once (${a.namespaces} namespaces, ${a.selectingThePods} selecting the two pods; two files renamed in back to back): ` +
         `listed by /v1/policy after ${a.ms.toFixed(0)} ms` +
-        (w ? `; agent's write: ${w.ms.toFixed(1)} ms, ${int(w.entries)} allow entries, ${int(w.ipcache)} ipcache entries (${int(w.written)} written, ${int(w.deleted)} deleted)` : '') +
+        (w
+          ? `; agent's write: ${w.ms.toFixed(1)} ms, ${int(w.entries)} allow entries, ${int(w.ipcache)} ipcache entries (${int(w.written)} written, ${int(w.deleted)} deleted)`
+          : '') +
         `; ${entriesOf(a)}`,
     );
   }
@@ -812,15 +1104,19 @@ export function policyReport(r: PolicyResult): string {
     const w = e.lastWrite;
     out.push(
       `  edit one policy, ${r.apply ? int(r.apply.policies) : 'the'} present (${e.what}; ${e.edits} edits, a port added / taken out): ` +
-        `p50 ${e.p50Ms.toFixed(0)} ms, max ${e.maxMs.toFixed(0)} ms` + (w ? `; agent's last write ${w.ms.toFixed(1)} ms (${int(w.written)} written, ${int(w.deleted)} deleted)` : ''),
+        `p50 ${e.p50Ms.toFixed(0)} ms, max ${e.maxMs.toFixed(0)} ms` +
+        (w ? `; agent's last write ${w.ms.toFixed(1)} ms (${int(w.written)} written, ${int(w.deleted)} deleted)` : ''),
     );
   }
-  if (r.agentCpuSeconds !== undefined) out.push(`  agent CPU while traffic was measured: ${r.agentCpuSeconds.toFixed(2)} s`);
+  if (r.agentCpuSeconds !== undefined)
+    out.push(`  agent CPU while traffic was measured: ${r.agentCpuSeconds.toFixed(2)} s`);
   if (r.agentWarnings.length > 0) {
     out.push(`  agent warnings/errors (${r.agentWarnings.length}):`);
     for (const l of r.agentWarnings.slice(0, 10)) out.push(`    ${l}`);
   }
   for (const w of r.warnings) out.push(`  warning: ${w}`);
-  out.push(`  (${r.seconds.toFixed(0)} s; ×none: medians over runs, conn higher is better, rr lower is better; p99 is noisy on this machine)`);
+  out.push(
+    `  (${r.seconds.toFixed(0)} s; ×none: medians over runs, conn higher is better, rr lower is better; p99 is noisy on this machine)`,
+  );
   return out.join('\n');
 }

@@ -61,7 +61,10 @@ const ALL_MODES: Mode[] = ['direct', 'weft', 'iptables', 'nftables'];
 // Configuration
 
 function knob(name: string, def: string): string {
-  const flag = `--${name.toLowerCase().replace(/^weft_bench_/, '').replace(/_/g, '-')}=`;
+  const flag = `--${name
+    .toLowerCase()
+    .replace(/^weft_bench_/, '')
+    .replace(/_/g, '-')}=`;
   const arg = process.argv.find((a) => a.startsWith(flag));
   if (arg !== undefined) return arg.slice(flag.length);
   return process.env[name] ?? def;
@@ -75,16 +78,22 @@ function intKnob(name: string, def: number, lo: number, hi: number): number {
 
 const cpus = availableParallelism();
 const cfg = {
-  sizes: knob('WEFT_BENCH_SIZES', '1,1000,10000').split(',').map((s) => {
-    const n = Number(s.trim());
-    if (!Number.isInteger(n) || n < 1 || n > 30000) throw new Error(`WEFT_BENCH_SIZES: bad size ${s}`);
-    return n;
-  }),
-  modes: knob('WEFT_BENCH_MODES', ALL_MODES.join(',')).split(',').map((m) => m.trim()).filter(Boolean).map((m) => {
-    const t = m as Mode;
-    if (!ALL_MODES.includes(t)) throw new Error(`WEFT_BENCH_MODES: unknown mode ${m}`);
-    return t;
-  }),
+  sizes: knob('WEFT_BENCH_SIZES', '1,1000,10000')
+    .split(',')
+    .map((s) => {
+      const n = Number(s.trim());
+      if (!Number.isInteger(n) || n < 1 || n > 30000) throw new Error(`WEFT_BENCH_SIZES: bad size ${s}`);
+      return n;
+    }),
+  modes: knob('WEFT_BENCH_MODES', ALL_MODES.join(','))
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean)
+    .map((m) => {
+      const t = m as Mode;
+      if (!ALL_MODES.includes(t)) throw new Error(`WEFT_BENCH_MODES: unknown mode ${m}`);
+      return t;
+    }),
   runs: intKnob('WEFT_BENCH_RUNS', 5, 1, 20),
   connSeconds: intKnob('WEFT_BENCH_CONN_SECONDS', 2, 0.2, 60),
   warmupSeconds: 1,
@@ -112,11 +121,15 @@ const cfg = {
   l7Rate: intKnob('WEFT_BENCH_L7_RATE', 1000, 10, 1_000_000),
   l7Clients: intKnob('WEFT_BENCH_L7_CLIENTS', 10, 1, 1000),
   l7IdleConnections: intKnob('WEFT_BENCH_L7_IDLE_CONNECTIONS', 2000, 0, 10_000),
-  l7Paths: knob('WEFT_BENCH_L7_PATHS', L7_PATHS.join(',')).split(',').map((m) => m.trim()).filter(Boolean).map((m) => {
-    const t = m as L7PathName;
-    if (!L7_PATHS.includes(t)) throw new Error(`WEFT_BENCH_L7_PATHS: unknown path ${m} (${L7_PATHS.join(', ')})`);
-    return t;
-  }),
+  l7Paths: knob('WEFT_BENCH_L7_PATHS', L7_PATHS.join(','))
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean)
+    .map((m) => {
+      const t = m as L7PathName;
+      if (!L7_PATHS.includes(t)) throw new Error(`WEFT_BENCH_L7_PATHS: unknown path ${m} (${L7_PATHS.join(', ')})`);
+      return t;
+    }),
   clientCpus: knob('WEFT_BENCH_CLIENT_CPU', cpus >= 2 ? '1' : ''),
   serverCpus: knob('WEFT_BENCH_SERVER_CPU', cpus >= 2 ? '0' : ''),
 };
@@ -198,8 +211,16 @@ interface RrRun {
 
 async function loadgen<T>(topo: Topology, args: string[], timeoutMs: number): Promise<T> {
   // In the world's cgroup, so Weft's socket programs see its connects (the other paths ignore it).
-  const r = await topo.world.run(topo.client, [LOADGEN, ...args], { inCgroup: true, timeoutMs, ...(cfg.clientCpus ? { cpus: cfg.clientCpus } : {}) });
-  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  const r = await topo.world.run(topo.client, [LOADGEN, ...args], {
+    inCgroup: true,
+    timeoutMs,
+    ...(cfg.clientCpus ? { cpus: cfg.clientCpus } : {}),
+  });
+  const line = r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
   if (r.code !== 0 || !line) {
     const why = r.timedOut ? 'timed out' : (r.stderr.trim().split('\n').pop() ?? `exit ${r.signal ?? r.code}`);
     throw new Error(`loadgen ${args[0]}: ${why || `exit ${r.signal ?? r.code}`}`);
@@ -208,7 +229,16 @@ async function loadgen<T>(topo: Topology, args: string[], timeoutMs: number): Pr
 }
 
 function connArgs(targets: string[], seconds: number): string[] {
-  return ['conn', ...targets.flatMap((t) => ['--target', t]), '--duration', String(seconds), '--concurrency', String(cfg.concurrency), '--size', '64'];
+  return [
+    'conn',
+    ...targets.flatMap((t) => ['--target', t]),
+    '--duration',
+    String(seconds),
+    '--concurrency',
+    String(cfg.concurrency),
+    '--size',
+    '64',
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,7 +302,9 @@ async function timed(world: World, argv: string[], timeoutMs: number, what: stri
   const r = await world.run('node', argv, { timeoutMs });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.code !== 0) {
-    const err = r.timedOut ? `timed out after ${timeoutMs / 1000} s` : (r.stderr.trim().split('\n').slice(0, 3).join(' | ') || `exit ${r.signal ?? r.code}`);
+    const err = r.timedOut
+      ? `timed out after ${timeoutMs / 1000} s`
+      : r.stderr.trim().split('\n').slice(0, 3).join(' | ') || `exit ${r.signal ?? r.code}`;
     throw new Error(`${what}: ${err}`);
   }
   return secs;
@@ -351,7 +383,8 @@ async function setupPath(mode: Mode, size: number, topo: Topology, ctx: Ctx): Pr
           if (cpu0 !== undefined && cpu1 !== undefined) {
             const used = cpu1 - cpu0;
             const wall = (Date.now() - wall0) / 1000;
-            if (used > 0.05 * wall) warnings.push(`weftd used ${used.toFixed(2)} s of CPU during the ${wall.toFixed(0)} s it was measured`);
+            if (used > 0.05 * wall)
+              warnings.push(`weftd used ${used.toFixed(2)} s of CPU during the ${wall.toFixed(0)} s it was measured`);
           }
           return [...warnings, ...(await agent.stop())];
         },
@@ -372,7 +405,14 @@ interface Point {
   setupSeconds?: number;
   setupWhat?: string;
   weftSync?: Record<string, string>;
-  conn?: { runs: ConnRun[]; rate: Spread; connect_p50_us: Spread; connect_p99_us: Spread; cpu_us_per_conn: Spread; errors: number };
+  conn?: {
+    runs: ConnRun[];
+    rate: Spread;
+    connect_p50_us: Spread;
+    connect_p99_us: Spread;
+    cpu_us_per_conn: Spread;
+    errors: number;
+  };
   rr?: { runs: RrRun[]; p50_us: Spread; p99_us: Spread };
   /** Against direct at the same size: medians, and best run against best run. */
   ratio?: { conn_rate?: number; conn_rate_best?: number; rr_p50?: number };
@@ -393,7 +433,11 @@ async function startEchoServers(topo: Topology): Promise<Proc[]> {
   const procs: Proc[] = [];
   try {
     for (const pod of topo.backends) {
-      const child = topo.world.spawn(pod, [ECHO, pod.ipv4, String(TARGET_PORT), '--size', '64'], cfg.serverCpus ? { cpus: cfg.serverCpus } : {});
+      const child = topo.world.spawn(
+        pod,
+        [ECHO, pod.ipv4, String(TARGET_PORT), '--size', '64'],
+        cfg.serverCpus ? { cpus: cfg.serverCpus } : {},
+      );
       const p = watch(child, `echo-server ${pod.ipv4}`);
       procs.push(p);
       await p.waitForLine(/"event":"listening"/, 5000);
@@ -443,13 +487,17 @@ async function prepareSlot(mode: Mode, size: number, ctx: Ctx): Promise<Slot | P
     // Probe: a few ping-pongs must work. For a ClusterIP this proves translation happened:
     // untranslated, the node has no route for the service CIDR.
     try {
-      await loadgen<RrRun>(slot.topo, ['rr', '--target', slot.path.rrTarget, '--count', '20', '--warmup', '0', '--timeout-ms', '1000'], 15_000);
+      await loadgen<RrRun>(
+        slot.topo,
+        ['rr', '--target', slot.path.rrTarget, '--count', '20', '--warmup', '0', '--timeout-ms', '1000'],
+        15_000,
+      );
     } catch (e) {
       throw Object.assign(new Error(`probe ${slot.path.rrTarget}: ${(e as Error).message}`), { status: unavailable });
     }
     return slot;
   } catch (e) {
-    point.status = ((e as { status?: Point['status'] }).status ?? 'failed');
+    point.status = (e as { status?: Point['status'] }).status ?? 'failed';
     point.reason = (e as Error).message;
     await releaseSlot(slot);
     return point;
@@ -484,8 +532,11 @@ async function measureSize(size: number, ctx: Ctx): Promise<Point[]> {
       if ('topo' in s) {
         slots.push(s);
         points.push(s.point);
-        const setup = s.point.setupSeconds !== undefined ? `: ${s.point.setupWhat} ${s.point.setupSeconds.toFixed(2)} s` : '';
-        log(`bench: ${fmtInt(size)} services, ${s.point.label} ready${setup} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+        const setup =
+          s.point.setupSeconds !== undefined ? `: ${s.point.setupWhat} ${s.point.setupSeconds.toFixed(2)} s` : '';
+        log(
+          `bench: ${fmtInt(size)} services, ${s.point.label} ready${setup} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+        );
       } else {
         points.push(s);
         log(`bench: ${fmtInt(size)} services, ${s.label}: ${s.status}: ${s.reason}`);
@@ -503,7 +554,11 @@ async function measureSize(size: number, ctx: Ctx): Promise<Point[]> {
     };
     for (const s of live()) {
       await guarded(s, async () => {
-        await loadgen<ConnRun>(s.topo, connArgs(s.path!.connTargets, cfg.warmupSeconds), (cfg.warmupSeconds + 20) * 1000);
+        await loadgen<ConnRun>(
+          s.topo,
+          connArgs(s.path!.connTargets, cfg.warmupSeconds),
+          (cfg.warmupSeconds + 20) * 1000,
+        );
       });
     }
     const connTimeout = (cfg.connSeconds + 20) * 1000;
@@ -522,7 +577,23 @@ async function measureSize(size: number, ctx: Ctx): Promise<Point[]> {
       for (let k = 0; k < order.length; k++) {
         const s = order[(k + r) % order.length]!;
         await guarded(s, async () => {
-          s.rrRuns.push(await loadgen<RrRun>(s.topo, ['rr', '--target', s.path!.rrTarget, '--count', String(cfg.rrCount), '--warmup', String(cfg.rrWarmup), '--size', '64'], rrTimeout));
+          s.rrRuns.push(
+            await loadgen<RrRun>(
+              s.topo,
+              [
+                'rr',
+                '--target',
+                s.path!.rrTarget,
+                '--count',
+                String(cfg.rrCount),
+                '--warmup',
+                String(cfg.rrWarmup),
+                '--size',
+                '64',
+              ],
+              rrTimeout,
+            ),
+          );
         });
       }
     }
@@ -538,8 +609,14 @@ async function measureSize(size: number, ctx: Ctx): Promise<Point[]> {
       };
       const firstErr = s.connRuns.find((x) => x.first_error)?.first_error;
       if (p.conn.errors > 0) p.warnings.push(`${p.conn.errors} connection errors (first: ${firstErr})`);
-      p.rr = { runs: s.rrRuns, p50_us: spread(s.rrRuns.map((x) => x.p50_us))!, p99_us: spread(s.rrRuns.map((x) => x.p99_us))! };
-      log(`bench: ${fmtInt(size)} services, ${p.label}: ${s.connRuns.map((x) => fmtInt(x.rate)).join(' / ')} conn/s (client CPU ${s.connRuns.map((x) => fmtUs(x.cpu_us_per_conn)).join(' / ')} µs/conn), rr p50 ${s.rrRuns.map((x) => fmtUs(x.p50_us)).join(' / ')} µs`);
+      p.rr = {
+        runs: s.rrRuns,
+        p50_us: spread(s.rrRuns.map((x) => x.p50_us))!,
+        p99_us: spread(s.rrRuns.map((x) => x.p99_us))!,
+      };
+      log(
+        `bench: ${fmtInt(size)} services, ${p.label}: ${s.connRuns.map((x) => fmtInt(x.rate)).join(' / ')} conn/s (client CPU ${s.connRuns.map((x) => fmtUs(x.cpu_us_per_conn)).join(' / ')} µs/conn), rr p50 ${s.rrRuns.map((x) => fmtUs(x.p50_us)).join(' / ')} µs`,
+      );
       for (const w of p.warnings) log(`bench:   warning: ${w}`);
     }
   } finally {
@@ -581,14 +658,23 @@ async function measureSync(ctx: Ctx): Promise<SyncResult> {
     status: 'ok',
     services: n,
     backends: n * per,
-    method: 'the lb-writer time the agent logs with "datapath synced" (ms=); also agent start → that line (Node start-up, reading and compiling the manifests, opening maps, and the write)',
+    method:
+      'the lb-writer time the agent logs with "datapath synced" (ms=); also agent start → that line (Node start-up, reading and compiling the manifests, opening maps, and the write)',
     warnings: [],
   };
   const why = weftUnavailableReason(REPO);
   if (why) return { ...base, status: 'unavailable', reason: why };
   const dir = join(ctx.work, `manifests-sync-${n}x${per}`);
   // ClusterIPs from 10.100.0.1 and backends from 10.160.0.1 on: map entries only, never contacted.
-  const svcs: ManifestService[] = fillerServices({ count: n, firstClusterIP: '10.100.0.1', firstEndpointIP: '10.160.0.1', endpointsPerService: per, port: 80, targetPort: TARGET_PORT, namespace: 'sync' }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
+  const svcs: ManifestService[] = fillerServices({
+    count: n,
+    firstClusterIP: '10.100.0.1',
+    firstEndpointIP: '10.160.0.1',
+    endpointsPerService: per,
+    port: 80,
+    targetPort: TARGET_PORT,
+    namespace: 'sync',
+  }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
   writeManifests(dir, svcs);
   const last = svcs[svcs.length - 1]!;
   // Only the node namespace and the cgroup are needed: no pods.
@@ -613,7 +699,10 @@ async function measureSync(ctx: Ctx): Promise<SyncResult> {
       r.fields = logfmtFields(synced.line);
       const ms = Number(r.fields['ms']);
       if (r.fields['ms'] !== undefined && Number.isFinite(ms)) r.writerSeconds = ms / 1000;
-      for (const [k, want] of [['services', n], ['backends', n * per]] as const) {
+      for (const [k, want] of [
+        ['services', n],
+        ['backends', n * per],
+      ] as const) {
         const got = r.fields[k];
         if (got !== undefined && Number(got) !== want) r.warnings.push(`agent reported ${k}=${got}, expected ${want}`);
       }
@@ -652,7 +741,15 @@ type K8sOutcome = ({ status: 'ok' } & KubernetesResult) | { status: 'unavailable
 async function measureK8s(): Promise<K8sOutcome> {
   const why = weftUnavailableReason(REPO);
   if (why) return { status: 'unavailable', reason: why };
-  const svcs: ManifestService[] = fillerServices({ count: cfg.syncServices, firstClusterIP: '10.100.0.1', firstEndpointIP: '10.160.0.1', endpointsPerService: cfg.syncBackendsPerService, port: 80, targetPort: TARGET_PORT, namespace: 'sync' }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
+  const svcs: ManifestService[] = fillerServices({
+    count: cfg.syncServices,
+    firstClusterIP: '10.100.0.1',
+    firstEndpointIP: '10.160.0.1',
+    endpointsPerService: cfg.syncBackendsPerService,
+    port: 80,
+    targetPort: TARGET_PORT,
+    namespace: 'sync',
+  }).map((s) => ({ ...s, targetPort: TARGET_PORT }));
   const world = World.create({ kind: 'bench' });
   worlds.push(world);
   try {
@@ -681,9 +778,12 @@ function syncText(s: SyncResult): string {
   if (s.writerSeconds !== undefined) parts.push(`lb-writer ${(s.writerSeconds * 1000).toFixed(0)} ms`);
   if (s.syncedSeconds !== undefined) parts.push(`agent start → "datapath synced" ${s.syncedSeconds.toFixed(2)} s`);
   else if (s.readySeconds !== undefined) parts.push(`agent start → last service listed ${s.readySeconds.toFixed(2)} s`);
-  if (s.lastServiceListed !== undefined) parts.push(s.lastServiceListed ? 'last service listed by the CLI' : 'last service NOT listed');
+  if (s.lastServiceListed !== undefined)
+    parts.push(s.lastServiceListed ? 'last service listed by the CLI' : 'last service NOT listed');
   for (const a of s.apply ?? []) {
-    parts.push(`\n  manifest edit → kernel, ${a.edit} (${a.changes} edits, ${s.services.toLocaleString('en-US')} services present): p50 ${a.p50Ms.toFixed(1)} ms, p99 ${a.p99Ms.toFixed(1)} ms`);
+    parts.push(
+      `\n  manifest edit → kernel, ${a.edit} (${a.changes} edits, ${s.services.toLocaleString('en-US')} services present): p50 ${a.p50Ms.toFixed(1)} ms, p99 ${a.p99Ms.toFixed(1)} ms`,
+    );
   }
   return parts.join('; ');
 }
@@ -710,8 +810,15 @@ const NOISY = 0.15;
 function table(points: Point[]): string {
   const out: string[] = [];
   const head =
-    pad('  path', 24) + lpad('new conn/s  min / median / max', 34) + lpad('×direct', 9) + lpad('CPU µs/conn', 13) + lpad('connect p99', 13) +
-    lpad('rr p50 µs  min / med / max', 29) + lpad('×direct', 9) + lpad('rr p99 µs', 11) + '   setup';
+    pad('  path', 24) +
+    lpad('new conn/s  min / median / max', 34) +
+    lpad('×direct', 9) +
+    lpad('CPU µs/conn', 13) +
+    lpad('connect p99', 13) +
+    lpad('rr p50 µs  min / med / max', 29) +
+    lpad('×direct', 9) +
+    lpad('rr p99 µs', 11) +
+    '   setup';
   for (const size of cfg.sizes) {
     out.push('');
     out.push(`services = ${fmtInt(size)}`);
@@ -720,7 +827,9 @@ function table(points: Point[]): string {
     for (const p of points.filter((q) => q.size === size)) {
       if (p.status !== 'ok' || !p.conn || !p.rr) {
         const name = p.mode === 'weft' ? 'weft' : p.label;
-        out.push(`${pad(`  ${p.label}`, 24)}${name}: ${p.status === 'unavailable' ? 'unavailable' : 'FAILED'} (${p.reason ?? 'unknown'})`);
+        out.push(
+          `${pad(`  ${p.label}`, 24)}${name}: ${p.status === 'unavailable' ? 'unavailable' : 'FAILED'} (${p.reason ?? 'unknown'})`,
+        );
         continue;
       }
       const c = p.conn.rate;
@@ -729,9 +838,15 @@ function table(points: Point[]): string {
       const rr = `${fmtUs(r.min)} / ${fmtUs(r.median)} / ${fmtUs(r.max)}`;
       const setup = p.setupSeconds !== undefined ? `${p.setupWhat ?? 'setup'} ${p.setupSeconds.toFixed(2)} s` : '';
       out.push(
-        pad(`  ${p.label}`, 24) + lpad(conn, 34) + lpad(p.ratio?.conn_rate !== undefined ? `${p.ratio.conn_rate.toFixed(2)}x` : '-', 9) +
-          lpad(fmtUs(p.conn.cpu_us_per_conn.median), 13) + lpad(`${fmtUs(p.conn.connect_p99_us.median)} µs`, 13) + lpad(rr, 29) +
-          lpad(p.ratio?.rr_p50 !== undefined ? `${p.ratio.rr_p50.toFixed(2)}x` : '-', 9) + lpad(fmtUs(p.rr.p99_us.median), 11) + `   ${setup}`,
+        pad(`  ${p.label}`, 24) +
+          lpad(conn, 34) +
+          lpad(p.ratio?.conn_rate !== undefined ? `${p.ratio.conn_rate.toFixed(2)}x` : '-', 9) +
+          lpad(fmtUs(p.conn.cpu_us_per_conn.median), 13) +
+          lpad(`${fmtUs(p.conn.connect_p99_us.median)} µs`, 13) +
+          lpad(rr, 29) +
+          lpad(p.ratio?.rr_p50 !== undefined ? `${p.ratio.rr_p50.toFixed(2)}x` : '-', 9) +
+          lpad(fmtUs(p.rr.p99_us.median), 11) +
+          `   ${setup}`,
       );
       for (const w of p.warnings) out.push(`${pad('', 24)}warning: ${w}`);
     }
@@ -749,8 +864,12 @@ function table(points: Point[]): string {
     }
   }
   out.push('');
-  out.push('×direct: conn = median rate / direct median rate (higher is better); rr = median p50 / direct median p50 (lower is better).');
-  out.push('CPU µs/conn: the client process\'s CPU time per connection (median over runs); on veth it includes the forward');
+  out.push(
+    '×direct: conn = median rate / direct median rate (higher is better); rr = median p50 / direct median p50 (lower is better).',
+  );
+  out.push(
+    "CPU µs/conn: the client process's CPU time per connection (median over runs); on veth it includes the forward",
+  );
   out.push('path through the node namespace, netfilter included.');
   out.push('connect p99, rr p99: medians over runs.');
   return out.join('\n');
@@ -771,8 +890,17 @@ function cniText(c: CniLatency): string {
   ].join('; ');
 }
 
-function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, k8s?: K8sOutcome, policy?: PolicyResult, flows?: FlowResult, l7?: L7Result): Goal[] {
-  const get = (mode: Mode, size: number): Point | undefined => points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
+function goals(
+  points: Point[],
+  sync: SyncResult | undefined,
+  cni?: CniLatency,
+  k8s?: K8sOutcome,
+  policy?: PolicyResult,
+  flows?: FlowResult,
+  l7?: L7Result,
+): Goal[] {
+  const get = (mode: Mode, size: number): Point | undefined =>
+    points.find((p) => p.mode === mode && p.size === size && p.status === 'ok');
   const rate = (p: Point | undefined): number | undefined => p?.conn?.rate.median;
   const out: Goal[] = [];
   // weft's rate over another path's at every size, met when `pass` holds at each.
@@ -804,7 +932,12 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
   });
   out.push(atEverySize('weft ahead of nftables at every size', 'nftables', (r) => r > 1));
   const s = sync?.writerSeconds ?? sync?.syncedSeconds ?? sync?.readySeconds;
-  const how = sync?.writerSeconds !== undefined ? 'lb-writer time logged by the agent' : sync?.syncedSeconds !== undefined ? 'agent start → "datapath synced"' : 'agent start → service listed';
+  const how =
+    sync?.writerSeconds !== undefined
+      ? 'lb-writer time logged by the agent'
+      : sync?.syncedSeconds !== undefined
+        ? 'agent start → "datapath synced"'
+        : 'agent start → service listed';
   out.push({
     goal: `full sync of ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} backends ≤ 1 s`,
     status: s === undefined ? 'n/a' : s <= 1 ? 'met' : 'missed',
@@ -814,14 +947,20 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
   out.push({
     goal: 'a manifest change is applied within 100 ms (p99, one-Service file)',
     status: apply === undefined ? 'n/a' : apply.p99Ms <= 100 ? 'met' : 'missed',
-    detail: apply === undefined ? 'not measured' : `p99 ${apply.p99Ms.toFixed(1)} ms with ${fmtInt(cfg.syncServices)} services present`,
+    detail:
+      apply === undefined
+        ? 'not measured'
+        : `p99 ${apply.p99Ms.toFixed(1)} ms with ${fmtInt(cfg.syncServices)} services present`,
   });
   const w = cni?.weft?.add.p50Ms;
   const r = cni?.reference?.add.p50Ms;
   out.push({
     goal: 'CNI ADD ≤ 1.2x bridge + host-local (p50), datapath programmed before ADD returns',
     status: w === undefined || r === undefined ? 'n/a' : w / r <= 1.2 ? 'met' : 'missed',
-    detail: w === undefined || r === undefined ? (cni?.reason ?? 'not measured') : `${(w / r).toFixed(2)}x (${w.toFixed(1)} ms vs ${r.toFixed(1)} ms)`,
+    detail:
+      w === undefined || r === undefined
+        ? (cni?.reason ?? 'not measured')
+        : `${(w / r).toFixed(2)}x (${w.toFixed(1)} ms vs ${r.toFixed(1)} ms)`,
   });
   const k = k8s?.status === 'ok' ? k8s : undefined;
   const unmeasured = k8s?.status === 'unavailable' ? k8s.reason : 'not measured';
@@ -833,20 +972,33 @@ function goals(points: Point[], sync: SyncResult | undefined, cni?: CniLatency, 
   out.push({
     goal: `agent RSS ≤ 150 MB at ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints (Kubernetes mode)`,
     status: k === undefined ? 'n/a' : Math.max(k.rssMb, k.rssAfterChangesMb) <= 150 ? 'met' : 'missed',
-    detail: k === undefined ? unmeasured : `${Math.max(k.rssMb, k.rssAfterChangesMb).toFixed(0)} MB (peak during the first list ${k.peakRssMb.toFixed(0)} MB)`,
+    detail:
+      k === undefined
+        ? unmeasured
+        : `${Math.max(k.rssMb, k.rssAfterChangesMb).toFixed(0)} MB (peak during the first list ${k.peakRssMb.toFixed(0)} MB)`,
   });
   const pr = policy?.status === 'ok' ? policy.ratio : undefined;
   out.push({
     goal: `request/response p99 with ${cfg.policyCount} NetworkPolicies selecting both pods ≤ 1.03x none`,
     status: pr === undefined ? 'n/a' : pr.rr_p99 <= 1.03 ? 'met' : 'missed',
-    detail: pr === undefined ? (policy ? `${policy.status}: ${policy.reason ?? 'unknown'}` : 'not measured') : `${pr.rr_p99.toFixed(3)}x (rr p50 ${pr.rr_p50.toFixed(3)}x; new conn/s ${pr.conn_rate.toFixed(3)}x)`,
+    detail:
+      pr === undefined
+        ? policy
+          ? `${policy.status}: ${policy.reason ?? 'unknown'}`
+          : 'not measured'
+        : `${pr.rr_p99.toFixed(3)}x (rr p50 ${pr.rr_p50.toFixed(3)}x; new conn/s ${pr.conn_rate.toFixed(3)}x)`,
   });
   const lossless = flows?.status === 'ok' ? (flows.losslessRate ?? 0) : undefined;
   const at = flows?.steps.filter((s) => s.lostKernel === 0 && s.lostDecode === 0).at(-1);
   out.push({
     goal: 'flow events read by the observer ≥ 500,000/s without loss',
     status: lossless === undefined ? 'n/a' : lossless >= 500_000 ? 'met' : 'missed',
-    detail: lossless === undefined ? (flows ? `${flows.status}: ${flows.reason ?? 'unknown'}` : 'not measured') : `${fmtInt(Math.round(lossless))}/s${at ? `, agent CPU ${(at.cpuPer10k * 100).toFixed(2)}% of a CPU per 10,000 events/s` : ''}`,
+    detail:
+      lossless === undefined
+        ? flows
+          ? `${flows.status}: ${flows.reason ?? 'unknown'}`
+          : 'not measured'
+        : `${fmtInt(Math.round(lossless))}/s${at ? `, agent CPU ${(at.cpuPer10k * 100).toFixed(2)}% of a CPU per 10,000 events/s` : ''}`,
   });
   out.push(...l7Goals(l7));
   return out;
@@ -891,7 +1043,11 @@ function preflight(): Ctx {
 /** On SIGINT/SIGTERM/SIGHUP: exit 128+signal; the exit handlers remove every live world (its
  *  processes, namespaces with their rules, cgroup, pins) and the work directory. */
 function exitOnSignals(): void {
-  for (const [sig, num] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+  for (const [sig, num] of [
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+    ['SIGHUP', 1],
+  ] as const) {
     process.once(sig, () => {
       log(`bench: ${sig}: cleaning up`);
       process.exit(128 + num);
@@ -903,7 +1059,9 @@ async function main(): Promise<void> {
   exitOnSignals();
   const ctx = preflight();
   const started = Date.now();
-  log(`bench: sizes ${cfg.sizes.join(', ')}; paths ${cfg.modes.join(', ')}; ${cfg.runs} runs × conn ${cfg.connSeconds} s (c=${cfg.concurrency}) and rr ${cfg.rrCount} × 64 B; client CPU ${cfg.clientCpus || 'any'}, servers CPU ${cfg.serverCpus || 'any'}; iptables: ${ctx.iptablesRestoreCmd}`);
+  log(
+    `bench: sizes ${cfg.sizes.join(', ')}; paths ${cfg.modes.join(', ')}; ${cfg.runs} runs × conn ${cfg.connSeconds} s (c=${cfg.concurrency}) and rr ${cfg.rrCount} × 64 B; client CPU ${cfg.clientCpus || 'any'}, servers CPU ${cfg.serverCpus || 'any'}; iptables: ${ctx.iptablesRestoreCmd}`,
+  );
   const points: Point[] = [];
   let sync: SyncResult | undefined;
   let cni: CniLatency | undefined;
@@ -915,12 +1073,16 @@ async function main(): Promise<void> {
     for (const size of cfg.sizes) points.push(...(await measureSize(size, ctx)));
     // Independent of the paths measured: --sizes=1 --modes=direct --runs=1 is a sync-only run.
     if (cfg.sync) {
-      log(`bench: full sync of ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} backends into Weft`);
+      log(
+        `bench: full sync of ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} backends into Weft`,
+      );
       sync = await measureSync(ctx);
       log(`bench: full sync: ${sync.status === 'ok' ? syncText(sync) : `unavailable (${sync.reason})`}`);
     }
     if (cfg.k8s) {
-      log(`bench: Kubernetes mode, ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} endpoints from the test API server`);
+      log(
+        `bench: Kubernetes mode, ${fmtInt(cfg.syncServices)} services × ${cfg.syncBackendsPerService} endpoints from the test API server`,
+      );
       k8s = await measureK8s();
       log(`bench: Kubernetes: ${k8sText(k8s)}`);
     }
@@ -930,7 +1092,9 @@ async function main(): Promise<void> {
       log(`bench: CNI: ${cniText(cni)}`);
     }
     if (cfg.policy) {
-      log(`bench: NetworkPolicy: ${cfg.policyCount} policies selecting two CNI pods against none (${cfg.runs} runs each, interleaved), then ${fmtInt(cfg.policyApply)} applied at once, ${fmtInt(cfg.policyPods)} remote pods known`);
+      log(
+        `bench: NetworkPolicy: ${cfg.policyCount} policies selecting two CNI pods against none (${cfg.runs} runs each, interleaved), then ${fmtInt(cfg.policyApply)} applied at once, ${fmtInt(cfg.policyPods)} remote pods known`,
+      );
       policy = await measurePolicy({
         policies: cfg.policyCount,
         applyPolicies: cfg.policyApply,
@@ -951,10 +1115,17 @@ async function main(): Promise<void> {
     }
     if (cfg.flows) {
       log(`bench: flow events into the observer, ${cfg.flowsSeconds} s per rate, up to ${fmtInt(cfg.flowsMax)}/s`);
-      flows = await measureFlows({ seconds: cfg.flowsSeconds, maxRate: cfg.flowsMax, log, register: (w) => worlds.push(w) });
+      flows = await measureFlows({
+        seconds: cfg.flowsSeconds,
+        maxRate: cfg.flowsMax,
+        log,
+        register: (w) => worlds.push(w),
+      });
     }
     if (cfg.l7) {
-      log(`bench: L7 proxies: ${cfg.l7Paths.join(', ')}; ${cfg.l7Runs} runs each (saturation ${cfg.l7SatSeconds} s, ${fmtInt(cfg.l7Rate)} requests/s for ${cfg.l7Seconds} s), interleaved`);
+      log(
+        `bench: L7 proxies: ${cfg.l7Paths.join(', ')}; ${cfg.l7Runs} runs each (saturation ${cfg.l7SatSeconds} s, ${fmtInt(cfg.l7Rate)} requests/s for ${cfg.l7Seconds} s), interleaved`,
+      );
       l7 = await measureL7({
         paths: cfg.l7Paths,
         runs: cfg.l7Runs,
@@ -998,14 +1169,19 @@ async function main(): Promise<void> {
     process.stdout.write(`\nfull sync, ${fmtInt(sync.services)} services / ${fmtInt(sync.backends)} backends: ${s}\n`);
     for (const w of sync.warnings) process.stdout.write(`  warning: ${w}\n`);
   }
-  if (k8s) process.stdout.write(`\nKubernetes mode, ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints: ${k8sText(k8s)}\n`);
+  if (k8s)
+    process.stdout.write(
+      `\nKubernetes mode, ${fmtInt(cfg.syncServices)} services / ${fmtInt(cfg.syncServices * cfg.syncBackendsPerService)} endpoints: ${k8sText(k8s)}\n`,
+    );
   if (cni) process.stdout.write(`\nCNI, ${cni.pods} pods: ${cniText(cni)}\n`);
   if (policy) process.stdout.write(`\n${policyReport(policy)}\n`);
   if (flows) process.stdout.write(`\n${flowsReport(flows)}\n`);
   if (l7) process.stdout.write(`\n${l7Report(l7)}\n`);
   process.stdout.write('\ngoals (reported, not asserted):\n');
   for (const g of gs) process.stdout.write(`  ${pad(g.status.toUpperCase(), 7)} ${g.goal}: ${g.detail}\n`);
-  process.stdout.write(`\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`);
+  process.stdout.write(
+    `\ncleanup: ${leftovers.length === 0 ? 'nothing left behind' : `LEFT BEHIND: ${leftovers.join(', ')}`}\n`,
+  );
 
   mkdirSync(dirname(RESULTS), { recursive: true });
   const json = {
@@ -1020,7 +1196,17 @@ async function main(): Promise<void> {
       nftVersion: toolVersion('nft', ['--version']),
     },
     config: cfg,
-    topology: { client: CLIENT_IP, backends: BACKEND_IPS, service: VIP, targetPort: TARGET_PORT, podCIDR: POD_CIDR, serviceCIDR: SERVICE_CIDR, endpointsPerService: 3, fillerClusterIPsFrom: '10.97.0.1', fillerEndpointsFrom: '10.244.128.1' },
+    topology: {
+      client: CLIENT_IP,
+      backends: BACKEND_IPS,
+      service: VIP,
+      targetPort: TARGET_PORT,
+      podCIDR: POD_CIDR,
+      serviceCIDR: SERVICE_CIDR,
+      endpointsPerService: 3,
+      fillerClusterIPsFrom: '10.97.0.1',
+      fillerEndpointsFrom: '10.244.128.1',
+    },
     points,
     sync,
     k8s,

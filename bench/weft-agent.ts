@@ -100,7 +100,9 @@ function removePins(bpfRoot: string): string | undefined {
     /* ignore */
   }
   rmSync(bpfRoot, { recursive: true, force: true });
-  return left.length > 0 ? `uninstall left ${left.length} pins under ${bpfRoot} (removed): ${left.slice(0, 5).join(', ')}` : undefined;
+  return left.length > 0
+    ? `uninstall left ${left.length} pins under ${bpfRoot} (removed): ${left.slice(0, 5).join(', ')}`
+    : undefined;
 }
 
 /** Starts weftd and waits until it serves the expected service. Throws with a reason. */
@@ -113,13 +115,28 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
   const bpfRoot = world.bpfRoot;
   const stateDir = mkdtempSync(join(world.stateDir, 'weftd-'));
   mkdirSync(bpfRoot, { recursive: true });
-  const cli = (args: string[], timeoutMs: number) => world.run('node', [weft, '--state-dir', stateDir, '--bpf-root', bpfRoot, ...args], { timeoutMs });
+  const cli = (args: string[], timeoutMs: number) =>
+    world.run('node', [weft, '--state-dir', stateDir, '--bpf-root', bpfRoot, ...args], { timeoutMs });
   const t0 = process.hrtime.bigint();
   const since = (): number => Number(process.hrtime.bigint() - t0) / 1e9;
   const proc = watch(
-    world.spawn('node', [weftd, '--source', `dir:${o.manifestsDir}`, '--bpf-root', bpfRoot, '--cgroup', world.cgroupDir, '--state-dir', stateDir], {
-      ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
-    }),
+    world.spawn(
+      'node',
+      [
+        weftd,
+        '--source',
+        `dir:${o.manifestsDir}`,
+        '--bpf-root',
+        bpfRoot,
+        '--cgroup',
+        world.cgroupDir,
+        '--state-dir',
+        stateDir,
+      ],
+      {
+        ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
+      },
+    ),
     'weftd',
   );
   let syncedSeconds: number | undefined;
@@ -142,7 +159,10 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
 
   const listServices = async (): Promise<string> => {
     const r = await cli(['service', 'list', '-o', 'json'], 30_000);
-    if (r.code !== 0) throw new Error(`weft service list: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `exit ${r.code}`}`);
+    if (r.code !== 0)
+      throw new Error(
+        `weft service list: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `exit ${r.code}`}`,
+      );
     return r.stdout;
   };
 
@@ -151,7 +171,9 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
     await proc.stop(10_000);
     const un = await cli(['uninstall'], 30_000);
     if (un.code !== 0) {
-      warnings.push(`weft uninstall exited ${un.timedOut ? 'by timeout' : (un.signal ?? un.code)}: ${(un.stderr || un.stdout).trim().split('\n').slice(-2).join(' | ')}`);
+      warnings.push(
+        `weft uninstall exited ${un.timedOut ? 'by timeout' : (un.signal ?? un.code)}: ${(un.stderr || un.stdout).trim().split('\n').slice(-2).join(' | ')}`,
+      );
     }
     const left = removePins(bpfRoot);
     if (left) warnings.push(left);
@@ -169,15 +191,35 @@ export async function startWeft(o: WeftOptions): Promise<WeftAgent> {
       }
       if (syncedSeconds !== undefined || proc.lines.some((l) => SYNCED.test(l))) {
         syncedSeconds ??= since();
-        return { proc, stateDir, readySeconds: syncedSeconds, syncedSeconds, readyBy: 'datapath-synced', waitSynced, listServices, stop };
+        return {
+          proc,
+          stateDir,
+          readySeconds: syncedSeconds,
+          syncedSeconds,
+          readyBy: 'datapath-synced',
+          waitSynced,
+          listServices,
+          stop,
+        };
       }
       const r = await cli(['service', 'list', '-o', 'json'], 5_000);
       if (r.code === 0 && r.stdout.includes(o.expectClusterIP)) {
-        return { proc, stateDir, readySeconds: since(), syncedSeconds, readyBy: 'service-list', waitSynced, listServices, stop };
+        return {
+          proc,
+          stateDir,
+          readySeconds: since(),
+          syncedSeconds,
+          readyBy: 'service-list',
+          waitSynced,
+          listServices,
+          stop,
+        };
       }
       lastCli = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? '';
       if (Date.now() > deadline) {
-        throw new Error(`not ready after ${o.readyTimeoutMs / 1000} s (last CLI: ${lastCli.slice(0, 160) || 'no output'}; agent: ${proc.lines.slice(-1)[0]?.slice(0, 160) ?? 'no output'})`);
+        throw new Error(
+          `not ready after ${o.readyTimeoutMs / 1000} s (last CLI: ${lastCli.slice(0, 160) || 'no output'}; agent: ${proc.lines.slice(-1)[0]?.slice(0, 160) ?? 'no output'})`,
+        );
       }
       await new Promise((r) => setTimeout(r, 250));
     }

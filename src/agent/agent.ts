@@ -81,13 +81,16 @@ export class Agent {
       services: services.table,
     });
     const flows = new FlowController(ctx, names);
-    const proxy = cfg.proxy.mode === 'off' ? undefined : new ProxyController(ctx, {
-      services,
-      ingressIsolated: (ip) => policy.ingressIsolated(ip),
-      workload: (ip) => names.workload(ip),
-      localAddresses: () => endpoints.records().flatMap((r) => r.ips.map((a) => a.address)),
-      flows,
-    });
+    const proxy =
+      cfg.proxy.mode === 'off'
+        ? undefined
+        : new ProxyController(ctx, {
+            services,
+            ingressIsolated: (ip) => policy.ingressIsolated(ip),
+            workload: (ip) => names.workload(ip),
+            localAddresses: () => endpoints.records().flatMap((r) => r.ips.map((a) => a.address)),
+            flows,
+          });
     return [endpoints, policy, programs, services, ...(proxy ? [proxy] : []), flows];
   }
 
@@ -104,7 +107,8 @@ export class Agent {
 
     // The datapath first: from here on the kernel keeps serving what was pinned before us.
     this.socketPrograms = loadSocketPrograms({ bpfRoot: cfg.bpfRoot, cgroupDir: this.cgroup });
-    for (const a of this.socketPrograms.attached) log.info('program ready', { program: a.program, action: a.action, cgroup: this.cgroup });
+    for (const a of this.socketPrograms.attached)
+      log.info('program ready', { program: a.program, action: a.action, cgroup: this.cgroup });
     this.endpointDatapath = EndpointDatapath.open({ bpfRoot: cfg.bpfRoot });
     this.endpointDatapath.setFlowEvents(cfg.flowEvents);
     this.controllers = this.compose(this.endpointDatapath);
@@ -117,24 +121,39 @@ export class Agent {
 
     // Serve before the source has synced, so probes and `weft status` can tell what the agent
     // waits for; CNI calls are told to try again until the node's pod CIDRs are known.
-    const metricsServer = await this.metrics.serve(cfg.metricsAddress, () => this.synced || `waiting for ${this.waitingFor}`);
+    const metricsServer = await this.metrics.serve(
+      cfg.metricsAddress,
+      () => this.synced || `waiting for ${this.waitingFor}`,
+    );
     this.servers.push(metricsServer);
     // The bound address: with port 0 (tests), the one the kernel picked.
     const bound = metricsServer.address();
-    this.metricsAddress = bound && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : cfg.metricsAddress;
+    this.metricsAddress =
+      bound && typeof bound === 'object'
+        ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
+        : cfg.metricsAddress;
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
         ...Object.assign({}, ...this.controllers.map((c) => c.routes)),
         'GET /healthz': () => ({ ok: true }),
-        'GET /readyz': () => (this.synced ? { ready: true } : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`))),
+        'GET /readyz': () =>
+          this.synced
+            ? { ready: true }
+            : Promise.reject(new HttpError(503, `not ready: waiting for ${this.waitingFor}`)),
       }),
     );
 
     // Only a source that has loaded everything may drive a sync: syncing a partial view would
     // delete the services it has not read yet.
-    this.waitingFor = cfg.source.kind === 'dir' ? `the manifests in ${cfg.source.dir}` : 'the first list of every resource from the Kubernetes API';
-    this.source = k8s && kubeconfig ? new k8s.KubernetesSource(kubeconfig, this.store, log) : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
+    this.waitingFor =
+      cfg.source.kind === 'dir'
+        ? `the manifests in ${cfg.source.dir}`
+        : 'the first list of every resource from the Kubernetes API';
+    this.source =
+      k8s && kubeconfig
+        ? new k8s.KubernetesSource(kubeconfig, this.store, log)
+        : new ManifestsDirSource((cfg.source as { dir: string }).dir, this.store, log);
     await this.source.start();
     if (this.stopping.signal.aborted) return;
 
@@ -145,7 +164,10 @@ export class Agent {
     });
     // The first load's scratch is garbage now; what the agent keeps is what it holds from here.
     const released = releaseScratchMemory();
-    log.debug('released the first load\'s scratch memory', { gc_ms: released.gcMs?.toFixed(1), trim_ms: released.trimMs.toFixed(1) });
+    log.debug("released the first load's scratch memory", {
+      gc_ms: released.gcMs?.toFixed(1),
+      trim_ms: released.trimMs.toFixed(1),
+    });
     log.info('weftd ready', { node: cfg.nodeName, socket: cfg.socketPath, metrics: this.metricsAddress });
   }
 
@@ -179,7 +201,10 @@ export class Agent {
       problems: this.problems(),
       ...(this.source && 'informerStates' in this.source && { informers: this.source.informerStates() }),
     };
-    return composeStatus(own, this.controllers.map((c) => c.status?.()));
+    return composeStatus(
+      own,
+      this.controllers.map((c) => c.status?.()),
+    );
   }
 
   /** Stops serving. The datapath stays: pinned programs and maps keep working without us. */

@@ -109,34 +109,48 @@ export function parseConfig(argv: string[]): AgentConfig | 'help' {
   const src = values.source;
   let source: AgentConfig['source'];
   if (src?.startsWith('dir:') && src.length > 4) source = { kind: 'dir', dir: path.resolve(src.slice(4)) };
-  else if (src === 'kubernetes') source = { kind: 'kubernetes', ...(values.kubeconfig && { kubeconfig: values.kubeconfig }) };
+  else if (src === 'kubernetes')
+    source = { kind: 'kubernetes', ...(values.kubeconfig && { kubeconfig: values.kubeconfig }) };
   else throw new UsageError(`--source must be dir:PATH or kubernetes${src ? `, got ${JSON.stringify(src)}` : ''}`);
   const level = values['log-level'];
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
+  if (!['debug', 'info', 'warn', 'error'].includes(level))
+    throw new UsageError(`--log-level ${level}: want debug, info, warn or error`);
   const flowEvents = values['flow-events'];
-  if (flowEvents !== 'new-and-drops' && flowEvents !== 'every-packet') throw new UsageError(`--flow-events ${flowEvents}: want new-and-drops or every-packet`);
+  if (flowEvents !== 'new-and-drops' && flowEvents !== 'every-packet')
+    throw new UsageError(`--flow-events ${flowEvents}: want new-and-drops or every-packet`);
   const flowBuffer = values['flow-buffer-size'];
   const flowBufferSize = /^\d{1,9}$/.test(flowBuffer) ? Number(flowBuffer) : NaN;
-  if (!(flowBufferSize >= 1 && flowBufferSize <= MAX_FLOW_BUFFER)) throw new UsageError(`--flow-buffer-size ${flowBuffer}: want a number of flows from 1 to ${MAX_FLOW_BUFFER}`);
+  if (!(flowBufferSize >= 1 && flowBufferSize <= MAX_FLOW_BUFFER))
+    throw new UsageError(`--flow-buffer-size ${flowBuffer}: want a number of flows from 1 to ${MAX_FLOW_BUFFER}`);
   // Repeatable and comma-separated both: a second flag must not silently replace the first.
-  const podCidrs = (values['pod-cidr'] ?? []).flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
+  const podCidrs = (values['pod-cidr'] ?? [])
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const cidr of podCidrs) {
-    if (!isCidr(cidr)) throw new UsageError(`--pod-cidr ${cidr}: not a CIDR (want e.g. 10.244.1.0/24 or fd00:10:244:1::/64)`);
+    if (!isCidr(cidr))
+      throw new UsageError(`--pod-cidr ${cidr}: not a CIDR (want e.g. 10.244.1.0/24 or fd00:10:244:1::/64)`);
   }
   const stateDir = path.resolve(values['state-dir']);
   const proxyMode = values.proxy;
-  if (proxyMode !== 'managed' && proxyMode !== 'external' && proxyMode !== 'off') throw new UsageError(`--proxy ${proxyMode}: want managed, external or off`);
+  if (proxyMode !== 'managed' && proxyMode !== 'external' && proxyMode !== 'off')
+    throw new UsageError(`--proxy ${proxyMode}: want managed, external or off`);
   const proxyAddresses: { 4?: string; 6?: string } = values['proxy-address'] ? {} : { ...DEFAULT_PROXY_ADDRESSES };
   for (const a of values['proxy-address'] ?? []) {
     const family = ipFamily(a);
     if (!family) throw new UsageError(`--proxy-address ${a}: not an IP address`);
-    if (proxyAddresses[family]) throw new UsageError(`--proxy-address ${a}: an IPv${family} address is already given (${proxyAddresses[family]})`);
+    if (proxyAddresses[family])
+      throw new UsageError(
+        `--proxy-address ${a}: an IPv${family} address is already given (${proxyAddresses[family]})`,
+      );
     proxyAddresses[family] = a;
   }
   const portBase = /^\d{1,5}$/.test(values['proxy-port-base']) ? Number(values['proxy-port-base']) : NaN;
-  if (!(portBase >= 1024 && portBase <= 65535)) throw new UsageError(`--proxy-port-base ${values['proxy-port-base']}: want a port from 1024 to 65535`);
+  if (!(portBase >= 1024 && portBase <= 65535))
+    throw new UsageError(`--proxy-port-base ${values['proxy-port-base']}: want a port from 1024 to 65535`);
   const balancer = values['proxy-balancer'] as BalancerAlgorithm;
-  if (!BALANCER_ALGORITHMS.includes(balancer)) throw new UsageError(`--proxy-balancer ${balancer}: want ${BALANCER_ALGORITHMS.join(', ')}`);
+  if (!BALANCER_ALGORITHMS.includes(balancer))
+    throw new UsageError(`--proxy-balancer ${balancer}: want ${BALANCER_ALGORITHMS.join(', ')}`);
   return {
     source,
     bpfRoot: path.resolve(values['bpf-root']),

@@ -68,10 +68,14 @@ export class SyncLoop {
     private readonly run: () => void,
     private readonly stopping: AbortSignal,
   ) {
-    stopping.addEventListener('abort', () => {
-      if (this.pending) clearImmediate(this.pending);
-      clearTimeout(this.retryTimer);
-    }, { once: true });
+    stopping.addEventListener(
+      'abort',
+      () => {
+        if (this.pending) clearImmediate(this.pending);
+        clearTimeout(this.retryTimer);
+      },
+      { once: true },
+    );
   }
 
   /** A change to write arrived: notes when (for the lag) and schedules a run. */

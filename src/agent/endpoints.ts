@@ -29,7 +29,10 @@ export class EndpointRegistry {
 
   /** Loads the registry from `stateDir/endpoints.json` (if any) and marks its addresses taken. */
   static load(stateDir: string, podCidrs: readonly string[], log: Logger): EndpointRegistry {
-    const reg = new EndpointRegistry(path.join(stateDir, 'endpoints.json'), podCidrs.map((c) => new AddressPool(c)));
+    const reg = new EndpointRegistry(
+      path.join(stateDir, 'endpoints.json'),
+      podCidrs.map((c) => new AddressPool(c)),
+    );
     let state: StateFile | undefined;
     try {
       state = JSON.parse(fs.readFileSync(reg.file, 'utf8')) as StateFile;
@@ -45,7 +48,10 @@ export class EndpointRegistry {
         reg.records.set(keyOf(ep.containerId, ep.ifName), ep);
         for (const ip of ep.ips) {
           if (!reg.pools.some((p) => p.claim(ip.address))) {
-            log.warn('endpoint address outside the pod CIDRs; kept, never reused', { container: ep.containerId, address: ip.address });
+            log.warn('endpoint address outside the pod CIDRs; kept, never reused', {
+              container: ep.containerId,
+              address: ip.address,
+            });
           }
         }
       }
@@ -64,7 +70,8 @@ export class EndpointRegistry {
     const pools = cidrs.map((cidr) => this.pools.find((p) => p.cidr === cidr) ?? new AddressPool(cidr));
     for (const pool of pools) {
       if (this.pools.includes(pool)) continue;
-      for (const ep of this.records.values()) for (const ip of ep.ips) if (pool.contains(ip.address)) pool.claim(ip.address);
+      for (const ep of this.records.values())
+        for (const ip of ep.ips) if (pool.contains(ip.address)) pool.claim(ip.address);
     }
     this.pools = pools;
   }
@@ -83,10 +90,20 @@ export class EndpointRegistry {
 
   /** The endpoint's addresses: the existing ones for a known container and interface (ADD
    *  may be retried), one new address per configured family otherwise. */
-  allocate(req: { containerId: string; ifName: string; netns: string; podNamespace?: string; podName?: string }): EndpointRecord {
+  allocate(req: {
+    containerId: string;
+    ifName: string;
+    netns: string;
+    podNamespace?: string;
+    podName?: string;
+  }): EndpointRecord {
     const existing = this.get(req.containerId, req.ifName);
     if (existing) return existing;
-    if (this.pools.length === 0) throw new CniError(CniCode.TryAgainLater, 'this node has no pod CIDR yet (weftd --pod-cidr, or the Node object\'s spec.podCIDRs)');
+    if (this.pools.length === 0)
+      throw new CniError(
+        CniCode.TryAgainLater,
+        "this node has no pod CIDR yet (weftd --pod-cidr, or the Node object's spec.podCIDRs)",
+      );
     const ips: PodAddress[] = [];
     const undo = () => ips.forEach((ip) => this.poolOf(ip.address)?.release(ip.address));
     for (const family of [4, 6] as const) {
@@ -97,7 +114,10 @@ export class EndpointRegistry {
       for (pool of pools) if ((address = pool.allocate())) break;
       if (!address || !pool) {
         undo();
-        throw new CniError(CniCode.PoolExhausted, `address pool ${pools.map((p) => p.cidr).join(', ')} exhausted (${pools.reduce((n, p) => n + p.used, 0)} addresses in use)`);
+        throw new CniError(
+          CniCode.PoolExhausted,
+          `address pool ${pools.map((p) => p.cidr).join(', ')} exhausted (${pools.reduce((n, p) => n + p.used, 0)} addresses in use)`,
+        );
       }
       ips.push({ family, address, prefixLength: family === 4 ? 32 : 128, gateway: family === 4 ? GATEWAY4 : GATEWAY6 });
     }
@@ -121,7 +141,10 @@ export class EndpointRegistry {
     return rec;
   }
 
-  markReady(rec: EndpointRecord, facts: { hostIfIndex: number; hostMac: string; podMac: string; netnsCookie?: string }): void {
+  markReady(
+    rec: EndpointRecord,
+    facts: { hostIfIndex: number; hostMac: string; podMac: string; netnsCookie?: string },
+  ): void {
     const before = { ...rec };
     Object.assign(rec, facts, { state: 'ready' });
     this.commit(() => Object.assign(rec, before));

@@ -18,7 +18,13 @@ const labelCache = new WeakMap<Readonly<Record<string, string>>, readonly string
 
 function labelList(labels: Readonly<Record<string, string>>): readonly string[] {
   let l = labelCache.get(labels);
-  if (!l) labelCache.set(labels, (l = Object.entries(labels).map(([k, v]) => `${k}=${v}`).sort()));
+  if (!l)
+    labelCache.set(
+      labels,
+      (l = Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort()),
+    );
   return l;
 }
 
@@ -44,13 +50,19 @@ export function agentFlowContext(agent: {
   return {
     workload,
     endpoint(id) {
-      const rec = agent.endpoints()?.list().find((r) => r.id === id);
+      const rec = agent
+        .endpoints()
+        ?.list()
+        .find((r) => r.id === id);
       return rec && endpointWorkload(rec);
     },
     socketOwner(cookie, family) {
       if (cookie === 0n) return undefined;
       const text = cookie.toString();
-      const rec = agent.endpoints()?.list().find((r) => r.netnsCookie === text);
+      const rec = agent
+        .endpoints()
+        ?.list()
+        .find((r) => r.netnsCookie === text);
       if (!rec) return undefined;
       const ip = rec.ips.find((a) => a.address.includes(':') === (family === 6))?.address;
       return { workload: endpointWorkload(rec), ...(ip && { ip }) };

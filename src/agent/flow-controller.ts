@@ -51,21 +51,62 @@ function observerMetrics(registry: Registry, observer: Observer): void {
   // Every metric of the observer calls it at each scrape: it is cheap, and idempotent.
   const collect = () => {
     const counts = observer.counts();
-    for (const f of counts.flows) advance(flows, { type: eventType.name(f.type) ?? String(f.type), verdict: f.verdict }, f.count);
+    for (const f of counts.flows)
+      advance(flows, { type: eventType.name(f.type) ?? String(f.type), verdict: f.verdict }, f.count);
     for (const d of counts.drops) {
-      advance(drops, { reason: dropReason.name(d.reason) ?? String(d.reason), direction: weftDir.name(d.direction) ?? String(d.direction) }, d.count);
+      advance(
+        drops,
+        {
+          reason: dropReason.name(d.reason) ?? String(d.reason),
+          direction: weftDir.name(d.direction) ?? String(d.direction),
+        },
+        d.count,
+      );
     }
     for (const [stage, n] of Object.entries(observer.lost())) advance(lost, { stage }, n);
     ringFlows.set(observer.ring.written() - observer.ring.oldest());
     ringCapacity.set(observer.ring.capacity);
     up.set(observer.running ? 1 : 0);
   };
-  const flows = new Counter({ name: 'weft_flows_processed_total', help: 'Flow events read from the kernel, by type and verdict', labelNames: ['type', 'verdict'], registers, collect });
-  const drops = new Counter({ name: 'weft_drops_total', help: 'Packets the datapath dropped, by reason and direction', labelNames: ['reason', 'direction'], registers, collect });
-  const lost = new Counter({ name: 'weft_flows_lost_total', help: 'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), follow (a slow API follower), proxy (L7 flows weft-proxy dropped)', labelNames: ['stage'], registers, collect });
-  const ringFlows = new Gauge({ name: 'weft_flow_buffer_flows', help: 'Flows held in the observer\'s in-memory ring', registers, collect });
-  const ringCapacity = new Gauge({ name: 'weft_flow_buffer_capacity', help: 'Flows the observer\'s in-memory ring can hold', registers, collect });
-  const up = new Gauge({ name: 'weft_observer_up', help: '1 while the observer reads the kernel\'s ring buffer', registers, collect });
+  const flows = new Counter({
+    name: 'weft_flows_processed_total',
+    help: 'Flow events read from the kernel, by type and verdict',
+    labelNames: ['type', 'verdict'],
+    registers,
+    collect,
+  });
+  const drops = new Counter({
+    name: 'weft_drops_total',
+    help: 'Packets the datapath dropped, by reason and direction',
+    labelNames: ['reason', 'direction'],
+    registers,
+    collect,
+  });
+  const lost = new Counter({
+    name: 'weft_flows_lost_total',
+    help: 'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), follow (a slow API follower), proxy (L7 flows weft-proxy dropped)',
+    labelNames: ['stage'],
+    registers,
+    collect,
+  });
+  const ringFlows = new Gauge({
+    name: 'weft_flow_buffer_flows',
+    help: "Flows held in the observer's in-memory ring",
+    registers,
+    collect,
+  });
+  const ringCapacity = new Gauge({
+    name: 'weft_flow_buffer_capacity',
+    help: "Flows the observer's in-memory ring can hold",
+    registers,
+    collect,
+  });
+  const up = new Gauge({
+    name: 'weft_observer_up',
+    help: "1 while the observer reads the kernel's ring buffer",
+    registers,
+    collect,
+  });
   // Counters only go up: each scrape adds what was counted since the last one.
   const seen = new Map<Counter<string>, Map<string, number>>();
   const advance = (c: Counter<string>, labels: Record<string, string>, total: number) => {

@@ -73,7 +73,8 @@ export class L7Controller {
   ) {
     try {
       const saved = JSON.parse(fs.readFileSync(path.join(opts.stateDir, PORTS_FILE), 'utf8')) as Record<string, number>;
-      for (const [k, v] of Object.entries(saved)) if (Number.isInteger(v) && v >= opts.portBase && v <= MAX_PORT) this.ports.set(k, v);
+      for (const [k, v] of Object.entries(saved))
+        if (Number.isInteger(v) && v >= opts.portBase && v <= MAX_PORT) this.ports.set(k, v);
     } catch {
       /* none yet */
     }
@@ -90,23 +91,38 @@ export class L7Controller {
     const frontends = this.inputs.frontends();
     const next = new Map<string, ServicePortConfig>();
     const backendsOf = new Map<string, Frontend['backends']>();
-    for (const f of frontends) if (f.key.proto === 'TCP') backendsOf.set(`${f.service}:${f.key.port}`, [...(backendsOf.get(`${f.service}:${f.key.port}`) ?? []), ...f.backends]);
+    for (const f of frontends)
+      if (f.key.proto === 'TCP')
+        backendsOf.set(`${f.service}:${f.key.port}`, [
+          ...(backendsOf.get(`${f.service}:${f.key.port}`) ?? []),
+          ...f.backends,
+        ]);
     for (const sp of out.services) {
       const key = `${sp.service}:${sp.port}`;
       // Every pod the proxy may send this port's requests to: the route's backends, and the
       // Service's own (a connection that is not HTTP passes through to them).
-      const targets = new Set([key, ...sp.rules.flatMap((r) => r.backends.flatMap((b) => (b.backend ? [b.backend] : [])))]);
-      const isolated = [...targets].flatMap((t) => backendsOf.get(t) ?? []).find((b) => this.inputs.isolatedBackend(b.ip));
+      const targets = new Set([
+        key,
+        ...sp.rules.flatMap((r) => r.backends.flatMap((b) => (b.backend ? [b.backend] : []))),
+      ]);
+      const isolated = [...targets]
+        .flatMap((t) => backendsOf.get(t) ?? [])
+        .find((b) => this.inputs.isolatedBackend(b.ip));
       if (isolated) {
-        notes.push(`Service ${sp.service} port ${sp.port}: backend ${isolated.ip} is isolated by NetworkPolicy; its routes wait until the proxy enforces policy (traffic stays in the kernel, policy in force)`);
+        notes.push(
+          `Service ${sp.service} port ${sp.port}: backend ${isolated.ip} is isolated by NetworkPolicy; its routes wait until the proxy enforces policy (traffic stays in the kernel, policy in force)`,
+        );
         continue;
       }
       next.set(key, sp);
     }
-    const changed = JSON.stringify([...next]) !== JSON.stringify([...this.desired]) || JSON.stringify(out.backends) !== JSON.stringify(this.backends);
+    const changed =
+      JSON.stringify([...next]) !== JSON.stringify([...this.desired]) ||
+      JSON.stringify(out.backends) !== JSON.stringify(this.backends);
     this.desired = next;
     this.backends = out.backends;
-    if (notes.join('\n') !== this.notes.join('\n')) for (const n of notes) if (!this.notes.includes(n)) this.log.warn(n);
+    if (notes.join('\n') !== this.notes.join('\n'))
+      for (const n of notes) if (!this.notes.includes(n)) this.log.warn(n);
     this.notes = notes;
     this.allocatePorts();
     return changed;
@@ -152,7 +168,13 @@ export class L7Controller {
 
   private build(): L7Snapshot {
     const services = [...this.desired.values()];
-    const base = buildSnapshot({ version: 0, balancer: this.opts.balancer, services, backends: this.backends, frontends: this.inputs.frontends() });
+    const base = buildSnapshot({
+      version: 0,
+      balancer: this.opts.balancer,
+      services,
+      backends: this.backends,
+      frontends: this.inputs.frontends(),
+    });
     const listeners = services.flatMap((sp) => {
       const port = this.ports.get(`${sp.service}:${sp.port}`)!;
       return (['4', '6'] as const)
@@ -177,7 +199,10 @@ export class L7Controller {
 
   /** The Service ports the kernel redirects now, as one comparable text. */
   kernelSet(): string {
-    return [...this.desired.keys()].filter((k) => this.accepted.has(k)).sort().join(' ');
+    return [...this.desired.keys()]
+      .filter((k) => this.accepted.has(k))
+      .sort()
+      .join(' ');
   }
 
   /** Whether the kernel redirects this Service port now. */

@@ -51,9 +51,27 @@ export class AgentMetrics {
         max.set({ map: m.map }, m.maxEntries);
       }
     };
-    const entries = new Gauge({ name: 'weft_bpf_map_entries', help: 'Entries in each pinned BPF map (ring buffers are in weft_bpf_ringbuf_size_bytes)', labelNames: ['map'], registers, collect });
-    const max = new Gauge({ name: 'weft_bpf_map_max_entries', help: 'Capacity of each pinned BPF map, in entries', labelNames: ['map'], registers, collect });
-    const ringBytes = new Gauge({ name: 'weft_bpf_ringbuf_size_bytes', help: 'Size of each pinned BPF ring buffer', labelNames: ['map'], registers, collect });
+    const entries = new Gauge({
+      name: 'weft_bpf_map_entries',
+      help: 'Entries in each pinned BPF map (ring buffers are in weft_bpf_ringbuf_size_bytes)',
+      labelNames: ['map'],
+      registers,
+      collect,
+    });
+    const max = new Gauge({
+      name: 'weft_bpf_map_max_entries',
+      help: 'Capacity of each pinned BPF map, in entries',
+      labelNames: ['map'],
+      registers,
+      collect,
+    });
+    const ringBytes = new Gauge({
+      name: 'weft_bpf_ringbuf_size_bytes',
+      help: 'Size of each pinned BPF ring buffer',
+      labelNames: ['map'],
+      registers,
+      collect,
+    });
   }
 
   /** Serves /metrics, and the probes a DaemonSet points at: /healthz (the agent answers) and
@@ -62,12 +80,15 @@ export class AgentMetrics {
     const idx = address.lastIndexOf(':');
     const host = address.slice(0, idx).replace(/^\[|\]$/g, '') || '127.0.0.1';
     const port = Number(address.slice(idx + 1));
-    if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics-address ${address}: want HOST:PORT`);
+    if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535)
+      throw new Error(`--metrics-address ${address}: want HOST:PORT`);
     const server = http.createServer(async (req, res) => {
       if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       if (req.url === '/readyz') {
         const r = ready();
-        return void res.writeHead(r === true ? 200 : 503, { 'content-type': 'text/plain' }).end(r === true ? 'ready\n' : `not ready: ${r}\n`);
+        return void res
+          .writeHead(r === true ? 200 : 503, { 'content-type': 'text/plain' })
+          .end(r === true ? 'ready\n' : `not ready: ${r}\n`);
       }
       if (req.url !== '/metrics') return void res.writeHead(404).end();
       res.writeHead(200, { 'content-type': this.registry.contentType });

@@ -136,8 +136,8 @@ function policyMetrics({ metrics: registry }: AgentContext) {
   const registers = [registry];
   return {
     policies: new Gauge({ name: 'weft_network_policies', help: 'NetworkPolicies in force', registers }),
-    entries: new Gauge({ name: 'weft_policy_entries', help: 'Allow entries in the kernel\'s policy map', registers }),
-    ipcache: new Gauge({ name: 'weft_ipcache_entries', help: 'Address prefixes in the kernel\'s ipcache', registers }),
+    entries: new Gauge({ name: 'weft_policy_entries', help: "Allow entries in the kernel's policy map", registers }),
+    ipcache: new Gauge({ name: 'weft_ipcache_entries', help: "Address prefixes in the kernel's ipcache", registers }),
     syncs: new Counter({
       name: 'weft_policy_syncs_total',
       help: 'Policy writes into the kernel by result',

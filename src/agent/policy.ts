@@ -9,8 +9,17 @@ import type { Logger } from '../lib/log.js';
 import { IDENTITY_UNRESOLVED } from '../state/identities.js';
 import { IdentityTable } from '../state/identity-table.js';
 import {
-  PROTOCOL_NUMBERS, compileEndpoints, evaluate, lookupIpcache, policyBlocks, type CompiledEndpoint, type CompiledPolicy, type Direction, type RuleInfo,
-  type PolicyEndpoint, type PolicyPod,
+  PROTOCOL_NUMBERS,
+  compileEndpoints,
+  evaluate,
+  lookupIpcache,
+  policyBlocks,
+  type CompiledEndpoint,
+  type CompiledPolicy,
+  type Direction,
+  type RuleInfo,
+  type PolicyEndpoint,
+  type PolicyPod,
 } from '../state/policy-compiler.js';
 import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
@@ -25,12 +34,16 @@ type CompiledState = Omit<CompiledPolicy, 'ipcache' | 'identities'> & Pick<Ident
 
 export function endpointFlags(ep: CompiledEndpoint | undefined): number {
   if (!ep) return 0;
-  return (ep.isolated.ingress ? ENDPOINT_F_INGRESS_ISOLATED : 0) | (ep.isolated.egress ? ENDPOINT_F_EGRESS_ISOLATED : 0);
+  return (
+    (ep.isolated.ingress ? ENDPOINT_F_INGRESS_ISOLATED : 0) | (ep.isolated.egress ? ENDPOINT_F_EGRESS_ISOLATED : 0)
+  );
 }
 
 /** The node's own addresses, as the agent's network namespace (the node's) has them. */
 export function hostAddresses(): string[] {
-  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address.replace(/%.*$/, '')));
+  return Object.values(os.networkInterfaces()).flatMap((list) =>
+    (list ?? []).map((a) => a.address.replace(/%.*$/, '')),
+  );
 }
 
 export class PolicyEngine {
@@ -94,15 +107,18 @@ export class PolicyEngine {
       if (this.resync) this.writer.reload();
       const { state, changed } = this.compileChanged(endpoints, full || policiesChanged || ipcache.identitiesChanged);
       compiled = state;
-      stats = this.writer.write({
-        ipcache: full ? { all: t.ipcache } : { upserts: ipcache.upserts, removes: ipcache.removes },
-        endpoints: changed,
-      }, () => {
-        for (const rec of this.endpoints()) {
-          if (rec.hostIfIndex === undefined) continue;
-          this.datapath.setFlags(rec.hostIfIndex, endpointFlags(state.endpoints.get(rec.id)));
-        }
-      });
+      stats = this.writer.write(
+        {
+          ipcache: full ? { all: t.ipcache } : { upserts: ipcache.upserts, removes: ipcache.removes },
+          endpoints: changed,
+        },
+        () => {
+          for (const rec of this.endpoints()) {
+            if (rec.hostIfIndex === undefined) continue;
+            this.datapath.setFlags(rec.hostIfIndex, endpointFlags(state.endpoints.get(rec.id)));
+          }
+        },
+      );
       this.resync = false;
     } catch (err) {
       this.resync = true;
@@ -119,16 +135,24 @@ export class PolicyEngine {
   /** Every endpoint's policy compiled anew when policies or identities changed; otherwise only
    *  endpoints that are new or whose identity changed (a pod created on this node costs its
    *  own compile, not the node's). Returns the state and the endpoints to write (null: gone). */
-  private compileChanged(endpoints: PolicyEndpoint[], everything: boolean): { state: CompiledState; changed: Map<number, CompiledEndpoint | null> } {
+  private compileChanged(
+    endpoints: PolicyEndpoint[],
+    everything: boolean,
+  ): { state: CompiledState; changed: Map<number, CompiledEndpoint | null> } {
     const t = this.table;
     const prev = this.compiled;
     if (everything || !prev) {
-      const state = { ...compileEndpoints(this.policyList, t, endpoints), ipcache: t.ipcache, identities: t.identities };
+      const state = {
+        ...compileEndpoints(this.policyList, t, endpoints),
+        ipcache: t.ipcache,
+        identities: t.identities,
+      };
       const changed = new Map<number, CompiledEndpoint | null>(state.endpoints);
       for (const id of this.writer.endpointIds()) if (!state.endpoints.has(id)) changed.set(id, null);
       return { state, changed };
     }
-    const identityNow = (e: PolicyEndpoint) => (e.namespace && e.name && t.identityOfPod(e.namespace, e.name)) || IDENTITY_UNRESOLVED;
+    const identityNow = (e: PolicyEndpoint) =>
+      (e.namespace && e.name && t.identityOfPod(e.namespace, e.name)) || IDENTITY_UNRESOLVED;
     const fresh = endpoints.filter((e) => prev.endpoints.get(e.id)?.identity !== identityNow(e));
     const live = new Set(endpoints.map((e) => e.id));
     const gone = [...prev.endpoints.keys()].filter((id) => !live.has(id));
@@ -139,7 +163,10 @@ export class PolicyEngine {
     for (const [id, ep] of part.endpoints) all.set(id, ep);
     return {
       state: { ...prev, endpoints: all, rules: new Map([...prev.rules, ...part.rules]) },
-      changed: new Map<number, CompiledEndpoint | null>([...part.endpoints, ...gone.map((id): [number, null] => [id, null])]),
+      changed: new Map<number, CompiledEndpoint | null>([
+        ...part.endpoints,
+        ...gone.map((id): [number, null] => [id, null]),
+      ]),
     };
   }
 
@@ -213,9 +240,11 @@ export class PolicyEngine {
     const from = podRef(q.get('from'), 'from');
     const to = podRef(q.get('to'), 'to');
     const protocol = (q.get('protocol') ?? 'TCP').toUpperCase() as Protocol;
-    if (!(protocol in PROTOCOL_NUMBERS)) throw new HttpError(400, `protocol ${JSON.stringify(q.get('protocol'))}: want TCP, UDP or SCTP`);
+    if (!(protocol in PROTOCOL_NUMBERS))
+      throw new HttpError(400, `protocol ${JSON.stringify(q.get('protocol'))}: want TCP, UDP or SCTP`);
     const port = Number(q.get('port'));
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, `port ${JSON.stringify(q.get('port'))}: want 1-65535`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new HttpError(400, `port ${JSON.stringify(q.get('port'))}: want 1-65535`);
 
     // Pods of this node are judged by what the kernel holds; others by the same compiler, run
     // for them as if they were local.
@@ -233,20 +262,43 @@ export class PolicyEngine {
     const step = (direction: Direction, self: typeof src, selfRef: string, peerIp: string, peerRef: string) => {
       const v = evaluate(self.ep, direction, lookupIpcache(compiled.ipcache, peerIp), proto, port);
       const selectedBy = self.ep.selectedBy[direction];
-      if (!self.ep.isolated[direction]) return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: null, rule: 'no policy selects this pod' };
+      if (!self.ep.isolated[direction])
+        return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: null, rule: 'no policy selects this pod' };
       if (v.allowed) {
         const r = self.rules.get(v.rule!);
-        return { direction, pod: selfRef, verdict: 'ALLOW' as const, policy: r?.policy ?? null, rule: r?.rule ?? `rule ${v.rule}` };
+        return {
+          direction,
+          pod: selfRef,
+          verdict: 'ALLOW' as const,
+          policy: r?.policy ?? null,
+          rule: r?.rule ?? `rule ${v.rule}`,
+        };
       }
       return {
-        direction, pod: selfRef, verdict: 'DENY' as const, policy: selectedBy[0] ?? null,
+        direction,
+        pod: selfRef,
+        verdict: 'DENY' as const,
+        policy: selectedBy[0] ?? null,
         rule: `default deny: isolated for ${direction} by ${selectedBy.join(', ') || 'the policies of its namespace (its labels are not known yet)'}; no ${direction} rule allows ${what} ${direction === 'egress' ? 'to' : 'from'} ${peerRef}`,
       };
     };
     const egress = step('egress', src, from, ipOf(dst, to), to);
     const ingress = step('ingress', dst, to, ipOf(src, from), from);
-    const decisive = egress.verdict === 'DENY' ? egress : ingress.verdict === 'DENY' ? ingress : dst.ep.isolated.ingress || !src.ep.isolated.egress ? ingress : egress;
-    return { verdict: decisive.verdict, policy: decisive.policy, rule: decisive.rule, direction: decisive.direction, steps: [egress, ingress] };
+    const decisive =
+      egress.verdict === 'DENY'
+        ? egress
+        : ingress.verdict === 'DENY'
+          ? ingress
+          : dst.ep.isolated.ingress || !src.ep.isolated.egress
+            ? ingress
+            : egress;
+    return {
+      verdict: decisive.verdict,
+      policy: decisive.policy,
+      rule: decisive.rule,
+      direction: decisive.direction,
+      steps: [egress, ingress],
+    };
   }
 
   private endpointOf(compiled: CompiledState, ref: string): ExplainedPod | undefined {
@@ -273,6 +325,7 @@ interface ExplainedPod {
 }
 
 function podRef(v: string | null, name: string): string {
-  if (!v || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v)) throw new HttpError(400, `--${name} ${JSON.stringify(v ?? '')}: want NAMESPACE/POD`);
+  if (!v || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v))
+    throw new HttpError(400, `--${name} ${JSON.stringify(v ?? '')}: want NAMESPACE/POD`);
   return v;
 }

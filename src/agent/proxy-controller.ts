@@ -46,13 +46,17 @@ export class ProxyController implements Controller, FrontendRedirect {
       balancer: cfg.proxy.balancer,
       stateDir: cfg.stateDir,
     };
-    this.l7 = new L7Controller(opts, {
-      store,
-      frontends: () => inputs.services.frontends(),
-      isolatedBackend: (ip) => inputs.ingressIsolated(ip),
-      workload: (ip) => inputs.workload(ip),
-      localAddresses: () => inputs.localAddresses(),
-    }, log);
+    this.l7 = new L7Controller(
+      opts,
+      {
+        store,
+        frontends: () => inputs.services.frontends(),
+        isolatedBackend: (ip) => inputs.ingressIsolated(ip),
+        workload: (ip) => inputs.workload(ip),
+        localAddresses: () => inputs.localAddresses(),
+      },
+      log,
+    );
   }
 
   get active(): boolean {
@@ -93,7 +97,10 @@ export class ProxyController implements Controller, FrontendRedirect {
 
   /** Starts the proxy once something is routed, and sends it the current snapshot. */
   private updateProxy(): void {
-    const { l7, ctx: { cfg, log } } = this;
+    const {
+      l7,
+      ctx: { cfg, log },
+    } = this;
     if (!l7.active) return;
     if (!this.supervisor) {
       try {

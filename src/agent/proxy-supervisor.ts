@@ -94,15 +94,29 @@ export class ProxySupervisor<S extends { version: number }> {
       this.opts.onAccepted(snap);
     } catch (err) {
       this.lastError = (err as Error).message;
-      this.opts.log.error('weft-proxy refused the snapshot; it keeps its last good one', { version: snap.version, error: this.lastError });
+      this.opts.log.error('weft-proxy refused the snapshot; it keeps its last good one', {
+        version: snap.version,
+        error: this.lastError,
+      });
     }
   }
 
   private spawn(): void {
     fs.rmSync(this.opts.adminSocket, { force: true });
-    const child = spawn(BIN, ['--admin-socket', this.opts.adminSocket, '--metrics-address', this.opts.metricsAddress, '--log-level', this.opts.logLevel], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const child = spawn(
+      BIN,
+      [
+        '--admin-socket',
+        this.opts.adminSocket,
+        '--metrics-address',
+        this.opts.metricsAddress,
+        '--log-level',
+        this.opts.logLevel,
+      ],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
     this.child = child;
     this.opts.log.info('weft-proxy started', { pid: child.pid, admin_socket: this.opts.adminSocket });
     child.once('exit', (code, signal) => {
@@ -144,11 +158,16 @@ export class ProxySupervisor<S extends { version: number }> {
   private followFlows(): void {
     const ac = new AbortController();
     this.flows = ac;
-    apiStream(this.opts.adminSocket, '/v1/flows?follow=1', (item) => {
-      const it = item as { flow?: Flow; lost?: { count?: unknown } };
-      if (it.flow) this.opts.onFlow(it.flow);
-      else if (typeof it.lost?.count === 'number') this.opts.onLost(it.lost.count);
-    }, { signal: ac.signal }).then(
+    apiStream(
+      this.opts.adminSocket,
+      '/v1/flows?follow=1',
+      (item) => {
+        const it = item as { flow?: Flow; lost?: { count?: unknown } };
+        if (it.flow) this.opts.onFlow(it.flow);
+        else if (typeof it.lost?.count === 'number') this.opts.onLost(it.lost.count);
+      },
+      { signal: ac.signal },
+    ).then(
       () => this.streamEnded(ac, 'the proxy ended it'),
       (err: Error) => this.streamEnded(ac, err.message),
     );

@@ -5,7 +5,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { apiRequest } from '../lib/unix-http.js';
 import {
-  DEFAULT_STATE_DIR, apiSocketPath, type AgentStatus, type EndpointRecord, type ExplainQuery, type ExplanationDetail,
+  DEFAULT_STATE_DIR,
+  apiSocketPath,
+  type AgentStatus,
+  type EndpointRecord,
+  type ExplainQuery,
+  type ExplanationDetail,
   type ServiceName,
 } from '../contract/agent-api.js';
 import { readKernelServices } from '../datapath/lb-reader.js';
@@ -69,7 +74,13 @@ async function status(ctx: Ctx): Promise<number> {
   const endpointLinks = readEndpointLinks(ctx.bpfRoot);
   const healthy = !!agent.status && programs.length > 0 && programs.every((p) => !p.error);
   if (ctx.json) {
-    printJson({ healthy, agent: agent.status ?? { reachable: false, error: agent.error }, programs, endpointLinks, maps });
+    printJson({
+      healthy,
+      agent: agent.status ?? { reachable: false, error: agent.error },
+      programs,
+      endpointLinks,
+      maps,
+    });
     return healthy ? 0 : 1;
   }
   const a = agent.status;
@@ -79,27 +90,55 @@ async function status(ctx: Ctx): Promise<number> {
       : `Agent:      not reachable at ${ctx.socket} (${agent.error})\n`,
   );
   if (a?.lastSync?.error) out(`Last sync:  FAILED: ${a.lastSync.error}\n`);
-  else if (a?.lastSync?.stats) out(`Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`);
-  if (a) out(`Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`);
+  else if (a?.lastSync?.stats)
+    out(
+      `Last sync:  ${a.lastSync.at}: ${a.lastSync.stats.services} frontends, ${a.lastSync.stats.backends} backends\n`,
+    );
+  if (a)
+    out(
+      `Endpoints:  ${a.endpoints}${a.podCidrs.length ? `; pod CIDRs ${a.podCidrs.map((p) => `${p.cidr} (${p.used} used)`).join(', ')}` : ''}\n`,
+    );
   if (a?.policy) {
     const p = a.policy;
-    out(`Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`);
+    out(
+      `Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`,
+    );
   }
   // Absent from agents without an observer (and older ones).
   if (a?.observer) out(`Flows:      ${formatObserverStatus(a.observer)}\n`);
   if (a?.proxy) {
     const p = a.proxy;
     const state = p.running ? `running${p.pid ? ` (pid ${p.pid})` : ''}, snapshot ${p.version}` : 'NOT RUNNING';
-    out(`L7 proxy:   ${state}; ${p.routedPorts.length} routed Service port${p.routedPorts.length === 1 ? '' : 's'}${p.routedPorts.length ? ` (${p.routedPorts.join(', ')})` : ''}; ${p.restarts} restart${p.restarts === 1 ? '' : 's'}${p.lastError ? `; last error: ${p.lastError}` : ''}\n`);
+    out(
+      `L7 proxy:   ${state}; ${p.routedPorts.length} routed Service port${p.routedPorts.length === 1 ? '' : 's'}${p.routedPorts.length ? ` (${p.routedPorts.join(', ')})` : ''}; ${p.restarts} restart${p.restarts === 1 ? '' : 's'}${p.lastError ? `; last error: ${p.lastError}` : ''}\n`,
+    );
     for (const n of p.notes) out(`            note: ${n}\n`);
   }
   if (a?.informers) {
-    out(`Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`);
+    out(
+      `Informers:  ${a.informers.map((i) => `${i.resource} ${i.synced ? i.objects : 'listing'}${i.lastError ? ` (error: ${i.lastError})` : ''}`).join(', ')}\n`,
+    );
   }
-  for (const p of a?.problems ?? []) out(`Problem:    ${p.file}${p.object ? ` ${p.object}` : ''}: ${p.errors.join('; ')}\n`);
-  out(`Programs:   ${programs.length ? `${programs.filter((p) => !p.error).length}/${programs.length} attached` : `none pinned under ${ctx.bpfRoot}`}\n`);
+  for (const p of a?.problems ?? [])
+    out(`Problem:    ${p.file}${p.object ? ` ${p.object}` : ''}: ${p.errors.join('; ')}\n`);
+  out(
+    `Programs:   ${programs.length ? `${programs.filter((p) => !p.error).length}/${programs.length} attached` : `none pinned under ${ctx.bpfRoot}`}\n`,
+  );
   if (programs.length) {
-    out(indent(formatTable(['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'], programs.map((p) => [p.program, String(p.linkId ?? '-'), String(p.progId ?? '-'), p.cgroupId ?? '-', p.error ?? 'attached']))));
+    out(
+      indent(
+        formatTable(
+          ['PROGRAM', 'LINK', 'PROG', 'CGROUP', 'STATE'],
+          programs.map((p) => [
+            p.program,
+            String(p.linkId ?? '-'),
+            String(p.progId ?? '-'),
+            p.cgroupId ?? '-',
+            p.error ?? 'attached',
+          ]),
+        ),
+      ),
+    );
   }
   const endpointIfs = new Set(endpointLinks.filter((l) => !l.error).map((l) => l.ifindex));
   // Interface numbers are per network namespace: run elsewhere than the agent, the pods'
@@ -108,12 +147,30 @@ async function status(ctx: Ctx): Promise<number> {
   const missing = endpointLinks.filter((l) => l.error && l.error !== NO_DEVICE).length;
   const notes = [
     ...(missing ? [`${missing} hook${missing === 1 ? '' : 's'} without a program`] : []),
-    ...(elsewhere ? [`${elsewhere} hook${elsewhere === 1 ? '' : 's'} on interfaces outside this network namespace: run weft status in the agent's`] : []),
+    ...(elsewhere
+      ? [
+          `${elsewhere} hook${elsewhere === 1 ? '' : 's'} on interfaces outside this network namespace: run weft status in the agent's`,
+        ]
+      : []),
   ];
-  out(`Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${notes.length ? ` (${notes.join('; ')})` : ''}\n`);
+  out(
+    `Pod TC:     programs on ${endpointIfs.size} pod interface${endpointIfs.size === 1 ? '' : 's'}${notes.length ? ` (${notes.join('; ')})` : ''}\n`,
+  );
   if (maps.length) {
     out('Maps:\n');
-    out(indent(formatTable(['MAP', 'ENTRIES', 'MAX', 'FILL'], maps.map((m) => [m.map, m.ringBytes ? '-' : String(m.entries), m.ringBytes ? `${m.ringBytes / 1024} KiB ring` : String(m.maxEntries), m.error ?? (m.ringBytes ? '-' : `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`)]))));
+    out(
+      indent(
+        formatTable(
+          ['MAP', 'ENTRIES', 'MAX', 'FILL'],
+          maps.map((m) => [
+            m.map,
+            m.ringBytes ? '-' : String(m.entries),
+            m.ringBytes ? `${m.ringBytes / 1024} KiB ring` : String(m.maxEntries),
+            m.error ?? (m.ringBytes ? '-' : `${((100 * m.entries) / Math.max(1, m.maxEntries)).toFixed(1)}%`),
+          ]),
+        ),
+      ),
+    );
   }
   return healthy ? 0 : 1;
 }
@@ -140,42 +197,65 @@ async function serviceList(ctx: Ctx): Promise<number> {
     };
   });
   if (ctx.json) printJson(rows);
-  else out(formatTable(['ID', 'FRONTEND', 'PROTO', 'SERVICE', 'BACKENDS'], rows.map((r) => [String(r.id), r.frontend, r.protocol, r.service ?? '-', r.backends.join(', ') || '(none: refused)'])));
+  else
+    out(
+      formatTable(
+        ['ID', 'FRONTEND', 'PROTO', 'SERVICE', 'BACKENDS'],
+        rows.map((r) => [
+          String(r.id),
+          r.frontend,
+          r.protocol,
+          r.service ?? '-',
+          r.backends.join(', ') || '(none: refused)',
+        ]),
+      ),
+    );
   return 0;
 }
 
 async function endpointList(ctx: Ctx): Promise<number> {
-  const eps = await apiRequest<EndpointRecord[]>(ctx.socket, 'GET', '/v1/endpoints', undefined, 3000).catch((err: Error) => {
-    throw new Error(`the agent keeps the endpoints and is not reachable at ${ctx.socket}: ${err.message}`);
-  });
+  const eps = await apiRequest<EndpointRecord[]>(ctx.socket, 'GET', '/v1/endpoints', undefined, 3000).catch(
+    (err: Error) => {
+      throw new Error(`the agent keeps the endpoints and is not reachable at ${ctx.socket}: ${err.message}`);
+    },
+  );
   if (ctx.json) printJson(eps);
   else {
-    out(formatTable(
-      ['ID', 'POD', 'CONTAINER', 'IF', 'HOST IF', 'ADDRESSES', 'STATE'],
-      eps.map((e) => [
-        String(e.id),
-        e.podName ? `${e.podNamespace ?? 'default'}/${e.podName}` : '-',
-        e.containerId.slice(0, 12),
-        e.ifName,
-        e.hostIfIndex !== undefined ? `${e.hostIfName} (${e.hostIfIndex})` : e.hostIfName,
-        e.ips.map((ip) => ip.address).join(', '),
-        e.state,
-      ]),
-    ));
+    out(
+      formatTable(
+        ['ID', 'POD', 'CONTAINER', 'IF', 'HOST IF', 'ADDRESSES', 'STATE'],
+        eps.map((e) => [
+          String(e.id),
+          e.podName ? `${e.podNamespace ?? 'default'}/${e.podName}` : '-',
+          e.containerId.slice(0, 12),
+          e.ifName,
+          e.hostIfIndex !== undefined ? `${e.hostIfName} (${e.hostIfIndex})` : e.hostIfName,
+          e.ips.map((ip) => ip.address).join(', '),
+          e.state,
+        ]),
+      ),
+    );
   }
   return 0;
 }
 
 async function uninstall(ctx: Ctx): Promise<number> {
   const agent = await agentStatus(ctx);
-  if (agent.status) process.stderr.write(`weft: warning: the agent (pid ${agent.status.pid}) is still running; stop it first or it keeps serving from memory until restarted\n`);
+  if (agent.status)
+    process.stderr.write(
+      `weft: warning: the agent (pid ${agent.status.pid}) is still running; stop it first or it keeps serving from memory until restarted\n`,
+    );
   const detached = detachAllFilters(ctx.bpfRoot);
   const removed = removeAllPins(ctx.bpfRoot);
   // The L7 proxy's default addresses on this namespace's loopback, where weftd put them.
   const addresses = removeProxyAddresses();
   if (ctx.json) printJson({ removed, detachedInterfaces: detached, proxyAddresses: addresses });
   else {
-    out(removed.length ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n` : `Nothing pinned under ${ctx.bpfRoot}.\n`);
+    out(
+      removed.length
+        ? `Removed ${removed.length} pins under ${ctx.bpfRoot} and the programs on ${detached.length} pod interfaces; all Weft programs are detached.\n`
+        : `Nothing pinned under ${ctx.bpfRoot}.\n`,
+    );
     if (addresses.length) out(`Removed the L7 proxy's addresses ${addresses.join(', ')} from lo.\n`);
   }
   return 0;
@@ -195,7 +275,12 @@ async function explain(ctx: Ctx, v: { from?: string; to?: string; port?: string 
   }
   out(`${e.verdict}  ${v.from} → ${v.to} ${q.get('protocol')}/${q.get('port')}\n`);
   out(`  decided at ${e.direction}${e.policy ? ` by ${e.policy}` : ''}: ${e.rule}\n\n`);
-  out(formatTable(['DIRECTION', 'POD', 'VERDICT', 'POLICY', 'RULE'], e.steps.map((s) => [s.direction, s.pod, s.verdict, s.policy ?? '-', s.rule])));
+  out(
+    formatTable(
+      ['DIRECTION', 'POD', 'VERDICT', 'POLICY', 'RULE'],
+      e.steps.map((s) => [s.direction, s.pod, s.verdict, s.policy ?? '-', s.rule]),
+    ),
+  );
   return 0;
 }
 
@@ -225,7 +310,8 @@ async function main(argv: string[]): Promise<number> {
   // observe has flags of its own (-n, -f, a repeatable --port, -o compact): it parses all of
   // its arguments, the global flags among them.
   const at = commandIndex(argv);
-  if (at !== undefined && argv[at] === 'observe') return observe([...argv.slice(0, at), ...argv.slice(at + 1)], socketFor);
+  if (at !== undefined && argv[at] === 'observe')
+    return observe([...argv.slice(0, at), ...argv.slice(at + 1)], socketFor);
   let parsed;
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
@@ -264,7 +350,11 @@ async function main(argv: string[]): Promise<number> {
     case 'explain':
       return explain(ctx, values);
     case 'cni install': {
-      const files = installCni({ binDir: values['cni-bin-dir'], confDir: values['cni-conf-dir'], agentSocket: values['agent-socket'] ?? ctx.socket });
+      const files = installCni({
+        binDir: values['cni-bin-dir'],
+        confDir: values['cni-conf-dir'],
+        agentSocket: values['agent-socket'] ?? ctx.socket,
+      });
       if (ctx.json) printJson({ installed: files });
       else out(`Installed ${files.join(' and ')}.\n`);
       return 0;

@@ -27,10 +27,20 @@ values of a repeated flag are alternatives. --X matches either side, --from-X th
 
 Flags:
 ${[
-  flagLine('f', 'follow', 'keep printing new flows until interrupted (Ctrl-C);\nwith --last N or --since, print those flows first'),
+  flagLine(
+    'f',
+    'follow',
+    'keep printing new flows until interrupted (Ctrl-C);\nwith --last N or --since, print those flows first',
+  ),
   flagLine(undefined, 'last N', 'the last N matching flows'),
-  flagLine('o', 'output FMT', 'compact (default: one line a flow), json (one flow\nobject a line) or table (aligned columns; not with\n--follow: it cannot align rows it has not seen yet)'),
-  ...FILTER_FLAGS.map(({ flag, help }) => flagLine(SHORT[flag], `${flag} ${flag === 'since' || flag === 'until' ? 'TIME' : 'X'}`, help)),
+  flagLine(
+    'o',
+    'output FMT',
+    'compact (default: one line a flow), json (one flow\nobject a line) or table (aligned columns; not with\n--follow: it cannot align rows it has not seen yet)',
+  ),
+  ...FILTER_FLAGS.map(({ flag, help }) =>
+    flagLine(SHORT[flag], `${flag} ${flag === 'since' || flag === 'until' ? 'TIME' : 'X'}`, help),
+  ),
 ].join('\n')}
 
 Lost flows are reported on stderr. Colors on a terminal unless NO_COLOR is set.
@@ -45,7 +55,12 @@ const options = {
   'bpf-root': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   // Every filter flag repeats: parseFilter refuses a repeated --since or --until itself.
-  ...Object.fromEntries(FILTER_FLAGS.map(({ flag }) => [flag, SHORT[flag] ? { type: 'string', multiple: true, short: SHORT[flag] } : { type: 'string', multiple: true }])),
+  ...Object.fromEntries(
+    FILTER_FLAGS.map(({ flag }) => [
+      flag,
+      SHORT[flag] ? { type: 'string', multiple: true, short: SHORT[flag] } : { type: 'string', multiple: true },
+    ]),
+  ),
 } as const;
 
 type Output = 'compact' | 'json' | 'table';
@@ -70,11 +85,14 @@ export function observeRequest(argv: string[], now: Date = new Date()): Request 
   if (values.help) return 'help';
   if (positionals.length) return { error: `unexpected argument "${positionals[0]}"` };
   const output = (values.output ?? 'compact') as string;
-  if (output !== 'compact' && output !== 'json' && output !== 'table') return { error: `-o ${output}: want compact, json or table` };
+  if (output !== 'compact' && output !== 'json' && output !== 'table')
+    return { error: `-o ${output}: want compact, json or table` };
   const follow = values.follow === true;
   const last = values.last as string | undefined;
-  if (last !== undefined && !/^\d{1,15}$/.test(last)) return { error: `--last ${JSON.stringify(last)}: want a non-negative integer` };
-  if (output === 'table' && follow) return { error: '-o table cannot --follow (it aligns the columns over all rows): use -o compact or -o json' };
+  if (last !== undefined && !/^\d{1,15}$/.test(last))
+    return { error: `--last ${JSON.stringify(last)}: want a non-negative integer` };
+  if (output === 'table' && follow)
+    return { error: '-o table cannot --follow (it aligns the columns over all rows): use -o compact or -o json' };
   let filter: FlowFilter;
   try {
     const args: Record<string, string[]> = {};
@@ -109,7 +127,8 @@ export async function observe(argv: string[], socketFor: (stateDir: string | und
   const table: Flow[] = [];
   // Waits for a full stdout, so a slow reader slows the agent's stream (which then reports
   // what it dropped) rather than this process's memory growing.
-  const write = (s: string): Promise<unknown> | undefined => (process.stdout.write(s) ? undefined : once(process.stdout, 'drain'));
+  const write = (s: string): Promise<unknown> | undefined =>
+    process.stdout.write(s) ? undefined : once(process.stdout, 'drain');
   const onItem = (obj: unknown): Promise<unknown> | undefined => {
     const item = obj as FlowStreamItem;
     if ('lost' in item) {
@@ -130,9 +149,11 @@ export async function observe(argv: string[], socketFor: (stateDir: string | und
     await apiStream(socket, `/v1/flows?${req.query}`, onItem, { signal: stop.signal });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (err instanceof HttpError && err.status === 404) process.stderr.write(`weft observe: the agent has no flow API (${e.message}): it is older than this weft\n`);
+    if (err instanceof HttpError && err.status === 404)
+      process.stderr.write(`weft observe: the agent has no flow API (${e.message}): it is older than this weft\n`);
     else if (err instanceof HttpError) process.stderr.write(`weft observe: the agent refused: ${e.message}\n`);
-    else if (e.code && CONNECT_ERRORS.has(e.code)) process.stderr.write(`weft observe: the agent is not reachable at ${socket}: ${e.message}\n`);
+    else if (e.code && CONNECT_ERRORS.has(e.code))
+      process.stderr.write(`weft observe: the agent is not reachable at ${socket}: ${e.message}\n`);
     else process.stderr.write(`weft observe: ${e.message}\n`);
     return 1;
   } finally {
@@ -152,7 +173,11 @@ export async function observe(argv: string[], socketFor: (stateDir: string | und
 const count = (n: number) => n.toLocaleString('en-US');
 
 function bytes(n: number): string {
-  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+  for (const [unit, size] of [
+    ['GiB', 2 ** 30],
+    ['MiB', 2 ** 20],
+    ['KiB', 2 ** 10],
+  ] as const) {
     if (n >= size) return `${Number((n / size).toFixed(1))} ${unit}`;
   }
   return `${n} B`;

@@ -20,7 +20,8 @@ export const CniCode = {
   EndpointBroken: 101,
 } as const;
 
-const httpStatus = (cniCode: number) => (cniCode === CniCode.TryAgainLater ? 503 : cniCode === CniCode.PoolExhausted ? 409 : 400);
+const httpStatus = (cniCode: number) =>
+  cniCode === CniCode.TryAgainLater ? 503 : cniCode === CniCode.PoolExhausted ? 409 : 400;
 
 /** An error with its CNI code. Thrown in a handler of the agent's socket, it answers
  *  {error, cniCode}, which the plugin prints as its error result; the HTTP status says "try again
@@ -50,27 +51,41 @@ export function parseNetConf(raw: unknown): NetConf {
   if (!isObj(raw)) throw new CniError(CniCode.DecodeFailure, 'network configuration is not a JSON object');
   const str = (k: string): string => {
     const v = raw[k];
-    if (typeof v !== 'string' || v === '') throw new CniError(CniCode.InvalidConfig, `network configuration: "${k}" must be a non-empty string`);
+    if (typeof v !== 'string' || v === '')
+      throw new CniError(CniCode.InvalidConfig, `network configuration: "${k}" must be a non-empty string`);
     return v;
   };
   const cniVersion = str('cniVersion');
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(cniVersion)) {
-    throw new CniError(CniCode.IncompatibleVersion, `cniVersion ${cniVersion} is not supported (supported: ${SUPPORTED_VERSIONS.join(', ')})`);
+    throw new CniError(
+      CniCode.IncompatibleVersion,
+      `cniVersion ${cniVersion} is not supported (supported: ${SUPPORTED_VERSIONS.join(', ')})`,
+    );
   }
   const mtu = raw.mtu ?? 1500;
   if (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > 65535) {
-    throw new CniError(CniCode.InvalidConfig, `network configuration: "mtu" must be an integer from 576 to 65535, got ${JSON.stringify(mtu)}`);
+    throw new CniError(
+      CniCode.InvalidConfig,
+      `network configuration: "mtu" must be an integer from 576 to 65535, got ${JSON.stringify(mtu)}`,
+    );
   }
   const conf: NetConf = { cniVersion, name: str('name'), type: str('type'), mtu };
   if (raw.agentSocket !== undefined) conf.agentSocket = str('agentSocket');
   if (raw.prevResult !== undefined) {
-    if (!isObj(raw.prevResult)) throw new CniError(CniCode.InvalidConfig, 'network configuration: "prevResult" must be an object');
+    if (!isObj(raw.prevResult))
+      throw new CniError(CniCode.InvalidConfig, 'network configuration: "prevResult" must be an object');
     conf.prevResult = raw.prevResult as unknown as CniResult;
   }
   const valid = raw['cni.dev/valid-attachments'] ?? raw.validAttachments;
   if (valid !== undefined) {
-    if (!Array.isArray(valid) || !valid.every((a) => isObj(a) && typeof a.containerID === 'string' && typeof a.ifname === 'string')) {
-      throw new CniError(CniCode.InvalidConfig, 'network configuration: "cni.dev/valid-attachments" must be a list of {containerID, ifname}');
+    if (
+      !Array.isArray(valid) ||
+      !valid.every((a) => isObj(a) && typeof a.containerID === 'string' && typeof a.ifname === 'string')
+    ) {
+      throw new CniError(
+        CniCode.InvalidConfig,
+        'network configuration: "cni.dev/valid-attachments" must be a list of {containerID, ifname}',
+      );
     }
     conf.validAttachments = valid as NetConf['validAttachments'];
   }
@@ -137,7 +152,10 @@ export function composeResult(opts: {
   const prev = opts.conf.prevResult;
   const interfaces = [...(prev?.interfaces ?? [])];
   const podIndex = interfaces.length + 1;
-  interfaces.push({ name: opts.hostIfName, mac: opts.hostMac }, { name: opts.podIfName, mac: opts.podMac, sandbox: opts.netns });
+  interfaces.push(
+    { name: opts.hostIfName, mac: opts.hostMac },
+    { name: opts.podIfName, mac: opts.podMac, sandbox: opts.netns },
+  );
   const legacy = !opts.conf.cniVersion.startsWith('1.');
   return {
     cniVersion: opts.conf.cniVersion,
@@ -151,7 +169,10 @@ export function composeResult(opts: {
         interface: podIndex,
       })),
     ],
-    routes: [...(prev?.routes ?? []), ...opts.ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway }))],
+    routes: [
+      ...(prev?.routes ?? []),
+      ...opts.ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway })),
+    ],
     dns: prev?.dns ?? {},
   };
 }

@@ -22,7 +22,15 @@ export const MAX_WEIGHT = 1_000_000;
 export const HEADER_VALUE_FORBIDDEN = /[\x00-\x08\x0a-\x1f\x7f]/;
 // Headers the proxy owns per connection: HTTP/2 forbids them outright, and a route changing
 // them would break the framing of every request it touches.
-export const UNMODIFIABLE_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'content-length']);
+export const UNMODIFIABLE_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'content-length',
+]);
 
 /** Why `source` cannot be a route regex (JavaScript syntax, matched against the whole value), or undefined. */
 export function regexProblem(source: string): string | undefined {
@@ -218,8 +226,9 @@ function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | u
   const name = (n: unknown, at: string): string | undefined => {
     const s = c.text(n, at, { required: true, pattern: LOWER_HEADER_NAME, what: 'a lower-case header name' });
     if (s === undefined) return undefined;
-    if (UNMODIFIABLE_HEADERS.has(s)) return c.fail(at, `${JSON.stringify(s)} is a connection-level header; it cannot be modified`), undefined;
-    if (names.has(s)) return c.fail(at, `${JSON.stringify(s)} has more than one action`), undefined;
+    if (UNMODIFIABLE_HEADERS.has(s))
+      return (c.fail(at, `${JSON.stringify(s)} is a connection-level header; it cannot be modified`), undefined);
+    if (names.has(s)) return (c.fail(at, `${JSON.stringify(s)} has more than one action`), undefined);
     names.add(s);
     return s;
   };
@@ -229,7 +238,8 @@ function checkHeaderEdits(c: Checker, v: unknown, path: string): HeaderEdits | u
       const ho = c.object(h, at) ?? {};
       const n = name(ho.name, `${at}.name`);
       const value = c.text(ho.value, `${at}.value`, { required: true });
-      if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value)) return c.fail(`${at}.value`, 'must not contain control characters'), [];
+      if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value))
+        return (c.fail(`${at}.value`, 'must not contain control characters'), []);
       return n === undefined || value === undefined ? [] : [{ name: n, value }];
     });
   const set = pairs('set');
@@ -245,7 +255,11 @@ function checkValueMatches(c: Checker, v: unknown, path: string, lowerCase: bool
   return c.array(v, path, { required: true }).flatMap((m, i) => {
     const at = `${path}[${i}]`;
     const o = c.object(m, at) ?? {};
-    const name = c.text(o.name, `${at}.name`, { required: true, pattern: lowerCase ? LOWER_HEADER_NAME : /^.+$/, what: lowerCase ? 'a lower-case header name' : 'a parameter name' });
+    const name = c.text(o.name, `${at}.name`, {
+      required: true,
+      pattern: lowerCase ? LOWER_HEADER_NAME : /^.+$/,
+      what: lowerCase ? 'a lower-case header name' : 'a parameter name',
+    });
     const type = c.oneOf(o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const);
     const value = c.text(o.value, `${at}.value`, { required: true });
     if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.value`);
@@ -258,8 +272,10 @@ function checkHttpMatch(c: Checker, o: Record<string, unknown>, at: string, rule
   const type = c.oneOf(p.type, `${at}.path.type`, ['Exact', 'PathPrefix', 'RegularExpression'] as const);
   const value = c.text(p.value, `${at}.path.value`, { required: true });
   if (value !== undefined && type === 'RegularExpression') checkRegex(c, value, `${at}.path.value`);
-  else if (value !== undefined && !value.startsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)} must start with "/"`);
-  else if (value !== undefined && type === 'PathPrefix' && value !== '/' && value.endsWith('/')) c.fail(`${at}.path.value`, `${JSON.stringify(value)}: a prefix carries no trailing "/"`);
+  else if (value !== undefined && !value.startsWith('/'))
+    c.fail(`${at}.path.value`, `${JSON.stringify(value)} must start with "/"`);
+  else if (value !== undefined && type === 'PathPrefix' && value !== '/' && value.endsWith('/'))
+    c.fail(`${at}.path.value`, `${JSON.stringify(value)}: a prefix carries no trailing "/"`);
   const method = o.method === undefined ? undefined : c.oneOf(o.method, `${at}.method`, HTTP_METHODS);
   const headers = checkValueMatches(c, o.headers, `${at}.headers`, true);
   const queryParams = checkValueMatches(c, o.queryParams, `${at}.queryParams`, false);
@@ -274,14 +290,19 @@ function checkGrpcMatch(c: Checker, o: Record<string, unknown>, at: string, rule
     const type = c.oneOf(m.type, `${at}.method.type`, ['Exact', 'RegularExpression'] as const);
     const part = (field: 'service' | 'method') => {
       if (m[field] === undefined) return undefined;
-      const s = c.text(m[field], `${at}.method.${field}`, { required: true, pattern: /^.+$/, what: 'a non-empty string' });
+      const s = c.text(m[field], `${at}.method.${field}`, {
+        required: true,
+        pattern: /^.+$/,
+        what: 'a non-empty string',
+      });
       if (s !== undefined && type === 'RegularExpression') checkRegex(c, s, `${at}.method.${field}`);
       return s;
     };
     const service = part('service');
     const name = part('method');
     if (m.service === undefined && m.method === undefined) c.fail(`${at}.method`, 'needs a service, a method or both');
-    if (type !== undefined) method = { type, ...(service !== undefined && { service }), ...(name !== undefined && { method: name }) };
+    if (type !== undefined)
+      method = { type, ...(service !== undefined && { service }), ...(name !== undefined && { method: name }) };
   }
   const headers = checkValueMatches(c, o.headers, `${at}.headers`, true);
   return { rule, ...(method && { method }), headers };
@@ -289,17 +310,30 @@ function checkGrpcMatch(c: Checker, o: Record<string, unknown>, at: string, rule
 
 function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): RuleConfig {
   const o = c.object(v, at) ?? {};
-  const route = c.text(o.route, `${at}.route`, { required: true, pattern: OBJECT_NAME, what: 'a "namespace/name"' }) ?? '';
+  const route =
+    c.text(o.route, `${at}.route`, { required: true, pattern: OBJECT_NAME, what: 'a "namespace/name"' }) ?? '';
   const rule = c.integer(o.rule, `${at}.rule`, 0, 1000, { required: true }) ?? 0;
   const name = o.name === undefined ? undefined : c.string(o.name, `${at}.name`);
   const choices = c.array(o.backends, `${at}.backends`, { required: true }).map((b, k): BackendChoiceConfig => {
     const bat = `${at}.backends[${k}]`;
     const bo = c.object(b, bat) ?? {};
     const weight = c.integer(bo.weight, `${bat}.weight`, 1, MAX_WEIGHT, { required: true }) ?? 1;
-    if ((bo.backend === undefined) === (bo.invalid === undefined)) c.fail(bat, 'needs exactly one of backend and invalid');
-    const backend = bo.backend === undefined ? undefined : c.text(bo.backend, `${bat}.backend`, { required: true, pattern: BACKEND_KEY, what: 'a "namespace/name:port"' });
-    if (backend !== undefined && !Object.hasOwn(backends, backend)) c.fail(`${bat}.backend`, `${JSON.stringify(backend)} is not in backends`);
-    const invalid = bo.invalid === undefined ? undefined : c.text(bo.invalid, `${bat}.invalid`, { required: true, pattern: /^.+$/s, what: 'a reason' });
+    if ((bo.backend === undefined) === (bo.invalid === undefined))
+      c.fail(bat, 'needs exactly one of backend and invalid');
+    const backend =
+      bo.backend === undefined
+        ? undefined
+        : c.text(bo.backend, `${bat}.backend`, {
+            required: true,
+            pattern: BACKEND_KEY,
+            what: 'a "namespace/name:port"',
+          });
+    if (backend !== undefined && !Object.hasOwn(backends, backend))
+      c.fail(`${bat}.backend`, `${JSON.stringify(backend)} is not in backends`);
+    const invalid =
+      bo.invalid === undefined
+        ? undefined
+        : c.text(bo.invalid, `${bat}.invalid`, { required: true, pattern: /^.+$/s, what: 'a reason' });
     const requestHeaders = checkHeaderEdits(c, bo.requestHeaders, `${bat}.requestHeaders`);
     const responseHeaders = checkHeaderEdits(c, bo.responseHeaders, `${bat}.responseHeaders`);
     return {
@@ -312,10 +346,23 @@ function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, 
   });
   const requestHeaders = checkHeaderEdits(c, o.requestHeaders, `${at}.requestHeaders`);
   const responseHeaders = checkHeaderEdits(c, o.responseHeaders, `${at}.responseHeaders`);
-  const requestTimeoutMs = o.requestTimeoutMs === undefined ? undefined : c.integer(o.requestTimeoutMs, `${at}.requestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
-  const backendRequestTimeoutMs = o.backendRequestTimeoutMs === undefined ? undefined : c.integer(o.backendRequestTimeoutMs, `${at}.backendRequestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
-  if (requestTimeoutMs && backendRequestTimeoutMs !== undefined && (backendRequestTimeoutMs === 0 || backendRequestTimeoutMs > requestTimeoutMs)) {
-    c.fail(`${at}.backendRequestTimeoutMs`, `${backendRequestTimeoutMs} is longer than requestTimeoutMs ${requestTimeoutMs}`);
+  const requestTimeoutMs =
+    o.requestTimeoutMs === undefined
+      ? undefined
+      : c.integer(o.requestTimeoutMs, `${at}.requestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
+  const backendRequestTimeoutMs =
+    o.backendRequestTimeoutMs === undefined
+      ? undefined
+      : c.integer(o.backendRequestTimeoutMs, `${at}.backendRequestTimeoutMs`, 0, MAX_TIMEOUT_MS, { required: true });
+  if (
+    requestTimeoutMs &&
+    backendRequestTimeoutMs !== undefined &&
+    (backendRequestTimeoutMs === 0 || backendRequestTimeoutMs > requestTimeoutMs)
+  ) {
+    c.fail(
+      `${at}.backendRequestTimeoutMs`,
+      `${backendRequestTimeoutMs} is longer than requestTimeoutMs ${requestTimeoutMs}`,
+    );
   }
   return {
     route,
@@ -329,9 +376,18 @@ function checkRule(c: Checker, v: unknown, at: string, backends: Record<string, 
   };
 }
 
-function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<string, unknown>): ServicePortConfig | undefined {
+function checkServicePort(
+  c: Checker,
+  v: unknown,
+  at: string,
+  backends: Record<string, unknown>,
+): ServicePortConfig | undefined {
   const o = c.object(v, at) ?? {};
-  const service = c.text(o.service, `${at}.service`, { required: true, pattern: SERVICE_NAME, what: 'a "namespace/name"' });
+  const service = c.text(o.service, `${at}.service`, {
+    required: true,
+    pattern: SERVICE_NAME,
+    what: 'a "namespace/name"',
+  });
   const port = c.port(o.port, `${at}.port`, { required: true });
   const portName = c.string(o.portName, `${at}.portName`, { required: true });
   const protocol = c.oneOf(o.protocol, `${at}.protocol`, ['http', 'grpc'] as const);
@@ -339,36 +395,63 @@ function checkServicePort(c: Checker, v: unknown, at: string, backends: Record<s
     const fam = c.ip(a, `${at}.addresses[${i}]`);
     return fam === undefined ? [] : [canonicalIp(a as string)];
   });
-  const rules = c.array(o.rules, `${at}.rules`, { required: true }).map((r, i) => checkRule(c, r, `${at}.rules[${i}]`, backends));
+  const rules = c
+    .array(o.rules, `${at}.rules`, { required: true })
+    .map((r, i) => checkRule(c, r, `${at}.rules[${i}]`, backends));
   const checkMatches = (v: unknown, mat: string) =>
     c.array(v, mat, { required: true }).flatMap((m, i) => {
       const mi = `${mat}[${i}]`;
       const mo = c.object(m, mi) ?? {};
-      const rule = rules.length ? c.integer(mo.rule, `${mi}.rule`, 0, rules.length - 1, { required: true }) : (c.fail(`${mi}.rule`, 'there are no rules to name'), undefined);
+      const rule = rules.length
+        ? c.integer(mo.rule, `${mi}.rule`, 0, rules.length - 1, { required: true })
+        : (c.fail(`${mi}.rule`, 'there are no rules to name'), undefined);
       if (rule === undefined || protocol === undefined) return [];
       const match = protocol === 'http' ? checkHttpMatch(c, mo, mi, rule) : checkGrpcMatch(c, mo, mi, rule);
       return match ? [match] : [];
     });
   const matches = checkMatches(o.matches, `${at}.matches`);
   const seen = new Set<string>();
-  const consumers = o.consumers === undefined ? undefined : c.array(o.consumers, `${at}.consumers`).flatMap((v, i) => {
-    const cat = `${at}.consumers[${i}]`;
-    const co = c.object(v, cat) ?? {};
-    const namespace = c.text(co.namespace, `${cat}.namespace`, { required: true, pattern: NAMESPACE, what: 'a namespace name' });
-    if (namespace !== undefined && seen.has(namespace)) c.fail(`${cat}.namespace`, `${namespace} is listed twice`);
-    if (namespace !== undefined) seen.add(namespace);
-    const cm = checkMatches(co.matches, `${cat}.matches`);
-    return namespace === undefined ? [] : [{ namespace, matches: cm }];
-  });
+  const consumers =
+    o.consumers === undefined
+      ? undefined
+      : c.array(o.consumers, `${at}.consumers`).flatMap((v, i) => {
+          const cat = `${at}.consumers[${i}]`;
+          const co = c.object(v, cat) ?? {};
+          const namespace = c.text(co.namespace, `${cat}.namespace`, {
+            required: true,
+            pattern: NAMESPACE,
+            what: 'a namespace name',
+          });
+          if (namespace !== undefined && seen.has(namespace))
+            c.fail(`${cat}.namespace`, `${namespace} is listed twice`);
+          if (namespace !== undefined) seen.add(namespace);
+          const cm = checkMatches(co.matches, `${cat}.matches`);
+          return namespace === undefined ? [] : [{ namespace, matches: cm }];
+        });
   const fallback = o.fallback === undefined ? undefined : c.oneOf(o.fallback, `${at}.fallback`, ['forward'] as const);
-  if (fallback !== undefined && service !== undefined && port !== undefined && !Object.hasOwn(backends, `${service}:${port}`)) {
+  if (
+    fallback !== undefined &&
+    service !== undefined &&
+    port !== undefined &&
+    !Object.hasOwn(backends, `${service}:${port}`)
+  ) {
     c.fail(`${at}.fallback`, `the Service port ${service}:${port} is not in backends`);
   }
   if (service === undefined || port === undefined || portName === undefined || protocol === undefined) return undefined;
   const base = { service, port, portName, addresses, rules, ...(fallback !== undefined && { fallback }) };
   return protocol === 'http'
-    ? { ...base, protocol, matches: matches as HttpMatchConfig[], ...(consumers && { consumers: consumers as ConsumerMatches<HttpMatchConfig>[] }) }
-    : { ...base, protocol, matches: matches as GrpcMatchConfig[], ...(consumers && { consumers: consumers as ConsumerMatches<GrpcMatchConfig>[] }) };
+    ? {
+        ...base,
+        protocol,
+        matches: matches as HttpMatchConfig[],
+        ...(consumers && { consumers: consumers as ConsumerMatches<HttpMatchConfig>[] }),
+      }
+    : {
+        ...base,
+        protocol,
+        matches: matches as GrpcMatchConfig[],
+        ...(consumers && { consumers: consumers as ConsumerMatches<GrpcMatchConfig>[] }),
+      };
 }
 
 function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
@@ -387,10 +470,11 @@ function checkBackends(c: Checker, v: unknown): Record<string, BackendConfig> {
     const endpoints = c.array(bo.endpoints, `${at}.endpoints`, { required: true }).flatMap((e, i) => {
       const eat = `${at}.endpoints[${i}]`;
       const eo = c.object(e, eat) ?? {};
-      const ip = typeof eo.ip === 'string' && parseIp(eo.ip) ? canonicalIp(eo.ip) : (c.ip(eo.ip, `${eat}.ip`), undefined);
+      const ip =
+        typeof eo.ip === 'string' && parseIp(eo.ip) ? canonicalIp(eo.ip) : (c.ip(eo.ip, `${eat}.ip`), undefined);
       const port = c.port(eo.port, `${eat}.port`, { required: true });
       if (ip === undefined || port === undefined) return [];
-      if (seen.has(`${ip} ${port}`)) return c.fail(eat, `${ip} port ${port} is listed twice`), [];
+      if (seen.has(`${ip} ${port}`)) return (c.fail(eat, `${ip} port ${port} is listed twice`), []);
       seen.add(`${ip} ${port}`);
       return [{ ip, port }];
     });
@@ -407,11 +491,16 @@ function checkListeners(c: Checker, v: unknown, services: readonly ServicePortCo
     const o = c.object(l, at) ?? {};
     const family = c.ip(o.address, `${at}.address`);
     const port = c.port(o.port, `${at}.port`, { required: true });
-    const service = c.text(o.service, `${at}.service`, { required: true, pattern: SERVICE_NAME, what: 'a "namespace/name"' });
+    const service = c.text(o.service, `${at}.service`, {
+      required: true,
+      pattern: SERVICE_NAME,
+      what: 'a "namespace/name"',
+    });
     const servicePort = c.port(o.servicePort, `${at}.servicePort`, { required: true });
     if (family === undefined || port === undefined || service === undefined || servicePort === undefined) return [];
     const address = canonicalIp(o.address as string);
-    if (!ports.has(`${service}:${servicePort}`)) c.fail(`${at}.servicePort`, `${service}:${servicePort} is not in services`);
+    if (!ports.has(`${service}:${servicePort}`))
+      c.fail(`${at}.servicePort`, `${service}:${servicePort} is not in services`);
     const socket = `${address} ${port}`;
     const first = sockets.get(socket);
     if (first !== undefined) c.fail(at, `${address} port ${port} is also listeners[${first}]'s`);
@@ -437,11 +526,29 @@ function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> 
       continue;
     }
     const wo = c.object(w, at) ?? {};
-    const namespace = wo.namespace === undefined ? undefined : c.text(wo.namespace, `${at}.namespace`, { required: true, pattern: new RegExp(`^${LABEL}$`), what: 'a namespace name' });
-    const pod = wo.pod === undefined ? undefined : c.text(wo.pod, `${at}.pod`, { required: true, pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, what: 'a pod name' });
+    const namespace =
+      wo.namespace === undefined
+        ? undefined
+        : c.text(wo.namespace, `${at}.namespace`, {
+            required: true,
+            pattern: new RegExp(`^${LABEL}$`),
+            what: 'a namespace name',
+          });
+    const pod =
+      wo.pod === undefined
+        ? undefined
+        : c.text(wo.pod, `${at}.pod`, {
+            required: true,
+            pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+            what: 'a pod name',
+          });
     const identity = c.integer(wo.identity, `${at}.identity`, 0, MAX_IDENTITY, { required: true });
     const labels = c.array(wo.labels, `${at}.labels`, { required: true }).flatMap((l, k) => {
-      const s = c.text(l, `${at}.labels[${k}]`, { required: true, pattern: /^\S+$/, what: 'a label ("key=value", or "reserved:..."), without spaces' });
+      const s = c.text(l, `${at}.labels[${k}]`, {
+        required: true,
+        pattern: /^\S+$/,
+        what: 'a label ("key=value", or "reserved:..."), without spaces',
+      });
       return s === undefined ? [] : [s];
     });
     if (identity === undefined) continue;
@@ -453,7 +560,8 @@ function checkWorkloads(c: Checker, v: unknown): Record<string, WorkloadConfig> 
 /** A snapshot checked in full: every field, every cross-reference, every regex. */
 export function validateSnapshot(raw: unknown): SnapshotValidation {
   const c = new Checker();
-  if (!isObj(raw)) return { ok: false, error: '(snapshot): must be an object', errors: ['(snapshot): must be an object'] };
+  if (!isObj(raw))
+    return { ok: false, error: '(snapshot): must be an object', errors: ['(snapshot): must be an object'] };
   const version = c.integer(raw.version, 'version', 1, Number.MAX_SAFE_INTEGER, { required: true });
   const balancer = raw.balancer === undefined ? 'peak-ewma' : c.oneOf(raw.balancer, 'balancer', BALANCER_ALGORITHMS);
   const rawBackends = isObj(raw.backends) ? raw.backends : {};
@@ -472,7 +580,8 @@ export function validateSnapshot(raw: unknown): SnapshotValidation {
     for (const a of s.addresses) {
       const dest = `${a} ${s.port}`;
       const first = destinations.get(dest);
-      if (first !== undefined && first !== i) c.fail(`services[${i}].addresses`, `${a} port ${s.port} is also services[${first}]'s`);
+      if (first !== undefined && first !== i)
+        c.fail(`services[${i}].addresses`, `${a} port ${s.port} is also services[${first}]'s`);
       destinations.set(dest, i);
     }
   });

@@ -23,13 +23,48 @@ import path from 'node:path';
 import { LXC_OBJECT_CODECS, checkCodecs } from './btf-check.js';
 import { encode } from './codec.js';
 import {
-  BPF_TC_EGRESS, BPF_TC_INGRESS, BpfError, BpfObject, RawMap, closeFd, detachLink, interfaceName, objGet, openPinnedMap,
-  perCpuSlots, progFdById, progId, tcAttach, tcDetach, tcHookCreate, tcQuery, tcxLinkInfo, type ProgramHandle, type TcFilter,
+  BPF_TC_EGRESS,
+  BPF_TC_INGRESS,
+  BpfError,
+  BpfObject,
+  RawMap,
+  closeFd,
+  detachLink,
+  interfaceName,
+  objGet,
+  openPinnedMap,
+  perCpuSlots,
+  progFdById,
+  progId,
+  tcAttach,
+  tcDetach,
+  tcHookCreate,
+  tcQuery,
+  tcxLinkInfo,
+  type ProgramHandle,
+  type TcFilter,
 } from './libbpf.js';
 import {
-  ctEntry, endpointInfo, endpointMetrics, endpointMetricsKey, eventsConfigValue, ifindexKey, type Direction, type EndpointCounters, type EventsLevel, SHARED_EVENT_MAPS,
+  ctEntry,
+  endpointInfo,
+  endpointMetrics,
+  endpointMetricsKey,
+  eventsConfigValue,
+  ifindexKey,
+  type Direction,
+  type EndpointCounters,
+  type EventsLevel,
+  SHARED_EVENT_MAPS,
 } from './endpoint-codecs.js';
-import { ensurePinDirs, pinLayout, lxcLinkDir, lxcLinkPin, parseLxcLinkPin, type PinLayout, type TcHook } from './pins.js';
+import {
+  ensurePinDirs,
+  pinLayout,
+  lxcLinkDir,
+  lxcLinkPin,
+  parseLxcLinkPin,
+  type PinLayout,
+  type TcHook,
+} from './pins.js';
 import { defaultObjectDir } from './programs.js';
 import { parseIp } from '../lib/ip.js';
 
@@ -77,7 +112,8 @@ export function detachAllFilters(bpfRoot: string): number[] {
   try {
     const ifindexes = [...endpoints.entries()].map(([k]) => k.readUInt32LE(0));
     for (const ifindex of ifindexes) {
-      for (const { hook, attachPoint } of LXC_HOOKS) tcDetach(lxcFilter(ifindex, attachPoint), `uninstall: ifindex ${ifindex} (tc ${hook})`);
+      for (const { hook, attachPoint } of LXC_HOOKS)
+        tcDetach(lxcFilter(ifindex, attachPoint), `uninstall: ifindex ${ifindex} (tc ${hook})`);
     }
     return ifindexes;
   } finally {
@@ -120,14 +156,25 @@ export class EndpointDatapath {
     try {
       const programs = new Map<string, ProgramHandle & { id: number }>();
       for (const p of obj.programs()) programs.set(p.name, { ...p, id: progId(p.fd) });
-      for (const { program } of HOOKS) if (!programs.has(program)) throw new Error(`program ${program} not found in ${obj.path}`);
+      for (const { program } of HOOKS)
+        if (!programs.has(program)) throw new Error(`program ${program} not found in ${obj.path}`);
       // Our own fds, sized for per-CPU values where the map is per CPU.
       const open = (name: string) => {
         const m = openPinnedMap(path.join(pins.maps, name));
         opened.push(m);
         return m;
       };
-      return new EndpointDatapath(pins, obj, programs, open('lxc_endpoints'), open('lxc_metrics'), open('ct'), open('ipcache'), open('policy'), open('events_config'));
+      return new EndpointDatapath(
+        pins,
+        obj,
+        programs,
+        open('lxc_endpoints'),
+        open('lxc_metrics'),
+        open('ct'),
+        open('ipcache'),
+        open('policy'),
+        open('events_config'),
+      );
     } catch (err) {
       for (const m of opened) m.close();
       obj.close();
@@ -264,7 +311,8 @@ export class EndpointDatapath {
    *  that went meanwhile, off the CNI DEL path. (No packet reaches a gone endpoint's entries:
    *  its programs are detached first; a new pod on a reused address would, hence the purge.) */
   private forget(endpointId: number): void {
-    for (const direction of ['ingress', 'egress'] as const) this.metrics.delete(encode(endpointMetricsKey, { endpointId, direction }));
+    for (const direction of ['ingress', 'egress'] as const)
+      this.metrics.delete(encode(endpointMetricsKey, { endpointId, direction }));
     this.forgotten.add(endpointId);
     this.purgeTimer ??= setTimeout(() => this.purgeConntrack(), CONNTRACK_PURGE_DELAY_MS);
     this.purgeTimer.unref?.();
@@ -325,10 +373,12 @@ function validate(ep: EndpointDatapathInfo): { ipv4?: string; ipv6?: string } {
     const field = family === 4 ? 'ipv4' : 'ipv6';
     const text = ep[field];
     if (text === undefined) continue;
-    if (parseIp(text)?.family !== family) throw new Error(`${what}: ${field} ${JSON.stringify(text)} is not an IPv${family} address`);
+    if (parseIp(text)?.family !== family)
+      throw new Error(`${what}: ${field} ${JSON.stringify(text)} is not an IPv${family} address`);
     out[field] = text;
   }
-  if (!out.ipv4 && !out.ipv6) throw new Error(`${what}: needs an ipv4 or an ipv6 address (a pod without one could send nothing)`);
+  if (!out.ipv4 && !out.ipv6)
+    throw new Error(`${what}: needs an ipv4 or an ipv6 address (a pod without one could send nothing)`);
   return out;
 }
 

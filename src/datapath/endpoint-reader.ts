@@ -7,7 +7,14 @@ import path from 'node:path';
 import { interfaceName, openPinnedMap, perCpuSlots, tcQuery, type RawMap } from './libbpf.js';
 import { LXC_HOOKS, lxcFilter } from './endpoint-datapath.js';
 import {
-  ctEntry, ctKey, endpointInfo, eventHdr, type CtEntry, type CtKey, type EndpointInfo, type EventHeader,
+  ctEntry,
+  ctKey,
+  endpointInfo,
+  eventHdr,
+  type CtEntry,
+  type CtKey,
+  type EndpointInfo,
+  type EventHeader,
 } from './endpoint-codecs.js';
 import { pinLayout, type TcHook } from './pins.js';
 import { RingReader } from './ring-reader.js';
@@ -23,12 +30,16 @@ function withMap<T>(bpfRoot: string, name: string, fn: (m: RawMap) => T): T {
 
 export function readEndpoints(bpfRoot: string): ({ ifindex: number } & EndpointInfo)[] {
   return withMap(bpfRoot, 'lxc_endpoints', (m) =>
-    [...m.entries()].map(([k, v]) => ({ ifindex: k.readUInt32LE(0), ...endpointInfo.decode(v) })).sort((a, b) => a.ifindex - b.ifindex),
+    [...m.entries()]
+      .map(([k, v]) => ({ ifindex: k.readUInt32LE(0), ...endpointInfo.decode(v) }))
+      .sort((a, b) => a.ifindex - b.ifindex),
   );
 }
 
 export function readConntrack(bpfRoot: string): { key: CtKey; entry: CtEntry }[] {
-  return withMap(bpfRoot, 'ct', (m) => [...m.entries()].map(([k, v]) => ({ key: ctKey.decode(k), entry: ctEntry.decode(v) })));
+  return withMap(bpfRoot, 'ct', (m) =>
+    [...m.entries()].map(([k, v]) => ({ key: ctKey.decode(k), entry: ctEntry.decode(v) })),
+  );
 }
 
 /** Ring buffer reservations that failed (the ring was full), summed over CPUs. */

@@ -24,7 +24,13 @@ export interface MapState {
 
 /** The pins (files) of a directory; subdirectories (links/lxc: an older agent's per-endpoint links) are not. */
 const listDir = (dir: string) =>
-  fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name).sort() : [];
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir, { withFileTypes: true })
+        .filter((e) => !e.isDirectory())
+        .map((e) => e.name)
+        .sort()
+    : [];
 
 const BPF_MAP_TYPE_RINGBUF = 27;
 
@@ -50,7 +56,8 @@ export function readMaps(bpfRoot: string): MapState[] {
       map = openPinnedMap(path.join(pinLayout(bpfRoot).maps, name));
       const info = mapInfo(map.fd);
       // A ring buffer has no entries to count; max_entries is its size in bytes.
-      if (info.type === BPF_MAP_TYPE_RINGBUF) return { map: name, entries: 0, maxEntries: info.maxEntries, ringBytes: info.maxEntries };
+      if (info.type === BPF_MAP_TYPE_RINGBUF)
+        return { map: name, entries: 0, maxEntries: info.maxEntries, ringBytes: info.maxEntries };
       let entries = 0;
       for (const _ of map.entries()) entries++;
       return { map: name, entries, maxEntries: info.maxEntries };

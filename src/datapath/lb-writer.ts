@@ -9,7 +9,14 @@
 // for a new service while the old one can still read it.
 import { encode, encodeMany } from './codec.js';
 import type { RawMap } from './libbpf.js';
-import { lbBackendKey, lbBackendValue, lbServiceKey, lbServiceValue, type BackendKey, type ServiceValue } from './lb-codecs.js';
+import {
+  lbBackendKey,
+  lbBackendValue,
+  lbServiceKey,
+  lbServiceValue,
+  type BackendKey,
+  type ServiceValue,
+} from './lb-codecs.js';
 import type { Frontend, L4Addr } from '../state/services.js';
 
 export interface SyncStats {
@@ -104,7 +111,10 @@ export class LbWriter {
 
   /** Writes only what changed: frontends to add or rewrite, and frontends to remove. */
   update(upserts: readonly Frontend[], removes: readonly Frontend[]): SyncStats {
-    return this.write(upserts, removes.map((f) => this.hexKey(f)));
+    return this.write(
+      upserts,
+      removes.map((f) => this.hexKey(f)),
+    );
   }
 
   private hexKey(f: Frontend): string {
@@ -161,7 +171,10 @@ export class LbWriter {
     const newIds = [...changed.values()].filter((c) => !this.view.has(this.hexKey(c.from))).map((c) => c.entry.id);
     if (services > this.limits.services || backends > this.limits.backends) {
       this.freeIds.push(...newIds); // nothing was written: the ids are free again
-      const what = services > this.limits.services ? `${services} service frontends do not fit in lb_services (max ${this.limits.services})` : `${backends} backends do not fit in lb_backends (max ${this.limits.backends})`;
+      const what =
+        services > this.limits.services
+          ? `${services} service frontends do not fit in lb_services (max ${this.limits.services})`
+          : `${backends} backends do not fit in lb_backends (max ${this.limits.backends})`;
       throw new Error(`${what}; nothing written`);
     }
 

@@ -43,12 +43,20 @@ const fns = {
   obj_get: lib.func('int bpf_obj_get(const char *path)'),
   obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)'),
   map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
-  map_update_elem: lib.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
+  map_update_elem: lib.func(
+    'int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)',
+  ),
   map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
   map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)'),
-  map_update_batch: lib.func('int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
-  map_delete_batch: lib.func('int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)'),
-  map_lookup_batch: lib.func('int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)'),
+  map_update_batch: lib.func(
+    'int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
+  ),
+  map_delete_batch: lib.func(
+    'int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)',
+  ),
+  map_lookup_batch: lib.func(
+    'int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
+  ),
   link_detach: lib.func('int bpf_link_detach(int link_fd)'),
   tc_hook_create: lib.func('int bpf_tc_hook_create(const uint8_t *hook)'),
   tc_attach: lib.func('int bpf_tc_attach(const uint8_t *hook, _Inout_ uint8_t *opts)'),
@@ -157,8 +165,19 @@ function removeChangedPin(map: bigint, pin: string): void {
     fd = fns.obj_get(pin) as number;
     if (fd < 0) return; // nothing pinned yet
     const have = mapInfo(fd);
-    const want = { type: fns.map_type(map) as number, keySize: fns.map_key_size(map) as number, valueSize: fns.map_value_size(map) as number, maxEntries: fns.map_max_entries(map) as number };
-    if (have.type !== want.type || have.keySize !== want.keySize || have.valueSize !== want.valueSize || have.maxEntries !== want.maxEntries) fs.rmSync(pin);
+    const want = {
+      type: fns.map_type(map) as number,
+      keySize: fns.map_key_size(map) as number,
+      valueSize: fns.map_value_size(map) as number,
+      maxEntries: fns.map_max_entries(map) as number,
+    };
+    if (
+      have.type !== want.type ||
+      have.keySize !== want.keySize ||
+      have.valueSize !== want.valueSize ||
+      have.maxEntries !== want.maxEntries
+    )
+      fs.rmSync(pin);
   } finally {
     if (fd >= 0) fns.close(fd);
   }
@@ -472,7 +491,10 @@ export class RawMap {
       const got = count[0] ?? 0;
       // Views into this chunk's buffers: each chunk gets new ones, so they stay valid.
       for (let i = 0; i < got; i++) {
-        yield [keys.subarray(i * this.keySize, (i + 1) * this.keySize), values.subarray(i * this.valueSize, (i + 1) * this.valueSize)];
+        yield [
+          keys.subarray(i * this.keySize, (i + 1) * this.keySize),
+          values.subarray(i * this.valueSize, (i + 1) * this.valueSize),
+        ];
       }
       if (ret === -ENOENT) return;
       inTok = Buffer.from(outTok);
@@ -618,7 +640,9 @@ export function possibleCpus(): number {
   return cpuCount;
 }
 
-const PERCPU_MAP_TYPES = new Set([5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */, 21 /* PERCPU_CGROUP_STORAGE */]);
+const PERCPU_MAP_TYPES = new Set([
+  5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */, 21 /* PERCPU_CGROUP_STORAGE */,
+]);
 
 export function isPerCpuMapType(type: number): boolean {
   return PERCPU_MAP_TYPES.has(type);

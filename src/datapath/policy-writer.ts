@@ -27,7 +27,9 @@ type View = Map<string, string>; // key bytes (hex) → value bytes (hex)
  *  the allow entries of the endpoints whose policy was compiled anew (each diffed against
  *  what the kernel holds for it; null: the endpoint is gone, its entries go). */
 export interface PolicyWrite {
-  ipcache: { all: ReadonlyMap<string, IpcacheValue> } | { upserts: readonly [string, IpcacheValue][]; removes: readonly string[] };
+  ipcache:
+    | { all: ReadonlyMap<string, IpcacheValue> }
+    | { upserts: readonly [string, IpcacheValue][]; removes: readonly string[] };
   endpoints?: ReadonlyMap<number, Pick<CompiledEndpoint, 'entries'> | null>;
 }
 
@@ -50,7 +52,13 @@ export class PolicyWriter {
     this.policyView = new Map();
     for (const [k, v] of this.policy.entries()) {
       const key = policyKey.decode(k);
-      const e: PolicyEntry = { identity: key.identity, direction: key.direction === 1 ? 'ingress' : 'egress', proto: key.proto, port: key.port, portBits: key.portBits };
+      const e: PolicyEntry = {
+        identity: key.identity,
+        direction: key.direction === 1 ? 'ingress' : 'egress',
+        proto: key.proto,
+        port: key.port,
+        portBits: key.portBits,
+      };
       this.viewOf(key.endpointId).set(entryKey(e), [e, policyValue.decode(v).ruleId]);
     }
   }
@@ -79,7 +87,10 @@ export class PolicyWriter {
   /** Makes the maps hold `w`; `setFlags` applies the endpoints' isolation (step 3). */
   write(w: PolicyWrite, setFlags: () => void): PolicyWriteStats {
     const t0 = performance.now();
-    const encodeIpcache = (prefix: string, v: IpcacheValue): [string, string] => [hex(encode(ipcacheKey, { prefix })), hex(encode(ipcacheValue, v))];
+    const encodeIpcache = (prefix: string, v: IpcacheValue): [string, string] => [
+      hex(encode(ipcacheKey, { prefix })),
+      hex(encode(ipcacheValue, v)),
+    ];
     let ipcacheUp: [string, string][];
     let ipcacheGone: string[];
     if ('all' in w.ipcache) {
@@ -88,8 +99,12 @@ export class PolicyWriter {
       ipcacheUp = changed(want, this.ipcacheView);
       ipcacheGone = gone(want, this.ipcacheView);
     } else {
-      ipcacheUp = w.ipcache.upserts.map(([prefix, v]) => encodeIpcache(prefix, v)).filter(([k, v]) => this.ipcacheView.get(k) !== v);
-      ipcacheGone = w.ipcache.removes.map((prefix) => hex(encode(ipcacheKey, { prefix }))).filter((k) => this.ipcacheView.has(k));
+      ipcacheUp = w.ipcache.upserts
+        .map(([prefix, v]) => encodeIpcache(prefix, v))
+        .filter(([k, v]) => this.ipcacheView.get(k) !== v);
+      ipcacheGone = w.ipcache.removes
+        .map((prefix) => hex(encode(ipcacheKey, { prefix })))
+        .filter((k) => this.ipcacheView.has(k));
     }
     const policyUp: PolicyChange[] = [];
     const policyGone: PolicyChange[] = [];
@@ -146,7 +161,14 @@ export class PolicyWriter {
 type PolicyChange = [number, string, PolicyEntry, number];
 
 const policyKeyOf = (endpointId: number, e: PolicyEntry) =>
-  ({ endpointId, identity: e.identity, direction: e.direction === 'ingress' ? 1 : 0, proto: e.proto, port: e.port, portBits: e.portBits }) as const;
+  ({
+    endpointId,
+    identity: e.identity,
+    direction: e.direction === 'ingress' ? 1 : 0,
+    proto: e.proto,
+    port: e.port,
+    portBits: e.portBits,
+  }) as const;
 
 const hex = (b: Buffer) => b.toString('hex');
 
@@ -174,7 +196,10 @@ const BATCH = 8192;
 function upsert(map: RawMap, view: View, entries: [string, string][]): void {
   for (let i = 0; i < entries.length; i += BATCH) {
     const chunk = entries.slice(i, i + BATCH);
-    map.updateBatch(Buffer.from(chunk.map(([k]) => k).join(''), 'hex'), Buffer.from(chunk.map(([, v]) => v).join(''), 'hex'));
+    map.updateBatch(
+      Buffer.from(chunk.map(([k]) => k).join(''), 'hex'),
+      Buffer.from(chunk.map(([, v]) => v).join(''), 'hex'),
+    );
     for (const [k, v] of chunk) view.set(k, v);
   }
 }

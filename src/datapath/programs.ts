@@ -5,7 +5,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  BpfObject, RawMap, attachCgroupPinned, closeFd, linkInfo, objGet, openDirectory, updateLink, mapInfo,
+  BpfObject,
+  RawMap,
+  attachCgroupPinned,
+  closeFd,
+  linkInfo,
+  objGet,
+  openDirectory,
+  updateLink,
+  mapInfo,
 } from './libbpf.js';
 import { SOCK_OBJECT_CODECS, checkCodecs } from './btf-check.js';
 import { SHARED_EVENT_MAPS } from './endpoint-codecs.js';

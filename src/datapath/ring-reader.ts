@@ -76,12 +76,16 @@ export class RingReader {
   }
 
   /** Maps the ring buffer behind `fd` (the caller keeps the fd open while reading). */
-  constructor(private readonly fd: number, readonly name: string) {
+  constructor(
+    private readonly fd: number,
+    readonly name: string,
+  ) {
     this.size = mapInfo(fd).maxEntries;
     this.page = Number(c.sysconf(SC_PAGESIZE));
     const mapOrThrow = (len: number, prot: number, off: number, what: string): bigint => {
       const p = c.mmap(null, len, prot, MAP_SHARED, fd, off) as bigint;
-      if (BigInt.asUintN(64, p) === MAP_FAILED) throw new Error(`mmap ${what} of ring buffer ${name}: errno ${koffi.errno()}`);
+      if (BigInt.asUintN(64, p) === MAP_FAILED)
+        throw new Error(`mmap ${what} of ring buffer ${name}: errno ${koffi.errno()}`);
       return p;
     };
     this.consPtr = mapOrThrow(this.page, PROT_READ | PROT_WRITE, 0, 'consumer page');
@@ -139,7 +143,8 @@ export class RingReader {
     this.live();
     if (this.pending() > 0) return true;
     const r = c.epoll_wait(this.epfd, this.evbuf, 4, timeoutMs) as number;
-    if (r < 0 && koffi.errno() !== EINTR) throw new Error(`epoll_wait on ring buffer ${this.name}: errno ${koffi.errno()}`);
+    if (r < 0 && koffi.errno() !== EINTR)
+      throw new Error(`epoll_wait on ring buffer ${this.name}: errno ${koffi.errno()}`);
     return r > 0;
   }
 

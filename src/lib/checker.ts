@@ -17,7 +17,11 @@ export interface NameRule {
   what: string;
 }
 export const DNS1123_LABEL: NameRule = { re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1123 label' };
-export const DNS1035_LABEL: NameRule = { re: /^[a-z]([-a-z0-9]*[a-z0-9])?$/, max: 63, what: 'an RFC 1035 label (lower case, starting with a letter)' };
+export const DNS1035_LABEL: NameRule = {
+  re: /^[a-z]([-a-z0-9]*[a-z0-9])?$/,
+  max: 63,
+  what: 'an RFC 1035 label (lower case, starting with a letter)',
+};
 export const DNS1123_SUBDOMAIN: NameRule = {
   re: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/,
   max: 253,
@@ -27,10 +31,13 @@ export const DNS1123_SUBDOMAIN: NameRule = {
 // letter, no hyphen at either end or twice in a row (k8s.io/apimachinery IsValidPortName).
 const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
 export const portNameProblem = (name: string): string | undefined =>
-  name.length <= 15 && IANA_SVC_NAME.test(name) ? undefined : `${JSON.stringify(name)} is not a port name (at most 15 characters of a-z, 0-9 and '-', with a letter)`;
+  name.length <= 15 && IANA_SVC_NAME.test(name)
+    ? undefined
+    : `${JSON.stringify(name)} is not a port name (at most 15 characters of a-z, 0-9 and '-', with a letter)`;
 
 export const validName = (v: string, rule: NameRule) => v.length <= rule.max && rule.re.test(v);
-export const nameProblem = (v: string, rule: NameRule) => `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
+export const nameProblem = (v: string, rule: NameRule) =>
+  `${JSON.stringify(v)} is not ${rule.what} of at most ${rule.max} characters`;
 
 // RFC 3339 date-time (section 5.6), as Kubernetes writes metadata.creationTimestamp.
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
@@ -71,7 +78,7 @@ export class Checker {
       if (opts.required) this.fail(path, 'required');
       return undefined;
     }
-    if (typeof v !== 'string') return this.fail(path, `must be a string, got ${JSON.stringify(v)}`), undefined;
+    if (typeof v !== 'string') return (this.fail(path, `must be a string, got ${JSON.stringify(v)}`), undefined);
     return v;
   }
   port(v: unknown, path: string, opts: { required?: boolean } = {}): number | undefined {
@@ -80,13 +87,14 @@ export class Checker {
       return undefined;
     }
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-      return this.fail(path, `${JSON.stringify(v)} is not a port number (1-65535)`), undefined;
+      return (this.fail(path, `${JSON.stringify(v)} is not a port number (1-65535)`), undefined);
     }
     return v;
   }
   protocol(v: unknown, path: string): Protocol {
     if (v === undefined || v === null) return 'TCP';
-    if (!PROTOCOLS.includes(v as Protocol)) this.fail(path, `unknown protocol ${JSON.stringify(v)} (want TCP, UDP or SCTP)`);
+    if (!PROTOCOLS.includes(v as Protocol))
+      this.fail(path, `unknown protocol ${JSON.stringify(v)} (want TCP, UDP or SCTP)`);
     return v as Protocol;
   }
   /** A list (at most `max` items, when given); unset is empty. */
@@ -95,7 +103,7 @@ export class Checker {
       if (opts.required) this.fail(path, 'required');
       return [];
     }
-    if (!Array.isArray(v)) return this.fail(path, 'must be a list'), [];
+    if (!Array.isArray(v)) return (this.fail(path, 'must be a list'), []);
     if (opts.max !== undefined && v.length > opts.max) this.fail(path, `at most ${opts.max} items, got ${v.length}`);
     return v;
   }
@@ -147,8 +155,9 @@ export class Checker {
   }
   labels(v: unknown, path: string): Record<string, string> | undefined {
     if (v === undefined || v === null) return undefined;
-    if (!isObj(v)) return this.fail(path, 'must be a map of strings'), undefined;
-    for (const [k, val] of Object.entries(v)) if (typeof val !== 'string') this.fail(`${path}.${k}`, 'must be a string');
+    if (!isObj(v)) return (this.fail(path, 'must be a map of strings'), undefined);
+    for (const [k, val] of Object.entries(v))
+      if (typeof val !== 'string') this.fail(`${path}.${k}`, 'must be a string');
     return v as Record<string, string>;
   }
 }

@@ -19,7 +19,8 @@ export function ipFamily(text: string): Family | undefined {
 
 // Fast paths for canonical dotted-quad IPv4 (no leading zeros): at 100,000 endpoints the
 // general parser dominates a full sync.
-const CANONICAL_V4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const CANONICAL_V4 =
+  /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 
 /** Canonical text form of an address (lower case, shortest IPv6). */
 export function canonicalIp(text: string): string {
@@ -53,6 +54,7 @@ export function formatIp(bytes: Uint8Array, family: Family): string {
 export function isCidr(text: string): boolean {
   if (!ipaddr.isValidCIDR(text)) return false;
   const [addr, len] = ipaddr.parseCIDR(text);
-  const base = addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
+  const base =
+    addr.kind() === 'ipv4' ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
   return base.toString() === addr.toString() && len >= 0;
 }

@@ -27,7 +27,11 @@ export type Route = Handler | JsonRoute | StreamRoute;
 /** An error a handler throws to answer with this status; `fields` go into the reply's body
  *  after `error`. */
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly fields?: Record<string, unknown>) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly fields?: Record<string, unknown>,
+  ) {
     super(message);
   }
 }
@@ -102,7 +106,13 @@ export async function serveApi(socketPath: string, routes: Record<string, Route>
   return server;
 }
 
-async function stream(server: ApiServer, route: StreamRoute, req: http.IncomingMessage, res: http.ServerResponse, reply: (status: number, payload: unknown) => void): Promise<void> {
+async function stream(
+  server: ApiServer,
+  route: StreamRoute,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  reply: (status: number, payload: unknown) => void,
+): Promise<void> {
   // A kept-alive connection can still ask after close(): a new stream would hold it open.
   if (server.closing) return reply(503, { error: 'the agent is stopping' });
   // Not worth keeping the connection for, and a closed one lets the server's close() finish.
@@ -118,21 +128,30 @@ async function stream(server: ApiServer, route: StreamRoute, req: http.IncomingM
 }
 
 /** A small client for such a socket. */
-export async function apiRequest<T>(socketPath: string, method: string, urlPath: string, body?: unknown, timeoutMs = 5000): Promise<T> {
+export async function apiRequest<T>(
+  socketPath: string,
+  method: string,
+  urlPath: string,
+  body?: unknown,
+  timeoutMs = 5000,
+): Promise<T> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method, path: urlPath, timeout: timeoutMs, headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
-          if ((res.statusCode ?? 500) >= 400) reject(new Error(parsed.error ?? `HTTP ${res.statusCode}`));
-          else resolve(parsed);
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-    });
+    const req = http.request(
+      { socketPath, method, path: urlPath, timeout: timeoutMs, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as T & { error?: string };
+            if ((res.statusCode ?? 500) >= 400) reject(new Error(parsed.error ?? `HTTP ${res.statusCode}`));
+            else resolve(parsed);
+          } catch (err) {
+            reject(err as Error);
+          }
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer from the agent at ${socketPath} within ${timeoutMs} ms`)));
     req.on('error', reject);
     if (body !== undefined) req.write(JSON.stringify(body));
@@ -151,7 +170,12 @@ export interface StreamOptions {
  *  reading waits for it, so a slow consumer slows the agent's writes instead of piling up here.
  *  Resolves at the end of the stream or on abort; rejects with the agent's `error` on an error
  *  status (an HttpError carrying it), and when the stream breaks off. */
-export async function apiStream(socketPath: string, urlPath: string, onLine: (obj: unknown) => unknown, opts: StreamOptions = {}): Promise<void> {
+export async function apiStream(
+  socketPath: string,
+  urlPath: string,
+  onLine: (obj: unknown) => unknown,
+  opts: StreamOptions = {},
+): Promise<void> {
   const { signal, timeoutMs = 5000 } = opts;
   if (signal?.aborted) return;
   let res: http.IncomingMessage;
@@ -159,8 +183,17 @@ export async function apiStream(socketPath: string, urlPath: string, onLine: (ob
     res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       // A connection of its own (agent: false): a stream is long, and a pooled socket may be one
       // a restarted agent has closed.
-      const req = http.request({ socketPath, method: 'GET', path: urlPath, timeout: timeoutMs, signal, agent: false }, resolve);
-      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer from the agent at ${socketPath} within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+      const req = http.request(
+        { socketPath, method: 'GET', path: urlPath, timeout: timeoutMs, signal, agent: false },
+        resolve,
+      );
+      req.on('timeout', () =>
+        req.destroy(
+          Object.assign(new Error(`no answer from the agent at ${socketPath} within ${timeoutMs} ms`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      );
       req.on('error', reject);
       req.end();
     });

@@ -2,7 +2,14 @@
 // against BTF) plus what the agent knows about the addresses in it. Pure given its context; run
 // only for flows someone asks for.
 import {
-  TRACE_F_NEW, TRACE_F_REPLY, eventHdr, eventType, pktTraceEvent, policyVerdictEvent, protoName, sockXlateEvent,
+  TRACE_F_NEW,
+  TRACE_F_REPLY,
+  eventHdr,
+  eventType,
+  pktTraceEvent,
+  policyVerdictEvent,
+  protoName,
+  sockXlateEvent,
   type EventHeader,
 } from '../datapath/endpoint-codecs.js';
 import type { Flow, FlowEndpoint } from '../contract/flow.js';
@@ -106,13 +113,29 @@ export function decodeFlow(raw: Buffer, ctx: FlowContext): Flow | undefined {
     case EVENT_TRACE: {
       const ctFlags = TRACE.ct_flags.read(raw, 0);
       const peer = TRACE.peer_identity.read(raw, 0);
-      return packetFlow(hdr, ctx, { verdict: 'FORWARDED', type: 'trace', is_reply: (ctFlags & TRACE_F_REPLY) !== 0 }, peer, (ctFlags & TRACE_F_NEW) !== 0);
+      return packetFlow(
+        hdr,
+        ctx,
+        { verdict: 'FORWARDED', type: 'trace', is_reply: (ctFlags & TRACE_F_REPLY) !== 0 },
+        peer,
+        (ctFlags & TRACE_F_NEW) !== 0,
+      );
     }
     case EVENT_POLICY: {
       const allowed = POLICY.allowed.read(raw, 0) !== 0;
       const ruleId = POLICY.rule_id.read(raw, 0);
       const peer = POLICY.peer_identity.read(raw, 0);
-      return packetFlow(hdr, ctx, { verdict: allowed ? 'FORWARDED' : 'DROPPED', type: 'policy-verdict', ...(!allowed && { drop_reason: 'policy-denied' }), policy: verdictPolicy(hdr, allowed, ruleId, ctx) }, peer);
+      return packetFlow(
+        hdr,
+        ctx,
+        {
+          verdict: allowed ? 'FORWARDED' : 'DROPPED',
+          type: 'policy-verdict',
+          ...(!allowed && { drop_reason: 'policy-denied' }),
+          policy: verdictPolicy(hdr, allowed, ruleId, ctx),
+        },
+        peer,
+      );
     }
     case EVENT_SOCK:
       return sockFlow(raw, ctx);
@@ -122,7 +145,12 @@ export function decodeFlow(raw: Buffer, ctx: FlowContext): Flow | undefined {
 
 /** What decided a verdict: the allowing rule, or the policies whose isolation nothing in them
  *  lifted (the same answer `weft explain` gives). */
-function verdictPolicy(hdr: EventHeader, allowed: boolean, ruleId: number, ctx: FlowContext): NonNullable<Flow['policy']> {
+function verdictPolicy(
+  hdr: EventHeader,
+  allowed: boolean,
+  ruleId: number,
+  ctx: FlowContext,
+): NonNullable<Flow['policy']> {
   const direction = hdr.direction;
   if (allowed) {
     const r = ctx.rule(ruleId);
@@ -130,12 +158,22 @@ function verdictPolicy(hdr: EventHeader, allowed: boolean, ruleId: number, ctx: 
   }
   const by = ctx.isolatedBy(hdr.endpointId, direction);
   if (by.length === 0) return { name: null, rule: 'no rule allows it', direction };
-  return { name: by[0]!, rule: by.length > 1 ? `default deny (also isolated by ${by.slice(1).join(', ')})` : 'default deny', direction };
+  return {
+    name: by[0]!,
+    rule: by.length > 1 ? `default deny (also isolated by ${by.slice(1).join(', ')})` : 'default deny',
+    direction,
+  };
 }
 
 /** A packet seen at a pod's interface: the pod is the source on egress (from-pod) and the
  *  destination on ingress (to-pod). */
-function packetFlow(hdr: EventHeader, ctx: FlowContext, fields: Pick<Flow, 'verdict' | 'type'> & Partial<Flow>, peerIdentity?: number, isNew = false): Flow {
+function packetFlow(
+  hdr: EventHeader,
+  ctx: FlowContext,
+  fields: Pick<Flow, 'verdict' | 'type'> & Partial<Flow>,
+  peerIdentity?: number,
+  isNew = false,
+): Flow {
   const saddr = hdr.saddr ?? '';
   const daddr = hdr.daddr ?? '';
   const ports = hasPorts(hdr.proto);
@@ -173,7 +211,9 @@ function sockFlow(raw: Buffer, ctx: FlowContext): Flow {
   const owner = ctx.socketOwner(ev.netnsCookie, hdr.family === 6 ? 6 : 4);
   // A socket hook sees no source address before the kernel picks one: the pod's own address
   // stands for it, and nothing at all when the socket is not a known pod's.
-  const source: FlowEndpoint = owner ? endpointOf(owner.workload, owner.ip ?? unspecified(hdr.family), undefined) : { ip: unspecified(hdr.family), identity: 0, labels: [] };
+  const source: FlowEndpoint = owner
+    ? endpointOf(owner.workload, owner.ip ?? unspecified(hdr.family), undefined)
+    : { ip: unspecified(hdr.family), identity: 0, labels: [] };
   return {
     time: rfc3339(ctx.wallTimeNs(hdr.timeNs)),
     verdict: ev.redirected ? 'REDIRECTED' : 'TRANSLATED',

@@ -70,7 +70,11 @@ export const FILTER_FLAGS: readonly { flag: string; key: Key; help: string }[] =
   { flag: 'namespace', key: 'namespace', help: 'source or destination namespace' },
   { flag: 'from-namespace', key: 'fromNamespace', help: 'source namespace' },
   { flag: 'to-namespace', key: 'toNamespace', help: 'destination namespace' },
-  { flag: 'label', key: 'labels', help: 'label selector of the source or destination (app=web,tier!=db; app in (a,b); !app)' },
+  {
+    flag: 'label',
+    key: 'labels',
+    help: 'label selector of the source or destination (app=web,tier!=db; app in (a,b); !app)',
+  },
   { flag: 'from-label', key: 'fromLabels', help: 'label selector of the source' },
   { flag: 'to-label', key: 'toLabels', help: 'label selector of the destination' },
   { flag: 'ip', key: 'ip', help: 'source or destination address or CIDR' },
@@ -223,7 +227,8 @@ function parsePod(v: string, at: string): PodSpec {
   if (parts.length > 2) throw new Error(want);
   const ns = parts.length === 2 ? parts[0]! : undefined;
   const prefix = parts[parts.length - 1]!;
-  if (ns !== undefined && !validName(ns, DNS1123_LABEL)) throw new Error(`${want} (${JSON.stringify(ns)} is not a namespace name)`);
+  if (ns !== undefined && !validName(ns, DNS1123_LABEL))
+    throw new Error(`${want} (${JSON.stringify(ns)} is not a namespace name)`);
   if (prefix === '' ? ns === undefined : prefix.length > 253 || !POD_PREFIX.test(prefix)) {
     throw new Error(prefix === '' ? want : `${want} (${JSON.stringify(prefix)} cannot start a pod name)`);
   }
@@ -281,7 +286,10 @@ function parseRequirement(r: string, at: string): Requirement {
     return { op: m[2] === '!=' ? 'notin' : 'in', pairs };
   }
   if ((m = EXISTS_RE.exec(r))) return { op: m[1] ? 'absent' : 'exists', keyEq: `${key(m[2]!)}=` };
-  const why = r === '' ? 'an empty requirement' : `${JSON.stringify(r)} is not key, !key, key=value, key!=value, key in (v1,v2) or key notin (v1,v2)`;
+  const why =
+    r === ''
+      ? 'an empty requirement'
+      : `${JSON.stringify(r)} is not key, !key, key=value, key!=value, key in (v1,v2) or key notin (v1,v2)`;
   throw new Error(`${at}: ${why}`);
 }
 
@@ -403,7 +411,12 @@ function sides(out: Pred[], either: EpPred | undefined, from: EpPred | undefined
 }
 
 // Builds an endpoint predicate from a flag's values, or undefined when the flag is absent.
-function ep<T>(values: readonly (string | number)[] | undefined, key: Key, parse: (v: string, at: string) => T, make: (specs: readonly T[]) => EpPred): EpPred | undefined {
+function ep<T>(
+  values: readonly (string | number)[] | undefined,
+  key: Key,
+  parse: (v: string, at: string) => T,
+  make: (specs: readonly T[]) => EpPred,
+): EpPred | undefined {
   return values?.length ? make(values.map((v) => parse(String(v), flagValue(key, String(v))))) : undefined;
 }
 
@@ -427,14 +440,35 @@ function compile(f: FlowFilter): Pred[] {
   }
 
   const port = (v: string, at: string): number => normalize('port', v, at) as number;
-  const ports = (ps: readonly number[]): EpPred => (e) => e.port !== undefined && ps.includes(e.port);
-  sides(out, ep(f.port, 'port', port, ports), ep(f.fromPort, 'fromPort', port, ports), ep(f.toPort, 'toPort', port, ports));
+  const ports =
+    (ps: readonly number[]): EpPred =>
+    (e) =>
+      e.port !== undefined && ps.includes(e.port);
+  sides(
+    out,
+    ep(f.port, 'port', port, ports),
+    ep(f.fromPort, 'fromPort', port, ports),
+    ep(f.toPort, 'toPort', port, ports),
+  );
 
   const ns = (v: string, at: string): string => normalize('namespace', v, at) as string;
-  const nss = (list: readonly string[]): EpPred => (e) => e.namespace !== undefined && list.includes(e.namespace);
-  sides(out, ep(f.namespace, 'namespace', ns, nss), ep(f.fromNamespace, 'fromNamespace', ns, nss), ep(f.toNamespace, 'toNamespace', ns, nss));
+  const nss =
+    (list: readonly string[]): EpPred =>
+    (e) =>
+      e.namespace !== undefined && list.includes(e.namespace);
+  sides(
+    out,
+    ep(f.namespace, 'namespace', ns, nss),
+    ep(f.fromNamespace, 'fromNamespace', ns, nss),
+    ep(f.toNamespace, 'toNamespace', ns, nss),
+  );
 
-  sides(out, ep(f.pod, 'pod', parsePod, podPred), ep(f.fromPod, 'fromPod', parsePod, podPred), ep(f.toPod, 'toPod', parsePod, podPred));
+  sides(
+    out,
+    ep(f.pod, 'pod', parsePod, podPred),
+    ep(f.fromPod, 'fromPod', parsePod, podPred),
+    ep(f.toPod, 'toPod', parsePod, podPred),
+  );
 
   const status = list(f.httpStatus, 'httpStatus');
   if (status) {
@@ -453,8 +487,18 @@ function compile(f: FlowFilter): Pred[] {
     out.push((fl) => fl.l7?.method !== undefined && re.test(fl.l7.method));
   }
 
-  sides(out, ep(f.ip, 'ip', parseCidr, cidrPred), ep(f.fromIp, 'fromIp', parseCidr, cidrPred), ep(f.toIp, 'toIp', parseCidr, cidrPred));
-  sides(out, ep(f.labels, 'labels', parseSelector, labelPred), ep(f.fromLabels, 'fromLabels', parseSelector, labelPred), ep(f.toLabels, 'toLabels', parseSelector, labelPred));
+  sides(
+    out,
+    ep(f.ip, 'ip', parseCidr, cidrPred),
+    ep(f.fromIp, 'fromIp', parseCidr, cidrPred),
+    ep(f.toIp, 'toIp', parseCidr, cidrPred),
+  );
+  sides(
+    out,
+    ep(f.labels, 'labels', parseSelector, labelPred),
+    ep(f.fromLabels, 'fromLabels', parseSelector, labelPred),
+    ep(f.toLabels, 'toLabels', parseSelector, labelPred),
+  );
 
   const paths = f.httpPath?.length ? f.httpPath.map((p) => pathRegExp(p, flagValue('httpPath', p))) : undefined;
   if (paths) {

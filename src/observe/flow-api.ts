@@ -24,7 +24,8 @@ const KNOWN = new Set([...FILTER_FLAGS.map((f) => f.flag), 'last', 'follow']);
 /** The request's parameters, validated; throws HttpError 400 naming the bad one. */
 export function parseFlowParams(q: URLSearchParams, now: Date = new Date()): FlowRequest {
   const unknown = [...new Set([...q.keys()].filter((k) => !KNOWN.has(k)))];
-  if (unknown.length) throw new HttpError(400, `unknown parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
+  if (unknown.length)
+    throw new HttpError(400, `unknown parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`);
   const once = (name: string): string | undefined => {
     const all = q.getAll(name);
     if (all.length > 1) throw new HttpError(400, `parameter ${name}: given ${all.length} times, want it once`);
@@ -34,13 +35,15 @@ export function parseFlowParams(q: URLSearchParams, now: Date = new Date()): Flo
   let last: number | undefined;
   if (lastText !== undefined) {
     last = /^\d{1,15}$/.test(lastText) ? Number(lastText) : NaN;
-    if (!Number.isSafeInteger(last)) throw new HttpError(400, `parameter last=${JSON.stringify(lastText)}: want a non-negative integer`);
+    if (!Number.isSafeInteger(last))
+      throw new HttpError(400, `parameter last=${JSON.stringify(lastText)}: want a non-negative integer`);
   }
   const followText = once('follow');
   let follow = false;
   if (followText !== undefined) {
     if (followText === '1' || followText === 'true') follow = true;
-    else if (followText !== '0' && followText !== 'false') throw new HttpError(400, `parameter follow=${JSON.stringify(followText)}: want 1, true, 0 or false`);
+    else if (followText !== '0' && followText !== 'false')
+      throw new HttpError(400, `parameter follow=${JSON.stringify(followText)}: want 1, true, 0 or false`);
   }
   let filter;
   try {
@@ -49,7 +52,8 @@ export function parseFlowParams(q: URLSearchParams, now: Date = new Date()): Flo
     throw new HttpError(400, (err as Error).message);
   }
   // Flows after `until` never come: a follower would wait for nothing.
-  if (follow && filter.until) throw new HttpError(400, 'parameters until and follow: a followed stream has no end, want one or the other');
+  if (follow && filter.until)
+    throw new HttpError(400, 'parameters until and follow: a followed stream has no end, want one or the other');
   // last: 0 asks the source for no history.
   if (follow && last === undefined && !filter.since) last = 0;
   return { query: last === undefined ? { filter } : { filter, last }, follow };

@@ -35,8 +35,13 @@ export class FlowRing {
   }
 
   static create(capacity: number): FlowRing {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`flow ring capacity ${capacity}: want a positive integer`);
-    return new FlowRing({ control: new SharedArrayBuffer(16), slots: new SharedArrayBuffer(capacity * SLOT_BYTES), capacity });
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new Error(`flow ring capacity ${capacity}: want a positive integer`);
+    return new FlowRing({
+      control: new SharedArrayBuffer(16),
+      slots: new SharedArrayBuffer(capacity * SLOT_BYTES),
+      capacity,
+    });
   }
 
   static attach(shared: FlowRingShared): FlowRing {

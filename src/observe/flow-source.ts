@@ -25,4 +25,3 @@ export interface FlowSource {
    *  is reported once as { lost: { stage: 'follow', count } }. */
   follow(q: FlowQuery, deliver: (item: FlowStreamItem) => boolean): FlowSubscription & { resume(): void };
 }
-

@@ -92,7 +92,12 @@ export class Observer implements FlowSource {
   }
 
   private startWorker(): void {
-    const init: WorkerInit = { bpfRoot: this.opts.bpfRoot, ring: this.ring.shared, control: this.control.buffer as SharedArrayBuffer, stats: this.stats.buffer as SharedArrayBuffer };
+    const init: WorkerInit = {
+      bpfRoot: this.opts.bpfRoot,
+      ring: this.ring.shared,
+      control: this.control.buffer as SharedArrayBuffer,
+      stats: this.stats.buffer as SharedArrayBuffer,
+    };
     Atomics.store(this.control, CONTROL.stop, 0);
     const worker = new Worker(new URL('./ring-worker.js', import.meta.url), { workerData: init, name: 'weft-ring' });
     this.worker = worker;
@@ -159,7 +164,15 @@ export class Observer implements FlowSource {
   }
 
   follow(q: FlowQuery, deliver: (item: FlowStreamItem) => boolean): FlowSubscription & { resume(): void } {
-    const f: Follower = { query: q, deliver, cursor: this.ring.written(), l7Cursor: this.l7Written, paused: false, lost: 0, closed: false };
+    const f: Follower = {
+      query: q,
+      deliver,
+      cursor: this.ring.written(),
+      l7Cursor: this.l7Written,
+      paused: false,
+      lost: 0,
+      closed: false,
+    };
     for (const flow of q.last !== undefined || q.filter.since ? this.query(q) : []) {
       if (!deliver({ flow })) f.paused = true;
     }
@@ -261,7 +274,12 @@ export class Observer implements FlowSource {
   }
 
   lost(): Record<LostStage, number> {
-    return { kernel: this.kernelLost(), decode: this.stats[STAT.decodeLost]!, follow: this.followLost, proxy: this.proxyLost };
+    return {
+      kernel: this.kernelLost(),
+      decode: this.stats[STAT.decodeLost]!,
+      follow: this.followLost,
+      proxy: this.proxyLost,
+    };
   }
 
   /** Flows counted by the worker: by event type code and verdict; drops by reason and direction code. */

@@ -54,7 +54,17 @@ const ALLOWED_AT = policyVerdictEvent.fields.allowed.offset;
 export function countRecord(stats: Float64Array, data: Uint8Array, off: number): void {
   const type = data[off + TYPE_AT]!;
   const verdict =
-    type === T_DROP ? 1 : type === T_TRACE ? 0 : type === T_POLICY ? (data[off + ALLOWED_AT] ? 0 : 1) : type === T_SOCK ? 2 : 0;
+    type === T_DROP
+      ? 1
+      : type === T_TRACE
+        ? 0
+        : type === T_POLICY
+          ? data[off + ALLOWED_AT]
+            ? 0
+            : 1
+          : type === T_SOCK
+            ? 2
+            : 0;
   stats[STAT.flows + (type % TYPES) * VERDICTS.length + verdict]!++;
   if (type === T_DROP) {
     stats[STAT.drops + (data[off + REASON_AT]! % REASONS) * DIRECTIONS + (data[off + DIRECTION_AT]! % DIRECTIONS)]!++;

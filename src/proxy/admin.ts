@@ -42,9 +42,18 @@ export class Admin {
       for (const p of this.planes) p.setFlowsWanted(on);
     }, opts.maxFlowQueue);
     const registers = [this.registry];
-    this.versionGauge = new Gauge({ name: 'weft_proxy_snapshot_version', help: 'Version of the snapshot in force (0: none yet)', registers, aggregator: 'max' });
+    this.versionGauge = new Gauge({
+      name: 'weft_proxy_snapshot_version',
+      help: 'Version of the snapshot in force (0: none yet)',
+      registers,
+      aggregator: 'max',
+    });
     this.versionGauge.set(0);
-    this.rejected = new Counter({ name: 'weft_proxy_snapshot_rejected_total', help: 'Snapshots refused: invalid, not newer, or a listener could not be bound', registers });
+    this.rejected = new Counter({
+      name: 'weft_proxy_snapshot_rejected_total',
+      help: 'Snapshots refused: invalid, not newer, or a listener could not be bound',
+      registers,
+    });
     this.rejected.inc(0);
     const hub = this.hub;
     new Gauge({
@@ -108,7 +117,12 @@ export class Admin {
       await Promise.all(this.planes.map((p) => p.commit()));
       this.snapshot = snapshot;
       this.versionGauge.set(snapshot.version);
-      this.log.info('snapshot applied', { version: snapshot.version, services: snapshot.services.length, listeners: snapshot.listeners.length, backends: Object.keys(snapshot.backends).length });
+      this.log.info('snapshot applied', {
+        version: snapshot.version,
+        services: snapshot.services.length,
+        listeners: snapshot.listeners.length,
+        backends: Object.keys(snapshot.backends).length,
+      });
       return { version: snapshot.version };
     });
   }
@@ -129,7 +143,10 @@ export class Admin {
         await plane.commit();
       } catch (err) {
         await plane.abort().catch(() => {});
-        this.log.error('a restarted worker could not take the running snapshot', { version: s.version, error: (err as Error).message });
+        this.log.error('a restarted worker could not take the running snapshot', {
+          version: s.version,
+          error: (err as Error).message,
+        });
       }
     });
   }

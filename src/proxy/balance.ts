@@ -175,7 +175,8 @@ class PeakEwmaBalancer<E> extends EndpointSet<E> {
 
   /** Folds a sample into the estimate, as tower's RttEstimate::update does. */
   private sample(s: EndpointState<E>, rttMs: number, now: number): number {
-    if (rttMs > s.rttMs) s.rttMs = rttMs; // peak: worse news replaces the estimate at once
+    if (rttMs > s.rttMs)
+      s.rttMs = rttMs; // peak: worse news replaces the estimate at once
     else {
       const decay = Math.exp(-Math.max(0, now - s.updatedAt) / this.decayMs);
       s.rttMs = s.rttMs * decay + rttMs * (1 - decay);

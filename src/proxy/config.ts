@@ -53,11 +53,23 @@ export function parseConfig(argv: string[]): ProxyConfig | 'help' {
   if (values.help) return 'help';
   if (!values['admin-socket']) throw new Error('--admin-socket is required');
   const logLevel = values['log-level'] as Level;
-  if (!LEVELS.includes(logLevel)) throw new Error(`--log-level ${JSON.stringify(logLevel)}: want one of ${LEVELS.join(', ')}`);
+  if (!LEVELS.includes(logLevel))
+    throw new Error(`--log-level ${JSON.stringify(logLevel)}: want one of ${LEVELS.join(', ')}`);
   const workers = /^\d{1,3}$/.test(values.workers) ? Number(values.workers) : NaN;
-  if (!(workers >= 1 && workers <= 256)) throw new Error(`--workers ${JSON.stringify(values.workers)}: want a number from 1 to 256`);
+  if (!(workers >= 1 && workers <= 256))
+    throw new Error(`--workers ${JSON.stringify(values.workers)}: want a number from 1 to 256`);
   const mib = /^\d{1,6}$/.test(values['max-queued-mib']) ? Number(values['max-queued-mib']) : NaN;
-  if (!(mib >= 1 && mib <= 65_536)) throw new Error(`--max-queued-mib ${JSON.stringify(values['max-queued-mib'])}: want a number of MiB from 1 to 65536`);
+  if (!(mib >= 1 && mib <= 65_536))
+    throw new Error(
+      `--max-queued-mib ${JSON.stringify(values['max-queued-mib'])}: want a number of MiB from 1 to 65536`,
+    );
   const { host, port } = parseHostPort(values['metrics-address']);
-  return { adminSocket: values['admin-socket'], metricsHost: host, metricsPort: port, logLevel, workers, maxQueuedBytes: mib * 1024 * 1024 };
+  return {
+    adminSocket: values['admin-socket'],
+    metricsHost: host,
+    metricsPort: port,
+    logLevel,
+    workers,
+    maxQueuedBytes: mib * 1024 * 1024,
+  };
 }

@@ -59,10 +59,15 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
     opts: { connectTimeoutMs?: number; processMetrics?: boolean; maxQueuedBytes?: number } = {},
   ) {
     this.queueBudget = new QueueBudget(opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
-    this.endpoints = new EndpointRegistry({ connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, log, queueBudget: this.queueBudget });
+    this.endpoints = new EndpointRegistry({
+      connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      log,
+      queueBudget: this.queueBudget,
+    });
     this.frontend = new Frontend(this);
     this.flows = { wanted: false, push: flowSink };
-    for (const m of this.stats.metrics()) this.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
+    for (const m of this.stats.metrics())
+      this.registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
     const registers = [this.registry];
     const frontend = this.frontend;
     new Gauge({

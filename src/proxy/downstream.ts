@@ -18,7 +18,17 @@ import { applyHeaderEdits } from './route-match.js';
 export type Headers = Record<string, string | string[] | undefined>;
 
 const EMPTY = Buffer.alloc(0);
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect', 'host']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'expect',
+  'host',
+]);
 
 /** Whether a header is not to be forwarded ("host" is handled by each conversion). */
 export function hopByHop(name: string, named: Set<string> | undefined): boolean {
@@ -39,7 +49,9 @@ export function connectionNamed(v: string | string[] | undefined): Set<string> |
 }
 
 export const isGrpc = (ct: string | string[] | undefined): boolean =>
-  typeof ct === 'string' && ct.startsWith('application/grpc') && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59 /* ; */);
+  typeof ct === 'string' &&
+  ct.startsWith('application/grpc') &&
+  (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59) /* ; */;
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2, "Responses"). */
 const grpcMessage = (s: string) => encodeURIComponent(s);
@@ -188,7 +200,6 @@ export class H2Down implements Downstream, H2StreamHandler {
     this.hasBody = !stream.remoteClosed;
   }
 
-
   h2Request(edits: readonly HeaderEdits[]): HeaderList {
     // HTTP/2 to HTTP/2: the list goes on as it came (it was checked: nothing hop-by-hop).
     const list = this.head.expect ? dropExpect(this.list) : this.list;
@@ -209,7 +220,14 @@ export class H2Down implements Downstream, H2StreamHandler {
       const v = src[i + 1]!;
       const prev = out[k];
       // Cookie crumbs join with "; " (RFC 9113 §8.2.3), other repeated fields with ", ".
-      out[k] = prev === undefined ? v : k === 'cookie' ? `${prev as string}; ${v}` : Array.isArray(prev) ? [...prev, v] : [prev, v];
+      out[k] =
+        prev === undefined
+          ? v
+          : k === 'cookie'
+            ? `${prev as string}; ${v}`
+            : Array.isArray(prev)
+              ? [...prev, v]
+              : [prev, v];
     }
     if (authority !== undefined) out.host = authority;
     if (edits.length) applyHeaderEdits(out, edits);
@@ -239,12 +257,27 @@ export class H2Down implements Downstream, H2StreamHandler {
     if (this.started || this.stream.closed) return;
     this.started = true;
     if (grpc) {
-      this.stream.respond([':status', '200', 'content-type', 'application/grpc', 'grpc-status', String(grpcStatus), 'grpc-message', grpcMessage(reason)], true);
+      this.stream.respond(
+        [
+          ':status',
+          '200',
+          'content-type',
+          'application/grpc',
+          'grpc-status',
+          String(grpcStatus),
+          'grpc-message',
+          grpcMessage(reason),
+        ],
+        true,
+      );
     } else {
       // HEAD: the length of the body a GET would have had, and no body.
       const text = Buffer.from(`${reason}\n`);
       const head = this.head.method === 'HEAD';
-      this.stream.respond([':status', String(status), 'content-type', 'text/plain; charset=utf-8', 'content-length', String(text.length)], head);
+      this.stream.respond(
+        [':status', String(status), 'content-type', 'text/plain; charset=utf-8', 'content-length', String(text.length)],
+        head,
+      );
       if (!head) this.stream.write(text, true);
     }
     // The client may still be sending a body: it is taken and dropped (credited as it comes).
@@ -291,9 +324,13 @@ export class H1Down implements Downstream {
   readonly hasBody: boolean;
   private hooks: ExchangeHooks | undefined;
 
-  constructor(readonly req: http.IncomingMessage, readonly res: http.ServerResponse) {
+  constructor(
+    readonly req: http.IncomingMessage,
+    readonly res: http.ServerResponse,
+  ) {
     const h = req.headers;
-    this.hasBody = h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
+    this.hasBody =
+      h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
   }
 
   get started(): boolean {
@@ -303,7 +340,16 @@ export class H1Down implements Downstream {
   h2Request(edits: readonly HeaderEdits[]): HeaderList {
     const src = this.req.headers as Headers;
     const named = connectionNamed(src.connection);
-    const out: HeaderList = [':method', this.req.method ?? 'GET', ':scheme', 'http', ':authority', this.req.headers.host ?? '', ':path', this.req.url ?? '/'];
+    const out: HeaderList = [
+      ':method',
+      this.req.method ?? 'GET',
+      ':scheme',
+      'http',
+      ':authority',
+      this.req.headers.host ?? '',
+      ':path',
+      this.req.url ?? '/',
+    ];
     const raw = this.req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) {
       const k = raw[i]!.toLowerCase();
@@ -361,7 +407,12 @@ export class H1Down implements Downstream {
     const res = this.res;
     if (res.destroyed || res.headersSent) return;
     if (grpc) {
-      res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(reason), 'content-length': 0 });
+      res.writeHead(200, {
+        'content-type': 'application/grpc',
+        'grpc-status': String(grpcStatus),
+        'grpc-message': grpcMessage(reason),
+        'content-length': 0,
+      });
       res.end();
       return;
     }

@@ -18,7 +18,11 @@ class Follower {
   private scheduled = false;
   private waitingDrain = false;
 
-  constructor(private readonly hub: FlowHub, private readonly res: http.ServerResponse, private readonly maxQueue: number) {
+  constructor(
+    private readonly hub: FlowHub,
+    private readonly res: http.ServerResponse,
+    private readonly maxQueue: number,
+  ) {
     res.on('drain', () => {
       this.waitingDrain = false;
       this.flush();
@@ -94,10 +98,17 @@ export class FlowHub {
         stream: (req, res) => {
           const q = new URL(req.url ?? '/', 'http://weft').searchParams;
           const unknown = [...new Set([...q.keys()].filter((k) => k !== 'follow'))];
-          if (unknown.length) throw new HttpError(400, `unknown parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (the proxy's flows take follow=1 only)`);
+          if (unknown.length)
+            throw new HttpError(
+              400,
+              `unknown parameter${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')} (the proxy's flows take follow=1 only)`,
+            );
           const follow = q.getAll('follow');
           if (follow.length !== 1 || (follow[0] !== '1' && follow[0] !== 'true')) {
-            throw new HttpError(400, 'parameter follow: want follow=1 (the proxy keeps no history of flows; it streams them as requests end)');
+            throw new HttpError(
+              400,
+              'parameter follow: want follow=1 (the proxy keeps no history of flows; it streams them as requests end)',
+            );
           }
           res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
           res.flushHeaders();

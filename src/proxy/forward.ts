@@ -38,7 +38,16 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from '../lib/log.js';
 import type { FlowEndpoint } from '../contract/flow.js';
 import type { EndpointState } from './balance.js';
-import { H1Down, H2Down, h1ResponseHead, isGrpc, readH2Request, type Downstream, type ExchangeHooks, type Headers } from './downstream.js';
+import {
+  H1Down,
+  H2Down,
+  h1ResponseHead,
+  isGrpc,
+  readH2Request,
+  type Downstream,
+  type ExchangeHooks,
+  type Headers,
+} from './downstream.js';
 import type { H2Connection, H2Stream, H2StreamHandler } from './h2/connection.js';
 import { malformedFields } from './h2/fields.js';
 import { ErrorCode } from './h2/frames.js';
@@ -101,10 +110,23 @@ export class Conn {
 const EMPTY = Buffer.alloc(0);
 const NO_HEADERS: readonly string[] = Object.freeze([]);
 // One request object for the router, reused (it keeps nothing of it).
-const scratch: { method: string; path: string; headers: Headers | readonly string[] } = { method: '', path: '', headers: NO_HEADERS };
+const scratch: { method: string; path: string; headers: Headers | readonly string[] } = {
+  method: '',
+  path: '',
+  headers: NO_HEADERS,
+};
 
 /** Failures after which the request cannot have reached the application. */
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_NOT_H2', 'ERR_PROBE_TIMEOUT']);
+const CONNECT_ERRORS = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_NOT_H2',
+  'ERR_PROBE_TIMEOUT',
+]);
 
 export class Exchange implements ExchangeHooks, H2StreamHandler {
   readonly t0 = performance.now();
@@ -153,14 +175,16 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
   // ---- routing and balancing ----
 
   run(router: ServiceRouter | undefined, headers: Headers | readonly string[]): void {
-    if (router === undefined) return this.replyLocal(404, 12, `no route: ${this.conn.binding.serviceKey} is not routed`, 'no-route');
+    if (router === undefined)
+      return this.replyLocal(404, 12, `no route: ${this.conn.binding.serviceKey} is not routed`, 'no-route');
     scratch.method = this.method;
     scratch.path = this.path;
     scratch.headers = headers;
     const d = router.forClient(this.conn.source(this.state).flow.namespace).route(scratch);
     scratch.headers = NO_HEADERS; // the request's headers are not kept alive by the scratch
     if (d.route !== undefined) this.route = d.route;
-    if (d.kind === 'respond') return this.replyLocal(d.status, d.grpcStatus, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');
+    if (d.kind === 'respond')
+      return this.replyLocal(d.status, d.grpcStatus, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');
     this.decision = d;
     const backend = this.state.backends.get(d.backend);
     if (backend === undefined) return this.replyLocal(503, 14, `no endpoint: ${d.backend} is unknown`, 'no-endpoint');
@@ -173,7 +197,8 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
   private attempt(): void {
     const backend = this.backend!;
     const pick = backend.balancer.pick();
-    if (pick === undefined) return this.replyLocal(503, 14, `no endpoint: ${backend.key} has no ready endpoint`, 'no-endpoint');
+    if (pick === undefined)
+      return this.replyLocal(503, 14, `no endpoint: ${backend.key} has no ready endpoint`, 'no-endpoint');
     this.pick = pick;
     this.attempts++;
     backend.balancer.start(pick);
@@ -212,7 +237,8 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
 
   requestTrailers(list: HeaderList): void {
     if (this.upH2 !== undefined) this.upH2.trailers(list);
-    else if (this.h1Body !== undefined) this.h1Body.push(null); // HTTP/1.1 upstream: trailers dropped
+    else if (this.h1Body !== undefined)
+      this.h1Body.push(null); // HTTP/1.1 upstream: trailers dropped
     else {
       this.heldTrailers = list;
       this.heldEnd = true;
@@ -227,7 +253,9 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     this.held = undefined;
     this.heldTrailers = undefined;
     let ok = true;
-    if (held !== undefined) for (let i = 0; i < held.length; i++) ok = this.requestData(held[i]!, end && trailers === undefined && i === held.length - 1);
+    if (held !== undefined)
+      for (let i = 0; i < held.length; i++)
+        ok = this.requestData(held[i]!, end && trailers === undefined && i === held.length - 1);
     else if (end && trailers === undefined) ok = this.requestData(EMPTY, true);
     if (trailers !== undefined) this.requestTrailers(trailers);
     if (ok) this.down.resumeBody();
@@ -238,7 +266,10 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
   private sendH2(): void {
     const ep = this.pick!.endpoint;
     const c = ep.h2().acquire();
-    if (c.h2.closed) return this.upstreamFailed(Object.assign(new Error(`${ep.authority}: the connection is closed`), { code: 'ECONNRESET' }));
+    if (c.h2.closed)
+      return this.upstreamFailed(
+        Object.assign(new Error(`${ep.authority}: the connection is closed`), { code: 'ECONNRESET' }),
+      );
     const headers = this.down.h2Request(this.decision!.requestHeaders);
     const body = this.down.hasBody;
     this.upH2 = c.h2.request(headers, !body, this);
@@ -389,7 +420,11 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     const refused = CONNECT_ERRORS.has(code) || (err as { rstCode?: number }).rstCode === ErrorCode.REFUSED_STREAM;
     const elapsed = performance.now() - this.t0;
-    this.conn.ctx.log.debug('upstream request failed', { endpoint: this.pick?.endpoint.authority, error: err.message, code });
+    this.conn.ctx.log.debug('upstream request failed', {
+      endpoint: this.pick?.endpoint.authority,
+      error: err.message,
+      code,
+    });
     if (!this.down.started) {
       this.upH2 = undefined;
       this.upH1 = undefined;
@@ -400,7 +435,12 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
         return this.attempt();
       }
       this.failed = true;
-      return this.replyLocal(refused ? 503 : 502, 14, `upstream ${refused ? 'connect error' : 'error'}: ${err.message}`, 'upstream-error');
+      return this.replyLocal(
+        refused ? 503 : 502,
+        14,
+        `upstream ${refused ? 'connect error' : 'error'}: ${err.message}`,
+        'upstream-error',
+      );
     }
     this.failed = true;
     this.dropReason = 'upstream-error';
@@ -462,7 +502,12 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     const latency = now - this.t0;
     const pick = this.pick;
     if (!this.upDone) this.abortUpstream();
-    if (pick !== undefined) this.backend!.balancer.done(pick, this.tHeaders ? this.tHeaders - this.t0 : latency, !this.failed && this.status < 500);
+    if (pick !== undefined)
+      this.backend!.balancer.done(
+        pick,
+        this.tHeaders ? this.tHeaders - this.t0 : latency,
+        !this.failed && this.status < 500,
+      );
     report(conn, this.state, this, latency);
   }
 }
@@ -488,7 +533,15 @@ export function report(conn: Conn, state: RuntimeState, r: RequestReport, latenc
   const pick = r.pick;
   const dst = pick === undefined ? undefined : state.workload(pick.endpoint.ip);
   const ctx = conn.ctx;
-  ctx.stats.record(src.label, dst === undefined ? '' : dst.label, r.backend === undefined ? '' : r.backend.service, r.route, r.status, r.grpcStatus, latencyMs / 1000);
+  ctx.stats.record(
+    src.label,
+    dst === undefined ? '' : dst.label,
+    r.backend === undefined ? '' : r.backend.service,
+    r.route,
+    r.status,
+    r.grpcStatus,
+    latencyMs / 1000,
+  );
   if (!ctx.flows.wanted) return;
   const flow = l7Flow({
     time: r.t0,
@@ -506,7 +559,12 @@ export function report(conn: Conn, state: RuntimeState, r: RequestReport, latenc
 }
 
 /** The endpoint a flow went to, or the Service address when it went to none. */
-export function flowDestination(conn: Conn, state: RuntimeState, pick: EndpointState<Endpoint> | undefined, dst = pick && state.workload(pick.endpoint.ip)): FlowEndpoint {
+export function flowDestination(
+  conn: Conn,
+  state: RuntimeState,
+  pick: EndpointState<Endpoint> | undefined,
+  dst = pick && state.workload(pick.endpoint.ip),
+): FlowEndpoint {
   if (pick !== undefined && dst !== undefined) return { ip: pick.endpoint.ip, port: pick.endpoint.port, ...dst.flow };
   const sp = conn.binding.serviceKey;
   const ip = state.serviceAddress(sp, conn.v6) ?? conn.socket.localAddress ?? '';
@@ -529,7 +587,11 @@ class H1Handler implements Dispatcher.DispatchHandler {
     if (this.ex.finished) controller.abort(new Error('the exchange ended'));
     else this.ex.upH1 = controller;
   }
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: http.IncomingHttpHeaders): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: http.IncomingHttpHeaders,
+  ): void {
     this.ex.h1Head(controller, statusCode, headers as Headers);
   }
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -558,7 +620,12 @@ export function handleH2Stream(conn: Conn, stream: H2Stream, list: string[], max
   if (stream.headerListSize > maxHeaderBytes) return down.replyLocal(431, false, 0, 'request header fields too large');
   if (head.path === undefined || state === undefined || head.method === 'CONNECT') {
     // CONNECT (no :path) is not routed; nor is anything before the first snapshot.
-    return down.replyLocal(state === undefined ? 503 : 405, false, 0, state === undefined ? 'no routes yet' : 'method not allowed');
+    return down.replyLocal(
+      state === undefined ? 503 : 405,
+      false,
+      0,
+      state === undefined ? 'no routes yet' : 'method not allowed',
+    );
   }
   const ex = new Exchange(conn, state, down, head.method, head.path, head.contentType);
   ex.run(conn.binding.router, list);
@@ -575,7 +642,14 @@ export function handleH1Request(conn: Conn, req: http.IncomingMessage, res: http
     res.end();
     return;
   }
-  const ex = new Exchange(conn, state, new H1Down(req, res), req.method ?? 'GET', req.url ?? '/', req.headers['content-type']);
+  const ex = new Exchange(
+    conn,
+    state,
+    new H1Down(req, res),
+    req.method ?? 'GET',
+    req.url ?? '/',
+    req.headers['content-type'],
+  );
   res.once('close', () => ex.canceled());
   ex.run(conn.binding.router, req.headers);
 }

@@ -17,14 +17,24 @@ import type http from 'node:http';
 import { PREFACE } from './h2/frames.js';
 
 /** Headers of the upgraded request that do not go into the HTTP/2 request. */
-const DROP = new Set(['connection', 'upgrade', 'http2-settings', 'host', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te']);
+const DROP = new Set([
+  'connection',
+  'upgrade',
+  'http2-settings',
+  'host',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+]);
 
 /** Whether to answer an "Upgrade: h2c" request with 101 (else it is served over HTTP/1.1). */
 export function wantsH2cUpgrade(req: http.IncomingMessage): boolean {
   const h = req.headers;
   if (typeof h.upgrade !== 'string' || h.upgrade.trim().toLowerCase() !== 'h2c') return false;
   if (typeof h['http2-settings'] !== 'string') return false;
-  if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')) return false;
+  if (h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0'))
+    return false;
   return req.method !== 'CONNECT';
 }
 

@@ -49,7 +49,10 @@ function without(list: HeaderList, name: string): HeaderList {
 
 /** A node-style header object (undici's, node:http's) as a list; values that are arrays become
  *  repeated names. */
-export function objectToList(h: Readonly<Record<string, string | string[] | number | undefined>>, out: HeaderList = []): HeaderList {
+export function objectToList(
+  h: Readonly<Record<string, string | string[] | number | undefined>>,
+  out: HeaderList = [],
+): HeaderList {
   for (const k in h) {
     const v = h[k];
     if (v === undefined) continue;

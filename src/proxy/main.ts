@@ -32,7 +32,10 @@ async function main(): Promise<number> {
 
   let planes: DataPlane[];
   let workers: WorkerPlane[] = [];
-  const admin = new Admin(log, { processMetrics: cfg.workers > 1, ...(cfg.workers > 1 && { workers: () => workers.filter((w) => w.alive).length }) });
+  const admin = new Admin(log, {
+    processMetrics: cfg.workers > 1,
+    ...(cfg.workers > 1 && { workers: () => workers.filter((w) => w.alive).length }),
+  });
   if (cfg.workers === 1) {
     planes = [new ProxyCore(log, false, (line) => admin.hub.publish(line), { maxQueuedBytes: cfg.maxQueuedBytes })];
   } else {
@@ -56,7 +59,12 @@ async function main(): Promise<number> {
     await Promise.all(workers.map((w) => w.start()));
     const m = await admin.serveMetrics(cfg.metricsHost, cfg.metricsPort);
     await admin.serveAdmin(cfg.adminSocket);
-    log.info('weft-proxy started', { admin: cfg.adminSocket, metrics: `${m.host}:${m.port}`, workers: cfg.workers, pid: process.pid });
+    log.info('weft-proxy started', {
+      admin: cfg.adminSocket,
+      metrics: `${m.host}:${m.port}`,
+      workers: cfg.workers,
+      pid: process.pid,
+    });
   } catch (err) {
     log.error('weft-proxy failed to start', { error: (err as Error).message });
     await Promise.allSettled(planes.map((p) => p.drain(0)));

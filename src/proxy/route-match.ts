@@ -19,7 +19,15 @@
 // Regexes are JavaScript's (ECMAScript) syntax, tested against the whole value. They come
 // from route authors and run on every request: keep them simple (a backtracking engine has no
 // guard against a pathological pattern).
-import type { GrpcMatchConfig, HeaderEdits, HttpMatchConfig, ProxySnapshot, RuleConfig, ServicePortConfig, ValueMatchConfig } from '../contract/proxy-snapshot.js';
+import type {
+  GrpcMatchConfig,
+  HeaderEdits,
+  HttpMatchConfig,
+  ProxySnapshot,
+  RuleConfig,
+  ServicePortConfig,
+  ValueMatchConfig,
+} from '../contract/proxy-snapshot.js';
 import { canonicalIp } from '../lib/ip.js';
 import { listGet } from './header-list.js';
 
@@ -83,10 +91,15 @@ interface ValueTest {
 const anchored = (source: string) => new RegExp(`^(?:${source})$`);
 
 function valueTests(ms: readonly ValueMatchConfig[]): ValueTest[] {
-  return ms.map((m) => ({ name: m.name, exact: m.type === 'Exact' ? m.value : undefined, regex: m.type === 'RegularExpression' ? anchored(m.value) : undefined }));
+  return ms.map((m) => ({
+    name: m.name,
+    exact: m.type === 'Exact' ? m.value : undefined,
+    regex: m.type === 'RegularExpression' ? anchored(m.value) : undefined,
+  }));
 }
 
-const passes = (t: ValueTest, value: string | undefined): boolean => value !== undefined && (t.regex ? t.regex.test(value) : value === t.exact);
+const passes = (t: ValueTest, value: string | undefined): boolean =>
+  value !== undefined && (t.regex ? t.regex.test(value) : value === t.exact);
 
 /** A header's value; repeated headers are joined with ", " as node:http joins them, so that
  *  HTTP/1.1 and HTTP/2 requests match alike. HTTP/2 has :authority where HTTP/1.1 has Host. */
@@ -130,7 +143,15 @@ function compileRules(service: string, rules: readonly RuleConfig[]): CompiledRu
   return rules.map((r) => {
     const decisions = r.backends.map((b): RouteDecision => {
       if (b.backend === undefined) {
-        return Object.freeze({ kind: 'respond', service, status: 500, grpcStatus: 14, reason: b.invalid ?? 'invalid backend', route: r.route, rule: r.rule });
+        return Object.freeze({
+          kind: 'respond',
+          service,
+          status: 500,
+          grpcStatus: 14,
+          reason: b.invalid ?? 'invalid backend',
+          route: r.route,
+          rule: r.rule,
+        });
       }
       return Object.freeze({
         kind: 'forward',
@@ -139,8 +160,12 @@ function compileRules(service: string, rules: readonly RuleConfig[]): CompiledRu
         rule: r.rule,
         ruleName: r.name,
         backend: b.backend,
-        requestHeaders: Object.freeze([r.requestHeaders, b.requestHeaders].filter((e): e is HeaderEdits => e !== undefined)),
-        responseHeaders: Object.freeze([r.responseHeaders, b.responseHeaders].filter((e): e is HeaderEdits => e !== undefined)),
+        requestHeaders: Object.freeze(
+          [r.requestHeaders, b.requestHeaders].filter((e): e is HeaderEdits => e !== undefined),
+        ),
+        responseHeaders: Object.freeze(
+          [r.responseHeaders, b.responseHeaders].filter((e): e is HeaderEdits => e !== undefined),
+        ),
         requestTimeoutMs: r.requestTimeoutMs,
         backendRequestTimeoutMs: r.backendRequestTimeoutMs,
       });
@@ -149,7 +174,17 @@ function compileRules(service: string, rules: readonly RuleConfig[]): CompiledRu
     let total = 0;
     r.backends.forEach((b, i) => (cumulative[i] = total += b.weight));
     if (decisions.length === 0) {
-      decisions.push(Object.freeze({ kind: 'respond', service, status: 500, grpcStatus: 14, reason: 'the rule has no backend with a weight above 0', route: r.route, rule: r.rule }));
+      decisions.push(
+        Object.freeze({
+          kind: 'respond',
+          service,
+          status: 500,
+          grpcStatus: 14,
+          reason: 'the rule has no backend with a weight above 0',
+          route: r.route,
+          rule: r.rule,
+        }),
+      );
     }
     return { decisions, cumulative, total };
   });
@@ -217,7 +252,10 @@ function pathPasses(m: HttpMatch, path: string): boolean {
       return path === m.pathValue;
     case PATH_PREFIX:
       // Element by element: "/foo" matches "/foo" and "/foo/bar", not "/foobar".
-      return path.startsWith(m.pathValue) && (path.length === m.pathValue.length || path.charCodeAt(m.pathValue.length) === 47);
+      return (
+        path.startsWith(m.pathValue) &&
+        (path.length === m.pathValue.length || path.charCodeAt(m.pathValue.length) === 47)
+      );
     default:
       return m.pathRegex!.test(path);
   }
@@ -227,12 +265,25 @@ class HttpRouter extends MatchTable implements ServiceRouter {
   readonly protocol = 'http' as const;
   private readonly matches: HttpMatch[];
 
-  constructor(service: string, port: number, rules: readonly CompiledRule[], matches: readonly HttpMatchConfig[], otherwise: RouteDecision) {
+  constructor(
+    service: string,
+    port: number,
+    rules: readonly CompiledRule[],
+    matches: readonly HttpMatchConfig[],
+    otherwise: RouteDecision,
+  ) {
     super(service, port, otherwise);
     this.matches = matches.map((m) => ({
       rule: rules[m.rule]!,
       method: m.method,
-      pathKind: m.path.type === 'Exact' ? PATH_EXACT : m.path.type === 'RegularExpression' ? PATH_REGEX : m.path.value === '/' ? PATH_ANY : PATH_PREFIX,
+      pathKind:
+        m.path.type === 'Exact'
+          ? PATH_EXACT
+          : m.path.type === 'RegularExpression'
+            ? PATH_REGEX
+            : m.path.value === '/'
+              ? PATH_ANY
+              : PATH_PREFIX,
       pathValue: m.path.value,
       pathRegex: m.path.type === 'RegularExpression' ? anchored(m.path.value) : undefined,
       headers: valueTests(m.headers),
@@ -270,14 +321,24 @@ interface GrpcMatch {
 
 function grpcPart(type: 'Exact' | 'RegularExpression', value: string | undefined): ValueTest | undefined {
   if (value === undefined) return undefined;
-  return { name: '', exact: type === 'Exact' ? value : undefined, regex: type === 'RegularExpression' ? anchored(value) : undefined };
+  return {
+    name: '',
+    exact: type === 'Exact' ? value : undefined,
+    regex: type === 'RegularExpression' ? anchored(value) : undefined,
+  };
 }
 
 class GrpcRouter extends MatchTable implements ServiceRouter {
   readonly protocol = 'grpc' as const;
   private readonly matches: GrpcMatch[];
 
-  constructor(service: string, port: number, rules: readonly CompiledRule[], matches: readonly GrpcMatchConfig[], otherwise: RouteDecision) {
+  constructor(
+    service: string,
+    port: number,
+    rules: readonly CompiledRule[],
+    matches: readonly GrpcMatchConfig[],
+    otherwise: RouteDecision,
+  ) {
     super(service, port, otherwise);
     this.matches = matches.map((m) => ({
       rule: rules[m.rule]!,
@@ -345,11 +406,17 @@ export function compileServiceRouter(config: ServicePortConfig): ServiceRouter {
   const otherwise = config.fallback === 'forward' ? unrouted : notFound;
   if (config.protocol === 'http') {
     const router = new HttpRouter(name, config.port, rules, config.matches, otherwise);
-    if (config.consumers?.length) router.consumers = new Map(config.consumers.map((c) => [c.namespace, new HttpRouter(name, config.port, rules, c.matches, notFound)]));
+    if (config.consumers?.length)
+      router.consumers = new Map(
+        config.consumers.map((c) => [c.namespace, new HttpRouter(name, config.port, rules, c.matches, notFound)]),
+      );
     return router;
   }
   const router = new GrpcRouter(name, config.port, rules, config.matches, otherwise);
-  if (config.consumers?.length) router.consumers = new Map(config.consumers.map((c) => [c.namespace, new GrpcRouter(name, config.port, rules, c.matches, notFound)]));
+  if (config.consumers?.length)
+    router.consumers = new Map(
+      config.consumers.map((c) => [c.namespace, new GrpcRouter(name, config.port, rules, c.matches, notFound)]),
+    );
   return router;
 }
 
@@ -359,7 +426,10 @@ export class ProxyRouter {
   private readonly byService = new Map<string, ServiceRouter>();
   private readonly byDestination = new Map<string, ServiceRouter>();
 
-  constructor(readonly version: number, services: readonly ServicePortConfig[]) {
+  constructor(
+    readonly version: number,
+    services: readonly ServicePortConfig[],
+  ) {
     for (const s of services) {
       const router = compileServiceRouter(s);
       this.byService.set(router.service, router);
@@ -384,7 +454,10 @@ export class ProxyRouter {
 
 /** Applies header edits to a node-style header object (lower-case names), in order. "add"
  *  appends a value (a header then holds a list, as repeated header lines do); "set" replaces. */
-export function applyHeaderEdits(headers: Record<string, string | string[] | undefined>, edits: readonly HeaderEdits[]): void {
+export function applyHeaderEdits(
+  headers: Record<string, string | string[] | undefined>,
+  edits: readonly HeaderEdits[],
+): void {
   for (const e of edits) {
     for (const h of e.set) headers[h.name] = h.value;
     for (const h of e.add) {

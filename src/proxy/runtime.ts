@@ -73,7 +73,12 @@ export class RuntimeState {
 
   /** Builds the next state aside: new balancers for new backends, the old ones noted to be
    *  updated at commit. Endpoint objects come from the registry (no connection is opened). */
-  static prepare(snapshot: ProxySnapshot, previous: RuntimeState | undefined, endpoints: EndpointRegistry, opts: { random?: () => number } = {}): RuntimeState {
+  static prepare(
+    snapshot: ProxySnapshot,
+    previous: RuntimeState | undefined,
+    endpoints: EndpointRegistry,
+    opts: { random?: () => number } = {},
+  ): RuntimeState {
     const kept = new Map<Backend, Endpoint[]>();
     const state = new RuntimeState(snapshot, kept);
     for (const [key, cfg] of Object.entries(snapshot.backends)) {
@@ -107,13 +112,14 @@ export class RuntimeState {
    *  for), for flows of requests that reached no endpoint. */
   serviceAddress(servicePort: string, v6: boolean): string | undefined {
     const a = this.serviceAddresses.get(servicePort);
-    return a && (v6 ? a.v6 ?? a.v4 : a.v4 ?? a.v6);
+    return a && (v6 ? (a.v6 ?? a.v4) : (a.v4 ?? a.v6));
   }
 
   /** Every endpoint key the state's backends name. */
   endpointKeys(): Set<string> {
     const keys = new Set<string>();
-    for (const cfg of Object.values(this.snapshot.backends)) for (const e of cfg.endpoints) keys.add(`${e.ip} ${e.port}`);
+    for (const cfg of Object.values(this.snapshot.backends))
+      for (const e of cfg.endpoints) keys.add(`${e.ip} ${e.port}`);
     return keys;
   }
 }

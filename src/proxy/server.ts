@@ -25,7 +25,14 @@ import net from 'node:net';
 import type { ListenerConfig } from '../contract/proxy-snapshot.js';
 import type { Logger } from '../lib/log.js';
 import type { EndpointState } from './balance.js';
-import { Conn, flowDestination, handleH1Request, handleH2Stream, type ForwardContext, type ListenerBinding } from './forward.js';
+import {
+  Conn,
+  flowDestination,
+  handleH1Request,
+  handleH2Stream,
+  type ForwardContext,
+  type ListenerBinding,
+} from './forward.js';
 import { H2Connection, type H2Settings } from './h2/connection.js';
 import { PREFACE } from './h2/frames.js';
 import type { QueueBudget } from './h2/queue-budget.js';
@@ -98,12 +105,17 @@ export class Listener implements ListenerBinding {
   private readonly server: net.Server;
   private closed = false;
 
-  constructor(readonly config: ListenerConfig, private readonly frontend: Frontend) {
+  constructor(
+    readonly config: ListenerConfig,
+    private readonly frontend: Frontend,
+  ) {
     this.key = `${config.address} ${config.port}`;
     this.service = config.service;
     this.serviceKey = `${config.service}:${config.servicePort}`;
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => frontend.accept(this, socket));
-    this.server.on('error', (err) => frontend.ctx.log.error('listener error', { listener: this.key, error: err.message }));
+    this.server.on('error', (err) =>
+      frontend.ctx.log.error('listener error', { listener: this.key, error: err.message }),
+    );
   }
 
   /** Binds; rejects with the system's error (EADDRINUSE, EADDRNOTAVAIL, EACCES...). */
@@ -112,10 +124,13 @@ export class Listener implements ListenerBinding {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
-      this.server.listen({ host: address, port, ipv6Only: address.includes(':'), reusePort: this.frontend.ctx.reusePort, backlog: 1024 }, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
+      this.server.listen(
+        { host: address, port, ipv6Only: address.includes(':'), reusePort: this.frontend.ctx.reusePort, backlog: 1024 },
+        () => {
+          this.server.off('error', onError);
+          resolve();
+        },
+      );
     });
   }
 
@@ -162,7 +177,11 @@ export class Frontend {
           handleH1Request(conn, req, res);
         } catch (err) {
           // A bug must cost this request, not the process and everyone else's.
-          ctx.log.error('a request failed inside the proxy', { client: conn.remoteIp, error: (err as Error).message, stack: (err as Error).stack });
+          ctx.log.error('a request failed inside the proxy', {
+            client: conn.remoteIp,
+            error: (err as Error).message,
+            stack: (err as Error).stack,
+          });
           if (res.headersSent) res.destroy();
           else res.writeHead(500, { 'content-length': 0 }).end();
         }
@@ -173,7 +192,9 @@ export class Frontend {
     // periodic check that enforces headersTimeout.
     this.h1.emit('listening');
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => this.clientError(err, socket));
-    this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.upgrade(req, socket, head));
+    this.h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) =>
+      this.upgrade(req, socket, head),
+    );
   }
 
   /** What the process holds for its clients (see H2Connection.bufferedBytes). */
@@ -254,7 +275,13 @@ export class Frontend {
         onClose: (err) => {
           if (err) log.debug('downstream connection error', { client: conn.remoteIp, error: err.message });
         },
-        onOwnerError: (err, stream) => log.error('a request failed inside the proxy', { client: conn.remoteIp, stream, error: err.message, stack: err.stack }),
+        onOwnerError: (err, stream) =>
+          log.error('a request failed inside the proxy', {
+            client: conn.remoteIp,
+            stream,
+            error: err.message,
+            stack: err.stack,
+          }),
       },
       read,
     );
@@ -269,7 +296,12 @@ export class Frontend {
   private clientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
     this.ctx.log.debug('malformed HTTP/1.1 request', { client: socket.remoteAddress, error: err.code ?? err.message });
     if (socket.writable && !(socket as net.Socket & { _httpMessage?: unknown })._httpMessage) {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? '431 Request Header Fields Too Large'
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? '408 Request Timeout'
+            : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       socket.destroySoon();
     } else socket.destroy();
@@ -342,7 +374,12 @@ export class Frontend {
     socket.resume();
   }
 
-  private reportPassthrough(conn: Conn, t0: number, pick: EndpointState<Endpoint> | undefined, dropReason: string | undefined): void {
+  private reportPassthrough(
+    conn: Conn,
+    t0: number,
+    pick: EndpointState<Endpoint> | undefined,
+    dropReason: string | undefined,
+  ): void {
     const state = this.ctx.state;
     if (!this.ctx.flows.wanted || state === undefined) return;
     const flow = passthroughFlow({

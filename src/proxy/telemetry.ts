@@ -75,10 +75,19 @@ export class HttpStats {
 
   /** One finished request: status 0 when the client left before the response began, gRPC
    *  status -1 when the request is not gRPC. */
-  record(source: string, destination: string, service: string, route: string, status: number, grpcStatus: number, seconds: number): void {
+  record(
+    source: string,
+    destination: string,
+    service: string,
+    route: string,
+    status: number,
+    grpcStatus: number,
+    seconds: number,
+  ): void {
     let s = this.find(source, destination, service, route);
     if (s === undefined) {
-      if (this.series.length >= MAX_SERIES) s = this.find(source, 'overflow', service, route) ?? this.add(source, 'overflow', service, route);
+      if (this.series.length >= MAX_SERIES)
+        s = this.find(source, 'overflow', service, route) ?? this.add(source, 'overflow', service, route);
       else s = this.add(source, destination, service, route);
     }
     s.count++;
@@ -99,7 +108,12 @@ export class HttpStats {
   }
 
   private add(source: string, destination: string, service: string, route: string): Series {
-    const s = new Series({ source_workload: source, destination_workload: destination, destination_service: service, route });
+    const s = new Series({
+      source_workload: source,
+      destination_workload: destination,
+      destination_service: service,
+      route,
+    });
     let a = this.tree.get(source);
     if (a === undefined) this.tree.set(source, (a = new Map()));
     let b = a.get(destination);
@@ -129,7 +143,14 @@ export class HttpStats {
           for (const [sk, n] of s.statuses) {
             const status = Math.floor(sk / 100);
             const grpc = (sk % 100) - 1;
-            values.push({ labels: { ...s.labels, status: status === 0 ? 'canceled' : String(status), grpc_status: grpc < 0 ? '' : String(grpc) }, value: n });
+            values.push({
+              labels: {
+                ...s.labels,
+                status: status === 0 ? 'canceled' : String(status),
+                grpc_status: grpc < 0 ? '' : String(grpc),
+              },
+              value: n,
+            });
           }
         }
         return { name: requests.name, help: requests.help, type: 'counter', aggregator: 'sum', values };
@@ -138,7 +159,7 @@ export class HttpStats {
     };
     const duration: CustomMetric = {
       name: 'weft_http_request_duration_seconds',
-      help: 'Time from a request\'s headers to the end of its response, by source and destination workload, destination service and route',
+      help: "Time from a request's headers to the end of its response, by source and destination workload, destination service and route",
       type: 'histogram',
       aggregator: 'sum',
       get: async () => {
@@ -148,7 +169,11 @@ export class HttpStats {
           let cumulative = 0;
           for (let i = 0; i < DURATION_BUCKETS.length; i++) {
             cumulative += s.buckets[i]!;
-            values.push({ labels: { ...s.labels, le: DURATION_BUCKETS[i]! }, value: cumulative, metricName: `${name}_bucket` });
+            values.push({
+              labels: { ...s.labels, le: DURATION_BUCKETS[i]! },
+              value: cumulative,
+              metricName: `${name}_bucket`,
+            });
           }
           values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${name}_bucket` });
           values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${name}_sum` });
@@ -234,7 +259,8 @@ export function passthroughFlow(f: PassthroughFlowInput): Flow {
 
 export function l7Flow(f: L7FlowInput): Flow {
   const latency = Math.round(f.latencyMs * 1000) / 1000;
-  const outcome = f.status === 0 ? 'canceled' : f.grpcStatus >= 0 ? `${f.status} grpc-status ${f.grpcStatus}` : String(f.status);
+  const outcome =
+    f.status === 0 ? 'canceled' : f.grpcStatus >= 0 ? `${f.status} grpc-status ${f.grpcStatus}` : String(f.status);
   return {
     time: flowTime(f.time),
     verdict: f.dropReason === undefined ? 'FORWARDED' : 'DROPPED',

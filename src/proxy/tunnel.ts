@@ -26,7 +26,12 @@ export function wantsTunnel(req: http.IncomingMessage): boolean {
   return typeof c === 'string' && /(?:^|,)\s*upgrade\s*(?:,|$)/i.test(c) && req.method !== 'CONNECT';
 }
 
-const REASONS: Record<number, string> = { 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const REASONS: Record<number, string> = {
+  404: 'Not Found',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
 
 /** The request head as the endpoint gets it: the client's header lines (names in lower case),
  *  the route's edits applied. */
@@ -62,17 +67,23 @@ export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket
     r.status = status;
     r.dropReason = dropReason;
     const body = `${reason}\n`;
-    socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
     if (state !== undefined) report(conn, state, r, performance.now() - t0);
   };
   const router = conn.binding.router;
-  if (state === undefined || router === undefined) return refuse(404, `no route: ${conn.binding.serviceKey} is not routed`, 'no-route');
-  const d = router.forClient(conn.source(state).flow.namespace).route({ method: r.method, path: r.path, headers: req.headers });
+  if (state === undefined || router === undefined)
+    return refuse(404, `no route: ${conn.binding.serviceKey} is not routed`, 'no-route');
+  const d = router
+    .forClient(conn.source(state).flow.namespace)
+    .route({ method: r.method, path: r.path, headers: req.headers });
   if (d.route !== undefined) r.route = d.route;
   if (d.kind === 'respond') return refuse(d.status, d.reason, d.status === 404 ? 'no-route' : 'invalid-backend');
   const backend = state.backends.get(d.backend);
   const pick = backend?.balancer.pick();
-  if (backend === undefined || pick === undefined) return refuse(503, `no endpoint: ${d.backend} has no ready endpoint`, 'no-endpoint');
+  if (backend === undefined || pick === undefined)
+    return refuse(503, `no endpoint: ${d.backend} has no ready endpoint`, 'no-endpoint');
   r.backend = backend;
   r.pick = pick;
   backend.balancer.start(pick);

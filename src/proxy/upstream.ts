@@ -72,12 +72,20 @@ export class H2Conn {
   settled = false;
   readonly h2: H2Connection;
 
-  constructor(readonly pool: H2Pool, ep: Endpoint, opts: UpstreamContext, onSettled: (c: H2Conn, err: Error | undefined) => void) {
+  constructor(
+    readonly pool: H2Pool,
+    ep: Endpoint,
+    opts: UpstreamContext,
+    onSettled: (c: H2Conn, err: Error | undefined) => void,
+  ) {
     const socket = net.connect({ host: ep.ip, port: ep.port, noDelay: true });
     const timer = setTimeout(() => {
       if (!this.settled) {
         const err = this.connected
-          ? errorWithCode(`no HTTP/2 SETTINGS from ${ep.authority} within ${opts.connectTimeoutMs} ms`, 'ERR_PROBE_TIMEOUT')
+          ? errorWithCode(
+              `no HTTP/2 SETTINGS from ${ep.authority} within ${opts.connectTimeoutMs} ms`,
+              'ERR_PROBE_TIMEOUT',
+            )
           : errorWithCode(`connect timeout to ${ep.authority} within ${opts.connectTimeoutMs} ms`, 'ETIMEDOUT');
         this.h2.destroy(err);
       }
@@ -99,10 +107,21 @@ export class H2Conn {
         if (this.settled) return;
         // Connected, and closed (or spoke something else) before its SETTINGS: not h2c.
         if (this.connected && (err === undefined || (err as NodeJS.ErrnoException).code === undefined)) {
-          settle(errorWithCode(`${ep.authority} does not speak HTTP/2 (${err?.message ?? 'closed the connection before its SETTINGS'})`, 'ERR_NOT_H2'));
+          settle(
+            errorWithCode(
+              `${ep.authority} does not speak HTTP/2 (${err?.message ?? 'closed the connection before its SETTINGS'})`,
+              'ERR_NOT_H2',
+            ),
+          );
         } else settle(err ?? errorWithCode(`${ep.authority} closed the connection`, 'ECONNRESET'));
       },
-      onOwnerError: (err, stream) => opts.log.error('a request failed inside the proxy', { endpoint: ep.authority, stream, error: err.message, stack: err.stack }),
+      onOwnerError: (err, stream) =>
+        opts.log.error('a request failed inside the proxy', {
+          endpoint: ep.authority,
+          stream,
+          error: err.message,
+          stack: err.stack,
+        }),
     });
     if (!this.h2.closed) opts.open.add(this);
     socket.setTimeout(IDLE_MS, () => {
@@ -129,7 +148,10 @@ export class H2Conn {
 export class H2Pool {
   private conns: H2Conn[] = [];
 
-  constructor(private readonly ep: Endpoint, private readonly opts: UpstreamContext) {}
+  constructor(
+    private readonly ep: Endpoint,
+    private readonly opts: UpstreamContext,
+  ) {}
 
   /** A connection with room for one more stream: the first with room, else a new one, else the least loaded. */
   acquire(): H2Conn {
@@ -188,7 +210,11 @@ export class Endpoint {
   learned: WireProtocol | undefined;
   private probing: Promise<WireProtocol> | undefined;
 
-  constructor(readonly ip: string, readonly port: number, private readonly opts: UpstreamContext) {
+  constructor(
+    readonly ip: string,
+    readonly port: number,
+    private readonly opts: UpstreamContext,
+  ) {
     this.key = `${ip} ${port}`;
     this.authority = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
     this.origin = `http://${this.authority}`;
@@ -223,7 +249,10 @@ export class Endpoint {
       this.h2().open((err) => {
         this.probing = undefined;
         if (!err) resolve((this.learned = 'h2'));
-        else if ((err as NodeJS.ErrnoException).code === 'ERR_NOT_H2' || (err as NodeJS.ErrnoException).code === 'ERR_PROBE_TIMEOUT') {
+        else if (
+          (err as NodeJS.ErrnoException).code === 'ERR_NOT_H2' ||
+          (err as NodeJS.ErrnoException).code === 'ERR_PROBE_TIMEOUT'
+        ) {
           this.opts.log.info('endpoint does not speak h2c: HTTP/1.1 from now on', { endpoint: this.authority });
           resolve((this.learned = 'http1'));
         } else reject(err);
@@ -248,7 +277,11 @@ export class EndpointRegistry {
   private readonly opts: UpstreamContext;
 
   constructor(opts: UpstreamOptions) {
-    this.opts = { ...opts, h2Settings: { ...UPSTREAM_SETTINGS, ...(opts.queueBudget && { queueBudget: opts.queueBudget }) }, open: new Set() };
+    this.opts = {
+      ...opts,
+      h2Settings: { ...UPSTREAM_SETTINGS, ...(opts.queueBudget && { queueBudget: opts.queueBudget }) },
+      open: new Set(),
+    };
   }
 
   get(ip: string, port: number): Endpoint {

@@ -13,7 +13,10 @@ const GRACE_MS = 5000;
 const index = process.argv[2] ?? '?';
 const level = (process.argv[3] ?? 'info') as Level;
 const maxQueuedBytes = Number(process.argv[4]) || undefined;
-const log = createLogger({ level, write: (line) => process.stderr.write(line.replace(' msg=', ` worker=${index} msg=`)) });
+const log = createLogger({
+  level,
+  write: (line) => process.stderr.write(line.replace(' msg=', ` worker=${index} msg=`)),
+});
 
 const send = (m: FromWorker) => {
   if (process.connected) process.send!(m);
@@ -28,11 +31,16 @@ const flush = () => {
   lines = [];
   send({ t: 'flows', lines: batch });
 };
-const core = new ProxyCore(log, true, (line) => {
-  lines.push(line);
-  if (lines.length >= BATCH) flush();
-  else timer ??= setTimeout(flush, FLUSH_MS);
-}, maxQueuedBytes === undefined ? {} : { maxQueuedBytes });
+const core = new ProxyCore(
+  log,
+  true,
+  (line) => {
+    lines.push(line);
+    if (lines.length >= BATCH) flush();
+    else timer ??= setTimeout(flush, FLUSH_MS);
+  },
+  maxQueuedBytes === undefined ? {} : { maxQueuedBytes },
+);
 
 let draining: Promise<void> | undefined;
 const drain = (graceMs: number) =>

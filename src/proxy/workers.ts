@@ -20,7 +20,10 @@ const RESTART_DELAY_MS = 500;
 
 export type Call = { t: 'call'; id: number; op: 'prepare' | 'commit' | 'abort' | 'metrics' | 'drain'; arg?: unknown };
 export type ToWorker = Call | { t: 'flows'; on: boolean };
-export type FromWorker = { t: 'ready' } | { t: 'reply'; id: number; ok: boolean; value?: unknown; error?: string } | { t: 'flows'; lines: string[] };
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'reply'; id: number; ok: boolean; value?: unknown; error?: string }
+  | { t: 'flows'; lines: string[] };
 
 export interface WorkerOptions {
   /** The worker's entry script (build/js/src/proxy/worker.js). */
@@ -42,10 +45,17 @@ export class WorkerPlane implements DataPlane {
   private stopping = false;
   alive = false;
 
-  constructor(readonly index: number, private readonly opts: WorkerOptions) {}
+  constructor(
+    readonly index: number,
+    private readonly opts: WorkerOptions,
+  ) {}
 
   start(): Promise<void> {
-    const child = fork(this.opts.entry, this.opts.args, { execArgv: this.opts.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    const child = fork(this.opts.entry, this.opts.args, {
+      execArgv: this.opts.execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
     this.child = child;
     this.ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
@@ -55,7 +65,8 @@ export class WorkerPlane implements DataPlane {
         this.alive = true;
         resolve();
       };
-      const onEarlyExit = (code: number | null) => reject(new Error(`worker ${this.index} exited (${code}) before it was ready`));
+      const onEarlyExit = (code: number | null) =>
+        reject(new Error(`worker ${this.index} exited (${code}) before it was ready`));
       child.on('message', onMessage);
       child.once('exit', onEarlyExit);
     });

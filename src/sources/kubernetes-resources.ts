@@ -20,15 +20,53 @@ export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 
 export const WATCHED_RESOURCES: readonly WatchedResource[] = [
   { kind: 'Service', group: '', version: 'v1', plural: 'services', namespaced: true, required: true },
-  { kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', namespaced: true, required: true },
+  {
+    kind: 'EndpointSlice',
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    plural: 'endpointslices',
+    namespaced: true,
+    required: true,
+  },
   { kind: 'Pod', group: '', version: 'v1', plural: 'pods', namespaced: true, required: true },
   { kind: 'Namespace', group: '', version: 'v1', plural: 'namespaces', namespaced: false, required: true },
   { kind: 'Node', group: '', version: 'v1', plural: 'nodes', namespaced: false, required: true },
-  { kind: 'NetworkPolicy', group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', namespaced: true, required: true },
-  { kind: 'HTTPRoute', group: GATEWAY_GROUP, version: 'v1', plural: 'httproutes', namespaced: true, crd: `httproutes.${GATEWAY_GROUP}`, required: false },
-  { kind: 'GRPCRoute', group: GATEWAY_GROUP, version: 'v1', plural: 'grpcroutes', namespaced: true, crd: `grpcroutes.${GATEWAY_GROUP}`, required: false },
+  {
+    kind: 'NetworkPolicy',
+    group: 'networking.k8s.io',
+    version: 'v1',
+    plural: 'networkpolicies',
+    namespaced: true,
+    required: true,
+  },
+  {
+    kind: 'HTTPRoute',
+    group: GATEWAY_GROUP,
+    version: 'v1',
+    plural: 'httproutes',
+    namespaced: true,
+    crd: `httproutes.${GATEWAY_GROUP}`,
+    required: false,
+  },
+  {
+    kind: 'GRPCRoute',
+    group: GATEWAY_GROUP,
+    version: 'v1',
+    plural: 'grpcroutes',
+    namespaced: true,
+    crd: `grpcroutes.${GATEWAY_GROUP}`,
+    required: false,
+  },
   // v1beta1: the version every standard-channel release serves.
-  { kind: 'ReferenceGrant', group: GATEWAY_GROUP, version: 'v1beta1', plural: 'referencegrants', namespaced: true, crd: `referencegrants.${GATEWAY_GROUP}`, required: false },
+  {
+    kind: 'ReferenceGrant',
+    group: GATEWAY_GROUP,
+    version: 'v1beta1',
+    plural: 'referencegrants',
+    namespaced: true,
+    crd: `referencegrants.${GATEWAY_GROUP}`,
+    required: false,
+  },
 ];
 
 /** CRDs are watched (by name) only to learn when an optional resource appears or goes. */
@@ -44,4 +82,5 @@ export const CRD_RESOURCE: WatchedResource = {
 export const apiVersionOf = (r: WatchedResource) => (r.group ? `${r.group}/${r.version}` : r.version);
 
 /** The cluster-wide collection URL: /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices. */
-export const collectionPath = (r: WatchedResource) => `${r.group ? `/apis/${r.group}` : '/api'}/${r.version}/${r.plural}`;
+export const collectionPath = (r: WatchedResource) =>
+  `${r.group ? `/apis/${r.group}` : '/api'}/${r.version}/${r.plural}`;

@@ -14,7 +14,13 @@ import type { Logger } from '../lib/log.js';
 import { resourceKey, type Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import { validateResource } from '../state/validate.js';
-import { CRD_RESOURCE, WATCHED_RESOURCES, apiVersionOf, collectionPath, type WatchedResource } from './kubernetes-resources.js';
+import {
+  CRD_RESOURCE,
+  WATCHED_RESOURCES,
+  apiVersionOf,
+  collectionPath,
+  type WatchedResource,
+} from './kubernetes-resources.js';
 
 export interface SourceProblem {
   file: string;
@@ -53,13 +59,17 @@ export function loadKubeConfig(file: string | undefined, env = process.env): Kub
     if (file) kc.loadFromFile(file);
     else if (env.KUBECONFIG) kc.loadFromDefault();
     else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else throw new Error('no kubeconfig: pass --kubeconfig FILE or set KUBECONFIG (in a pod, the service account is used)');
+    else
+      throw new Error(
+        'no kubeconfig: pass --kubeconfig FILE or set KUBECONFIG (in a pod, the service account is used)',
+      );
   } catch (err) {
     const what = file ? `--kubeconfig ${file}` : env.KUBECONFIG ? `KUBECONFIG=${env.KUBECONFIG}` : 'in-cluster config';
     throw new Error(`${what}: ${(err as Error).message}`);
   }
   const server = kc.getCurrentCluster()?.server;
-  if (!server) throw new Error(`${file ?? env.KUBECONFIG ?? 'in-cluster config'}: no current cluster with a server address`);
+  if (!server)
+    throw new Error(`${file ?? env.KUBECONFIG ?? 'in-cluster config'}: no current cluster with a server address`);
   return kc;
 }
 
@@ -86,7 +96,9 @@ class ResourceInformer {
     private readonly opts: Required<Omit<KubernetesSourceOptions, 'resources'>> & { fieldSelector?: string },
   ) {
     this.origin = `kubernetes/${res.plural}`;
-    const name = opts.fieldSelector ? `${res.plural}/${opts.fieldSelector.replace(/^metadata\.name=/, '')}` : res.plural;
+    const name = opts.fieldSelector
+      ? `${res.plural}/${opts.fieldSelector.replace(/^metadata\.name=/, '')}`
+      : res.plural;
     this.state = { resource: name, synced: false, objects: 0, resourceVersion: '', errors: 0 };
     this.watch = new Watch(kc);
     (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchIdleMs;
@@ -94,15 +106,32 @@ class ResourceInformer {
     // ListWatch calls watch() right after it has applied a list: that is when the store holds
     // a complete view. Every event passes through accept() before ListWatch caches it.
     const watch = Object.assign(Object.create(this.watch) as Watch, {
-      watch(path: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, w?: unknown) => void, done: (err: unknown) => void) {
+      watch(
+        path: string,
+        params: Record<string, string | number | boolean | undefined>,
+        cb: (phase: string, obj: unknown, w?: unknown) => void,
+        done: (err: unknown) => void,
+      ) {
         informer.listApplied();
         // The apiserver ends a watch after timeoutSeconds; client-go picks 5 to 10 minutes so
         // that a fleet of agents does not reconnect in lockstep.
         const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
-        return informer.watch.watch(path, { ...params, allowWatchBookmarks: true, timeoutSeconds, ...informer.selector() }, (phase, obj, w) => informer.onEvent(phase, obj as Raw, cb, w), done);
+        return informer.watch.watch(
+          path,
+          { ...params, allowWatchBookmarks: true, timeoutSeconds, ...informer.selector() },
+          (phase, obj, w) => informer.onEvent(phase, obj as Raw, cb, w),
+          done,
+        );
       },
     });
-    this.lw = new ListWatch<CachedObject>(collectionPath(res), watch, () => this.listAll(), false, undefined, opts.fieldSelector);
+    this.lw = new ListWatch<CachedObject>(
+      collectionPath(res),
+      watch,
+      () => this.listAll(),
+      false,
+      undefined,
+      opts.fieldSelector,
+    );
     this.lw.on('add', (o) => this.sink?.put(o));
     this.lw.on('update', (o) => this.sink?.put(o));
     this.lw.on('delete', (o) => this.sink?.remove(o));
@@ -150,8 +179,15 @@ class ResourceInformer {
     let cont: string | undefined;
     const listed = new Set<string>();
     do {
-      const q = new URLSearchParams({ limit: String(this.opts.pageSize), ...this.selector(), ...(cont && { continue: cont }) });
-      const page = (await this.get(`${collectionPath(this.res)}?${q}`)) as { metadata?: { resourceVersion?: string; continue?: string }; items?: Raw[] | null };
+      const q = new URLSearchParams({
+        limit: String(this.opts.pageSize),
+        ...this.selector(),
+        ...(cont && { continue: cont }),
+      });
+      const page = (await this.get(`${collectionPath(this.res)}?${q}`)) as {
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: Raw[] | null;
+      };
       // Every page of one list is served at the first page's resourceVersion.
       resourceVersion ??= page.metadata?.resourceVersion ?? '';
       for (const raw of page.items ?? []) {
@@ -175,10 +211,16 @@ class ResourceInformer {
     const ctx = new RequestContext(url, HttpMethod.GET);
     await this.kc.applySecurityAuthentication(ctx);
     ctx.setHeaderParam('Accept', 'application/json');
-    const res = await fetch(url, { headers: ctx.getHeaders(), dispatcher: ctx.getDispatcher(), signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(url, {
+      headers: ctx.getHeaders(),
+      dispatcher: ctx.getDispatcher(),
+      signal: AbortSignal.timeout(60_000),
+    });
     const body = (await res.json().catch(() => undefined)) as { message?: string } | undefined;
     if (res.status !== 200) {
-      const err = new Error(`list ${path}: HTTP ${res.status}${body?.message ? `: ${body.message}` : ''}`) as Error & { statusCode: number };
+      const err = new Error(`list ${path}: HTTP ${res.status}${body?.message ? `: ${body.message}` : ''}`) as Error & {
+        statusCode: number;
+      };
       err.statusCode = res.status;
       throw err;
     }
@@ -197,7 +239,18 @@ class ResourceInformer {
     } else if (phase === 'DELETED') {
       this.problems.delete(this.keyOf(raw));
       const m = raw.metadata ?? {};
-      cb(phase, { kind: this.res.kind, metadata: { name: m.name, namespace: this.res.namespaced ? m.namespace : '', resourceVersion: m.resourceVersion } }, w);
+      cb(
+        phase,
+        {
+          kind: this.res.kind,
+          metadata: {
+            name: m.name,
+            namespace: this.res.namespaced ? m.namespace : '',
+            resourceVersion: m.resourceVersion,
+          },
+        },
+        w,
+      );
     } else {
       cb(phase, raw, w);
     }
@@ -215,12 +268,23 @@ class ResourceInformer {
     }
     const errors = result.ok === false ? result.errors : [`unsupported kind ${result.kind}`];
     this.problems.set(key, { file: this.origin, object: key, errors });
-    for (const error of errors) this.log.error('invalid object; its last good version stays in force', { object: key, error, resource_version: raw.metadata?.resourceVersion });
+    for (const error of errors)
+      this.log.error('invalid object; its last good version stays in force', {
+        object: key,
+        error,
+        resource_version: raw.metadata?.resourceVersion,
+      });
     return undefined;
   }
 
   private keyOf(raw: Raw): string {
-    return resourceKey({ kind: this.res.kind, metadata: { namespace: this.res.namespaced ? (raw.metadata?.namespace ?? '') : '', name: raw.metadata?.name ?? '' } });
+    return resourceKey({
+      kind: this.res.kind,
+      metadata: {
+        namespace: this.res.namespaced ? (raw.metadata?.namespace ?? '') : '',
+        name: raw.metadata?.name ?? '',
+      },
+    });
   }
 
   private lastGood(raw: Raw): CachedObject | undefined {
@@ -235,7 +299,11 @@ class ResourceInformer {
     const message = (err as Error)?.message ?? String(err);
     this.state.lastError = message;
     this.state.errors++;
-    this.log.warn('list/watch failed; retrying', { resource: this.state.resource, error: message, retry_ms: Math.round(delay) });
+    this.log.warn('list/watch failed; retrying', {
+      resource: this.state.resource,
+      error: message,
+      retry_ms: Math.round(delay),
+    });
     clearTimeout(this.retry);
     this.retry = setTimeout(() => this.stopped || this.start(), delay);
   }
@@ -247,7 +315,10 @@ function slimCrd(raw: Raw): CachedObject {
   const status = (raw.status ?? {}) as { conditions?: { type?: string; status?: string }[] };
   const established = status.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
   const m = raw.metadata ?? {};
-  return { metadata: { name: m.name ?? '', resourceVersion: m.resourceVersion ?? '' }, served: established && (spec.versions ?? []).some((v) => v.served) } as CachedObject;
+  return {
+    metadata: { name: m.name ?? '', resourceVersion: m.resourceVersion ?? '' },
+    served: established && (spec.versions ?? []).some((v) => v.served),
+  } as CachedObject;
 }
 
 export class KubernetesSource {
@@ -263,7 +334,11 @@ export class KubernetesSource {
     private readonly log: Logger,
     opts: KubernetesSourceOptions = {},
   ) {
-    this.opts = { pageSize: opts.pageSize ?? 500, backoffMs: opts.backoffMs ?? { initial: 500, max: 30_000 }, watchIdleMs: opts.watchIdleMs ?? 120_000 };
+    this.opts = {
+      pageSize: opts.pageSize ?? 500,
+      backoffMs: opts.backoffMs ?? { initial: 500, max: 30_000 },
+      watchIdleMs: opts.watchIdleMs ?? 120_000,
+    };
     this.resources = opts.resources ?? WATCHED_RESOURCES;
   }
 
@@ -281,7 +356,10 @@ export class KubernetesSource {
     await Promise.all(this.crdWatchers.map((w) => w.synced));
     await Promise.all([...this.informers.values()].map((i) => i.synced));
     this.ready = true;
-    this.log.info('Kubernetes source synced', Object.fromEntries([...this.informers.values()].map((i) => [i.res.plural, i.state.objects])));
+    this.log.info(
+      'Kubernetes source synced',
+      Object.fromEntries([...this.informers.values()].map((i) => [i.res.plural, i.state.objects])),
+    );
   }
 
   get synced(): boolean {
@@ -330,7 +408,10 @@ export class KubernetesSource {
       }
     };
     // ListWatch calls these after updating its cache, so list() already shows the change.
-    crd = new ResourceInformer(this.kc, CRD_RESOURCE, { put: reconcile, remove: reconcile }, this.log, { ...this.opts, fieldSelector: `metadata.name=${res.crd}` });
+    crd = new ResourceInformer(this.kc, CRD_RESOURCE, { put: reconcile, remove: reconcile }, this.log, {
+      ...this.opts,
+      fieldSelector: `metadata.name=${res.crd}`,
+    });
     this.crdWatchers.push(crd);
     crd.start();
   }

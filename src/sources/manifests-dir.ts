@@ -49,7 +49,9 @@ export class ManifestsDirSource {
     this.scan();
     this.synced = true;
     this.watcher = fs.watch(this.dir, { persistent: true }, () => this.schedule());
-    this.watcher.on('error', (err) => this.log.warn('watching manifests failed; polling only', { dir: this.dir, error: err.message }));
+    this.watcher.on('error', (err) =>
+      this.log.warn('watching manifests failed; polling only', { dir: this.dir, error: err.message }),
+    );
     // fs.watch can miss events (editors that rename, network filesystems): a slow poll backs it up.
     this.poll = setInterval(() => this.scan(), this.opts.pollMs ?? 2000);
     this.poll.unref();
@@ -71,7 +73,10 @@ export class ManifestsDirSource {
     try {
       names = fs.readdirSync(this.dir).filter((n) => MANIFEST.test(n) && !n.startsWith('.'));
     } catch (err) {
-      this.log.error('cannot read manifests directory; keeping last state', { dir: this.dir, error: (err as Error).message });
+      this.log.error('cannot read manifests directory; keeping last state', {
+        dir: this.dir,
+        error: (err as Error).message,
+      });
       return;
     }
     const present = new Set(names);

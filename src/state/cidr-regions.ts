@@ -56,7 +56,11 @@ export interface CidrRegions {
 
 export function cidrRegions(blocks: readonly IPBlock[]): CidrRegions {
   const unique = new Map(blocks.map((b) => [blockKey(b), b]));
-  const parsed = [...unique.entries()].map(([key, b]) => ({ key, cidr: parsePrefix(b.cidr), except: b.except.map(parsePrefix) }));
+  const parsed = [...unique.entries()].map(([key, b]) => ({
+    key,
+    cidr: parsePrefix(b.cidr),
+    except: b.except.map(parsePrefix),
+  }));
   const texts = new Set(['0.0.0.0/0', '::/0']);
   for (const b of unique.values()) for (const c of [b.cidr, ...b.except]) texts.add(c);
 
@@ -80,7 +84,10 @@ export function cidrRegions(blocks: readonly IPBlock[]): CidrRegions {
       const found = blocksByCidr.get(`${p.family}/${len}/${(p.bits >> shift) << shift}`);
       if (found) candidates.push(...found);
     }
-    const inBlocks = candidates.filter((b) => !b.except.some((e) => inside(p, e))).map((b) => b.key).sort();
+    const inBlocks = candidates
+      .filter((b) => !b.except.some((e) => inside(p, e)))
+      .map((b) => b.key)
+      .sort();
     const regionKey = inBlocks.join('\n');
     regionKeyOf.set(text, regionKey);
     if (regionKey) blocksOfRegion.set(regionKey, inBlocks);

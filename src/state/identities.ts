@@ -44,28 +44,42 @@ export interface SecurityLabels {
 
 /** A namespace's labels as the API server keeps them: kubernetes.io/metadata.name is always its
  *  name, whatever the object says (or when there is no object, as in local mode). */
-export function namespaceLabels(name: string, labels: Readonly<Record<string, string>> | undefined): Record<string, string> {
+export function namespaceLabels(
+  name: string,
+  labels: Readonly<Record<string, string>> | undefined,
+): Record<string, string> {
   return { ...labels, [NAMESPACE_NAME_LABEL]: name };
 }
 
 const sortedPairs = (labels: Readonly<Record<string, string>>) =>
-  Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`);
+  Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`);
 
 /** The canonical text of a label set: what the identity is derived from. Label keys and values
  *  cannot hold newlines, so the lines cannot run into each other. */
 export function securityKey(l: SecurityLabels): string {
-  return [`namespace=${l.namespace}`, ...sortedPairs(l.pod).map((p) => `pod:${p}`), ...sortedPairs(l.namespaceLabels).map((p) => `ns:${p}`)].join('\n');
+  return [
+    `namespace=${l.namespace}`,
+    ...sortedPairs(l.pod).map((p) => `pod:${p}`),
+    ...sortedPairs(l.namespaceLabels).map((p) => `ns:${p}`),
+  ].join('\n');
 }
 
 export function hashedIdentity(key: string, space = POD_SPACE, base = IDENTITY_MIN_POD): number {
   const digest = createHash('sha256').update(key).digest();
   // 48 bits reduced modulo the space: the bias is below 2^-17.
-  return base + ((digest.readUIntBE(0, 6)) % space);
+  return base + (digest.readUIntBE(0, 6) % space);
 }
 
 /** Numbers every key of the set, deterministically for the set (see the top of this file).
  *  Returns key → identity, and the keys that did not get their hashed number. */
-export function assignIdentities(keys: Iterable<string>, hash: (key: string) => number = hashedIdentity, space = POD_SPACE, base = IDENTITY_MIN_POD): { ids: Map<string, number>; moved: string[] } {
+export function assignIdentities(
+  keys: Iterable<string>,
+  hash: (key: string) => number = hashedIdentity,
+  space = POD_SPACE,
+  base = IDENTITY_MIN_POD,
+): { ids: Map<string, number>; moved: string[] } {
   const wanted = [...new Set(keys)].map((key) => ({ key, id: hash(key) }));
   wanted.sort((a, b) => a.id - b.id || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const taken = new Set<number>();

@@ -8,7 +8,14 @@
 // registry knows this node's pods first), then the pod that sorts first by namespace/name.
 import { cidrRegions, blockKey, type CidrRegions } from './cidr-regions.js';
 import {
-  IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, assignIdentities, hashedIdentity, namespaceLabels, securityKey, type SecurityLabels,
+  IDENTITY_HOST,
+  IDENTITY_UNRESOLVED,
+  IDENTITY_WORLD,
+  assignIdentities,
+  hashedIdentity,
+  namespaceLabels,
+  securityKey,
+  type SecurityLabels,
 } from './identities.js';
 import type { ContainerPort, IPBlock } from './resources.js';
 
@@ -44,7 +51,8 @@ export interface IpcacheChanges {
 
 const refOf = (namespace: string, name: string) => `${namespace}/${name}`;
 const hostPrefix = (ip: string) => `${ip}/${ip.includes(':') ? 128 : 32}`;
-const sameValue = (a: IpcacheValue | undefined, b: IpcacheValue | undefined) => a?.identity === b?.identity && a?.cidrIdentity === b?.cidrIdentity;
+const sameValue = (a: IpcacheValue | undefined, b: IpcacheValue | undefined) =>
+  a?.identity === b?.identity && a?.cidrIdentity === b?.cidrIdentity;
 
 function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
   let s = m.get(k);
@@ -137,7 +145,8 @@ export class IdentityTable {
     const next = new Map(list.map((e) => [e.id, e]));
     for (const [id, old] of this.endpoints) {
       const now = next.get(id);
-      if (now && now.namespace === old.namespace && now.name === old.name && now.ips.join() === old.ips.join()) continue;
+      if (now && now.namespace === old.namespace && now.name === old.name && now.ips.join() === old.ips.join())
+        continue;
       this.unlinkEndpoint(old);
     }
     for (const [id, e] of next) {
@@ -249,18 +258,33 @@ export class IdentityTable {
   /** Who holds an address, by the ipcache's precedence (this node, local endpoints, pods by
    *  name): its identity and, for a pod, its namespace, name and labels. Addresses nobody
    *  holds are the world's. */
-  holderOf(ip: string): { identity: number; namespace?: string; name?: string; labels?: Readonly<Record<string, string>> } {
+  holderOf(ip: string): {
+    identity: number;
+    namespace?: string;
+    name?: string;
+    labels?: Readonly<Record<string, string>>;
+  } {
     if (this.hostIps.has(ip)) return { identity: IDENTITY_HOST };
     const eps = this.endpointsOfAddress.get(ip);
     if (eps?.size) {
       const e = this.endpoints.get(Math.min(...eps))!;
       const pod = e.namespace && e.name ? this.pods.get(refOf(e.namespace, e.name))?.pod : undefined;
-      return { identity: this.endpointIdentity(e), ...(e.namespace && { namespace: e.namespace }), ...(e.name && { name: e.name }), ...(pod && { labels: pod.labels }) };
+      return {
+        identity: this.endpointIdentity(e),
+        ...(e.namespace && { namespace: e.namespace }),
+        ...(e.name && { name: e.name }),
+        ...(pod && { labels: pod.labels }),
+      };
     }
     const refs = this.podsOfAddress.get(ip);
     if (refs?.size) {
       const { pod, key } = this.pods.get([...refs].sort()[0]!)!;
-      return { identity: this.ids.get(key) ?? IDENTITY_UNRESOLVED, namespace: pod.namespace, name: pod.name, labels: pod.labels };
+      return {
+        identity: this.ids.get(key) ?? IDENTITY_UNRESOLVED,
+        namespace: pod.namespace,
+        name: pod.name,
+        labels: pod.labels,
+      };
     }
     return { identity: IDENTITY_WORLD };
   }
@@ -281,13 +305,21 @@ export class IdentityTable {
   }
 
   private securityKeyOf(pod: PolicyPod): string {
-    return securityKey({ namespace: pod.namespace, pod: pod.labels, namespaceLabels: this.namespaceLabels(pod.namespace) });
+    return securityKey({
+      namespace: pod.namespace,
+      pod: pod.labels,
+      namespaceLabels: this.namespaceLabels(pod.namespace),
+    });
   }
 
   private linkKey(ref: string, key: string, pod: PolicyPod): void {
     if (!this.podsOfKey.has(key)) {
       this.keysChanged = true;
-      this.labelsOfKey.set(key, { namespace: pod.namespace, pod: pod.labels, namespaceLabels: this.namespaceLabels(pod.namespace) });
+      this.labelsOfKey.set(key, {
+        namespace: pod.namespace,
+        pod: pod.labels,
+        namespaceLabels: this.namespaceLabels(pod.namespace),
+      });
     }
     addTo(this.podsOfKey, key, ref);
   }
@@ -323,7 +355,8 @@ export class IdentityTable {
   }
 
   private touchEndpointsOf(ref: string): void {
-    for (const id of this.endpointsOfPod.get(ref) ?? []) for (const ip of this.endpoints.get(id)!.ips) this.dirty.add(hostPrefix(ip));
+    for (const id of this.endpointsOfPod.get(ref) ?? [])
+      for (const ip of this.endpoints.get(id)!.ips) this.dirty.add(hostPrefix(ip));
   }
 
   private endpointIdentity(e: PolicyEndpoint): number {
@@ -339,14 +372,16 @@ export class IdentityTable {
     if (isHost) {
       if (this.hostIps.has(ip)) return { identity: IDENTITY_HOST, cidrIdentity: region() };
       const eps = this.endpointsOfAddress.get(ip);
-      if (eps?.size) return { identity: this.endpointIdentity(this.endpoints.get(Math.min(...eps))!), cidrIdentity: region() };
+      if (eps?.size)
+        return { identity: this.endpointIdentity(this.endpoints.get(Math.min(...eps))!), cidrIdentity: region() };
       const pods = this.podsOfAddress.get(ip);
       if (pods?.size) {
         const first = [...pods].sort()[0]!;
         return { identity: this.ids.get(this.pods.get(first)!.key) ?? IDENTITY_UNRESOLVED, cidrIdentity: region() };
       }
     }
-    if (this.regionTable.prefixes.has(prefix)) return { identity: IDENTITY_WORLD, cidrIdentity: this.regionTable.prefixes.get(prefix)! };
+    if (this.regionTable.prefixes.has(prefix))
+      return { identity: IDENTITY_WORLD, cidrIdentity: this.regionTable.prefixes.get(prefix)! };
     return undefined;
   }
 }

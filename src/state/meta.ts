@@ -20,7 +20,8 @@ export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: MetaOp
   if (name && !validName(name, nameRule)) c.fail('metadata.name', nameProblem(name, nameRule));
   // The API server ignores a namespace on a cluster-scoped object; so do we.
   const namespace = opts.clusterScoped ? '' : (c.string(m.namespace, 'metadata.namespace') ?? 'default');
-  if (!opts.clusterScoped && !validName(namespace, DNS1123_LABEL)) c.fail('metadata.namespace', nameProblem(namespace, DNS1123_LABEL));
+  if (!opts.clusterScoped && !validName(namespace, DNS1123_LABEL))
+    c.fail('metadata.namespace', nameProblem(namespace, DNS1123_LABEL));
   const labels = c.labels(m.labels, 'metadata.labels');
   const resourceVersion = c.string(m.resourceVersion, 'metadata.resourceVersion');
   const uid = c.string(m.uid, 'metadata.uid');
@@ -36,4 +37,3 @@ export function checkMeta(c: Checker, raw: Obj, nameRule: NameRule, opts: MetaOp
     ...(creationTimestamp && { creationTimestamp }),
   };
 }
-

@@ -26,11 +26,22 @@ import ipaddr from 'ipaddr.js';
 import { matchesSelector } from './selectors.js';
 import { IdentityTable, type IpcacheValue, type PolicyEndpoint, type PolicyPod } from './identity-table.js';
 import {
-  IDENTITY_ANY, IDENTITY_HOST, IDENTITY_UNRESOLVED, IDENTITY_WORLD, hashedIdentity,
+  IDENTITY_ANY,
+  IDENTITY_HOST,
+  IDENTITY_UNRESOLVED,
+  IDENTITY_WORLD,
+  hashedIdentity,
   type SecurityLabels,
 } from './identities.js';
 import type {
-  ContainerPort, IPBlock, LabelSelector, NetworkPolicy, PolicyPeer, PolicyPort, PolicyRule, Protocol,
+  ContainerPort,
+  IPBlock,
+  LabelSelector,
+  NetworkPolicy,
+  PolicyPeer,
+  PolicyPort,
+  PolicyRule,
+  Protocol,
 } from './resources.js';
 
 export type { IpcacheValue, PolicyEndpoint, PolicyPod } from './identity-table.js';
@@ -127,7 +138,8 @@ function namedPortNumbers(ports: readonly ContainerPort[], name: string, protoco
 export function policyBlocks(policies: readonly NetworkPolicy[]): IPBlock[] {
   const out: IPBlock[] = [];
   for (const p of policies) {
-    for (const rule of [...p.spec.ingress, ...p.spec.egress]) for (const peer of rule.peers ?? []) if (peer.kind === 'ipBlock') out.push(peer.ipBlock);
+    for (const rule of [...p.spec.ingress, ...p.spec.egress])
+      for (const peer of rule.peers ?? []) if (peer.kind === 'ipBlock') out.push(peer.ipBlock);
   }
   return out;
 }
@@ -142,16 +154,25 @@ export function compilePolicy(inputs: PolicyInputs): CompiledPolicy {
   table.setHostIps(inputs.hostIps);
   table.setBlocks(policyBlocks(inputs.policies));
   table.commit();
-  return { identities: new Map(table.identities), ipcache: new Map(table.ipcache), ...compileEndpoints(inputs.policies, table, inputs.endpoints) };
+  return {
+    identities: new Map(table.identities),
+    ipcache: new Map(table.ipcache),
+    ...compileEndpoints(inputs.policies, table, inputs.endpoints),
+  };
 }
 
 export type CompiledEndpoints = Pick<CompiledPolicy, 'endpoints' | 'rules' | 'policies' | 'notes'>;
 
 /** Each endpoint's isolation and allow entries, from the policies and the identities of a
  *  committed table. Works on identities, not pods: its cost does not grow with replicas. */
-export function compileEndpoints(policyList: readonly NetworkPolicy[], table: IdentityTable, endpointList: readonly PolicyEndpoint[]): CompiledEndpoints {
+export function compileEndpoints(
+  policyList: readonly NetworkPolicy[],
+  table: IdentityTable,
+  endpointList: readonly PolicyEndpoint[],
+): CompiledEndpoints {
   const notes: string[] = [];
-  if (table.collided.length) notes.push(`${table.collided.length} label set(s) collided with another's identity and took the next free number`);
+  if (table.collided.length)
+    notes.push(`${table.collided.length} label set(s) collided with another's identity and took the next free number`);
   const identities = table.identities;
   const policies = [...policyList].sort((a, b) => (policyName(a) < policyName(b) ? -1 : 1));
 
@@ -170,14 +191,18 @@ export function compileEndpoints(policyList: readonly NetworkPolicy[], table: Id
     if (out) return out;
     const podSel: LabelSelector = peer.podSelector ?? {};
     const candidates = peer.namespaceSelector
-      ? [...identitiesByNs.values()].filter((e) => matchesSelector(peer.namespaceSelector!, e.nsLabels)).flatMap((e) => e.ids)
-      : identitiesByNs.get(policyNs)?.ids ?? [];
+      ? [...identitiesByNs.values()]
+          .filter((e) => matchesSelector(peer.namespaceSelector!, e.nsLabels))
+          .flatMap((e) => e.ids)
+      : (identitiesByNs.get(policyNs)?.ids ?? []);
     out = candidates.filter((id) => matchesSelector(podSel, identities.get(id)!.pod)).sort((a, b) => a - b);
     peerCache.set(key, out);
     return out;
   };
 
-  const rules = new Map<number, RuleInfo>([[RULE_NODE, { id: RULE_NODE, policy: null, direction: 'ingress', rule: 'the pod\'s node may always connect to it' }]]);
+  const rules = new Map<number, RuleInfo>([
+    [RULE_NODE, { id: RULE_NODE, policy: null, direction: 'ingress', rule: "the pod's node may always connect to it" }],
+  ]);
   const byNamespace = new Map<string, NetworkPolicy[]>();
   for (const p of policies) {
     const ns = p.metadata.namespace ?? '';
@@ -200,7 +225,7 @@ export function compileEndpoints(policyList: readonly NetworkPolicy[], table: Id
       entries: new Map(),
     };
     endpoints.set(ep.id, out);
-    const candidates = ep.namespace ? byNamespace.get(ep.namespace) ?? [] : [];
+    const candidates = ep.namespace ? (byNamespace.get(ep.namespace) ?? []) : [];
     // Unknown labels: every policy of the namespace might select it (see the top of the file).
     const selecting = pod ? candidates.filter((p) => matchesSelector(p.spec.podSelector, pod.labels)) : candidates;
     const allow = (e: PolicyEntry, rule: number) => {
@@ -221,7 +246,8 @@ export function compileEndpoints(policyList: readonly NetworkPolicy[], table: Id
         });
       }
     }
-    if (out.isolated.ingress) allow({ identity: IDENTITY_HOST, direction: 'ingress', proto: 0, port: 0, portBits: 0 }, RULE_NODE);
+    if (out.isolated.ingress)
+      allow({ identity: IDENTITY_HOST, direction: 'ingress', proto: 0, port: 0, portBits: 0 }, RULE_NODE);
   }
 
   /** The entries one rule gives the endpoint of `self`. */
@@ -229,7 +255,8 @@ export function compileEndpoints(policyList: readonly NetworkPolicy[], table: Id
     const out: PolicyEntry[] = [];
     const peers: { identity: number; pod: boolean }[] = [];
     if (!rule.peers) peers.push({ identity: IDENTITY_ANY, pod: false });
-    for (const peer of rule.peers ?? []) for (const identity of peerIdentities(policyNs, peer)) peers.push({ identity, pod: peer.kind === 'pods' });
+    for (const peer of rule.peers ?? [])
+      for (const identity of peerIdentities(policyNs, peer)) peers.push({ identity, pod: peer.kind === 'pods' });
     const ports: readonly (PolicyPort | undefined)[] = rule.ports ?? [undefined];
     for (const port of ports) {
       if (!port) {
@@ -241,11 +268,13 @@ export function compileEndpoints(policyList: readonly NetworkPolicy[], table: Id
         for (const { identity } of peers) out.push({ identity, direction, proto, port: 0, portBits: 0 });
       } else if (typeof port.port === 'number') {
         const blocks = portBlocks(port.port, port.endPort ?? port.port);
-        for (const { identity } of peers) for (const [p, bits] of blocks) out.push({ identity, direction, proto, port: p, portBits: bits });
+        for (const { identity } of peers)
+          for (const [p, bits] of blocks) out.push({ identity, direction, proto, port: p, portBits: bits });
       } else if (direction === 'ingress') {
         // The destination is the endpoint itself.
         const numbers = namedPortNumbers(self.ports, port.port, port.protocol);
-        for (const { identity } of peers) for (const n of numbers) out.push({ identity, direction, proto, port: n, portBits: 16 });
+        for (const { identity } of peers)
+          for (const n of numbers) out.push({ identity, direction, proto, port: n, portBits: 16 });
       } else {
         // The destination is the peer: every pod identity it covers, each with its own ports.
         const targets = rule.peers ? peers.filter((p) => p.pod).map((p) => p.identity) : [...identities.keys()];
@@ -285,7 +314,13 @@ export interface Verdict {
 /** What the datapath decides for a new connection of `ep` in `direction` with the peer `peer`,
  *  by the same lookups bpf/include/policy.h makes: the peer's identity, its ipBlock region,
  *  then every peer; each a longest-prefix match on protocol and port. */
-export function evaluate(ep: CompiledEndpoint, direction: Direction, peer: IpcacheValue, proto: number, port: number): Verdict {
+export function evaluate(
+  ep: CompiledEndpoint,
+  direction: Direction,
+  peer: IpcacheValue,
+  proto: number,
+  port: number,
+): Verdict {
   if (!ep.isolated[direction]) return { allowed: true };
   const lookups = [peer.identity, ...(peer.cidrIdentity !== IDENTITY_ANY ? [peer.cidrIdentity] : []), IDENTITY_ANY];
   for (const identity of lookups) {

@@ -189,7 +189,8 @@ export interface ReferenceGrant {
   };
 }
 
-export type Resource = Service | EndpointSlice | Pod | Namespace | Node | NetworkPolicy | HTTPRoute | GRPCRoute | ReferenceGrant;
+export type Resource =
+  Service | EndpointSlice | Pod | Namespace | Node | NetworkPolicy | HTTPRoute | GRPCRoute | ReferenceGrant;
 export type ResourceKind = Resource['kind'];
 
 /** kind/namespace/name: the identity of a resource across versions. */

@@ -30,7 +30,7 @@ export function labelValueProblem(value: string): string | undefined {
 /** A selector as the API would accept it, or undefined (and errors in `c`). */
 export function checkLabelSelector(c: Checker, v: unknown, path: string): LabelSelector | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!isObj(v)) return c.fail(path, 'must be an object'), undefined;
+  if (!isObj(v)) return (c.fail(path, 'must be an object'), undefined);
   const out: LabelSelector = {};
   if (v.matchLabels !== undefined && v.matchLabels !== null) {
     if (!isObj(v.matchLabels)) c.fail(`${path}.matchLabels`, 'must be a map of strings');
@@ -55,10 +55,14 @@ export function checkLabelSelector(c: Checker, v: unknown, path: string): LabelS
     if (key !== undefined && labelKeyProblem(key)) c.fail(`${at}.key`, labelKeyProblem(key)!);
     const operator = e.operator as SelectorOperator;
     if (!OPERATORS.includes(operator)) {
-      return c.fail(`${at}.operator`, `${JSON.stringify(e.operator)} is not a valid operator (want In, NotIn, Exists or DoesNotExist)`);
+      return c.fail(
+        `${at}.operator`,
+        `${JSON.stringify(e.operator)} is not a valid operator (want In, NotIn, Exists or DoesNotExist)`,
+      );
     }
     const values = c.array(e.values, `${at}.values`).map((x, j) => {
-      if (typeof x !== 'string') return c.fail(`${at}.values[${j}]`, `must be a string, got ${JSON.stringify(x)}`), '';
+      if (typeof x !== 'string')
+        return (c.fail(`${at}.values[${j}]`, `must be a string, got ${JSON.stringify(x)}`), '');
       if (labelValueProblem(x)) c.fail(`${at}.values[${j}]`, labelValueProblem(x)!);
       return x;
     });

@@ -81,10 +81,17 @@ export function compileService(svc: Service, slices: readonly EndpointSlice[]): 
       }
       let backends = backendsFor(slices, family, p.name ?? '', p.protocol);
       if (backends.length > MAX_BACKENDS_PER_FRONTEND) {
-        notes.push(`Service ${name} port ${p.port}: ${backends.length} backends, only the first ${MAX_BACKENDS_PER_FRONTEND} are used`);
+        notes.push(
+          `Service ${name} port ${p.port}: ${backends.length} backends, only the first ${MAX_BACKENDS_PER_FRONTEND} are used`,
+        );
         backends = backends.slice(0, MAX_BACKENDS_PER_FRONTEND);
       }
-      frontends.push({ service: name, portName: p.name ?? '', key: { ip: canonicalIp(ip), port: p.port, proto: p.protocol, family }, backends });
+      frontends.push({
+        service: name,
+        portName: p.name ?? '',
+        key: { ip: canonicalIp(ip), port: p.port, proto: p.protocol, family },
+        backends,
+      });
     }
   }
   return { frontends, notes };

@@ -1,7 +1,15 @@
 // Validation of the objects that describe where workloads run: Pods, Namespaces and Nodes
 // (the Gateway API's are src/state/routes/validate.ts's). Each keeps only the fields Weft
 // reads, so that a cluster's worth of them stays small in memory.
-import { Checker, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, portNameProblem, type Obj, type Validation } from '../lib/checker.js';
+import {
+  Checker,
+  DNS1123_LABEL,
+  DNS1123_SUBDOMAIN,
+  isObj,
+  portNameProblem,
+  type Obj,
+  type Validation,
+} from '../lib/checker.js';
 import { isCidr, parseIp } from '../lib/ip.js';
 import { checkMeta } from './meta.js';
 import type { ContainerPort, Namespace, Node, Pod } from './resources.js';
@@ -10,7 +18,7 @@ function containerPorts(c: Checker, v: unknown, path: string): ContainerPort[] |
   if (v === undefined || v === null) return undefined;
   return c.array(v, path).flatMap((p, i) => {
     const at = `${path}[${i}]`;
-    if (!isObj(p)) return c.fail(at, 'must be an object'), [];
+    if (!isObj(p)) return (c.fail(at, 'must be an object'), []);
     const name = c.string(p.name, `${at}.name`);
     if (name !== undefined && portNameProblem(name)) c.fail(`${at}.name`, portNameProblem(name)!);
     const containerPort = c.port(p.containerPort, `${at}.containerPort`, { required: true });
@@ -24,7 +32,7 @@ export function validatePod(raw: Obj): Validation<Pod> {
   const metadata = checkMeta(c, raw, DNS1123_SUBDOMAIN);
   const spec = isObj(raw.spec) ? raw.spec : (c.fail('spec', 'required'), {});
   const containers = c.array(spec.containers, 'spec.containers').flatMap((ct, i) => {
-    if (!isObj(ct)) return c.fail(`spec.containers[${i}]`, 'must be an object'), [];
+    if (!isObj(ct)) return (c.fail(`spec.containers[${i}]`, 'must be an object'), []);
     const name = c.string(ct.name, `spec.containers[${i}].name`, { required: true }) ?? '';
     const ports = containerPorts(c, ct.ports, `spec.containers[${i}].ports`);
     return [{ name, ...(ports && { ports }) }];
@@ -34,7 +42,8 @@ export function validatePod(raw: Obj): Validation<Pod> {
   const phase = c.string(status.phase, 'status.phase');
   const podIPs = c.array(status.podIPs, 'status.podIPs').flatMap((p, i) => {
     const ip = isObj(p) ? c.string(p.ip, `status.podIPs[${i}].ip`, { required: true }) : undefined;
-    if (ip !== undefined && !parseIp(ip)) c.fail(`status.podIPs[${i}].ip`, `${JSON.stringify(ip)} is not an IP address`);
+    if (ip !== undefined && !parseIp(ip))
+      c.fail(`status.podIPs[${i}].ip`, `${JSON.stringify(ip)} is not an IP address`);
     return ip === undefined ? [] : [{ ip }];
   });
   if (c.errors.length) return { ok: false, errors: c.errors };

@@ -1,8 +1,26 @@
 // Validation of raw objects (parsed YAML or JSON from any source) into typed resources. Every
 // problem names the field, so that a log line points straight at what to fix.
-import { Checker, DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, isObj, nameProblem, validName, type Obj, type Validation } from '../lib/checker.js';
+import {
+  Checker,
+  DNS1035_LABEL,
+  DNS1123_LABEL,
+  DNS1123_SUBDOMAIN,
+  isObj,
+  nameProblem,
+  validName,
+  type Obj,
+  type Validation,
+} from '../lib/checker.js';
 import { checkMeta } from './meta.js';
-import type { EndpointConditions, EndpointSlice, Resource, Service, ServicePort, Endpoint, EndpointPort } from './resources.js';
+import type {
+  EndpointConditions,
+  EndpointSlice,
+  Resource,
+  Service,
+  ServicePort,
+  Endpoint,
+  EndpointPort,
+} from './resources.js';
 import { validateGRPCRoute, validateHTTPRoute, validateReferenceGrant } from './routes/validate.js';
 import { validateNetworkPolicy } from './validate-policy.js';
 import { validateNamespace, validateNode, validatePod } from './validate-workloads.js';
@@ -14,7 +32,8 @@ export function validateService(raw: Obj): Validation<Service> {
   const metadata = checkMeta(c, raw, DNS1035_LABEL);
   const spec = isObj(raw.spec) ? raw.spec : (c.fail('spec', 'required'), {});
   const type = c.string(spec.type, 'spec.type') ?? 'ClusterIP';
-  if (!['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'].includes(type)) c.fail('spec.type', `unknown type ${JSON.stringify(type)}`);
+  if (!['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'].includes(type))
+    c.fail('spec.type', `unknown type ${JSON.stringify(type)}`);
 
   const clusterIP = c.string(spec.clusterIP, 'spec.clusterIP');
   let clusterIPs = c.array(spec.clusterIPs, 'spec.clusterIPs') as string[];
@@ -22,14 +41,16 @@ export function validateService(raw: Obj): Validation<Service> {
   if (clusterIP !== undefined && clusterIPs[0] !== clusterIP) c.fail('spec.clusterIPs[0]', 'must equal spec.clusterIP');
   const headless = clusterIPs[0] === 'None' || clusterIPs[0] === '';
   const families: (4 | 6 | undefined)[] = headless ? [] : clusterIPs.map((ip, i) => c.ip(ip, `spec.clusterIPs[${i}]`));
-  if (families.length === 2 && families[0] === families[1]) c.fail('spec.clusterIPs', 'a dual-stack service needs one address of each family');
+  if (families.length === 2 && families[0] === families[1])
+    c.fail('spec.clusterIPs', 'a dual-stack service needs one address of each family');
   if (families.length > 2) c.fail('spec.clusterIPs', 'at most two addresses');
 
   const ipFamilies = c.array(spec.ipFamilies, 'spec.ipFamilies');
   ipFamilies.forEach((f, i) => {
     if (f !== 'IPv4' && f !== 'IPv6') return c.fail(`spec.ipFamilies[${i}]`, `unknown family ${JSON.stringify(f)}`);
     const fam = families[i];
-    if (fam !== undefined && `IPv${fam}` !== f) c.fail(`spec.clusterIPs[${i}]`, `${clusterIPs[i]} is not an ${f} address (spec.ipFamilies[${i}] is ${f})`);
+    if (fam !== undefined && `IPv${fam}` !== f)
+      c.fail(`spec.clusterIPs[${i}]`, `${clusterIPs[i]} is not an ${f} address (spec.ipFamilies[${i}] is ${f})`);
   });
 
   const ports: ServicePort[] = [];
@@ -57,7 +78,13 @@ export function validateService(raw: Obj): Validation<Service> {
     let targetPort: number | string | undefined;
     if (typeof p.targetPort === 'string') targetPort = p.targetPort;
     else if (p.targetPort !== undefined) targetPort = c.port(p.targetPort, `${path}.targetPort`);
-    if (port !== undefined) ports.push({ ...(name !== undefined && { name }), port, protocol, ...(targetPort !== undefined && { targetPort }) });
+    if (port !== undefined)
+      ports.push({
+        ...(name !== undefined && { name }),
+        port,
+        protocol,
+        ...(targetPort !== undefined && { targetPort }),
+      });
   });
 
   if (c.errors.length) return { ok: false, errors: c.errors };
@@ -114,28 +141,33 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
   }
   const ports: EndpointPort[] = c.array(raw.ports, 'ports').map((p, i) => {
     const path = `ports[${i}]`;
-    if (!isObj(p)) return c.fail(path, 'must be an object'), {};
+    if (!isObj(p)) return (c.fail(path, 'must be an object'), {});
     const name = c.string(p.name, `${path}.name`);
     const port = c.port(p.port, `${path}.port`);
     const protocol = c.protocol(p.protocol, `${path}.protocol`);
     return { ...(name !== undefined && { name }), ...(port !== undefined && { port }), protocol };
   });
   // `endpoints: null` is how the API serializes a slice of a Service with no pods.
-  const endpoints: Endpoint[] = (raw.endpoints === null ? [] : c.array(raw.endpoints, 'endpoints', { required: true })).map((e, i) => {
+  const endpoints: Endpoint[] = (
+    raw.endpoints === null ? [] : c.array(raw.endpoints, 'endpoints', { required: true })
+  ).map((e, i) => {
     const path = `endpoints[${i}]`;
-    if (!isObj(e)) return c.fail(path, 'must be an object'), { addresses: [] };
+    if (!isObj(e)) return (c.fail(path, 'must be an object'), { addresses: [] });
     const addresses = c.array(e.addresses, `${path}.addresses`, { required: true }) as string[];
     if (addresses.length === 0) c.fail(`${path}.addresses`, 'needs at least one address');
     if (addressType !== 'FQDN') {
       addresses.forEach((a, j) => {
         const fam = c.ip(a, `${path}.addresses[${j}]`);
-        if (fam !== undefined && `IPv${fam}` !== addressType) c.fail(`${path}.addresses[${j}]`, `${a} is not an ${String(addressType)} address`);
+        if (fam !== undefined && `IPv${fam}` !== addressType)
+          c.fail(`${path}.addresses[${j}]`, `${a} is not an ${String(addressType)} address`);
       });
     }
-    if (e.conditions !== undefined && e.conditions !== null && !isObj(e.conditions)) c.fail(`${path}.conditions`, 'must be an object');
+    if (e.conditions !== undefined && e.conditions !== null && !isObj(e.conditions))
+      c.fail(`${path}.conditions`, 'must be an object');
     const conditions = isObj(e.conditions) ? e.conditions : {};
     for (const k of ['ready', 'serving', 'terminating'] as const) {
-      if (conditions[k] !== undefined && typeof conditions[k] !== 'boolean') c.fail(`${path}.conditions.${k}`, 'must be true or false');
+      if (conditions[k] !== undefined && typeof conditions[k] !== 'boolean')
+        c.fail(`${path}.conditions.${k}`, 'must be true or false');
     }
     return {
       addresses,
@@ -146,7 +178,14 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
   if (c.errors.length) return { ok: false, errors: c.errors };
   return {
     ok: true,
-    value: { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata, addressType: addressType as EndpointSlice['addressType'], ports, endpoints },
+    value: {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata,
+      addressType: addressType as EndpointSlice['addressType'],
+      ports,
+      endpoints,
+    },
   };
 }
 
@@ -168,7 +207,8 @@ const VALIDATORS: Record<string, (raw: Obj) => Validation<Resource>> = {
 export function validateResource(raw: unknown): Validation<Resource> | { ok: 'unsupported'; kind: string } {
   if (!isObj(raw)) return { ok: false, errors: ['(document): not an object'] };
   const { kind, apiVersion } = raw;
-  if (typeof kind !== 'string' || typeof apiVersion !== 'string') return { ok: false, errors: ['kind/apiVersion: required'] };
+  if (typeof kind !== 'string' || typeof apiVersion !== 'string')
+    return { ok: false, errors: ['kind/apiVersion: required'] };
   const validate = VALIDATORS[`${apiVersion} ${kind}`];
   return validate ? validate(raw) : { ok: 'unsupported', kind: `${apiVersion} ${kind}` };
 }

@@ -13,12 +13,24 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  CodecMismatchError, LXC_OBJECT_CODECS, SOCK_OBJECT_CODECS, checkCodecs, codecProblems, compareCodec, compareEnum,
-  type BtfEnumLayout, type BtfLayouts, type BtfStructLayout,
+  CodecMismatchError,
+  LXC_OBJECT_CODECS,
+  SOCK_OBJECT_CODECS,
+  checkCodecs,
+  codecProblems,
+  compareCodec,
+  compareEnum,
+  type BtfEnumLayout,
+  type BtfLayouts,
+  type BtfStructLayout,
 } from '../../src/datapath/btf-check.js';
 import { be16, u8, type StructCodec } from '../../src/datapath/codec.js';
 import {
-  ALL_ENUMS, ENDPOINT_CODECS, ENDPOINT_MAPS, SHARED_EVENT_MAPS, type ScalarLayout,
+  ALL_ENUMS,
+  ENDPOINT_CODECS,
+  ENDPOINT_MAPS,
+  SHARED_EVENT_MAPS,
+  type ScalarLayout,
 } from '../../src/datapath/endpoint-codecs.js';
 import { EndpointDatapath } from '../../src/datapath/endpoint-datapath.js';
 import { ALL_CODECS, LB_MAPS, lbServiceKey } from '../../src/datapath/lb-codecs.js';
@@ -60,7 +72,10 @@ export class Btf implements BtfLayouts {
   }
 
   static fromObject(file: string): Btf {
-    const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', file, 'format', 'raw'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', file, 'format', 'raw'], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
     return new Btf((JSON.parse(out) as { types: BtfType[] }).types);
   }
 
@@ -198,7 +213,10 @@ describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, (
       const fields = Object.entries(codec.fields).sort((a, b) => a[1].offset - b[1].offset);
       let end = 0;
       for (const [name, f] of fields) {
-        assert.ok(f.offset >= end, `${codec.cName}.${name}: offset ${f.offset} overlaps the previous field (which ends at ${end})`);
+        assert.ok(
+          f.offset >= end,
+          `${codec.cName}.${name}: offset ${f.offset} overlaps the previous field (which ends at ${end})`,
+        );
         end = f.offset + f.size;
       }
       assert.ok(end <= codec.size, `${codec.cName}: fields end at ${end}, past the size ${codec.size}`);
@@ -208,13 +226,28 @@ describe(`codec layouts agree with the BTF of ${path.relative(REPO, OBJECT)}`, (
   for (const [mapName, { key, value }] of Object.entries(LB_MAPS)) {
     it(`map ${mapName}: declared in .maps with key struct ${key.cName} and value struct ${value.cName}`, () => {
       const m = btf.maps().get(mapName);
-      assert.ok(m, `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`);
+      assert.ok(
+        m,
+        `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`,
+      );
       assert.ok(m.key, `map ${mapName}: its definition has no __type(key, ...)`);
       assert.ok(m.value, `map ${mapName}: its definition has no __type(value, ...)`);
       assert.equal(m.key.name, key.cName, `map ${mapName}: BTF key is struct ${m.key.name}, LB_MAPS says ${key.cName}`);
-      assert.equal(m.key.size, key.size, `map ${mapName}: BTF key size ${m.key.size}, codec ${key.cName} size ${key.size}`);
-      assert.equal(m.value.name, value.cName, `map ${mapName}: BTF value is struct ${m.value.name}, LB_MAPS says ${value.cName}`);
-      assert.equal(m.value.size, value.size, `map ${mapName}: BTF value size ${m.value.size}, codec ${value.cName} size ${value.size}`);
+      assert.equal(
+        m.key.size,
+        key.size,
+        `map ${mapName}: BTF key size ${m.key.size}, codec ${key.cName} size ${key.size}`,
+      );
+      assert.equal(
+        m.value.name,
+        value.cName,
+        `map ${mapName}: BTF value is struct ${m.value.name}, LB_MAPS says ${value.cName}`,
+      );
+      assert.equal(
+        m.value.size,
+        value.size,
+        `map ${mapName}: BTF value size ${m.value.size}, codec ${value.cName} size ${value.size}`,
+      );
     });
   }
 
@@ -252,26 +285,44 @@ describe(`endpoint codecs agree with the BTF of ${path.relative(REPO, LXC_OBJECT
         assert.ok(f.offset >= end, `${codec.cName}.${name}: offset ${f.offset} overlaps the previous field`);
         end = f.offset + f.size;
       }
-      assert.equal(end, codec.size, `${codec.cName}: fields end at ${end}, the struct at ${codec.size} (declare the padding)`);
+      assert.equal(
+        end,
+        codec.size,
+        `${codec.cName}: fields end at ${end}, the struct at ${codec.size} (declare the padding)`,
+      );
     }
   });
 
   const describeLayout = (l: { cName: string; size: number } | ScalarLayout | undefined) =>
     l === undefined ? 'none' : 'scalar' in l ? `a ${l.scalar}-byte integer` : `struct ${l.cName} (${l.size} bytes)`;
-  const describeBtf = (t: BtfType | undefined) => (t === undefined ? 'none' : t.kind === 'STRUCT' ? `struct ${t.name} (${t.size} bytes)` : `a ${t.size}-byte integer`);
+  const describeBtf = (t: BtfType | undefined) =>
+    t === undefined ? 'none' : t.kind === 'STRUCT' ? `struct ${t.name} (${t.size} bytes)` : `a ${t.size}-byte integer`;
 
   for (const [mapName, layout] of Object.entries(ENDPOINT_MAPS)) {
     it(`map ${mapName}: type ${layout.type}, ${layout.maxEntries} entries, key ${describeLayout(layout.key)}, value ${describeLayout(layout.value)}`, () => {
       const m = btf.maps().get(mapName);
-      assert.ok(m, `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`);
-      assert.deepEqual(btf.mapSettings(mapName), { type: layout.type, maxEntries: layout.maxEntries }, `map ${mapName}: type and max_entries`);
+      assert.ok(
+        m,
+        `map ${mapName} is not in the object's .maps section (maps there: ${[...btf.maps().keys()].join(', ')})`,
+      );
+      assert.deepEqual(
+        btf.mapSettings(mapName),
+        { type: layout.type, maxEntries: layout.maxEntries },
+        `map ${mapName}: type and max_entries`,
+      );
       for (const part of ['key', 'value'] as const) {
         const want = layout[part];
         const got = m[part];
-        const same = want === undefined ? got === undefined
-          : 'scalar' in want ? got?.kind === 'INT' && got.size === want.scalar
-          : got?.kind === 'STRUCT' && got.name === want.cName && got.size === want.size;
-        assert.ok(same, `map ${mapName}: BTF ${part} is ${describeBtf(got)}, ENDPOINT_MAPS says ${describeLayout(want)}`);
+        const same =
+          want === undefined
+            ? got === undefined
+            : 'scalar' in want
+              ? got?.kind === 'INT' && got.size === want.scalar
+              : got?.kind === 'STRUCT' && got.name === want.cName && got.size === want.size;
+        assert.ok(
+          same,
+          `map ${mapName}: BTF ${part} is ${describeBtf(got)}, ENDPOINT_MAPS says ${describeLayout(want)}`,
+        );
       }
     });
   }
@@ -281,29 +332,45 @@ describe(`endpoint codecs agree with the BTF of ${path.relative(REPO, LXC_OBJECT
     assert.deepEqual(missing, [], `maps in lxc.o without an entry in ENDPOINT_MAPS: ${missing.join(', ')}`);
   });
 
-  it('no map name collides with sock.o\'s (both pin under the same maps/ directory) but the event maps both share, declared alike', () => {
+  it("no map name collides with sock.o's (both pin under the same maps/ directory) but the event maps both share, declared alike", () => {
     const sock = loadBtf();
     const sockMaps = [...sock.maps().keys()];
     const shared: readonly string[] = SHARED_EVENT_MAPS;
-    assert.deepEqual([...btf.maps().keys()].filter((n) => sockMaps.includes(n) && !shared.includes(n)), []);
+    assert.deepEqual(
+      [...btf.maps().keys()].filter((n) => sockMaps.includes(n) && !shared.includes(n)),
+      [],
+    );
     for (const name of SHARED_EVENT_MAPS) {
-      assert.deepEqual(sock.mapSettings(name), btf.mapSettings(name), `map ${name}: the same type and size in both objects`);
+      assert.deepEqual(
+        sock.mapSettings(name),
+        btf.mapSettings(name),
+        `map ${name}: the same type and size in both objects`,
+      );
       const [a, b] = [sock.maps().get(name), btf.maps().get(name)];
-      assert.deepEqual([a?.key?.size, a?.value?.size], [b?.key?.size, b?.value?.size], `map ${name}: the same key and value in both objects`);
+      assert.deepEqual(
+        [a?.key?.size, a?.value?.size],
+        [b?.key?.size, b?.value?.size],
+        `map ${name}: the same key and value in both objects`,
+      );
     }
   });
 
-  it('moving any endpoint codec\'s field by one byte, or changing an enum value, is reported', () => {
+  it("moving any endpoint codec's field by one byte, or changing an enum value, is reported", () => {
     for (const codec of ENDPOINT_CODECS) {
       for (const [name, f] of Object.entries(codec.fields)) {
         const wrong = { ...codec, fields: { ...codec.fields, [name]: { offset: f.offset + 1, size: f.size } } };
-        assert.ok(compareCodec(btf, wrong).some((p) => p.startsWith(`${codec.cName}.${name}: `)), `moving ${codec.cName}.${name} went unnoticed`);
+        assert.ok(
+          compareCodec(btf, wrong).some((p) => p.startsWith(`${codec.cName}.${name}: `)),
+          `moving ${codec.cName}.${name} went unnoticed`,
+        );
       }
     }
     for (const e of ALL_ENUMS) {
       const [first, ...rest] = e.members;
       const wrong = { ...e, members: [{ ...first!, value: first!.value + 100 }, ...rest] };
-      assert.deepEqual(compareEnum(btf, wrong), [`${e.cName}.${first!.cName}: BTF value ${first!.value}, codec value ${first!.value + 100}`]);
+      assert.deepEqual(compareEnum(btf, wrong), [
+        `${e.cName}.${first!.cName}: BTF value ${first!.value}, codec value ${first!.value + 100}`,
+      ]);
     }
   });
 });
@@ -339,7 +406,12 @@ describe('the layout check itself reports mismatches (so it cannot pass vacuousl
   const right = {
     cName: 'demo_key',
     size: 20,
-    fields: { ip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, proto: { offset: 18, size: 1 }, family: { offset: 19, size: 1 } },
+    fields: {
+      ip: { offset: 0, size: 16 },
+      port: { offset: 16, size: 2 },
+      proto: { offset: 18, size: 1 },
+      family: { offset: 19, size: 1 },
+    },
   };
 
   it('the right layout passes', () => {
@@ -383,14 +455,17 @@ describe('the layout check itself reports mismatches (so it cannot pass vacuousl
     assert.equal(demo.sizeOf(10), 1, '__u8 → const → unsigned char');
   });
 
-  it('against the real object: moving any codec\'s field by one byte is reported, naming the struct and field', () => {
+  it("against the real object: moving any codec's field by one byte is reported, naming the struct and field", () => {
     const btf = loadBtf();
     for (const codec of ALL_CODECS) {
       for (const [name, f] of Object.entries(codec.fields)) {
         const wrong = { ...codec, fields: { ...codec.fields, [name]: { offset: f.offset + 1, size: f.size } } };
         const problems = compareCodec(btf, wrong);
         assert.ok(
-          problems.some((p) => p.startsWith(`${codec.cName}.${name}: `) && p.includes(`codec offset ${f.offset + 1} size ${f.size}`)),
+          problems.some(
+            (p) =>
+              p.startsWith(`${codec.cName}.${name}: `) && p.includes(`codec offset ${f.offset + 1} size ${f.size}`),
+          ),
           `moving ${codec.cName}.${name} went unnoticed: ${JSON.stringify(problems)}`,
         );
       }
@@ -398,7 +473,7 @@ describe('the layout check itself reports mismatches (so it cannot pass vacuousl
   });
 });
 
-describe('weftd\'s check at load: BTF read by libbpf, the same comparison, a refusal naming struct and member', () => {
+describe("weftd's check at load: BTF read by libbpf, the same comparison, a refusal naming struct and member", () => {
   const objects = [
     { file: OBJECT, want: SOCK_OBJECT_CODECS },
     { file: LXC_OBJECT, want: LXC_OBJECT_CODECS },
@@ -441,15 +516,18 @@ describe('weftd\'s check at load: BTF read by libbpf, the same comparison, a ref
     const swapped = { ...lbServiceKey, fields: { ...lbServiceKey.fields, proto: u8(19), family: u8(18) } };
     const wrong = { codecs: [swapped as StructCodec<unknown>], enums: [] };
     withObject(OBJECT, (btf) => {
-      assert.throws(() => checkCodecs(btf, wrong, 'sock.o'), (err: unknown) => {
-        assert.ok(err instanceof CodecMismatchError);
-        assert.deepEqual(err.problems, [
-          'lb_service_key.proto: BTF offset 18 size 1, codec offset 19 size 1',
-          'lb_service_key.family: BTF offset 19 size 1, codec offset 18 size 1',
-        ]);
-        assert.match(err.message, /^sock\.o does not match weftd's codecs .*lb_service_key\.proto: BTF offset 18/);
-        return true;
-      });
+      assert.throws(
+        () => checkCodecs(btf, wrong, 'sock.o'),
+        (err: unknown) => {
+          assert.ok(err instanceof CodecMismatchError);
+          assert.deepEqual(err.problems, [
+            'lb_service_key.proto: BTF offset 18 size 1, codec offset 19 size 1',
+            'lb_service_key.family: BTF offset 19 size 1, codec offset 18 size 1',
+          ]);
+          assert.match(err.message, /^sock\.o does not match weftd's codecs .*lb_service_key\.proto: BTF offset 18/);
+          return true;
+        },
+      );
     });
   });
 
@@ -458,10 +536,13 @@ describe('weftd\'s check at load: BTF read by libbpf, the same comparison, a ref
     const wrong = { codecs: [moved as StructCodec<unknown>], enums: [] };
     let loaded = false;
     assert.throws(
-      () => BpfObject.load(OBJECT, { verify: (o) => {
-        checkCodecs(o.btf(), wrong, o.path);
-        loaded = true;
-      } }),
+      () =>
+        BpfObject.load(OBJECT, {
+          verify: (o) => {
+            checkCodecs(o.btf(), wrong, o.path);
+            loaded = true;
+          },
+        }),
       /lb_service_key\.port: BTF offset 16 size 2, codec offset 17 size 2/,
     );
     assert.equal(loaded, false);
@@ -485,9 +566,19 @@ describe('weftd\'s check at load: BTF read by libbpf, the same comparison, a ref
       const arch = process.arch === 'arm64' ? 'arm64' : 'x86';
       for (const name of ['sock', 'lxc']) {
         execFileSync('clang', [
-          '-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-D__TARGET_ARCH_${arch}`,
-          `-I${path.join(REPO, 'build/include')}`, `-I${path.join(tmp, 'bpf/include')}`,
-          '-c', path.join(tmp, `bpf/${name}.c`), '-o', path.join(tmp, `${name}.o`),
+          '-O2',
+          '-g',
+          '-Wall',
+          '-Werror',
+          '-target',
+          'bpf',
+          `-D__TARGET_ARCH_${arch}`,
+          `-I${path.join(REPO, 'build/include')}`,
+          `-I${path.join(tmp, 'bpf/include')}`,
+          '-c',
+          path.join(tmp, `bpf/${name}.c`),
+          '-o',
+          path.join(tmp, `${name}.o`),
         ]);
       }
       return tmp;

@@ -11,7 +11,11 @@ import { World, type Pod } from '../harness/world.js';
 
 const exec = promisify(execFile);
 
-async function runCmd(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function runCmd(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const r = await exec(cmd, args, { env: { ...process.env, ...env }, timeout: 30_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -48,7 +52,16 @@ describe('weftd command line', () => {
   it('--help documents every flag', async () => {
     const r = await runCmd(WEFTD, ['--help']);
     assert.equal(r.code, 0);
-    for (const flag of ['--source dir:PATH', '--source kubernetes', '--bpf-root', '--cgroup', '--state-dir', '--node-name', '--pod-cidr', '--metrics-address']) {
+    for (const flag of [
+      '--source dir:PATH',
+      '--source kubernetes',
+      '--bpf-root',
+      '--cgroup',
+      '--state-dir',
+      '--node-name',
+      '--pod-cidr',
+      '--metrics-address',
+    ]) {
       assert.ok(r.stdout.includes(flag), `--help mentions ${flag}`);
     }
   });
@@ -62,7 +75,16 @@ describe('weftd command line', () => {
   });
 
   it('--source kubernetes without a usable kubeconfig fails before loading anything, naming what is missing', async () => {
-    const base = ['--source', 'kubernetes', '--bpf-root', `${world.bpfRoot}-k8s`, '--cgroup', world.cgroupDir, '--state-dir', `${world.stateDir}/k8s`];
+    const base = [
+      '--source',
+      'kubernetes',
+      '--bpf-root',
+      `${world.bpfRoot}-k8s`,
+      '--cgroup',
+      world.cgroupDir,
+      '--state-dir',
+      `${world.stateDir}/k8s`,
+    ];
     const env = { KUBECONFIG: '', KUBERNETES_SERVICE_HOST: '' };
     let r = await runCmd(WEFTD, base, env);
     assert.equal(r.code, 1);
@@ -74,7 +96,16 @@ describe('weftd command line', () => {
   });
 
   it('a --cgroup that is not a cgroup v2 directory is refused before anything is loaded', async () => {
-    const r = await runCmd(WEFTD, ['--source', `dir:${agent.manifestsDir}`, '--cgroup', '/tmp', '--bpf-root', `${world.bpfRoot}-bad`, '--state-dir', `${world.stateDir}/bad`]);
+    const r = await runCmd(WEFTD, [
+      '--source',
+      `dir:${agent.manifestsDir}`,
+      '--cgroup',
+      '/tmp',
+      '--bpf-root',
+      `${world.bpfRoot}-bad`,
+      '--state-dir',
+      `${world.stateDir}/bad`,
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--cgroup \/tmp is not a cgroup v2 directory/);
     assert.equal(fs.existsSync(`${world.bpfRoot}-bad`), false);
@@ -87,7 +118,12 @@ describe('weft command line', () => {
   it('status reports the agent, the programs and the maps, found through the environment', async () => {
     const r = await runCmd(WEFT, ['status', '-o', 'json'], env());
     assert.equal(r.code, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as { healthy: boolean; agent: { synced: boolean; node: string }; programs: { program: string; error?: string }[]; maps: { map: string; entries: number }[] };
+    const s = JSON.parse(r.stdout) as {
+      healthy: boolean;
+      agent: { synced: boolean; node: string };
+      programs: { program: string; error?: string }[];
+      maps: { map: string; entries: number }[];
+    };
     assert.equal(s.healthy, true);
     assert.equal(s.agent.synced, true);
     assert.equal(s.agent.node, 'test-node');
@@ -98,13 +134,18 @@ describe('weft command line', () => {
   });
 
   it('service list shows the kernel maps with the names the agent knows, and flags beat the environment', async () => {
-    const r = await runCmd(WEFT, ['--state-dir', agent.stateDir, '--bpf-root', world.bpfRoot, 'service', 'list'], { WEFT_BPF_ROOT: '/nonexistent' });
+    const r = await runCmd(WEFT, ['--state-dir', agent.stateDir, '--bpf-root', world.bpfRoot, 'service', 'list'], {
+      WEFT_BPF_ROOT: '/nonexistent',
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /10\.96\.0\.30:80\s+TCP\s+shop\/api:http\s+10\.244\.0\.3:8080/);
   });
 
   it('status without an agent says it is unreachable and exits 1', async () => {
-    const r = await runCmd(WEFT, ['status'], { WEFT_STATE_DIR: `${world.stateDir}/nowhere`, WEFT_BPF_ROOT: world.bpfRoot });
+    const r = await runCmd(WEFT, ['status'], {
+      WEFT_STATE_DIR: `${world.stateDir}/nowhere`,
+      WEFT_BPF_ROOT: world.bpfRoot,
+    });
     assert.equal(r.code, 1);
     assert.match(r.stdout, /Agent:\s+not reachable/);
     assert.match(r.stdout, /Programs:\s+8\/8 attached/);
@@ -121,8 +162,18 @@ describe('weft command line', () => {
     await agent.stop();
     const r = await runCmd(WEFT, ['uninstall', '-o', 'json'], env());
     assert.equal(r.code, 0, r.stderr);
-    const removed = (JSON.parse(r.stdout) as { removed: string[] }).removed.map((p) => p.slice(world.bpfRoot.length + 1)).sort();
-    for (const pin of ['links/sock_connect4', 'links/sock_getpeername6', 'maps/lb_services', 'maps/lb_backends', 'maps/lxc_endpoints', 'maps/ct', 'maps/events']) {
+    const removed = (JSON.parse(r.stdout) as { removed: string[] }).removed
+      .map((p) => p.slice(world.bpfRoot.length + 1))
+      .sort();
+    for (const pin of [
+      'links/sock_connect4',
+      'links/sock_getpeername6',
+      'maps/lb_services',
+      'maps/lb_backends',
+      'maps/lxc_endpoints',
+      'maps/ct',
+      'maps/events',
+    ]) {
       assert.ok(removed.includes(pin), `${pin} removed: ${removed.join(', ')}`);
     }
     assert.equal(fs.existsSync(world.bpfRoot), false);

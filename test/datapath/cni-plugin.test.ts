@@ -42,7 +42,10 @@ function conf(socket = agent.socket, extra: Record<string, unknown> = {}): Recor
 let seq = 0;
 const newId = () => `cnitest${++seq}-${world.id}`;
 
-function addCall(box: Sandbox, opts: { id?: string; ifName?: string; socket?: string; config?: object; args?: string } = {}) {
+function addCall(
+  box: Sandbox,
+  opts: { id?: string; ifName?: string; socket?: string; config?: object; args?: string } = {},
+) {
   return {
     command: 'ADD',
     containerId: opts.id ?? newId(),
@@ -64,8 +67,18 @@ async function add(box: Sandbox, opts: Parameters<typeof addCall>[1] = {}): Prom
   assertOk(r, `ADD ${call.containerId}`);
   const result = r.json as Json;
   const addr = (family: string) =>
-    (result.ips as Json[]).map((i) => String(i.address).replace(/\/\d+$/, '')).find((ip) => (family === '6') === ip.includes(':'));
-  return { box, id: call.containerId, ifName: call.ifName, result, hostIf: hostIfName(call.containerId, call.ifName), ipv4: addr('4'), ipv6: addr('6') };
+    (result.ips as Json[])
+      .map((i) => String(i.address).replace(/\/\d+$/, ''))
+      .find((ip) => (family === '6') === ip.includes(':'));
+  return {
+    box,
+    id: call.containerId,
+    ifName: call.ifName,
+    result,
+    hostIf: hostIfName(call.containerId, call.ifName),
+    ipv4: addr('4'),
+    ipv6: addr('6'),
+  };
 }
 
 function delCall(a: Pick<Attachment, 'id' | 'ifName' | 'box'>, opts: { netns?: string | null; socket?: string } = {}) {
@@ -79,7 +92,13 @@ function delCall(a: Pick<Attachment, 'id' | 'ifName' | 'box'>, opts: { netns?: s
 }
 
 function checkCall(a: Attachment, config?: object) {
-  return { command: 'CHECK', containerId: a.id, netns: a.box.path, ifName: a.ifName, config: config ?? conf(agent.socket, { prevResult: a.result }) };
+  return {
+    command: 'CHECK',
+    containerId: a.id,
+    netns: a.box.path,
+    ifName: a.ifName,
+    config: config ?? conf(agent.socket, { prevResult: a.result }),
+  };
 }
 
 const hostLinks = () => ipJson<Json[]>(world.nodeNetns, 'link', 'show').map((l) => l.ifname as string);
@@ -135,7 +154,10 @@ describe('ADD', () => {
     const [link] = ipJson<Json[]>(a.box.name, 'addr', 'show', 'eth0');
     assert.ok((link.flags as string[]).includes('UP'), `eth0 is up: ${link.flags}`);
     assert.equal(link.mtu, 1500);
-    const global = (link.addr_info as Json[]).filter((i) => i.scope === 'global').map((i) => `${i.local}/${i.prefixlen}`).sort();
+    const global = (link.addr_info as Json[])
+      .filter((i) => i.scope === 'global')
+      .map((i) => `${i.local}/${i.prefixlen}`)
+      .sort();
     assert.deepEqual(global, [`${a.ipv4}/32`, `${a.ipv6}/128`].sort());
     assert.match(a.ipv4!, /^10\.244\.0\.\d+$/);
     assert.match(a.ipv6!, /^fd00:10:244::[0-9a-f]+$/);
@@ -147,14 +169,29 @@ describe('ADD', () => {
 
   it('routes the pod through link-local gateways, and the node back to the pod', () => {
     const r4 = ipJson<Json[]>(a.box.name, 'route', 'show');
-    assert.ok(r4.some((r) => r.dst === 'default' && r.gateway === GATEWAY4 && r.dev === 'eth0'), JSON.stringify(r4));
-    assert.ok(r4.some((r) => r.dst === GATEWAY4 && r.dev === 'eth0' && r.scope === 'link'), JSON.stringify(r4));
+    assert.ok(
+      r4.some((r) => r.dst === 'default' && r.gateway === GATEWAY4 && r.dev === 'eth0'),
+      JSON.stringify(r4),
+    );
+    assert.ok(
+      r4.some((r) => r.dst === GATEWAY4 && r.dev === 'eth0' && r.scope === 'link'),
+      JSON.stringify(r4),
+    );
     const r6 = ipJson<Json[]>(a.box.name, '-6', 'route', 'show');
-    assert.ok(r6.some((r) => r.dst === 'default' && r.gateway === GATEWAY6 && r.dev === 'eth0'), JSON.stringify(r6));
+    assert.ok(
+      r6.some((r) => r.dst === 'default' && r.gateway === GATEWAY6 && r.dev === 'eth0'),
+      JSON.stringify(r6),
+    );
     const n4 = ipJson<Json[]>(world.nodeNetns, 'route', 'show');
-    assert.ok(n4.some((r) => r.dst === a.ipv4 && r.dev === a.hostIf && r.scope === 'link'), JSON.stringify(n4));
+    assert.ok(
+      n4.some((r) => r.dst === a.ipv4 && r.dev === a.hostIf && r.scope === 'link'),
+      JSON.stringify(n4),
+    );
     const n6 = ipJson<Json[]>(world.nodeNetns, '-6', 'route', 'show');
-    assert.ok(n6.some((r) => r.dst === a.ipv6 && r.dev === a.hostIf), JSON.stringify(n6));
+    assert.ok(
+      n6.some((r) => r.dst === a.ipv6 && r.dev === a.hostIf),
+      JSON.stringify(n6),
+    );
   });
 
   it('names the host veth from the container id, MAC ee:ee:ee:ee:ee:ee, proxy ARP and forwarding on it alone', () => {
@@ -165,7 +202,11 @@ describe('ADD', () => {
     assert.equal(sysctlIn(world.nodeNetns, `net.ipv4.conf.${a.hostIf}.proxy_arp`), '1');
     assert.equal(sysctlIn(world.nodeNetns, `net.ipv4.conf.${a.hostIf}.forwarding`), '1');
     assert.equal(sysctlIn(world.nodeNetns, `net.ipv6.conf.${a.hostIf}.forwarding`), '1');
-    assert.equal(fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8'), hostForwarding, "the machine's own ip_forward is untouched");
+    assert.equal(
+      fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8'),
+      hostForwarding,
+      "the machine's own ip_forward is untouched",
+    );
   });
 
   it('prints a spec 1.1 result: the config version, both interfaces, ips pointing at the sandbox interface', () => {
@@ -221,7 +262,12 @@ describe('ADD', () => {
 
   it("in a chain: keeps the previous plugin's result (prevResult) and appends its own", async () => {
     const box = boxes.add();
-    const prevResult = { cniVersion: '1.1.0', interfaces: [{ name: 'dummy0', sandbox: box.path }], ips: [], dns: { nameservers: ['10.96.0.10'] } };
+    const prevResult = {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'dummy0', sandbox: box.path }],
+      ips: [],
+      dns: { nameservers: ['10.96.0.10'] },
+    };
     const c = await add(box, { config: conf(agent.socket, { prevResult }) });
     const ifaces = c.result.interfaces as Json[];
     assert.equal(ifaces[0].name, 'dummy0');
@@ -279,7 +325,9 @@ describe('ADD', () => {
 
     it('needs prevResult (7), and a cniVersion that has CHECK (1)', async () => {
       assert.equal(errorOf(await cni(world, checkCall(a, conf()))).code, 7);
-      const old = errorOf(await cni(world, checkCall(a, conf(agent.socket, { cniVersion: '0.3.1', prevResult: a.result }))));
+      const old = errorOf(
+        await cni(world, checkCall(a, conf(agent.socket, { cniVersion: '0.3.1', prevResult: a.result }))),
+      );
       assert.equal(old.code, 1);
       assert.equal(old.cniVersion, '0.3.1');
     });
@@ -310,7 +358,15 @@ describe('ADD', () => {
       const e = errorOf(await cni(world, { command: 'GC', config: conf() }));
       assert.equal(e.code, 7);
       assert.match(e.msg, /valid-attachments/);
-      assert.equal(errorOf(await cni(world, { command: 'GC', config: conf(agent.socket, { cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }) })).code, 1);
+      assert.equal(
+        errorOf(
+          await cni(world, {
+            command: 'GC',
+            config: conf(agent.socket, { cniVersion: '1.0.0', 'cni.dev/valid-attachments': [] }),
+          }),
+        ).code,
+        1,
+      );
     });
   });
 });
@@ -324,7 +380,10 @@ describe('DEL', () => {
     assertOk(r, 'DEL');
     assert.equal(r.stdout, '');
     assert.ok(!hostLinks().includes(d.hostIf));
-    assert.deepEqual(ipJson<Json[]>(d.box.name, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      ipJson<Json[]>(d.box.name, 'link', 'show').map((l) => l.ifname),
+      ['lo'],
+    );
     assert.ok(!(await endpoints()).some((e) => e.containerId === d.id));
     assert.equal(await poolUsed(PODS4), used4 - 1);
     assert.equal(await poolUsed(PODS6), used6 - 1);
@@ -455,7 +514,7 @@ describe('errors', () => {
       assert.ok(!r6.some((r) => r.dst === 'default'), JSON.stringify(r6));
     });
 
-    it('exhausted: the agent\'s code, a message naming the pool, nothing left behind', async () => {
+    it("exhausted: the agent's code, a message naming the pool, nothing left behind", async () => {
       const box = boxes.add();
       const call = addCall(box, { socket: small.socket });
       const e = errorOf(await cni(world, call));
@@ -486,7 +545,9 @@ describe('errors', () => {
       const st = errorOf(await cni(world, { command: 'STATUS', config: conf(small.socket) }));
       assert.equal(st.code, 50);
       assert.ok(st.msg.includes(small.socket), st.msg);
-      const gc = errorOf(await cni(world, { command: 'GC', config: conf(small.socket, { 'cni.dev/valid-attachments': [] }) }));
+      const gc = errorOf(
+        await cni(world, { command: 'GC', config: conf(small.socket, { 'cni.dev/valid-attachments': [] }) }),
+      );
       assert.equal(gc.code, 11);
     });
   });

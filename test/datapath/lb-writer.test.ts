@@ -30,7 +30,7 @@ after(async () => {
 
 // A small deterministic PRNG, so a failure can be replayed.
 function rng(seed: number) {
-  return () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  return () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
 }
 
 function frontend(i: number, backendIdx: number[]): Frontend {
@@ -45,11 +45,19 @@ function frontend(i: number, backendIdx: number[]): Frontend {
 /** The kernel's content as {frontend → sorted backends}, compared with what was asked. */
 function assertKernelHolds(desired: readonly Frontend[]): void {
   const kernel = readKernelServices(world.bpfRoot);
-  const got = Object.fromEntries(kernel.map((s) => [`${s.frontend.ip}:${s.frontend.port}`, s.backends.map((b) => b.ip).sort()]));
-  const want = Object.fromEntries(desired.map((f) => [`${f.key.ip}:${f.key.port}`, f.backends.map((b) => b.ip).sort()]));
+  const got = Object.fromEntries(
+    kernel.map((s) => [`${s.frontend.ip}:${s.frontend.port}`, s.backends.map((b) => b.ip).sort()]),
+  );
+  const want = Object.fromEntries(
+    desired.map((f) => [`${f.key.ip}:${f.key.port}`, f.backends.map((b) => b.ip).sort()]),
+  );
   assert.deepEqual(got, want);
   const slots = [...backends.entries()].length;
-  assert.equal(slots, desired.reduce((n, f) => n + f.backends.length, 0), 'no stale backend slot is left');
+  assert.equal(
+    slots,
+    desired.reduce((n, f) => n + f.backends.length, 0),
+    'no stale backend slot is left',
+  );
 }
 
 describe('LbWriter on real maps', () => {
@@ -63,7 +71,13 @@ describe('LbWriter on real maps', () => {
         const i = Math.floor(rand() * 1000);
         const r = rand();
         if (r < 0.2) next.delete(i);
-        else next.set(i, Array.from({ length: Math.floor(rand() * 6) }, () => Math.floor(rand() * 5000)).filter((v, j, a) => a.indexOf(v) === j));
+        else
+          next.set(
+            i,
+            Array.from({ length: Math.floor(rand() * 6) }, () => Math.floor(rand() * 5000)).filter(
+              (v, j, a) => a.indexOf(v) === j,
+            ),
+          );
       }
       state = next;
       const desired = [...state].map(([i, b]) => frontend(i, b));
@@ -87,14 +101,24 @@ describe('LbWriter on real maps', () => {
           if (old && !removes.includes(old)) removes.push(old);
           state.delete(i);
         } else {
-          const f = frontend(i, Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Math.floor(rand() * 5000)).filter((v, j, a) => a.indexOf(v) === j));
+          const f = frontend(
+            i,
+            Array.from({ length: 1 + Math.floor(rand() * 5) }, () => Math.floor(rand() * 5000)).filter(
+              (v, j, a) => a.indexOf(v) === j,
+            ),
+          );
           state.set(i, f);
           upserts.push(f);
         }
       }
       // Only the last version of each frontend is current, as a table's commit reports it.
-      const current = upserts.filter((f) => state.get(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2])) === f);
-      const stats = writer.update(current, removes.filter((f) => !state.has(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2]))));
+      const current = upserts.filter(
+        (f) => state.get(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2])) === f,
+      );
+      const stats = writer.update(
+        current,
+        removes.filter((f) => !state.has(Number(f.key.ip.split('.')[3]) + 256 * Number(f.key.ip.split('.')[2]))),
+      );
       assertKernelHolds([...state.values()]);
       assert.equal(stats.services, state.size);
     }
@@ -124,9 +148,15 @@ describe('LbWriter on real maps', () => {
     const desired = [frontend(7, [1, 2])];
     new LbWriter(services, backends).sync(desired);
     // What a crash between writing slots and writing the service leaves: slots of no service.
-    backends.update(encode(lbBackendKey, { serviceId: 999, slot: 1 }), encode(lbBackendValue, { ip: '10.244.9.9', port: 1, family: 4 }));
+    backends.update(
+      encode(lbBackendKey, { serviceId: 999, slot: 1 }),
+      encode(lbBackendValue, { ip: '10.244.9.9', port: 1, family: 4 }),
+    );
     const svcId = readKernelServices(world.bpfRoot)[0]!.serviceId;
-    backends.update(encode(lbBackendKey, { serviceId: svcId, slot: 3 }), encode(lbBackendValue, { ip: '10.244.9.9', port: 1, family: 4 }));
+    backends.update(
+      encode(lbBackendKey, { serviceId: svcId, slot: 3 }),
+      encode(lbBackendValue, { ip: '10.244.9.9', port: 1, family: 4 }),
+    );
     const stats = new LbWriter(services, backends).sync(desired);
     assert.equal(stats.deleted, 2);
     assertKernelHolds(desired);
@@ -136,9 +166,15 @@ describe('LbWriter on real maps', () => {
     const good = [frontend(1, [1, 2, 3])];
     const writer = new LbWriter(services, backends, { services: 10, backends: 8 });
     writer.sync(good);
-    assert.throws(() => writer.sync([frontend(1, [1, 2, 3]), frontend(2, [4, 5, 6, 7, 8, 9])]), /9 backends do not fit in lb_backends \(max 8\); nothing written/);
+    assert.throws(
+      () => writer.sync([frontend(1, [1, 2, 3]), frontend(2, [4, 5, 6, 7, 8, 9])]),
+      /9 backends do not fit in lb_backends \(max 8\); nothing written/,
+    );
     assertKernelHolds(good);
-    assert.throws(() => writer.sync(Array.from({ length: 11 }, (_, i) => frontend(i, []))), /11 service frontends do not fit/);
+    assert.throws(
+      () => writer.sync(Array.from({ length: 11 }, (_, i) => frontend(i, []))),
+      /11 service frontends do not fit/,
+    );
     assertKernelHolds(good);
     writer.sync([]);
     assertKernelHolds([]);

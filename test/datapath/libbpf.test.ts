@@ -26,6 +26,9 @@ describe('libbpf binding', () => {
   });
 
   it('a missing pin names the path', () => {
-    assert.throws(() => RawMap.openPinned('/sys/fs/bpf/weft-no-such-pin'), /open pinned object \/sys\/fs\/bpf\/weft-no-such-pin: ENOENT/);
+    assert.throws(
+      () => RawMap.openPinned('/sys/fs/bpf/weft-no-such-pin'),
+      /open pinned object \/sys\/fs\/bpf\/weft-no-such-pin: ENOENT/,
+    );
   });
 });

@@ -17,10 +17,23 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { encode } from '../../src/datapath/codec.js';
 import { EndpointDatapath, type EndpointDatapathInfo } from '../../src/datapath/endpoint-datapath.js';
 import {
-  TRACE_F_NEW, TRACE_F_REPLY, endpointInfo, eventsConfigValue, ifindexKey, pktTraceEvent, type CtEntry, type CtKey, type EventHeader,
+  TRACE_F_NEW,
+  TRACE_F_REPLY,
+  endpointInfo,
+  eventsConfigValue,
+  ifindexKey,
+  pktTraceEvent,
+  type CtEntry,
+  type CtKey,
+  type EventHeader,
 } from '../../src/datapath/endpoint-codecs.js';
 import {
-  openEvents, readConntrack, readEndpoints, readEventsLost, type EndpointLink, type EventReader,
+  openEvents,
+  readConntrack,
+  readEndpoints,
+  readEventsLost,
+  type EndpointLink,
+  type EventReader,
 } from '../../src/datapath/endpoint-reader.js';
 import { LXC_TC_HANDLE, LXC_TC_PRIORITY } from '../../src/datapath/endpoint-datapath.js';
 import { BpfObject, RawMap, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
@@ -82,7 +95,8 @@ class Proc {
         if (m) return m;
       }
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no line matching ${re} within ${timeoutMs} ms: ${JSON.stringify(this.lines.slice(from))}`);
+      if (left <= 0)
+        throw new Error(`no line matching ${re} within ${timeoutMs} ms: ${JSON.stringify(this.lines.slice(from))}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -106,20 +120,28 @@ async function traffic(from: Pod, args: string[]): Promise<{ sent: number; recei
 
 /** Runs endpoint-ctl in the node namespace, as the agent runs; returns the attached ifindexes. */
 async function ctl(command: 'attach' | 'detach', ...args: string[]): Promise<number[]> {
-  const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, command, ...args], { timeoutMs: 30_000 });
+  const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, command, ...args], {
+    timeoutMs: 30_000,
+  });
   assert.equal(r.code, 0, `endpoint-ctl ${command} ${args.join(' ')}: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { attached: number[] }).attached;
 }
 
 /** The endpoints' TC filters, read in the node namespace (where their devices are). */
 async function nodeLinks(): Promise<EndpointLink[]> {
-  const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, 'links'], { timeoutMs: 30_000 });
+  const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, 'links'], {
+    timeoutMs: 30_000,
+  });
   assert.equal(r.code, 0, `endpoint-ctl links: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { links: EndpointLink[] }).links;
 }
 
 const ifindexOf = (pod: Pod): number =>
-  (JSON.parse(execFileSync('ip', ['-n', world.nodeNetns, '-j', 'link', 'show', 'dev', pod.hostVeth], { encoding: 'utf8' })) as { ifindex: number }[])[0]!.ifindex;
+  (
+    JSON.parse(
+      execFileSync('ip', ['-n', world.nodeNetns, '-j', 'link', 'show', 'dev', pod.hostVeth], { encoding: 'utf8' }),
+    ) as { ifindex: number }[]
+  )[0]!.ifindex;
 
 const infoOf = (pod: Pod, endpointId: number): EndpointDatapathInfo => ({
   endpointId,
@@ -136,8 +158,13 @@ const ipOf = (pod: Pod, family: 4 | 6) => (family === 4 ? pod.ipv4 : pod.ipv6);
 /** How many filters the pod's host-side veth has on each clsact hook (tc's view). */
 function tcFilters(pod: Pod): { ingress: number; egress: number } {
   const count = (hook: string) =>
-    (JSON.parse(execFileSync('tc', ['-n', world.nodeNetns, '-j', 'filter', 'show', 'dev', pod.hostVeth, hook], { encoding: 'utf8' }) || '[]') as { options?: unknown }[])
-      .filter((f) => f.options !== undefined).length;
+    (
+      JSON.parse(
+        execFileSync('tc', ['-n', world.nodeNetns, '-j', 'filter', 'show', 'dev', pod.hostVeth, hook], {
+          encoding: 'utf8',
+        }) || '[]',
+      ) as { options?: unknown }[]
+    ).filter((f) => f.options !== undefined).length;
   return { ingress: count('ingress'), egress: count('egress') };
 }
 
@@ -147,12 +174,18 @@ function ip(netns: string, ...args: string[]): string {
 
 /** The conntrack entry of one endpoint's side of a connection. */
 function ctFind(match: Partial<CtKey>): { key: CtKey; entry: CtEntry }[] {
-  return readConntrack(world.bpfRoot).filter(({ key }) => Object.entries(match).every(([k, v]) => key[k as keyof CtKey] === v));
+  return readConntrack(world.bpfRoot).filter(({ key }) =>
+    Object.entries(match).every(([k, v]) => key[k as keyof CtKey] === v),
+  );
 }
 
 function ctOne(match: Partial<CtKey>): CtEntry {
   const found = ctFind(match);
-  assert.equal(found.length, 1, `one conntrack entry for ${JSON.stringify(match)}: ${JSON.stringify(found, (_k, v) => (typeof v === 'bigint' ? `${v}` : v))}`);
+  assert.equal(
+    found.length,
+    1,
+    `one conntrack entry for ${JSON.stringify(match)}: ${JSON.stringify(found, (_k, v) => (typeof v === 'bigint' ? `${v}` : v))}`,
+  );
   return found[0]!.entry;
 }
 
@@ -173,7 +206,11 @@ function takeEvents(): EventHeader[] {
   reader.consume();
   const all = events.splice(0);
   otherEvents.push(...all.filter((e) => e.type !== 'drop'));
-  return all.filter((e) => e.type === 'drop' && !(e.reason === 'spoofed-source' && e.proto === 58 && e.saddr === SPOOF_A[6] && e.sport === 0));
+  return all.filter(
+    (e) =>
+      e.type === 'drop' &&
+      !(e.reason === 'spoofed-source' && e.proto === 58 && e.saddr === SPOOF_A[6] && e.sport === 0),
+  );
 }
 
 /** Trace and policy events read since the last call. */
@@ -191,7 +228,10 @@ before(async () => {
   c = world.addPod('c'); // stays without programs until the detach tests: the control
   server = spawnProc(b, ['serve', '--tcp', String(TCP_PORT), '--udp', String(UDP_PORT)]);
   await server.waitFor(/^ready$/);
-  assert.deepEqual(await attachPods([a, ID_A], [b, ID_B]), [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y));
+  assert.deepEqual(
+    await attachPods([a, ID_A], [b, ID_B]),
+    [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y),
+  );
   // For reading maps and counters: loading the object here attaches nothing.
   dp = EndpointDatapath.open({ bpfRoot: world.bpfRoot });
   reader = openEvents(world.bpfRoot, (ev, raw) => {
@@ -212,32 +252,52 @@ describe('attaching', () => {
     for (const pod of [a, b]) {
       const ifindex = ifindexOf(pod);
       const mine = links.filter((l) => l.ifindex === ifindex);
-      assert.deepEqual(mine.map((l) => [l.hook, l.handle, l.priority, l.error]), [
-        ['egress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
-        ['ingress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
-      ]);
+      assert.deepEqual(
+        mine.map((l) => [l.hook, l.handle, l.priority, l.error]),
+        [
+          ['egress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
+          ['ingress', LXC_TC_HANDLE, LXC_TC_PRIORITY, undefined],
+        ],
+      );
       assert.ok(mine.every((l) => l.progId! > 0));
       // Nothing pinned for them: the filters live with the devices.
       assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 });
     }
-    assert.deepEqual(dp.attachedIfindexes(), [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y));
-    assert.deepEqual(readEndpoints(world.bpfRoot), [
-      { ifindex: ifindexOf(a), endpointId: ID_A, flags: 0, ipv4: a.ipv4, ipv6: a.ipv6 },
-      { ifindex: ifindexOf(b), endpointId: ID_B, flags: 0, ipv4: b.ipv4, ipv6: b.ipv6 },
-    ].sort((x, y) => x.ifindex - y.ifindex));
+    assert.deepEqual(
+      dp.attachedIfindexes(),
+      [ifindexOf(a), ifindexOf(b)].sort((x, y) => x - y),
+    );
+    assert.deepEqual(
+      readEndpoints(world.bpfRoot),
+      [
+        { ifindex: ifindexOf(a), endpointId: ID_A, flags: 0, ipv4: a.ipv4, ipv6: a.ipv6 },
+        { ifindex: ifindexOf(b), endpointId: ID_B, flags: 0, ipv4: b.ipv4, ipv6: b.ipv6 },
+      ].sort((x, y) => x.ifindex - y.ifindex),
+    );
   });
 
   it('refuses bad input, naming the field, and changes nothing', async () => {
     const before = JSON.stringify(readEndpoints(world.bpfRoot));
     const linksBefore = JSON.stringify(await nodeLinks());
     const good = infoOf(c, ID_C);
-    assert.throws(() => dp.attach({ ...good, endpointId: 0 }), /endpoint 0: endpointId must be an integer from 1 to 4294967295/);
-    assert.throws(() => dp.attach({ ...good, ipv4: '10.244.0.999' }), /endpoint 103: ipv4 "10.244.0.999" is not an IPv4 address/);
-    assert.throws(() => dp.attach({ ...good, ipv6: c.ipv4 }), { message: `endpoint 103: ipv6 "${c.ipv4}" is not an IPv6 address` });
+    assert.throws(
+      () => dp.attach({ ...good, endpointId: 0 }),
+      /endpoint 0: endpointId must be an integer from 1 to 4294967295/,
+    );
+    assert.throws(
+      () => dp.attach({ ...good, ipv4: '10.244.0.999' }),
+      /endpoint 103: ipv4 "10.244.0.999" is not an IPv4 address/,
+    );
+    assert.throws(() => dp.attach({ ...good, ipv6: c.ipv4 }), {
+      message: `endpoint 103: ipv6 "${c.ipv4}" is not an IPv6 address`,
+    });
     assert.throws(() => dp.attach({ endpointId: ID_C, ifindex: good.ifindex }), /needs an ipv4 or an ipv6 address/);
     // This process is in the host's namespace, where c's ifindex is some other device or none:
     // with the name given, attach refuses rather than attach to the wrong device.
-    assert.throws(() => dp.attach(good), new RegExp(`ifindex ${good.ifindex} is .*, not ${c.hostVeth}, in this network namespace`));
+    assert.throws(
+      () => dp.attach(good),
+      new RegExp(`ifindex ${good.ifindex} is .*, not ${c.hostVeth}, in this network namespace`),
+    );
     assert.equal(JSON.stringify(readEndpoints(world.bpfRoot)), before);
     assert.equal(JSON.stringify(await nodeLinks()), linksBefore);
   });
@@ -246,7 +306,14 @@ describe('attaching', () => {
     const before = JSON.stringify(readEndpoints(world.bpfRoot));
     const linksBefore = JSON.stringify(await nodeLinks());
     const bogus = { endpointId: 999, ifindex: 99999, ipv4: '10.244.9.1' };
-    const r = await world.run('node', [process.execPath, CTL, '--bpf-root', world.bpfRoot, 'attach', JSON.stringify(bogus)]);
+    const r = await world.run('node', [
+      process.execPath,
+      CTL,
+      '--bpf-root',
+      world.bpfRoot,
+      'attach',
+      JSON.stringify(bogus),
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /attach lxc_from_pod to ifindex 99999 \(tc ingress\): ENODEV/);
     assert.equal(JSON.stringify(readEndpoints(world.bpfRoot)), before);
@@ -256,7 +323,10 @@ describe('attaching', () => {
   it('is idempotent: attaching again keeps the filters, one per hook', async () => {
     const links = JSON.stringify((await nodeLinks()).map((l) => [l.ifindex, l.hook, l.handle, l.priority, l.error]));
     await attachPods([a, ID_A], [b, ID_B]);
-    assert.equal(JSON.stringify((await nodeLinks()).map((l) => [l.ifindex, l.hook, l.handle, l.priority, l.error])), links);
+    assert.equal(
+      JSON.stringify((await nodeLinks()).map((l) => [l.ifindex, l.hook, l.handle, l.priority, l.error])),
+      links,
+    );
     for (const pod of [a, b]) assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 });
   });
 });
@@ -275,12 +345,30 @@ describe('traffic between two pods', () => {
       const clientPort = Number(port);
       holder.send('ping');
       await holder.waitFor(/^pong$/);
-      const aSide = { family, proto: 6, epAddr: ipOf(a, family), peerAddr: ipOf(b, family), epPort: clientPort, peerPort: TCP_PORT };
-      const bSide = { family, proto: 6, epAddr: ipOf(b, family), peerAddr: ipOf(a, family), epPort: TCP_PORT, peerPort: clientPort };
+      const aSide = {
+        family,
+        proto: 6,
+        epAddr: ipOf(a, family),
+        peerAddr: ipOf(b, family),
+        epPort: clientPort,
+        peerPort: TCP_PORT,
+      };
+      const bSide = {
+        family,
+        proto: 6,
+        epAddr: ipOf(b, family),
+        peerAddr: ipOf(a, family),
+        epPort: TCP_PORT,
+        peerPort: clientPort,
+      };
       const ea = ctOne(aSide);
       const eb = ctOne(bSide);
       assert.deepEqual([ea.state, ea.origin, ea.endpointId], ['established', 'egress', ID_A], 'a opened it');
-      assert.deepEqual([eb.state, eb.origin, eb.endpointId], ['established', 'ingress', ID_B], 'it was opened towards b');
+      assert.deepEqual(
+        [eb.state, eb.origin, eb.endpointId],
+        ['established', 'ingress', ID_B],
+        'it was opened towards b',
+      );
       // SYN, ACK, "ping" one way; SYN-ACK, "ping" back (ACKs may be delayed or merged).
       for (const e of [ea, eb]) {
         assert.ok(e.packetsOrig >= 3n && e.packetsReply >= 2n, `packets both ways: ${e.packetsOrig}/${e.packetsReply}`);
@@ -305,21 +393,43 @@ describe('traffic between two pods', () => {
     it(`UDP over IPv${family}: works, and the reply marks the flow established`, async () => {
       const r = await traffic(a, ['udp', '--ip', ipOf(b, family), '--port', String(UDP_PORT), '--count', '3']);
       assert.deepEqual(r, { sent: 3, received: 3 });
-      const [flow] = ctFind({ family, proto: 17, epAddr: ipOf(a, family), peerAddr: ipOf(b, family), peerPort: UDP_PORT })
+      const [flow] = ctFind({
+        family,
+        proto: 17,
+        epAddr: ipOf(a, family),
+        peerAddr: ipOf(b, family),
+        peerPort: UDP_PORT,
+      })
         .filter((f) => f.entry.createdNs > 0n)
         .sort((x, y) => Number(y.entry.createdNs - x.entry.createdNs));
       assert.ok(flow);
-      assert.deepEqual([flow.entry.state, flow.entry.origin, flow.entry.packetsOrig, flow.entry.packetsReply], ['established', 'egress', 3n, 3n]);
+      assert.deepEqual(
+        [flow.entry.state, flow.entry.origin, flow.entry.packetsOrig, flow.entry.packetsReply],
+        ['established', 'egress', 3n, 3n],
+      );
       const bSide = ctOne({ family, proto: 17, epAddr: ipOf(b, family), epPort: UDP_PORT, peerPort: flow.key.epPort });
-      assert.deepEqual([bSide.state, bSide.origin, bSide.endpointId, bSide.packetsOrig, bSide.packetsReply], ['established', 'ingress', ID_B, 3n, 3n]);
+      assert.deepEqual(
+        [bSide.state, bSide.origin, bSide.endpointId, bSide.packetsOrig, bSide.packetsReply],
+        ['established', 'ingress', ID_B, 3n, 3n],
+      );
     });
 
     it(`ICMP${family === 6 ? 'v6' : ''} echo: works, tracked by its identifier`, async () => {
       const r = await traffic(a, ['ping', '--ip', ipOf(b, family), '--count', '3']);
       assert.equal(r.received, 3, JSON.stringify(r));
       const proto = family === 4 ? 1 : 58;
-      const e = ctOne({ family, proto, epAddr: ipOf(a, family), peerAddr: ipOf(b, family), epPort: r.id!, peerPort: r.id! });
-      assert.deepEqual([e.state, e.origin, e.endpointId, e.packetsOrig, e.packetsReply], ['established', 'egress', ID_A, 3n, 3n]);
+      const e = ctOne({
+        family,
+        proto,
+        epAddr: ipOf(a, family),
+        peerAddr: ipOf(b, family),
+        epPort: r.id!,
+        peerPort: r.id!,
+      });
+      assert.deepEqual(
+        [e.state, e.origin, e.endpointId, e.packetsOrig, e.packetsReply],
+        ['established', 'egress', ID_A, 3n, 3n],
+      );
       const eb = ctOne({ family, proto, epAddr: ipOf(b, family), peerAddr: ipOf(a, family), epPort: r.id! });
       assert.deepEqual([eb.origin, eb.endpointId, eb.packetsOrig, eb.packetsReply], ['ingress', ID_B, 3n, 3n]);
     });
@@ -343,7 +453,10 @@ describe('traffic between two pods', () => {
 
 describe('anti-spoofing', () => {
   before(() => {
-    for (const [pod, addrs] of [[a, SPOOF_A], [c, SPOOF_C]] as const) {
+    for (const [pod, addrs] of [
+      [a, SPOOF_A],
+      [c, SPOOF_C],
+    ] as const) {
       ip(pod.netns, 'addr', 'add', `${addrs[4]}/32`, 'dev', 'eth0');
       ip(pod.netns, '-6', 'addr', 'add', `${addrs[6]}/128`, 'dev', 'eth0', 'nodad');
     }
@@ -353,38 +466,93 @@ describe('anti-spoofing', () => {
   for (const family of [4, 6] as const) {
     it(`a pod without programs can send from another address over IPv${family} (the kernel alone does not stop it)`, async () => {
       const from = server.lines.length;
-      await traffic(c, ['udp', '--ip', ipOf(b, family), '--port', String(UDP_PORT), '--bind', SPOOF_C[family], '--count', '1']);
+      await traffic(c, [
+        'udp',
+        '--ip',
+        ipOf(b, family),
+        '--port',
+        String(UDP_PORT),
+        '--bind',
+        SPOOF_C[family],
+        '--count',
+        '1',
+      ]);
       await server.waitFor(new RegExp(`^udp ${SPOOF_C[family]} `), from);
     });
 
     it(`UDP over IPv${family} from an address not the pod's is dropped, counted, and reported with its reason`, async () => {
       const before = dp.counters(ID_A).egress;
       const from = server.lines.length;
-      const r = await traffic(a, ['udp', '--ip', ipOf(b, family), '--port', String(UDP_PORT), '--bind', SPOOF_A[family], '--count', '3', '--timeout-ms', '300']);
+      const r = await traffic(a, [
+        'udp',
+        '--ip',
+        ipOf(b, family),
+        '--port',
+        String(UDP_PORT),
+        '--bind',
+        SPOOF_A[family],
+        '--count',
+        '3',
+        '--timeout-ms',
+        '300',
+      ]);
       assert.deepEqual(r, { sent: 3, received: 0 });
-      assert.deepEqual(server.lines.slice(from).filter((l) => l.includes(SPOOF_A[family])), [], 'nothing arrived at b');
+      assert.deepEqual(
+        server.lines.slice(from).filter((l) => l.includes(SPOOF_A[family])),
+        [],
+        'nothing arrived at b',
+      );
       const drops = takeEvents();
-      assert.equal(drops.length, 3, JSON.stringify(drops, (_k, v) => (typeof v === 'bigint' ? `${v}` : v)));
+      assert.equal(
+        drops.length,
+        3,
+        JSON.stringify(drops, (_k, v) => (typeof v === 'bigint' ? `${v}` : v)),
+      );
       // (Neighbour solicitations for the spoofed packets, if any, are dropped and counted too.)
       assert.ok(dp.counters(ID_A).egress.drops - before.drops >= 3n, 'three drops counted');
       for (const ev of drops) {
         assert.deepEqual(
-          { type: ev.type, reason: ev.reason, endpointId: ev.endpointId, ifindex: ev.ifindex, direction: ev.direction, family: ev.family, saddr: ev.saddr, daddr: ev.daddr, proto: ev.proto, dport: ev.dport },
-          { type: 'drop', reason: 'spoofed-source', endpointId: ID_A, ifindex: ifindexOf(a), direction: 'egress', family, saddr: SPOOF_A[family], daddr: ipOf(b, family), proto: 17, dport: UDP_PORT },
+          {
+            type: ev.type,
+            reason: ev.reason,
+            endpointId: ev.endpointId,
+            ifindex: ev.ifindex,
+            direction: ev.direction,
+            family: ev.family,
+            saddr: ev.saddr,
+            daddr: ev.daddr,
+            proto: ev.proto,
+            dport: ev.dport,
+          },
+          {
+            type: 'drop',
+            reason: 'spoofed-source',
+            endpointId: ID_A,
+            ifindex: ifindexOf(a),
+            direction: 'egress',
+            family,
+            saddr: SPOOF_A[family],
+            daddr: ipOf(b, family),
+            proto: 17,
+            dport: UDP_PORT,
+          },
         );
         assert.ok(ev.sport > 0 && ev.pktLen > 0 && ev.timeNs > 0n);
       }
     });
   }
 
-  it('ICMP echo from an address not the pod\'s is dropped too; the pod\'s own traffic still flows', async () => {
+  it("ICMP echo from an address not the pod's is dropped too; the pod's own traffic still flows", async () => {
     const r = await traffic(a, ['ping', '--ip', b.ipv4, '--bind', SPOOF_A[4], '--count', '1', '--timeout-ms', '300']);
     assert.equal(r.received, 0);
     const [ev, ...rest] = takeEvents();
     assert.deepEqual(rest, []);
     assert.deepEqual([ev?.reason, ev?.proto, ev?.saddr, ev?.sport], ['spoofed-source', 1, SPOOF_A[4], r.id]);
     assert.equal((await traffic(a, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
-    assert.deepEqual((await traffic(a, ['udp', '--ip', b.ipv6, '--port', String(UDP_PORT), '--count', '1'])).received, 1);
+    assert.deepEqual(
+      (await traffic(a, ['udp', '--ip', b.ipv6, '--port', String(UDP_PORT), '--count', '1'])).received,
+      1,
+    );
   });
 
   it('a frame that is not IPv4, IPv6 or ARP is dropped as unsupported', async () => {
@@ -392,16 +560,26 @@ describe('anti-spoofing', () => {
     await traffic(a, ['frame', '--ethertype', '0x88b5']);
     const [ev, ...rest] = takeEvents();
     assert.deepEqual(rest, []);
-    assert.deepEqual([ev?.reason, ev?.ethertype, ev?.family, ev?.endpointId, ev?.direction], ['unsupported-l3', 0x88b5, undefined, ID_A, 'egress']);
+    assert.deepEqual(
+      [ev?.reason, ev?.ethertype, ev?.family, ev?.endpointId, ev?.direction],
+      ['unsupported-l3', 0x88b5, undefined, ID_A, 'egress'],
+    );
     assert.equal(dp.counters(ID_A).egress.drops, before + 1n);
   });
 
   it('a truncated IPv4 or IPv6 header from a pod is dropped as malformed', async () => {
-    for (const [ethertype, family] of [[0x0800, 4], [0x86dd, 6]] as const) {
+    for (const [ethertype, family] of [
+      [0x0800, 4],
+      [0x86dd, 6],
+    ] as const) {
       await traffic(a, ['frame', '--ethertype', String(ethertype), '--length', String(14 + 10)]);
       const [ev, ...rest] = takeEvents();
       assert.deepEqual(rest, []);
-      assert.deepEqual([ev?.reason, ev?.ethertype, ev?.pktLen, ev?.endpointId], ['malformed', ethertype, 24, ID_A], `IPv${family}`);
+      assert.deepEqual(
+        [ev?.reason, ev?.ethertype, ev?.pktLen, ev?.endpointId],
+        ['malformed', ethertype, 24, ID_A],
+        `IPv${family}`,
+      );
     }
   });
 
@@ -421,9 +599,14 @@ describe('ARP and IPv6 neighbour discovery', () => {
     assert.equal((await traffic(a, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
     assert.equal((await traffic(a, ['ping', '--ip', b.ipv6, '--count', '1'])).received, 1);
     const neigh = JSON.parse(ip(a.netns, '-j', 'neigh', 'show', 'dev', 'eth0')) as { dst: string; lladdr?: string }[];
-    for (const gw of ['169.254.1.1', 'fe80::1']) assert.ok(neigh.find((n) => n.dst === gw)?.lladdr, `${gw} resolved: ${JSON.stringify(neigh)}`);
-    const nodeNeigh = JSON.parse(ip(world.nodeNetns, '-j', 'neigh', 'show', 'dev', a.hostVeth)) as { dst: string; lladdr?: string }[];
-    for (const addr of [a.ipv4, a.ipv6]) assert.ok(nodeNeigh.find((n) => n.dst === addr)?.lladdr, `node resolved ${addr}: ${JSON.stringify(nodeNeigh)}`);
+    for (const gw of ['169.254.1.1', 'fe80::1'])
+      assert.ok(neigh.find((n) => n.dst === gw)?.lladdr, `${gw} resolved: ${JSON.stringify(neigh)}`);
+    const nodeNeigh = JSON.parse(ip(world.nodeNetns, '-j', 'neigh', 'show', 'dev', a.hostVeth)) as {
+      dst: string;
+      lladdr?: string;
+    }[];
+    for (const addr of [a.ipv4, a.ipv6])
+      assert.ok(nodeNeigh.find((n) => n.dst === addr)?.lladdr, `node resolved ${addr}: ${JSON.stringify(nodeNeigh)}`);
     assert.equal(dp.counters(ID_A).egress.drops, dropsBefore);
     assert.deepEqual(takeEvents(), []);
   });
@@ -433,12 +616,29 @@ describe('ARP and IPv6 neighbour discovery', () => {
     // A new address sends a DAD probe (from ::) and an MLD report for its solicited-node group
     // (behind a hop-by-hop header); the pod's link-local address is the source of the rest.
     ip(a.netns, '-6', 'addr', 'add', 'fe80::abcd/64', 'dev', 'eth0');
-    await waitUntil(() => !ip(a.netns, '-6', 'addr', 'show', 'dev', 'eth0').includes('tentative'), 'DAD to finish', 10_000);
+    await waitUntil(
+      () => !ip(a.netns, '-6', 'addr', 'show', 'dev', 'eth0').includes('tentative'),
+      'DAD to finish',
+      10_000,
+    );
     assert.deepEqual(takeEvents(), [], 'no drops');
     // An echo request to the gateway's link-local address is not neighbour discovery.
-    const r = await traffic(a, ['ping', '--ip', 'fe80::1', '--bind', 'fe80::abcd', '--count', '1', '--timeout-ms', '300']);
+    const r = await traffic(a, [
+      'ping',
+      '--ip',
+      'fe80::1',
+      '--bind',
+      'fe80::abcd',
+      '--count',
+      '1',
+      '--timeout-ms',
+      '300',
+    ]);
     assert.equal(r.received, 0);
-    assert.deepEqual(takeEvents().map((e) => [e.reason, e.saddr, e.daddr]), [['spoofed-source', 'fe80::abcd', 'fe80::1']]);
+    assert.deepEqual(
+      takeEvents().map((e) => [e.reason, e.saddr, e.daddr]),
+      [['spoofed-source', 'fe80::abcd', 'fe80::1']],
+    );
     ip(a.netns, '-6', 'addr', 'del', 'fe80::abcd/64', 'dev', 'eth0');
   });
 });
@@ -450,7 +650,14 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
     holder.send('ping');
     let mark = holder.lines.length;
     await holder.waitFor(/^pong$/);
-    const key = { family: 4 as const, proto: 6, epAddr: a.ipv4, peerAddr: b.ipv4, epPort: Number(port), peerPort: TCP_PORT };
+    const key = {
+      family: 4 as const,
+      proto: 6,
+      epAddr: a.ipv4,
+      peerAddr: b.ipv4,
+      epPort: Number(port),
+      peerPort: TCP_PORT,
+    };
     const ctBefore = ctOne(key);
     const linksBefore = await nodeLinks();
 
@@ -459,7 +666,8 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
     const linksAfter = await nodeLinks();
     const id = (l: EndpointLink) => [l.ifindex, l.hook, l.handle, l.priority, l.error];
     assert.deepEqual(linksAfter.map(id), linksBefore.map(id), 'the same filters');
-    for (const [i, l] of linksAfter.entries()) assert.notEqual(l.progId, linksBefore[i]!.progId, `${l.ifindex} ${l.hook}: a new program`);
+    for (const [i, l] of linksAfter.entries())
+      assert.notEqual(l.progId, linksBefore[i]!.progId, `${l.ifindex} ${l.hook}: a new program`);
     for (const pod of [a, b]) assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 }, 'replaced, not added');
 
     mark = holder.lines.length;
@@ -471,9 +679,24 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
     assert.ok(ctAfter.packetsOrig > ctBefore.packetsOrig && ctAfter.packetsReply > ctBefore.packetsReply);
 
     takeEvents();
-    const r = await traffic(a, ['udp', '--ip', b.ipv4, '--port', String(UDP_PORT), '--bind', SPOOF_A[4], '--count', '1', '--timeout-ms', '300']);
+    const r = await traffic(a, [
+      'udp',
+      '--ip',
+      b.ipv4,
+      '--port',
+      String(UDP_PORT),
+      '--bind',
+      SPOOF_A[4],
+      '--count',
+      '1',
+      '--timeout-ms',
+      '300',
+    ]);
     assert.equal(r.received, 0, 'the new programs still drop spoofed packets');
-    assert.deepEqual(takeEvents().map((e) => e.reason), ['spoofed-source']);
+    assert.deepEqual(
+      takeEvents().map((e) => e.reason),
+      ['spoofed-source'],
+    );
 
     holder.send('half-close');
     server.send('close-all');
@@ -482,13 +705,16 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
 });
 
 describe('a veth attached again under another endpoint id', () => {
-  it('takes the new id; the old endpoint\'s conntrack entries and counters go', async () => {
+  it("takes the new id; the old endpoint's conntrack entries and counters go", async () => {
     assert.ok(ctFind({ epAddr: b.ipv4 }).some((f) => f.entry.endpointId === ID_B));
     assert.ok(dp.counters(ID_B).ingress.packets > 0n);
     const ID_B2 = 112;
     await attachPods([b, ID_B2]);
     assert.equal(readEndpoints(world.bpfRoot).find((e) => e.ifindex === ifindexOf(b))?.endpointId, ID_B2);
-    assert.deepEqual(ctFind({ epAddr: b.ipv4 }).filter((f) => f.entry.endpointId === ID_B), []);
+    assert.deepEqual(
+      ctFind({ epAddr: b.ipv4 }).filter((f) => f.entry.endpointId === ID_B),
+      [],
+    );
     assert.deepEqual(dp.counters(ID_B).ingress, { packets: 0n, bytes: 0n, drops: 0n });
     assert.equal((await traffic(a, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
     assert.ok(dp.counters(ID_B2).ingress.packets > 0n);
@@ -499,32 +725,69 @@ describe('a veth attached again under another endpoint id', () => {
 describe('detaching', () => {
   it('a veth that is gone: its filters went with it, and detach cleans up', async () => {
     const ic = ifindexOf(c);
-    assert.deepEqual(await attachPods([c, ID_C]), [ifindexOf(a), ifindexOf(b), ic].sort((x, y) => x - y));
+    assert.deepEqual(
+      await attachPods([c, ID_C]),
+      [ifindexOf(a), ifindexOf(b), ic].sort((x, y) => x - y),
+    );
     assert.equal((await traffic(c, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
     ip(world.nodeNetns, 'link', 'del', c.hostVeth);
     const defunct = (await nodeLinks()).filter((l) => l.ifindex === ic);
-    assert.deepEqual(defunct.map((l) => [l.progId, l.error]), [0, 0].map(() => [undefined, 'no such device in this network namespace']), 'no program once the device is gone');
+    assert.deepEqual(
+      defunct.map((l) => [l.progId, l.error]),
+      [0, 0].map(() => [undefined, 'no such device in this network namespace']),
+      'no program once the device is gone',
+    );
     await ctl('detach', String(ic));
-    assert.deepEqual((await nodeLinks()).filter((l) => l.ifindex === ic), []);
-    assert.equal(readEndpoints(world.bpfRoot).find((e) => e.ifindex === ic), undefined);
+    assert.deepEqual(
+      (await nodeLinks()).filter((l) => l.ifindex === ic),
+      [],
+    );
+    assert.equal(
+      readEndpoints(world.bpfRoot).find((e) => e.ifindex === ic),
+      undefined,
+    );
     assert.deepEqual(ctFind({ epAddr: c.ipv4 }), [], 'its conntrack entries are gone');
-    assert.deepEqual(dp.counters(ID_C), { ingress: { packets: 0n, bytes: 0n, drops: 0n }, egress: { packets: 0n, bytes: 0n, drops: 0n } });
+    assert.deepEqual(dp.counters(ID_C), {
+      ingress: { packets: 0n, bytes: 0n, drops: 0n },
+      egress: { packets: 0n, bytes: 0n, drops: 0n },
+    });
   });
 
   it('removes filters, entry, conntrack and counters; the veth passes traffic unfiltered again; idempotent', async () => {
     const ia = ifindexOf(a);
     assert.ok(ctFind({ epAddr: a.ipv4 }).length > 0);
     assert.deepEqual(await ctl('detach', String(ia)), [ifindexOf(b)]);
-    assert.deepEqual((await nodeLinks()).filter((l) => l.ifindex === ia), []);
+    assert.deepEqual(
+      (await nodeLinks()).filter((l) => l.ifindex === ia),
+      [],
+    );
     assert.deepEqual(tcFilters(a), { ingress: 0, egress: 0 }, 'the filters are gone from the device');
     assert.deepEqual(dp.attachedIfindexes(), [ifindexOf(b)]);
-    assert.equal(readEndpoints(world.bpfRoot).find((e) => e.ifindex === ia), undefined);
-    assert.deepEqual(ctFind({ epAddr: a.ipv4 }).filter((f) => f.entry.endpointId === ID_A), []);
+    assert.equal(
+      readEndpoints(world.bpfRoot).find((e) => e.ifindex === ia),
+      undefined,
+    );
+    assert.deepEqual(
+      ctFind({ epAddr: a.ipv4 }).filter((f) => f.entry.endpointId === ID_A),
+      [],
+    );
     assert.deepEqual(dp.counters(ID_A).egress, { packets: 0n, bytes: 0n, drops: 0n });
 
     // Nothing checks a's source any more; b's programs still see what reaches b.
     const from = server.lines.length;
-    await traffic(a, ['udp', '--ip', b.ipv4, '--port', String(UDP_PORT), '--bind', SPOOF_A[4], '--count', '1', '--timeout-ms', '300']);
+    await traffic(a, [
+      'udp',
+      '--ip',
+      b.ipv4,
+      '--port',
+      String(UDP_PORT),
+      '--bind',
+      SPOOF_A[4],
+      '--count',
+      '1',
+      '--timeout-ms',
+      '300',
+    ]);
     await server.waitFor(new RegExp(`^udp ${SPOOF_A[4]} `), from);
     assert.equal((await traffic(a, ['ping', '--ip', b.ipv4, '--count', '1'])).received, 1);
 
@@ -538,7 +801,6 @@ describe('detaching', () => {
 });
 
 // ---- the parser and the conntrack state machine, packet by packet ----
-
 
 describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
   // A test run sees the packet on the loopback device of this process's namespace: ifindex 1,
@@ -570,11 +832,15 @@ describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
   function expectDrop(prog: ProgramHandle, pkt: Buffer, reason: string, what: string): EventHeader {
     assert.equal(run(prog, pkt), SHOT, `${what}: dropped`);
     const evs = takeEvents();
-    assert.deepEqual(evs.map((e) => e.reason), [reason], `${what}: one ${reason} event`);
+    assert.deepEqual(
+      evs.map((e) => e.reason),
+      [reason],
+      `${what}: one ${reason} event`,
+    );
     return evs[0]!;
   }
 
-  it('IPv4 and IPv6 from the endpoint\'s own addresses pass; ARP passes', () => {
+  it("IPv4 and IPv6 from the endpoint's own addresses pass; ARP passes", () => {
     assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(1000, 53))), PASS);
     assert.equal(run(fromPod, ipv6(EP.ipv6, PEER6, 17, udp(1000, 53))), PASS);
     assert.equal(run(fromPod, eth(0x0806, Buffer.alloc(28))), PASS);
@@ -583,34 +849,81 @@ describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
 
   it('spoofed sources are dropped, and so are link-local ones unless they do neighbour discovery', () => {
     const ev = expectDrop(fromPod, ipv4('10.244.9.99', PEER4, 17, udp(1000, 53)), 'spoofed-source', 'IPv4');
-    assert.deepEqual([ev.endpointId, ev.ifindex, ev.direction, ev.saddr, ev.daddr, ev.sport, ev.dport], [900, 1, 'egress', '10.244.9.99', PEER4, 1000, 53]);
+    assert.deepEqual(
+      [ev.endpointId, ev.ifindex, ev.direction, ev.saddr, ev.daddr, ev.sport, ev.dport],
+      [900, 1, 'egress', '10.244.9.99', PEER4, 1000, 53],
+    );
     expectDrop(fromPod, ipv6('fd00:10:244::999', PEER6, 17, udp(1000, 53)), 'spoofed-source', 'IPv6');
     expectDrop(fromPod, ipv6('fe80::1234', 'fe80::1', 58, icmp(128, 7)), 'spoofed-source', 'echo from link-local');
-    expectDrop(fromPod, ipv6('fd00:10:244::999', 'ff02::1:ff00:1', 58, icmp(135)), 'spoofed-source', 'NS from a foreign global address');
+    expectDrop(
+      fromPod,
+      ipv6('fd00:10:244::999', 'ff02::1:ff00:1', 58, icmp(135)),
+      'spoofed-source',
+      'NS from a foreign global address',
+    );
     assert.equal(run(fromPod, ipv6('::', 'ff02::1:ff00:1', 58, icmp(135))), PASS, 'DAD probe from ::');
     assert.equal(run(fromPod, ipv6('fe80::1234', 'ff02::2', 58, icmp(133))), PASS, 'router solicitation');
-    assert.equal(run(fromPod, ipv6('fe80::1234', 'ff02::16', 58, icmp(143), [0])), PASS, 'MLDv2 report behind hop-by-hop');
+    assert.equal(
+      run(fromPod, ipv6('fe80::1234', 'ff02::16', 58, icmp(143), [0])),
+      PASS,
+      'MLDv2 report behind hop-by-hop',
+    );
     assert.equal(run(fromPod, ipv6(EP.ipv6, 'fe80::1', 58, icmp(135))), PASS, 'NS from the own address');
     assert.deepEqual(takeEvents(), []);
   });
 
   it('a foreign or tagged ethertype is dropped from the pod, passed to it', () => {
     assert.equal(expectDrop(fromPod, eth(0x88b5, Buffer.alloc(46)), 'unsupported-l3', '0x88b5').ethertype, 0x88b5);
-    expectDrop(fromPod, eth(0x8100, Buffer.concat([Buffer.from([0, 5, 0x08, 0x00]), ipv4(EP.ipv4, PEER4, 17, udp(1, 2)).subarray(14)])), 'unsupported-l3', '802.1Q in the frame');
+    expectDrop(
+      fromPod,
+      eth(0x8100, Buffer.concat([Buffer.from([0, 5, 0x08, 0x00]), ipv4(EP.ipv4, PEER4, 17, udp(1, 2)).subarray(14)])),
+      'unsupported-l3',
+      '802.1Q in the frame',
+    );
     assert.equal(run(toPod, eth(0x88b5, Buffer.alloc(46))), PASS);
   });
 
   // (A test run refuses packets shorter than their IP header: the real-traffic test above sends
   // one through the veth.)
   it('truncated and inconsistent headers are dropped as malformed, both ways', () => {
-    expectDrop(fromPod, ipv4(EP.ipv4, PEER4, 6, tcp(1000, 80, SYN)).subarray(0, 14 + 20 + 8), 'malformed', 'eight bytes of a TCP header');
-    expectDrop(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(1, 2)).subarray(0, 14 + 20 + 2), 'malformed', 'half the UDP ports');
-    expectDrop(fromPod, ipv4(EP.ipv4, PEER4, 1, icmp(8, 1)).subarray(0, 14 + 20 + 4), 'malformed', 'an ICMP header without its id');
+    expectDrop(
+      fromPod,
+      ipv4(EP.ipv4, PEER4, 6, tcp(1000, 80, SYN)).subarray(0, 14 + 20 + 8),
+      'malformed',
+      'eight bytes of a TCP header',
+    );
+    expectDrop(
+      fromPod,
+      ipv4(EP.ipv4, PEER4, 17, udp(1, 2)).subarray(0, 14 + 20 + 2),
+      'malformed',
+      'half the UDP ports',
+    );
+    expectDrop(
+      fromPod,
+      ipv4(EP.ipv4, PEER4, 1, icmp(8, 1)).subarray(0, 14 + 20 + 4),
+      'malformed',
+      'an ICMP header without its id',
+    );
     expectDrop(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(1, 2), { ihl: 4 }), 'malformed', 'IHL 4');
-    expectDrop(fromPod, ipv6(EP.ipv6, PEER6, 17, udp(1, 2), [0]).subarray(0, 14 + 40 + 1), 'malformed', 'an IPv6 extension header cut short');
-    expectDrop(fromPod, ipv6(EP.ipv6, PEER6, 17, udp(1, 2), [0, 60, 60, 60, 60]), 'malformed', 'five extension headers');
+    expectDrop(
+      fromPod,
+      ipv6(EP.ipv6, PEER6, 17, udp(1, 2), [0]).subarray(0, 14 + 40 + 1),
+      'malformed',
+      'an IPv6 extension header cut short',
+    );
+    expectDrop(
+      fromPod,
+      ipv6(EP.ipv6, PEER6, 17, udp(1, 2), [0, 60, 60, 60, 60]),
+      'malformed',
+      'five extension headers',
+    );
     assert.equal(run(fromPod, ipv6(EP.ipv6, PEER6, 17, udp(1, 2), [0, 60, 60, 60])), PASS, 'four are fine');
-    const ev = expectDrop(toPod, ipv4(PEER4, EP.ipv4, 6, tcp(80, 1000, ACK)).subarray(0, 14 + 20 + 13), 'malformed', 'to the pod');
+    const ev = expectDrop(
+      toPod,
+      ipv4(PEER4, EP.ipv4, 6, tcp(80, 1000, ACK)).subarray(0, 14 + 20 + 13),
+      'malformed',
+      'to the pod',
+    );
     assert.equal(ev.direction, 'ingress');
   });
 
@@ -659,11 +972,15 @@ describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
 
   it('reports new connections by default, and every packet (replies marked) when told to', () => {
     const config = RawMap.openPinned(path.join(pinLayout(world.bpfRoot).maps, 'events_config'));
-    const setLevel = (traceLevel: 'new-and-drops' | 'every-packet') => config.update(Buffer.alloc(4), encode(eventsConfigValue, { traceLevel }));
-    const traces = () => takeOtherEvents().filter((e) => e.type === 'trace').map((e) => {
-      const t = pktTraceEvent.decode(rawOf.get(e)!);
-      return [e.direction, e.saddr, e.dport, t.ctFlags];
-    });
+    const setLevel = (traceLevel: 'new-and-drops' | 'every-packet') =>
+      config.update(Buffer.alloc(4), encode(eventsConfigValue, { traceLevel }));
+    const traces = () =>
+      takeOtherEvents()
+        .filter((e) => e.type === 'trace')
+        .map((e) => {
+          const t = pktTraceEvent.decode(rawOf.get(e)!);
+          return [e.direction, e.saddr, e.dport, t.ctFlags];
+        });
     try {
       takeOtherEvents();
       assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(41000, 5353))), PASS);
@@ -673,7 +990,14 @@ describe('packet by packet (BPF_PROG_TEST_RUN on the loaded programs)', () => {
       setLevel('every-packet');
       assert.equal(run(toPod, ipv4(PEER4, EP.ipv4, 17, udp(5353, 41000))), PASS);
       assert.equal(run(fromPod, ipv4(EP.ipv4, PEER4, 17, udp(41000, 5353))), PASS);
-      assert.deepEqual(traces(), [['ingress', PEER4, 41000, TRACE_F_REPLY], ['egress', EP.ipv4, 5353, 0]], 'every packet, the reply marked');
+      assert.deepEqual(
+        traces(),
+        [
+          ['ingress', PEER4, 41000, TRACE_F_REPLY],
+          ['egress', EP.ipv4, 5353, 0],
+        ],
+        'every packet, the reply marked',
+      );
     } finally {
       setLevel('new-and-drops');
       config.close();

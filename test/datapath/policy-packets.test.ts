@@ -6,14 +6,27 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { encode } from '../../src/datapath/codec.js';
-import { TRACE_F_NEW, endpointInfo, ifindexKey, pktTraceEvent, policyVerdictEvent, type EventHeader } from '../../src/datapath/endpoint-codecs.js';
+import {
+  TRACE_F_NEW,
+  endpointInfo,
+  ifindexKey,
+  pktTraceEvent,
+  policyVerdictEvent,
+  type EventHeader,
+} from '../../src/datapath/endpoint-codecs.js';
 import { openEvents, type EventReader } from '../../src/datapath/endpoint-reader.js';
 import { BpfObject, RawMap, progTestRun, type ProgramHandle } from '../../src/datapath/libbpf.js';
 import { ensurePinDirs } from '../../src/datapath/pins.js';
 import { PolicyWriter } from '../../src/datapath/policy-writer.js';
 import { defaultObjectDir } from '../../src/datapath/programs.js';
 import { endpointFlags } from '../../src/agent/policy.js';
-import { compilePolicy, evaluate, lookupIpcache, type CompiledPolicy, type PolicyInputs } from '../../src/state/policy-compiler.js';
+import {
+  compilePolicy,
+  evaluate,
+  lookupIpcache,
+  type CompiledPolicy,
+  type PolicyInputs,
+} from '../../src/state/policy-compiler.js';
 import type { NetworkPolicy } from '../../src/state/resources.js';
 import { validateResource } from '../../src/state/validate.js';
 import { World } from '../harness/world.js';
@@ -26,7 +39,12 @@ const OTHER4 = '10.244.9.11'; // y/other: same labels as x/client, another names
 const HOST4 = '10.0.0.1';
 
 function policy(namespace: string, name: string, spec: object): NetworkPolicy {
-  const r = validateResource({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace, name }, spec });
+  const r = validateResource({
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { namespace, name },
+    spec,
+  });
   assert.ok(r.ok === true, JSON.stringify(r));
   return r.value as NetworkPolicy;
 }
@@ -34,7 +52,12 @@ function policy(namespace: string, name: string, spec: object): NetworkPolicy {
 const POLICIES = [
   policy('x', 'allow-clients', {
     podSelector: { matchLabels: { app: 'server' } },
-    ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ port: 'http' }, { protocol: 'UDP', port: 8000, endPort: 8003 }] }],
+    ingress: [
+      {
+        from: [{ podSelector: { matchLabels: { app: 'client' } } }],
+        ports: [{ port: 'http' }, { protocol: 'UDP', port: 8000, endPort: 8003 }],
+      },
+    ],
   }),
   policy('x', 'allow-block', {
     podSelector: { matchLabels: { app: 'server' } },
@@ -49,9 +72,18 @@ const POLICIES = [
 
 const inputs = (policies: NetworkPolicy[]): PolicyInputs => ({
   policies,
-  namespaces: new Map<string, Record<string, string>>([['x', {}], ['y', { team: 'y' }]]),
+  namespaces: new Map<string, Record<string, string>>([
+    ['x', {}],
+    ['y', { team: 'y' }],
+  ]),
   pods: [
-    { namespace: 'x', name: 'server', labels: { app: 'server' }, ips: [SERVER.ipv4, SERVER.ipv6], ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] },
+    {
+      namespace: 'x',
+      name: 'server',
+      labels: { app: 'server' },
+      ips: [SERVER.ipv4, SERVER.ipv6],
+      ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }],
+    },
     { namespace: 'x', name: 'client', labels: { app: 'client' }, ips: [CLIENT4, CLIENT6], ports: [] },
     { namespace: 'y', name: 'other', labels: { app: 'client' }, ips: [OTHER4], ports: [] },
   ],
@@ -77,7 +109,15 @@ let sport = 30000;
 function apply(policies: NetworkPolicy[]): void {
   compiled = compilePolicy(inputs(policies));
   writer.write({ ipcache: { all: compiled.ipcache }, endpoints: compiled.endpoints }, () => {
-    endpoints.update(ifindexKey(1), encode(endpointInfo, { endpointId: SERVER.id, flags: endpointFlags(compiled.endpoints.get(SERVER.id)), ipv4: SERVER.ipv4, ipv6: SERVER.ipv6 }));
+    endpoints.update(
+      ifindexKey(1),
+      encode(endpointInfo, {
+        endpointId: SERVER.id,
+        flags: endpointFlags(compiled.endpoints.get(SERVER.id)),
+        ipv4: SERVER.ipv4,
+        ipv6: SERVER.ipv6,
+      }),
+    );
   });
 }
 
@@ -94,8 +134,18 @@ function newConnection(direction: 'ingress' | 'egress', peer: string, proto: 6 |
   const mk = v6 ? ipv6 : ipv4;
   const verdict = direction === 'ingress' ? run(toPod, mk(peer, me, proto, l4)) : run(fromPod, mk(me, peer, proto, l4));
   assert.ok(verdict === PASS || verdict === SHOT);
-  const explained = evaluate(compiled.endpoints.get(SERVER.id)!, direction, lookupIpcache(compiled.ipcache, peer), proto, port).allowed;
-  assert.equal(verdict === PASS, explained, `${direction} ${peer} ${proto}/${port}: the kernel and evaluate() disagree`);
+  const explained = evaluate(
+    compiled.endpoints.get(SERVER.id)!,
+    direction,
+    lookupIpcache(compiled.ipcache, peer),
+    proto,
+    port,
+  ).allowed;
+  assert.equal(
+    verdict === PASS,
+    explained,
+    `${direction} ${peer} ${proto}/${port}: the kernel and evaluate() disagree`,
+  );
   return verdict === PASS;
 }
 
@@ -126,7 +176,7 @@ after(async () => {
 beforeEach(() => takeEvents());
 
 describe('ingress, for a pod three policies select', () => {
-  it('pods matching podSelector in the policy\'s namespace, on the named port (resolved to 80) only', () => {
+  it("pods matching podSelector in the policy's namespace, on the named port (resolved to 80) only", () => {
     assert.equal(newConnection('ingress', CLIENT4, 6, 80), true);
     assert.equal(newConnection('ingress', CLIENT6, 6, 80), true, 'over IPv6 too');
     assert.equal(newConnection('ingress', CLIENT4, 6, 81), false);
@@ -136,9 +186,15 @@ describe('ingress, for a pod three policies select', () => {
   it('a denied connection is dropped and reported as policy-denied, with the endpoint and direction, after a denied verdict', () => {
     assert.equal(newConnection('ingress', CLIENT4, 6, 22), false);
     const evs = takeEvents();
-    assert.deepEqual(evs.map((e) => e.type), ['policy-verdict', 'drop']);
+    assert.deepEqual(
+      evs.map((e) => e.type),
+      ['policy-verdict', 'drop'],
+    );
     const verdict = policyVerdictEvent.decode(raws.get(evs[0]!)!);
-    assert.deepEqual({ allowed: verdict.allowed, ruleId: verdict.ruleId, peer: verdict.peerIdentity }, { allowed: false, ruleId: 0, peer: lookupIpcache(compiled.ipcache, CLIENT4).identity });
+    assert.deepEqual(
+      { allowed: verdict.allowed, ruleId: verdict.ruleId, peer: verdict.peerIdentity },
+      { allowed: false, ruleId: 0, peer: lookupIpcache(compiled.ipcache, CLIENT4).identity },
+    );
     const drop = evs[1]!;
     assert.equal(drop.reason, 'policy-denied');
     assert.equal(drop.endpointId, SERVER.id);
@@ -149,10 +205,18 @@ describe('ingress, for a pod three policies select', () => {
   it('an allowed connection reports the rule that allowed it, then a new-connection trace', () => {
     assert.equal(newConnection('ingress', CLIENT4, 6, 80), true);
     const evs = takeEvents();
-    assert.deepEqual(evs.map((e) => e.type), ['policy-verdict', 'trace']);
+    assert.deepEqual(
+      evs.map((e) => e.type),
+      ['policy-verdict', 'trace'],
+    );
     const verdict = policyVerdictEvent.decode(raws.get(evs[0]!)!);
     assert.equal(verdict.allowed, true);
-    assert.deepEqual(compiled.rules.get(verdict.ruleId), { id: verdict.ruleId, policy: 'x/allow-clients', direction: 'ingress', rule: 'spec.ingress[0]' });
+    assert.deepEqual(compiled.rules.get(verdict.ruleId), {
+      id: verdict.ruleId,
+      policy: 'x/allow-clients',
+      direction: 'ingress',
+      rule: 'spec.ingress[0]',
+    });
     assert.equal(pktTraceEvent.decode(raws.get(evs[1]!)!).ctFlags, TRACE_F_NEW);
   });
 
@@ -161,7 +225,8 @@ describe('ingress, for a pod three policies select', () => {
   });
 
   it('a port range allows every port of it and nothing beside it', () => {
-    for (const port of [8000, 8001, 8002, 8003]) assert.equal(newConnection('ingress', CLIENT4, 17, port), true, `UDP ${port}`);
+    for (const port of [8000, 8001, 8002, 8003])
+      assert.equal(newConnection('ingress', CLIENT4, 17, port), true, `UDP ${port}`);
     for (const port of [7999, 8004]) assert.equal(newConnection('ingress', CLIENT4, 17, port), false, `UDP ${port}`);
   });
 
@@ -172,7 +237,7 @@ describe('ingress, for a pod three policies select', () => {
     assert.equal(newConnection('ingress', '192.0.2.5', 6, 80), false, 'another port');
   });
 
-  it('the pod\'s node may always connect', () => {
+  it("the pod's node may always connect", () => {
     assert.equal(newConnection('ingress', HOST4, 6, 12345), true);
   });
 });

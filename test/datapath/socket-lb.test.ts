@@ -28,13 +28,26 @@ let backends: Pod[];
 function webManifests(ready: Pod[], svcName = 'web'): object[] {
   return [
     service(svcName, [SVC4, SVC6], PORTS),
-    endpointSlice(svcName, 4, ready.map((p) => ({ ip: p.ipv4 })), SLICE_PORTS),
-    endpointSlice(svcName, 6, ready.map((p) => ({ ip: p.ipv6 })), SLICE_PORTS),
+    endpointSlice(
+      svcName,
+      4,
+      ready.map((p) => ({ ip: p.ipv4 })),
+      SLICE_PORTS,
+    ),
+    endpointSlice(
+      svcName,
+      6,
+      ready.map((p) => ({ ip: p.ipv6 })),
+      SLICE_PORTS,
+    ),
   ];
 }
 
 const frontendBackends = (svcs: ReturnType<AgentProcess['kernelServices']>, ip: string, port: number) =>
-  svcs.find((s) => s.frontend.ip === ip && s.frontend.port === port)?.backends.map((b) => b.ip).sort();
+  svcs
+    .find((s) => s.frontend.ip === ip && s.frontend.port === port)
+    ?.backends.map((b) => b.ip)
+    .sort();
 
 before(async () => {
   world = World.create();
@@ -55,13 +68,24 @@ after(async () => {
 const names = () => backends.map((b) => b.name).sort();
 
 describe('a ClusterIP is balanced over its ready backends', () => {
-  for (const [family, ip] of [['IPv4', SVC4], ['IPv6', SVC6]] as const) {
+  for (const [family, ip] of [
+    ['IPv4', SVC4],
+    ['IPv6', SVC6],
+  ] as const) {
     const shown = family === 'IPv4' ? `${ip}` : `[${ip}]`;
-    for (const [proto, port] of [['tcp', 80], ['udp', 53], ['udp-connected', 53]] as const) {
+    for (const [proto, port] of [
+      ['tcp', 80],
+      ['udp', 53],
+      ['udp-connected', 53],
+    ] as const) {
       it(`${proto} over ${family}: every backend answers, the socket only ever sees the service`, async () => {
         const r = await probe(world, client, ip, port, proto, 60);
         assert.deepEqual(r.errors, {}, `no attempt may fail: ${JSON.stringify(r)}`);
-        assert.deepEqual(Object.keys(r.answers).sort(), names(), `all three backends answer: ${JSON.stringify(r.answers)}`);
+        assert.deepEqual(
+          Object.keys(r.answers).sort(),
+          names(),
+          `all three backends answer: ${JSON.stringify(r.answers)}`,
+        );
         // 60 uniform picks over 3: fewer than 5 for one backend has probability < 1e-5.
         for (const [name, n] of Object.entries(r.answers)) assert.ok(n >= 5, `${name} got a fair share (${n}/60)`);
         assert.deepEqual(Object.keys(r.peers), [`${shown}:${port}`], 'getpeername/recvfrom show the service address');
@@ -93,9 +117,18 @@ describe('backends change', () => {
       endpointSlice('empty', 4, [{ ip: backends[0]!.ipv4, ready: false }], SLICE_PORTS),
     ]);
     await agent.waitForKernel((s) => frontendBackends(s, '10.96.0.20', 80)?.length === 0, 'empty service');
-    for (const [ip, proto, port] of [['10.96.0.20', 'tcp', 80], ['fd00:10:96::20', 'tcp', 80], ['10.96.0.20', 'udp', 53], ['10.96.0.20', 'udp-connected', 53]] as const) {
+    for (const [ip, proto, port] of [
+      ['10.96.0.20', 'tcp', 80],
+      ['fd00:10:96::20', 'tcp', 80],
+      ['10.96.0.20', 'udp', 53],
+      ['10.96.0.20', 'udp-connected', 53],
+    ] as const) {
       const r = await probe(world, client, ip, port, proto, 5);
-      assert.deepEqual(r.errors, { ECONNREFUSED: 5 }, `${proto} to ${ip} is refused, not timed out: ${JSON.stringify(r)}`);
+      assert.deepEqual(
+        r.errors,
+        { ECONNREFUSED: 5 },
+        `${proto} to ${ip} is refused, not timed out: ${JSON.stringify(r)}`,
+      );
     }
     agent.removeManifest('empty.yaml');
     await agent.waitForKernel((s) => frontendBackends(s, '10.96.0.20', 80) === undefined, 'empty service removed');
@@ -106,7 +139,11 @@ describe('backends change', () => {
     agent.writeManifest('web.yaml', webManifests([b1, b3]));
     await agent.waitForKernel((s) => frontendBackends(s, SVC4, 80)?.length === 2, 'web with 2 backends');
     let r = await probe(world, client, SVC4, 80, 'tcp', 40);
-    assert.deepEqual(Object.keys(r.answers).sort(), [b1.name, b3.name], `only remaining backends answer: ${JSON.stringify(r.answers)}`);
+    assert.deepEqual(
+      Object.keys(r.answers).sort(),
+      [b1.name, b3.name],
+      `only remaining backends answer: ${JSON.stringify(r.answers)}`,
+    );
     assert.deepEqual(r.errors, {});
 
     agent.writeManifest('web.yaml', webManifests([b1, b2, b3]));
@@ -120,7 +157,12 @@ describe('backends change', () => {
     agent.writeManifest('web.yaml', [
       service('web', [SVC4, SVC6], PORTS),
       endpointSlice('web', 4, [{ ip: b1.ipv4 }, { ip: b2.ipv4, ready: false }, { ip: b3.ipv4 }], SLICE_PORTS),
-      endpointSlice('web', 6, backends.map((p) => ({ ip: p.ipv6 })), SLICE_PORTS),
+      endpointSlice(
+        'web',
+        6,
+        backends.map((p) => ({ ip: p.ipv6 })),
+        SLICE_PORTS,
+      ),
     ]);
     await agent.waitForKernel((s) => frontendBackends(s, SVC4, 80)?.length === 2, 'web v4 without backend-2');
     const r = await probe(world, client, SVC4, 80, 'tcp', 40);
@@ -173,8 +215,15 @@ describe('agent restarts', () => {
     agent.writeManifest('web.yaml', webManifests([backends[0]!, backends[1]!]));
     const r = await running;
     assert.deepEqual(r.errors, {}, `no connection failed: ${JSON.stringify(r)}`);
-    assert.equal(Object.values(r.answers).reduce((a, b) => a + b, 0), 400);
-    assert.equal(frontendBackends(agent.kernelServices(), SVC4, 80)?.length, 3, 'the kernel kept its state without the agent');
+    assert.equal(
+      Object.values(r.answers).reduce((a, b) => a + b, 0),
+      400,
+    );
+    assert.equal(
+      frontendBackends(agent.kernelServices(), SVC4, 80)?.length,
+      3,
+      'the kernel kept its state without the agent',
+    );
 
     const from = agent.log.length;
     await agent.start();
@@ -220,7 +269,10 @@ describe('translation events', () => {
     seen = await sockFlows(since);
     assert.equal(seen.length, 5, `one event per connect: ${JSON.stringify(seen)}`);
     for (const f of seen) {
-      assert.deepEqual([f.verdict, f.service, f.l4.protocol, f.destination.port], ['TRANSLATED', 'default/web', 'TCP', 8080]);
+      assert.deepEqual(
+        [f.verdict, f.service, f.l4.protocol, f.destination.port],
+        ['TRANSLATED', 'default/web', 'TCP', 8080],
+      );
       assert.ok(backendIps.includes(f.destination.ip), `backend ${f.destination.ip}`);
       assert.match(f.summary, /^connect 10\.96\.0\.10:80 → /);
     }

@@ -55,13 +55,24 @@ interface DemoPod extends Pod {
  *  what happened instead of an answer. Resolves false when any call failed. The script exits
  *  when its calls are done: fetch's abort leaves a connect that the policy drops pending until
  *  undici's own 10 s connect timeout, and its SYN retransmissions would go on filling the flows. */
-async function call(world: World | undefined, from: string, count: number, opts: { expectDenied?: boolean } = {}): Promise<boolean> {
+async function call(
+  world: World | undefined,
+  from: string,
+  count: number,
+  opts: { expectDenied?: boolean } = {},
+): Promise<boolean> {
   let ok = true;
-  for (const [family, ip] of [['IPv4', SERVICE.v4], ['IPv6', `[${SERVICE.v6}]`]] as const) {
+  for (const [family, ip] of [
+    ['IPv4', SERVICE.v4],
+    ['IPv6', `[${SERVICE.v6}]`],
+  ] as const) {
     const script = `for (let i = 0; i < ${count}; i++) { try { const r = await fetch('http://${ip}/', { signal: AbortSignal.timeout(1500) }); console.log('GET http://${ip}/ -> ' + (await r.text()).trim()); } catch (e) { console.log('GET http://${ip}/ -> ' + (e.name === 'TimeoutError' ? 'no answer within 1.5 s' : e.cause?.code ?? e.message)); process.exitCode = 1; } } process.exit();`;
     const argv = [process.execPath, '--input-type=module', '-e', script];
     const r = world
-      ? await world.run({ name: from, netns: `wdemo-${from}`, ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 30_000 })
+      ? await world.run({ name: from, netns: `wdemo-${from}`, ipv4: '', ipv6: '', hostVeth: '' }, argv, {
+          inCgroup: true,
+          timeoutMs: 30_000,
+        })
       : await runInKeptPod(from, argv);
     info(`${family}:`);
     for (const line of (r.stdout + r.stderr).trim().split('\n')) info(`  ${line}`);
@@ -76,7 +87,11 @@ async function runInKeptPod(pod: string, argv: string[]) {
   const { spawnSync } = await import('node:child_process');
   const cg = fs.readFileSync('/run/weft-test/demo.json', 'utf8');
   const { cgroup } = JSON.parse(cg) as { cgroup: string };
-  const r = spawnSync('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec nsenter --net=/run/netns/wdemo-${pod} "$@"`, 'sh', ...argv], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(
+    'sh',
+    ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec nsenter --net=/run/netns/wdemo-${pod} "$@"`, 'sh', ...argv],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -93,30 +108,57 @@ async function addPod(world: World, name: string, labels: Record<string, string>
   });
   if (r.code !== 0) throw new Error(`CNI ADD for ${name} failed: ${r.stdout}${r.stderr}`);
   const ips = ((r.json?.ips ?? []) as { address: string }[]).map((i) => i.address.replace(/\/\d+$/, ''));
-  return { name, netns: path.basename(netns), ipv4: ips.find((i) => !i.includes(':')) ?? '', ipv6: ips.find((i) => i.includes(':')) ?? '', hostVeth: '', labels };
+  return {
+    name,
+    netns: path.basename(netns),
+    ipv4: ips.find((i) => !i.includes(':')) ?? '',
+    ipv6: ips.find((i) => i.includes(':')) ?? '',
+    hostVeth: '',
+    labels,
+  };
 }
 
 const podManifest = (p: { name: string; labels: Record<string, string> }) => ({
-  apiVersion: 'v1', kind: 'Pod', metadata: { namespace: NAMESPACE, name: p.name, labels: p.labels },
-  spec: { containers: [{ name: 'app', ...(p.labels.app === 'web' && { ports: [{ name: 'http', containerPort: HTTP_PORT }] }) }] },
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { namespace: NAMESPACE, name: p.name, labels: p.labels },
+  spec: {
+    containers: [
+      { name: 'app', ...(p.labels.app === 'web' && { ports: [{ name: 'http', containerPort: HTTP_PORT }] }) },
+    ],
+  },
 });
 
-const slices = (backends: DemoPod[]) => (['ipv4', 'ipv6'] as const).map((f) => ({
-  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-  metadata: { namespace: NAMESPACE, name: `web-${f === 'ipv4' ? 'v4' : 'v6'}`, labels: { 'kubernetes.io/service-name': 'web' } },
-  addressType: f === 'ipv4' ? 'IPv4' : 'IPv6',
-  ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
-  endpoints: backends.map((b) => ({ addresses: [b[f]], conditions: { ready: true } })),
-}));
+const slices = (backends: DemoPod[]) =>
+  (['ipv4', 'ipv6'] as const).map((f) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      namespace: NAMESPACE,
+      name: `web-${f === 'ipv4' ? 'v4' : 'v6'}`,
+      labels: { 'kubernetes.io/service-name': 'web' },
+    },
+    addressType: f === 'ipv4' ? 'IPv4' : 'IPv6',
+    ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
+    endpoints: backends.map((b) => ({ addresses: [b[f]], conditions: { ready: true } })),
+  }));
 
 /** The routed service's EndpointSlices: shop (both versions), shop-v1 and shop-v2. */
-const shopSlices = (v1: DemoPod, v2: DemoPod) => ([['shop', [v1, v2]], ['shop-v1', [v1]], ['shop-v2', [v2]]] as const).map(([svc, pods]) => ({
-  apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-  metadata: { namespace: NAMESPACE, name: `${svc}-v4`, labels: { 'kubernetes.io/service-name': svc } },
-  addressType: 'IPv4',
-  ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
-  endpoints: pods.map((b) => ({ addresses: [b.ipv4], conditions: { ready: true } })),
-}));
+const shopSlices = (v1: DemoPod, v2: DemoPod) =>
+  (
+    [
+      ['shop', [v1, v2]],
+      ['shop-v1', [v1]],
+      ['shop-v2', [v2]],
+    ] as const
+  ).map(([svc, pods]) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: NAMESPACE, name: `${svc}-v4`, labels: { 'kubernetes.io/service-name': svc } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: HTTP_PORT, protocol: 'TCP' }],
+    endpoints: pods.map((b) => ({ addresses: [b.ipv4], conditions: { ready: true } })),
+  }));
 
 /** GETs shop.demo `count` times from the client on one kept connection (so the spread is the
  *  proxy's, per request, not the kernel's, per connection) and prints who answered. */
@@ -125,8 +167,15 @@ async function callShop(world: World | undefined, count: number, header?: string
     for (let i = 0; i < ${count}; i++) { const body = await new Promise((ok, fail) => http.get('http://${SHOP}/', { agent, headers: ${JSON.stringify(header ? { 'x-canary': header } : {})} }, (r) => { let b = ''; r.on('data', (d) => b += d).on('end', () => ok(r.statusCode + ' ' + b.trim())); }).on('error', fail)); seen[body] = (seen[body] ?? 0) + 1; }
     for (const [k, n] of Object.entries(seen).sort()) console.log(String(n).padStart(4) + ' x ' + k); process.exit();`;
   const argv = [process.execPath, '--input-type=module', '-e', script];
-  const r = world ? await world.run({ name: 'client', netns: 'wdemo-client', ipv4: '', ipv6: '', hostVeth: '' }, argv, { inCgroup: true, timeoutMs: 60_000 }) : await runInKeptPod('client', argv);
-  info(`$ ${count} x GET http://${SHOP}/ on one connection${header ? ` with x-canary: ${header}` : ''} (status, answering pod):`);
+  const r = world
+    ? await world.run({ name: 'client', netns: 'wdemo-client', ipv4: '', ipv6: '', hostVeth: '' }, argv, {
+        inCgroup: true,
+        timeoutMs: 60_000,
+      })
+    : await runInKeptPod('client', argv);
+  info(
+    `$ ${count} x GET http://${SHOP}/ on one connection${header ? ` with x-canary: ${header}` : ''} (status, answering pod):`,
+  );
   // Not trim(): the counts are right-aligned.
   for (const line of (r.stdout + r.stderr).trimEnd().split('\n')) if (line.trim()) info(`  ${line}`);
   if (r.code !== 0) throw new Error('calling shop.demo failed');
@@ -139,7 +188,8 @@ async function waitForRoute(): Promise<void> {
   for (;;) {
     const shop = readKernelServices(DEFAULT_BPF_ROOT).find((s) => s.frontend.ip === SHOP);
     if (shop?.backends.length === 1 && shop.backends[0]!.ip === '169.254.42.1') return;
-    if (Date.now() > deadline) throw new Error(`shop.demo was never sent to the proxy: ${JSON.stringify(shop)}; see .run/weftd.log`);
+    if (Date.now() > deadline)
+      throw new Error(`shop.demo was never sent to the proxy: ${JSON.stringify(shop)}; see .run/weftd.log`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -148,7 +198,11 @@ const yamlDocs = (objs: object[]) => objs.map((o) => JSON.stringify(o)).join('\n
 
 async function explain(from: string): Promise<void> {
   const { execFileSync } = await import('node:child_process');
-  const out = execFileSync(WEFT, ['explain', '--from', `${NAMESPACE}/${from}`, '--to', `${NAMESPACE}/backend-1`, '--port', String(HTTP_PORT)], { encoding: 'utf8' });
+  const out = execFileSync(
+    WEFT,
+    ['explain', '--from', `${NAMESPACE}/${from}`, '--to', `${NAMESPACE}/backend-1`, '--port', String(HTTP_PORT)],
+    { encoding: 'utf8' },
+  );
   info(`$ weft explain --from ${NAMESPACE}/${from} --to ${NAMESPACE}/backend-1 --port ${HTTP_PORT}`);
   for (const line of out.trimEnd().split('\n')) info(`  ${line}`);
 }
@@ -173,8 +227,10 @@ async function start(): Promise<void> {
     info('terminal first, and make run again)');
     return;
   }
-  if (await agentRunning()) throw new Error(`a weftd already serves ${SOCKET}; the demo will not take over a real installation`);
-  if (fs.existsSync(DEFAULT_BPF_ROOT)) throw new Error(`${DEFAULT_BPF_ROOT} already holds pins (run \`weft uninstall\` if they are stale)`);
+  if (await agentRunning())
+    throw new Error(`a weftd already serves ${SOCKET}; the demo will not take over a real installation`);
+  if (fs.existsSync(DEFAULT_BPF_ROOT))
+    throw new Error(`${DEFAULT_BPF_ROOT} already holds pins (run \`weft uninstall\` if they are stale)`);
 
   step('Creating the virtual cluster: a node namespace that routes, nothing beyond it');
   const world = World.create({ name: 'demo', keep: true, bpfRoot: DEFAULT_BPF_ROOT });
@@ -189,15 +245,31 @@ async function start(): Promise<void> {
     fs.writeFileSync(path.join(MANIFESTS, 'pods.yaml'), yamlDocs(PODS.map(podManifest)));
     fs.rmSync(path.join(DEFAULT_STATE_DIR, 'endpoints.json'), { force: true }); // a previous demo's addresses
     const logFd = fs.openSync(path.join(RUN, 'weftd.log'), 'w');
-    const agent = world.spawn('node', [WEFTD, '--source', `dir:${MANIFESTS}`, '--cgroup', world.cgroupDir, '--node-name', 'demo-node', ...POD_CIDRS.flatMap((c) => ['--pod-cidr', c])], {
-      stdio: ['ignore', logFd, logFd],
-      detached: true,
-    });
+    const agent = world.spawn(
+      'node',
+      [
+        WEFTD,
+        '--source',
+        `dir:${MANIFESTS}`,
+        '--cgroup',
+        world.cgroupDir,
+        '--node-name',
+        'demo-node',
+        ...POD_CIDRS.flatMap((c) => ['--pod-cidr', c]),
+      ],
+      {
+        stdio: ['ignore', logFd, logFd],
+        detached: true,
+      },
+    );
     agent.unref();
     world.adopt(agent.pid!);
     const deadline = Date.now() + 20_000;
     while (!(await agentRunning())) {
-      if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`weftd did not start; see .run/weftd.log:\n${fs.readFileSync(path.join(RUN, 'weftd.log'), 'utf8')}`);
+      if (Date.now() > deadline || agent.exitCode !== null)
+        throw new Error(
+          `weftd did not start; see .run/weftd.log:\n${fs.readFileSync(path.join(RUN, 'weftd.log'), 'utf8')}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
     info(`weftd pid ${agent.pid}, log .run/weftd.log, API ${SOCKET}`);
@@ -205,7 +277,12 @@ async function start(): Promise<void> {
     step('Creating seven pods through the CNI plugin (weft-cni ADD, as a container runtime calls it)');
     const pods: DemoPod[] = [];
     for (const p of PODS) pods.push(await addPod(world, p.name, p.labels));
-    for (const p of pods) info(`pod ${NAMESPACE}/${p.name.padEnd(10)} ${p.ipv4.padEnd(11)} ${p.ipv6.padEnd(16)} ${Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
+    for (const p of pods)
+      info(
+        `pod ${NAMESPACE}/${p.name.padEnd(10)} ${p.ipv4.padEnd(11)} ${p.ipv6.padEnd(16)} ${Object.entries(p.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')}`,
+      );
 
     step(`Starting the backends: an HTTP server on :${HTTP_PORT} in each web pod that answers its pod name`);
     const backends = pods.filter((p) => p.labels.app === 'web');
@@ -213,25 +290,28 @@ async function start(): Promise<void> {
     await Promise.all([...backends, ...shop].map((p) => startBackend(world, p, { http: [HTTP_PORT] })));
     fs.writeFileSync(path.join(MANIFESTS, 'endpoints.yaml'), yamlDocs(slices(backends)));
     fs.writeFileSync(path.join(MANIFESTS, 'shop-endpoints.yaml'), yamlDocs(shopSlices(shop[0]!, shop[1]!)));
-    info('their addresses are the service\'s EndpointSlices: .run/manifests/endpoints.yaml');
+    info("their addresses are the service's EndpointSlices: .run/manifests/endpoints.yaml");
 
     step(`Calling the service web.demo (${SERVICE.v4} and ${SERVICE.v6}, port 80) from the client pod (role=frontend)`);
     await waitForService();
     await call(world, 'client', 4);
 
     step('Calling it from the batch pod (role=batch): NetworkPolicy demo/web-from-frontend lets only frontends in');
-    if (await call(world, 'batch', 1, { expectDenied: true })) throw new Error('the batch pod got through: the policy is not enforced');
+    if (await call(world, 'batch', 1, { expectDenied: true }))
+      throw new Error('the batch pod got through: the policy is not enforced');
     await explain('client');
     await explain('batch');
 
-    step('What the datapath saw: weft observe reads the flows the agent\'s observer keeps');
+    step("What the datapath saw: weft observe reads the flows the agent's observer keeps");
     // The socket hook's translation (sock), each pod interface's new connection (from-endpoint
     // at the client's veth, to-endpoint at the backend's), the policy verdicts and the drops.
     await observe(['--last', '16']);
     await observe(['--verdict', 'DROPPED']);
     await observe(['--type', 'sock']);
 
-    step(`Calling shop.demo (${SHOP}), which has an HTTPRoute: the kernel sends it to weft-proxy, which splits requests 90/10`);
+    step(
+      `Calling shop.demo (${SHOP}), which has an HTTPRoute: the kernel sends it to weft-proxy, which splits requests 90/10`,
+    );
     await waitForRoute();
     await callShop(world, 40);
     await callShop(world, 5, 'always');
@@ -272,7 +352,8 @@ async function waitForService(): Promise<void> {
   for (;;) {
     const svcs = readKernelServices(DEFAULT_BPF_ROOT);
     if (svcs.filter((s) => s.backends.length === 3).length === 2) return;
-    if (Date.now() > deadline) throw new Error(`the service's backends never reached the kernel: ${JSON.stringify(svcs)}`);
+    if (Date.now() > deadline)
+      throw new Error(`the service's backends never reached the kernel: ${JSON.stringify(svcs)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -284,7 +365,9 @@ async function stop(): Promise<void> {
   if (fs.existsSync(DEFAULT_BPF_ROOT)) removeAllPins(DEFAULT_BPF_ROOT);
   fs.rmSync(MANIFESTS, { recursive: true, force: true });
   fs.rmSync(path.join(DEFAULT_STATE_DIR, 'endpoints.json'), { force: true });
-  process.stdout.write(removed ? `Demo stopped: agent, pods, namespaces, cgroup and pins removed.\n` : 'No demo was running.\n');
+  process.stdout.write(
+    removed ? `Demo stopped: agent, pods, namespaces, cgroup and pins removed.\n` : 'No demo was running.\n',
+  );
 }
 
 const cmd = process.argv[2];

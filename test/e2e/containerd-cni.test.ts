@@ -36,7 +36,9 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
 /** Starts a container answering its name on TCP 8080, and returns its endpoint once ready. */
 async function startBackend(id: string): Promise<EndpointRecord> {
   running.set(id, ctrd.start(id, `exec nc -ll -p 8080 -e echo ${id}`));
-  return waitFor(`${id}'s endpoint`, async () => (await endpoints()).find((e) => e.containerId === `${ctrd.namespace}-${id}` && e.state === 'ready'));
+  return waitFor(`${id}'s endpoint`, async () =>
+    (await endpoints()).find((e) => e.containerId === `${ctrd.namespace}-${id}` && e.state === 'ready'),
+  );
 }
 
 before(async () => {
@@ -47,7 +49,12 @@ before(async () => {
   ctrd.installCni(
     // As deploy/cni/10-weft.conflist: containerd 1.6's libcni reads 1.0.0 results, newer
     // runtimes pick 1.1.0 from cniVersions.
-    { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'weft', plugins: [{ type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 }] },
+    {
+      cniVersion: '1.0.0',
+      cniVersions: ['1.0.0', '1.1.0'],
+      name: 'weft',
+      plugins: [{ type: 'weft-cni', agentSocket: agent.socket, mtu: 1500 }],
+    },
     { 'weft-cni': path.join(REPO, 'build/bin/weft-cni') },
   );
 });
@@ -59,18 +66,21 @@ after(async () => {
   await world?.dispose();
 });
 
-describe('containerd runs pods on Weft\'s network', () => {
+describe("containerd runs pods on Weft's network", () => {
   let b1: EndpointRecord;
   let b2: EndpointRecord;
 
-  it('containers get their addresses from the node\'s pod CIDRs and reach each other', async () => {
+  it("containers get their addresses from the node's pod CIDRs and reach each other", async () => {
     b1 = await startBackend('backend-1');
     b2 = await startBackend('backend-2');
     for (const e of [b1, b2]) {
       assert.match(ipOf(e, 4), /^10\.244\.7\.\d+$/);
       assert.match(ipOf(e, 6), /^fd00:10:244:7::/);
     }
-    const r = await ctrd.run('client-1', `ip -o addr show eth0; ping -c1 -W2 ${ipOf(b1, 4)} >/dev/null && echo ping4-ok; ping -6 -c1 -W2 ${ipOf(b2, 6)} >/dev/null && echo ping6-ok; nc -w 2 ${ipOf(b2, 4)} 8080 </dev/null`);
+    const r = await ctrd.run(
+      'client-1',
+      `ip -o addr show eth0; ping -c1 -W2 ${ipOf(b1, 4)} >/dev/null && echo ping4-ok; ping -6 -c1 -W2 ${ipOf(b2, 6)} >/dev/null && echo ping6-ok; nc -w 2 ${ipOf(b2, 4)} 8080 </dev/null`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /inet 10\.244\.7\.\d+\/32/);
     assert.match(r.stdout, /ping4-ok/);
@@ -78,12 +88,15 @@ describe('containerd runs pods on Weft\'s network', () => {
     assert.match(r.stdout, /backend-2/);
   });
 
-  it('a ClusterIP reaches the containers through Weft\'s socket load balancing', async () => {
+  it("a ClusterIP reaches the containers through Weft's socket load balancing", async () => {
     agent.writeManifest('svc.yaml', [
       service('echo', [SVC], [{ name: 'tcp', port: 80, targetPort: 8080 }]),
       endpointSlice('echo', 4, [{ ip: ipOf(b1, 4) }, { ip: ipOf(b2, 4) }], [{ name: 'tcp', port: 8080 }]),
     ]);
-    await agent.waitForKernel((s) => s.some((x) => x.frontend.ip === SVC && x.backends.length === 2), 'the echo service');
+    await agent.waitForKernel(
+      (s) => s.some((x) => x.frontend.ip === SVC && x.backends.length === 2),
+      'the echo service',
+    );
     const r = await ctrd.run('client-2', `for i in $(seq 1 24); do nc -w 2 ${SVC} 80 </dev/null; done`);
     assert.equal(r.code, 0, r.stderr);
     const answers = r.stdout.trim().split('\n');
@@ -99,37 +112,62 @@ describe('containerd runs pods on Weft\'s network', () => {
     await agent.start();
     assert.match(agent.log, /msg="endpoints restored" endpoints=2 attached=2/);
     assert.deepEqual(await endpoints(), before);
-    const r = await ctrd.run('client-3', `ip -o -4 addr show eth0; nc -w 2 ${ipOf(b1, 4)} 8080 </dev/null; nc -w 2 ${SVC} 80 </dev/null`);
+    const r = await ctrd.run(
+      'client-3',
+      `ip -o -4 addr show eth0; nc -w 2 ${ipOf(b1, 4)} 8080 </dev/null; nc -w 2 ${SVC} 80 </dev/null`,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /backend-1\n(backend-1|backend-2)/);
     const mine = r.stdout.match(/inet (10\.244\.7\.\d+)\//)?.[1];
     assert.ok(mine && !used.has(mine), `the new pod's ${mine} is not one in use`);
     // The CLI shows the same endpoints.
     const list = await exec(WEFT, ['--state-dir', agent.stateDir, 'endpoint', 'list', '-o', 'json']);
-    assert.deepEqual((JSON.parse(list.stdout) as EndpointRecord[]).map((e) => e.containerId).sort(), [`${ctrd.namespace}-backend-1`, `${ctrd.namespace}-backend-2`]);
+    assert.deepEqual((JSON.parse(list.stdout) as EndpointRecord[]).map((e) => e.containerId).sort(), [
+      `${ctrd.namespace}-backend-1`,
+      `${ctrd.namespace}-backend-2`,
+    ]);
   });
 
   it('removing containers releases their endpoints and addresses', async () => {
     for (const id of ['backend-1', 'backend-2']) {
       const ctr = running.get(id)!;
-      const exited = ctr.exitCode !== null || ctr.signalCode !== null ? Promise.resolve() : new Promise((r) => ctr.once('exit', r));
+      const exited =
+        ctr.exitCode !== null || ctr.signalCode !== null ? Promise.resolve() : new Promise((r) => ctr.once('exit', r));
       await ctrd.kill(id);
-      await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`ctr for ${id} did not exit`)), 15_000))]);
+      await Promise.race([
+        exited,
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`ctr for ${id} did not exit`)), 15_000)),
+      ]);
       running.delete(id);
     }
     const left = await waitFor('endpoints to go', async () => ((await endpoints()).length === 0 ? [] : undefined));
     assert.deepEqual(left, []);
     const status = await apiRequest<{ podCidrs: { used: number }[] }>(agent.socket, 'GET', '/v1/status');
-    assert.deepEqual(status.podCidrs.map((p) => p.used), [0, 0]);
+    assert.deepEqual(
+      status.podCidrs.map((p) => p.used),
+      [0, 0],
+    );
   });
 
   it('weft uninstall takes the programs off running pods', async () => {
     const ep = await startBackend('backend-3');
-    const filters = async () => JSON.parse((await world.run('node', ['tc', '-j', 'filter', 'show', 'dev', ep.hostIfName, 'ingress'])).stdout || '[]') as unknown[];
+    const filters = async () =>
+      JSON.parse(
+        (await world.run('node', ['tc', '-j', 'filter', 'show', 'dev', ep.hostIfName, 'ingress'])).stdout || '[]',
+      ) as unknown[];
     assert.ok((await filters()).length > 0, 'the running pod has its ingress program');
     await agent.stop();
     // In the agent's namespace, where the pod interfaces' numbers mean what the maps say.
-    const r = await world.run('node', [WEFT, '--bpf-root', agent.bpfRoot, '--state-dir', agent.stateDir, 'uninstall', '-o', 'json']);
+    const r = await world.run('node', [
+      WEFT,
+      '--bpf-root',
+      agent.bpfRoot,
+      '--state-dir',
+      agent.stateDir,
+      'uninstall',
+      '-o',
+      'json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual((JSON.parse(r.stdout) as { detachedInterfaces: number[] }).detachedInterfaces, [ep.hostIfIndex]);
     assert.deepEqual(await filters(), []);

@@ -25,13 +25,29 @@ let client: Pod;
 let backends: Pod[];
 
 const webSlice = (ready: Pod[], notReady: Pod[] = []) =>
-  endpointSlice('web', 4, [...ready.map((p) => ({ ip: p.ipv4 })), ...notReady.map((p) => ({ ip: p.ipv4, ready: false }))], SLICE_PORTS);
-const backendsOf = (ip: string, port = 80) => (svcs: ReturnType<AgentProcess['kernelServices']>) =>
-  svcs.find((s) => s.frontend.ip === ip && s.frontend.port === port)?.backends.map((b) => b.ip).sort();
+  endpointSlice(
+    'web',
+    4,
+    [...ready.map((p) => ({ ip: p.ipv4 })), ...notReady.map((p) => ({ ip: p.ipv4, ready: false }))],
+    SLICE_PORTS,
+  );
+const backendsOf =
+  (ip: string, port = 80) =>
+  (svcs: ReturnType<AgentProcess['kernelServices']>) =>
+    svcs
+      .find((s) => s.frontend.ip === ip && s.frontend.port === port)
+      ?.backends.map((b) => b.ip)
+      .sort();
 const status = () => agent.get<AgentStatus>('/v1/status');
-const requestsFor = (plural: string, watch: boolean) => server.requests.filter((r) => r.path.endsWith(`/${plural}`) && r.watch === watch);
+const requestsFor = (plural: string, watch: boolean) =>
+  server.requests.filter((r) => r.path.endsWith(`/${plural}`) && r.watch === watch);
 
-async function until<T>(read: () => T | Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> {
+async function until<T>(
+  read: () => T | Promise<T>,
+  ok: (v: T) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   while (Date.now() < deadline) {
@@ -51,7 +67,11 @@ before(async () => {
   const kubeconfig = path.join(world.stateDir, 'kubeconfig');
   server.writeKubeconfig(kubeconfig);
   server.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: NODE }, spec: { podCIDRs: ['10.244.9.0/24'] } });
-  server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default', labels: { 'kubernetes.io/metadata.name': 'default' } } });
+  server.create({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: 'default', labels: { 'kubernetes.io/metadata.name': 'default' } },
+  });
   agent = new AgentProcess(world, { kubeconfig });
 });
 
@@ -70,7 +90,10 @@ describe('first sync', () => {
     const early = await status();
     assert.equal(early.synced, false);
     assert.match(early.waitingFor ?? '', /Kubernetes API/);
-    assert.ok(early.informers!.some((i) => /HTTP 500/.test(i.lastError ?? '')), JSON.stringify(early.informers));
+    assert.ok(
+      early.informers!.some((i) => /HTTP 500/.test(i.lastError ?? '')),
+      JSON.stringify(early.informers),
+    );
     await assert.rejects(agent.get('/readyz'), /not ready: waiting for/);
     server.failNext(0);
     await agent.waitForLog(/msg="weftd ready"/, 20_000);
@@ -82,8 +105,16 @@ describe('first sync', () => {
   });
 
   it('the node pod CIDRs come from its Node object, and follow it', async () => {
-    assert.deepEqual((await status()).podCidrs.map((p) => p.cidr), ['10.244.9.0/24']);
-    server.update({ apiVersion: 'v1', kind: 'Node', metadata: { name: NODE }, spec: { podCIDRs: ['10.244.9.0/24', 'fd00:10:244:9::/64'] } });
+    assert.deepEqual(
+      (await status()).podCidrs.map((p) => p.cidr),
+      ['10.244.9.0/24'],
+    );
+    server.update({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: NODE },
+      spec: { podCIDRs: ['10.244.9.0/24', 'fd00:10:244:9::/64'] },
+    });
     await until(status, (s) => s.podCidrs.length === 2, 'the IPv6 pod CIDR');
   });
 });
@@ -105,7 +136,12 @@ describe('changes through the API', () => {
     server.delete('v1', 'Service', 'default', 'api');
     await agent.waitForKernel((k) => backendsOf('10.96.0.11')(k) === undefined, 'the deleted api service to go');
 
-    const pod = (name: string) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app: 'web' } }, spec: { nodeName: NODE, containers: [{ name: 'app' }] } });
+    const pod = (name: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'default', labels: { app: 'web' } },
+      spec: { nodeName: NODE, containers: [{ name: 'app' }] },
+    });
     const pods = () => status().then((s) => s.informers?.find((i) => i.resource === 'pods')?.objects);
     const before = (await pods()) ?? 0;
     server.create(pod('web-a'));
@@ -116,17 +152,41 @@ describe('changes through the API', () => {
   });
 
   it('an invalid object is named in status; its last good version stays in force until fixed', async () => {
-    const bad = service('web', [SVC4], [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }, { name: 'http', port: 81, protocol: 'TCP' }]);
+    const bad = service(
+      'web',
+      [SVC4],
+      [
+        { name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 },
+        { name: 'http', port: 81, protocol: 'TCP' },
+      ],
+    );
     server.update(bad);
-    const s = await until(status, (st) => st.problems.some((p) => p.object === 'Service/default/web'), 'the problem to be reported');
+    const s = await until(
+      status,
+      (st) => st.problems.some((p) => p.object === 'Service/default/web'),
+      'the problem to be reported',
+    );
     assert.match(JSON.stringify(s.problems), /spec\.ports\[1\]\.name: duplicate port name/);
     assert.equal(backendsOf(SVC4)(agent.kernelServices())?.length, 2, 'the last good web stays');
     server.update(service('web', [SVC4], PORTS));
     await until(status, (st) => st.problems.length === 0, 'the problem to clear');
 
     // A new object that was never valid: reported, nothing applied, and forgotten with it.
-    server.create(service('broken', ['10.96.0.13'], [{ name: 'http', port: 80, protocol: 'TCP' }, { name: 'http', port: 81, protocol: 'TCP' }]));
-    await until(status, (st) => st.problems.some((p) => p.object === 'Service/default/broken'), 'the broken service reported');
+    server.create(
+      service(
+        'broken',
+        ['10.96.0.13'],
+        [
+          { name: 'http', port: 80, protocol: 'TCP' },
+          { name: 'http', port: 81, protocol: 'TCP' },
+        ],
+      ),
+    );
+    await until(
+      status,
+      (st) => st.problems.some((p) => p.object === 'Service/default/broken'),
+      'the broken service reported',
+    );
     assert.equal(backendsOf('10.96.0.13')(agent.kernelServices()), undefined);
     server.delete('v1', 'Service', 'default', 'broken');
     await until(status, (st) => st.problems.length === 0, 'the deleted broken service to take its problem along');
@@ -141,9 +201,16 @@ describe('the watch protocol', () => {
     assert.ok(server.disconnectWatches({ midEvent: true }) > 0);
     server.update(webSlice([backends[0]!]));
     await agent.waitForKernel((k) => backendsOf(SVC4)(k)?.length === 1, 'the change made while the watch was cut');
-    await until(() => requestsFor('endpointslices', true).length, (n) => n > watches, 'the watch to reopen');
+    await until(
+      () => requestsFor('endpointslices', true).length,
+      (n) => n > watches,
+      'the watch to reopen',
+    );
     const resumed = requestsFor('endpointslices', true).at(-1)!;
-    assert.ok(Number(resumed.query.resourceVersion) > 0, `resumed from a resourceVersion: ${JSON.stringify(resumed.query)}`);
+    assert.ok(
+      Number(resumed.query.resourceVersion) > 0,
+      `resumed from a resourceVersion: ${JSON.stringify(resumed.query)}`,
+    );
     assert.equal(requestsFor('endpointslices', false).length, lists, 'no re-list');
   });
 
@@ -158,8 +225,15 @@ describe('the watch protocol', () => {
     server.delete('v1', 'Service', 'default', 'gone');
     server.update(webSlice(backends));
     server.compact();
-    await agent.waitForKernel((k) => backendsOf('10.96.0.12')(k) === undefined && backendsOf(SVC4)(k)?.length === 3, 'the re-listed state');
-    await until(() => requestsFor('services', false).length, (n) => n > lists, 'a re-list of services');
+    await agent.waitForKernel(
+      (k) => backendsOf('10.96.0.12')(k) === undefined && backendsOf(SVC4)(k)?.length === 3,
+      'the re-listed state',
+    );
+    await until(
+      () => requestsFor('services', false).length,
+      (n) => n > lists,
+      'a re-list of services',
+    );
   });
 
   it('API errors back off and retry; the datapath keeps its state meanwhile', async () => {
@@ -168,7 +242,10 @@ describe('the watch protocol', () => {
     server.update(webSlice(backends.slice(0, 2)));
     await agent.waitForKernel((k) => backendsOf(SVC4)(k)?.length === 2, 'the change after the errors');
     const s = await status();
-    assert.ok(s.informers!.some((i) => i.errors > 0), 'errors were counted');
+    assert.ok(
+      s.informers!.some((i) => i.errors > 0),
+      'errors were counted',
+    );
   });
 });
 
@@ -179,11 +256,28 @@ describe('Gateway API routes', () => {
     assert.equal(await informer('httproutes'), undefined);
     assert.equal((await status()).synced, true);
     server.installCrd(crd);
-    await until(() => informer('httproutes'), (i) => i?.synced === true, 'the httproutes informer');
-    server.create({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web-canary', namespace: 'default' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [] } });
-    await until(() => informer('httproutes'), (i) => i?.objects === 1, 'the route in the agent');
+    await until(
+      () => informer('httproutes'),
+      (i) => i?.synced === true,
+      'the httproutes informer',
+    );
+    server.create({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'web-canary', namespace: 'default' },
+      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [] },
+    });
+    await until(
+      () => informer('httproutes'),
+      (i) => i?.objects === 1,
+      'the route in the agent',
+    );
     server.removeCrd(crd);
-    await until(() => informer('httproutes'), (i) => i === undefined, 'the informer to stop');
+    await until(
+      () => informer('httproutes'),
+      (i) => i === undefined,
+      'the informer to stop',
+    );
   });
 });
 
@@ -202,7 +296,10 @@ describe('agent restarts', () => {
     await agent.waitForKernel((k) => backendsOf(SVC4)(k)?.length === 3, 'the restarted agent reconciles');
     const r = await running;
     assert.deepEqual(r.errors, {}, `no connection failed: ${JSON.stringify(r)}`);
-    assert.equal(Object.values(r.answers).reduce((a, b) => a + b, 0), 400);
+    assert.equal(
+      Object.values(r.answers).reduce((a, b) => a + b, 0),
+      400,
+    );
   });
 });
 
@@ -214,7 +311,13 @@ describe('churn', () => {
     const ip = (base: string, i: number) => `${base}.${i >> 8}.${i & 255}`;
     const put = (i: number, eps: string[], create: boolean) => {
       if (create) server.create(service(`churn-${i}`, [ip('10.98', i)], PORTS, 'churn'));
-      const slice = endpointSlice(`churn-${i}`, 4, eps.map((e) => ({ ip: e })), SLICE_PORTS, { namespace: 'churn' });
+      const slice = endpointSlice(
+        `churn-${i}`,
+        4,
+        eps.map((e) => ({ ip: e })),
+        SLICE_PORTS,
+        { namespace: 'churn' },
+      );
       if (create) server.create(slice);
       else server.update(slice);
       model.set(i, eps);
@@ -248,14 +351,38 @@ describe('churn', () => {
     const inChurn = (o: { metadata: { namespace?: string } }) => o.metadata.namespace === 'churn';
     const svcs = server.list('v1', 'Service').filter(inChurn) as unknown as Service[];
     const slices = server.list('discovery.k8s.io/v1', 'EndpointSlice').filter(inChurn) as unknown as EndpointSlice[];
-    const want = new Map(compileServices(svcs, slices).frontends.map((f) => [f.key.ip, f.backends.map((b) => b.ip).sort().join(',')]));
+    const want = new Map(
+      compileServices(svcs, slices).frontends.map((f) => [
+        f.key.ip,
+        f.backends
+          .map((b) => b.ip)
+          .sort()
+          .join(','),
+      ]),
+    );
     assert.equal(want.size, model.size);
-    for (const [i, eps] of model) assert.equal(want.get(ip('10.98', i)), [...eps].sort().join(','), `model and API server agree on churn-${i}`);
-    const churnInKernel = (k: ReturnType<AgentProcess['kernelServices']>) => new Map(k.filter((s) => s.frontend.ip.startsWith('10.98.')).map((s) => [s.frontend.ip, s.backends.map((b) => b.ip).sort().join(',')]));
-    const kernel = await agent.waitForKernel((k) => {
-      const got = churnInKernel(k);
-      return got.size === want.size && [...want].every(([f, b]) => got.get(f) === b);
-    }, 'the churned services', 30_000);
+    for (const [i, eps] of model)
+      assert.equal(want.get(ip('10.98', i)), [...eps].sort().join(','), `model and API server agree on churn-${i}`);
+    const churnInKernel = (k: ReturnType<AgentProcess['kernelServices']>) =>
+      new Map(
+        k
+          .filter((s) => s.frontend.ip.startsWith('10.98.'))
+          .map((s) => [
+            s.frontend.ip,
+            s.backends
+              .map((b) => b.ip)
+              .sort()
+              .join(','),
+          ]),
+      );
+    const kernel = await agent.waitForKernel(
+      (k) => {
+        const got = churnInKernel(k);
+        return got.size === want.size && [...want].every(([f, b]) => got.get(f) === b);
+      },
+      'the churned services',
+      30_000,
+    );
     assert.deepEqual([...churnInKernel(kernel)].sort(), [...want].sort());
   });
 });
@@ -263,18 +390,28 @@ describe('churn', () => {
 describe('network policy from the API', () => {
   // Pods of other nodes: their labels and addresses come from the API alone.
   const remotePod = (name: string, labels: Record<string, string>, ip: string) => ({
-    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'shop', name, labels },
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { namespace: 'shop', name, labels },
     spec: { nodeName: 'other-node', containers: [{ name: 'app', ports: [{ name: 'http', containerPort: 8080 }] }] },
     status: { phase: 'Running', podIPs: [{ ip }] },
   });
   const webPolicy = (ports: object[]) => ({
-    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: 'shop', name: 'web-from-frontend' },
-    spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: { matchLabels: { role: 'frontend' } } }], ports }] },
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { namespace: 'shop', name: 'web-from-frontend' },
+    spec: {
+      podSelector: { matchLabels: { app: 'web' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { role: 'frontend' } } }], ports }],
+    },
   });
   const explain = (from: string, port: number) =>
-    agent.get<{ verdict: string; policy: string | null; rule: string; direction: string }>(`/v1/explain?from=shop/${from}&to=shop/web-1&port=${port}&protocol=TCP`);
+    agent.get<{ verdict: string; policy: string | null; rule: string; direction: string }>(
+      `/v1/explain?from=shop/${from}&to=shop/web-1&port=${port}&protocol=TCP`,
+    );
   // Until the agent has seen the Pods (another informer than the policy's), explain says 404.
-  const explainSoon = (from: string, port: number) => explain(from, port).catch((err: Error) => ({ verdict: `error: ${err.message}` }));
+  const explainSoon = (from: string, port: number) =>
+    explain(from, port).catch((err: Error) => ({ verdict: `error: ${err.message}` }));
 
   it('Pods, Namespaces and NetworkPolicies from the API give identities and verdicts; a bad policy is refused and the last good one stays', async () => {
     server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { team: 'shop' } } });
@@ -282,20 +419,43 @@ describe('network policy from the API', () => {
     server.create(remotePod('frontend-1', { role: 'frontend' }, '10.244.50.2'));
     server.create(remotePod('batch-1', { role: 'batch' }, '10.244.50.3'));
     server.create(webPolicy([{ port: 'http' }]));
-    await until(() => agent.get<{ policies: string[] }>('/v1/policy'), (p) => p.policies.includes('shop/web-from-frontend'), 'the policy in force');
-    await until(() => explainSoon('frontend-1', 8080), (e) => e.verdict === 'ALLOW', 'frontend allowed');
+    await until(
+      () => agent.get<{ policies: string[] }>('/v1/policy'),
+      (p) => p.policies.includes('shop/web-from-frontend'),
+      'the policy in force',
+    );
+    await until(
+      () => explainSoon('frontend-1', 8080),
+      (e) => e.verdict === 'ALLOW',
+      'frontend allowed',
+    );
     const { verdict, policy, rule, direction } = await explain('frontend-1', 8080);
-    assert.deepEqual({ verdict, policy, rule, direction }, { verdict: 'ALLOW', policy: 'shop/web-from-frontend', rule: 'spec.ingress[0]', direction: 'ingress' });
-    await until(() => explainSoon('batch-1', 8080), (e) => e.verdict === 'DENY', 'batch denied');
+    assert.deepEqual(
+      { verdict, policy, rule, direction },
+      { verdict: 'ALLOW', policy: 'shop/web-from-frontend', rule: 'spec.ingress[0]', direction: 'ingress' },
+    );
+    await until(
+      () => explainSoon('batch-1', 8080),
+      (e) => e.verdict === 'DENY',
+      'batch denied',
+    );
     assert.equal((await explain('frontend-1', 9090)).verdict, 'DENY', 'the named port is 8080');
 
     // Labels change through the API: the verdict follows.
     server.update(remotePod('batch-1', { role: 'frontend' }, '10.244.50.3'));
-    await until(() => explainSoon('batch-1', 8080), (e) => e.verdict === 'ALLOW', 'a relabelled pod allowed');
+    await until(
+      () => explainSoon('batch-1', 8080),
+      (e) => e.verdict === 'ALLOW',
+      'a relabelled pod allowed',
+    );
 
     // An invalid version is refused by field; the good one stays in force.
     server.update(webPolicy([{ port: 'a-port-name-too-long' }]));
-    const s = await until(status, (x) => x.problems.some((p) => p.object === 'NetworkPolicy/shop/web-from-frontend'), 'the problem reported');
+    const s = await until(
+      status,
+      (x) => x.problems.some((p) => p.object === 'NetworkPolicy/shop/web-from-frontend'),
+      'the problem reported',
+    );
     assert.match(JSON.stringify(s.problems), /spec\.ingress\[0\]\.ports\[0\]\.port/);
     assert.equal((await explain('frontend-1', 8080)).verdict, 'ALLOW');
   });

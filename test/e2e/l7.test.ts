@@ -49,23 +49,42 @@ async function addPod(name: string, labels: Record<string, string>, box: Sandbox
 
 function service(name: keyof typeof VIPS, pods: TestPod[]): object[] {
   return [
-    { apiVersion: 'v1', kind: 'Service', metadata: { namespace: NS, name }, spec: { clusterIP: VIPS[name], clusterIPs: [VIPS[name]], ports: [{ name: 'http', port: 80, targetPort: PORT, protocol: 'TCP' }] } },
     {
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { namespace: NS, name },
+      spec: {
+        clusterIP: VIPS[name],
+        clusterIPs: [VIPS[name]],
+        ports: [{ name: 'http', port: 80, targetPort: PORT, protocol: 'TCP' }],
+      },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
       metadata: { namespace: NS, name: `${name}-1`, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4', ports: [{ name: 'http', port: PORT, protocol: 'TCP' }], endpoints: pods.map((p) => ({ addresses: [p.ip], conditions: { ready: true } })),
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: PORT, protocol: 'TCP' }],
+      endpoints: pods.map((p) => ({ addresses: [p.ip], conditions: { ready: true } })),
     },
   ];
 }
 
 const ROUTE = {
-  apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: NS, name: 'web-split' },
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'HTTPRoute',
+  metadata: { namespace: NS, name: 'web-split' },
   spec: {
     parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
     rules: [
       { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'web-v2', port: 80 }] },
       { matches: [{ path: { type: 'Exact', value: '/only-v2' } }], backendRefs: [{ name: 'web-v2', port: 80 }] },
-      { backendRefs: [{ name: 'web-v1', port: 80, weight: 90 }, { name: 'web-v2', port: 80, weight: 10 }] },
+      {
+        backendRefs: [
+          { name: 'web-v1', port: 80, weight: 90 },
+          { name: 'web-v2', port: 80, weight: 10 },
+        ],
+      },
     ],
   },
 };
@@ -77,10 +96,19 @@ interface ClientResult {
   peer?: string;
 }
 
-async function request(url: string, opts: { count?: number; headers?: string[]; h2?: boolean; concurrency?: number; from?: TestPod } = {}): Promise<ClientResult> {
+async function request(
+  url: string,
+  opts: { count?: number; headers?: string[]; h2?: boolean; concurrency?: number; from?: TestPod } = {},
+): Promise<ClientResult> {
   const argv = [
-    process.execPath, path.join(FIXTURES, 'http-client.js'), '--url', url, '--count', String(opts.count ?? 10),
-    ...(opts.h2 ? ['--h2', '--concurrency', String(opts.concurrency ?? 1)] : []), ...(opts.headers ?? []).flatMap((h) => ['--header', h]),
+    process.execPath,
+    path.join(FIXTURES, 'http-client.js'),
+    '--url',
+    url,
+    '--count',
+    String(opts.count ?? 10),
+    ...(opts.h2 ? ['--h2', '--concurrency', String(opts.concurrency ?? 1)] : []),
+    ...(opts.headers ?? []).flatMap((h) => ['--header', h]),
   ];
   const r = await world.run((opts.from ?? client).box.where, argv, { inCgroup: true, timeoutMs: 60_000 });
   assert.equal(r.code, 0, `http-client ${url}: ${r.stderr}`);
@@ -110,8 +138,13 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, tim
 }
 
 async function observe(...args: string[]): Promise<Flow[]> {
-  const { stdout } = await exec(WEFT, ['observe', '--state-dir', agent.stateDir, '-o', 'json', ...args], { timeout: 15_000 });
-  return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
+  const { stdout } = await exec(WEFT, ['observe', '--state-dir', agent.stateDir, '-o', 'json', ...args], {
+    timeout: 15_000,
+  });
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Flow);
 }
 
 before(async () => {
@@ -119,35 +152,64 @@ before(async () => {
   const boxes = new Sandboxes(world);
   agent = new AgentProcess(world, { where: 'node', proxy: true, extraArgs: ['--pod-cidr', '10.244.0.0/24'] });
   await agent.start();
-  [client, ...v1] = await Promise.all([
+  [client, ...v1] = (await Promise.all([
     addPod('client', { app: 'client' }, boxes.add()),
     addPod('web-v1-a', { app: 'web', version: 'v1' }, boxes.add()),
     addPod('web-v1-b', { app: 'web', version: 'v1' }, boxes.add()),
-  ]) as [TestPod, ...TestPod[]];
+  ])) as [TestPod, ...TestPod[]];
   v2 = await addPod('web-v2', { app: 'web', version: 'v2' }, boxes.add());
   const cartBox = boxes.add();
-  cart = { name: 'cart', labels: { app: 'cart' }, box: cartBox, ip: (await addCniPod(world, agent.socket, 'shop', 'cart', cartBox)).ipv4 };
+  cart = {
+    name: 'cart',
+    labels: { app: 'cart' },
+    box: cartBox,
+    ip: (await addCniPod(world, agent.socket, 'shop', 'cart', cartBox)).ipv4,
+  };
   for (const p of [...v1, v2]) {
-    const child = world.spawn(p.box.where, [process.execPath, path.join(FIXTURES, 'backend.js'), '--name', p.name, '--http', String(PORT)], { inCgroup: true });
+    const child = world.spawn(
+      p.box.where,
+      [process.execPath, path.join(FIXTURES, 'backend.js'), '--name', p.name, '--http', String(PORT)],
+      { inCgroup: true },
+    );
     await new Promise<void>((resolve, reject) => {
       let out = '';
       child.stdout?.on('data', (d: Buffer) => (out += d.toString()).includes('ready') && resolve());
       child.once('exit', (code) => reject(new Error(`backend ${p.name} exited ${code}: ${out}`)));
     });
   }
-  agent.writeManifest('pods.yaml', [client, ...v1, v2].map((p) => ({
-    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: NS, name: p.name, labels: p.labels },
-    spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
-    status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] },
-  })).concat([{
-    apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'shop', name: cart.name, labels: cart.labels },
-    spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
-    status: { phase: 'Running', podIP: cart.ip, podIPs: [{ ip: cart.ip }] },
-  }]));
-  agent.writeManifest('services.yaml', [...service('web', [...v1, v2]), ...service('web-v1', v1), ...service('web-v2', [v2]), ...service('plain', v1)]);
+  agent.writeManifest(
+    'pods.yaml',
+    [client, ...v1, v2]
+      .map((p) => ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { namespace: NS, name: p.name, labels: p.labels },
+        spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
+        status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] },
+      }))
+      .concat([
+        {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { namespace: 'shop', name: cart.name, labels: cart.labels },
+          spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend' }] },
+          status: { phase: 'Running', podIP: cart.ip, podIPs: [{ ip: cart.ip }] },
+        },
+      ]),
+  );
+  agent.writeManifest('services.yaml', [
+    ...service('web', [...v1, v2]),
+    ...service('web-v1', v1),
+    ...service('web-v2', [v2]),
+    ...service('plain', v1),
+  ]);
   agent.writeManifest('route.yaml', [ROUTE]);
   // Routed once the proxy holds the route and the kernel sends web's connections to it.
-  await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 1 && k.backends[0]!.ip === PROXY4), 'web redirected to the proxy', 20_000);
+  await agent.waitForKernel(
+    (s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 1 && k.backends[0]!.ip === PROXY4),
+    'web redirected to the proxy',
+    20_000,
+  );
 });
 
 after(async () => {
@@ -187,31 +249,44 @@ describe('HTTPRoute through weft-proxy', () => {
   it('two routes with the same match: the older one (metadata.creationTimestamp) decides, not the name', async () => {
     // "a-newer" comes first by name (the tie-break without timestamps) and in the file.
     const ageRoute = (name: string, backend: string, creationTimestamp: string) => ({
-      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: NS, name, creationTimestamp },
-      spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/age' } }], backendRefs: [{ name: backend, port: 80 }] }] },
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { namespace: NS, name, creationTimestamp },
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
+        rules: [
+          { matches: [{ path: { type: 'PathPrefix', value: '/age' } }], backendRefs: [{ name: backend, port: 80 }] },
+        ],
+      },
     });
     const all = (backend: string) => async () => {
       const r = await request(`http://${VIPS.web}/age`, { count: 20 });
       return r.answers[backend] === 20 ? r : undefined;
     };
-    agent.writeManifest('age.yaml', [ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:01Z'), ageRoute('z-older', 'web-v2', '2024-05-01T12:00:00Z')]);
-    await waitFor('every /age request to web-v2, the older route\'s backend', all(v2.name));
+    agent.writeManifest('age.yaml', [
+      ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:01Z'),
+      ageRoute('z-older', 'web-v2', '2024-05-01T12:00:00Z'),
+    ]);
+    await waitFor("every /age request to web-v2, the older route's backend", all(v2.name));
     assert.deepEqual((await request(`http://${VIPS.web}/age/x`, { count: 50 })).answers, { [v2.name]: 50 });
     // The same two routes, their ages swapped: now the other one decides.
-    agent.writeManifest('age.yaml', [ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:00Z'), ageRoute('z-older', 'web-v2', '2024-05-01T12:00:01Z')]);
-    const swapped = await waitFor('every /age request to web-v1, now the older route\'s backend', async () => {
+    agent.writeManifest('age.yaml', [
+      ageRoute('a-newer', 'web-v1', '2024-05-01T12:00:00Z'),
+      ageRoute('z-older', 'web-v2', '2024-05-01T12:00:01Z'),
+    ]);
+    const swapped = await waitFor("every /age request to web-v1, now the older route's backend", async () => {
       const r = await request(`http://${VIPS.web}/age`, { count: 50 });
       return v1Answers(r) === 50 ? r : undefined;
     });
     assert.equal(swapped.answers[v2.name], undefined);
     agent.removeManifest('age.yaml');
-    await waitFor('/age back on web-split\'s 90/10', async () => {
+    await waitFor("/age back on web-split's 90/10", async () => {
       const r = await request(`http://${VIPS.web}/age`, { count: 100 });
       return (r.answers[v2.name] ?? 0) > 0 && v1Answers(r) > 0 ? r : undefined;
     });
   });
 
-  it('a long-lived HTTP/2 client\'s requests spread over every backend (no hotspot on the one connection)', async () => {
+  it("a long-lived HTTP/2 client's requests spread over every backend (no hotspot on the one connection)", async () => {
     // As a gRPC channel does: one session, requests multiplexed on it (20 in flight).
     const r = await request(`http://${VIPS.web}/`, { count: 600, h2: true, concurrency: 20 });
     assert.deepEqual(r.errors, {});
@@ -225,8 +300,14 @@ describe('HTTPRoute through weft-proxy', () => {
     const flows = await observe('--type', 'sock', '--last', '1000');
     const plain = flows.filter((f) => f.service === `${NS}/plain`);
     const web = flows.filter((f) => f.service === `${NS}/web`);
-    assert.ok(plain.length > 0 && plain.every((f) => f.verdict === 'TRANSLATED' && v1.some((p) => p.ip === f.destination.ip)), JSON.stringify(plain));
-    assert.ok(web.length > 0 && web.every((f) => f.verdict === 'REDIRECTED' && f.destination.ip === PROXY4), JSON.stringify(web));
+    assert.ok(
+      plain.length > 0 && plain.every((f) => f.verdict === 'TRANSLATED' && v1.some((p) => p.ip === f.destination.ip)),
+      JSON.stringify(plain),
+    );
+    assert.ok(
+      web.length > 0 && web.every((f) => f.verdict === 'REDIRECTED' && f.destination.ip === PROXY4),
+      JSON.stringify(web),
+    );
   });
 
   it('every request is an L7 flow: weft observe --protocol http shows method, path, status and the backend', async () => {
@@ -250,10 +331,18 @@ describe('HTTPRoute through weft-proxy', () => {
   });
 
   it('malformed HTTP gets a 400 and leaves the proxy serving', async () => {
-    const r = await world.run(client.box.where, [process.execPath, '-e', `
+    const r = await world.run(
+      client.box.where,
+      [
+        process.execPath,
+        '-e',
+        `
       const s = require('node:net').connect(80, '${VIPS.web}', () => s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\nBad Header\\r\\n\\r\\n'));
       let out = ''; s.on('data', (d) => out += d); s.on('close', () => { console.log(out.split('\\r\\n')[0]); }); s.on('error', (e) => console.log('error ' + e.code));
-      setTimeout(() => s.destroy(), 5000).unref();`], { inCgroup: true, timeoutMs: 15_000 });
+      setTimeout(() => s.destroy(), 5000).unref();`,
+      ],
+      { inCgroup: true, timeoutMs: 15_000 },
+    );
     assert.match(r.stdout.trim(), /^HTTP\/1\.1 400/);
     const after = await request(`http://${VIPS.web}/`, { count: 5 });
     assert.equal(after.statuses['200'], 5);
@@ -262,9 +351,16 @@ describe('HTTPRoute through weft-proxy', () => {
   it('a broken route is refused naming its field, and the routing in force stays', async () => {
     const from = agent.log.length;
     const broken = structuredClone(ROUTE);
-    (broken.spec.rules[1]!.matches![0] as { path: { type: string; value: string } }).path = { type: 'RegularExpression', value: '/only-v2(' };
+    (broken.spec.rules[1]!.matches![0] as { path: { type: string; value: string } }).path = {
+      type: 'RegularExpression',
+      value: '/only-v2(',
+    };
     agent.writeManifest('route.yaml', [broken]);
-    const line = await agent.waitForLog(/route\.yaml.*HTTPRoute.*spec\.rules\[1\]\.matches\[0\]\.path\.value.*/, 10_000, from);
+    const line = await agent.waitForLog(
+      /route\.yaml.*HTTPRoute.*spec\.rules\[1\]\.matches\[0\]\.path\.value.*/,
+      10_000,
+      from,
+    );
     assert.match(line, /regular expression|regex/i);
     const r = await request(`http://${VIPS.web}/only-v2`, { count: 20 });
     assert.deepEqual(r.answers, { [v2.name]: 20 }, 'the last good route still routes /only-v2 to the canary');
@@ -293,54 +389,93 @@ describe('HTTPRoute through weft-proxy', () => {
     assert.equal(r.statuses['200'], 20);
   });
 
-  it('a consumer route (GAMMA) routes its namespace\'s clients instead of the producer\'s route; others keep the producer\'s; a ReferenceGrant opens another Service', async () => {
+  it("a consumer route (GAMMA) routes its namespace's clients instead of the producer's route; others keep the producer's; a ReferenceGrant opens another Service", async () => {
     // shop's own route for web: /shop-only to web's pods; nothing else (its clients get a 404
     // for what it does not match, such as the producer's /only-v2).
-    agent.writeManifest('consumer-route.yaml', [{
-      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'shop', name: 'cart-calls-web' },
-      spec: {
-        parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
-        rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }], backendRefs: [{ name: 'web', namespace: NS, port: 80 }] }],
+    agent.writeManifest('consumer-route.yaml', [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { namespace: 'shop', name: 'cart-calls-web' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
+          rules: [
+            {
+              matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }],
+              backendRefs: [{ name: 'web', namespace: NS, port: 80 }],
+            },
+          ],
+        },
       },
-    }]);
+    ]);
     // In force once cart's /only-v2, which the producer's route sends to web-v2, finds no route.
-    await waitFor('the consumer route in force', async () => ((await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['404'] === 1 ? true : undefined));
+    await waitFor('the consumer route in force', async () =>
+      (await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['404'] === 1 ? true : undefined,
+    );
     assert.deepEqual((await request(`http://${VIPS.web}/only-v2`, { count: 3, from: cart })).statuses, { 404: 3 });
     const fromCart = await request(`http://${VIPS.web}/shop-only`, { count: 30, from: cart });
     assert.equal(fromCart.statuses['200'], 30);
-    assert.ok([...v1, v2].filter((p) => (fromCart.answers[p.name] ?? 0) > 0).length >= 2, `web's pods answer cart: ${JSON.stringify(fromCart.answers)}`);
+    assert.ok(
+      [...v1, v2].filter((p) => (fromCart.answers[p.name] ?? 0) > 0).length >= 2,
+      `web's pods answer cart: ${JSON.stringify(fromCart.answers)}`,
+    );
     // The mesh namespace's client still gets the producer's route.
     const fromClient = await request(`http://${VIPS.web}/only-v2`, { count: 5 });
     assert.deepEqual([fromClient.statuses, fromClient.answers], [{ 200: 5 }, { 'web-v2': 5 }]);
     // Another Service of the mesh namespace (not the parent) needs a ReferenceGrant there:
     // without one cart's /canary gets a 500, with one it reaches web-v2.
-    agent.writeManifest('consumer-route.yaml', [{
-      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'shop', name: 'cart-calls-web' },
-      spec: {
-        parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
-        rules: [
-          { matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }], backendRefs: [{ name: 'web', namespace: NS, port: 80 }] },
-          { matches: [{ path: { type: 'PathPrefix', value: '/canary' } }], backendRefs: [{ name: 'web-v2', namespace: NS, port: 80 }] },
-        ],
+    agent.writeManifest('consumer-route.yaml', [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { namespace: 'shop', name: 'cart-calls-web' },
+        spec: {
+          parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: NS, port: 80 }],
+          rules: [
+            {
+              matches: [{ path: { type: 'PathPrefix', value: '/shop-only' } }],
+              backendRefs: [{ name: 'web', namespace: NS, port: 80 }],
+            },
+            {
+              matches: [{ path: { type: 'PathPrefix', value: '/canary' } }],
+              backendRefs: [{ name: 'web-v2', namespace: NS, port: 80 }],
+            },
+          ],
+        },
       },
-    }]);
-    await waitFor('cart\'s /canary refused for want of a grant', async () => ((await request(`http://${VIPS.web}/canary`, { count: 1, from: cart })).statuses['500'] === 1 ? true : undefined));
-    agent.writeManifest('grant.yaml', [{
-      apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { namespace: NS, name: 'shop-routes-to-web-v2' },
-      spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' }], to: [{ group: '', kind: 'Service', name: 'web-v2' }] },
-    }]);
-    await waitFor('cart\'s /canary granted', async () => {
+    ]);
+    await waitFor("cart's /canary refused for want of a grant", async () =>
+      (await request(`http://${VIPS.web}/canary`, { count: 1, from: cart })).statuses['500'] === 1 ? true : undefined,
+    );
+    agent.writeManifest('grant.yaml', [
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1beta1',
+        kind: 'ReferenceGrant',
+        metadata: { namespace: NS, name: 'shop-routes-to-web-v2' },
+        spec: {
+          from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' }],
+          to: [{ group: '', kind: 'Service', name: 'web-v2' }],
+        },
+      },
+    ]);
+    await waitFor("cart's /canary granted", async () => {
       const r = await request(`http://${VIPS.web}/canary`, { count: 5, from: cart });
       return r.statuses['200'] === 5 && r.answers['web-v2'] === 5 ? true : undefined;
     });
     agent.removeManifest('grant.yaml');
     agent.removeManifest('consumer-route.yaml');
-    await waitFor('the consumer route gone', async () => ((await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['200'] === 1 ? true : undefined));
+    await waitFor('the consumer route gone', async () =>
+      (await request(`http://${VIPS.web}/only-v2`, { count: 1, from: cart })).statuses['200'] === 1 ? true : undefined,
+    );
   });
 
   it('removing the route takes the Service out of the proxy: its connections go to the pods again', async () => {
     agent.removeManifest('route.yaml');
-    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3), 'web back to its three pods', 20_000);
+    await agent.waitForKernel(
+      (s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3),
+      'web back to its three pods',
+      20_000,
+    );
     // One connection each: the kernel balances connections, and the canary header means nothing.
     const answers: Record<string, number> = {};
     for (let i = 0; i < 12; i++) {
@@ -348,22 +483,49 @@ describe('HTTPRoute through weft-proxy', () => {
       for (const [k, n] of Object.entries(r.answers)) answers[k] = (answers[k] ?? 0) + n;
     }
     assert.equal(total(answers), 12);
-    assert.ok(v1.some((p) => (answers[p.name] ?? 0) > 0), `no route: the pods answer, not only the canary: ${JSON.stringify(answers)}`);
+    assert.ok(
+      v1.some((p) => (answers[p.name] ?? 0) > 0),
+      `no route: the pods answer, not only the canary: ${JSON.stringify(answers)}`,
+    );
     agent.writeManifest('route.yaml', [ROUTE]);
-    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4), 'web redirected again', 20_000);
+    await agent.waitForKernel(
+      (s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4),
+      'web redirected again',
+      20_000,
+    );
   });
 
   it('a NetworkPolicy isolating a backend keeps the routed Service in the kernel (fail closed) until it goes', async () => {
     // The proxy's connections come from the node, which every pod admits: through the proxy the
     // canary's policy would not hold, so the Service is not routed while it is isolated.
-    agent.writeManifest('policy.yaml', [{
-      apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: NS, name: 'canary-from-client' },
-      spec: { podSelector: { matchLabels: { version: 'v2' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] },
-    }]);
-    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3), 'web back in the kernel, to its pods', 20_000);
+    agent.writeManifest('policy.yaml', [
+      {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { namespace: NS, name: 'canary-from-client' },
+        spec: {
+          podSelector: { matchLabels: { version: 'v2' } },
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }],
+        },
+      },
+    ]);
+    await agent.waitForKernel(
+      (s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends.length === 3),
+      'web back in the kernel, to its pods',
+      20_000,
+    );
     const p = (await status()).proxy;
-    assert.ok(p?.notes.some((n) => n.includes(`Service ${NS}/web port 80`) && n.includes(v2.ip) && n.includes('isolated by NetworkPolicy')), JSON.stringify(p));
+    assert.ok(
+      p?.notes.some(
+        (n) => n.includes(`Service ${NS}/web port 80`) && n.includes(v2.ip) && n.includes('isolated by NetworkPolicy'),
+      ),
+      JSON.stringify(p),
+    );
     agent.removeManifest('policy.yaml');
-    await agent.waitForKernel((s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4), 'web routed again', 20_000);
+    await agent.waitForKernel(
+      (s) => s.some((k) => k.frontend.ip === VIPS.web && k.backends[0]?.ip === PROXY4),
+      'web routed again',
+      20_000,
+    );
   });
 });

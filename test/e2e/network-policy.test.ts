@@ -88,7 +88,11 @@ const pod = (key: string) => pods.find((p) => p.key === key) ?? assert.fail(`no 
 function namespaceManifest(name: string): object {
   // The API server adds kubernetes.io/metadata.name to every namespace; so do we, as a
   // manifest read back from the API would carry it.
-  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...NAMESPACES[name], 'kubernetes.io/metadata.name': name } } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels: { ...NAMESPACES[name], 'kubernetes.io/metadata.name': name } },
+  };
 }
 
 function podManifest(namespace: string, name: string, ips?: { ipv4: string; ipv6: string }): object {
@@ -96,7 +100,10 @@ function podManifest(namespace: string, name: string, ips?: { ipv4: string; ipv6
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { namespace, name, labels: POD_LABELS[name] },
-    spec: { nodeName: 'test-node', containers: [{ name: 'app', image: 'weft-test/backend', ports: containerPorts(name) }] },
+    spec: {
+      nodeName: 'test-node',
+      containers: [{ name: 'app', image: 'weft-test/backend', ports: containerPorts(name) }],
+    },
     ...(ips && { status: { phase: 'Running', podIP: ips.ipv4, podIPs: [{ ip: ips.ipv4 }, { ip: ips.ipv6 }] } }),
   };
 }
@@ -110,14 +117,29 @@ async function addPod(namespace: string, name: string, box: Sandbox): Promise<Cl
 
 /** The backend fixture in a pod, in the world's cgroup like every other process of a pod. */
 async function startBackend(p: ClusterPod): Promise<void> {
-  const argv = [process.execPath, path.join(FIXTURES, 'backend.js'), '--name', p.key, '--tcp', '80', '--tcp', '81', '--udp', '80', '--udp', '81', '--http', String(HOLD_PORT)];
+  const argv = [
+    process.execPath,
+    path.join(FIXTURES, 'backend.js'),
+    '--name',
+    p.key,
+    '--tcp',
+    '80',
+    '--tcp',
+    '81',
+    '--udp',
+    '80',
+    '--udp',
+    '81',
+    '--http',
+    String(HOLD_PORT),
+  ];
   const child = world.spawn(p.box.where, argv, { inCgroup: true });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`backend in ${p.key} did not start: ${out}`)), 10_000);
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('ready')) clearTimeout(timer), resolve();
+      if (out.includes('ready')) (clearTimeout(timer), resolve());
     });
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => reject(new Error(`backend in ${p.key} exited ${code}: ${out}`)));
@@ -133,14 +155,26 @@ before(async () => {
   // As in a cluster: the namespaces and pods exist before their sandboxes, and the pods'
   // addresses show in their status once the runtime has set them up.
   agent.writeManifest('namespaces.yaml', Object.keys(NAMESPACES).map(namespaceManifest));
-  agent.writeManifest('pods.yaml', names.map(({ ns, name }) => podManifest(ns, name)));
+  agent.writeManifest(
+    'pods.yaml',
+    names.map(({ ns, name }) => podManifest(ns, name)),
+  );
   const sandboxes = names.map(() => boxes.add());
   pods = await Promise.all(names.map(({ ns, name }, i) => addPod(ns, name, sandboxes[i]!)));
-  agent.writeManifest('pods.yaml', pods.map((p) => podManifest(p.namespace, p.name, p)));
+  agent.writeManifest(
+    'pods.yaml',
+    pods.map((p) => podManifest(p.namespace, p.name, p)),
+  );
   await Promise.all(pods.map(startBackend));
   cluster = ref.buildModel({
     namespaces: NAMESPACES,
-    pods: pods.map((p) => ({ namespace: p.namespace, name: p.name, labels: p.labels, ips: [p.ipv4, p.ipv6], ports: containerPorts(p.name) })),
+    pods: pods.map((p) => ({
+      namespace: p.namespace,
+      name: p.name,
+      labels: p.labels,
+      ips: [p.ipv4, p.ipv6],
+      ports: containerPorts(p.name),
+    })),
     policies: [],
   });
 });
@@ -163,7 +197,10 @@ const policyKey = (p: ref.NetworkPolicy) => `${p.metadata.namespace}/${p.metadat
  *  `afterRevision`, a newer revision: an edit that keeps the names) and every pod has a
  *  resolved identity; returns that answer. Returns undefined when the agent has no policy API
  *  at all and `optional`. */
-async function waitForPolicies(expected: string[], opts: { afterRevision?: number; optional?: boolean } = {}): Promise<PolicyStatus | undefined> {
+async function waitForPolicies(
+  expected: string[],
+  opts: { afterRevision?: number; optional?: boolean } = {},
+): Promise<PolicyStatus | undefined> {
   const want = [...expected].sort();
   const deadline = Date.now() + APPLY_MS;
   let last: PolicyStatus | string = 'no answer yet';
@@ -180,7 +217,9 @@ async function waitForPolicies(expected: string[], opts: { afterRevision?: numbe
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  assert.fail(`the agent did not put ${JSON.stringify(want)} in force within ${APPLY_MS} ms; last answer: ${JSON.stringify(last, null, 1)}\nagent log (end):\n${agent.log.slice(-4000)}`);
+  assert.fail(
+    `the agent did not put ${JSON.stringify(want)} in force within ${APPLY_MS} ms; last answer: ${JSON.stringify(last, null, 1)}\nagent log (end):\n${agent.log.slice(-4000)}`,
+  );
 }
 
 function applied(view: PolicyStatus, want: string[], afterRevision: number | undefined): boolean {
@@ -220,23 +259,42 @@ interface CellResult extends Cell {
   why?: string;
 }
 
-const targetKey = (ip: string, port: number, protocol: Proto) => `${ip.includes(':') ? `[${ip}]` : ip}:${port}/${protocol}`;
+const targetKey = (ip: string, port: number, protocol: Proto) =>
+  `${ip.includes(':') ? `[${ip}]` : ip}:${port}/${protocol}`;
 const ipOf = (p: ClusterPod, family: ref.Family) => (family === 6 ? p.ipv6 : p.ipv4);
 const upper = (p: Proto) => p.toUpperCase() as ref.Protocol;
 
 /** Every ordered pair of different pods on every port: a pod's traffic to itself never crosses
  *  the datapath, so it is left out. */
 function allCells(): Cell[] {
-  return pods.flatMap((from) => pods.filter((to) => to !== from).flatMap((to) => PORTS.map((p) => ({ from, to, ...p }))));
+  return pods.flatMap((from) =>
+    pods.filter((to) => to !== from).flatMap((to) => PORTS.map((p) => ({ from, to, ...p }))),
+  );
 }
 
 /** Probes the cells from one source pod in one process, all at once. */
-async function probeFrom(from: ClusterPod, cells: Cell[], family: ref.Family, timeoutMs: number): Promise<Map<string, { ok: boolean; why?: string }>> {
+async function probeFrom(
+  from: ClusterPod,
+  cells: Cell[],
+  family: ref.Family,
+  timeoutMs: number,
+): Promise<Map<string, { ok: boolean; why?: string }>> {
   const targets = cells.map((c) => ({ ip: ipOf(c.to, family), port: c.port, protocol: c.protocol, name: c.to.key }));
-  const r = await world.run(from.box.where, [process.execPath, path.join(FIXTURES, 'policy-probe.js'), '--timeout-ms', String(timeoutMs), '--targets', JSON.stringify(targets)], {
-    inCgroup: true,
-    timeoutMs: timeoutMs + 15_000,
-  });
+  const r = await world.run(
+    from.box.where,
+    [
+      process.execPath,
+      path.join(FIXTURES, 'policy-probe.js'),
+      '--timeout-ms',
+      String(timeoutMs),
+      '--targets',
+      JSON.stringify(targets),
+    ],
+    {
+      inCgroup: true,
+      timeoutMs: timeoutMs + 15_000,
+    },
+  );
   assert.equal(r.code, 0, `probe from ${from.key} failed (${r.code}, timed out: ${r.timedOut}): ${r.stderr}`);
   const ok = JSON.parse(r.stdout) as Record<string, boolean>;
   const why = failureReasons(r.stderr);
@@ -254,11 +312,25 @@ function failureReasons(stderr: string): Record<string, string> {
 }
 
 /** Probes cells: one process per source pod, every source at once. */
-async function probeCells(cells: Cell[], family: ref.Family, timeoutMs: number): Promise<Map<Cell, { ok: boolean; why?: string }>> {
+async function probeCells(
+  cells: Cell[],
+  family: ref.Family,
+  timeoutMs: number,
+): Promise<Map<Cell, { ok: boolean; why?: string }>> {
   const sources = [...new Set(cells.map((c) => c.from))];
-  const answers = await Promise.all(sources.map((s) => probeFrom(s, cells.filter((c) => c.from === s), family, timeoutMs)));
+  const answers = await Promise.all(
+    sources.map((s) =>
+      probeFrom(
+        s,
+        cells.filter((c) => c.from === s),
+        family,
+        timeoutMs,
+      ),
+    ),
+  );
   const out = new Map<Cell, { ok: boolean; why?: string }>();
-  for (const c of cells) out.set(c, answers[sources.indexOf(c.from)]!.get(targetKey(ipOf(c.to, family), c.port, c.protocol))!);
+  for (const c of cells)
+    out.set(c, answers[sources.indexOf(c.from)]!.get(targetKey(ipOf(c.to, family), c.port, c.protocol))!);
   return out;
 }
 
@@ -269,7 +341,8 @@ async function checkMatrix(model: ref.Model, family: ref.Family): Promise<CellRe
   const expected = new Map(cells.map((c) => [c, ref.allowed(model, c.from, c.to, c.port, upper(c.protocol), family)]));
   const first = await probeCells(cells, family, PROBE_MS);
   const disagree = cells.filter((c) => first.get(c)!.ok !== expected.get(c));
-  const second = disagree.length > 0 ? await probeCells(disagree, family, RETRY_MS) : new Map<Cell, { ok: boolean; why?: string }>();
+  const second =
+    disagree.length > 0 ? await probeCells(disagree, family, RETRY_MS) : new Map<Cell, { ok: boolean; why?: string }>();
   return cells.map((c) => {
     const seen = second.get(c) ?? first.get(c)!;
     return { ...c, expected: expected.get(c)!, observed: seen.ok, ...(seen.why && { why: seen.why }) };
@@ -283,11 +356,16 @@ function renderTables(results: CellResult[], family: ref.Family): string {
   const width = Math.max(...keys.map((k) => k.length)) + 2;
   const pad = (s: string) => s.padEnd(width);
   const blocks = PORTS.map(({ port, protocol }) => {
-    const lines = [`${protocol.toUpperCase()}/${port} over IPv${family} (observed; . connected, X blocked, ! differs from the model)`, pad('') + keys.map(pad).join('')];
+    const lines = [
+      `${protocol.toUpperCase()}/${port} over IPv${family} (observed; . connected, X blocked, ! differs from the model)`,
+      pad('') + keys.map(pad).join(''),
+    ];
     for (const from of keys) {
       const row = keys.map((to) => {
         if (to === from) return pad('-');
-        const r = results.find((x) => x.from.key === from && x.to.key === to && x.port === port && x.protocol === protocol)!;
+        const r = results.find(
+          (x) => x.from.key === from && x.to.key === to && x.port === port && x.protocol === protocol,
+        )!;
         return pad(`${r.observed ? '.' : 'X'}${r.observed === r.expected ? '' : '!'}`);
       });
       lines.push(pad(from) + row.join(''));
@@ -295,7 +373,12 @@ function renderTables(results: CellResult[], family: ref.Family): string {
     return lines.join('\n');
   });
   const wrong = results.filter((r) => r.observed !== r.expected);
-  const details = wrong.slice(0, 30).map((r) => `  ${r.from.key} -> ${r.to.key} ${r.protocol}/${r.port}: model ${r.expected ? 'allows' : 'denies'}, observed ${r.observed ? 'connected' : `blocked (${r.why ?? '?'})`}`);
+  const details = wrong
+    .slice(0, 30)
+    .map(
+      (r) =>
+        `  ${r.from.key} -> ${r.to.key} ${r.protocol}/${r.port}: model ${r.expected ? 'allows' : 'denies'}, observed ${r.observed ? 'connected' : `blocked (${r.why ?? '?'})`}`,
+    );
   if (wrong.length > details.length) details.push(`  ... and ${wrong.length - details.length} more`);
   return [...blocks, [`${wrong.length} mismatch(es), each probed twice:`, ...details].join('\n')].join('\n\n');
 }
@@ -310,9 +393,22 @@ interface Explained {
 }
 
 async function explain(c: Cell): Promise<Explained> {
-  const args = ['explain', '--from', c.from.key, '--to', c.to.key, '--port', `${c.port}/${upper(c.protocol)}`, '-o', 'json'];
+  const args = [
+    'explain',
+    '--from',
+    c.from.key,
+    '--to',
+    c.to.key,
+    '--port',
+    `${c.port}/${upper(c.protocol)}`,
+    '-o',
+    'json',
+  ];
   try {
-    const r = await exec(WEFT, args, { env: { ...process.env, WEFT_STATE_DIR: agent.stateDir, WEFT_BPF_ROOT: agent.bpfRoot }, timeout: 30_000 });
+    const r = await exec(WEFT, args, {
+      env: { ...process.env, WEFT_STATE_DIR: agent.stateDir, WEFT_BPF_ROOT: agent.bpfRoot },
+      timeout: 30_000,
+    });
     return JSON.parse(r.stdout) as Explained;
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -326,7 +422,9 @@ function cellsToExplain(model: ref.Model, salt: number): Cell[] {
   const rotated = [...cells.slice((salt * 37) % cells.length), ...cells.slice(0, (salt * 37) % cells.length)];
   const verdict = (c: Cell) => ref.decide(model, c.from, c.to, c.port, upper(c.protocol));
   const denied = rotated.filter((c) => !verdict(c).allowed);
-  const allowedPastPolicy = rotated.filter((c) => verdict(c).allowed && (verdict(c).ingress.isolated || verdict(c).egress.isolated));
+  const allowedPastPolicy = rotated.filter(
+    (c) => verdict(c).allowed && (verdict(c).ingress.isolated || verdict(c).egress.isolated),
+  );
   const open = rotated.filter((c) => verdict(c).allowed);
   return [...denied.slice(0, 2), ...(allowedPastPolicy.length ? allowedPastPolicy : open).slice(0, 2)];
 }
@@ -341,7 +439,8 @@ async function checkExplain(model: ref.Model, salt: number): Promise<void> {
     const got = answers[i]!;
     const what = `weft explain ${c.from.key} -> ${c.to.key} ${c.port}/${upper(c.protocol)}: ${JSON.stringify(got)}`;
     assert.equal(got.verdict, want.allowed ? 'ALLOW' : 'DENY', what);
-    if (!want.allowed && want.ingress.allowed !== want.egress.allowed) assert.equal(got.direction, want.ingress.allowed ? 'egress' : 'ingress', what);
+    if (!want.allowed && want.ingress.allowed !== want.egress.allowed)
+      assert.equal(got.direction, want.ingress.allowed ? 'egress' : 'ingress', what);
   });
 }
 
@@ -352,7 +451,11 @@ let salt = 0;
 /** Puts `policies` in force from `file`, waits until the agent says so, and checks that it
  *  reports each pod isolated exactly where the model isolates it. Returns false when the agent
  *  has no policy API (only tolerated for an empty set: the baseline before issue 5). */
-async function applyPolicies(file: string, policies: ref.NetworkPolicy[], opts: { afterRevision?: number } = {}): Promise<boolean> {
+async function applyPolicies(
+  file: string,
+  policies: ref.NetworkPolicy[],
+  opts: { afterRevision?: number } = {},
+): Promise<boolean> {
   writePolicies(file, policies);
   const view = await waitForPolicies(policies.map(policyKey), { optional: true, ...opts });
   if (view) expectIsolation(view, ref.withPolicies(cluster, policies));
@@ -374,20 +477,33 @@ function expectIsolation(view: PolicyStatus, model: ref.Model): void {
 
 /** Probes the matrix and compares it with the model of `policies`; then asks weft explain
  *  about a few cells (IPv4 only: explain names pods, not addresses). */
-async function expectEnforced(policies: ref.NetworkPolicy[], opts: { family?: ref.Family; explain?: boolean } = {}): Promise<void> {
+async function expectEnforced(
+  policies: ref.NetworkPolicy[],
+  opts: { family?: ref.Family; explain?: boolean } = {},
+): Promise<void> {
   const family = opts.family ?? 4;
   const model = ref.withPolicies(cluster, policies);
   const results = await checkMatrix(model, family);
   if (results.some((r) => r.observed !== r.expected)) {
     const view = JSON.stringify(await agent.get('/v1/policy').catch((e: Error) => e.message));
-    assert.fail(`the datapath disagrees with the NetworkPolicy model:\n\n${renderTables(results, family)}\n\npolicies: ${JSON.stringify(policies)}\n\nGET /v1/policy: ${view}`);
+    assert.fail(
+      `the datapath disagrees with the NetworkPolicy model:\n\n${renderTables(results, family)}\n\npolicies: ${JSON.stringify(policies)}\n\nGET /v1/policy: ${view}`,
+    );
   }
   if (opts.explain !== false && family === 4) await checkExplain(model, ++salt);
 }
 
 /** A case: apply, wait, probe, compare, explain. */
-async function expectMatrix(file: string, policies: ref.NetworkPolicy[], opts: { family?: ref.Family; afterRevision?: number } = {}): Promise<void> {
-  const policyApi = await applyPolicies(file, policies, opts.afterRevision !== undefined ? { afterRevision: opts.afterRevision } : {});
+async function expectMatrix(
+  file: string,
+  policies: ref.NetworkPolicy[],
+  opts: { family?: ref.Family; afterRevision?: number } = {},
+): Promise<void> {
+  const policyApi = await applyPolicies(
+    file,
+    policies,
+    opts.afterRevision !== undefined ? { afterRevision: opts.afterRevision } : {},
+  );
   await expectEnforced(policies, { family: opts.family ?? 4, explain: policyApi });
 }
 
@@ -409,27 +525,54 @@ const CASES: Case[] = [
     title: 'podSelector alone allows pods of the same namespace only',
     policies: () => [
       np('x', 'deny-ingress', { podSelector: {} }),
-      np('x', 'a-from-b', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }] }),
+      np('x', 'a-from-b', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }],
+      }),
     ],
   },
   {
     title: 'namespaceSelector alone allows every pod of the matching namespaces',
-    policies: () => [np('x', 'a-from-red', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }) }] }] })],
+    policies: () => [
+      np('x', 'a-from-red', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }) }] }],
+      }),
+    ],
   },
   {
     title: 'podSelector and namespaceSelector in one peer: matching pods in matching namespaces',
-    policies: () => [np('x', 'a-from-red-b', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }), podSelector: sel({ pod: 'b' }) }] }] })],
+    policies: () => [
+      np('x', 'a-from-red-b', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }), podSelector: sel({ pod: 'b' }) }] }],
+      }),
+    ],
   },
   {
     title: 'the same two selectors as separate peers: either one',
-    policies: () => [np('x', 'a-from-red-or-b', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }) }, { podSelector: sel({ pod: 'b' }) }] }] })],
+    policies: () => [
+      np('x', 'a-from-red-or-b', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }) }, { podSelector: sel({ pod: 'b' }) }] }],
+      }),
+    ],
   },
   {
     title: 'matchExpressions In and NotIn',
     policies: () => [
       np('y', 'tiered-not-from-z', {
         podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['front', 'back'] }] },
-        ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['z'] }] }, podSelector: { matchExpressions: [{ key: 'pod', operator: 'NotIn', values: ['a'] }] } }] }],
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['z'] }] },
+                podSelector: { matchExpressions: [{ key: 'pod', operator: 'NotIn', values: ['a'] }] },
+              },
+            ],
+          },
+        ],
       }),
     ],
   },
@@ -438,28 +581,43 @@ const CASES: Case[] = [
     policies: () => [
       np('z', 'tiered-from-untiered', {
         podSelector: { matchExpressions: [{ key: 'tier', operator: 'Exists' }] },
-        ingress: [{
-          from: [
-            { namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'tier', operator: 'DoesNotExist' }] } },
-            { namespaceSelector: { matchExpressions: [{ key: 'team', operator: 'DoesNotExist' }] } },
-          ],
-        }],
+        ingress: [
+          {
+            from: [
+              { namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'tier', operator: 'DoesNotExist' }] } },
+              { namespaceSelector: { matchExpressions: [{ key: 'team', operator: 'DoesNotExist' }] } },
+            ],
+          },
+        ],
       }),
     ],
   },
   {
     title: 'ipBlock with except over IPv4, for ingress and egress (pod addresses count)',
     policies: () => [
-      np('x', 'a-from-cidr', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ ipBlock: { cidr: '10.244.0.0/16', except: [`${pod('y/b').ipv4}/32`] } }] }] }),
-      np('y', 'c-to-cidr', { podSelector: sel({ pod: 'c' }), policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: PODS4, except: [`${pod('x/c').ipv4}/32`] } }] }] }),
+      np('x', 'a-from-cidr', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ ipBlock: { cidr: '10.244.0.0/16', except: [`${pod('y/b').ipv4}/32`] } }] }],
+      }),
+      np('y', 'c-to-cidr', {
+        podSelector: sel({ pod: 'c' }),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: PODS4, except: [`${pod('x/c').ipv4}/32`] } }] }],
+      }),
     ],
   },
   {
     title: 'ipBlock with except over IPv6; an IPv4 block admits no IPv6 peer',
     family: 6,
     policies: () => [
-      np('x', 'a-from-cidr6', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ ipBlock: { cidr: PODS6, except: [`${pod('y/b').ipv6}/128`] } }] }] }),
-      np('x', 'b-from-cidr4', { podSelector: sel({ pod: 'b' }), ingress: [{ from: [{ ipBlock: { cidr: '10.244.0.0/16' } }] }] }),
+      np('x', 'a-from-cidr6', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ ipBlock: { cidr: PODS6, except: [`${pod('y/b').ipv6}/128`] } }] }],
+      }),
+      np('x', 'b-from-cidr4', {
+        podSelector: sel({ pod: 'b' }),
+        ingress: [{ from: [{ ipBlock: { cidr: '10.244.0.0/16' } }] }],
+      }),
     ],
   },
   {
@@ -471,7 +629,13 @@ const CASES: Case[] = [
   },
   {
     title: 'named ports in egress rules, resolved on each destination pod',
-    policies: () => [np('z', 'a-egress-http', { podSelector: sel({ pod: 'a' }), policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] })],
+    policies: () => [
+      np('z', 'a-egress-http', {
+        podSelector: sel({ pod: 'a' }),
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ port: 'http' }] }],
+      }),
+    ],
   },
   {
     title: 'a port range with endPort against a single port; TCP against UDP',
@@ -484,7 +648,12 @@ const CASES: Case[] = [
   },
   {
     title: 'egress rules; with policyTypes left out, the same policy isolates ingress too',
-    policies: () => [np('x', 'a-egress-red-80', { podSelector: sel({ pod: 'a' }), egress: [{ to: [{ namespaceSelector: sel({ team: 'red' }) }], ports: [{ port: 80 }] }] })],
+    policies: () => [
+      np('x', 'a-egress-red-80', {
+        podSelector: sel({ pod: 'a' }),
+        egress: [{ to: [{ namespaceSelector: sel({ team: 'red' }) }], ports: [{ port: 80 }] }],
+      }),
+    ],
   },
   {
     title: 'policyTypes [Egress] only: its ingress rules are ignored',
@@ -498,14 +667,23 @@ const CASES: Case[] = [
     ],
   },
   {
-    title: 'policyTypes [Ingress, Egress] with no egress rules denies all egress; an ingress rule {} admits all, and replies flow',
-    policies: () => [np('z', 'c-no-egress', { podSelector: sel({ pod: 'c' }), policyTypes: ['Ingress', 'Egress'], ingress: [{}] })],
+    title:
+      'policyTypes [Ingress, Egress] with no egress rules denies all egress; an ingress rule {} admits all, and replies flow',
+    policies: () => [
+      np('z', 'c-no-egress', { podSelector: sel({ pod: 'c' }), policyTypes: ['Ingress', 'Egress'], ingress: [{}] }),
+    ],
   },
   {
     title: 'two policies selecting the same pod add up',
     policies: () => [
-      np('x', 'a-from-b', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }] }),
-      np('x', 'front-from-z', { podSelector: sel({ tier: 'front' }), ingress: [{ from: [{ namespaceSelector: sel({ 'kubernetes.io/metadata.name': 'z' }) }] }] }),
+      np('x', 'a-from-b', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }],
+      }),
+      np('x', 'front-from-z', {
+        podSelector: sel({ tier: 'front' }),
+        ingress: [{ from: [{ namespaceSelector: sel({ 'kubernetes.io/metadata.name': 'z' }) }] }],
+      }),
     ],
   },
   {
@@ -514,12 +692,19 @@ const CASES: Case[] = [
   },
   {
     title: 'an ingress rule {} beside a default deny allows everything',
-    policies: () => [np('x', 'deny-ingress', { podSelector: {} }), np('x', 'allow-all', { podSelector: {}, ingress: [{}] })],
+    policies: () => [
+      np('x', 'deny-ingress', { podSelector: {} }),
+      np('x', 'allow-all', { podSelector: {}, ingress: [{}] }),
+    ],
   },
   {
     title: 'both ends must allow: egress allowed but ingress denied, and the reverse',
     policies: () => [
-      np('x', 'a-egress-to-y', { podSelector: sel({ pod: 'a' }), policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: sel({ ns: 'y' }) }] }] }),
+      np('x', 'a-egress-to-y', {
+        podSelector: sel({ pod: 'a' }),
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ namespaceSelector: sel({ ns: 'y' }) }] }],
+      }),
       np('y', 'from-z-and-x-a', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: sel({ ns: 'z' }) }] }] }),
     ],
   },
@@ -554,7 +739,11 @@ class HeldConnection {
   }
 
   static async open(from: ClusterPod, to: ClusterPod): Promise<HeldConnection> {
-    const child = world.spawn(from.box.where, [process.execPath, path.join(FIXTURES, 'policy-probe.js'), '--hold', `${to.ipv4}:${HOLD_PORT}`], { inCgroup: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = world.spawn(
+      from.box.where,
+      [process.execPath, path.join(FIXTURES, 'policy-probe.js'), '--hold', `${to.ipv4}:${HOLD_PORT}`],
+      { inCgroup: true, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     const held = new HeldConnection(child);
     assert.deepEqual(await held.next(), { connected: true });
     return held;
@@ -587,7 +776,10 @@ class HeldConnection {
 describe('policy changes', () => {
   it('an edit and a deletion apply to new connections; a connection opened while allowed keeps working', async () => {
     const [xa, xb] = [pod('x/a'), pod('x/b')];
-    const fromB = np('x', 'a-ingress-live', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }] });
+    const fromB = np('x', 'a-ingress-live', {
+      podSelector: sel({ pod: 'a' }),
+      ingress: [{ from: [{ podSelector: sel({ pod: 'b' }) }] }],
+    });
     await expectMatrix('policy-live.yaml', [fromB]);
     const held = await HeldConnection.open(xb, xa);
     try {
@@ -596,7 +788,10 @@ describe('policy changes', () => {
 
       // The same policy, edited: x/a now admits x/c and no longer x/b. New connections from
       // x/b are refused (the matrix shows it); the one x/b opened before goes on.
-      const fromC = np('x', 'a-ingress-live', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ podSelector: sel({ pod: 'c' }) }] }] });
+      const fromC = np('x', 'a-ingress-live', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [{ from: [{ podSelector: sel({ pod: 'c' }) }] }],
+      });
       await expectMatrix('policy-live.yaml', [fromC], { afterRevision: await policyRevision() });
       assert.deepEqual(await held.exchange(), { ...answer, n: 2 }, 'the established connection still carries data');
 
@@ -619,17 +814,24 @@ describe('refused policies', () => {
   after(() => agent.removeManifest('policy-invalid.yaml')); // also when the test failed
 
   it('are reported with the field named, and the policies in force stay enforced', async () => {
-    const good = np('x', 'only-from-y', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: sel({ ns: 'y' }) }] }] });
+    const good = np('x', 'only-from-y', {
+      podSelector: {},
+      ingress: [{ from: [{ namespaceSelector: sel({ ns: 'y' }) }] }],
+    });
     await expectMatrix('policy-valid.yaml', [good]);
 
     // Three new policies that would isolate z if they were taken, and an edit that would
     // break the policy in force: all refused, so the matrix must not move.
     agent.writeManifest('policy-invalid.yaml', [
-      np('z', 'bad-operator', { podSelector: { matchExpressions: [{ key: 'pod', operator: 'Equals', values: ['a'] }] } }),
+      np('z', 'bad-operator', {
+        podSelector: { matchExpressions: [{ key: 'pod', operator: 'Equals', values: ['a'] }] },
+      }),
       np('z', 'long-port-name', { podSelector: {}, ingress: [{ ports: [{ port: 'a-very-long-port-name' }] }] }),
       np('z', 'bad-cidr', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.244.0.300/24' } }] }] }),
     ]);
-    agent.writeManifest('policy-valid.yaml', [np('x', 'only-from-y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: 'not-a-cidr' } }] }] })]);
+    agent.writeManifest('policy-valid.yaml', [
+      np('x', 'only-from-y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: 'not-a-cidr' } }] }] }),
+    ]);
     await waitForProblems(PROBLEMS);
     for (const [, field] of PROBLEMS) assert.ok(agent.log.includes(field), `the agent log names ${field}`);
 
@@ -653,8 +855,11 @@ async function waitForProblems(want: [string, string][]): Promise<void> {
   const deadline = Date.now() + APPLY_MS;
   let problems: Problem[] = [];
   while (Date.now() < deadline) {
-    problems = (await agent.get<{ problems: Problem[] }>('/v1/status')).problems.filter((p) => p.object?.includes('NetworkPolicy'));
-    const found = (name: string, field: string) => problems.some((p) => p.object?.includes(name) && p.errors.some((e) => e.startsWith(`${field}: `)));
+    problems = (await agent.get<{ problems: Problem[] }>('/v1/status')).problems.filter((p) =>
+      p.object?.includes('NetworkPolicy'),
+    );
+    const found = (name: string, field: string) =>
+      problems.some((p) => p.object?.includes(name) && p.errors.some((e) => e.startsWith(`${field}: `)));
     if (problems.length === want.length && want.every(([name, field]) => found(name, field))) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -665,7 +870,12 @@ describe('a killed agent', () => {
   it('leaves the policy in force enforced while it is down, and a restarted agent enforces it still', async () => {
     const policies = [
       np('x', 'deny-ingress-kill', { podSelector: {} }),
-      np('x', 'a-from-red-kill', { podSelector: sel({ pod: 'a' }), ingress: [{ from: [{ namespaceSelector: sel({ team: 'red' }) }], ports: [{ port: 80 }, { protocol: 'UDP', port: 81 }] }] }),
+      np('x', 'a-from-red-kill', {
+        podSelector: sel({ pod: 'a' }),
+        ingress: [
+          { from: [{ namespaceSelector: sel({ team: 'red' }) }], ports: [{ port: 80 }, { protocol: 'UDP', port: 81 }] },
+        ],
+      }),
     ];
     await expectMatrix('policy-kill.yaml', policies);
     await agent.stop('SIGKILL');
@@ -676,7 +886,11 @@ describe('a killed agent', () => {
     expectIsolation(view, ref.withPolicies(cluster, policies));
     // The restarted agent found the kernel holding exactly what it compiled: it changed
     // nothing, so there was no moment with less protection than before.
-    assert.deepEqual({ written: view.lastWrite?.written, deleted: view.lastWrite?.deleted }, { written: 0, deleted: 0 }, JSON.stringify(view.lastWrite));
+    assert.deepEqual(
+      { written: view.lastWrite?.written, deleted: view.lastWrite?.deleted },
+      { written: 0, deleted: 0 },
+      JSON.stringify(view.lastWrite),
+    );
     assert.doesNotMatch(agent.log.slice(logFrom), /msg="policy synced"/, 'no policy write at all since the restart');
     await expectEnforced(policies);
   });

@@ -68,7 +68,21 @@ before(async () => {
   // An events ring as an older agent pinned it, 1 MiB: the agent replaces it (it holds no
   // state), where a map with state of another shape would stop it.
   fs.mkdirSync(pinLayout(agent.bpfRoot).maps, { recursive: true });
-  execFileSync('bpftool', ['map', 'create', oldRing(), 'type', 'ringbuf', 'key', '0', 'value', '0', 'entries', String(1 << 20), 'name', 'events']);
+  execFileSync('bpftool', [
+    'map',
+    'create',
+    oldRing(),
+    'type',
+    'ringbuf',
+    'key',
+    '0',
+    'value',
+    '0',
+    'entries',
+    String(1 << 20),
+    'name',
+    'events',
+  ]);
   await agent.start();
   // The pod program, sharing the agent's pinned maps: its events go to the agent's ring.
   obj = BpfObject.load(path.join(defaultObjectDir(), 'lxc.o'), { mapPinDir: pinLayout(agent.bpfRoot).maps });
@@ -99,7 +113,11 @@ describe('the observer under load', () => {
     const read = o.flowsTotal - before.flowsTotal;
     const lostKernel = o.lost.kernel - before.lost.kernel;
     const lostDecode = o.lost.decode - before.lost.decode;
-    assert.equal(read + lostKernel + lostDecode, EVENTS, `produced ${EVENTS}, read ${read}, lost in the kernel ${lostKernel}, undecodable ${lostDecode}`);
+    assert.equal(
+      read + lostKernel + lostDecode,
+      EVENTS,
+      `produced ${EVENTS}, read ${read}, lost in the kernel ${lostKernel}, undecodable ${lostDecode}`,
+    );
     assert.equal(lostDecode, 0, 'every record the kernel wrote is one the observer can read');
     assert.ok(read > 0, 'the observer read events');
     // The flow ring holds the newest ones, up to its capacity.
@@ -108,7 +126,8 @@ describe('the observer under load', () => {
 
     // /metrics tells the same story.
     const m = await metrics();
-    const delta = (name: string, labels: Record<string, string>) => sampleValue(m, name, labels) - sampleValue(metricsBefore, name, labels);
+    const delta = (name: string, labels: Record<string, string>) =>
+      sampleValue(m, name, labels) - sampleValue(metricsBefore, name, labels);
     assert.equal(delta('weft_flows_processed_total', { type: 'drop', verdict: 'DROPPED' }), read);
     assert.equal(delta('weft_drops_total', { reason: 'unknown-endpoint', direction: 'egress' }), read);
     assert.equal(sampleValue(m, 'weft_flows_lost_total', { stage: 'kernel' }), o.lost.kernel);
@@ -125,11 +144,16 @@ describe('the observer under load', () => {
     const ac = new AbortController();
     const before = await observer();
     // The follower stops reading after its first flow, as a stuck `weft observe -f` would.
-    const following = apiStream(agent.socket, '/v1/flows?follow=1&type=drop', async (item) => {
-      const it = item as FlowStreamItem;
-      if ('lost' in it) lost += it.lost.count;
-      else if (++received === 1) await gate;
-    }, { signal: ac.signal });
+    const following = apiStream(
+      agent.socket,
+      '/v1/flows?follow=1&type=drop',
+      async (item) => {
+        const it = item as FlowStreamItem;
+        if ('lost' in it) lost += it.lost.count;
+        else if (++received === 1) await gate;
+      },
+      { signal: ac.signal },
+    );
     await new Promise((r) => setTimeout(r, 200));
     produce(1);
     for (let i = 0; i < 100 && received === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -142,7 +166,11 @@ describe('the observer under load', () => {
     ac.abort();
     await following;
     assert.ok(lost > 0, 'the follower fell behind the ring');
-    assert.equal(received + lost, read, `read by the observer ${read}; the follower received ${received} and was told of ${lost} lost`);
+    assert.equal(
+      received + lost,
+      read,
+      `read by the observer ${read}; the follower received ${received} and was told of ${lost} lost`,
+    );
     assert.ok((await observer()).lost.follow >= lost, 'weft status counts what followers lost');
   });
 });
@@ -170,7 +198,11 @@ describe('/metrics', () => {
       assert.equal(declared, type, `${family} is a ${type}`);
     }
     assert.equal(sampleValue(m, 'weft_bpf_ringbuf_size_bytes', { map: 'events' }), EVENTS_RING_BYTES);
-    assert.equal(m.samples.filter((x) => x.name === 'weft_bpf_map_max_entries' && x.labels['map'] === 'events').length, 0, 'no bytes among entries');
+    assert.equal(
+      m.samples.filter((x) => x.name === 'weft_bpf_map_max_entries' && x.labels['map'] === 'events').length,
+      0,
+      'no bytes among entries',
+    );
     assert.ok(sampleValue(m, 'weft_bpf_map_max_entries', { map: 'lb_services' }) > 0);
     assert.equal(sampleValue(m, 'weft_agent_ready'), 1);
     assert.equal(sampleValue(m, 'weft_agent_sync_lag_seconds'), 0);

@@ -39,7 +39,8 @@ export class AgentProcess {
     readonly world: World,
     private readonly opts: AgentOptions = {},
   ) {
-    if (opts.proxy && opts.where !== 'node') throw new Error('an agent with its proxy runs in the world\'s node namespace');
+    if (opts.proxy && opts.where !== 'node')
+      throw new Error("an agent with its proxy runs in the world's node namespace");
     const suffix = opts.name ? `-${opts.name}` : '';
     this.manifestsDir = path.join(world.stateDir, `manifests${suffix}`);
     this.stateDir = path.join(world.stateDir, `agent${suffix}`);
@@ -65,14 +66,21 @@ export class AgentProcess {
   }
 
   get args(): string[] {
-    const source = this.opts.kubeconfig ? ['--source', 'kubernetes', '--kubeconfig', this.opts.kubeconfig] : ['--source', `dir:${this.manifestsDir}`];
+    const source = this.opts.kubeconfig
+      ? ['--source', 'kubernetes', '--kubeconfig', this.opts.kubeconfig]
+      : ['--source', `dir:${this.manifestsDir}`];
     return [
       ...source,
-      '--bpf-root', this.bpfRoot,
-      '--cgroup', this.world.cgroupDir,
-      '--state-dir', this.stateDir,
-      '--metrics-address', '127.0.0.1:0',
-      '--node-name', 'test-node',
+      '--bpf-root',
+      this.bpfRoot,
+      '--cgroup',
+      this.world.cgroupDir,
+      '--state-dir',
+      this.stateDir,
+      '--metrics-address',
+      '127.0.0.1:0',
+      '--node-name',
+      'test-node',
       ...(this.opts.proxy ? ['--proxy', 'managed', '--proxy-metrics-address', '127.0.0.1:0'] : ['--proxy', 'off']),
       ...(this.opts.extraArgs ?? []),
     ];
@@ -98,7 +106,8 @@ export class AgentProcess {
     while (Date.now() < deadline) {
       const m = this.log.slice(from).match(re);
       if (m) return m[0];
-      if (this.child && this.child.exitCode !== null) throw new Error(`weftd exited (${this.child.exitCode}):\n${this.log}`);
+      if (this.child && this.child.exitCode !== null)
+        throw new Error(`weftd exited (${this.child.exitCode}):\n${this.log}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`weftd did not log ${re} within ${timeoutMs} ms:\n${this.log}`);
@@ -132,7 +141,11 @@ export class AgentProcess {
   }
 
   /** Polls the kernel maps until `pred` holds (bounded). */
-  async waitForKernel(pred: (s: KernelService[]) => boolean, what: string, timeoutMs = 10_000): Promise<KernelService[]> {
+  async waitForKernel(
+    pred: (s: KernelService[]) => boolean,
+    what: string,
+    timeoutMs = 10_000,
+  ): Promise<KernelService[]> {
     const deadline = Date.now() + timeoutMs;
     let last: KernelService[] = [];
     while (Date.now() < deadline) {

@@ -41,7 +41,8 @@ export async function cni(world: World, call: CniCall, timeoutMs = 45_000): Prom
   for (const k of call.omit ?? []) delete env[k];
   // world.spawn adds the test runner's environment: `env -u` takes out every CNI_* variable
   // this call does not set, so the plugin sees only what a runtime would have given it.
-  const unset = Object.keys(process.env).filter((k) => k.startsWith('CNI_'))
+  const unset = Object.keys(process.env)
+    .filter((k) => k.startsWith('CNI_'))
     .concat(['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'])
     .filter((k, i, all) => !(k in env) && all.indexOf(k) === i)
     .flatMap((k) => ['-u', k]);
@@ -52,7 +53,9 @@ export async function cni(world: World, call: CniCall, timeoutMs = 45_000): Prom
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdin?.on('error', () => {}); // a plugin that exits before reading stdin
-  child.stdin?.end(call.config === undefined ? '' : typeof call.config === 'string' ? call.config : JSON.stringify(call.config));
+  child.stdin?.end(
+    call.config === undefined ? '' : typeof call.config === 'string' ? call.config : JSON.stringify(call.config),
+  );
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
   clearTimeout(timer);
@@ -92,11 +95,18 @@ export class Sandboxes {
   remove(name: string): void {
     let pids: string[] = [];
     try {
-      pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean);
+      pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+        .split('\n')
+        .filter(Boolean);
     } catch {
       /* gone already */
     }
-    for (const pid of pids) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    for (const pid of pids)
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
   }
 }
@@ -114,12 +124,20 @@ export function ipIn(netns: string, ...args: string[]): void {
 
 /** A sysctl as a namespace sees it (read through nsenter, so /proc/sys/net is that namespace's). */
 export function sysctlIn(netns: string, key: string): string {
-  return execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'cat', `/proc/sys/${key.replaceAll('.', '/')}`], { encoding: 'utf8' }).trim();
+  return execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'cat', `/proc/sys/${key.replaceAll('.', '/')}`], {
+    encoding: 'utf8',
+  }).trim();
 }
 
 /** A pod as a runtime makes it: CNI ADD through the plugin to `agentSocket` for a sandbox,
  *  named by CNI_ARGS; its addresses from the result. Fails the test when ADD fails. */
-export async function addCniPod(world: World, agentSocket: string, namespace: string, name: string, box: Sandbox): Promise<{ ipv4: string; ipv6?: string }> {
+export async function addCniPod(
+  world: World,
+  agentSocket: string,
+  namespace: string,
+  name: string,
+  box: Sandbox,
+): Promise<{ ipv4: string; ipv6?: string }> {
   const r = await cni(world, {
     command: 'ADD',
     containerId: `pod-${namespace}-${name}-${world.id}`,

@@ -67,7 +67,8 @@ export class Containerd {
 
   /** A busybox root filesystem shared by every container (ctr run --rootfs uses it in place). */
   private makeRootfs(): void {
-    for (const d of ['bin', 'proc', 'sys', 'dev', 'etc', 'tmp']) fs.mkdirSync(path.join(this.rootfs, d), { recursive: true });
+    for (const d of ['bin', 'proc', 'sys', 'dev', 'etc', 'tmp'])
+      fs.mkdirSync(path.join(this.rootfs, d), { recursive: true });
     fs.copyFileSync('/bin/busybox', path.join(this.rootfs, 'bin/busybox'));
     fs.chmodSync(path.join(this.rootfs, 'bin/busybox'), 0o755);
     for (const a of BUSYBOX_APPLETS) fs.symlinkSync('busybox', path.join(this.rootfs, 'bin', a));
@@ -81,7 +82,8 @@ export class Containerd {
     this.world.adoptPath(conf);
     for (const [name, from] of Object.entries(plugins)) {
       const to = path.join(CNI_BIN_DIR, name);
-      if (fs.existsSync(to)) throw new Error(`${to} exists already: not overwriting a CNI plugin this test did not install`);
+      if (fs.existsSync(to))
+        throw new Error(`${to} exists already: not overwriting a CNI plugin this test did not install`);
       fs.copyFileSync(from, to);
       fs.chmodSync(to, 0o755);
       this.world.adoptPath(to);
@@ -103,8 +105,25 @@ export class Containerd {
     // runc keeps container state under /run/containerd/runc unless told otherwise: a world of
     // its own, so that no run ever sees another's (or a killed run's) containers.
     return [
-      'ctr', '-a', this.socket, '-n', this.namespace, 'run', '--rm', '--cni', '--cgroup', cgroup,
-      '--runc-root', path.join(this.dir, 'runc'), ...extra, '--rootfs', this.rootfs, id, '/bin/sh', '-c', script,
+      'ctr',
+      '-a',
+      this.socket,
+      '-n',
+      this.namespace,
+      'run',
+      '--rm',
+      '--cni',
+      '--cgroup',
+      cgroup,
+      '--runc-root',
+      path.join(this.dir, 'runc'),
+      ...extra,
+      '--rootfs',
+      this.rootfs,
+      id,
+      '/bin/sh',
+      '-c',
+      script,
     ];
   }
 
@@ -120,7 +139,11 @@ export class Containerd {
 
   /** Kills a running container's task; ctr --rm then deletes it and calls CNI DEL. */
   async kill(id: string): Promise<void> {
-    await this.world.run('node', ['ctr', '-a', this.socket, '-n', this.namespace, 'task', 'kill', '-s', 'SIGKILL', id], { timeoutMs: 10_000 });
+    await this.world.run(
+      'node',
+      ['ctr', '-a', this.socket, '-n', this.namespace, 'task', 'kill', '-s', 'SIGKILL', id],
+      { timeoutMs: 10_000 },
+    );
   }
 
   async stop(): Promise<void> {

@@ -12,7 +12,12 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CRD_RESOURCE, WATCHED_RESOURCES, apiVersionOf, type WatchedResource } from '../../src/sources/kubernetes-resources.js';
+import {
+  CRD_RESOURCE,
+  WATCHED_RESOURCES,
+  apiVersionOf,
+  type WatchedResource,
+} from '../../src/sources/kubernetes-resources.js';
 
 export interface ObjectMeta {
   name: string;
@@ -115,8 +120,18 @@ interface Watcher {
 
 const RESOURCES: readonly WatchedResource[] = [...WATCHED_RESOURCES, CRD_RESOURCE];
 const REASONS: Record<number, string> = {
-  400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed', 409: 'Conflict',
-  410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
+  410: 'Expired',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+  504: 'Timeout',
 };
 const NOT_FOUND = 'the server could not find the requested resource';
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
@@ -336,14 +351,21 @@ current-context: weft-test
   private served(res: WatchedResource): boolean {
     if (!res.crd) return true;
     const crd = this.collectionOf(CRD_RESOURCE).objects.get(res.crd);
-    const conditions = ((crd && fieldOf(crd, 'status')) as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? [];
+    const conditions =
+      ((crd && fieldOf(crd, 'status')) as { conditions?: { type: string; status: string }[] } | undefined)
+        ?.conditions ?? [];
     return conditions.some((cond) => cond.type === 'Established' && cond.status === 'True');
   }
 
   /** A deep copy of `obj` with the collection's kind, a name, and a namespace where it has one. */
   private normalize(c: Collection, obj: KubeObject): { key: string; obj: KubeObject } {
     const { kind: _kind, apiVersion: _apiVersion, ...rest } = structuredClone(obj);
-    const o: KubeObject = { kind: c.res.kind, apiVersion: apiVersionOf(c.res), ...rest, metadata: { ...rest.metadata } };
+    const o: KubeObject = {
+      kind: c.res.kind,
+      apiVersion: apiVersionOf(c.res),
+      ...rest,
+      metadata: { ...rest.metadata },
+    };
     if (typeof o.metadata?.name !== 'string' || o.metadata.name === '') {
       throw new ApiError(invalid(c.res, '', 'metadata.name: Required value: name or generateName is required'));
     }
@@ -354,7 +376,8 @@ current-context: weft-test
 
   private createIn(c: Collection, input: KubeObject): KubeObject {
     const { key, obj } = this.normalize(c, input);
-    if (c.objects.has(key)) throw new ApiError(objectStatus(409, c.res, obj.metadata.name, 'already exists', 'AlreadyExists'));
+    if (c.objects.has(key))
+      throw new ApiError(objectStatus(409, c.res, obj.metadata.name, 'already exists', 'AlreadyExists'));
     obj.metadata.uid = randomUUID();
     obj.metadata.creationTimestamp = timestamp();
     return this.commit(c, 'ADDED', key, obj, undefined);
@@ -366,7 +389,13 @@ current-context: weft-test
     if (!prev) throw new ApiError(objectStatus(404, c.res, obj.metadata.name, 'not found'));
     const expected = obj.metadata.resourceVersion;
     if (expected && expected !== prev.metadata.resourceVersion) {
-      throw new ApiError(status(409, `Operation cannot be fulfilled on ${qualified(c.res)} "${obj.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`, { details: objectDetails(c.res, obj.metadata.name) }));
+      throw new ApiError(
+        status(
+          409,
+          `Operation cannot be fulfilled on ${qualified(c.res)} "${obj.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
+          { details: objectDetails(c.res, obj.metadata.name) },
+        ),
+      );
     }
     obj.metadata.uid = prev.metadata.uid;
     obj.metadata.creationTimestamp = prev.metadata.creationTimestamp;
@@ -381,7 +410,13 @@ current-context: weft-test
   }
 
   /** One write: the next revision, the store, the history, then every watcher of the kind. */
-  private commit(c: Collection, type: EventType, key: string, obj: KubeObject | undefined, prev: KubeObject | undefined): KubeObject {
+  private commit(
+    c: Collection,
+    type: EventType,
+    key: string,
+    obj: KubeObject | undefined,
+    prev: KubeObject | undefined,
+  ): KubeObject {
     const rv = ++this.revision;
     let stored: KubeObject;
     if (type === 'DELETED') {
@@ -505,7 +540,8 @@ current-context: weft-test
     c.watchers.add(w);
     this.watchers.add(w);
     res.on('close', () => this.forget(w));
-    if (bookmarks) w.timers.push(setInterval(() => this.send(w, this.bookmark(w)), this.opts.bookmarkIntervalMs).unref());
+    if (bookmarks)
+      w.timers.push(setInterval(() => this.send(w, this.bookmark(w)), this.opts.bookmarkIntervalMs).unref());
     w.timers.push(
       setTimeout(() => {
         // The watch cache sends a bookmark shortly before the deadline, then the stream ends.
@@ -554,7 +590,8 @@ current-context: weft-test
   private listRevision(q: Query, limit: number): { rv: number; start: string } {
     const requested = q.resourceVersion ?? '';
     if (q.continue) {
-      if (requested !== '' && requested !== '0') throw new ApiError(status(400, 'specifying resource version is not allowed when using continue'));
+      if (requested !== '' && requested !== '0')
+        throw new ApiError(status(400, 'specifying resource version is not allowed when using continue'));
       const token = decodeContinue(q.continue);
       if (token.rv === -1) return { rv: this.revision, start: token.start };
       if (token.rv < this.floor) {
@@ -587,17 +624,32 @@ current-context: weft-test
       }
       if (this.failures.count > 0) {
         this.failures.count--;
-        throw new ApiError(status(this.failures.code, `injected failure (HTTP ${this.failures.code})`, this.failures.code === 429 ? { details: { retryAfterSeconds: 1 } } : {}));
+        throw new ApiError(
+          status(
+            this.failures.code,
+            `injected failure (HTTP ${this.failures.code})`,
+            this.failures.code === 429 ? { details: { retryAfterSeconds: 1 } } : {},
+          ),
+        );
       }
       await this.route(method, url.pathname, query, req, res);
     } catch (err) {
-      const s = err instanceof ApiError ? err.status : status(500, `Internal error occurred: ${(err as Error)?.message ?? err}`);
+      const s =
+        err instanceof ApiError
+          ? err.status
+          : status(500, `Internal error occurred: ${(err as Error)?.message ?? err}`);
       if (res.headersSent) res.destroy();
       else reply(res, s.code, s);
     }
   }
 
-  private async route(method: string, path: string, q: Query, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async route(
+    method: string,
+    path: string,
+    q: Query,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
     const discovery = method === 'GET' ? this.discovery(path) : undefined;
     if (discovery) return reply(res, 200, discovery);
     const target = this.resolve(path);
@@ -610,7 +662,8 @@ current-context: weft-test
       if (method === 'GET') return reply(res, 200, this.listResponse(c, namespace, q));
       // Namespaced kinds are created in their namespace's collection, not the cluster-wide one.
       const creatable = writable && (namespace !== undefined || !c.res.namespaced);
-      if (method === 'POST' && creatable) return reply(res, 201, this.createIn(c, await this.body(req, c, namespace, undefined)));
+      if (method === 'POST' && creatable)
+        return reply(res, 201, this.createIn(c, await this.body(req, c, namespace, undefined)));
     } else {
       const key = keyOf(c.res, namespace, name);
       if (method === 'GET') {
@@ -618,19 +671,31 @@ current-context: weft-test
         if (!obj) throw new ApiError(objectStatus(404, c.res, name, 'not found'));
         return reply(res, 200, obj);
       }
-      if (method === 'PUT' && writable) return reply(res, 200, this.replaceIn(c, await this.body(req, c, namespace, name)));
+      if (method === 'PUT' && writable)
+        return reply(res, 200, this.replaceIn(c, await this.body(req, c, namespace, name)));
       if (method === 'DELETE' && writable) {
         const obj = c.objects.get(key);
         if (!obj) throw new ApiError(objectStatus(404, c.res, name, 'not found'));
         const gone = this.deleteIn(c, obj);
-        return reply(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { ...objectDetails(c.res, name), uid: gone.metadata.uid } });
+        return reply(res, 200, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Success',
+          details: { ...objectDetails(c.res, name), uid: gone.metadata.uid },
+        });
       }
     }
     throw new ApiError(status(405, `the server does not allow this method on the requested resource`, { details: {} }));
   }
 
   /** A POST or PUT body, checked against the URL as the apiserver does. */
-  private async body(req: IncomingMessage, c: Collection, namespace: string | undefined, name: string | undefined): Promise<KubeObject> {
+  private async body(
+    req: IncomingMessage,
+    c: Collection,
+    namespace: string | undefined,
+    name: string | undefined,
+  ): Promise<KubeObject> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     let obj: KubeObject;
@@ -643,11 +708,18 @@ current-context: weft-test
       throw new ApiError(status(400, 'the request body is not an object with metadata'));
     }
     if ((obj.kind && obj.kind !== c.res.kind) || (obj.apiVersion && obj.apiVersion !== apiVersionOf(c.res))) {
-      throw new ApiError(status(400, `the API version in the data (${obj.apiVersion}) does not match the expected API version (${apiVersionOf(c.res)}) or kind ${obj.kind} is not ${c.res.kind}`));
+      throw new ApiError(
+        status(
+          400,
+          `the API version in the data (${obj.apiVersion}) does not match the expected API version (${apiVersionOf(c.res)}) or kind ${obj.kind} is not ${c.res.kind}`,
+        ),
+      );
     }
     if (namespace !== undefined) {
       if (obj.metadata.namespace && obj.metadata.namespace !== namespace) {
-        throw new ApiError(status(400, 'the namespace of the provided object does not match the namespace sent on the request'));
+        throw new ApiError(
+          status(400, 'the namespace of the provided object does not match the namespace sent on the request'),
+        );
       }
       obj.metadata.namespace = namespace;
     }
@@ -663,26 +735,40 @@ current-context: weft-test
   /** The resource a path names: /api/v1/..., /apis/GROUP/VERSION/... then [namespaces/NS/]PLURAL[/NAME]. */
   private resolve(path: string): { c: Collection; namespace?: string; name?: string } | undefined {
     const segs = path.split('/').slice(1);
-    const [group, version, rest] = segs[0] === 'api' ? ['', segs[1], segs.slice(2)] : segs[0] === 'apis' ? [segs[1], segs[2], segs.slice(3)] : [];
+    const [group, version, rest] =
+      segs[0] === 'api' ? ['', segs[1], segs.slice(2)] : segs[0] === 'apis' ? [segs[1], segs[2], segs.slice(3)] : [];
     if (version === undefined || rest === undefined || rest.some((s) => s === '')) return undefined;
     const scoped = rest[0] === 'namespaces' && rest.length >= 3;
     const [namespace, plural, name, ...extra] = scoped ? rest.slice(1) : [undefined, ...rest];
     const res = RESOURCES.find((r) => r.group === group && r.version === version && r.plural === plural);
     if (!res || !this.served(res) || extra.length > 0) return undefined;
     if (scoped ? !res.namespaced : res.namespaced && name !== undefined) return undefined;
-    return { c: this.collectionOf(res), ...(namespace !== undefined && { namespace }), ...(name !== undefined && { name }) };
+    return {
+      c: this.collectionOf(res),
+      ...(namespace !== undefined && { namespace }),
+      ...(name !== undefined && { name }),
+    };
   }
 
   /** Legacy discovery: /api, /apis, /apis/GROUP, and the resource list of each group version. */
   private discovery(path: string): unknown {
     const served = RESOURCES.filter((r) => this.served(r));
     const groups = [...new Set(served.map((r) => r.group).filter((g) => g !== ''))].map((name) => {
-      const versions = [...new Set(served.filter((r) => r.group === name).map((r) => r.version))].map((v) => ({ groupVersion: `${name}/${v}`, version: v }));
+      const versions = [...new Set(served.filter((r) => r.group === name).map((r) => r.version))].map((v) => ({
+        groupVersion: `${name}/${v}`,
+        version: v,
+      }));
       return { name, versions, preferredVersion: versions[0] };
     });
-    if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: this.url.slice('http://'.length) }] };
+    if (path === '/api')
+      return {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: this.url.slice('http://'.length) }],
+      };
     if (path === '/apis') return { kind: 'APIGroupList', apiVersion: 'v1', groups };
-    if (path === '/version') return { major: '1', minor: '34', gitVersion: 'v1.34.0-weft-test', platform: 'linux/amd64' };
+    if (path === '/version')
+      return { major: '1', minor: '34', gitVersion: 'v1.34.0-weft-test', platform: 'linux/amd64' };
     const m = /^\/(?:api\/(v1)|apis\/([^/]+)(?:\/([^/]+))?)$/.exec(path);
     if (!m) return undefined;
     const group = m[2] ?? '';
@@ -697,7 +783,13 @@ current-context: weft-test
       kind: 'APIResourceList',
       apiVersion: 'v1',
       groupVersion: group ? `${group}/${version}` : version,
-      resources: resources.map((r) => ({ name: r.plural, singularName: r.kind.toLowerCase(), namespaced: r.namespaced, kind: r.kind, verbs: r === CRD_RESOURCE ? ['get', 'list', 'watch'] : VERBS })),
+      resources: resources.map((r) => ({
+        name: r.plural,
+        singularName: r.kind.toLowerCase(),
+        namespaced: r.namespaced,
+        kind: r.kind,
+        verbs: r === CRD_RESOURCE ? ['get', 'list', 'watch'] : VERBS,
+      })),
     };
   }
 }
@@ -708,7 +800,11 @@ type Query = Record<string, string>;
 
 /** What a watcher with this filter sees of a change (the watch cache's convertToWatchEvent): an
  *  object entering the filter is ADDED, one leaving it is DELETED as it was, at the change's rv. */
-function eventFor(change: Change, matches: Matcher, only?: Collection): { type: EventType; obj: KubeObject } | undefined {
+function eventFor(
+  change: Change,
+  matches: Matcher,
+  only?: Collection,
+): { type: EventType; obj: KubeObject } | undefined {
   if (only && change.c !== only) return undefined;
   const now = change.type !== 'DELETED' && matches(change.obj);
   const before = change.prev !== undefined && matches(change.prev);
@@ -720,7 +816,12 @@ function eventFor(change: Change, matches: Matcher, only?: Collection): { type: 
 /** Objects come in as plain JSON; only their type is checked here, the rest by normalize(). */
 function asObject(input: object): KubeObject {
   const obj = input as Partial<KubeObject>;
-  if (typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string' || typeof obj.metadata !== 'object' || obj.metadata === null) {
+  if (
+    typeof obj.apiVersion !== 'string' ||
+    typeof obj.kind !== 'string' ||
+    typeof obj.metadata !== 'object' ||
+    obj.metadata === null
+  ) {
     throw new Error('an object needs apiVersion, kind and metadata');
   }
   return obj as KubeObject;
@@ -752,12 +853,22 @@ function lowerBound(state: [string, KubeObject][], key: string): number {
 /** JSON equality: key order and undefined members do not count. */
 function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((v, i) => sameJson(v, (b as unknown[])[i]));
+  if (
+    typeof a !== 'object' ||
+    typeof b !== 'object' ||
+    a === null ||
+    b === null ||
+    Array.isArray(a) !== Array.isArray(b)
+  )
+    return false;
+  if (Array.isArray(a))
+    return a.length === (b as unknown[]).length && a.every((v, i) => sameJson(v, (b as unknown[])[i]));
   const ra = a as Record<string, unknown>;
   const rb = b as Record<string, unknown>;
   const ka = Object.keys(ra).filter((k) => ra[k] !== undefined);
-  return ka.length === Object.keys(rb).filter((k) => rb[k] !== undefined).length && ka.every((k) => sameJson(ra[k], rb[k]));
+  return (
+    ka.length === Object.keys(rb).filter((k) => rb[k] !== undefined).length && ka.every((k) => sameJson(ra[k], rb[k]))
+  );
 }
 
 function timestamp(): string {
@@ -780,7 +891,14 @@ function crdObject(res: WatchedResource): KubeObject {
       group: res.group,
       names,
       scope: res.namespaced ? 'Namespaced' : 'Cluster',
-      versions: [{ name: res.version, served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      versions: [
+        {
+          name: res.version,
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+        },
+      ],
     },
     status: { acceptedNames: { plural: '', kind: '' }, storedVersions: [res.version] },
   } as KubeObject;
@@ -790,8 +908,20 @@ function establishedStatus(res: WatchedResource): unknown {
   const now = timestamp();
   return {
     conditions: [
-      { type: 'NamesAccepted', status: 'True', lastTransitionTime: now, reason: 'NoConflicts', message: 'no conflicts found' },
-      { type: 'Established', status: 'True', lastTransitionTime: now, reason: 'InitialNamesAccepted', message: 'the initial names have been accepted' },
+      {
+        type: 'NamesAccepted',
+        status: 'True',
+        lastTransitionTime: now,
+        reason: 'NoConflicts',
+        message: 'no conflicts found',
+      },
+      {
+        type: 'Established',
+        status: 'True',
+        lastTransitionTime: now,
+        reason: 'InitialNamesAccepted',
+        message: 'the initial names have been accepted',
+      },
     ],
     acceptedNames: (fieldOf(crdObject(res), 'spec') as { names: unknown }).names,
     storedVersions: [res.version],
@@ -803,14 +933,33 @@ function terminating(crd: KubeObject): KubeObject {
   const status = structuredClone(fieldOf(crd, 'status')) as { conditions?: unknown[] };
   status.conditions = [
     ...(status.conditions ?? []),
-    { type: 'Terminating', status: 'True', lastTransitionTime: timestamp(), reason: 'InstanceDeletionPending', message: 'CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon' },
+    {
+      type: 'Terminating',
+      status: 'True',
+      lastTransitionTime: timestamp(),
+      reason: 'InstanceDeletionPending',
+      message: 'CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon',
+    },
   ];
-  return { ...crd, metadata: { ...crd.metadata, deletionTimestamp: timestamp(), deletionGracePeriodSeconds: 0, finalizers: [CRD_FINALIZER] }, status } as KubeObject;
+  return {
+    ...crd,
+    metadata: {
+      ...crd.metadata,
+      deletionTimestamp: timestamp(),
+      deletionGracePeriodSeconds: 0,
+      finalizers: [CRD_FINALIZER],
+    },
+    status,
+  } as KubeObject;
 }
 
 // ---- Status objects -----------------------------------------------------------------------------
 
-function status(code: number, message: string | undefined, extra: { reason?: string; details?: Record<string, unknown> } = {}): Status {
+function status(
+  code: number,
+  message: string | undefined,
+  extra: { reason?: string; details?: Record<string, unknown> } = {},
+): Status {
   return {
     kind: 'Status',
     apiVersion: 'v1',
@@ -832,16 +981,24 @@ function objectDetails(res: WatchedResource, name: string): Record<string, unkno
 }
 
 function objectStatus(code: number, res: WatchedResource, name: string, what: string, reason?: string): Status {
-  return status(code, `${qualified(res)} "${name}" ${what}`, { ...(reason && { reason }), details: objectDetails(res, name) });
+  return status(code, `${qualified(res)} "${name}" ${what}`, {
+    ...(reason && { reason }),
+    details: objectDetails(res, name),
+  });
 }
 
 function invalid(res: WatchedResource, name: string, cause: string): Status {
-  return status(422, `${res.kind} "${name}" is invalid: ${cause}`, { details: { name, ...(res.group && { group: res.group }), kind: res.kind } });
+  return status(422, `${res.kind} "${name}" is invalid: ${cause}`, {
+    details: { name, ...(res.group && { group: res.group }), kind: res.kind },
+  });
 }
 
 function tooLarge(rv: number, current: number): Status {
   return status(504, `Too large resource version: ${rv}, current: ${current}`, {
-    details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+    details: {
+      causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+      retryAfterSeconds: 1,
+    },
   });
 }
 
@@ -862,7 +1019,8 @@ function flag(value: string | undefined): boolean | undefined {
 function int(q: Query, name: string): number {
   const value = q[name];
   if (value === undefined || value === '') return 0;
-  if (!/^-?\d+$/.test(value)) throw new ApiError(status(400, `${name}: invalid value ${JSON.stringify(value)}: not an integer`));
+  if (!/^-?\d+$/.test(value))
+    throw new ApiError(status(400, `${name}: invalid value ${JSON.stringify(value)}: not an integer`));
   return Number(value);
 }
 
@@ -873,9 +1031,15 @@ function parseRv(value: string): number {
 
 function listOptionsInvalid(errors: string[]): void {
   if (errors.length === 0) return;
-  throw new ApiError(status(422, `ListOptions.meta.k8s.io "" is invalid: ${errors.join(', ')}`, {
-    details: { group: 'meta.k8s.io', kind: 'ListOptions', causes: errors.map((message) => ({ reason: 'FieldValueForbidden', message, field: message.split(':')[0] })) },
-  }));
+  throw new ApiError(
+    status(422, `ListOptions.meta.k8s.io "" is invalid: ${errors.join(', ')}`, {
+      details: {
+        group: 'meta.k8s.io',
+        kind: 'ListOptions',
+        causes: errors.map((message) => ({ reason: 'FieldValueForbidden', message, field: message.split(':')[0] })),
+      },
+    }),
+  );
 }
 
 /** apimachinery's ValidateListOptions, for a list. */
@@ -883,12 +1047,19 @@ function validateListOptions(q: Query): void {
   const errors: string[] = [];
   const match = q.resourceVersionMatch;
   if (match) {
-    if (!q.resourceVersion) errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided');
-    if (q.continue) errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided');
-    if (match !== 'Exact' && match !== 'NotOlderThan') errors.push(`resourceVersionMatch: Unsupported value: "${match}": supported values: "Exact", "NotOlderThan", ""`);
-    if (match === 'Exact' && q.resourceVersion === '0') errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
+    if (!q.resourceVersion)
+      errors.push(
+        'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided',
+      );
+    if (q.continue)
+      errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided');
+    if (match !== 'Exact' && match !== 'NotOlderThan')
+      errors.push(`resourceVersionMatch: Unsupported value: "${match}": supported values: "Exact", "NotOlderThan", ""`);
+    if (match === 'Exact' && q.resourceVersion === '0')
+      errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
   }
-  if (q.sendInitialEvents !== undefined) errors.push('sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list');
+  if (q.sendInitialEvents !== undefined)
+    errors.push('sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list');
   listOptionsInvalid(errors);
 }
 
@@ -896,10 +1067,17 @@ function validateListOptions(q: Query): void {
 function validateWatchOptions(q: Query): void {
   const errors: string[] = [];
   const match = q.resourceVersionMatch;
-  if (q.sendInitialEvents !== undefined && match !== 'NotOlderThan') errors.push('resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan');
+  if (q.sendInitialEvents !== undefined && match !== 'NotOlderThan')
+    errors.push(
+      'resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan',
+    );
   if (match) {
-    if (q.sendInitialEvents === undefined) errors.push('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided');
-    if (match !== 'NotOlderThan') errors.push(`resourceVersionMatch: Unsupported value: "${match}": supported values: "NotOlderThan"`);
+    if (q.sendInitialEvents === undefined)
+      errors.push(
+        'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided',
+      );
+    if (match !== 'NotOlderThan')
+      errors.push(`resourceVersionMatch: Unsupported value: "${match}": supported values: "NotOlderThan"`);
   }
   listOptionsInvalid(errors);
 }
@@ -919,7 +1097,13 @@ function decodeContinue(token: string): { rv: number; start: string } {
   } catch {
     throw new ApiError(status(400, 'invalid continue token: continue key is not valid'));
   }
-  if (parsed.v !== 'meta.k8s.io/v1' || typeof parsed.rv !== 'number' || parsed.rv === 0 || typeof parsed.start !== 'string' || parsed.start === '') {
+  if (
+    parsed.v !== 'meta.k8s.io/v1' ||
+    typeof parsed.rv !== 'number' ||
+    parsed.rv === 0 ||
+    typeof parsed.start !== 'string' ||
+    parsed.start === ''
+  ) {
     throw new ApiError(status(400, 'invalid continue token: continue key is not valid'));
   }
   return { rv: parsed.rv, start: parsed.start };
@@ -936,7 +1120,8 @@ function matcher(res: WatchedResource, namespace: string | undefined, q: Query):
   return (o) => tests.every((t) => t(o));
 }
 
-const LABEL_KEY = /^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_KEY =
+  /^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
 
 /** labels.Parse: comma-separated requirements, all of which must hold. */
@@ -956,8 +1141,10 @@ function labelSelector(selector: string): Matcher {
       startAt = i + 1;
     }
   }
-  const checkKey = (key: string): string => (LABEL_KEY.test(key) && key.split('/').pop()!.length <= 63 ? key : bad(`invalid label key ${JSON.stringify(key)}`));
-  const checkValue = (value: string): string => (LABEL_VALUE.test(value) && value.length <= 63 ? value : bad(`invalid label value ${JSON.stringify(value)}`));
+  const checkKey = (key: string): string =>
+    LABEL_KEY.test(key) && key.split('/').pop()!.length <= 63 ? key : bad(`invalid label key ${JSON.stringify(key)}`);
+  const checkValue = (value: string): string =>
+    LABEL_VALUE.test(value) && value.length <= 63 ? value : bad(`invalid label value ${JSON.stringify(value)}`);
   const requirements = terms.map((term): Matcher => {
     let m: RegExpExecArray | null;
     if ((m = /^!\s*([^\s!=<>(),]+)$/.exec(term))) {
@@ -1011,11 +1198,13 @@ function fieldValue(o: KubeObject, field: string): string {
 
 /** fields.ParseSelector: comma-separated `field=value`, `field==value`, `field!=value`. */
 function fieldSelector(res: WatchedResource, selector: string): Matcher {
-  const supported = FIELD_LABELS[res.kind] ?? (res.namespaced ? ['metadata.name', 'metadata.namespace'] : ['metadata.name']);
+  const supported =
+    FIELD_LABELS[res.kind] ?? (res.namespaced ? ['metadata.name', 'metadata.namespace'] : ['metadata.name']);
   const terms = selector.split(/(?<!\\),/);
   const requirements = terms.map((term): Matcher => {
     const m = /^(.*?)(!=|==|=)(.*)$/.exec(term);
-    if (!m || m[1] === '') throw new ApiError(status(400, `invalid selector: '${selector}'; can't understand '${term}'`));
+    if (!m || m[1] === '')
+      throw new ApiError(status(400, `invalid selector: '${selector}'; can't understand '${term}'`));
     const field = m[1]!.trim();
     if (!supported.includes(field)) throw new ApiError(status(400, `field label not supported: ${field}`));
     const value = m[3]!.replace(/\\(.)/g, '$1');

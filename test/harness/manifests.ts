@@ -47,7 +47,11 @@ export function endpointSlice(
     ports: ports.map((p) => ({ name: p.name ?? '', port: p.port, protocol: p.protocol ?? 'TCP' })),
     endpoints: endpoints.map((e) => ({
       addresses: [e.ip],
-      conditions: { ready: e.ready ?? true, ...(e.serving !== undefined && { serving: e.serving }), ...(e.terminating !== undefined && { terminating: e.terminating }) },
+      conditions: {
+        ready: e.ready ?? true,
+        ...(e.serving !== undefined && { serving: e.serving }),
+        ...(e.terminating !== undefined && { terminating: e.terminating }),
+      },
     })),
   };
 }

@@ -14,7 +14,13 @@ export function eth(ethertype: number, payload: Buffer): Buffer {
   return Buffer.concat([h, payload]);
 }
 
-export function ipv4(src: string, dst: string, proto: number, l4: Buffer, opts: { ihl?: number; fragOffset?: number } = {}): Buffer {
+export function ipv4(
+  src: string,
+  dst: string,
+  proto: number,
+  l4: Buffer,
+  opts: { ihl?: number; fragOffset?: number } = {},
+): Buffer {
   const ihl = opts.ihl ?? 5;
   const h = Buffer.alloc(Math.max(ihl, 5) * 4);
   h.writeUInt8(0x40 | ihl, 0);

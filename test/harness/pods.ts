@@ -13,7 +13,11 @@ export interface ProbeResult {
 }
 
 /** Starts the backend fixture in a pod and waits until it listens. */
-export async function startBackend(world: World, pod: Pod, ports: { tcp?: number[]; udp?: number[]; http?: number[] }): Promise<void> {
+export async function startBackend(
+  world: World,
+  pod: Pod,
+  ports: { tcp?: number[]; udp?: number[]; http?: number[] },
+): Promise<void> {
   const args = ['--name', pod.name];
   for (const p of ports.tcp ?? []) args.push('--tcp', String(p));
   for (const p of ports.udp ?? []) args.push('--udp', String(p));
@@ -37,10 +41,28 @@ export async function startBackend(world: World, pod: Pod, ports: { tcp?: number
 export type ProbeProto = 'tcp' | 'udp' | 'udp-connected';
 
 /** Runs the probe fixture from a pod, inside the world's cgroup so the socket programs apply. */
-export async function probe(world: World, from: Pod, ip: string, port: number, proto: ProbeProto = 'tcp', count = 30): Promise<ProbeResult> {
+export async function probe(
+  world: World,
+  from: Pod,
+  ip: string,
+  port: number,
+  proto: ProbeProto = 'tcp',
+  count = 30,
+): Promise<ProbeResult> {
   const r = await world.run(
     from,
-    [process.execPath, path.join(FIXTURES, 'probe.js'), '--ip', ip, '--port', String(port), '--proto', proto, '--count', String(count)],
+    [
+      process.execPath,
+      path.join(FIXTURES, 'probe.js'),
+      '--ip',
+      ip,
+      '--port',
+      String(port),
+      '--proto',
+      proto,
+      '--count',
+      String(count),
+    ],
     { inCgroup: true, timeoutMs: 60_000 },
   );
   if (r.code !== 0) throw new Error(`probe failed (${r.code}): ${r.stderr}`);
@@ -48,6 +70,13 @@ export async function probe(world: World, from: Pod, ip: string, port: number, p
 }
 
 /** Starts a probe without waiting, for tests that act while connections are being made. */
-export function probeInBackground(world: World, from: Pod, ip: string, port: number, proto: ProbeProto, count: number): Promise<ProbeResult> {
+export function probeInBackground(
+  world: World,
+  from: Pod,
+  ip: string,
+  port: number,
+  proto: ProbeProto,
+  count: number,
+): Promise<ProbeResult> {
   return probe(world, from, ip, port, proto, count);
 }

@@ -105,7 +105,8 @@ export function buildModel(input: ModelInput): Model {
     namespaces.set(name, { ...labels, 'kubernetes.io/metadata.name': name });
   }
   for (const p of input.pods) {
-    if (!namespaces.has(p.namespace)) throw new Error(`pod ${p.namespace}/${p.name}: no namespace ${p.namespace} in the model`);
+    if (!namespaces.has(p.namespace))
+      throw new Error(`pod ${p.namespace}/${p.name}: no namespace ${p.namespace} in the model`);
   }
   return { namespaces, pods: input.pods, policies: input.policies };
 }
@@ -190,7 +191,8 @@ export function cidrContains(cidr: string, ip: string): boolean {
   const addr = parseAddr(ip);
   const bits = net?.family === 6 ? 128 : 32;
   const prefix = Number(len);
-  if (!net || !addr || len === undefined || !/^\d+$/.test(len) || prefix > bits) throw new Error(`${cidr} or ${ip}: not a CIDR and an address`);
+  if (!net || !addr || len === undefined || !/^\d+$/.test(len) || prefix > bits)
+    throw new Error(`${cidr} or ${ip}: not a CIDR and an address`);
   if (net.family !== addr.family) return false;
   const shift = BigInt(bits - prefix);
   return net.value >> shift === addr.value >> shift;
@@ -233,14 +235,18 @@ function ipOf(pod: ModelPod, family: Family): string {
 function selecting(model: Model, pod: ModelPod, dir: Direction): NetworkPolicy[] {
   const type = dir === 'ingress' ? 'Ingress' : 'Egress';
   return model.policies.filter(
-    (pol) => policyNamespace(pol) === pod.namespace && policyTypes(pol).has(type) && matchesSelector(pod.labels, pol.spec.podSelector),
+    (pol) =>
+      policyNamespace(pol) === pod.namespace &&
+      policyTypes(pol).has(type) &&
+      matchesSelector(pod.labels, pol.spec.podSelector),
   );
 }
 
 /** Whether a peer of a policy in `policyNs` takes in `other`, reached at `ip`. */
 function peerMatches(model: Model, peer: NetworkPolicyPeer, policyNs: string, other: ModelPod, ip: string): boolean {
   if (peer.ipBlock) return inIpBlock(peer.ipBlock, ip);
-  if (!peer.podSelector && !peer.namespaceSelector) throw new Error('a peer needs podSelector, namespaceSelector or ipBlock');
+  if (!peer.podSelector && !peer.namespaceSelector)
+    throw new Error('a peer needs podSelector, namespaceSelector or ipBlock');
   const nsOk = peer.namespaceSelector
     ? matchesSelector(model.namespaces.get(other.namespace) ?? {}, peer.namespaceSelector)
     : other.namespace === policyNs; // podSelector alone: the policy's own namespace
@@ -252,7 +258,8 @@ function portMatches(entry: NetworkPolicyPort, dst: ModelPod, port: number, prot
   const proto = entry.protocol ?? 'TCP';
   if (proto !== protocol) return false;
   if (entry.port === undefined) return true;
-  if (typeof entry.port === 'number') return entry.endPort === undefined ? port === entry.port : port >= entry.port && port <= entry.endPort;
+  if (typeof entry.port === 'number')
+    return entry.endPort === undefined ? port === entry.port : port >= entry.port && port <= entry.endPort;
   // A named port: the destination's container port of that name, and the rule's protocol.
   const named = dst.ports.find((cp) => cp.name === entry.port && (cp.protocol ?? 'TCP') === proto);
   return named !== undefined && named.containerPort === port;
@@ -273,15 +280,28 @@ export interface Verdict {
   ingress: SideVerdict;
 }
 
-function side(model: Model, dir: Direction, self: ModelPod, other: ModelPod, dst: ModelPod, port: number, protocol: Protocol, family: Family): SideVerdict {
+function side(
+  model: Model,
+  dir: Direction,
+  self: ModelPod,
+  other: ModelPod,
+  dst: ModelPod,
+  port: number,
+  protocol: Protocol,
+  family: Family,
+): SideVerdict {
   const policies = selecting(model, self, dir);
   const otherIp = ipOf(other, family);
   const allowedBy = policies
     .filter((pol) => {
-      const rules = dir === 'ingress' ? (pol.spec.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports })) : (pol.spec.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }));
+      const rules =
+        dir === 'ingress'
+          ? (pol.spec.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports }))
+          : (pol.spec.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }));
       return rules.some(
         (r) =>
-          ((r.peers ?? []).length === 0 || r.peers!.some((peer) => peerMatches(model, peer, policyNamespace(pol), other, otherIp))) &&
+          ((r.peers ?? []).length === 0 ||
+            r.peers!.some((peer) => peerMatches(model, peer, policyNamespace(pol), other, otherIp))) &&
           ((r.ports ?? []).length === 0 || r.ports!.some((entry) => portMatches(entry, dst, port, protocol))),
       );
     })
@@ -291,7 +311,14 @@ function side(model: Model, dir: Direction, self: ModelPod, other: ModelPod, dst
 
 /** The verdict for a new connection from `from` to `to` on port/protocol, over IPv4 or IPv6,
  *  with each direction's part in it. */
-export function decide(model: Model, from: PodRef, to: PodRef, port: number, protocol: Protocol, family: Family = 4): Verdict {
+export function decide(
+  model: Model,
+  from: PodRef,
+  to: PodRef,
+  port: number,
+  protocol: Protocol,
+  family: Family = 4,
+): Verdict {
   const src = findPod(model, from);
   const dst = findPod(model, to);
   const egress = side(model, 'egress', src, dst, dst, port, protocol, family);
@@ -305,6 +332,13 @@ export function isolation(model: Model, ref: PodRef): { ingress: boolean; egress
   return { ingress: selecting(model, pod, 'ingress').length > 0, egress: selecting(model, pod, 'egress').length > 0 };
 }
 
-export function allowed(model: Model, from: PodRef, to: PodRef, port: number, protocol: Protocol, family: Family = 4): boolean {
+export function allowed(
+  model: Model,
+  from: PodRef,
+  to: PodRef,
+  port: number,
+  protocol: Protocol,
+  family: Family = 4,
+): boolean {
   return decide(model, from, to, port, protocol, family).allowed;
 }

@@ -17,7 +17,11 @@ const HELP_RE = new RegExp(`^# HELP (${NAME}) (.*)$`);
 const TYPE_RE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
 const SAMPLE_RE = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)(?: (-?\\d+))?$`);
 const PAIR_RE = new RegExp(`^(${LABEL})="((?:[^"\\\\\\n]|\\\\["\\\\n])*)"(?:,|$)`);
-const SUFFIXES: Record<string, string[]> = { histogram: ['_bucket', '_sum', '_count'], summary: ['_sum', '_count', ''], counter: ['', '_total'] };
+const SUFFIXES: Record<string, string[]> = {
+  histogram: ['_bucket', '_sum', '_count'],
+  summary: ['_sum', '_count', ''],
+  counter: ['', '_total'],
+};
 
 // Special values case-insensitively, as Prometheus reads them (Go's strconv.ParseFloat):
 // prom-client writes "Nan" for a default metric that has no samples yet.
@@ -27,7 +31,8 @@ function parseValue(v: string, line: string): number {
   if (lower === '-inf') return -Infinity;
   if (lower === 'nan') return NaN;
   const n = Number(v);
-  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v) || Number.isNaN(n)) throw new Error(`not a sample value: ${JSON.stringify(line)}`);
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v) || Number.isNaN(n))
+    throw new Error(`not a sample value: ${JSON.stringify(line)}`);
   return n;
 }
 

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { removeAllPins, } from '../../src/datapath/programs.js';
+import { removeAllPins } from '../../src/datapath/programs.js';
 import { cgroup2Root } from '../../src/datapath/pins.js';
 
 export const POD_CIDR4 = '10.244.0.0/16';
@@ -83,7 +83,7 @@ interface Record_ {
 }
 
 function sh(cmd: string, args: string[], opts: { netns?: string; ignoreError?: boolean } = {}): string {
-  const argv = opts.netns ? ['ip', ['netns', 'exec', opts.netns, cmd, ...args]] as const : [cmd, args] as const;
+  const argv = opts.netns ? (['ip', ['netns', 'exec', opts.netns, cmd, ...args]] as const) : ([cmd, args] as const);
   try {
     return execFileSync(argv[0], argv[1], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
@@ -111,7 +111,8 @@ function removeCgroupTree(dir: string): void {
 /** Removes a directory and its empty subdirectories; any file (someone else's) keeps its
  *  directory in place. */
 function removeEmptyDirs(dir: string): void {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeEmptyDirs(path.join(dir, e.name));
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }))
+    if (e.isDirectory()) removeEmptyDirs(path.join(dir, e.name));
   try {
     fs.rmdirSync(dir);
   } catch {
@@ -162,7 +163,8 @@ export class World {
   private constructor(opts: WorldOptions) {
     World.sweep();
     const kind = opts.kind ?? 'test';
-    if (!/^[a-z][a-z0-9]{0,9}$/.test(kind)) throw new Error(`world kind ${JSON.stringify(kind)}: expected a short lowercase word`);
+    if (!/^[a-z][a-z0-9]{0,9}$/.test(kind))
+      throw new Error(`world kind ${JSON.stringify(kind)}: expected a short lowercase word`);
     this.keep = opts.keep ?? false;
     this.id = World.claimId(opts.name, this.keep);
     this.prefix = opts.name ? `w${opts.name}` : `w${kind[0]}${this.id}`;
@@ -207,7 +209,9 @@ export class World {
       const id = name ?? randomBytes(2).toString('hex');
       try {
         // A placeholder until record(): its owner is alive, so no sweep touches it.
-        fs.writeFileSync(path.join(REGISTRY, `${id}.json`), JSON.stringify({ pid: process.pid, keep, netns: [] }), { flag: 'wx' });
+        fs.writeFileSync(path.join(REGISTRY, `${id}.json`), JSON.stringify({ pid: process.pid, keep, netns: [] }), {
+          flag: 'wx',
+        });
         return id;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -274,10 +278,20 @@ export class World {
   private static removeRecorded(rec: Record_): void {
     // Processes outside the namespaces (the demo's agent) get a clean stop, bounded to 5 s.
     const extra = (rec.pids ?? []).filter((pid) => {
-      try { process.kill(pid, 'SIGTERM'); return true; } catch { return false; }
+      try {
+        process.kill(pid, 'SIGTERM');
+        return true;
+      } catch {
+        return false;
+      }
     });
     for (let i = 0; i < 100 && extra.some(pidAlive); i++) execFileSync('sleep', ['0.05']);
-    for (const pid of extra.filter(pidAlive)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    for (const pid of extra.filter(pidAlive))
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     // Processes in the cgroup first (they may hold the namespaces and sockets).
     if (rec.cgroup && fs.existsSync(rec.cgroup)) {
       try {
@@ -285,7 +299,11 @@ export class World {
       } catch {
         /* older kernels: kill one by one */
         for (const pid of fs.readFileSync(path.join(rec.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-          try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
       }
       removeCgroupTree(rec.cgroup);
@@ -301,10 +319,20 @@ export class World {
     for (const ns of rec.netns ?? []) {
       // Processes left in a namespace (a backend spawned outside the cgroup) die with it.
       const pids = sh('ip', ['netns', 'pids', ns], { ignoreError: true }).split('\n').filter(Boolean);
-      for (const pid of pids) try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+      for (const pid of pids)
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
       sh('ip', ['netns', 'del', ns], { ignoreError: true });
     }
-    if (rec.bpfRoot) try { removeAllPins(rec.bpfRoot); } catch { /* not there */ }
+    if (rec.bpfRoot)
+      try {
+        removeAllPins(rec.bpfRoot);
+      } catch {
+        /* not there */
+      }
     for (const entry of [...(rec.paths ?? [])].reverse()) {
       try {
         if (typeof entry !== 'string') fs.rmSync(entry.path, { recursive: true, force: true });
@@ -348,7 +376,8 @@ export class World {
     if (!/^10\.244\.\d{1,3}\.\d{1,3}$/.test(pod.ipv4) || pod.ipv4.split('.').some((o) => Number(o) > 255)) {
       throw new Error(`pod ${name}: ${pod.ipv4} is not an IPv4 address in ${POD_CIDR4}`);
     }
-    if (!/^fd00:10:244::[0-9a-f]{1,4}$/i.test(pod.ipv6)) throw new Error(`pod ${name}: ${pod.ipv6} is not an address in ${POD_CIDR6}`);
+    if (!/^fd00:10:244::[0-9a-f]{1,4}$/i.test(pod.ipv6))
+      throw new Error(`pod ${name}: ${pod.ipv6} is not an address in ${POD_CIDR6}`);
     for (const other of this.pods.values()) {
       if (other.ipv4 === pod.ipv4 || other.ipv6.toLowerCase() === pod.ipv6.toLowerCase()) {
         throw new Error(`pod ${name}: ${other.ipv4 === pod.ipv4 ? pod.ipv4 : pod.ipv6} is pod ${other.name}'s address`);
@@ -358,7 +387,20 @@ export class World {
     sh('ip', ['netns', 'add', pod.netns]);
     this.record();
     const peer = `${this.prefix}p${n}`;
-    sh('ip', ['link', 'add', pod.hostVeth, 'netns', this.nodeNetns, 'type', 'veth', 'peer', 'name', peer, 'netns', pod.netns]);
+    sh('ip', [
+      'link',
+      'add',
+      pod.hostVeth,
+      'netns',
+      this.nodeNetns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      peer,
+      'netns',
+      pod.netns,
+    ]);
     const inPod = (...args: string[]) => sh('ip', args, { netns: pod.netns });
     const inNode = (...args: string[]) => sh('ip', args, { netns: this.nodeNetns });
     inPod('link', 'set', peer, 'name', 'eth0');
@@ -391,7 +433,9 @@ export class World {
    *  that translate it: a pod has no route for it otherwise). */
   addPodRoute(pod: Pod, prefix: string): void {
     const v6 = prefix.includes(':');
-    sh('ip', [...(v6 ? ['-6'] : []), 'route', 'add', prefix, 'via', v6 ? GW6 : GW4, 'dev', 'eth0'], { netns: pod.netns });
+    sh('ip', [...(v6 ? ['-6'] : []), 'route', 'add', prefix, 'via', v6 ? GW6 : GW4, 'dev', 'eth0'], {
+      netns: pod.netns,
+    });
   }
 
   /** Sets sysctls of one namespace (a pod's or the node's), e.g.
@@ -411,7 +455,8 @@ export class World {
   spawn(where: Where, argv: string[], opts: WorldSpawnOptions = {}): ChildProcess {
     const netns = where === 'host' ? undefined : where === 'node' ? this.nodeNetns : where.netns;
     const enter = netns ? ['nsenter', `--net=/run/netns/${netns}`] : [];
-    if (opts.cpus !== undefined && !/^\d+([-,]\d+)*$/.test(opts.cpus)) throw new Error(`cpus ${JSON.stringify(opts.cpus)}: expected a CPU list such as 1 or 0,2-3`);
+    if (opts.cpus !== undefined && !/^\d+([-,]\d+)*$/.test(opts.cpus))
+      throw new Error(`cpus ${JSON.stringify(opts.cpus)}: expected a CPU list such as 1 or 0,2-3`);
     const pin = opts.cpus !== undefined ? ['taskset', '-c', opts.cpus] : [];
     const join = opts.inCgroup ? `echo $$ > ${this.cgroupDir}/cgroup.procs && ` : '';
     const child = spawn('sh', ['-c', `${join}exec "$@"`, 'sh', ...enter, ...pin, ...argv], {
@@ -426,7 +471,11 @@ export class World {
 
   /** Runs to completion, bounded by timeoutMs (then SIGKILL); resolves with the exit code,
    *  the signal and the output. */
-  run(where: Where, argv: string[], opts: { inCgroup?: boolean; cpus?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  run(
+    where: Where,
+    argv: string[],
+    opts: { inCgroup?: boolean; cpus?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  ): Promise<RunResult> {
     const { timeoutMs = 20_000, ...spawnOpts } = opts;
     const child = this.spawn(where, argv, spawnOpts);
     let stdout = '';

@@ -32,7 +32,7 @@ function get(socket: string, p: string): Promise<http.IncomingMessage> {
   });
 }
 
-describe('the proxy\'s flow stream', () => {
+describe("the proxy's flow stream", () => {
   it('takes follow=1 only', async () => {
     const { socket } = await hubServer(8);
     for (const [q, want] of [
@@ -72,8 +72,11 @@ describe('the proxy\'s flow stream', () => {
       // The fast follower keeps up (a few lines behind at most); the slow one does not read.
       if (i % 4 === 3) await eventually(() => fastLines.length > i - 4, 'the fast follower to keep up', 10_000, 1);
     }
-    await eventually(() => fastLines.length === total, 'the fast follower\'s lines');
-    assert.deepEqual(fastLines.map((l) => (JSON.parse(l) as { flow: { n: number } }).flow.n), Array.from({ length: total }, (_, i) => i));
+    await eventually(() => fastLines.length === total, "the fast follower's lines");
+    assert.deepEqual(
+      fastLines.map((l) => (JSON.parse(l) as { flow: { n: number } }).flow.n),
+      Array.from({ length: total }, (_, i) => i),
+    );
     assert.ok(hub.lostTotal > 0, 'the slow follower lost some');
     // Now the slow one reads: every flow it got, and the losses, add up.
     const slowLines: string[] = [];

@@ -6,7 +6,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { Flow } from '../../src/contract/flow.js';
-import { Cleanup, buildTestSnapshot, eventually, followFlows, freePort, freePortOn, grpcBackend, grpcRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
+import {
+  Cleanup,
+  buildTestSnapshot,
+  eventually,
+  followFlows,
+  freePort,
+  freePortOn,
+  grpcBackend,
+  grpcRoute,
+  startProxy,
+  type ProxyProcess,
+} from '../fixtures/proxy-harness.js';
 
 const BACKENDS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 const cleanup = new Cleanup();
@@ -15,7 +26,11 @@ let client: grpc.Client;
 
 const id = (b: Buffer) => b;
 
-function unary(c: grpc.Client, path: string, text: string): Promise<{ err: grpc.ServiceError | null; value: string | undefined; status: grpc.StatusObject }> {
+function unary(
+  c: grpc.Client,
+  path: string,
+  text: string,
+): Promise<{ err: grpc.ServiceError | null; value: string | undefined; status: grpc.StatusObject }> {
   return new Promise((resolve) => {
     let err: grpc.ServiceError | null = null;
     let value: string | undefined;
@@ -57,10 +72,12 @@ before(async () => {
 after(() => cleanup.run());
 
 describe('gRPC through weft-proxy', () => {
-  it('balances one long-lived client\'s unary calls over all three backends, trailers intact', async () => {
+  it("balances one long-lived client's unary calls over all three backends, trailers intact", async () => {
     const seen = new Map<string, number>();
     for (let batch = 0; batch < 20; batch++) {
-      const calls = await Promise.all(Array.from({ length: 10 }, (_, i) => unary(client, '/weft.test.Echo/Unary', `m${batch}.${i}`)));
+      const calls = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => unary(client, '/weft.test.Echo/Unary', `m${batch}.${i}`)),
+      );
       for (const [i, c] of calls.entries()) {
         assert.equal(c.err, null);
         assert.equal(c.status.code, grpc.status.OK);
@@ -84,13 +101,18 @@ describe('gRPC through weft-proxy', () => {
     assert.equal(status.code, grpc.status.OK);
     assert.equal(got.length, 25);
     const backend = got[0]!.split(':')[0]!;
-    assert.deepEqual(got, Array.from({ length: 25 }, (_, i) => `${backend}:${i}`));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 25 }, (_, i) => `${backend}:${i}`),
+    );
     assert.deepEqual(status.metadata.get('x-backend'), [backend]);
   });
 
   it('passes a client-streaming call through', async () => {
     const value = await new Promise<string>((resolve, reject) => {
-      const call = client.makeClientStreamRequest('/weft.test.Echo/ClientStream', id, id, (err, v) => (err ? reject(err) : resolve(v!.toString())));
+      const call = client.makeClientStreamRequest('/weft.test.Echo/ClientStream', id, id, (err, v) =>
+        err ? reject(err) : resolve(v!.toString()),
+      );
       for (const m of ['a', 'b', 'c', 'd']) call.write(Buffer.from(m));
       call.end();
     });
@@ -141,9 +163,15 @@ describe('gRPC through weft-proxy', () => {
     await unary(client, '/weft.test.Other/Unary', 'x');
     await eventually(() => flows.lines.length >= 3, 'three flows');
     const [ok, failed, none] = (flows.lines as { flow: Flow }[]).map((l) => l.flow);
-    assert.deepEqual([ok!.l7!.method, ok!.l7!.path, ok!.l7!.status, ok!.l7!.grpc_status, ok!.verdict], ['POST', '/weft.test.Echo/Unary', 200, 0, 'FORWARDED']);
+    assert.deepEqual(
+      [ok!.l7!.method, ok!.l7!.path, ok!.l7!.status, ok!.l7!.grpc_status, ok!.verdict],
+      ['POST', '/weft.test.Echo/Unary', 200, 0, 'FORWARDED'],
+    );
     assert.deepEqual([failed!.l7!.status, failed!.l7!.grpc_status, failed!.verdict], [200, 9, 'FORWARDED']);
-    assert.deepEqual([none!.l7!.status, none!.l7!.grpc_status, none!.verdict, none!.drop_reason], [200, 12, 'DROPPED', 'no-route']);
+    assert.deepEqual(
+      [none!.l7!.status, none!.l7!.grpc_status, none!.verdict, none!.drop_reason],
+      [200, 12, 'DROPPED', 'no-route'],
+    );
     assert.match(ok!.summary, /^POST \/weft\.test\.Echo\/Unary => 200 grpc-status 0 /);
     flows.stop();
   });

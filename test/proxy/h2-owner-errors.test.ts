@@ -75,7 +75,10 @@ describe('H2Connection: a stream owner that throws', () => {
     ]);
     // The owner whose onData threw hears that its stream is reset, as any owner would.
     assert.deepEqual(told.splice(0), ['/throw-on-data']);
-    assert.equal(c.frames.some((f) => f.type === 7 /* GOAWAY */), false);
+    assert.equal(
+      c.frames.some((f) => f.type === 7 /* GOAWAY */),
+      false,
+    );
     c.destroy();
   });
 
@@ -88,7 +91,10 @@ describe('H2Connection: a stream owner that throws', () => {
     c.destroy();
     const until = Date.now() + 5000;
     while (reported.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(reported.splice(0).map((r) => r.message), ['a bug in onReset']);
+    assert.deepEqual(
+      reported.splice(0).map((r) => r.message),
+      ['a bug in onReset'],
+    );
     assert.deepEqual(told.splice(0).sort(), ['/quiet', '/throw-on-reset']);
     // The process is fine and so is the server: a new connection is served.
     const d = await RawH2.connect(cleanup, port);

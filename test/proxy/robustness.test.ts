@@ -48,14 +48,19 @@ function snapshot(version: number, listeners: ListenerConfig[], tag = `v${versio
         rules: [
           {
             matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
-            filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-snapshot', value: tag }] } }],
+            filters: [
+              { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-snapshot', value: tag }] } },
+            ],
             backendRefs: [{ name: 'web', port: 80 }],
           },
         ],
       }),
       // A route makes the line protocol's Service an L7 one: its port gets a listener, and
       // whatever on it is not HTTP passes through to its own endpoints.
-      httpRoute('lines', { parentRefs: [{ group: '', kind: 'Service', name: 'lines' }], rules: [{ backendRefs: [{ name: 'lines', port: 7000 }] }] }),
+      httpRoute('lines', {
+        parentRefs: [{ group: '', kind: 'Service', name: 'lines' }],
+        rules: [{ backendRefs: [{ name: 'lines', port: 7000 }] }],
+      }),
     ],
     listeners,
   });
@@ -104,7 +109,14 @@ describe('weft-proxy robustness', () => {
     const huge = await rawExchange(webListen, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`);
     assert.match(huge, /^HTTP\/1\.1 431 /);
     // A broken HTTP/2 connection: the preface, then a frame that is not a SETTINGS frame.
-    await rawExchange(webListen, Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 4, 0xff, 0, 0, 0, 0, 1, 1, 2, 3, 4])]), 2000);
+    await rawExchange(
+      webListen,
+      Buffer.concat([
+        Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+        Buffer.from([0, 0, 4, 0xff, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
+      ]),
+      2000,
+    );
     const session = h2Connect(cleanup, webListen);
     await serving(session, 'v1');
     assert.equal((await h1Request(webListen, { path: '/api/ok' })).status, 200);
@@ -114,11 +126,31 @@ describe('weft-proxy robustness', () => {
   it('refuses a broken snapshot naming the field, and the last good routing stays', async () => {
     const session = h2Connect(cleanup, webListen);
     const cases: [string, (s: any) => void, RegExp][] = [
-      ['bad regex', (s) => (s.services[0].matches[0].path = { type: 'RegularExpression', value: '/api/(' }), /^services\[0\]\.matches\[0\]\.path\.value: .*not a valid regular expression/],
-      ['unknown backend', (s) => (s.services[0].rules[0].backends[0].backend = 'demo/nope:80'), /^services\[\d\]\.rules\[0\]\.backends\[0\]\.backend: "demo\/nope:80" is not in backends/],
-      ['listener of no service', (s) => (s.listeners[0].servicePort = 81), /^listeners\[0\]\.servicePort: demo\/web:81 is not in services/],
-      ['listener twice', (s) => s.listeners.push({ ...s.listeners[0] }), /^listeners\[2\]: 127\.0\.0\.1 port \d+ is also listeners\[0\]'s/],
-      ['workload key', (s) => (s.workloads['10.0.0'] = { identity: 1, labels: [] }), /^workloads\["10\.0\.0"\]: the key is not an IP address/],
+      [
+        'bad regex',
+        (s) => (s.services[0].matches[0].path = { type: 'RegularExpression', value: '/api/(' }),
+        /^services\[0\]\.matches\[0\]\.path\.value: .*not a valid regular expression/,
+      ],
+      [
+        'unknown backend',
+        (s) => (s.services[0].rules[0].backends[0].backend = 'demo/nope:80'),
+        /^services\[\d\]\.rules\[0\]\.backends\[0\]\.backend: "demo\/nope:80" is not in backends/,
+      ],
+      [
+        'listener of no service',
+        (s) => (s.listeners[0].servicePort = 81),
+        /^listeners\[0\]\.servicePort: demo\/web:81 is not in services/,
+      ],
+      [
+        'listener twice',
+        (s) => s.listeners.push({ ...s.listeners[0] }),
+        /^listeners\[2\]: 127\.0\.0\.1 port \d+ is also listeners\[0\]'s/,
+      ],
+      [
+        'workload key',
+        (s) => (s.workloads['10.0.0'] = { identity: 1, labels: [] }),
+        /^workloads\["10\.0\.0"\]: the key is not an IP address/,
+      ],
     ];
     for (const [what, breakIt, want] of cases) {
       const s = JSON.parse(JSON.stringify(snapshot(2, base, 'broken')));
@@ -141,8 +173,15 @@ describe('weft-proxy robustness', () => {
     await new Promise<void>((r) => taken.listen(takenPort, '127.0.0.1', () => r()));
     cleanup.add(() => new Promise((r) => taken.close(r)));
     const extra = await freePort();
-    const listeners = [...base, { address: '127.0.0.1', port: extra, service: 'demo/web', servicePort: 80 }, { address: '127.0.0.1', port: takenPort, service: 'demo/web', servicePort: 80 }];
-    await refused(proxy.put(snapshot(2, listeners)), new RegExp(`^listeners\\[3\\]: cannot listen on 127\\.0\\.0\\.1 port ${takenPort}: .*EADDRINUSE`));
+    const listeners = [
+      ...base,
+      { address: '127.0.0.1', port: extra, service: 'demo/web', servicePort: 80 },
+      { address: '127.0.0.1', port: takenPort, service: 'demo/web', servicePort: 80 },
+    ];
+    await refused(
+      proxy.put(snapshot(2, listeners)),
+      new RegExp(`^listeners\\[3\\]: cannot listen on 127\\.0\\.0\\.1 port ${takenPort}: .*EADDRINUSE`),
+    );
     assert.deepEqual(await proxy.get('/v1/snapshot'), { version: 1 });
     // The listener that could be bound for it was closed again.
     await assert.rejects(rawExchange(extra, 'x'), /ECONNREFUSED/);
@@ -171,7 +210,7 @@ describe('weft-proxy robustness', () => {
     s2.close();
   });
 
-  it('passes connections that are not HTTP through to the Service port\'s endpoints, each one a flow', async () => {
+  it("passes connections that are not HTTP through to the Service port's endpoints, each one a flow", async () => {
     const flows = followFlows(proxy.adminSocket);
     cleanup.add(() => flows.stop());
     await flows.ready;
@@ -198,14 +237,21 @@ describe('weft-proxy robustness', () => {
     assert.ok(seen.size >= 1);
     const m = parsePrometheusText(await proxy.metrics());
     assert.ok(sampleValue(m, 'weft_proxy_connections_total', { protocol: 'tcp' }) >= 10);
-    const passed = () => (flows.lines as { flow: Flow }[]).map((l) => l.flow).filter((f) => f.observation_point === 'proxy');
+    const passed = () =>
+      (flows.lines as { flow: Flow }[]).map((l) => l.flow).filter((f) => f.observation_point === 'proxy');
     await eventually(() => passed().length === 10, 'a flow for each connection passed through');
     for (const [i, f] of passed().entries()) {
-      assert.deepEqual([f.type, f.verdict, f.service, f.l4.protocol, f.is_reply], ['trace', 'FORWARDED', 'demo/lines', 'TCP', false]);
+      assert.deepEqual(
+        [f.type, f.verdict, f.service, f.l4.protocol, f.is_reply],
+        ['trace', 'FORWARDED', 'demo/lines', 'TCP', false],
+      );
       assert.ok(LINES.includes(f.destination.ip) && f.destination.port === linesPort, JSON.stringify(f.destination));
       assert.equal(f.source.ip, '127.0.0.1');
       const [sent, received] = exchanged[i]!;
-      assert.match(f.summary, new RegExp(`^not HTTP, passed through: ${sent} bytes sent, ${received} received in [\\d.]+ms$`));
+      assert.match(
+        f.summary,
+        new RegExp(`^not HTTP, passed through: ${sent} bytes sent, ${received} received in [\\d.]+ms$`),
+      );
     }
   });
 
@@ -215,7 +261,14 @@ describe('weft-proxy robustness', () => {
     const inFlight = h2Request(session, { ':path': '/api/delay/700' });
     await eventually(() => webBackends.reduce((n, b) => n + b.received!, 0) > before, 'the request to reach a backend');
     proxy.child.kill('SIGTERM');
-    await eventually(async () => (await rawExchange(webListen, 'x', 500).then(() => false, () => true)), 'the listener to close');
+    await eventually(
+      async () =>
+        await rawExchange(webListen, 'x', 500).then(
+          () => false,
+          () => true,
+        ),
+      'the listener to close',
+    );
     const answer = await inFlight;
     assert.equal(answer.status, 200);
     assert.equal(await proxy.exited, 0);

@@ -41,24 +41,44 @@ let snapshot: ProxySnapshot;
 const route = httpRoute('web-routes', {
   parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }],
   rules: [
-    { matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [{ name: 'x-canary', value: 'true' }] }], backendRefs: [{ name: 'web-v2', port: 80 }] },
-    { matches: [{ path: { type: 'PathPrefix', value: '/split' } }], backendRefs: [{ name: 'web', port: 80, weight: 90 }, { name: 'web-v2', port: 80, weight: 10 }] },
+    {
+      matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [{ name: 'x-canary', value: 'true' }] }],
+      backendRefs: [{ name: 'web-v2', port: 80 }],
+    },
+    {
+      matches: [{ path: { type: 'PathPrefix', value: '/split' } }],
+      backendRefs: [
+        { name: 'web', port: 80, weight: 90 },
+        { name: 'web-v2', port: 80, weight: 10 },
+      ],
+    },
     {
       matches: [{ path: { type: 'Exact', value: '/exact/a' } }],
-      filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-rule', value: 'exact' }] } }],
+      filters: [
+        { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-rule', value: 'exact' }] } },
+      ],
       backendRefs: [{ name: 'web-v2', port: 80 }],
     },
     {
       matches: [{ path: { type: 'PathPrefix', value: '/exact' } }],
-      filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-rule', value: 'prefix' }] } }],
+      filters: [
+        { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-rule', value: 'prefix' }] } },
+      ],
       backendRefs: [{ name: 'web', port: 80 }],
     },
-    { matches: [{ path: { type: 'PathPrefix', value: '/timeout' } }], timeouts: { request: '300ms' }, backendRefs: [{ name: 'web', port: 80 }] },
+    {
+      matches: [{ path: { type: 'PathPrefix', value: '/timeout' } }],
+      timeouts: { request: '300ms' },
+      backendRefs: [{ name: 'web', port: 80 }],
+    },
     { matches: [{ path: { type: 'PathPrefix', value: '/empty' } }], backendRefs: [{ name: 'empty', port: 80 }] },
     {
       matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
       filters: [
-        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-added', value: 'yes' }], remove: ['x-drop'] } },
+        {
+          type: 'RequestHeaderModifier',
+          requestHeaderModifier: { set: [{ name: 'x-added', value: 'yes' }], remove: ['x-drop'] },
+        },
         { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'x-resp', value: '1' }] } },
       ],
       backendRefs: [{ name: 'web', port: 80 }],
@@ -74,7 +94,9 @@ const shopRoute = httpRoute(
     parentRefs: [{ group: '', kind: 'Service', name: 'web', namespace: 'demo', port: 80 }],
     rules: [
       {
-        filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-consumer', value: 'shop' }] } }],
+        filters: [
+          { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-consumer', value: 'shop' }] } },
+        ],
         backendRefs: [{ name: 'web', namespace: 'demo', port: 80 }],
       },
     ],
@@ -101,7 +123,9 @@ before(async () => {
     workloads: {
       [CLIENT]: { namespace: 'demo', pod: 'client', identity: 1001, labels: ['role=client'] },
       [SHOP_CLIENT]: { namespace: 'shop', pod: 'cart', identity: 1002, labels: ['app=cart'] },
-      ...Object.fromEntries(WEB.map((ip, i) => [ip, { namespace: 'demo', pod: `web-${i + 1}`, identity: 2002, labels: ['app=web'] }])),
+      ...Object.fromEntries(
+        WEB.map((ip, i) => [ip, { namespace: 'demo', pod: `web-${i + 1}`, identity: 2002, labels: ['app=web'] }]),
+      ),
       [CANARY]: { namespace: 'demo', pod: 'canary', identity: 2003, labels: ['app=web', 'track=canary'] },
     },
   });
@@ -113,12 +137,14 @@ after(() => cleanup.run());
 const backendOf = (a: { headers: Record<string, unknown> }) => String(a.headers['x-backend']);
 
 describe('weft-proxy routing', () => {
-  it('spreads the requests of one long-lived HTTP/2 connection over all three endpoints, with the route\'s header edits', async () => {
+  it("spreads the requests of one long-lived HTTP/2 connection over all three endpoints, with the route's header edits", async () => {
     const session = h2Connect(cleanup, port, CLIENT);
     const counts = new Map<string, number>();
     for (let batch = 0; batch < 30; batch++) {
       const answers = await Promise.all(
-        Array.from({ length: 10 }, () => h2Request(session, { ':path': '/api/items?x=1', 'x-drop': 'gone', 'x-keep': 'kept' })),
+        Array.from({ length: 10 }, () =>
+          h2Request(session, { ':path': '/api/items?x=1', 'x-drop': 'gone', 'x-keep': 'kept' }),
+        ),
       );
       for (const a of answers) {
         assert.equal(a.status, 200);
@@ -179,7 +205,7 @@ describe('weft-proxy routing', () => {
     session.close();
   });
 
-  it('routes the clients of a namespace with a consumer route by that route, and everyone else by the producer\'s (GAMMA)', async () => {
+  it("routes the clients of a namespace with a consumer route by that route, and everyone else by the producer's (GAMMA)", async () => {
     const shop = h2Connect(cleanup, port, SHOP_CLIENT);
     const demo = h2Connect(cleanup, port, CLIENT);
     // The producer's canary rule does not apply to shop's clients: their route has no canary.
@@ -199,7 +225,7 @@ describe('weft-proxy routing', () => {
     demo.close();
   });
 
-  it('answers 404 when no route matches, 503 when the backend has no endpoint, 504 on the route\'s timeout', async () => {
+  it("answers 404 when no route matches, 503 when the backend has no endpoint, 504 on the route's timeout", async () => {
     const session = h2Connect(cleanup, port, CLIENT);
     assert.equal((await h2Request(session, { ':path': '/nothing' })).status, 404);
     assert.equal((await h2Request(session, { ':path': '/empty/x' })).status, 503);
@@ -215,58 +241,91 @@ describe('weft-proxy routing', () => {
     const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 1 });
     cleanup.add(() => agent.destroy());
     for (let i = 0; i < 5; i++) {
-      const a = await h1Request(port, { method: 'POST', path: '/api/post', headers: { 'content-type': 'text/plain', connection: 'keep-alive, x-hop', 'x-hop': 'no' }, body: `hello ${i}`, agent });
+      const a = await h1Request(port, {
+        method: 'POST',
+        path: '/api/post',
+        headers: { 'content-type': 'text/plain', connection: 'keep-alive, x-hop', 'x-hop': 'no' },
+        body: `hello ${i}`,
+        agent,
+      });
       assert.equal(a.status, 200);
       const echo = JSON.parse(a.body) as Echo;
       assert.match(echo.backend, /^web-\d$/);
-      assert.deepEqual([echo.method, echo.body, echo.headers['x-added'], echo.headers['x-hop'], echo.headers[':authority']], ['POST', `hello ${i}`, 'yes', undefined, `127.0.0.1:${port}`]);
-      const c = await h1Request(port, { method: 'PUT', path: '/x', headers: { 'x-canary': 'true' }, body: 'to canary', agent });
+      assert.deepEqual(
+        [echo.method, echo.body, echo.headers['x-added'], echo.headers['x-hop'], echo.headers[':authority']],
+        ['POST', `hello ${i}`, 'yes', undefined, `127.0.0.1:${port}`],
+      );
+      const c = await h1Request(port, {
+        method: 'PUT',
+        path: '/x',
+        headers: { 'x-canary': 'true' },
+        body: 'to canary',
+        agent,
+      });
       const ce = JSON.parse(c.body) as Echo;
       assert.deepEqual([ce.backend, ce.method, ce.body], ['canary', 'PUT', 'to canary']);
     }
   });
 
   it('upgrades HTTP/1.1 to HTTP/2 (Upgrade: h2c) and answers the upgraded request on stream 1', async () => {
-    const frames = await new Promise<{ type: number; flags: number; stream: number; payload: Buffer }[]>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
-      let buf = Buffer.alloc(0);
-      let switched = false;
-      const got: { type: number; flags: number; stream: number; payload: Buffer }[] = [];
-      const t = setTimeout(() => (s.destroy(), reject(new Error(`no complete answer: ${JSON.stringify(got.map((f) => [f.type, f.stream]))}`))), 10_000);
-      s.on('error', reject);
-      s.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        if (!switched) {
-          const end = buf.indexOf('\r\n\r\n');
-          if (end < 0) return;
-          const head = buf.subarray(0, end).toString('latin1');
-          if (!head.startsWith('HTTP/1.1 101')) return reject(new Error(head));
-          switched = true;
-          buf = buf.subarray(end + 4);
-          // The client's preface: the magic and an empty SETTINGS frame.
-          s.write(Buffer.concat([PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
-        }
-        while (buf.length >= 9) {
-          const len = buf.readUIntBE(0, 3);
-          if (buf.length < 9 + len) break;
-          const f = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) };
-          got.push(f);
-          buf = buf.subarray(9 + len);
-          if (f.stream === 1 && f.flags & 1) {
-            clearTimeout(t);
-            s.destroy();
-            resolve(got);
+    const frames = await new Promise<{ type: number; flags: number; stream: number; payload: Buffer }[]>(
+      (resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1');
+        let buf = Buffer.alloc(0);
+        let switched = false;
+        const got: { type: number; flags: number; stream: number; payload: Buffer }[] = [];
+        const t = setTimeout(
+          () => (
+            s.destroy(),
+            reject(new Error(`no complete answer: ${JSON.stringify(got.map((f) => [f.type, f.stream]))}`))
+          ),
+          10_000,
+        );
+        s.on('error', reject);
+        s.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          if (!switched) {
+            const end = buf.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const head = buf.subarray(0, end).toString('latin1');
+            if (!head.startsWith('HTTP/1.1 101')) return reject(new Error(head));
+            switched = true;
+            buf = buf.subarray(end + 4);
+            // The client's preface: the magic and an empty SETTINGS frame.
+            s.write(Buffer.concat([PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
           }
-        }
-      });
-      s.write(`GET /api/upgraded HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Up: 1\r\n\r\n`);
-    });
-    assert.equal(frames[0]!.type, 4, 'the server\'s first frame is SETTINGS');
+          while (buf.length >= 9) {
+            const len = buf.readUIntBE(0, 3);
+            if (buf.length < 9 + len) break;
+            const f = {
+              type: buf[3]!,
+              flags: buf[4]!,
+              stream: buf.readUInt32BE(5) & 0x7fffffff,
+              payload: buf.subarray(9, 9 + len),
+            };
+            got.push(f);
+            buf = buf.subarray(9 + len);
+            if (f.stream === 1 && f.flags & 1) {
+              clearTimeout(t);
+              s.destroy();
+              resolve(got);
+            }
+          }
+        });
+        s.write(
+          `GET /api/upgraded HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nX-Up: 1\r\n\r\n`,
+        );
+      },
+    );
+    assert.equal(frames[0]!.type, 4, "the server's first frame is SETTINGS");
     const headers = frames.find((f) => f.type === 1 && f.stream === 1);
     assert.ok(headers, 'a HEADERS frame on stream 1');
     const body = Buffer.concat(frames.filter((f) => f.type === 0 && f.stream === 1).map((f) => f.payload)).toString();
     const echo = JSON.parse(body) as Echo;
-    assert.deepEqual([echo.path, echo.headers['x-up'], echo.headers['x-added'], echo.headers[':authority']], ['/api/upgraded', '1', 'yes', 'web']);
+    assert.deepEqual(
+      [echo.path, echo.headers['x-up'], echo.headers['x-added'], echo.headers[':authority']],
+      ['/api/upgraded', '1', 'yes', 'web'],
+    );
   });
 
   it('reports every request as an L7 flow on GET /v1/flows?follow=1', async () => {
@@ -287,7 +346,10 @@ describe('weft-proxy routing', () => {
     assert.equal(ok!.service, 'demo/web');
     assert.equal(ok!.is_reply, false);
     assert.equal(ok!.l4.protocol, 'TCP');
-    assert.deepEqual([ok!.source.ip, ok!.source.namespace, ok!.source.pod, ok!.source.identity, ok!.source.labels], [CLIENT, 'demo', 'client', 1001, ['role=client']]);
+    assert.deepEqual(
+      [ok!.source.ip, ok!.source.namespace, ok!.source.pod, ok!.source.identity, ok!.source.labels],
+      [CLIENT, 'demo', 'client', 1001, ['role=client']],
+    );
     assert.ok(ok!.source.port! > 0);
     assert.ok(WEB.includes(ok!.destination.ip));
     assert.match(ok!.destination.pod!, /^web-\d$/);
@@ -295,9 +357,18 @@ describe('weft-proxy routing', () => {
     assert.equal(typeof ok!.l7!.latency_ms, 'number');
     assert.match(ok!.summary, /^GET \/api\/flow => 200 [\d.]+ms$/);
     assert.match(ok!.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
-    assert.deepEqual([noRoute!.verdict, noRoute!.drop_reason, noRoute!.l7!.status, noRoute!.destination.ip, noRoute!.destination.port], ['DROPPED', 'no-route', 404, '10.96.0.10', 80]);
-    assert.deepEqual([noEndpoint!.verdict, noEndpoint!.drop_reason, noEndpoint!.l7!.status], ['DROPPED', 'no-endpoint', 503]);
-    assert.deepEqual([timeout!.verdict, timeout!.drop_reason, timeout!.l7!.status], ['DROPPED', 'upstream-timeout', 504]);
+    assert.deepEqual(
+      [noRoute!.verdict, noRoute!.drop_reason, noRoute!.l7!.status, noRoute!.destination.ip, noRoute!.destination.port],
+      ['DROPPED', 'no-route', 404, '10.96.0.10', 80],
+    );
+    assert.deepEqual(
+      [noEndpoint!.verdict, noEndpoint!.drop_reason, noEndpoint!.l7!.status],
+      ['DROPPED', 'no-endpoint', 503],
+    );
+    assert.deepEqual(
+      [timeout!.verdict, timeout!.drop_reason, timeout!.l7!.status],
+      ['DROPPED', 'upstream-timeout', 504],
+    );
     assert.deepEqual([post!.l7!.method, post!.l7!.status, post!.verdict], ['POST', 200, 'FORWARDED']);
     flows.stop();
     session.close();
@@ -306,7 +377,14 @@ describe('weft-proxy routing', () => {
   it('counts requests in weft_http_requests_total and the duration histogram', async () => {
     const session = h2Connect(cleanup, port, CLIENT);
     const before = parsePrometheusText(await proxy.metrics());
-    const labels = { source_workload: 'demo/client', destination_workload: 'demo/canary', destination_service: 'demo/web-v2', route: 'demo/web-routes', status: '200', grpc_status: '' };
+    const labels = {
+      source_workload: 'demo/client',
+      destination_workload: 'demo/canary',
+      destination_service: 'demo/web-v2',
+      route: 'demo/web-routes',
+      status: '200',
+      grpc_status: '',
+    };
     const was = sampleValue(before, 'weft_http_requests_total', labels);
     for (let i = 0; i < 7; i++) await h2Request(session, { ':path': '/exact/a' });
     await h2Request(session, { ':path': '/nothing' });
@@ -314,10 +392,20 @@ describe('weft-proxy routing', () => {
     assert.equal(e.types.get('weft_http_requests_total'), 'counter');
     assert.equal(e.types.get('weft_http_request_duration_seconds'), 'histogram');
     assert.equal(sampleValue(e, 'weft_http_requests_total', labels), was + 7);
-    assert.ok(sampleValue(e, 'weft_http_requests_total', { source_workload: 'demo/client', route: '', status: '404', destination_workload: '' }) >= 1);
+    assert.ok(
+      sampleValue(e, 'weft_http_requests_total', {
+        source_workload: 'demo/client',
+        route: '',
+        status: '404',
+        destination_workload: '',
+      }) >= 1,
+    );
     const { status: _s, grpc_status: _g, ...h } = labels;
     assert.ok(sampleValue(e, 'weft_http_request_duration_seconds_count', h) >= 7);
-    assert.equal(sampleValue(e, 'weft_http_request_duration_seconds_bucket', { ...h, le: '+Inf' }), sampleValue(e, 'weft_http_request_duration_seconds_count', h));
+    assert.equal(
+      sampleValue(e, 'weft_http_request_duration_seconds_bucket', { ...h, le: '+Inf' }),
+      sampleValue(e, 'weft_http_request_duration_seconds_count', h),
+    );
     assert.equal(sampleValue(e, 'weft_proxy_snapshot_version'), 1);
     assert.ok(sampleValue(e, 'weft_proxy_connections_active') >= 1);
     assert.ok(sampleValue(e, 'weft_proxy_connections_total', { protocol: 'h2' }) >= 1);

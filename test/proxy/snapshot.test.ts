@@ -39,7 +39,10 @@ function refused(raw: unknown, field: string, msg: RegExp): void {
   const v = validateSnapshot(raw);
   assert.equal(v.ok, false, `expected ${field} to be refused`);
   const errors = (v as { errors: string[] }).errors;
-  assert.ok(errors.some((e) => e.startsWith(`${field}: `) && msg.test(e)), `want ${field} ~ ${msg}, got ${JSON.stringify(errors)}`);
+  assert.ok(
+    errors.some((e) => e.startsWith(`${field}: `) && msg.test(e)),
+    `want ${field} ~ ${msg}, got ${JSON.stringify(errors)}`,
+  );
 }
 
 describe('snapshot listeners and workloads', () => {

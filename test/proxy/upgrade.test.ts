@@ -7,7 +7,16 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Cleanup, buildTestSnapshot, closeServer, freePort, freePortOn, httpRoute, startProxy, type ProxyProcess } from '../fixtures/proxy-harness.js';
+import {
+  Cleanup,
+  buildTestSnapshot,
+  closeServer,
+  freePort,
+  freePortOn,
+  httpRoute,
+  startProxy,
+  type ProxyProcess,
+} from '../fixtures/proxy-harness.js';
 import { parsePrometheusText } from '../harness/prom-text.js';
 
 const CHAT = ['127.0.0.1', '127.0.0.2'];
@@ -25,7 +34,8 @@ async function upgradeBackend(name: string, host: string, port: number): Promise
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
-    if (req.headers.upgrade !== 'websocket') return void socket.end('HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    if (req.headers.upgrade !== 'websocket')
+      return void socket.end('HTTP/1.1 426 Upgrade Required\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     socket.write(
       'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         `X-Backend: ${name}\r\nX-Seen: ${req.method} ${req.url} upgrade=${req.headers.upgrade} routed=${req.headers['x-routed'] ?? '-'}\r\n\r\n`,
@@ -38,7 +48,9 @@ async function upgradeBackend(name: string, host: string, port: number): Promise
 }
 
 /** A raw client: sends `request`, reads the response head, then exchanges messages. */
-async function connect(request: string): Promise<{ head: string; status: number; socket: net.Socket; next: () => Promise<string> }> {
+async function connect(
+  request: string,
+): Promise<{ head: string; status: number; socket: net.Socket; next: () => Promise<string> }> {
   const socket = net.connect({ host: '127.0.0.1', port: listen });
   cleanup.add(() => void socket.destroy());
   socket.setEncoding('latin1');
@@ -92,12 +104,20 @@ before(async () => {
         rules: [
           {
             matches: [{ path: { type: 'PathPrefix', value: '/chat' } }],
-            filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-routed', value: 'chat-rule' }] } }],
+            filters: [
+              {
+                type: 'RequestHeaderModifier',
+                requestHeaderModifier: { set: [{ name: 'x-routed', value: 'chat-rule' }] },
+              },
+            ],
             backendRefs: [{ name: 'chat', port: 80 }],
           },
           { matches: [{ path: { type: 'PathPrefix', value: '/empty' } }], backendRefs: [{ name: 'empty', port: 80 }] },
           // Nothing listens on plain's endpoint: the connection is refused.
-          { matches: [{ path: { type: 'PathPrefix', value: '/refused' } }], backendRefs: [{ name: 'plain', port: 80 }] },
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/refused' } }],
+            backendRefs: [{ name: 'plain', port: 80 }],
+          },
         ],
       }),
     ],
@@ -109,13 +129,16 @@ before(async () => {
 after(() => cleanup.run());
 
 describe('HTTP/1.1 upgrades (WebSocket) through weft-proxy', () => {
-  it('routes the upgrade, passes Upgrade and the route\'s header edits to the endpoint, and carries bytes both ways after its 101', async () => {
+  it("routes the upgrade, passes Upgrade and the route's header edits to the endpoint, and carries bytes both ways after its 101", async () => {
     const seen = new Set<string>();
     for (let i = 0; i < 6; i++) {
       const c = await connect(upgradeRequest(`/chat/room-${i}`));
       assert.equal(c.status, 101, c.head);
       assert.match(c.head, /\r\nupgrade: websocket\r\n/i);
-      assert.match(c.head, new RegExp(`\\r\\nx-seen: GET /chat/room-${i} upgrade=websocket routed=chat-rule\\r\\n`, 'i'));
+      assert.match(
+        c.head,
+        new RegExp(`\\r\\nx-seen: GET /chat/room-${i} upgrade=websocket routed=chat-rule\\r\\n`, 'i'),
+      );
       const backend = /\r\nx-backend: (\S+)\r\n/i.exec(c.head)![1]!;
       seen.add(backend);
       c.socket.write('hello');
@@ -127,7 +150,14 @@ describe('HTTP/1.1 upgrades (WebSocket) through weft-proxy', () => {
     assert.deepEqual([...seen].sort(), ['chat-1', 'chat-2'], 'upgrades balanced over both endpoints');
     const m = parsePrometheusText(await proxy.metrics());
     // Summed over the destination workloads (both endpoints).
-    const upgrades = m.samples.filter((s) => s.name === 'weft_http_requests_total' && s.labels.destination_service === 'demo/chat' && s.labels.status === '101').reduce((a, s) => a + s.value, 0);
+    const upgrades = m.samples
+      .filter(
+        (s) =>
+          s.name === 'weft_http_requests_total' &&
+          s.labels.destination_service === 'demo/chat' &&
+          s.labels.status === '101',
+      )
+      .reduce((a, s) => a + s.value, 0);
     assert.equal(upgrades, 6);
   });
 
@@ -144,7 +174,7 @@ describe('HTTP/1.1 upgrades (WebSocket) through weft-proxy', () => {
     }
   });
 
-  it('passes an endpoint\'s refusal of the upgrade to the client as it is', async () => {
+  it("passes an endpoint's refusal of the upgrade to the client as it is", async () => {
     const c = await connect(upgradeRequest('/chat/x', 'not-websocket'));
     assert.equal(c.status, 426, c.head);
     c.socket.destroy();

@@ -28,23 +28,26 @@ let proxy: ProxyProcess;
 let listen: number;
 let webPort: number;
 
-const snapshot = (version: number, listeners: { address: string; port: number; service: string; servicePort: number }[]) =>
+const snapshot = (
+  version: number,
+  listeners: { address: string; port: number; service: string; servicePort: number }[],
+) =>
   buildTestSnapshot({
     version,
     services: [{ name: 'web', clusterIP: '10.96.0.10', port: 80, targetPort: webPort, endpoints: WEB }],
-    routes: [httpRoute('web', { parentRefs: [{ group: '', kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] })],
+    routes: [
+      httpRoute('web', {
+        parentRefs: [{ group: '', kind: 'Service', name: 'web' }],
+        rules: [{ backendRefs: [{ name: 'web', port: 80 }] }],
+      }),
+    ],
     listeners,
   });
 
 /** The worker processes' pids (children of the primary). */
 function workers(): number[] {
   const pid = proxy.child.pid!;
-  return fs
-    .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean)
-    .map(Number);
+  return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
 /** Requests over `n` fresh connections (the kernel spreads connections, not requests). */
@@ -101,11 +104,17 @@ describe('weft-proxy --workers 2', () => {
           { address: '127.0.0.1', port: takenPort, service: 'demo/web', servicePort: 80 },
         ]),
       ),
-      (err: Error) => (assert.match(err.message, /^listeners\[2\]: cannot listen on 127\.0\.0\.1 port \d+: .*EADDRINUSE/), true),
+      (err: Error) => (
+        assert.match(err.message, /^listeners\[2\]: cannot listen on 127\.0\.0\.1 port \d+: .*EADDRINUSE/),
+        true
+      ),
     );
     assert.deepEqual(await proxy.get('/v1/snapshot'), { version: 1 });
     // No worker kept the listener it could bind for the refused snapshot.
-    await assert.rejects(new Promise((resolve, reject) => net.connect(extra, '127.0.0.1').on('connect', resolve).on('error', reject)), /ECONNREFUSED/);
+    await assert.rejects(
+      new Promise((resolve, reject) => net.connect(extra, '127.0.0.1').on('connect', resolve).on('error', reject)),
+      /ECONNREFUSED/,
+    );
     assert.deepEqual(new Set(await requestsOverConnections(10)), new Set([200]));
   });
 
@@ -113,9 +122,15 @@ describe('weft-proxy --workers 2', () => {
     const [victim] = workers();
     process.kill(victim!, 'SIGKILL');
     await eventually(() => !workers().includes(victim!) && workers().length === 2, 'a new worker');
-    await eventually(async () => sampleValue(parsePrometheusText(await proxy.metrics()), 'weft_proxy_workers') === 2, 'two workers running');
+    await eventually(
+      async () => sampleValue(parsePrometheusText(await proxy.metrics()), 'weft_proxy_workers') === 2,
+      'two workers running',
+    );
     // The new worker listens too: every connection, whichever worker takes it, is served.
-    await eventually(async () => (await requestsOverConnections(20)).every((s) => s === 200), 'every connection served');
+    await eventually(
+      async () => (await requestsOverConnections(20)).every((s) => s === 200),
+      'every connection served',
+    );
     assert.match(proxy.logs, /msg="worker exited: restarting it"/);
   });
 });

@@ -53,7 +53,17 @@ describe('SyncLoop', () => {
 describe('composeStatus', () => {
   it('shows the fields in the usual order, whichever part fills them in', () => {
     const s = composeStatus(
-      { version: '0.1.0', node: 'n1', pid: 1, startedAt: 't', source: 'dir:/m', bpfRoot: '/b', cgroup: '/c', synced: true, problems: [] },
+      {
+        version: '0.1.0',
+        node: 'n1',
+        pid: 1,
+        startedAt: 't',
+        source: 'dir:/m',
+        bpfRoot: '/b',
+        cgroup: '/c',
+        synced: true,
+        problems: [],
+      },
       [
         { endpoints: 2, podCidrs: [] },
         { policy: { policies: 1, revision: 3, entries: 4, ipcache: 5 } },
@@ -63,8 +73,19 @@ describe('composeStatus', () => {
       ],
     );
     assert.deepEqual(Object.keys(s), [
-      'version', 'node', 'pid', 'startedAt', 'source', 'bpfRoot', 'cgroup', 'synced', 'lastSync', 'problems', 'endpoints',
-      'podCidrs', 'policy',
+      'version',
+      'node',
+      'pid',
+      'startedAt',
+      'source',
+      'bpfRoot',
+      'cgroup',
+      'synced',
+      'lastSync',
+      'problems',
+      'endpoints',
+      'podCidrs',
+      'policy',
     ]);
   });
 });

@@ -38,7 +38,13 @@ rmSync(file);
 
 test('the Kubernetes source loads without the generated API and models', () => {
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', CHILD], { encoding: 'utf8' });
-  const r = JSON.parse(out.trim().split('\n').pop()!) as { server: string; auth: string; models: number; apis: number; shims: number };
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    server: string;
+    auth: string;
+    models: number;
+    apis: number;
+    shims: number;
+  };
   assert.equal(r.server, 'http://127.0.0.1:1');
   assert.equal(r.auth, 'Bearer t');
   assert.equal(r.models, 0);

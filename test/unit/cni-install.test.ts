@@ -17,11 +17,18 @@ describe('weft cni install / uninstall', () => {
     plugin = path.join(dir, 'weft-cni.build');
     fs.writeFileSync(plugin, '#!/bin/sh\nexit 0\n');
     template = path.join(dir, 'template.conflist');
-    fs.writeFileSync(template, JSON.stringify({ cniVersion: '1.1.0', name: 'weft', plugins: [{ type: 'weft-cni', agentSocket: '/var/run/weft/weft.sock', mtu: 1500 }] }));
+    fs.writeFileSync(
+      template,
+      JSON.stringify({
+        cniVersion: '1.1.0',
+        name: 'weft',
+        plugins: [{ type: 'weft-cni', agentSocket: '/var/run/weft/weft.sock', mtu: 1500 }],
+      }),
+    );
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('installs an executable plugin and the conflist with this node\'s agent socket, creating the directories', () => {
+  it("installs an executable plugin and the conflist with this node's agent socket, creating the directories", () => {
     const files = installCni({ ...dirs(), plugin, conflist: template, agentSocket: '/run/weft/weft.sock', mtu: 1450 });
     const [bin, conf] = files as [string, string];
     assert.equal(fs.readFileSync(bin, 'utf8'), fs.readFileSync(plugin, 'utf8'));
@@ -37,7 +44,10 @@ describe('weft cni install / uninstall', () => {
   it('refuses a template without a weft-cni plugin, and a missing binary, before writing anything', () => {
     fs.writeFileSync(template, JSON.stringify({ cniVersion: '1.1.0', name: 'x', plugins: [{ type: 'bridge' }] }));
     assert.throws(() => installCni({ ...dirs(), plugin, conflist: template }), /has no plugin of type weft-cni/);
-    assert.throws(() => installCni({ ...dirs(), plugin: path.join(dir, 'nope'), conflist: template }), /plugin binary .*nope not found/);
+    assert.throws(
+      () => installCni({ ...dirs(), plugin: path.join(dir, 'nope'), conflist: template }),
+      /plugin binary .*nope not found/,
+    );
     assert.equal(fs.existsSync(dirs().binDir), false);
   });
 

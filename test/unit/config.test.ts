@@ -21,7 +21,11 @@ function rejected(argv: string[], flag: string, opts: { usage?: boolean } = {}):
     caught = err;
   }
   assert.ok(caught instanceof Error, `${JSON.stringify(argv)} should be rejected`);
-  if (opts.usage) assert.ok(caught instanceof UsageError, `${JSON.stringify(argv)}: expected a UsageError, got ${caught.constructor.name}: ${caught.message}`);
+  if (opts.usage)
+    assert.ok(
+      caught instanceof UsageError,
+      `${JSON.stringify(argv)}: expected a UsageError, got ${caught.constructor.name}: ${caught.message}`,
+    );
   assert.ok(caught.message.includes(flag), `the error names ${flag}: ${caught.message}`);
   return caught;
 }
@@ -40,7 +44,14 @@ describe('parseConfig', () => {
       logLevel: 'info',
       flowEvents: 'new-and-drops',
       flowBufferSize: 16384,
-      proxy: { mode: 'managed', addresses: { 4: '169.254.42.1', 6: 'fd00:a9fe:2a::1' }, portBase: 15000, metricsAddress: '127.0.0.1:9964', adminSocket: '/var/run/weft/proxy.sock', balancer: 'peak-ewma' },
+      proxy: {
+        mode: 'managed',
+        addresses: { 4: '169.254.42.1', 6: 'fd00:a9fe:2a::1' },
+        portBase: 15000,
+        metricsAddress: '127.0.0.1:9964',
+        adminSocket: '/var/run/weft/proxy.sock',
+        balancer: 'peak-ewma',
+      },
     });
   });
 
@@ -51,7 +62,10 @@ describe('parseConfig', () => {
   });
 
   it('--source kubernetes, with --kubeconfig', () => {
-    assert.deepEqual(cfg(['--source', 'kubernetes', '--kubeconfig', '/root/.kube/config']).source, { kind: 'kubernetes', kubeconfig: '/root/.kube/config' });
+    assert.deepEqual(cfg(['--source', 'kubernetes', '--kubeconfig', '/root/.kube/config']).source, {
+      kind: 'kubernetes',
+      kubeconfig: '/root/.kube/config',
+    });
   });
 
   it('missing --source is a UsageError naming the flag', () => {
@@ -81,46 +95,99 @@ describe('parseConfig', () => {
 
   it('--pod-cidr rejects what is not a CIDR, naming it', () => {
     for (const bad of ['garbage', '10.244.1.0', '10.244.1.1/24', '10.244.1.0/33']) {
-      assert.throws(() => cfg(['--source', 'kubernetes', '--pod-cidr', bad]), (e: Error) => e instanceof UsageError && e.message.includes(`--pod-cidr ${bad}: not a CIDR`));
+      assert.throws(
+        () => cfg(['--source', 'kubernetes', '--pod-cidr', bad]),
+        (e: Error) => e instanceof UsageError && e.message.includes(`--pod-cidr ${bad}: not a CIDR`),
+      );
     }
   });
 
   it('--flow-events is new-and-drops by default, every-packet on request, and nothing else', () => {
     assert.equal(cfg(['--source', 'kubernetes']).flowEvents, 'new-and-drops');
     assert.equal(cfg(['--source', 'kubernetes', '--flow-events', 'every-packet']).flowEvents, 'every-packet');
-    assert.throws(() => cfg(['--source', 'kubernetes', '--flow-events', 'all']), (e: Error) => e instanceof UsageError && e.message.includes('--flow-events all: want new-and-drops or every-packet'));
+    assert.throws(
+      () => cfg(['--source', 'kubernetes', '--flow-events', 'all']),
+      (e: Error) =>
+        e instanceof UsageError && e.message.includes('--flow-events all: want new-and-drops or every-packet'),
+    );
   });
 
   it('--proxy flags: mode, one address per family, port base', () => {
-    const c = cfg(['--source', 'kubernetes', '--proxy', 'external', '--proxy-address', '10.0.0.9', '--proxy-port-base', '20000', '--state-dir', '/tmp/w']);
-    assert.deepEqual(c.proxy, { mode: 'external', addresses: { 4: '10.0.0.9' }, portBase: 20000, metricsAddress: '127.0.0.1:9964', adminSocket: '/tmp/w/proxy.sock', balancer: 'peak-ewma' });
+    const c = cfg([
+      '--source',
+      'kubernetes',
+      '--proxy',
+      'external',
+      '--proxy-address',
+      '10.0.0.9',
+      '--proxy-port-base',
+      '20000',
+      '--state-dir',
+      '/tmp/w',
+    ]);
+    assert.deepEqual(c.proxy, {
+      mode: 'external',
+      addresses: { 4: '10.0.0.9' },
+      portBase: 20000,
+      metricsAddress: '127.0.0.1:9964',
+      adminSocket: '/tmp/w/proxy.sock',
+      balancer: 'peak-ewma',
+    });
     assert.equal(cfg(['--source', 'kubernetes', '--proxy-balancer', 'least-request']).proxy.balancer, 'least-request');
     const bad: [string[], string][] = [
       [['--proxy', 'sidecar'], '--proxy sidecar: want managed, external or off'],
       [['--proxy-address', 'nope'], '--proxy-address nope: not an IP address'],
-      [['--proxy-address', '10.0.0.1', '--proxy-address', '10.0.0.2'], '--proxy-address 10.0.0.2: an IPv4 address is already given (10.0.0.1)'],
+      [
+        ['--proxy-address', '10.0.0.1', '--proxy-address', '10.0.0.2'],
+        '--proxy-address 10.0.0.2: an IPv4 address is already given (10.0.0.1)',
+      ],
       [['--proxy-port-base', '80'], '--proxy-port-base 80: want a port from 1024 to 65535'],
       [['--proxy-balancer', 'random'], '--proxy-balancer random: want peak-ewma, round-robin, least-request'],
     ];
-    for (const [args, msg] of bad) assert.throws(() => cfg(['--source', 'kubernetes', ...args]), (e: Error) => e instanceof UsageError && e.message === msg, msg);
+    for (const [args, msg] of bad)
+      assert.throws(
+        () => cfg(['--source', 'kubernetes', ...args]),
+        (e: Error) => e instanceof UsageError && e.message === msg,
+        msg,
+      );
   });
 
   it('--flow-buffer-size takes a number of flows, within bounds', () => {
     assert.equal(cfg(['--source', 'kubernetes', '--flow-buffer-size', '1000']).flowBufferSize, 1000);
     for (const bad of ['0', '-5', '1e3', 'many', '99999999999']) {
-      assert.throws(() => cfg(['--source', 'kubernetes', `--flow-buffer-size=${bad}`]), (e: Error) => e instanceof UsageError && e.message.startsWith(`--flow-buffer-size ${bad}: want a number of flows`));
+      assert.throws(
+        () => cfg(['--source', 'kubernetes', `--flow-buffer-size=${bad}`]),
+        (e: Error) =>
+          e instanceof UsageError && e.message.startsWith(`--flow-buffer-size ${bad}: want a number of flows`),
+      );
     }
   });
 
   it('--pod-cidr takes a comma-separated list; spaces and empty items are dropped', () => {
     assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24']).podCidrs, ['10.244.1.0/24']);
-    assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24, fd00:244:1::/64,']).podCidrs, ['10.244.1.0/24', 'fd00:244:1::/64']);
-    assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24', '--pod-cidr', 'fd00:244:1::/64']).podCidrs, ['10.244.1.0/24', 'fd00:244:1::/64'], 'repeated');
+    assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24, fd00:244:1::/64,']).podCidrs, [
+      '10.244.1.0/24',
+      'fd00:244:1::/64',
+    ]);
+    assert.deepEqual(
+      cfg(['--source', 'kubernetes', '--pod-cidr', '10.244.1.0/24', '--pod-cidr', 'fd00:244:1::/64']).podCidrs,
+      ['10.244.1.0/24', 'fd00:244:1::/64'],
+      'repeated',
+    );
     assert.deepEqual(cfg(['--source', 'kubernetes', '--pod-cidr', '']).podCidrs, []);
   });
 
   it('--state-dir moves the API socket with it, and paths become absolute', () => {
-    const c = cfg(['--source', 'kubernetes', '--state-dir', 'state', '--bpf-root', '/sys/fs/bpf/t1/', '--cgroup', '/sys/fs/cgroup/x']);
+    const c = cfg([
+      '--source',
+      'kubernetes',
+      '--state-dir',
+      'state',
+      '--bpf-root',
+      '/sys/fs/bpf/t1/',
+      '--cgroup',
+      '/sys/fs/cgroup/x',
+    ]);
     assert.equal(c.stateDir, path.resolve('state'));
     assert.equal(c.socketPath, path.join(path.resolve('state'), 'weft.sock'));
     assert.equal(c.bpfRoot, '/sys/fs/bpf/t1');
@@ -128,7 +195,16 @@ describe('parseConfig', () => {
   });
 
   it('--node-name, --metrics-address and --log-level', () => {
-    const c = cfg(['--source', 'kubernetes', '--node-name', 'node-7', '--metrics-address', '0.0.0.0:9000', '--log-level', 'debug']);
+    const c = cfg([
+      '--source',
+      'kubernetes',
+      '--node-name',
+      'node-7',
+      '--metrics-address',
+      '0.0.0.0:9000',
+      '--log-level',
+      'debug',
+    ]);
     assert.equal(c.nodeName, 'node-7');
     assert.equal(c.metricsAddress, '0.0.0.0:9000');
     assert.equal(c.logLevel, 'debug');
@@ -145,7 +221,18 @@ describe('parseConfig', () => {
   });
 
   it('the usage text documents every flag parseConfig accepts', () => {
-    for (const flag of ['--source', '--kubeconfig', '--bpf-root', '--cgroup', '--state-dir', '--node-name', '--pod-cidr', '--metrics-address', '--log-level', '--help']) {
+    for (const flag of [
+      '--source',
+      '--kubeconfig',
+      '--bpf-root',
+      '--cgroup',
+      '--state-dir',
+      '--node-name',
+      '--pod-cidr',
+      '--metrics-address',
+      '--log-level',
+      '--help',
+    ]) {
       assert.ok(USAGE.includes(flag), `USAGE mentions ${flag}`);
     }
   });

@@ -37,7 +37,11 @@ const AGENT_CAPABILITIES = ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_RESOURCE'];
 const HOST_PATHS = ['/sys/fs/bpf', '/sys/fs/cgroup', '/var/run/weft', '/opt/cni/bin', '/etc/cni/net.d'];
 const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
 
-type Doc = Record<string, unknown> & { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string } };
+type Doc = Record<string, unknown> & {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string };
+};
 interface Loaded {
   file: string;
   doc: Doc;
@@ -48,7 +52,10 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 const idOf = (d: Doc) => `${d.kind}/${d.metadata?.name}`;
 
 function loadDeploy(): Loaded[] {
-  const files = fs.readdirSync(DEPLOY).filter((f) => /\.ya?ml$/.test(f)).sort();
+  const files = fs
+    .readdirSync(DEPLOY)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
   return files.flatMap((file) =>
     loadAll(fs.readFileSync(path.join(DEPLOY, file), 'utf8'))
       .filter((d) => d !== null && d !== undefined)
@@ -145,18 +152,28 @@ function containerNamed(pod: IPodSpec, name: string): IContainer {
 const hostPathOf = (pod: IPodSpec, volume: string) => pod.volumes?.find((v) => v.name === volume)?.hostPath?.path;
 
 /** Where a path inside a container lies on the host, through its hostPath mounts. */
-function hostPathFor(pod: IPodSpec, c: IContainer, p: string): { host: string; readOnly: boolean; propagation?: string } | undefined {
+function hostPathFor(
+  pod: IPodSpec,
+  c: IContainer,
+  p: string,
+): { host: string; readOnly: boolean; propagation?: string } | undefined {
   const m = (c.volumeMounts ?? [])
     .filter((vm) => p === vm.mountPath || p.startsWith(`${vm.mountPath.replace(/\/$/, '')}/`))
     .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
   const host = m && hostPathOf(pod, m.name);
   if (!m || !host) return undefined;
-  return { host: path.posix.join(host, path.posix.relative(m.mountPath, p)), readOnly: m.readOnly ?? false, ...(m.mountPropagation ? { propagation: m.mountPropagation } : {}) };
+  return {
+    host: path.posix.join(host, path.posix.relative(m.mountPath, p)),
+    readOnly: m.readOnly ?? false,
+    ...(m.mountPropagation ? { propagation: m.mountPropagation } : {}),
+  };
 }
 
 /** Kubernetes' $(VAR) expansion: defined variables are replaced, $$ is a literal $. */
 const expand = (s: string, env: Map<string, string>) =>
-  s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m: string, name?: string) => (name === undefined ? '$' : (env.get(name) ?? m)));
+  s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m: string, name?: string) =>
+    name === undefined ? '$' : (env.get(name) ?? m),
+  );
 
 /** A container's environment as the kubelet builds it: downward API spec.nodeName is
  *  SAMPLE_NODE, ConfigMap keys come from deploy/ (an absent optional key leaves the variable unset). */
@@ -173,7 +190,8 @@ function containerEnv(c: IContainer, configMaps: IConfigMap[]): Map<string, stri
       const cm = configMaps.find((m) => m.metadata?.name === ref.name);
       assert.ok(cm, `${c.name}: env ${e.name} reads ConfigMap ${ref.name}, which deploy/ does not define`);
       const v = cm.data?.[ref.key];
-      if (v === undefined) assert.ok(ref.optional, `${c.name}: env ${e.name}: ConfigMap ${ref.name} has no key ${ref.key}`);
+      if (v === undefined)
+        assert.ok(ref.optional, `${c.name}: env ${e.name}: ConfigMap ${ref.name} has no key ${ref.key}`);
       else env.set(e.name, v);
     } else assert.fail(`${c.name}: env ${e.name} has no value this test knows how to resolve`);
   }
@@ -182,7 +200,8 @@ function containerEnv(c: IContainer, configMaps: IConfigMap[]): Map<string, stri
 
 function expandedArgs(c: IContainer, env: Map<string, string>): string[] {
   const args = (c.args ?? []).map((a) => expand(a, env));
-  for (const a of args) assert.ok(!/\$\([A-Za-z_]/.test(a), `${c.name}: ${a} refers to a variable the container does not define`);
+  for (const a of args)
+    assert.ok(!/\$\([A-Za-z_]/.test(a), `${c.name}: ${a} refers to a variable the container does not define`);
   return args;
 }
 
@@ -198,7 +217,10 @@ function metricsPort(cfg: AgentConfig): number {
   const m = /^(.*):(\d+)$/.exec(cfg.metricsAddress);
   assert.ok(m, `metrics address ${cfg.metricsAddress} is HOST:PORT`);
   const host = m[1]!.replace(/^\[|\]$/g, '');
-  assert.ok(['', '127.0.0.1', '0.0.0.0', '::'].includes(host), `probes at 127.0.0.1 reach a listener on ${cfg.metricsAddress}`);
+  assert.ok(
+    ['', '127.0.0.1', '0.0.0.0', '::'].includes(host),
+    `probes at 127.0.0.1 reach a listener on ${cfg.metricsAddress}`,
+  );
   return Number(m[2]);
 }
 
@@ -216,8 +238,13 @@ function bytes(q: string | number | undefined): number {
 function rbacProblems(role: IClusterRole): string[] {
   const problems: string[] = [];
   const key = (group: string, plural: string) => `${group || 'core'}/${plural}`;
-  const expected = new Map<string, string[] | undefined>(WATCHED_RESOURCES.map((r) => [key(r.group, r.plural), undefined]));
-  expected.set(key(CRD_RESOURCE.group, CRD_RESOURCE.plural), WATCHED_RESOURCES.flatMap((r) => (r.crd ? [r.crd] : [])).sort());
+  const expected = new Map<string, string[] | undefined>(
+    WATCHED_RESOURCES.map((r) => [key(r.group, r.plural), undefined]),
+  );
+  expected.set(
+    key(CRD_RESOURCE.group, CRD_RESOURCE.plural),
+    WATCHED_RESOURCES.flatMap((r) => (r.crd ? [r.crd] : [])).sort(),
+  );
   const granted = new Map<string, string[] | undefined>();
   for (const [i, rule] of (role.rules ?? []).entries()) {
     if (rule.nonResourceURLs?.length) problems.push(`rule ${i}: nonResourceURLs`);
@@ -236,7 +263,8 @@ function rbacProblems(role: IClusterRole): string[] {
   }
   for (const [k, names] of expected) {
     if (!granted.has(k)) problems.push(`${k} not granted`);
-    else if (JSON.stringify(granted.get(k)) !== JSON.stringify(names)) problems.push(`${k}: resourceNames ${JSON.stringify(granted.get(k))}, want ${JSON.stringify(names)}`);
+    else if (JSON.stringify(granted.get(k)) !== JSON.stringify(names))
+      problems.push(`${k}: resourceNames ${JSON.stringify(granted.get(k))}, want ${JSON.stringify(names)}`);
   }
   for (const k of granted.keys()) if (!expected.has(k)) problems.push(`${k} granted but not watched`);
   return problems;
@@ -247,14 +275,19 @@ function rbacProblems(role: IClusterRole): string[] {
 function privilegeProblems(pod: IPodSpec): string[] {
   const problems: string[] = [];
   if (pod.hostPID || pod.hostIPC) problems.push('hostPID/hostIPC');
-  const all = [...(pod.initContainers ?? []).map((c) => ({ c, init: true })), ...pod.containers.map((c) => ({ c, init: false }))];
+  const all = [
+    ...(pod.initContainers ?? []).map((c) => ({ c, init: true })),
+    ...pod.containers.map((c) => ({ c, init: false })),
+  ];
   for (const { c, init } of all) {
     const sc = c.securityContext ?? {};
     if (sc.privileged) {
       if (!init || c.name !== 'mount-bpffs') problems.push(`${c.name}: privileged`);
       const mounts = (c.volumeMounts ?? []).map((m) => hostPathOf(pod, m.name));
-      if (mounts.join() !== '/sys/fs/bpf') problems.push(`${c.name}: privileged with mounts ${mounts.join(',')} (want only bpffs)`);
-      if (!(c.command ?? []).join(' ').includes('mount -t bpf')) problems.push(`${c.name}: privileged but does not mount bpffs`);
+      if (mounts.join() !== '/sys/fs/bpf')
+        problems.push(`${c.name}: privileged with mounts ${mounts.join(',')} (want only bpffs)`);
+      if (!(c.command ?? []).join(' ').includes('mount -t bpf'))
+        problems.push(`${c.name}: privileged but does not mount bpffs`);
       continue;
     }
     if (sc.allowPrivilegeEscalation !== false) problems.push(`${c.name}: allowPrivilegeEscalation not false`);
@@ -262,10 +295,13 @@ function privilegeProblems(pod: IPodSpec): string[] {
     if (!sc.capabilities?.drop?.includes('ALL')) problems.push(`${c.name}: capabilities not dropped`);
     const add = [...(sc.capabilities?.add ?? [])].sort();
     const want = c.name === 'agent' ? AGENT_CAPABILITIES : [];
-    if (add.join() !== want.join()) problems.push(`${c.name}: capabilities ${add.join(',') || 'none'} (want ${want.join(',') || 'none'})`);
-    for (const m of c.volumeMounts ?? []) if (m.mountPropagation === 'Bidirectional') problems.push(`${c.name}: Bidirectional mount ${m.mountPath}`);
+    if (add.join() !== want.join())
+      problems.push(`${c.name}: capabilities ${add.join(',') || 'none'} (want ${want.join(',') || 'none'})`);
+    for (const m of c.volumeMounts ?? [])
+      if (m.mountPropagation === 'Bidirectional') problems.push(`${c.name}: Bidirectional mount ${m.mountPath}`);
   }
-  if (!all.some(({ c, init }) => init && c.securityContext?.privileged)) problems.push('no init container mounts bpffs');
+  if (!all.some(({ c, init }) => init && c.securityContext?.privileged))
+    problems.push('no init container mounts bpffs');
   return problems;
 }
 
@@ -284,7 +320,8 @@ function volumeProblems(pod: IPodSpec): string[] {
   }
   for (const [name, v] of volumes) {
     if (!used.has(name)) problems.push(`volume ${name} is not mounted`);
-    if (v.hostPath && !HOST_PATHS.includes(v.hostPath.path)) problems.push(`volume ${name}: host path ${v.hostPath.path} not allowed`);
+    if (v.hostPath && !HOST_PATHS.includes(v.hostPath.path))
+      problems.push(`volume ${name}: host path ${v.hostPath.path} not allowed`);
   }
   const want: Record<string, string[]> = {
     'mount-bpffs': ['/sys/fs/bpf'],
@@ -295,7 +332,8 @@ function volumeProblems(pod: IPodSpec): string[] {
   };
   for (const c of containers) {
     const got = (c.volumeMounts ?? []).map((m) => hostPathOf(pod, m.name) ?? m.name).sort();
-    if (got.join() !== (want[c.name] ?? []).join()) problems.push(`${c.name}: mounts ${got.join(',')} (want ${(want[c.name] ?? []).join(',')})`);
+    if (got.join() !== (want[c.name] ?? []).join())
+      problems.push(`${c.name}: mounts ${got.join(',')} (want ${(want[c.name] ?? []).join(',')})`);
   }
   return problems;
 }
@@ -319,7 +357,8 @@ function probeProblems(pod: IPodSpec, port: number): string[] {
   const budget = (s?.periodSeconds ?? 10) * (s?.failureThreshold ?? 3);
   if (budget < 300) problems.push(`startupProbe allows ${budget} s for the first list (want >= 300)`);
   const declared = agent.ports?.find((x) => x.name === 'metrics');
-  if (declared?.containerPort !== port) problems.push(`containerPort metrics ${declared?.containerPort}, metrics listen on ${port}`);
+  if (declared?.containerPort !== port)
+    problems.push(`containerPort metrics ${declared?.containerPort}, metrics listen on ${port}`);
   return problems;
 }
 
@@ -356,7 +395,14 @@ function parseDockerfile(text: string): Stage[] {
     switch (op.toUpperCase()) {
       case 'FROM': {
         const [from = '', as, name] = rest.split(/\s+/);
-        stages.push({ from, ...(as?.toUpperCase() === 'AS' && name ? { name } : {}), workdir: '/', runs: [], copies: [], env: new Map() });
+        stages.push({
+          from,
+          ...(as?.toUpperCase() === 'AS' && name ? { name } : {}),
+          workdir: '/',
+          runs: [],
+          copies: [],
+          env: new Map(),
+        });
         break;
       }
       case 'WORKDIR':
@@ -396,16 +442,27 @@ function repoPathOf(stages: Stage[], imagePath: string): string | undefined {
     for (const src of copy.sources) {
       const rel = copy.from ? path.posix.relative(workdir ?? '/', src) : src.replace(/^\.\//, '');
       const isDir = src.endsWith('/');
-      const dest = isDir || copy.dest.endsWith('/') ? path.posix.join(copy.dest, isDir ? '' : path.posix.basename(src)) : copy.dest;
+      const dest =
+        isDir || copy.dest.endsWith('/')
+          ? path.posix.join(copy.dest, isDir ? '' : path.posix.basename(src))
+          : copy.dest;
       if (imagePath === dest.replace(/\/$/, '')) return rel.replace(/\/$/, '');
-      if (isDir && imagePath.startsWith(dest.endsWith('/') ? dest : `${dest}/`)) return path.posix.join(rel, path.posix.relative(dest, imagePath));
+      if (isDir && imagePath.startsWith(dest.endsWith('/') ? dest : `${dest}/`))
+        return path.posix.join(rel, path.posix.relative(dest, imagePath));
     }
   }
   return undefined;
 }
 
 const aptPackages = (runs: string[]) =>
-  runs.flatMap((r) => [...r.matchAll(/apt-get install ((?:\s*(?:-\S+|[a-z0-9][a-z0-9.+-]*))+)/g)].flatMap((m) => m[1]!.trim().split(/\s+/).filter((w) => !w.startsWith('-'))));
+  runs.flatMap((r) =>
+    [...r.matchAll(/apt-get install ((?:\s*(?:-\S+|[a-z0-9][a-z0-9.+-]*))+)/g)].flatMap((m) =>
+      m[1]!
+        .trim()
+        .split(/\s+/)
+        .filter((w) => !w.startsWith('-')),
+    ),
+  );
 
 // ---- the tests ----
 
@@ -440,7 +497,10 @@ describe('deploy/ manifests', () => {
     await assert.rejects(validateDoc(wrongType), /containerPort must be integer/);
     const typo = clone(ds) as unknown as { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
     typo.spec.template.spec.containers[0]!.securityContex = {};
-    await assert.rejects(validateDoc(typo as unknown as Doc), /unknown fields: .*DaemonSet\/weft\.spec\.template\.spec\.containers\[0\]\.securityContex/);
+    await assert.rejects(
+      validateDoc(typo as unknown as Doc),
+      /unknown fields: .*DaemonSet\/weft\.spec\.template\.spec\.containers\[0\]\.securityContex/,
+    );
     await assert.rejects(validateDoc({ ...clone(ds), kind: 'DeamonSet' }), /unknown kind DeamonSet/);
   });
 
@@ -448,24 +508,41 @@ describe('deploy/ manifests', () => {
     const order = install.docs.map((d) => d.doc.kind);
     assert.equal(order[0], 'Namespace', 'the first document (by file name) is the Namespace');
     assert.equal(install.docs[0]!.doc.metadata?.name, NAMESPACE);
-    for (const needed of ['ServiceAccount', 'ConfigMap']) assert.ok(order.indexOf(needed) < order.indexOf('DaemonSet'), `${needed} before the DaemonSet`);
+    for (const needed of ['ServiceAccount', 'ConfigMap'])
+      assert.ok(order.indexOf(needed) < order.indexOf('DaemonSet'), `${needed} before the DaemonSet`);
     const seen = new Set<string>();
     for (const { file, doc } of install.docs) {
       const id = `${doc.kind}/${doc.metadata?.namespace ?? ''}/${doc.metadata?.name}`;
       assert.ok(!seen.has(id), `deploy/${file}: ${id} twice`);
       seen.add(id);
-      if (CLUSTER_SCOPED.has(doc.kind!)) assert.equal(doc.metadata?.namespace, undefined, `deploy/${file}: ${id} is cluster-scoped`);
+      if (CLUSTER_SCOPED.has(doc.kind!))
+        assert.equal(doc.metadata?.namespace, undefined, `deploy/${file}: ${id} is cluster-scoped`);
       else assert.equal(doc.metadata?.namespace, NAMESPACE, `deploy/${file}: ${id} is in ${NAMESPACE}`);
     }
-    assert.deepEqual([...new Set(order)].sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'ServiceAccount']);
+    assert.deepEqual([...new Set(order)].sort(), [
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'DaemonSet',
+      'Namespace',
+      'ServiceAccount',
+    ]);
   });
 
-  it('grants list and watch on exactly what the Kubernetes source watches, bound to the pod\'s ServiceAccount', () => {
+  it("grants list and watch on exactly what the Kubernetes source watches, bound to the pod's ServiceAccount", () => {
     assert.deepEqual(rbacProblems(install.role), []);
     const pod = podOf(install.ds);
-    assert.deepEqual(install.binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: install.role.metadata?.name });
-    assert.deepEqual(install.binding.subjects, [{ kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: NAMESPACE }]);
-    assert.ok(install.docs.some((d) => d.doc.kind === 'ServiceAccount' && d.doc.metadata?.name === pod.serviceAccountName));
+    assert.deepEqual(install.binding.roleRef, {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: install.role.metadata?.name,
+    });
+    assert.deepEqual(install.binding.subjects, [
+      { kind: 'ServiceAccount', name: pod.serviceAccountName, namespace: NAMESPACE },
+    ]);
+    assert.ok(
+      install.docs.some((d) => d.doc.kind === 'ServiceAccount' && d.doc.metadata?.name === pod.serviceAccountName),
+    );
     // ... and the check catches a role that is wrong.
     const withGet = clone(install.role);
     withGet.rules![0]!.verbs.push('get');
@@ -481,18 +558,26 @@ describe('deploy/ manifests', () => {
     assert.match(rbacProblems(allCrds).join('\n'), /customresourcedefinitions: resourceNames undefined/);
   });
 
-  it('runs on every node as the node\'s network: hostNetwork, critical priority, every taint tolerated, one node at a time', () => {
+  it("runs on every node as the node's network: hostNetwork, critical priority, every taint tolerated, one node at a time", () => {
     const ds = install.ds;
     const pod = podOf(ds);
     assert.equal(pod.hostNetwork, true);
     assert.equal(pod.dnsPolicy, 'Default', 'the agent must not depend on cluster DNS, which it programs');
     assert.equal(pod.priorityClassName, 'system-node-critical');
-    assert.ok(pod.tolerations?.some((t) => t.operator === 'Exists' && !t.key && !t.effect), 'tolerates every taint, NotReady included');
+    assert.ok(
+      pod.tolerations?.some((t) => t.operator === 'Exists' && !t.key && !t.effect),
+      'tolerates every taint, NotReady included',
+    );
     assert.deepEqual(ds.spec?.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
-    assert.ok((pod.terminationGracePeriodSeconds ?? 30) <= 10, 'a short grace period: weftd leaves the datapath in the kernel');
+    assert.ok(
+      (pod.terminationGracePeriodSeconds ?? 30) <= 10,
+      'a short grace period: weftd leaves the datapath in the kernel',
+    );
     const labels = ds.spec?.template.metadata?.labels ?? {};
-    for (const [k, v] of Object.entries(ds.spec?.selector.matchLabels ?? {})) assert.equal(labels[k], v, `the template carries selector label ${k}`);
-    const version = (JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+    for (const [k, v] of Object.entries(ds.spec?.selector.matchLabels ?? {}))
+      assert.equal(labels[k], v, `the template carries selector label ${k}`);
+    const version = (JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string })
+      .version;
     for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
       assert.equal(c.image, `ghcr.io/weft-mesh/weft:${version}`, `${c.name}: the image of this version`);
       assert.equal(c.imagePullPolicy, 'IfNotPresent');
@@ -501,7 +586,10 @@ describe('deploy/ manifests', () => {
     const agent = containerNamed(pod, 'agent');
     // make bench measured about 255 MB RSS at 10,000 services and 100,000 endpoints.
     assert.ok(bytes(agent.resources?.requests?.memory) >= 255e6, 'the agent requests what it uses at 10,000 services');
-    assert.ok(bytes(agent.resources?.limits?.memory) >= 2 * 255e6, 'the agent\'s memory limit leaves room over what it uses');
+    assert.ok(
+      bytes(agent.resources?.limits?.memory) >= 2 * 255e6,
+      "the agent's memory limit leaves room over what it uses",
+    );
   });
 
   it('is privileged only where it must be', () => {
@@ -514,14 +602,22 @@ describe('deploy/ manifests', () => {
     assert.equal(bpffsInit?.name, 'mount-bpffs', 'bpffs is mounted before anything else runs');
     assert.equal(bpffsInit.volumeMounts?.[0]?.mountPropagation, 'Bidirectional', 'its mount reaches the host');
     const text = fs.readFileSync(path.join(DEPLOY, '30-daemonset.yaml'), 'utf8');
-    for (const cap of AGENT_CAPABILITIES) assert.match(text, new RegExp(`#[^\\n]*\\n(\\s*#[^\\n]*\\n)*\\s*- ${cap}\\n`), `a comment says why the agent needs ${cap}`);
+    for (const cap of AGENT_CAPABILITIES)
+      assert.match(
+        text,
+        new RegExp(`#[^\\n]*\\n(\\s*#[^\\n]*\\n)*\\s*- ${cap}\\n`),
+        `a comment says why the agent needs ${cap}`,
+      );
     // ... and the check catches a pod that is wrong.
     const privilegedAgent = clone(pod);
     containerNamed(privilegedAgent, 'agent').securityContext!.privileged = true;
     assert.match(privilegeProblems(privilegedAgent).join('\n'), /agent: privileged/);
     const sysAdmin = clone(pod);
     containerNamed(sysAdmin, 'agent').securityContext!.capabilities!.add!.push('SYS_ADMIN');
-    assert.match(privilegeProblems(sysAdmin).join('\n'), /agent: capabilities BPF,NET_ADMIN,PERFMON,SYS_ADMIN,SYS_RESOURCE/);
+    assert.match(
+      privilegeProblems(sysAdmin).join('\n'),
+      /agent: capabilities BPF,NET_ADMIN,PERFMON,SYS_ADMIN,SYS_RESOURCE/,
+    );
     const writable = clone(pod);
     containerNamed(writable, 'install-cni').securityContext!.readOnlyRootFilesystem = false;
     assert.match(privilegeProblems(writable).join('\n'), /install-cni: root filesystem writable/);
@@ -531,14 +627,20 @@ describe('deploy/ manifests', () => {
     const pod = podOf(install.ds);
     assert.deepEqual(volumeProblems(pod), []);
     const agent = containerNamed(pod, 'agent');
-    assert.equal(agent.volumeMounts?.find((m) => hostPathOf(pod, m.name) === '/sys/fs/bpf')?.mountPropagation, 'HostToContainer');
+    assert.equal(
+      agent.volumeMounts?.find((m) => hostPathOf(pod, m.name) === '/sys/fs/bpf')?.mountPropagation,
+      'HostToContainer',
+    );
     assert.equal(agent.volumeMounts?.find((m) => hostPathOf(pod, m.name) === '/sys/fs/cgroup')?.readOnly, true);
     // Host paths appear under /host (the runtime's default AppArmor profile denies writes under
     // /sys/*); only the state directory is at its own path, which the plugin on the host dials.
     for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
       for (const m of c.volumeMounts ?? []) {
         const hp = hostPathOf(pod, m.name);
-        assert.ok(m.mountPath === `/host${hp}` || (hp === DEFAULT_STATE_DIR && m.mountPath === hp), `${c.name}: ${hp} mounted at ${m.mountPath}`);
+        assert.ok(
+          m.mountPath === `/host${hp}` || (hp === DEFAULT_STATE_DIR && m.mountPath === hp),
+          `${c.name}: ${hp} mounted at ${m.mountPath}`,
+        );
       }
     }
     // ... and the check catches a pod that is wrong.
@@ -554,16 +656,20 @@ describe('deploy/ manifests', () => {
   it('starts weftd with flags its own parser accepts: the Kubernetes source, this node, host pins and cgroup', () => {
     const pod = podOf(install.ds);
     const agent = containerNamed(pod, 'agent');
-    assert.equal(agent.command, undefined, 'the image\'s ENTRYPOINT (weftd) runs, with args as its flags');
+    assert.equal(agent.command, undefined, "the image's ENTRYPOINT (weftd) runs, with args as its flags");
     const { cfg, env } = agentConfig(install);
     assert.deepEqual(cfg.source, { kind: 'kubernetes' });
     assert.equal(cfg.nodeName, SAMPLE_NODE);
     assert.equal(cfg.stateDir, '/var/run/weft');
     assert.equal(cfg.logLevel, install.config.data?.['log-level']);
     // The pins and the state live on the host, where the host's own `weft` finds them by default.
-    assert.deepEqual(hostPathFor(pod, agent, cfg.bpfRoot), { host: DEFAULT_BPF_ROOT, readOnly: false, propagation: 'HostToContainer' });
+    assert.deepEqual(hostPathFor(pod, agent, cfg.bpfRoot), {
+      host: DEFAULT_BPF_ROOT,
+      readOnly: false,
+      propagation: 'HostToContainer',
+    });
     assert.equal(hostPathFor(pod, agent, cfg.stateDir)?.host, DEFAULT_STATE_DIR);
-    assert.ok(cfg.cgroup, '--cgroup is given: the container\'s own cgroup2 mount is not the host\'s root');
+    assert.ok(cfg.cgroup, "--cgroup is given: the container's own cgroup2 mount is not the host's root");
     assert.equal(hostPathFor(pod, agent, cfg.cgroup)?.host, '/sys/fs/cgroup');
     // `kubectl exec ds/weft -- weft status` finds the same pins and socket.
     assert.equal(env.get('WEFT_BPF_ROOT'), cfg.bpfRoot);
@@ -571,7 +677,11 @@ describe('deploy/ manifests', () => {
     // The API server override stays unset until weft-config sets it (then the kubelet's value is replaced).
     assert.equal(env.has('KUBERNETES_SERVICE_HOST'), install.config.data?.['kubernetes-service-host'] !== undefined);
     const overridden = clone(install.config);
-    overridden.data = { ...overridden.data, 'kubernetes-service-host': '192.0.2.10', 'kubernetes-service-port': '6443' };
+    overridden.data = {
+      ...overridden.data,
+      'kubernetes-service-host': '192.0.2.10',
+      'kubernetes-service-port': '6443',
+    };
     const env2 = containerEnv(agent, [overridden]);
     assert.equal(env2.get('KUBERNETES_SERVICE_HOST'), '192.0.2.10');
     assert.equal(env2.get('KUBERNETES_SERVICE_PORT'), '6443');
@@ -591,7 +701,7 @@ describe('deploy/ manifests', () => {
     assert.match(probeProblems(moved, port).join('\n'), /livenessProbe: port 9090, metrics listen on 9962/);
   });
 
-  it('installs the CNI plugin with a real `weft cni install` that points the plugin at the agent\'s socket', () => {
+  it("installs the CNI plugin with a real `weft cni install` that points the plugin at the agent's socket", () => {
     const pod = podOf(install.ds);
     const init = containerNamed(pod, 'install-cni');
     const [bin, ...args] = init.command ?? [];
@@ -599,7 +709,9 @@ describe('deploy/ manifests', () => {
     // The image's weft is bin/weft of this checkout; run the script it execs.
     const stages = parseDockerfile(fs.readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8'));
     assert.equal(repoPathOf(stages, bin ?? ''), 'bin/weft', `${bin} is bin/weft in the image`);
-    const script = /"\$here\/\.\.\/(build\/js\/[^"]+\.js)"/.exec(fs.readFileSync(path.join(REPO, 'bin/weft'), 'utf8'))?.[1];
+    const script = /"\$here\/\.\.\/(build\/js\/[^"]+\.js)"/.exec(
+      fs.readFileSync(path.join(REPO, 'bin/weft'), 'utf8'),
+    )?.[1];
     assert.ok(script, 'bin/weft names the compiled CLI');
     // Run it against a scratch "host": paths under the container's mounts land in tmp/<host path>.
     const host = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-deploy-host-'));
@@ -608,11 +720,18 @@ describe('deploy/ manifests', () => {
         const h = hostPathFor(pod, init, p);
         return h ? path.join(host, h.host) : p;
       };
-      const hostArgs = args.map((a) => a.replace(/^(--[\w-]+=)?(\/.*)$/, (_m, flag: string | undefined, p: string) => `${flag ?? ''}${onHost(p)}`));
+      const hostArgs = args.map((a) =>
+        a.replace(/^(--[\w-]+=)?(\/.*)$/, (_m, flag: string | undefined, p: string) => `${flag ?? ''}${onHost(p)}`),
+      );
       const out = execFileSync(process.execPath, [path.join(REPO, script), ...hostArgs], { encoding: 'utf8', env: {} });
       assert.match(out, /Installed/);
-      assert.ok(fs.statSync(path.join(host, '/opt/cni/bin', PLUGIN_NAME)).mode & 0o111, 'the plugin is in the runtime\'s bin directory, executable');
-      const conf = JSON.parse(fs.readFileSync(path.join(host, '/etc/cni/net.d', CONFLIST_NAME), 'utf8')) as { plugins: { type: string; agentSocket?: string }[] };
+      assert.ok(
+        fs.statSync(path.join(host, '/opt/cni/bin', PLUGIN_NAME)).mode & 0o111,
+        "the plugin is in the runtime's bin directory, executable",
+      );
+      const conf = JSON.parse(fs.readFileSync(path.join(host, '/etc/cni/net.d', CONFLIST_NAME), 'utf8')) as {
+        plugins: { type: string; agentSocket?: string }[];
+      };
       const socket = conf.plugins.find((p) => p.type === PLUGIN_NAME)?.agentSocket;
       // The plugin runs on the host: the socket it dials is where the agent's socket is on the host.
       const { cfg } = agentConfig(install);
@@ -632,9 +751,12 @@ describe('deploy/Dockerfile', () => {
     assert.ok(stages.length >= 2, 'multi-stage');
     assert.match(runtime.from, /^node:(\d+)-bookworm-slim$/);
     assert.match(build.from, /^node:\d+-bookworm$/);
-    const engines = (JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const engines = (
+      JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { engines: { node: string } }
+    ).engines.node;
     const major = /(\d+)/.exec(engines)![1];
-    for (const s of stages) assert.match(s.from, new RegExp(`^node:${major}-`), `${s.from}: Node.js ${major}, as package.json's engines`);
+    for (const s of stages)
+      assert.match(s.from, new RegExp(`^node:${major}-`), `${s.from}: Node.js ${major}, as package.json's engines`);
     assert.deepEqual(aptPackages(runtime.runs), ['libbpf1'], 'the runtime adds libbpf1 and nothing else');
   });
 
@@ -642,7 +764,8 @@ describe('deploy/Dockerfile', () => {
     const packages = aptPackages(build.runs);
     const ensure = fs.readFileSync(path.join(REPO, 'scripts/ensure-tools.sh'), 'utf8');
     const known = /APT_PACKAGES=\(([^)]*)\)/.exec(ensure)![1]!.split(/\s+/).filter(Boolean);
-    for (const p of ['clang', 'llvm', 'libbpf-dev', 'bpftool', 'gcc', 'make', 'libc6-dev', 'libjsmn-dev']) assert.ok(packages.includes(p), `the build stage installs ${p}`);
+    for (const p of ['clang', 'llvm', 'libbpf-dev', 'bpftool', 'gcc', 'make', 'libc6-dev', 'libjsmn-dev'])
+      assert.ok(packages.includes(p), `the build stage installs ${p}`);
     for (const p of packages) assert.ok(known.includes(p), `${p} is one of ensure-tools.sh's packages`);
     const makefile = fs.readFileSync(path.join(REPO, 'Makefile'), 'utf8');
     const make = build.runs.find((r) => /^make\b/.test(r));
@@ -650,9 +773,16 @@ describe('deploy/Dockerfile', () => {
     const words = make.split(/\s+/).slice(1);
     const targets = words.filter((w, i) => !w.startsWith('-') && words[i - 1] !== '-o');
     assert.deepEqual([...targets].sort(), ['bpf', 'native', 'ts']);
-    for (const t of [...targets, ...words.filter((_w, i) => words[i - 1] === '-o')]) assert.match(makefile, new RegExp(`^${t}:`, 'm'), `Makefile target ${t}`);
-    assert.ok(build.runs.some((r) => /npm ci\b/.test(r) && !r.includes('--omit')), 'the build installs dev dependencies (tsc)');
-    assert.ok(stages.some((s) => s.runs.some((r) => /npm ci\b.*--omit=dev/.test(r))), 'the runtime\'s node_modules are production-only');
+    for (const t of [...targets, ...words.filter((_w, i) => words[i - 1] === '-o')])
+      assert.match(makefile, new RegExp(`^${t}:`, 'm'), `Makefile target ${t}`);
+    assert.ok(
+      build.runs.some((r) => /npm ci\b/.test(r) && !r.includes('--omit')),
+      'the build installs dev dependencies (tsc)',
+    );
+    assert.ok(
+      stages.some((s) => s.runs.some((r) => /npm ci\b.*--omit=dev/.test(r))),
+      "the runtime's node_modules are production-only",
+    );
   });
 
   it('copies from the build everything weftd, weft and `weft cni install` read at run time, all of which make produces here', () => {
@@ -671,8 +801,12 @@ describe('deploy/Dockerfile', () => {
     }
     // The files the code finds relative to itself, at the same place under the image's root.
     const root = runtime.workdir;
-    const scriptOf = (bin: string) => /"\$here\/\.\.\/(build\/js\/[^"]+\.js)"/.exec(fs.readFileSync(path.join(REPO, bin), 'utf8'))![1]!;
-    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { type: string; dependencies: Record<string, string> };
+    const scriptOf = (bin: string) =>
+      /"\$here\/\.\.\/(build\/js\/[^"]+\.js)"/.exec(fs.readFileSync(path.join(REPO, bin), 'utf8'))![1]!;
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
+      type: string;
+      dependencies: Record<string, string>;
+    };
     assert.equal(pkg.type, 'module', 'package.json makes build/js ES modules, so the image needs it');
     const needed = [
       'package.json',
@@ -680,7 +814,10 @@ describe('deploy/Dockerfile', () => {
       'bin/weft',
       scriptOf('bin/weftd'),
       scriptOf('bin/weft'),
-      ...fs.readdirSync(path.join(REPO, 'bpf')).filter((f) => f.endsWith('.c')).map((f) => `build/bpf/${f.replace(/\.c$/, '.o')}`),
+      ...fs
+        .readdirSync(path.join(REPO, 'bpf'))
+        .filter((f) => f.endsWith('.c'))
+        .map((f) => `build/bpf/${f.replace(/\.c$/, '.o')}`),
       `build/bin/${PLUGIN_NAME}`,
       `deploy/cni/${CONFLIST_NAME}`,
       ...Object.keys(pkg.dependencies).map((d) => `node_modules/${d}/package.json`),
@@ -689,12 +826,23 @@ describe('deploy/Dockerfile', () => {
       assert.equal(repoPathOf(stages, path.posix.join(root, rel)), rel, `the image has ${path.posix.join(root, rel)}`);
       assert.ok(fs.existsSync(path.join(REPO, rel)), `${rel} exists in this checkout after make`);
     }
-    assert.deepEqual(runtime.entrypoint?.map((p) => repoPathOf(stages, p)), ['bin/weftd'], 'ENTRYPOINT is weftd');
-    assert.ok(runtime.env.get('PATH')?.split(':').includes(path.posix.join(root, 'bin')), 'weft is on PATH for kubectl exec');
+    assert.deepEqual(
+      runtime.entrypoint?.map((p) => repoPathOf(stages, p)),
+      ['bin/weftd'],
+      'ENTRYPOINT is weftd',
+    );
+    assert.ok(
+      runtime.env.get('PATH')?.split(':').includes(path.posix.join(root, 'bin')),
+      'weft is on PATH for kubectl exec',
+    );
   });
 
   it('keeps local builds and installs out of the build context', () => {
-    const ignored = fs.readFileSync(path.join(REPO, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
-    for (const p of ['node_modules', 'build', '.tools', '.run', '.git']) assert.ok(ignored.includes(p), `.dockerignore has ${p}`);
+    const ignored = fs
+      .readFileSync(path.join(REPO, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
+    for (const p of ['node_modules', 'build', '.tools', '.run', '.git'])
+      assert.ok(ignored.includes(p), `.dockerignore has ${p}`);
   });
 });

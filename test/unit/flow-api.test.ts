@@ -123,13 +123,38 @@ class FakeFlowSource implements FlowSource {
 
 // ---- flows ----
 
-const WEB: FlowEndpoint = { ip: '10.244.1.5', port: 34567, identity: 1001, namespace: 'default', pod: 'web-7c9f-x2k', labels: ['app=web'] };
-const API: FlowEndpoint = { ip: '10.244.2.9', port: 8080, identity: 1002, namespace: 'prod', pod: 'api-0', labels: ['app=api'] };
-const DB: FlowEndpoint = { ip: '10.244.3.7', port: 5432, identity: 1003, namespace: 'prod', pod: 'db-0', labels: ['app=db'] };
+const WEB: FlowEndpoint = {
+  ip: '10.244.1.5',
+  port: 34567,
+  identity: 1001,
+  namespace: 'default',
+  pod: 'web-7c9f-x2k',
+  labels: ['app=web'],
+};
+const API: FlowEndpoint = {
+  ip: '10.244.2.9',
+  port: 8080,
+  identity: 1002,
+  namespace: 'prod',
+  pod: 'api-0',
+  labels: ['app=api'],
+};
+const DB: FlowEndpoint = {
+  ip: '10.244.3.7',
+  port: 5432,
+  identity: 1003,
+  namespace: 'prod',
+  pod: 'db-0',
+  labels: ['app=db'],
+};
 
 /** The n-th flow: one second apart from 2024-12-04T12:00:00Z, numbered in its summary. */
 function flow(n: number, over: Partial<Flow> = {}): Flow {
-  return synFlow(WEB, API, { time: new Date(Date.UTC(2024, 11, 4, 12, 0, n)).toISOString().replace('Z', '000000Z'), summary: `#${n}`, ...over });
+  return synFlow(WEB, API, {
+    time: new Date(Date.UTC(2024, 11, 4, 12, 0, n)).toISOString().replace('Z', '000000Z'),
+    summary: `#${n}`,
+    ...over,
+  });
 }
 
 const num = (f: Flow) => Number(f.summary.slice(1));
@@ -191,7 +216,10 @@ async function items(urlPath: string): Promise<FlowStreamItem[]> {
 const flowsOf = (xs: FlowStreamItem[]) => xs.map((x) => (assert.ok('flow' in x, JSON.stringify(x)), x.flow));
 
 /** Follows `urlPath`, collecting items, until `stop` says so from inside onLine. */
-function followUntil(urlPath: string, stop: (all: FlowStreamItem[]) => boolean): { done: Promise<FlowStreamItem[]>; ac: AbortController } {
+function followUntil(
+  urlPath: string,
+  stop: (all: FlowStreamItem[]) => boolean,
+): { done: Promise<FlowStreamItem[]>; ac: AbortController } {
   const ac = new AbortController();
   const all: FlowStreamItem[] = [];
   const done = apiStream(
@@ -217,7 +245,10 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
     assert.equal(all.type, 'application/x-ndjson');
     const lines = all.body.split('\n');
     assert.equal(lines.pop(), '', 'every line ends in a newline');
-    assert.deepEqual(lines.map((l) => JSON.parse(l)), Array.from({ length: 10 }, (_, i) => ({ flow: flow(i) })));
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l)),
+      Array.from({ length: 10 }, (_, i) => ({ flow: flow(i) })),
+    );
 
     assert.deepEqual(flowsOf(await items('/v1/flows?last=3')).map(num), [7, 8, 9]);
     assert.deepEqual(await items('/v1/flows?last=0'), []);
@@ -225,7 +256,8 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
   });
 
   it('selects exactly the flows the filter matches, with the parameters filterToQuery writes', async () => {
-    const drop = (n: number) => flow(n, { verdict: 'DROPPED', type: 'drop', drop_reason: 'policy-denied', destination: DB });
+    const drop = (n: number) =>
+      flow(n, { verdict: 'DROPPED', type: 'drop', drop_reason: 'policy-denied', destination: DB });
     const ring = [flow(0), drop(1), flow(2, { source: API, destination: DB }), drop(3), flow(4), drop(5)];
     src.push(...ring);
     const cases: [Record<string, string | string[]>, number[]][] = [
@@ -241,7 +273,11 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
       const filter = parseFilter(flags);
       const got = flowsOf(await items(`/v1/flows?${filterToQuery(filter)}`)).map(num);
       assert.deepEqual(got, want, JSON.stringify(flags));
-      assert.deepEqual(got, ring.filter((f) => matches(filter, f)).map(num), `${JSON.stringify(flags)}: as matches() says`);
+      assert.deepEqual(
+        got,
+        ring.filter((f) => matches(filter, f)).map(num),
+        `${JSON.stringify(flags)}: as matches() says`,
+      );
     }
     // last counts matching flows, not the ring's.
     assert.deepEqual(flowsOf(await items('/v1/flows?verdict=DROPPED&last=2')).map(num), [3, 5]);
@@ -266,7 +302,11 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
       assert.equal(r.status, 400, q);
       assert.equal(r.type, 'application/json', q);
       assert.match((JSON.parse(r.body) as { error: string }).error, want, q);
-      await assert.rejects(items(`/v1/flows?${q}`), (err: unknown) => err instanceof HttpError && err.status === 400 && want.test(err.message), q);
+      await assert.rejects(
+        items(`/v1/flows?${q}`),
+        (err: unknown) => err instanceof HttpError && err.status === 400 && want.test(err.message),
+        q,
+      );
     }
     assert.equal(src.queries.length, 0, 'the source was never asked');
   });
@@ -285,7 +325,10 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
     assert.deepEqual(flowsOf(await withLast.done).map(num), [3, 4, 5]);
     await src.until(() => src.followers.size === 0);
 
-    const withSince = followUntil('/v1/flows?follow=1&since=2024-12-04T12:00:04Z&verdict=FORWARDED', (all) => all.length === 3);
+    const withSince = followUntil(
+      '/v1/flows?follow=1&since=2024-12-04T12:00:04Z&verdict=FORWARDED',
+      (all) => all.length === 3,
+    );
     await src.until(() => src.followers.size === 1);
     src.push(flow(6, { verdict: 'DROPPED' }), flow(7));
     assert.deepEqual(flowsOf(await withSince.done).map(num), [4, 5, 7]);
@@ -317,7 +360,10 @@ describe('GET /v1/flows', { timeout: 30_000 }, () => {
     assert.ok(lost.length > 0, 'some flows were lost');
     for (const l of lost) assert.equal(l.stage, 'follow');
     assert.equal(flows.length + lost.reduce((n, l) => n + l.count, 0), total, 'every flow arrived or was counted lost');
-    assert.ok(flows.every((n, i) => i === 0 || n > flows[i - 1]!), 'in order, no repeats');
+    assert.ok(
+      flows.every((n, i) => i === 0 || n > flows[i - 1]!),
+      'in order, no repeats',
+    );
     await small.until(() => small.followers.size === 0);
   });
 
@@ -368,7 +414,10 @@ interface Run {
 
 /** Runs weft against the fake agent; `during` may drive it while it runs. Async: the agent
  *  answers from this process. */
-function weft(args: string[], during?: (child: ReturnType<typeof spawn>, stdout: () => string) => Promise<void>): Promise<Run> {
+function weft(
+  args: string[],
+  during?: (child: ReturnType<typeof spawn>, stdout: () => string) => Promise<void>,
+): Promise<Run> {
   const child = spawn(process.execPath, [MAIN, '--state-dir', dir, '--bpf-root', path.join(dir, 'bpf'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -376,7 +425,9 @@ function weft(args: string[], during?: (child: ReturnType<typeof spawn>, stdout:
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const exited = new Promise<Run>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const exited = new Promise<Run>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return (during ? during(child, () => stdout) : Promise.resolve()).then(() => exited);
 }
 
@@ -402,7 +453,10 @@ describe('weft observe', { timeout: 60_000 }, () => {
     const r = await weft(['observe']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, '');
-    assert.equal(r.stdout, Array.from({ length: 20 }, (_, i) => `${formatCompact(flow(i + 10), { color: false })}\n`).join(''));
+    assert.equal(
+      r.stdout,
+      Array.from({ length: 20 }, (_, i) => `${formatCompact(flow(i + 10), { color: false })}\n`).join(''),
+    );
     assert.deepEqual(requests, ['/v1/flows?last=20']);
   });
 
@@ -410,7 +464,13 @@ describe('weft observe', { timeout: 60_000 }, () => {
     src.push(...Array.from({ length: 30 }, (_, i) => flow(i)));
     const r = await weft(['observe', '-o', 'json', '--last', '2', '--verdict', 'forwarded']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [flow(28), flow(29)]);
+    assert.deepEqual(
+      r.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+      [flow(28), flow(29)],
+    );
     const since = await weft(['observe', '-o', 'json', '--since', '2024-12-04T12:00:05Z']);
     assert.equal(since.stdout.trimEnd().split('\n').length, 25);
   });
@@ -419,7 +479,19 @@ describe('weft observe', { timeout: 60_000 }, () => {
     const drop = flow(1, { verdict: 'DROPPED', type: 'drop', drop_reason: 'policy-denied', destination: DB });
     src.push(flow(0), drop, flow(2, { source: API, destination: DB }));
     // observe's own -n, and a --port that is a filter (explain's is not).
-    const r = await weft(['observe', '-o', 'table', '-n', 'default', '--to-pod', 'prod/db', '--to-pod', 'prod/api', '--port', '5432']);
+    const r = await weft([
+      'observe',
+      '-o',
+      'table',
+      '-n',
+      'default',
+      '--to-pod',
+      'prod/db',
+      '--to-pod',
+      'prod/api',
+      '--port',
+      '5432',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, formatTable([drop]));
     const q = new URL(requests[0]!, 'http://x').searchParams;
@@ -428,7 +500,16 @@ describe('weft observe', { timeout: 60_000 }, () => {
   });
 
   it('exits 2 on a bad flag, without asking the agent', async () => {
-    for (const args of [['--port', '0'], ['--last', 'x'], ['-o', 'yaml'], ['--nope'], ['-f', '-o', 'table'], ['-f', '--until', '5m'], ['--since', '5m', '--since', '1m'], ['extra']]) {
+    for (const args of [
+      ['--port', '0'],
+      ['--last', 'x'],
+      ['-o', 'yaml'],
+      ['--nope'],
+      ['-f', '-o', 'table'],
+      ['-f', '--until', '5m'],
+      ['--since', '5m', '--since', '1m'],
+      ['extra'],
+    ]) {
       const r = await weft(['observe', ...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^weft observe: /, args.join(' '));
@@ -456,7 +537,13 @@ describe('weft observe', { timeout: 60_000 }, () => {
       child.kill('SIGINT');
     });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l)), [flow(1), flow(2)]);
+    assert.deepEqual(
+      r.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+      [flow(1), flow(2)],
+    );
     assert.equal(r.stderr, 'weft observe: 3 flows lost (stage follow)\n');
     await src.until(() => src.followers.size === 0);
   });
@@ -497,7 +584,10 @@ describe('weft observe', { timeout: 60_000 }, () => {
     assert.equal(q(['-f', '--last', '5']), 'last=5&follow=1');
     assert.equal(q(['--last', '0']), 'last=0');
     assert.equal(q(['--since', '2024-12-04T12:00:00+01:00']), 'since=2024-12-04T11%3A00%3A00.000Z');
-    assert.equal(q(['-t', 'drop', '-l', 'app=web', '--http-method', 'get']), 'label=app%3Dweb&type=drop&http-method=GET&last=20');
+    assert.equal(
+      q(['-t', 'drop', '-l', 'app=web', '--http-method', 'get']),
+      'label=app%3Dweb&type=drop&http-method=GET&last=20',
+    );
   });
 });
 
@@ -512,8 +602,14 @@ describe('weft status', { timeout: 30_000 }, () => {
   };
 
   it('formats the observer line', () => {
-    assert.equal(formatObserverStatus(observer), '123.4/s (45,678 total); kernel ring 3% of 1 MiB; flow ring 4,096/16,384; lost: kernel 0, decode 2, follow 1,234; 1 follower');
-    assert.match(formatObserverStatus({ ...observer, kernelRing: { usedBytes: 10, sizeBytes: 256 * 1024 }, followers: 0 }), /kernel ring <1% of 256 KiB; .*; 0 followers$/);
+    assert.equal(
+      formatObserverStatus(observer),
+      '123.4/s (45,678 total); kernel ring 3% of 1 MiB; flow ring 4,096/16,384; lost: kernel 0, decode 2, follow 1,234; 1 follower',
+    );
+    assert.match(
+      formatObserverStatus({ ...observer, kernelRing: { usedBytes: 10, sizeBytes: 256 * 1024 }, followers: 0 }),
+      /kernel ring <1% of 256 KiB; .*; 0 followers$/,
+    );
   });
 
   it('prints it when the agent reports an observer, and not otherwise', async () => {
@@ -523,7 +619,10 @@ describe('weft status', { timeout: 30_000 }, () => {
     status.observer = observer;
     const r = await weft(['status']);
     assert.match(r.stdout, /^Agent: +running/m);
-    assert.match(r.stdout, /^Flows: {6}123\.4\/s \(45,678 total\); kernel ring 3% of 1 MiB; flow ring 4,096\/16,384; lost: kernel 0, decode 2, follow 1,234; 1 follower$/m);
+    assert.match(
+      r.stdout,
+      /^Flows: {6}123\.4\/s \(45,678 total\); kernel ring 3% of 1 MiB; flow ring 4,096\/16,384; lost: kernel 0, decode 2, follow 1,234; 1 follower$/m,
+    );
     const json = JSON.parse((await weft(['status', '-o', 'json'])).stdout) as { agent: { observer: unknown } };
     assert.deepEqual(json.agent.observer, observer);
   });

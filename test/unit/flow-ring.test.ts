@@ -15,10 +15,16 @@ function append(ring: FlowRing, records: Buffer[]): void {
 describe('FlowRing', () => {
   it('holds the newest `capacity` records by sequence number', () => {
     const ring = FlowRing.create(4);
-    append(ring, [1, 2, 3].map((n) => rec(n)));
+    append(
+      ring,
+      [1, 2, 3].map((n) => rec(n)),
+    );
     assert.deepEqual([ring.written(), ring.oldest()], [3, 0]);
     assert.deepEqual(ring.read(1), rec(2));
-    append(ring, [4, 5, 6].map((n) => rec(n)));
+    append(
+      ring,
+      [4, 5, 6].map((n) => rec(n)),
+    );
     assert.deepEqual([ring.written(), ring.oldest()], [6, 2]);
     assert.equal(ring.read(1), undefined, 'overwritten');
     assert.deepEqual(ring.read(2), rec(3));
@@ -35,7 +41,10 @@ describe('FlowRing', () => {
 
   it('while a batch is being written, the slots it may reuse read as gone', () => {
     const ring = FlowRing.create(4);
-    append(ring, [1, 2, 3, 4].map((n) => rec(n)));
+    append(
+      ring,
+      [1, 2, 3, 4].map((n) => rec(n)),
+    );
     ring.begin(2); // the writer is about to reuse the slots of records 0 and 1
     assert.equal(ring.read(0), undefined);
     assert.equal(ring.read(1), undefined);
@@ -46,7 +55,7 @@ describe('FlowRing', () => {
     assert.deepEqual(ring.read(1), rec(2), 'one record written: record 1 is still there');
   });
 
-  it('a second view of the same memory (the worker\'s) sees the same records', () => {
+  it("a second view of the same memory (the worker's) sees the same records", () => {
     const ring = FlowRing.create(8);
     const writer = FlowRing.attach(ring.shared);
     append(writer, [rec(9)]);

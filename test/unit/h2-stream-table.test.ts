@@ -14,7 +14,10 @@ function check(t: StreamTable<S>, m: Map<number, S>, probe: number[]): void {
   assert.equal(t.size, m.size);
   for (const id of probe) assert.equal(t.get(id), m.get(id), `stream ${id}`);
   assert.deepEqual(
-    t.values().map((s) => s.id).sort((a, b) => a - b),
+    t
+      .values()
+      .map((s) => s.id)
+      .sort((a, b) => a - b),
     [...m.keys()].sort((a, b) => a - b),
   );
 }

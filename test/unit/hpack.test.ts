@@ -123,7 +123,18 @@ describe('HpackDecoder: RFC 7541 Appendix C', () => {
   const requests = [
     [':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'www.example.com'],
     [':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'www.example.com', 'cache-control', 'no-cache'],
-    [':method', 'GET', ':scheme', 'https', ':path', '/index.html', ':authority', 'www.example.com', 'custom-key', 'custom-value'],
+    [
+      ':method',
+      'GET',
+      ':scheme',
+      'https',
+      ':path',
+      '/index.html',
+      ':authority',
+      'www.example.com',
+      'custom-key',
+      'custom-value',
+    ],
   ];
   const c3 = [
     '8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d',
@@ -136,7 +147,10 @@ describe('HpackDecoder: RFC 7541 Appendix C', () => {
     '8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf',
   ];
 
-  for (const [name, blocks] of [['C.3 (requests)', c3], ['C.4 (requests, Huffman)', c4]] as const) {
+  for (const [name, blocks] of [
+    ['C.3 (requests)', c3],
+    ['C.4 (requests, Huffman)', c4],
+  ] as const) {
     it(`${name}: one decoder carries its table across the blocks`, () => {
       const d = new HpackDecoder();
       blocks.forEach((b, i) => assert.deepEqual(decode(d, hex(b)), requests[i]));
@@ -155,11 +169,39 @@ describe('HpackDecoder: RFC 7541 Appendix C', () => {
   }
 
   const responses = [
-    [':status', '302', 'cache-control', 'private', 'date', 'Mon, 21 Oct 2013 20:13:21 GMT', 'location', 'https://www.example.com'],
-    [':status', '307', 'cache-control', 'private', 'date', 'Mon, 21 Oct 2013 20:13:21 GMT', 'location', 'https://www.example.com'],
     [
-      ':status', '200', 'cache-control', 'private', 'date', 'Mon, 21 Oct 2013 20:13:22 GMT', 'location', 'https://www.example.com',
-      'content-encoding', 'gzip', 'set-cookie', 'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1',
+      ':status',
+      '302',
+      'cache-control',
+      'private',
+      'date',
+      'Mon, 21 Oct 2013 20:13:21 GMT',
+      'location',
+      'https://www.example.com',
+    ],
+    [
+      ':status',
+      '307',
+      'cache-control',
+      'private',
+      'date',
+      'Mon, 21 Oct 2013 20:13:21 GMT',
+      'location',
+      'https://www.example.com',
+    ],
+    [
+      ':status',
+      '200',
+      'cache-control',
+      'private',
+      'date',
+      'Mon, 21 Oct 2013 20:13:22 GMT',
+      'location',
+      'https://www.example.com',
+      'content-encoding',
+      'gzip',
+      'set-cookie',
+      'foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1',
     ],
   ];
   const c5 = [
@@ -178,7 +220,10 @@ describe('HpackDecoder: RFC 7541 Appendix C', () => {
      e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 03ed 4ee5 b106 3d50 07`,
   ];
 
-  for (const [name, blocks] of [['C.5 (responses)', c5], ['C.6 (responses, Huffman)', c6]] as const) {
+  for (const [name, blocks] of [
+    ['C.5 (responses)', c5],
+    ['C.6 (responses, Huffman)', c6],
+  ] as const) {
     it(`${name}: a 256-octet table, with evictions`, () => {
       const d = new HpackDecoder(256);
       blocks.forEach((b, i) => assert.deepEqual(decode(d, hex(b)), responses[i]));
@@ -195,13 +240,23 @@ describe('HpackDecoder: RFC 7541 Appendix C', () => {
       assert.throws(() => decode(d, hex('c1')), HpackError);
       // 215 + 42 > 256: adding :status: 307 evicts exactly the date entry (the sizes add up).
       assert.deepEqual(decode(d, hex('4803 3330 37')), [':status', '307']);
-      assert.deepEqual(decode(d, hex('bebf c0')), [':status', '307', 'set-cookie', responses[2]![11], 'content-encoding', 'gzip']);
+      assert.deepEqual(decode(d, hex('bebf c0')), [
+        ':status',
+        '307',
+        'set-cookie',
+        responses[2]![11],
+        'content-encoding',
+        'gzip',
+      ]);
       assert.throws(() => decode(d, hex('c1')), HpackError);
     });
   }
 
   it('C.3 and C.4 come out of the encoder byte for byte (without and with Huffman)', () => {
-    for (const [huffman, blocks] of [[false, c3], [true, c4]] as const) {
+    for (const [huffman, blocks] of [
+      [false, c3],
+      [true, c4],
+    ] as const) {
       const e = new HpackEncoder({ huffman });
       requests.forEach((h, i) => assert.deepEqual(e.encode(h), hex(blocks[i]!), `huffman ${huffman}, block ${i}`));
     }
@@ -228,18 +283,25 @@ describe('HpackDecoder: malformed input', () => {
   ];
   for (const [what, block, message] of cases) {
     it(`throws HpackError: ${what}`, () => {
-      assert.throws(() => new HpackDecoder().decode(hex(block), [], BIG), (err: unknown) => {
-        assert.ok(err instanceof HpackError, `${err}`);
-        assert.match(err.message, message);
-        return true;
-      });
+      assert.throws(
+        () => new HpackDecoder().decode(hex(block), [], BIG),
+        (err: unknown) => {
+          assert.ok(err instanceof HpackError, `${err}`);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     });
   }
 
   it('accepts size updates up to the limit at the block start, and 5 continuation octets', () => {
     const d = new HpackDecoder();
     assert.deepEqual(decode(d, hex('3fe1 1f 20 3fe1 1f 82')), [':method', 'GET'], 'size updates (4096, 0, 4096) first');
-    assert.deepEqual(decode(d, hex('3f81 8080 8000 82')), [':method', 'GET'], 'an integer (32) with 5 continuation octets');
+    assert.deepEqual(
+      decode(d, hex('3f81 8080 8000 82')),
+      [':method', 'GET'],
+      'an integer (32) with 5 continuation octets',
+    );
   });
 
   it('enforces maxListSize, before a long list is built', () => {
@@ -256,7 +318,10 @@ describe('HpackDecoder: malformed input', () => {
     assert.equal(out.length, 2 * 5, 'stopped at the field that crossed the limit');
 
     // A literal whose name alone is over the limit fails before its value is read.
-    assert.throws(() => new HpackDecoder().decode(Buffer.concat([hex('0064'), Buffer.alloc(100, 0x61), hex('7f')]), [], 100), /too large/);
+    assert.throws(
+      () => new HpackDecoder().decode(Buffer.concat([hex('0064'), Buffer.alloc(100, 0x61), hex('7f')]), [], 100),
+      /too large/,
+    );
   });
 
   it('throws nothing but HpackError on random and mutated input', () => {
@@ -337,7 +402,11 @@ describe('HpackEncoder', () => {
     assert.deepEqual(e.encode([':method', 'GET']), hex('20 3fc907 82'), '0 then 1000');
     e.setMaxTableSize(0);
     e.setMaxTableSize(1000);
-    assert.deepEqual(e.encode([':method', 'GET']), hex('20 3fc907 82'), 'back at 1000, but the peer may have evicted at 0');
+    assert.deepEqual(
+      e.encode([':method', 'GET']),
+      hex('20 3fc907 82'),
+      'back at 1000, but the peer may have evicted at 0',
+    );
     e.setMaxTableSize(1000);
     assert.deepEqual(e.encode([':method', 'GET']), hex('82'), 'no change');
 
@@ -359,7 +428,8 @@ describe('HpackEncoder', () => {
     e.setMaxTableSize(300);
     for (let round = 0; round < 3; round++) {
       const want = clean.encode(h);
-      for (let room = 0; room < want.length; room++) assert.equal(e.encodeInto(h, Buffer.alloc(room + 3), 3), -1, `room ${room}`);
+      for (let room = 0; room < want.length; room++)
+        assert.equal(e.encodeInto(h, Buffer.alloc(room + 3), 3), -1, `room ${room}`);
       const dst = Buffer.alloc(want.length + 5);
       assert.equal(e.encodeInto(h, dst, 2), 2 + want.length);
       assert.deepEqual(dst.subarray(2, 2 + want.length), want, `round ${round}`);
@@ -391,9 +461,26 @@ describe('HpackEncoder', () => {
       const rand = seeded(huffman ? 2 : 1);
       const pick = <T>(a: readonly T[]): T => a[Math.floor(rand() * a.length)]!;
       const names = [
-        ':method', ':path', ':authority', ':scheme', ':status', 'user-agent', 'accept', 'cookie', 'authorization',
-        'set-cookie', 'content-length', 'date', 'x-request-id', 'content-type', 'cache-control', 'x-one', 'x-two',
-        'x-three', 'proxy-authorization', 'accept-encoding',
+        ':method',
+        ':path',
+        ':authority',
+        ':scheme',
+        ':status',
+        'user-agent',
+        'accept',
+        'cookie',
+        'authorization',
+        'set-cookie',
+        'content-length',
+        'date',
+        'x-request-id',
+        'content-type',
+        'cache-control',
+        'x-one',
+        'x-two',
+        'x-three',
+        'proxy-authorization',
+        'accept-encoding',
       ];
       const values = ['', 'GET', '/', '200', 'gzip, deflate', 'application/json', 'a', 'short', 'x'.repeat(25)];
       const randomString = (max: number) =>
@@ -410,7 +497,16 @@ describe('HpackEncoder', () => {
           const r = rand();
           const name = r < 0.8 ? pick(names) : r < 0.95 ? `x-${Math.floor(rand() * 30)}` : randomString(20);
           const v = rand();
-          h.push(name, v < 0.5 ? pick(values) : v < 0.9 ? `v${Math.floor(rand() * 20)}` : v < 0.98 ? randomString(200) : randomString(5000));
+          h.push(
+            name,
+            v < 0.5
+              ? pick(values)
+              : v < 0.9
+                ? `v${Math.floor(rand() * 20)}`
+                : v < 0.98
+                  ? randomString(200)
+                  : randomString(5000),
+          );
         }
         const offset = Math.floor(rand() * 4);
         let end: number;
@@ -429,8 +525,17 @@ describe('HpackEncoder', () => {
 // --- interop with node:http2 (nghttp2) over raw sockets on 127.0.0.1 ---------------------------
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const DATA = 0, HEADERS = 1, RST_STREAM = 3, SETTINGS = 4, GOAWAY = 7, CONTINUATION = 9;
-const END_STREAM = 0x1, ACK = 0x1, END_HEADERS = 0x4, PADDED = 0x8, PRIORITY = 0x20;
+const DATA = 0,
+  HEADERS = 1,
+  RST_STREAM = 3,
+  SETTINGS = 4,
+  GOAWAY = 7,
+  CONTINUATION = 9;
+const END_STREAM = 0x1,
+  ACK = 0x1,
+  END_HEADERS = 0x4,
+  PADDED = 0x8,
+  PRIORITY = 0x20;
 const HEADER_TABLE_SIZE = 0x1;
 
 function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
@@ -450,7 +555,8 @@ function settings(pairs: [number, number][]): Buffer {
 
 function headerTableSize(payload: Buffer): number | undefined {
   let size: number | undefined;
-  for (let i = 0; i + 6 <= payload.length; i += 6) if (payload.readUInt16BE(i) === HEADER_TABLE_SIZE) size = payload.readUInt32BE(i + 2);
+  for (let i = 0; i + 6 <= payload.length; i += 6)
+    if (payload.readUInt16BE(i) === HEADER_TABLE_SIZE) size = payload.readUInt32BE(i + 2);
   return size;
 }
 
@@ -479,7 +585,9 @@ function frameReader(onFrame: FrameHandler, skip = 0): (chunk: Buffer) => void {
 /** `p`, or a rejection after `ms`: nothing in these tests may hang. */
 async function deadline<T>(p: Promise<T>, what: string, ms = 5000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)));
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
+  );
   try {
     return await Promise.race([p, late]);
   } finally {
@@ -498,24 +606,43 @@ function deferred<T = void>() {
 function requestLists(n: number, seed: number): string[][] {
   const rand = seeded(seed);
   const word = (len: number) =>
-    Array.from({ length: len }, () => 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.;=/'[Math.floor(rand() * 66)]).join('');
+    Array.from(
+      { length: len },
+      () => 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.;=/'[Math.floor(rand() * 66)],
+    ).join('');
   return Array.from({ length: n }, (_, i) => [
-    ':method', i % 3 === 2 ? 'POST' : 'GET',
-    ':scheme', 'http',
-    ':path', `/api/v1/items/${i}?q=${word(8)}`,
-    ':authority', 'svc.ns.svc.cluster.local',
-    'user-agent', 'weft-interop/1.0',
-    'accept', 'application/json',
-    'authorization', `Bearer ${word(30)}`,
-    'cookie', i % 2 ? 'a=1' : `session=${word(40)}`,
-    'x-tenant', `tenant-${i % 3}`,
-    'x-blob', `${word(i % 4 === 3 ? 300 : 20)}`, // large ones evict from a 256-octet table
-    'x-latin1', 'caf\u00e9 \u00ff\u0080',
+    ':method',
+    i % 3 === 2 ? 'POST' : 'GET',
+    ':scheme',
+    'http',
+    ':path',
+    `/api/v1/items/${i}?q=${word(8)}`,
+    ':authority',
+    'svc.ns.svc.cluster.local',
+    'user-agent',
+    'weft-interop/1.0',
+    'accept',
+    'application/json',
+    'authorization',
+    `Bearer ${word(30)}`,
+    'cookie',
+    i % 2 ? 'a=1' : `session=${word(40)}`,
+    'x-tenant',
+    `tenant-${i % 3}`,
+    'x-blob',
+    `${word(i % 4 === 3 ? 300 : 20)}`, // large ones evict from a 256-octet table
+    'x-latin1',
+    'caf\u00e9 \u00ff\u0080',
   ]);
 }
 
 describe('interop: our encoder -> node:http2 server', () => {
-  for (const [huffman, tableSize] of [[false, undefined], [true, undefined], [false, 256], [true, 256]] as const) {
+  for (const [huffman, tableSize] of [
+    [false, undefined],
+    [true, undefined],
+    [false, 256],
+    [true, 256],
+  ] as const) {
     it(`the server sees exactly the headers sent (huffman ${huffman}, server table ${tableSize ?? 'default'})`, async () => {
       const requests = requestLists(12, tableSize ?? 3);
       const server = http2.createServer(tableSize ? { settings: { headerTableSize: tableSize } } : {});
@@ -544,7 +671,9 @@ describe('interop: our encoder -> node:http2 server', () => {
               if (sent) return;
               sent = true;
               // The blocks share the encoder's dynamic table, in stream order as HPACK needs.
-              requests.forEach((h, i) => sock.write(frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, encoder.encode(h))));
+              requests.forEach((h, i) =>
+                sock.write(frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, encoder.encode(h))),
+              );
             } else if (type === GOAWAY) {
               done.reject(new Error(`GOAWAY, error ${payload.readUInt32BE(4)}`));
             } else if (type === RST_STREAM) {
@@ -602,7 +731,18 @@ describe('interop: node:http2 client -> our decoder', () => {
             blocks.push(block);
             decoded.set(stream, decode(decoder, block, 65536));
             // Answer with a block from our encoder (Huffman on), so nghttp2 decodes ours too.
-            const response = [':status', stream % 4 === 1 ? '200' : '299', 'content-type', 'application/json', 'set-cookie', `id=${stream}`, 'server', 'weft', 'x-echo', `stream ${stream}`];
+            const response = [
+              ':status',
+              stream % 4 === 1 ? '200' : '299',
+              'content-type',
+              'application/json',
+              'set-cookie',
+              `id=${stream}`,
+              'server',
+              'weft',
+              'x-echo',
+              `stream ${stream}`,
+            ];
             sock.write(frame(HEADERS, END_HEADERS | (flagsOfFirst & END_STREAM), stream, responder.encode(response)));
             if (!(flagsOfFirst & END_STREAM)) sock.write(frame(DATA, END_STREAM, stream));
           } catch (err) {
@@ -614,7 +754,9 @@ describe('interop: node:http2 client -> our decoder', () => {
       server.listen(0, '127.0.0.1');
       await deadline(once(server, 'listening'), 'listen');
       const port = (server.address() as net.AddressInfo).port;
-      const client = http2.connect(`http://127.0.0.1:${port}`, { settings: { headerTableSize: tableSize === 4096 ? 4096 : 512 } });
+      const client = http2.connect(`http://127.0.0.1:${port}`, {
+        settings: { headerTableSize: tableSize === 4096 ? 4096 : 512 },
+      });
       try {
         client.on('error', failed.reject);
         await deadline(Promise.race([once(client, 'remoteSettings'), failed.promise]), 'client settings');
@@ -624,7 +766,11 @@ describe('interop: node:http2 client -> our decoder', () => {
         const answers: Promise<string[]>[] = [];
         for (let i = 0; i < 10; i++) {
           // Requests 0 and 1 differ only in :path; later ones grow.
-          const h = { ':path': `/p/${i}${i > 1 ? `?x=${'z'.repeat(i * 40)}` : ''}`, ...common, 'x-varying': i > 1 ? `value-${i}-${'q'.repeat(i * 15)}` : 'value' };
+          const h = {
+            ':path': `/p/${i}${i > 1 ? `?x=${'z'.repeat(i * 40)}` : ''}`,
+            ...common,
+            'x-varying': i > 1 ? `value-${i}-${'q'.repeat(i * 15)}` : 'value',
+          };
           sent.push({ ':method': 'GET', ':scheme': 'http', ':authority': `127.0.0.1:${port}`, ...h });
           const req = client.request(h, { endStream: true });
           const answer = deferred<string[]>();
@@ -645,11 +791,23 @@ describe('interop: node:http2 client -> our decoder', () => {
         // nghttp2 Huffman-coded the strings and referred to its table for repeated fields.
         assert.ok(!blocks[0]!.includes(Buffer.from(common['x-common'])), 'Huffman-coded');
         assert.ok(blocks[1]!.length < 16, `${blocks[1]!.length} octets, ${blocks[0]!.length} before`);
-        if (tableSize !== 4096) assert.equal(blocks[0]![0]! & 0xe0, 0x20, 'the client first signalled the smaller table');
+        if (tableSize !== 4096)
+          assert.equal(blocks[0]![0]! & 0xe0, 0x20, 'the client first signalled the smaller table');
         // Responses: nghttp2 decoded our blocks.
         raw.forEach((r, i) => {
           const stream = 2 * i + 1;
-          assert.deepEqual(r, [':status', stream % 4 === 1 ? '200' : '299', 'content-type', 'application/json', 'set-cookie', `id=${stream}`, 'server', 'weft', 'x-echo', `stream ${stream}`]);
+          assert.deepEqual(r, [
+            ':status',
+            stream % 4 === 1 ? '200' : '299',
+            'content-type',
+            'application/json',
+            'set-cookie',
+            `id=${stream}`,
+            'server',
+            'weft',
+            'x-echo',
+            `stream ${stream}`,
+          ]);
         });
       } finally {
         client.destroy();

@@ -20,7 +20,10 @@ describe('AddressPool', () => {
     const p = new AddressPool('10.244.1.0/29'); // .1 to .6
     const got = Array.from({ length: 3 }, () => p.allocate());
     p.release(got[0]!);
-    assert.deepEqual([p.allocate(), p.allocate(), p.allocate(), p.allocate()], ['10.244.1.4', '10.244.1.5', '10.244.1.6', '10.244.1.1']);
+    assert.deepEqual(
+      [p.allocate(), p.allocate(), p.allocate(), p.allocate()],
+      ['10.244.1.4', '10.244.1.5', '10.244.1.6', '10.244.1.1'],
+    );
     assert.equal(p.allocate(), undefined);
   });
 
@@ -45,7 +48,13 @@ describe('EndpointRegistry', () => {
   const lines: string[] = [];
   const log = createLogger({ write: (l) => lines.push(l) });
   const CIDRS = ['10.244.1.0/29', 'fd00:10:244:1::/64'];
-  const req = (id: string, pod = id) => ({ containerId: id, ifName: 'eth0', netns: `/proc/1/ns/net`, podNamespace: 'default', podName: pod });
+  const req = (id: string, pod = id) => ({
+    containerId: id,
+    ifName: 'eth0',
+    netns: `/proc/1/ns/net`,
+    podNamespace: 'default',
+    podName: pod,
+  });
 
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-ipam-'));
@@ -55,10 +64,10 @@ describe('EndpointRegistry', () => {
   it('allocates one address of each family, idempotently per container and interface', () => {
     const reg = EndpointRegistry.load(dir, CIDRS, log);
     const a = reg.allocate(req('c1'));
-    assert.deepEqual(a.ips.map((i) => `${i.address}/${i.prefixLength} via ${i.gateway}`), [
-      '10.244.1.1/32 via 169.254.1.1',
-      'fd00:10:244:1::1/128 via fe80::ecee:eeff:feee:eeee',
-    ]);
+    assert.deepEqual(
+      a.ips.map((i) => `${i.address}/${i.prefixLength} via ${i.gateway}`),
+      ['10.244.1.1/32 via 169.254.1.1', 'fd00:10:244:1::1/128 via fe80::ecee:eeff:feee:eeee'],
+    );
     assert.equal(reg.allocate(req('c1')), a, 'a retried ADD gets the same endpoint');
     assert.match(a.hostIfName, /^wft[0-9a-f]{12}$/);
   });
@@ -70,7 +79,10 @@ describe('EndpointRegistry', () => {
     reg.allocate(req('c2'));
     reg.remove('c2', 'eth0');
     const again = EndpointRegistry.load(dir, CIDRS, log);
-    assert.deepEqual(again.list().map((e) => [e.containerId, e.state, e.hostIfIndex]), [['c1', 'ready', 7]]);
+    assert.deepEqual(
+      again.list().map((e) => [e.containerId, e.state, e.hostIfIndex]),
+      [['c1', 'ready', 7]],
+    );
     const c3 = again.allocate(req('c3'));
     assert.equal(c3.ips[0]!.address, '10.244.1.3', 'neither the live .1 nor the just-freed .2');
     assert.ok(c3.id > a.id);
@@ -80,21 +92,39 @@ describe('EndpointRegistry', () => {
     const reg = EndpointRegistry.load(dir, ['10.244.1.0/30', 'fd00:10:244:1::/64'], log);
     reg.allocate(req('c1'));
     reg.allocate(req('c2'));
-    assert.throws(() => reg.allocate(req('c3')), (e: unknown) => e instanceof CniError && e.cniCode === 100 && /address pool 10\.244\.1\.0\/30 exhausted/.test(e.message));
-    assert.deepEqual(reg.poolUsage().map((p) => p.used), [2, 2]);
+    assert.throws(
+      () => reg.allocate(req('c3')),
+      (e: unknown) =>
+        e instanceof CniError && e.cniCode === 100 && /address pool 10\.244\.1\.0\/30 exhausted/.test(e.message),
+    );
+    assert.deepEqual(
+      reg.poolUsage().map((p) => p.used),
+      [2, 2],
+    );
   });
 
   it('no pod CIDR: try again later', () => {
     const reg = EndpointRegistry.load(dir, [], log);
-    assert.throws(() => reg.allocate(req('c1')), (e: unknown) => e instanceof CniError && e.cniCode === 11);
+    assert.throws(
+      () => reg.allocate(req('c1')),
+      (e: unknown) => e instanceof CniError && e.cniCode === 11,
+    );
   });
 
   it('GC frees everything the runtime no longer lists', () => {
     const reg = EndpointRegistry.load(dir, CIDRS, log);
     for (const id of ['c1', 'c2', 'c3']) reg.allocate(req(id));
     const gone = reg.gc([{ containerID: 'c2', ifname: 'eth0' }]);
-    assert.deepEqual(gone.map((g) => g.containerId), ['c1', 'c3']);
-    assert.deepEqual(EndpointRegistry.load(dir, CIDRS, log).list().map((e) => e.containerId), ['c2']);
+    assert.deepEqual(
+      gone.map((g) => g.containerId),
+      ['c1', 'c3'],
+    );
+    assert.deepEqual(
+      EndpointRegistry.load(dir, CIDRS, log)
+        .list()
+        .map((e) => e.containerId),
+      ['c2'],
+    );
   });
 
   it('unreadable state stops the agent rather than risk handing out used addresses', () => {
@@ -106,8 +136,14 @@ describe('EndpointRegistry', () => {
     const reg = EndpointRegistry.load(dir, CIDRS, log);
     reg.allocate(req('c1'));
     fs.rmSync(dir, { recursive: true });
-    assert.throws(() => reg.allocate(req('c2')), (e: unknown) => e instanceof CniError && e.cniCode === 5);
-    assert.deepEqual(reg.list().map((e) => e.containerId), ['c1']);
+    assert.throws(
+      () => reg.allocate(req('c2')),
+      (e: unknown) => e instanceof CniError && e.cniCode === 5,
+    );
+    assert.deepEqual(
+      reg.list().map((e) => e.containerId),
+      ['c1'],
+    );
     assert.equal(reg.poolUsage()[0]!.used, 1);
   });
 });

@@ -4,8 +4,21 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { ApiError, TestApiServer, fieldOf, type KubeObject, type Status, type TestApiServerOptions } from '../harness/kube-api-server.js';
+import {
+  KubeConfig,
+  ListWatch,
+  Watch,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import {
+  ApiError,
+  TestApiServer,
+  fieldOf,
+  type KubeObject,
+  type Status,
+  type TestApiServerOptions,
+} from '../harness/kube-api-server.js';
 
 const GATEWAY = 'gateway.networking.k8s.io';
 const HTTPROUTES_CRD = `httproutes.${GATEWAY}`;
@@ -29,18 +42,37 @@ async function start(t: TestContext, opts: TestApiServerOptions = {}): Promise<T
 }
 
 function service(name: string, namespace = 'default', labels?: Record<string, string>, port = 80): object {
-  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace, ...(labels && { labels }) }, spec: { ports: [{ port, protocol: 'TCP' }] } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace, ...(labels && { labels }) },
+    spec: { ports: [{ port, protocol: 'TCP' }] },
+  };
 }
 
 function pod(name: string, labels: Record<string, string>, nodeName?: string, namespace = 'default'): object {
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, labels }, spec: { ...(nodeName && { nodeName }), containers: [{ name: 'c', image: 'i' }] } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels },
+    spec: { ...(nodeName && { nodeName }), containers: [{ name: 'c', image: 'i' }] },
+  };
 }
 
 function route(name: string): object {
-  return { apiVersion: `${GATEWAY}/v1`, kind: 'HTTPRoute', metadata: { name, namespace: 'default' }, spec: { rules: [] } };
+  return {
+    apiVersion: `${GATEWAY}/v1`,
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: 'default' },
+    spec: { rules: [] },
+  };
 }
 
-async function get<T = unknown>(srv: TestApiServer, path: string, init: RequestInit = {}): Promise<{ status: number; body: T; headers: Headers }> {
+async function get<T = unknown>(
+  srv: TestApiServer,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: T; headers: Headers }> {
   const res = await fetch(srv.url + path, init);
   return { status: res.status, body: (await res.json()) as T, headers: res.headers };
 }
@@ -70,7 +102,12 @@ class WatchStream {
     void this.pump();
   }
 
-  static async open(t: TestContext, srv: TestApiServer, path: string, headers: Record<string, string> = {}): Promise<WatchStream> {
+  static async open(
+    t: TestContext,
+    srv: TestApiServer,
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<WatchStream> {
     const abort = new AbortController();
     const response = await fetch(srv.url + path, { signal: abort.signal, headers });
     const stream = new WatchStream(response, abort);
@@ -99,7 +136,11 @@ class WatchStream {
   }
 
   async waitFor(count: number, ms = 1500): Promise<WatchEvent[]> {
-    await until(`${count} watch events (have ${this.events.length})`, () => this.events.length >= count || this.ended, ms);
+    await until(
+      `${count} watch events (have ${this.events.length})`,
+      () => this.events.length >= count || this.ended,
+      ms,
+    );
     return this.events;
   }
 
@@ -118,7 +159,10 @@ test('lists page with limit and continue, every page at the revision of the firs
   const srv = await start(t);
   for (let i = 0; i < 10; i++) srv.create(service(`s${i}`, 'a'));
   for (let i = 0; i < 15; i++) srv.create(service(`s${String(i).padStart(2, '0')}`, 'b'));
-  const expected = [...Array.from({ length: 10 }, (_, i) => `a/s${i}`), ...Array.from({ length: 15 }, (_, i) => `b/s${String(i).padStart(2, '0')}`)];
+  const expected = [
+    ...Array.from({ length: 10 }, (_, i) => `a/s${i}`),
+    ...Array.from({ length: 15 }, (_, i) => `b/s${String(i).padStart(2, '0')}`),
+  ];
 
   const first = await get<ListBody>(srv, '/api/v1/services?limit=10');
   assert.equal(first.status, 200);
@@ -143,18 +187,27 @@ test('lists page with limit and continue, every page at the revision of the firs
   const second = await get<ListBody>(srv, `/api/v1/services?limit=10&continue=${first.body.metadata.continue}`);
   assert.equal(second.body.metadata.resourceVersion, rv);
   assert.equal(second.body.metadata.remainingItemCount, 5);
-  assert.deepEqual(second.body.items.find((i) => i.metadata.name === 's01')?.metadata.labels, undefined, 's01 as it was at the first page');
+  assert.deepEqual(
+    second.body.items.find((i) => i.metadata.name === 's01')?.metadata.labels,
+    undefined,
+    's01 as it was at the first page',
+  );
   const third = await get<ListBody>(srv, `/api/v1/services?limit=10&continue=${second.body.metadata.continue}`);
   assert.equal(third.body.metadata.resourceVersion, rv);
   assert.equal(third.body.metadata.continue, undefined);
   assert.equal(third.body.metadata.remainingItemCount, undefined);
-  const all = [first, second, third].flatMap((p) => p.body.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`));
+  const all = [first, second, third].flatMap((p) =>
+    p.body.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`),
+  );
   assert.deepEqual(all, expected, 'every object of the first revision, once, in key order');
 
   const now = await get<ListBody>(srv, '/api/v1/services');
   assert.ok(Number(now.body.metadata.resourceVersion) > Number(rv));
   assert.equal(now.body.items.length, 25);
-  assert.ok(names(now.body).includes('s99') && !now.body.items.some((i) => i.metadata.namespace === 'b' && i.metadata.name === 's00'));
+  assert.ok(
+    names(now.body).includes('s99') &&
+      !now.body.items.some((i) => i.metadata.namespace === 'b' && i.metadata.name === 's00'),
+  );
 
   // A namespace's collection pages over that namespace only.
   const inA: string[] = [];
@@ -165,7 +218,10 @@ test('lists page with limit and continue, every page at the revision of the firs
     cont = page.body.metadata.continue ?? '';
     if (!cont) break;
   }
-  assert.deepEqual(inA, Array.from({ length: 10 }, (_, i) => `s${i}`));
+  assert.deepEqual(
+    inA,
+    Array.from({ length: 10 }, (_, i) => `s${i}`),
+  );
 
   // With a selector the remaining count is unknown, so it is left out.
   const selected = await get<ListBody>(srv, '/api/v1/services?limit=2&labelSelector=!changed');
@@ -194,7 +250,10 @@ test('continue tokens: 410 with a fresh token once compacted, 400 when malformed
   assert.deepEqual(names(rest.body), ['c', 'd', 'e']);
   assert.equal(rest.body.metadata.resourceVersion, srv.resourceVersion);
 
-  const withRv = await get<Status>(srv, `/api/v1/services?limit=2&resourceVersion=3&continue=${expired.body.metadata.continue}`);
+  const withRv = await get<Status>(
+    srv,
+    `/api/v1/services?limit=2&resourceVersion=3&continue=${expired.body.metadata.continue}`,
+  );
   assert.equal(withRv.status, 400);
   assert.equal(withRv.body.reason, 'BadRequest');
   const garbage = await get<Status>(srv, '/api/v1/services?limit=2&continue=not-a-token');
@@ -209,7 +268,12 @@ test('list resourceVersion: unset and 0 serve the latest, NotOlderThan, Exact, 5
   srv.create(service('b'));
   const latest = srv.resourceVersion;
 
-  for (const q of ['', '?resourceVersion=0', `?resourceVersion=${rv}`, `?resourceVersion=${rv}&resourceVersionMatch=NotOlderThan`]) {
+  for (const q of [
+    '',
+    '?resourceVersion=0',
+    `?resourceVersion=${rv}`,
+    `?resourceVersion=${rv}&resourceVersionMatch=NotOlderThan`,
+  ]) {
     const { body } = await get<ListBody>(srv, `/api/v1/services${q}`);
     assert.equal(body.metadata.resourceVersion, latest, q);
     assert.deepEqual(names(body), ['a', 'b'], q);
@@ -266,10 +330,18 @@ test('a watch from a resourceVersion replays exactly the changes after it, then 
   assert.equal(deleted.metadata.uid, b.metadata.uid);
   assert.ok(Number(deleted.metadata.resourceVersion) > Number(b.metadata.resourceVersion));
   const rvs = events.map((e) => Number(e.object.metadata.resourceVersion));
-  assert.deepEqual(rvs, [...rvs].sort((x, y) => x - y), 'in revision order');
+  assert.deepEqual(
+    rvs,
+    [...rvs].sort((x, y) => x - y),
+    'in revision order',
+  );
 
   // `?watch` with no value is a watch too, here on one namespace's collection.
-  const ns = await WatchStream.open(t, srv, `/api/v1/namespaces/other/services?watch&resourceVersion=${srv.resourceVersion}`);
+  const ns = await WatchStream.open(
+    t,
+    srv,
+    `/api/v1/namespaces/other/services?watch&resourceVersion=${srv.resourceVersion}`,
+  );
   srv.create(service('x', 'default'));
   srv.create(service('y', 'other'));
   assert.deepEqual(brief(await ns.waitFor(1)), ['ADDED y']);
@@ -303,7 +375,10 @@ test('a watch from a compacted or trimmed resourceVersion gets 200, one ERROR ev
   srv.compact();
   const compacted = await WatchStream.open(t, srv, `/api/v1/services?watch=true&resourceVersion=${recent}`);
   await compacted.waitEnd();
-  assert.deepEqual(compacted.events.map((e) => [e.type, e.object.code]), [['ERROR', 410]]);
+  assert.deepEqual(
+    compacted.events.map((e) => [e.type, e.object.code]),
+    [['ERROR', 410]],
+  );
   const current = await WatchStream.open(t, srv, `/api/v1/services?watch=true&resourceVersion=${srv.resourceVersion}`);
   srv.create(service('f'));
   assert.deepEqual(brief(await current.waitFor(1)), ['ADDED f'], 'a watch from the compaction revision itself works');
@@ -335,12 +410,21 @@ test('bookmarks carry the current revision, only when asked for', async (t) => {
   const srv = await start(t, { bookmarkIntervalMs: 20 });
   srv.create(service('a'));
   const plain = await WatchStream.open(t, srv, `/api/v1/services?watch=1&resourceVersion=${srv.resourceVersion}`);
-  const w = await WatchStream.open(t, srv, `/api/v1/services?watch=1&resourceVersion=${srv.resourceVersion}&allowWatchBookmarks=true`);
+  const w = await WatchStream.open(
+    t,
+    srv,
+    `/api/v1/services?watch=1&resourceVersion=${srv.resourceVersion}&allowWatchBookmarks=true`,
+  );
   const [first] = await w.waitFor(1);
-  assert.deepEqual(first, { type: 'BOOKMARK', object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: srv.resourceVersion } } });
+  assert.deepEqual(first, {
+    type: 'BOOKMARK',
+    object: { kind: 'Service', apiVersion: 'v1', metadata: { resourceVersion: srv.resourceVersion } },
+  });
   // The revision is global: a change to another kind moves the next bookmark on.
   srv.create(pod('p', {}));
-  await until('a bookmark at the new revision', () => w.events.some((e) => e.object.metadata.resourceVersion === srv.resourceVersion));
+  await until('a bookmark at the new revision', () =>
+    w.events.some((e) => e.object.metadata.resourceVersion === srv.resourceVersion),
+  );
   assert.ok(w.events.every((e) => e.type === 'BOOKMARK'));
   assert.deepEqual(plain.events, [], 'no bookmarks without allowWatchBookmarks');
 });
@@ -348,7 +432,11 @@ test('bookmarks carry the current revision, only when asked for', async (t) => {
 test('timeoutSeconds ends a watch cleanly', async (t) => {
   const srv = await start(t);
   const began = Date.now();
-  const w = await WatchStream.open(t, srv, `/api/v1/services?watch=1&resourceVersion=${srv.resourceVersion}&timeoutSeconds=1`);
+  const w = await WatchStream.open(
+    t,
+    srv,
+    `/api/v1/services?watch=1&resourceVersion=${srv.resourceVersion}&timeoutSeconds=1`,
+  );
   assert.equal(srv.openWatches(), 1);
   await w.waitEnd(2000);
   assert.equal(w.error, undefined, 'ended, not cut');
@@ -363,7 +451,8 @@ test('label and field selectors filter lists and watches; entering and leaving a
   srv.create(pod('p3', { app: 'db' }, 'n1'));
   srv.create(pod('p4', {}));
   srv.create(pod('q1', { app: 'web' }, 'n1', 'other'));
-  const pods = async (q: string, path = '/api/v1/namespaces/default/pods') => names((await get<ListBody>(srv, `${path}?${q}`)).body);
+  const pods = async (q: string, path = '/api/v1/namespaces/default/pods') =>
+    names((await get<ListBody>(srv, `${path}?${q}`)).body);
 
   assert.deepEqual(await pods('labelSelector=app%3Dweb'), ['p1', 'p2']);
   assert.deepEqual(await pods('labelSelector=app%3D%3Dweb,tier%3Dfe'), ['p1']);
@@ -388,9 +477,17 @@ test('label and field selectors filter lists and watches; entering and leaving a
     assert.equal(body.reason, 'BadRequest');
     assert.ok(body.message?.includes(what), `${body.message} names ${what}`);
   }
-  assert.equal((await get(srv, '/api/v1/services?fieldSelector=spec.nodeName%3Dn1')).status, 400, 'services have no spec.nodeName field selector');
+  assert.equal(
+    (await get(srv, '/api/v1/services?fieldSelector=spec.nodeName%3Dn1')).status,
+    400,
+    'services have no spec.nodeName field selector',
+  );
 
-  const w = await WatchStream.open(t, srv, `/api/v1/namespaces/default/pods?watch=1&labelSelector=app%3Dweb&resourceVersion=${srv.resourceVersion}`);
+  const w = await WatchStream.open(
+    t,
+    srv,
+    `/api/v1/namespaces/default/pods?watch=1&labelSelector=app%3Dweb&resourceVersion=${srv.resourceVersion}`,
+  );
   srv.update(pod('p3', { app: 'web' }, 'n1')); // enters
   srv.update(pod('p3', { app: 'web' }, 'n3')); // changes while inside
   const p1 = srv.get('v1', 'Pod', 'default', 'p1')!;
@@ -412,25 +509,51 @@ test('a CRD-backed resource: 404 without its CRD; served and discoverable once E
   const path = `/apis/${GATEWAY}/v1/namespaces/default/httproutes`;
   const missing = await get<Status>(srv, path);
   assert.equal(missing.status, 404);
-  assert.deepEqual(missing.body, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', details: {}, code: 404 });
+  assert.deepEqual(missing.body, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: 'the server could not find the requested resource',
+    reason: 'NotFound',
+    details: {},
+    code: 404,
+  });
   const groups = async () => (await get<{ groups: { name: string }[] }>(srv, '/apis')).body.groups.map((g) => g.name);
   assert.ok(!(await groups()).includes(GATEWAY));
   assert.ok((await groups()).includes('discovery.k8s.io'));
   assert.equal((await get(srv, `/apis/${GATEWAY}/v1`)).status, 404);
-  assert.throws(() => srv.create(route('r')), (err: unknown) => err instanceof ApiError && err.code === 404);
+  assert.throws(
+    () => srv.create(route('r')),
+    (err: unknown) => err instanceof ApiError && err.code === 404,
+  );
 
-  const crds = await WatchStream.open(t, srv, `/apis/apiextensions.k8s.io/v1/customresourcedefinitions?watch=1&resourceVersion=${srv.resourceVersion}&fieldSelector=metadata.name%3D${HTTPROUTES_CRD}`);
+  const crds = await WatchStream.open(
+    t,
+    srv,
+    `/apis/apiextensions.k8s.io/v1/customresourcedefinitions?watch=1&resourceVersion=${srv.resourceVersion}&fieldSelector=metadata.name%3D${HTTPROUTES_CRD}`,
+  );
   srv.installCrd(HTTPROUTES_CRD);
-  const conditions = (e: WatchEvent) => ((fieldOf(e.object, 'status') as { conditions?: { type: string; status: string }[] }).conditions ?? []).map((c) => `${c.type}=${c.status}`);
+  const conditions = (e: WatchEvent) =>
+    ((fieldOf(e.object, 'status') as { conditions?: { type: string; status: string }[] }).conditions ?? []).map(
+      (c) => `${c.type}=${c.status}`,
+    );
   const [added, established] = await crds.waitFor(2);
   assert.deepEqual([added!.type, established!.type], ['ADDED', 'MODIFIED']);
   assert.deepEqual(conditions(added!), []);
   assert.ok(conditions(established!).includes('Established=True'));
 
   assert.ok((await groups()).includes(GATEWAY));
-  const resources = await get<{ groupVersion: string; resources: { name: string; kind: string; namespaced: boolean }[] }>(srv, `/apis/${GATEWAY}/v1`);
+  const resources = await get<{
+    groupVersion: string;
+    resources: { name: string; kind: string; namespaced: boolean }[];
+  }>(srv, `/apis/${GATEWAY}/v1`);
   assert.equal(resources.body.groupVersion, `${GATEWAY}/v1`);
-  assert.deepEqual(resources.body.resources.map((r) => [r.name, r.kind, r.namespaced]), [['httproutes', 'HTTPRoute', true]], 'grpcroutes still has no CRD');
+  assert.deepEqual(
+    resources.body.resources.map((r) => [r.name, r.kind, r.namespaced]),
+    [['httproutes', 'HTTPRoute', true]],
+    'grpcroutes still has no CRD',
+  );
   assert.equal((await get(srv, `/apis/${GATEWAY}/v1/grpcroutes`)).status, 404);
 
   srv.create(route('r1'));
@@ -438,7 +561,11 @@ test('a CRD-backed resource: 404 without its CRD; served and discoverable once E
   assert.equal(list.status, 200);
   assert.equal(list.body.kind, 'HTTPRouteList');
   assert.equal(list.body.items[0]?.kind, 'HTTPRoute', 'custom resources keep kind and apiVersion in lists');
-  const routes = await WatchStream.open(t, srv, `${path}?watch=1&resourceVersion=${list.body.metadata.resourceVersion}`);
+  const routes = await WatchStream.open(
+    t,
+    srv,
+    `${path}?watch=1&resourceVersion=${list.body.metadata.resourceVersion}`,
+  );
   assert.equal(srv.removeCrd(HTTPROUTES_CRD), true);
   await routes.waitEnd();
   assert.equal(routes.error, undefined, 'the watch ends, it is not cut');
@@ -468,7 +595,11 @@ test('failNext answers the next requests with a Status, then the server recovers
   }
   assert.equal((await get(srv, '/api/v1/services', auth)).status, 200);
   srv.failNext(1);
-  assert.equal((await get<Status>(srv, '/api/v1/services?watch=1', auth)).body.reason, 'InternalError', 'watches fail too');
+  assert.equal(
+    (await get<Status>(srv, '/api/v1/services?watch=1', auth)).body.reason,
+    'InternalError',
+    'watches fail too',
+  );
   srv.failNext(1, 429);
   assert.equal((await get(srv, '/api', auth)).headers.get('retry-after'), '1');
   assert.equal((await get(srv, '/api', auth)).status, 200);
@@ -481,48 +612,111 @@ test('failNext answers the next requests with a Status, then the server recovers
 
 test('writes: server-set metadata, deep copies, conflicts, no-op updates, and the HTTP verbs', async (t) => {
   const srv = await start(t);
-  const created = srv.create({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { ports: [{ port: 80 }] } });
+  const created = srv.create({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web' },
+    spec: { ports: [{ port: 80 }] },
+  });
   assert.equal(created.metadata.namespace, 'default');
   assert.match(created.metadata.uid ?? '', /^[0-9a-f-]{36}$/);
   assert.match(created.metadata.creationTimestamp ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.equal(created.metadata.resourceVersion, srv.resourceVersion);
   (fieldOf(created, 'spec') as { ports: unknown[] }).ports.push('mutated');
-  assert.equal((fieldOf(srv.get('v1', 'Service', undefined, 'web')!, 'spec') as { ports: unknown[] }).ports.length, 1, 'what is returned is a copy');
-  assert.equal(srv.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n', namespace: 'x' } }).metadata.namespace, undefined);
-  assert.throws(() => srv.create(service('web')), (err: unknown) => err instanceof ApiError && err.code === 409 && err.status.reason === 'AlreadyExists');
-  assert.throws(() => srv.update(service('nope')), (err: unknown) => err instanceof ApiError && err.code === 404);
+  assert.equal(
+    (fieldOf(srv.get('v1', 'Service', undefined, 'web')!, 'spec') as { ports: unknown[] }).ports.length,
+    1,
+    'what is returned is a copy',
+  );
+  assert.equal(
+    srv.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n', namespace: 'x' } }).metadata.namespace,
+    undefined,
+  );
+  assert.throws(
+    () => srv.create(service('web')),
+    (err: unknown) => err instanceof ApiError && err.code === 409 && err.status.reason === 'AlreadyExists',
+  );
+  assert.throws(
+    () => srv.update(service('nope')),
+    (err: unknown) => err instanceof ApiError && err.code === 404,
+  );
   assert.throws(() => srv.create({ apiVersion: 'v1', kind: 'Gadget', metadata: { name: 'g' } }), /does not serve/);
 
   // An update that changes nothing writes nothing, as in etcd3.
   const before = srv.resourceVersion;
-  const same = srv.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { ports: [{ port: 80 }] } });
+  const same = srv.apply({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web' },
+    spec: { ports: [{ port: 80 }] },
+  });
   assert.equal(same.metadata.resourceVersion, created.metadata.resourceVersion);
   assert.equal(srv.resourceVersion, before);
-  assert.throws(() => srv.update({ ...service('web'), metadata: { name: 'web', resourceVersion: '1' } }), (err: unknown) => err instanceof ApiError && err.status.reason === 'Conflict');
+  assert.throws(
+    () => srv.update({ ...service('web'), metadata: { name: 'web', resourceVersion: '1' } }),
+    (err: unknown) => err instanceof ApiError && err.status.reason === 'Conflict',
+  );
 
-  const json = (method: string, body?: object) => ({ method, headers: { 'Content-Type': 'application/json' }, ...(body && { body: JSON.stringify(body) }) });
+  const json = (method: string, body?: object) => ({
+    method,
+    headers: { 'Content-Type': 'application/json' },
+    ...(body && { body: JSON.stringify(body) }),
+  });
   const base = '/api/v1/namespaces/ns1/services';
-  const posted = await get<KubeObject>(srv, base, json('POST', { metadata: { name: 'api' }, spec: { ports: [{ port: 8080 }] } }));
+  const posted = await get<KubeObject>(
+    srv,
+    base,
+    json('POST', { metadata: { name: 'api' }, spec: { ports: [{ port: 8080 }] } }),
+  );
   assert.equal(posted.status, 201);
   assert.equal(posted.body.kind, 'Service');
   assert.equal(posted.body.metadata.namespace, 'ns1');
   const again = await get<Status>(srv, base, json('POST', { metadata: { name: 'api' } }));
-  assert.deepEqual([again.status, again.body.reason, again.body.message], [409, 'AlreadyExists', 'services "api" already exists']);
+  assert.deepEqual(
+    [again.status, again.body.reason, again.body.message],
+    [409, 'AlreadyExists', 'services "api" already exists'],
+  );
   const wrongNs = await get<Status>(srv, base, json('POST', { metadata: { name: 'x', namespace: 'ns2' } }));
   assert.equal(wrongNs.status, 400);
-  const stale = await get<Status>(srv, `${base}/api`, json('PUT', { metadata: { name: 'api', resourceVersion: '2' }, spec: {} }));
+  const stale = await get<Status>(
+    srv,
+    `${base}/api`,
+    json('PUT', { metadata: { name: 'api', resourceVersion: '2' }, spec: {} }),
+  );
   assert.deepEqual([stale.status, stale.body.reason], [409, 'Conflict']);
-  const put = await get<KubeObject>(srv, `${base}/api`, json('PUT', { metadata: { name: 'api', resourceVersion: posted.body.metadata.resourceVersion }, spec: { ports: [{ port: 9090 }] } }));
+  const put = await get<KubeObject>(
+    srv,
+    `${base}/api`,
+    json('PUT', {
+      metadata: { name: 'api', resourceVersion: posted.body.metadata.resourceVersion },
+      spec: { ports: [{ port: 9090 }] },
+    }),
+  );
   assert.equal(put.status, 200);
   assert.equal(put.body.metadata.uid, posted.body.metadata.uid);
   assert.ok(Number(put.body.metadata.resourceVersion) > Number(posted.body.metadata.resourceVersion));
   assert.equal((await get(srv, `${base}/api`, { method: 'PATCH', body: '{}' })).status, 405);
-  assert.equal((await get(srv, '/api/v1/services', json('POST', { metadata: { name: 'x', namespace: 'ns1' } }))).status, 405);
-  assert.equal((await get(srv, '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', json('POST', { metadata: { name: 'x' } }))).status, 405);
+  assert.equal(
+    (await get(srv, '/api/v1/services', json('POST', { metadata: { name: 'x', namespace: 'ns1' } }))).status,
+    405,
+  );
+  assert.equal(
+    (
+      await get(
+        srv,
+        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+        json('POST', { metadata: { name: 'x' } }),
+      )
+    ).status,
+    405,
+  );
   const deleted = await get<Status>(srv, `${base}/api`, json('DELETE'));
   assert.deepEqual([deleted.status, deleted.body.status], [200, 'Success']);
   const after = await get<Status>(srv, `${base}/api`);
-  assert.deepEqual([after.status, after.body.reason, after.body.message], [404, 'NotFound', 'services "api" not found']);
+  assert.deepEqual(
+    [after.status, after.body.reason, after.body.message],
+    [404, 'NotFound', 'services "api" not found'],
+  );
   assert.equal((await get(srv, '/api/v1/services/web')).status, 404, 'a namespaced object has no cluster-wide path');
   assert.equal((await get<KubeObject>(srv, '/api/v1/nodes/n')).body.kind, 'Node');
 });
@@ -540,7 +734,11 @@ test('a watch cut mid-event leaves a torn line; resuming from the last resourceV
   assert.deepEqual(brief(w.events), ['ADDED a']);
   assert.equal(srv.openWatches(), 0);
 
-  const resumed = await WatchStream.open(t, srv, `/api/v1/services?watch=1&resourceVersion=${added!.object.metadata.resourceVersion}`);
+  const resumed = await WatchStream.open(
+    t,
+    srv,
+    `/api/v1/services?watch=1&resourceVersion=${added!.object.metadata.resourceVersion}`,
+  );
   const [modified] = await resumed.waitFor(1);
   assert.equal(modified!.type, 'MODIFIED');
   assert.deepEqual(modified!.object.metadata.labels, { v: '2' });
@@ -556,7 +754,9 @@ test('client-node ListWatch: sees changes, resumes after a cut without listing a
   kc.loadFromString(srv.kubeconfig());
   const path = '/api/v1/services';
   const listFn = async (): Promise<KubernetesListObject<KubernetesObject>> => {
-    const res = await fetch(`${kc.getCurrentCluster()!.server}${path}`, { headers: { Authorization: `Bearer ${kc.getCurrentUser()!.token}` } });
+    const res = await fetch(`${kc.getCurrentCluster()!.server}${path}`, {
+      headers: { Authorization: `Bearer ${kc.getCurrentUser()!.token}` },
+    });
     if (res.status !== 200) throw Object.assign(new Error(`list: HTTP ${res.status}`), { statusCode: res.status });
     return (await res.json()) as KubernetesListObject<KubernetesObject>;
   };
@@ -579,7 +779,11 @@ test('client-node ListWatch: sees changes, resumes after a cut without listing a
   });
   const lists = () => srv.requests.filter((r) => r.path === path && !r.watch).length;
   const watchesSince = (from: number) => srv.requests.slice(from).filter((r) => r.path === path && r.watch);
-  const cached = () => lw.list().map((o) => o.metadata?.name).sort();
+  const cached = () =>
+    lw
+      .list()
+      .map((o) => o.metadata?.name)
+      .sort();
 
   srv.create(service('a'));
   await lw.start();

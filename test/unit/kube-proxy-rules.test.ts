@@ -110,13 +110,23 @@ describe('iptablesRestore', () => {
 
   it('puts the services in KUBE-SERVICES in the order given, the last one given last, before only the NodePort rule', () => {
     const measured = fixture(9, '10.180.0.9');
-    const fillers = fillerServices({ count: 50, firstClusterIP: '10.97.0.1', firstEndpointIP: '10.244.128.1', endpointsPerService: 3, port: 80, targetPort: 8080 });
+    const fillers = fillerServices({
+      count: 50,
+      firstClusterIP: '10.97.0.1',
+      firstEndpointIP: '10.244.128.1',
+      endpointsPerService: 3,
+      port: 80,
+      targetPort: 8080,
+    });
     const all = lines(iptablesRestore([...fillers, measured], OPTS));
     const nat = all.slice(all.indexOf('*nat'));
     const services = nat.filter((l) => l.startsWith('-A KUBE-SERVICES '));
     assert.equal(services.length, 52);
     assert.match(services[51]!, /-j KUBE-NODEPORTS$/);
-    assert.match(services[50]!, new RegExp(`-d ${measured.clusterIP.replace(/\./g, '\\.')}/32 .*--dport 80 -j ${svcChain(measured)}$`));
+    assert.match(
+      services[50]!,
+      new RegExp(`-d ${measured.clusterIP.replace(/\./g, '\\.')}/32 .*--dport 80 -j ${svcChain(measured)}$`),
+    );
     assert.match(services[0]!, new RegExp(`-j ${svcChain(fillers[0]!)}$`));
   });
 
@@ -129,7 +139,10 @@ describe('iptablesRestore', () => {
       const body = all.slice(start + 1, end);
       const declared = new Set(body.filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]));
       const firstRule = body.findIndex((l) => l.startsWith('-A '));
-      assert.ok(body.slice(firstRule).every((l) => l.startsWith('-A ')), `${table}: declarations come first`);
+      assert.ok(
+        body.slice(firstRule).every((l) => l.startsWith('-A ')),
+        `${table}: declarations come first`,
+      );
       for (const l of body.filter((x) => x.startsWith('-A '))) {
         const [, name] = l.split(' ');
         assert.ok(declared.has(name), `${table}: ${name} is declared`);
@@ -142,7 +155,14 @@ describe('iptablesRestore', () => {
   it('rejects a service without endpoints in the filter table, with no nat chains for it', () => {
     const empty = fixture(6);
     const all = lines(iptablesRestore([empty], OPTS));
-    assert.ok(all.some((l) => l.includes(`-d ${empty.clusterIP}/32`) && l.includes('has no endpoints') && l.endsWith('-j REJECT --reject-with icmp-port-unreachable')));
+    assert.ok(
+      all.some(
+        (l) =>
+          l.includes(`-d ${empty.clusterIP}/32`) &&
+          l.includes('has no endpoints') &&
+          l.endsWith('-j REJECT --reject-with icmp-port-unreachable'),
+      ),
+    );
     assert.ok(!all.some((l) => l.includes(svcChain(empty))));
   });
 });
@@ -154,13 +174,37 @@ describe('nftScript', () => {
 
   it('writes the service and endpoint rules kube-proxy writes', () => {
     const chain = 'service-LAUZTJTB-ns4/svc4/tcp/p80';
-    assert.ok(all.includes(`add rule ip kube-proxy ${chain} ip daddr 172.30.0.44 ip saddr != 10.0.0.0/8 jump mark-for-masquerade`));
-    assert.ok(all.includes(`add rule ip kube-proxy ${chain} numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }`));
-    assert.ok(all.includes('add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 ip saddr 10.180.0.4 jump mark-for-masquerade'));
-    assert.ok(all.includes('add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 meta l4proto tcp dnat to 10.180.0.4:80'));
+    assert.ok(
+      all.includes(
+        `add rule ip kube-proxy ${chain} ip daddr 172.30.0.44 ip saddr != 10.0.0.0/8 jump mark-for-masquerade`,
+      ),
+    );
+    assert.ok(
+      all.includes(
+        `add rule ip kube-proxy ${chain} numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }`,
+      ),
+    );
+    assert.ok(
+      all.includes(
+        'add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 ip saddr 10.180.0.4 jump mark-for-masquerade',
+      ),
+    );
+    assert.ok(
+      all.includes(
+        'add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 meta l4proto tcp dnat to 10.180.0.4:80',
+      ),
+    );
     assert.ok(all.includes(`add element ip kube-proxy service-ips { 172.30.0.44 . tcp . 80 : goto ${chain} }`));
-    assert.ok(all.includes('add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }'));
-    assert.ok(all.includes('add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"'));
+    assert.ok(
+      all.includes(
+        'add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }',
+      ),
+    );
+    assert.ok(
+      all.includes(
+        'add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"',
+      ),
+    );
   });
 
   it('declares every chain before any rule, jump, goto or element names it', () => {
@@ -183,7 +227,10 @@ describe('nftScript', () => {
       for (const name of names) {
         refs++;
         const at = declaredAt.get(name);
-        assert.ok(at !== undefined && at < i, `line ${i + 1} names ${name}, declared at line ${at === undefined ? 'never' : at + 1}: ${l}`);
+        assert.ok(
+          at !== undefined && at < i,
+          `line ${i + 1} names ${name}, declared at line ${at === undefined ? 'never' : at + 1}: ${l}`,
+        );
       }
     });
     assert.ok(refs > 20);
@@ -197,14 +244,29 @@ describe('nftScript', () => {
 
 describe('validation', () => {
   const good = fixture(1, '10.180.0.1');
-  for (const [what, gen] of [['iptablesRestore', iptablesRestore], ['nftScript', nftScript]] as const) {
+  for (const [what, gen] of [
+    ['iptablesRestore', iptablesRestore],
+    ['nftScript', nftScript],
+  ] as const) {
     it(`${what} rejects what kube-proxy could not have produced`, () => {
-      assert.throws(() => gen([{ ...good, clusterIP: 'fd00::1' }], OPTS), /service ns1\/svc1:p80: clusterIP "fd00::1" is not IPv4/);
+      assert.throws(
+        () => gen([{ ...good, clusterIP: 'fd00::1' }], OPTS),
+        /service ns1\/svc1:p80: clusterIP "fd00::1" is not IPv4/,
+      );
       assert.throws(() => gen([{ ...good, port: 0 }], OPTS), /port 0 out of range/);
       assert.throws(() => gen([{ ...good, port: 65536 }], OPTS), /port 65536 out of range/);
-      assert.throws(() => gen([good, { ...good, name: 'other' }], OPTS), /service ns1\/other:p80: duplicate 172\.30\.0\.41:80\/tcp/);
-      assert.throws(() => gen([{ ...good, endpoints: [{ ip: '10.180.0', port: 80 }] }], OPTS), /bad endpoint 10\.180\.0:80/);
-      assert.throws(() => gen([{ ...good, endpoints: [{ ip: '10.180.0.1', port: 70000 }] }], OPTS), /bad endpoint 10\.180\.0\.1:70000/);
+      assert.throws(
+        () => gen([good, { ...good, name: 'other' }], OPTS),
+        /service ns1\/other:p80: duplicate 172\.30\.0\.41:80\/tcp/,
+      );
+      assert.throws(
+        () => gen([{ ...good, endpoints: [{ ip: '10.180.0', port: 80 }] }], OPTS),
+        /bad endpoint 10\.180\.0:80/,
+      );
+      assert.throws(
+        () => gen([{ ...good, endpoints: [{ ip: '10.180.0.1', port: 70000 }] }], OPTS),
+        /bad endpoint 10\.180\.0\.1:70000/,
+      );
     });
   }
 
@@ -214,15 +276,29 @@ describe('validation', () => {
 
   it('ipv4ToInt rejects what is not a dotted quad', () => {
     assert.equal(ipv4ToInt('10.97.0.1'), 0x0a610001);
-    for (const bad of ['10.97.0', '10.97.0.256', '10.97.0.x', '']) assert.throws(() => ipv4ToInt(bad), /not an IPv4 address/);
+    for (const bad of ['10.97.0', '10.97.0.256', '10.97.0.x', ''])
+      assert.throws(() => ipv4ToInt(bad), /not an IPv4 address/);
   });
 });
 
 describe('fillerServices', () => {
   it('gives consecutive addresses, skipping .0 and .255', () => {
-    const s = fillerServices({ count: 2, firstClusterIP: '10.97.0.254', firstEndpointIP: '10.244.128.253', endpointsPerService: 2, port: 80, targetPort: 8080 });
-    assert.deepEqual(s.map((x) => x.clusterIP), ['10.97.0.254', '10.97.1.1']);
-    assert.deepEqual(s.flatMap((x) => x.endpoints.map((e) => `${e.ip}:${e.port}`)), ['10.244.128.253:8080', '10.244.128.254:8080', '10.244.129.1:8080', '10.244.129.2:8080']);
+    const s = fillerServices({
+      count: 2,
+      firstClusterIP: '10.97.0.254',
+      firstEndpointIP: '10.244.128.253',
+      endpointsPerService: 2,
+      port: 80,
+      targetPort: 8080,
+    });
+    assert.deepEqual(
+      s.map((x) => x.clusterIP),
+      ['10.97.0.254', '10.97.1.1'],
+    );
+    assert.deepEqual(
+      s.flatMap((x) => x.endpoints.map((e) => `${e.ip}:${e.port}`)),
+      ['10.244.128.253:8080', '10.244.128.254:8080', '10.244.129.1:8080', '10.244.129.2:8080'],
+    );
     assert.deepEqual(s.map(servicePortName), ['filler/svc-0:http', 'filler/svc-1:http']);
   });
 });

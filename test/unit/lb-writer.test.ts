@@ -12,7 +12,10 @@ const sortedText = (xs: readonly L4Addr[]) => text(xs).sort();
 
 function assertPermutation(out: readonly L4Addr[], desired: readonly L4Addr[]): void {
   assert.equal(out.length, desired.length, 'one slot per desired backend');
-  assert.ok(out.every((x) => x !== undefined), `no empty slot: ${JSON.stringify(out)}`);
+  assert.ok(
+    out.every((x) => x !== undefined),
+    `no empty slot: ${JSON.stringify(out)}`,
+  );
   assert.deepEqual(sortedText(out), sortedText(desired), 'every desired backend exactly once');
 }
 
@@ -30,7 +33,7 @@ describe('placeBackends', () => {
     assert.deepEqual(placeBackends(current, [b(1), b(2), b(3)]), current);
   });
 
-  it('backends that stay keep their slot; a removed one\'s slot goes to the newcomer', () => {
+  it("backends that stay keep their slot; a removed one's slot goes to the newcomer", () => {
     const current = [b(1), b(2), b(3), b(4)];
     const out = placeBackends(current, [b(1), b(3), b(4), b(9)]);
     assert.deepEqual(text(out), text([b(1), b(9), b(3), b(4)]));
@@ -77,7 +80,10 @@ describe('placeBackends', () => {
     const current = Object.freeze([b(1), b(2)]);
     const desired = Object.freeze([b(2), b(3)]);
     const out = placeBackends(current, desired);
-    assert.ok(out.every((x) => desired.includes(x)), 'slots hold the desired entries themselves');
+    assert.ok(
+      out.every((x) => desired.includes(x)),
+      'slots hold the desired entries themselves',
+    );
     assert.deepEqual(text(current), text([b(1), b(2)]));
     assert.deepEqual(text(desired), text([b(2), b(3)]));
   });
@@ -100,11 +106,14 @@ describe('placeBackends', () => {
       const wanted = new Set(text(desired));
       current.forEach((c, i) => {
         const key = `${c.ip}:${c.port}`;
-        if (wanted.has(key) && i < desired.length) assert.equal(`${out[i]?.ip}:${out[i]?.port}`, key, `survivor ${key} left slot ${i + 1}; ${ctx}`);
+        if (wanted.has(key) && i < desired.length)
+          assert.equal(`${out[i]?.ip}:${out[i]?.port}`, key, `survivor ${key} left slot ${i + 1}; ${ctx}`);
       });
       // Slots that change are exactly those whose old backend left or lies beyond the count.
       const changed = out.filter((x, i) => text([x])[0] !== (current[i] ? text([current[i]])[0] : undefined)).length;
-      const newcomers = desired.filter((d) => !current.slice(0, desired.length).some((c) => c.ip === d.ip && c.port === d.port)).length;
+      const newcomers = desired.filter(
+        (d) => !current.slice(0, desired.length).some((c) => c.ip === d.ip && c.port === d.port),
+      ).length;
       assert.equal(changed, newcomers, `minimal rewrites; ${ctx}`);
       assert.deepEqual(placeBackends(out, desired), out, `idempotent; ${ctx}`);
     }

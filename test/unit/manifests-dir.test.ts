@@ -83,24 +83,32 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 2000;
   while (!cond()) {
     if (Date.now() > deadline) {
-      assert.fail(`timed out waiting for ${what}; store: ${JSON.stringify(ctx.store.all().map((r) => r.metadata.name))}; log:\n${ctx.lines.join('')}`);
+      assert.fail(
+        `timed out waiting for ${what}; store: ${JSON.stringify(ctx.store.all().map((r) => r.metadata.name))}; log:\n${ctx.lines.join('')}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 5));
   }
 }
 
-const names = (rs: readonly { metadata: { namespace: string; name: string } }[]) => rs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort();
+const names = (rs: readonly { metadata: { namespace: string; name: string } }[]) =>
+  rs.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort();
 const service = (name: string, namespace = 'default'): Service | undefined =>
   ctx.store.services().find((s) => s.metadata.name === name && s.metadata.namespace === namespace);
 const portOf = (name: string) => service(name)?.spec.ports[0]?.port;
 
 /** The logfmt lines that carry all of the given key=value pairs. */
 const logged = (pairs: Record<string, string>) =>
-  ctx.lines.filter((l) => Object.entries(pairs).every(([k, v]) => l.includes(` ${k}=${v}`) || l.includes(` ${k}=${JSON.stringify(v)}`)));
+  ctx.lines.filter((l) =>
+    Object.entries(pairs).every(([k, v]) => l.includes(` ${k}=${v}`) || l.includes(` ${k}=${JSON.stringify(v)}`)),
+  );
 
 describe('ManifestsDirSource: initial load', () => {
   it('loads multi-document YAML and JSON files before start() returns', () => {
-    ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10')}---\n${sliceYaml('web-1', 'web', '10.0.0.1')}---\n${sliceYaml('web-2', 'web', '10.0.0.2')}`);
+    ctx.write(
+      'web.yaml',
+      `${svcYaml('web', '10.96.0.10')}---\n${sliceYaml('web-1', 'web', '10.0.0.1')}---\n${sliceYaml('web-2', 'web', '10.0.0.2')}`,
+    );
     ctx.write('api.json', JSON.stringify(svcObj('api', '10.96.0.11', 443), null, 2));
     ctx.write('db.yml', svcYaml('db', '10.96.0.12', 5432, 'data'));
     ctx.source.start();
@@ -122,34 +130,57 @@ describe('ManifestsDirSource: initial load', () => {
     ctx.write('web.yaml.bak', svcYaml('backup', '10.96.0.15'));
     fs.mkdirSync(path.join(ctx.dir, 'sub.yaml'));
     ctx.write('empty.yaml', '');
-    ctx.write('web.yaml', `---\n# just a comment\n---\n${svcYaml('web', '10.96.0.10')}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n`);
+    ctx.write(
+      'web.yaml',
+      `---\n# just a comment\n---\n${svcYaml('web', '10.96.0.10')}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n`,
+    );
     ctx.source.start();
     assert.deepEqual(names(ctx.store.all()), ['default/web']);
     assert.equal(ctx.source.problems.size, 0, JSON.stringify([...ctx.source.problems]));
   });
 
   it('expands a v1 List into its items', () => {
-    ctx.write('list.yaml', `apiVersion: v1
+    ctx.write(
+      'list.yaml',
+      `apiVersion: v1
 kind: List
 items:
 ${[svcYaml('web', '10.96.0.10'), sliceYaml('web-1', 'web', '10.0.0.1'), svcYaml('api', '10.96.0.11')]
-  .map((doc) => doc.trimEnd().split('\n').map((l, i) => (i === 0 ? `  - ${l}` : `    ${l}`)).join('\n'))
+  .map((doc) =>
+    doc
+      .trimEnd()
+      .split('\n')
+      .map((l, i) => (i === 0 ? `  - ${l}` : `    ${l}`))
+      .join('\n'),
+  )
   .join('\n')}
-`);
-    ctx.write('list.json', JSON.stringify({ apiVersion: 'v1', kind: 'ServiceList', items: [svcObj('db', '10.96.0.12', 5432)] }));
+`,
+    );
+    ctx.write(
+      'list.json',
+      JSON.stringify({ apiVersion: 'v1', kind: 'ServiceList', items: [svcObj('db', '10.96.0.12', 5432)] }),
+    );
     ctx.source.start();
     assert.deepEqual(names(ctx.store.services()), ['default/api', 'default/db', 'default/web']);
     assert.deepEqual(names(ctx.store.endpointSlices()), ['default/web-1']);
   });
 
-  it('an invalid object is reported with file=, object= and field=; the file\'s other objects apply', () => {
+  it("an invalid object is reported with file=, object= and field=; the file's other objects apply", () => {
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10')}---\n${svcYaml('api', '10.96.0.11', 70000)}`);
     ctx.source.start();
     assert.deepEqual(names(ctx.store.services()), ['default/web'], 'never valid: not in the store at all');
-    const hits = logged({ level: 'error', file: 'web.yaml', object: 'Service/default/api', field: 'spec.ports[0].port' });
+    const hits = logged({
+      level: 'error',
+      file: 'web.yaml',
+      object: 'Service/default/api',
+      field: 'spec.ports[0].port',
+    });
     assert.equal(hits.length, 1, `expected one log line naming the field; log:\n${ctx.lines.join('')}`);
     assert.match(hits[0]!, /70000 is not a port number/);
-    assert.deepEqual(ctx.source.problems.get('web.yaml')?.map((p) => p.object), ['Service/default/api']);
+    assert.deepEqual(
+      ctx.source.problems.get('web.yaml')?.map((p) => p.object),
+      ['Service/default/api'],
+    );
   });
 
   it('an object defined twice in one file: the first wins, and it is reported', () => {
@@ -184,7 +215,7 @@ describe('ManifestsDirSource: changes after start', () => {
     assert.ok(changes >= 1);
   });
 
-  it('an edit keeps the identity of the file\'s unchanged objects, so compilers can skip them', async () => {
+  it("an edit keeps the identity of the file's unchanged objects, so compilers can skip them", async () => {
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 80)}---\n${svcYaml('api', '10.96.0.11', 443)}`);
     ctx.source.start();
     const webBefore = service('web');
@@ -199,16 +230,21 @@ describe('ManifestsDirSource: changes after start', () => {
     ctx.source.start();
     assert.deepEqual(ctx.store.all(), []);
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10')}---\n${sliceYaml('web-1', 'web', '10.0.0.1')}`);
-    await until(() => ctx.store.all().length === 2, 'the new file\'s two objects');
+    await until(() => ctx.store.all().length === 2, "the new file's two objects");
   });
 
-  it('an invalid edit keeps that object\'s last good version while the file\'s other objects apply', async () => {
+  it("an invalid edit keeps that object's last good version while the file's other objects apply", async () => {
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 80)}---\n${svcYaml('api', '10.96.0.11', 443)}`);
     ctx.source.start();
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 81)}---\n${svcYaml('api', '10.96.0.11', 70000)}`);
     await until(() => portOf('web') === 81, 'the valid edit to web');
     assert.equal(portOf('api'), 443, 'api keeps its last good version');
-    const hits = logged({ level: 'error', file: 'web.yaml', object: 'Service/default/api', field: 'spec.ports[0].port' });
+    const hits = logged({
+      level: 'error',
+      file: 'web.yaml',
+      object: 'Service/default/api',
+      field: 'spec.ports[0].port',
+    });
     assert.equal(hits.length, 1, ctx.lines.join(''));
     assert.ok(ctx.source.problems.has('web.yaml'));
 
@@ -216,7 +252,11 @@ describe('ManifestsDirSource: changes after start', () => {
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 81)}---\n${svcYaml('api', '10.96.0.11', 444)}`);
     await until(() => portOf('api') === 444, 'the fixed api');
     assert.equal(ctx.source.problems.has('web.yaml'), false);
-    assert.equal(logged({ level: 'info', file: 'web.yaml' }).filter((l) => l.includes('fixed')).length, 1, ctx.lines.join(''));
+    assert.equal(
+      logged({ level: 'info', file: 'web.yaml' }).filter((l) => l.includes('fixed')).length,
+      1,
+      ctx.lines.join(''),
+    );
   });
 
   it('the last good version survives several bad edits in a row', async () => {
@@ -238,7 +278,7 @@ describe('ManifestsDirSource: changes after start', () => {
     assert.deepEqual(names(ctx.store.all()), ['default/web']);
   });
 
-  it('an unparsable edit keeps all of the file\'s previous objects', async () => {
+  it("an unparsable edit keeps all of the file's previous objects", async () => {
     ctx.write('web.yaml', `${svcYaml('web', '10.96.0.10', 80)}---\n${sliceYaml('web-1', 'web', '10.0.0.1')}`);
     ctx.write('other.yaml', svcYaml('other', '10.96.0.20', 80));
     ctx.source.start();
@@ -265,9 +305,13 @@ describe('ManifestsDirSource: changes after start', () => {
     ctx.write('api.yaml', svcYaml('api', '10.96.0.11'));
     ctx.source.start();
     fs.rmSync(path.join(ctx.dir, 'web.yaml'));
-    await until(() => ctx.store.originResources('web.yaml') === undefined, 'web.yaml\'s objects to go');
+    await until(() => ctx.store.originResources('web.yaml') === undefined, "web.yaml's objects to go");
     assert.deepEqual(names(ctx.store.all()), ['default/api']);
-    assert.equal(logged({ level: 'info', file: 'web.yaml' }).filter((l) => l.includes('removed')).length, 1, ctx.lines.join(''));
+    assert.equal(
+      logged({ level: 'info', file: 'web.yaml' }).filter((l) => l.includes('removed')).length,
+      1,
+      ctx.lines.join(''),
+    );
   });
 
   it('deleting a broken file drops its problems and its last good objects', async () => {

@@ -2,7 +2,14 @@
 // a mistyped flag gets, and the query-string round trip between the CLI and the agent.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FILTER_FLAGS, filterFromQuery, filterToQuery, matches, parseFilter, type FlowFilter } from '../../src/observe/filter.js';
+import {
+  FILTER_FLAGS,
+  filterFromQuery,
+  filterToQuery,
+  matches,
+  parseFilter,
+  type FlowFilter,
+} from '../../src/observe/filter.js';
 import type { Flow, FlowEndpoint } from '../../src/contract/flow.js';
 import { synFlow } from '../harness/flows.js';
 
@@ -12,8 +19,22 @@ function endpoint(over: Partial<FlowEndpoint>): FlowEndpoint {
   return { ip: '10.0.0.1', identity: 0, labels: [], ...over };
 }
 
-const WEB = endpoint({ ip: '10.244.1.5', port: 34567, identity: 1001, namespace: 'default', pod: 'web-7c9f-x2k', labels: ['app=web', 'tier=frontend'] });
-const API = endpoint({ ip: '10.244.2.9', port: 8080, identity: 1002, namespace: 'prod', pod: 'api-0', labels: ['app=api', 'tier=backend'] });
+const WEB = endpoint({
+  ip: '10.244.1.5',
+  port: 34567,
+  identity: 1001,
+  namespace: 'default',
+  pod: 'web-7c9f-x2k',
+  labels: ['app=web', 'tier=frontend'],
+});
+const API = endpoint({
+  ip: '10.244.2.9',
+  port: 8080,
+  identity: 1002,
+  namespace: 'prod',
+  pod: 'api-0',
+  labels: ['app=api', 'tier=backend'],
+});
 const WORLD = endpoint({ ip: '203.0.113.7', port: 443, identity: 2 });
 
 /** default/web-7c9f-x2k:34567 → prod/api-0:8080, a TCP SYN seen entering the pod. */
@@ -22,7 +43,11 @@ function flow(over: Partial<Flow> = {}): Flow {
 }
 
 const http = (over: Partial<NonNullable<Flow['l7']>> = {}): Flow =>
-  flow({ type: 'l7', l7: { type: 'http', method: 'GET', path: '/api/v1/users/42', status: 200, latency_ms: 12, ...over }, l4: { protocol: 'TCP' } });
+  flow({
+    type: 'l7',
+    l7: { type: 'http', method: 'GET', path: '/api/v1/users/42', status: 200, latency_ms: 12, ...over },
+    l4: { protocol: 'TCP' },
+  });
 
 type Args = Parameters<typeof parseFilter>[0];
 const m = (args: Args, f: Flow = flow()) => matches(parseFilter(args, NOW), f);
@@ -123,7 +148,10 @@ describe('parseFilter and matches: endpoints', () => {
   });
 
   it('--label: a key is not a prefix of a longer key', () => {
-    const f = flow({ source: endpoint({ labels: ['app.kubernetes.io/name=web', 'application=x'] }), destination: WORLD });
+    const f = flow({
+      source: endpoint({ labels: ['app.kubernetes.io/name=web', 'application=x'] }),
+      destination: WORLD,
+    });
     assert.equal(m({ label: 'app' }, f), false);
     assert.equal(m({ label: 'app.kubernetes.io/name=web' }, f), true);
     assert.equal(m({ label: 'app.kubernetes.io/name' }, f), true);
@@ -170,7 +198,10 @@ describe('parseFilter and matches: endpoints', () => {
   });
 
   it('--ip: IPv6, and the families never mix', () => {
-    const v6 = flow({ source: endpoint({ ip: 'fd00:10:244:1::5', port: 40000 }), destination: endpoint({ ip: '2001:db8::1', port: 443 }) });
+    const v6 = flow({
+      source: endpoint({ ip: 'fd00:10:244:1::5', port: 40000 }),
+      destination: endpoint({ ip: '2001:db8::1', port: 443 }),
+    });
     assert.equal(m({ ip: 'fd00:10:244::/48' }, v6), true);
     assert.equal(m({ ip: 'fd00:10:245::/48' }, v6), false);
     assert.equal(m({ ip: 'FD00:10:244:1:0:0:0:5' }, v6), true, 'a non-canonical spelling');
@@ -181,7 +212,10 @@ describe('parseFilter and matches: endpoints', () => {
     const mapped = flow({ source: endpoint({ ip: '::ffff:10.244.1.5' }), destination: WORLD });
     assert.equal(m({ ip: '10.244.1.5' }, mapped), false, 'an IPv4-mapped address stays IPv6');
     assert.equal(m({ ip: '::ffff:10.244.1.0/120' }, mapped), true);
-    assert.deepEqual(parseFilter({ ip: ['FD00:10:244:1::5/64', 'fd00:0:0:0:0:0:0:1'] }, NOW).ip, ['fd00:10:244:1::/64', 'fd00::1']);
+    assert.deepEqual(parseFilter({ ip: ['FD00:10:244:1::5/64', 'fd00:0:0:0:0:0:0:1'] }, NOW).ip, [
+      'fd00:10:244:1::/64',
+      'fd00::1',
+    ]);
   });
 
   it('--ip: what is not an address or a CIDR', () => {
@@ -197,10 +231,20 @@ describe('parseFilter and matches: endpoints', () => {
     assert.equal(m({ port: ['80', '8080'] }), true);
     assert.equal(m({ 'from-port': '8080' }), false);
     assert.equal(m({ 'to-port': '8080' }), true);
-    assert.equal(m({ port: '8080' }, flow({ l4: { protocol: 'ICMPv4' }, source: endpoint({}), destination: endpoint({ ip: '10.0.0.2' }) })), false, 'no ports');
+    assert.equal(
+      m(
+        { port: '8080' },
+        flow({ l4: { protocol: 'ICMPv4' }, source: endpoint({}), destination: endpoint({ ip: '10.0.0.2' }) }),
+      ),
+      false,
+      'no ports',
+    );
     assert.deepEqual(parseFilter({ port: ['80', '443'] }, NOW).port, [80, 443]);
     for (const bad of ['0', '65536', 'http', '-1', '80.0', '']) {
-      fails({ port: bad }, new RegExp(`^--port ${bad === '' ? '""' : bad.replace('.', '\\.')}: want a port number from 1 to 65535$`));
+      fails(
+        { port: bad },
+        new RegExp(`^--port ${bad === '' ? '""' : bad.replace('.', '\\.')}: want a port number from 1 to 65535$`),
+      );
     }
   });
 });
@@ -235,9 +279,18 @@ describe('parseFilter and matches: flow fields', () => {
     assert.equal(m({ protocol: 'udp' }), false);
     assert.equal(m({ protocol: 'udp' }, udp), true);
     assert.equal(m({ protocol: 'sctp' }, flow({ l4: { protocol: 'SCTP' } })), true);
-    assert.deepEqual([icmp4, icmp, icmp6, udp].map((f) => m({ protocol: 'icmp' }, f)), [true, true, true, false]);
-    assert.deepEqual([icmp4, icmp, icmp6].map((f) => m({ protocol: 'icmpv4' }, f)), [true, true, false]);
-    assert.deepEqual([icmp4, icmp, icmp6].map((f) => m({ protocol: 'icmpv6' }, f)), [false, false, true]);
+    assert.deepEqual(
+      [icmp4, icmp, icmp6, udp].map((f) => m({ protocol: 'icmp' }, f)),
+      [true, true, true, false],
+    );
+    assert.deepEqual(
+      [icmp4, icmp, icmp6].map((f) => m({ protocol: 'icmpv4' }, f)),
+      [true, true, false],
+    );
+    assert.deepEqual(
+      [icmp4, icmp, icmp6].map((f) => m({ protocol: 'icmpv6' }, f)),
+      [false, false, true],
+    );
     assert.equal(m({ protocol: 'http' }), false);
     assert.equal(m({ protocol: 'http' }, http()), true);
     assert.equal(m({ protocol: ['udp', 'http'] }, http()), true);
@@ -245,7 +298,7 @@ describe('parseFilter and matches: flow fields', () => {
     fails({ protocol: 'dns' }, '--protocol dns: want tcp, udp, sctp, icmp, icmpv4, icmpv6 or http');
   });
 
-  it('--type, with Hubble\'s trace-sock for sock', () => {
+  it("--type, with Hubble's trace-sock for sock", () => {
     assert.equal(m({ type: 'trace' }), true);
     assert.equal(m({ type: 'drop' }), false);
     assert.equal(m({ type: ['drop', 'policy-verdict'] }, flow({ type: 'policy-verdict' })), true);
@@ -255,18 +308,30 @@ describe('parseFilter and matches: flow fields', () => {
     fails({ type: 'capture' }, '--type capture: want trace, drop, policy-verdict, sock or l7');
   });
 
-  it('--http-status: exact codes and Hubble\'s class prefixes', () => {
+  it("--http-status: exact codes and Hubble's class prefixes", () => {
     const status = (s: number) => http({ status: s });
     assert.equal(m({ 'http-status': '200' }, status(200)), true);
     assert.equal(m({ 'http-status': '404' }, status(200)), false);
-    assert.deepEqual([499, 500, 503, 599, 600].map((s) => m({ 'http-status': '5+' }, status(s))), [false, true, true, true, false]);
-    assert.deepEqual([399, 400, 404, 499].map((s) => m({ 'http-status': '4+' }, status(s))), [false, true, true, true]);
-    assert.deepEqual([400, 404, 409, 410].map((s) => m({ 'http-status': '40+' }, status(s))), [true, true, true, false]);
+    assert.deepEqual(
+      [499, 500, 503, 599, 600].map((s) => m({ 'http-status': '5+' }, status(s))),
+      [false, true, true, true, false],
+    );
+    assert.deepEqual(
+      [399, 400, 404, 499].map((s) => m({ 'http-status': '4+' }, status(s))),
+      [false, true, true, true],
+    );
+    assert.deepEqual(
+      [400, 404, 409, 410].map((s) => m({ 'http-status': '40+' }, status(s))),
+      [true, true, true, false],
+    );
     assert.equal(m({ 'http-status': ['404', '5+'] }, status(404)), true);
     assert.equal(m({ 'http-status': '2+' }, http({ status: undefined })), false, 'a request without a response');
     assert.equal(m({ 'http-status': '2+' }), false, 'not an L7 flow');
     for (const bad of ['600', '5', '6+', '404+', '2xx', '+', '']) {
-      fails({ 'http-status': bad }, new RegExp(`want a status code like 404, or a class like 5\\+ \\(500-599\\) or 40\\+ \\(400-409\\)$`));
+      fails(
+        { 'http-status': bad },
+        new RegExp(`want a status code like 404, or a class like 5\\+ \\(500-599\\) or 40\\+ \\(400-409\\)$`),
+      );
     }
   });
 
@@ -316,14 +381,34 @@ describe('parseFilter and matches: time', () => {
     assert.equal(at('2024-12-04T11:00:00Z').since?.toISOString(), '2024-12-04T11:00:00.000Z');
     assert.equal(at('2024-12-04T13:00:00+02:00').since?.toISOString(), '2024-12-04T11:00:00.000Z');
     assert.equal(at('2024-12-04T06:30:00-04:30').since?.toISOString(), '2024-12-04T11:00:00.000Z');
-    assert.equal(at('2024-12-04T11:00:00.123456789Z').since?.toISOString(), '2024-12-04T11:00:00.123Z', 'truncated to ms');
+    assert.equal(
+      at('2024-12-04T11:00:00.123456789Z').since?.toISOString(),
+      '2024-12-04T11:00:00.123Z',
+      'truncated to ms',
+    );
     assert.equal(at('2024-12-04T11:00:00.5Z').since?.toISOString(), '2024-12-04T11:00:00.500Z');
     assert.equal(at('2024-12-04 11:00:00z').since?.toISOString(), '2024-12-04T11:00:00.000Z');
   });
 
   it('--since and --until refuse anything else', () => {
-    for (const bad of ['yesterday', '5', '5d', '-5m', '5m ago', '2024-12-04', '2024-12-04T11:00:00', '2024-02-30T00:00:00Z', '2024-12-04T24:00:00Z', '2024-13-01T00:00:00Z', '2024-12-04T11:00:00+25:00', '']) {
-      fails({ since: bad }, `--since ${bad === '' || bad.includes(' ') ? JSON.stringify(bad) : bad}: want a duration like 5m or an RFC 3339 time`);
+    for (const bad of [
+      'yesterday',
+      '5',
+      '5d',
+      '-5m',
+      '5m ago',
+      '2024-12-04',
+      '2024-12-04T11:00:00',
+      '2024-02-30T00:00:00Z',
+      '2024-12-04T24:00:00Z',
+      '2024-13-01T00:00:00Z',
+      '2024-12-04T11:00:00+25:00',
+      '',
+    ]) {
+      fails(
+        { since: bad },
+        `--since ${bad === '' || bad.includes(' ') ? JSON.stringify(bad) : bad}: want a duration like 5m or an RFC 3339 time`,
+      );
     }
     fails({ until: 'tomorrow' }, '--until tomorrow: want a duration like 5m or an RFC 3339 time');
     assert.equal(at('2024-02-29T00:00:00Z').since?.toISOString(), '2024-02-29T00:00:00.000Z', 'a leap day');
@@ -350,7 +435,10 @@ describe('parseFilter and matches: time', () => {
 
 describe('parseFilter: combining and arguments', () => {
   it('different flags AND together', () => {
-    assert.equal(m({ verdict: 'FORWARDED', port: '8080', pod: 'web', label: 'app=api', protocol: 'tcp', type: 'trace' }), true);
+    assert.equal(
+      m({ verdict: 'FORWARDED', port: '8080', pod: 'web', label: 'app=api', protocol: 'tcp', type: 'trace' }),
+      true,
+    );
     assert.equal(m({ verdict: 'FORWARDED', port: '80' }), false);
     assert.equal(m({ verdict: 'DROPPED', port: '8080' }), false);
     assert.equal(m({ pod: 'web', 'to-pod': 'api' }), true);
@@ -381,7 +469,9 @@ describe('parseFilter: combining and arguments', () => {
     const f: FlowFilter = { verdict: ['DROPPED'], ip: ['10.244.0.0/16'], since: new Date('2024-12-04T11:00:00Z') };
     assert.equal(matches(f, flow()), false);
     assert.equal(matches(f, flow({ verdict: 'DROPPED' })), true);
-    assert.throws(() => matches({ labels: ['app in (a'] }, flow()), { message: '--label "app in (a": "(" without ")"' });
+    assert.throws(() => matches({ labels: ['app in (a'] }, flow()), {
+      message: '--label "app in (a": "(" without ")"',
+    });
     assert.throws(() => matches({ port: [0] }, flow()), { message: /^--port 0:/ });
   });
 
@@ -440,14 +530,20 @@ describe('filterToQuery and filterFromQuery', () => {
   });
 
   it('validates what it reads, resolves durations against the given now, and ignores other parameters', () => {
-    assert.throws(() => filterFromQuery(new URLSearchParams('verdict=NOPE'), NOW), { message: '--verdict NOPE: want FORWARDED, DROPPED, TRANSLATED or REDIRECTED' });
-    assert.equal(filterFromQuery(new URLSearchParams('since=5m'), NOW).since?.toISOString(), '2024-12-04T11:55:00.000Z');
+    assert.throws(() => filterFromQuery(new URLSearchParams('verdict=NOPE'), NOW), {
+      message: '--verdict NOPE: want FORWARDED, DROPPED, TRANSLATED or REDIRECTED',
+    });
+    assert.equal(
+      filterFromQuery(new URLSearchParams('since=5m'), NOW).since?.toISOString(),
+      '2024-12-04T11:55:00.000Z',
+    );
     assert.deepEqual(filterFromQuery(new URLSearchParams('follow=1&last=20&port=53'), NOW), { port: [53] });
   });
 
   it('a filter read back matches what the original matches', () => {
     const f = parseFilter({ pod: 'web', label: 'app=api', since: '2m' }, NOW);
     const g = filterFromQuery(filterToQuery(f), NOW);
-    for (const fl of [flow(), flow({ time: '2024-12-04T11:50:00Z' }), flow({ destination: WORLD })]) assert.equal(matches(g, fl), matches(f, fl));
+    for (const fl of [flow(), flow({ time: '2024-12-04T11:50:00Z' }), flow({ destination: WORLD })])
+      assert.equal(matches(g, fl), matches(f, fl));
   });
 });

@@ -16,7 +16,12 @@ const ep = (n: number): Ep => ({ ip: `10.0.0.${n}`, port: 8080 });
 function setup(algorithm: BalancerAlgorithm, endpoints: Ep[], opts: Partial<BalancerOptions<Ep>> = {}) {
   let now = 0;
   const clock = { advance: (ms: number) => (now += ms) };
-  const b = createBalancer<Ep>(algorithm, { key: (e) => `${e.ip} ${e.port}`, clock: () => now, random: seeded(1), ...opts });
+  const b = createBalancer<Ep>(algorithm, {
+    key: (e) => `${e.ip} ${e.port}`,
+    clock: () => now,
+    random: seeded(1),
+    ...opts,
+  });
   b.update(endpoints);
   return { b, clock };
 }
@@ -59,7 +64,11 @@ describe('every algorithm', () => {
       b.done(two!, 100, true);
       const newOne = { ...ep(1) };
       b.update([newOne, ep(2), ep(4), ep(2)]);
-      assert.deepEqual(b.endpoints().map((s) => s.key), ['10.0.0.1 8080', '10.0.0.2 8080', '10.0.0.4 8080'], 'duplicates dropped');
+      assert.deepEqual(
+        b.endpoints().map((s) => s.key),
+        ['10.0.0.1 8080', '10.0.0.2 8080', '10.0.0.4 8080'],
+        'duplicates dropped',
+      );
       assert.equal(b.endpoints()[0], one, 'the same state object');
       assert.equal(one!.endpoint, newOne, 'holding the new endpoint object');
       assert.equal(one!.pending, 1);
@@ -150,7 +159,7 @@ describe('peak-EWMA', () => {
     assert.ok(before - s.rttMs < 0.01);
   });
 
-  it('an endpoint that has not answered yet is taken at the others\' mean (no more than the default), so it gets tried', () => {
+  it("an endpoint that has not answered yet is taken at the others' mean (no more than the default), so it gets tried", () => {
     const { b } = setup('peak-ewma', [ep(1), ep(2)], { defaultRttMs: 30 });
     const [known, fresh] = b.endpoints() as readonly [EndpointState<Ep>, EndpointState<Ep>];
     b.done(known, 1, true); // answers in 1 ms; the fresh one would cost 30 at the default
@@ -207,7 +216,8 @@ describe('peak-EWMA', () => {
     }
     const slowShare = counts.get('10.0.0.4')! / 4000;
     assert.ok(slowShare < 0.05, `the slow endpoint got ${(slowShare * 100).toFixed(1)}% (round robin: 25%)`);
-    for (const ip of ['10.0.0.1', '10.0.0.2', '10.0.0.3']) assert.ok(counts.get(ip)! > 1000, `${ip}: ${counts.get(ip)}`);
+    for (const ip of ['10.0.0.1', '10.0.0.2', '10.0.0.3'])
+      assert.ok(counts.get(ip)! > 1000, `${ip}: ${counts.get(ip)}`);
   });
 
   it('an endpoint that fails fast is penalized, not preferred', () => {

@@ -22,12 +22,25 @@ describe('weft-proxy parseConfig', () => {
       workers: 1,
       maxQueuedBytes: 64 * MiB,
     });
-    for (const promise of ['default 127.0.0.1:9964', 'default info', 'default 1', 'default 64']) assert.ok(USAGE.includes(promise), promise);
+    for (const promise of ['default 127.0.0.1:9964', 'default info', 'default 1', 'default 64'])
+      assert.ok(USAGE.includes(promise), promise);
   });
 
   it('takes each flag', () => {
-    const c = cfg(['--metrics-address', '[::1]:9000', '--log-level', 'debug', '--workers', '4', '--max-queued-mib', '256']);
-    assert.deepEqual([c.metricsHost, c.metricsPort, c.logLevel, c.workers, c.maxQueuedBytes], ['::1', 9000, 'debug', 4, 256 * MiB]);
+    const c = cfg([
+      '--metrics-address',
+      '[::1]:9000',
+      '--log-level',
+      'debug',
+      '--workers',
+      '4',
+      '--max-queued-mib',
+      '256',
+    ]);
+    assert.deepEqual(
+      [c.metricsHost, c.metricsPort, c.logLevel, c.workers, c.maxQueuedBytes],
+      ['::1', 9000, 'debug', 4, 256 * MiB],
+    );
     assert.equal(parseConfig(['--help']), 'help');
   });
 
@@ -43,6 +56,11 @@ describe('weft-proxy parseConfig', () => {
       [['--admin-socket', 's', '--log-level', 'loud'], '--log-level'],
       [['--admin-socket', 's', '--bogus'], '--bogus'],
     ];
-    for (const [argv, flag] of cases) assert.throws(() => parseConfig(argv), (err: Error) => err.message.includes(flag), `${argv.join(' ')}: an error naming ${flag}`);
+    for (const [argv, flag] of cases)
+      assert.throws(
+        () => parseConfig(argv),
+        (err: Error) => err.message.includes(flag),
+        `${argv.join(' ')}: an error naming ${flag}`,
+      );
   });
 });

@@ -11,10 +11,20 @@ import { validateHTTPRoute } from '../../src/state/routes/validate.js';
 import { compileServices } from '../../src/state/services.js';
 
 function service(name: string, clusterIPs: string[], ports: { name: string; port: number }[]): Service {
-  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'demo' }, spec: { clusterIPs, ports: ports.map((p) => ({ ...p, protocol: 'TCP' as const })) } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'demo' },
+    spec: { clusterIPs, ports: ports.map((p) => ({ ...p, protocol: 'TCP' as const })) },
+  };
 }
 
-function slice(svc: string, family: 'IPv4' | 'IPv6', port: { name: string; port: number }, endpoints: [string, boolean][]): EndpointSlice {
+function slice(
+  svc: string,
+  family: 'IPv4' | 'IPv6',
+  port: { name: string; port: number },
+  endpoints: [string, boolean][],
+): EndpointSlice {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -31,13 +41,25 @@ const services = [
   service('web-v2', ['10.96.0.12'], [{ name: 'http', port: 80 }]),
 ];
 const slices = [
-  slice('web', 'IPv4', { name: 'http', port: 8080 }, [['10.244.0.2', true], ['10.244.0.3', true]]),
+  slice('web', 'IPv4', { name: 'http', port: 8080 }, [
+    ['10.244.0.2', true],
+    ['10.244.0.3', true],
+  ]),
   slice('web', 'IPv6', { name: 'http', port: 8080 }, [['fd00:244::2', true]]),
-  slice('web-v1', 'IPv4', { name: 'http', port: 8080 }, [['10.244.0.5', true], ['10.244.0.4', true], ['10.244.0.9', false]]),
+  slice('web-v1', 'IPv4', { name: 'http', port: 8080 }, [
+    ['10.244.0.5', true],
+    ['10.244.0.4', true],
+    ['10.244.0.9', false],
+  ]),
 ];
 
 function route(spec: unknown): Route {
-  const v = validateHTTPRoute({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { namespace: 'demo', name: 'web-split' }, spec });
+  const v = validateHTTPRoute({
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { namespace: 'demo', name: 'web-split' },
+    spec,
+  });
   assert.ok(v.ok, JSON.stringify(v));
   return v.value;
 }
@@ -49,7 +71,10 @@ const canary = route({
     {
       matches: [{ path: { type: 'RegularExpression', value: '/api/v[0-9]+' } }],
       filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-Api', value: '1' }] } }],
-      backendRefs: [{ name: 'web-v1', port: 80, weight: 90 }, { name: 'web-v2', port: 80, weight: 10 }],
+      backendRefs: [
+        { name: 'web-v1', port: 80, weight: 90 },
+        { name: 'web-v2', port: 80, weight: 10 },
+      ],
       timeouts: { request: '10s', backendRequest: '2s' },
     },
   ],
@@ -57,7 +82,12 @@ const canary = route({
 
 function built(version = 1): ProxySnapshot {
   const table = compileRoutes([canary], services);
-  return buildSnapshot({ version, services: table.services, backends: table.backends, frontends: compileServices(services, slices).frontends });
+  return buildSnapshot({
+    version,
+    services: table.services,
+    backends: table.backends,
+    frontends: compileServices(services, slices).frontends,
+  });
 }
 
 /** A deep copy to break. */
@@ -67,7 +97,10 @@ function refused(raw: unknown, field: string, msg: RegExp): void {
   const v = validateSnapshot(raw);
   assert.equal(v.ok, false, `expected ${field} to be refused`);
   const errors = (v as { errors: string[] }).errors;
-  assert.ok(errors.some((e) => e.startsWith(`${field}: `) && msg.test(e)), `want ${field} ~ ${msg}, got ${JSON.stringify(errors)}`);
+  assert.ok(
+    errors.some((e) => e.startsWith(`${field}: `) && msg.test(e)),
+    `want ${field} ~ ${msg}, got ${JSON.stringify(errors)}`,
+  );
   assert.equal((v as { error: string }).error, errors.join('; '));
 }
 
@@ -77,12 +110,28 @@ describe('buildSnapshot', () => {
     assert.equal(s.version, 1);
     assert.equal(s.balancer, 'peak-ewma');
     assert.deepEqual(s.backends, {
-      'demo/web-v1:80': { protocol: 'unknown', endpoints: [{ ip: '10.244.0.4', port: 8080 }, { ip: '10.244.0.5', port: 8080 }] },
+      'demo/web-v1:80': {
+        protocol: 'unknown',
+        endpoints: [
+          { ip: '10.244.0.4', port: 8080 },
+          { ip: '10.244.0.5', port: 8080 },
+        ],
+      },
       'demo/web-v2:80': { protocol: 'unknown', endpoints: [] },
       // The routed port itself, for connections that are not HTTP.
-      'demo/web:80': { protocol: 'unknown', endpoints: [{ ip: '10.244.0.2', port: 8080 }, { ip: '10.244.0.3', port: 8080 }, { ip: 'fd00:244::2', port: 8080 }] },
+      'demo/web:80': {
+        protocol: 'unknown',
+        endpoints: [
+          { ip: '10.244.0.2', port: 8080 },
+          { ip: '10.244.0.3', port: 8080 },
+          { ip: 'fd00:244::2', port: 8080 },
+        ],
+      },
     });
-    assert.deepEqual(s.services.map((p) => [p.service, p.port, p.protocol, p.addresses]), [['demo/web', 80, 'http', ['10.96.0.10', 'fd00::10']]]);
+    assert.deepEqual(
+      s.services.map((p) => [p.service, p.port, p.protocol, p.addresses]),
+      [['demo/web', 80, 'http', ['10.96.0.10', 'fd00::10']]],
+    );
   });
 
   it('is valid, survives JSON, and the proxy routes with it', () => {
@@ -94,7 +143,10 @@ describe('buildSnapshot', () => {
     const web = table.forDestination('fd00::10', 80)!;
     const d = web.route({ method: 'GET', path: '/api/v2', headers: {} }, () => 0.95);
     assert.ok(d.kind === 'forward');
-    assert.deepEqual([d.backend, d.requestTimeoutMs, d.backendRequestTimeoutMs, d.responseHeaders], ['demo/web-v2:80', 10_000, 2000, [{ set: [{ name: 'x-api', value: '1' }], add: [], remove: [] }]]);
+    assert.deepEqual(
+      [d.backend, d.requestTimeoutMs, d.backendRequestTimeoutMs, d.responseHeaders],
+      ['demo/web-v2:80', 10_000, 2000, [{ set: [{ name: 'x-api', value: '1' }], add: [], remove: [] }]],
+    );
     const c = web.route({ method: 'GET', path: '/', headers: { 'x-canary': 'true' } });
     assert.equal(c.kind === 'forward' && c.backend, 'demo/web-v2:80');
     // A regex path outranks a PathPrefix "/" with a header.
@@ -105,7 +157,11 @@ describe('buildSnapshot', () => {
 
 describe('validateSnapshot refuses by field', () => {
   it('the envelope', () => {
-    assert.deepEqual(validateSnapshot(null), { ok: false, error: '(snapshot): must be an object', errors: ['(snapshot): must be an object'] });
+    assert.deepEqual(validateSnapshot(null), {
+      ok: false,
+      error: '(snapshot): must be an object',
+      errors: ['(snapshot): must be an object'],
+    });
     for (const version of [0, -1, 1.5, '2', undefined]) refused({ ...copy(), version }, 'version', /not an integer/);
     refused({ ...copy(), balancer: 'random' }, 'balancer', /not one of peak-ewma, round-robin, least-request/);
     refused({ ...copy(), services: {} }, 'services', /must be a list/);
@@ -158,12 +214,18 @@ describe('validateSnapshot refuses by field', () => {
     ok.services[0].fallback = 'forward';
     const v = validateSnapshot(ok);
     assert.ok(v.ok, JSON.stringify(v));
-    assert.deepEqual(v.value.services[0]!.consumers?.map((c) => c.namespace), ['shop']);
+    assert.deepEqual(
+      v.value.services[0]!.consumers?.map((c) => c.namespace),
+      ['shop'],
+    );
     const ns = copy();
     ns.services[0].consumers = [{ namespace: 'Shop', matches: [] }];
     refused(ns, 'services[0].consumers[0].namespace', /a namespace name/);
     const twice = copy();
-    twice.services[0].consumers = [{ namespace: 'shop', matches: [] }, { namespace: 'shop', matches: [] }];
+    twice.services[0].consumers = [
+      { namespace: 'shop', matches: [] },
+      { namespace: 'shop', matches: [] },
+    ];
     refused(twice, 'services[0].consumers[1].namespace', /listed twice/);
     const rule = copy();
     rule.services[0].consumers = [{ namespace: 'shop', matches: [{ ...rule.services[0].matches[0], rule: 9 }] }];
@@ -226,7 +288,11 @@ describe('acceptSnapshot', () => {
     const newer = acceptSnapshot(running, built(6));
     assert.ok(newer.ok);
     assert.equal(newer.value.version, 6);
-    assert.deepEqual(acceptSnapshot(running, built(5)), { ok: false, error: "version: 5 is not newer than the running snapshot's 5", errors: ["version: 5 is not newer than the running snapshot's 5"] });
+    assert.deepEqual(acceptSnapshot(running, built(5)), {
+      ok: false,
+      error: "version: 5 is not newer than the running snapshot's 5",
+      errors: ["version: 5 is not newer than the running snapshot's 5"],
+    });
     const broken = { ...copy(), version: 7, balancer: 'fastest' };
     const v = acceptSnapshot(running, broken);
     assert.equal(v.ok, false);

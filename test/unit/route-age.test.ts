@@ -51,7 +51,8 @@ function decision(store: ResourceStore): string {
   return d.backend;
 }
 
-const stamps = (store: ResourceStore) => Object.fromEntries(store.ofKind('HTTPRoute').map((r) => [r.metadata.name, r.metadata.creationTimestamp]));
+const stamps = (store: ResourceStore) =>
+  Object.fromEntries(store.ofKind('HTTPRoute').map((r) => [r.metadata.name, r.metadata.creationTimestamp]));
 
 function tempDir(t: TestContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-route-age-'));
@@ -61,7 +62,10 @@ function tempDir(t: TestContext): string {
 
 test('from a manifests directory: the creationTimestamp the file gives (unquoted YAML too)', (t) => {
   const dir = tempDir(t);
-  fs.writeFileSync(path.join(dir, 'services.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: SERVICES }));
+  fs.writeFileSync(
+    path.join(dir, 'services.json'),
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: SERVICES }),
+  );
   // "a-newer" comes first by name and in the file: only its age puts it second.
   const yaml = (name: string, backend: string, created: string) => `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -75,7 +79,10 @@ spec:
     - matches: [{path: {type: PathPrefix, value: /}}]
       backendRefs: [{name: ${backend}, port: 80}]
 `;
-  fs.writeFileSync(path.join(dir, 'routes.yaml'), `${yaml('a-newer', 'web-v2', '2024-05-01T12:00:01Z')}---\n${yaml('z-older', 'web-v1', '"2024-05-01T12:00:00Z"')}`);
+  fs.writeFileSync(
+    path.join(dir, 'routes.yaml'),
+    `${yaml('a-newer', 'web-v2', '2024-05-01T12:00:01Z')}---\n${yaml('z-older', 'web-v1', '"2024-05-01T12:00:00Z"')}`,
+  );
   const store = new ResourceStore();
   const source = new ManifestsDirSource(dir, store, log, { pollMs: 60_000 });
   source.start();
@@ -93,7 +100,11 @@ test('from a manifests directory: a malformed creationTimestamp is refused namin
   source.start();
   t.after(() => source.stop());
   assert.deepEqual(source.problems.get('routes.json'), [
-    { file: 'routes.json', object: 'HTTPRoute/default/web', errors: ['metadata.creationTimestamp: "last tuesday" is not an RFC 3339 timestamp (like "2024-05-01T12:00:00Z")'] },
+    {
+      file: 'routes.json',
+      object: 'HTTPRoute/default/web',
+      errors: ['metadata.creationTimestamp: "last tuesday" is not an RFC 3339 timestamp (like "2024-05-01T12:00:00Z")'],
+    },
   ]);
   assert.deepEqual(store.ofKind('HTTPRoute'), []);
 });

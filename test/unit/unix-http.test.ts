@@ -17,12 +17,19 @@ before(() => {
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** One request with a raw body; the status and the parsed reply. */
-function request(socket: string, method: string, urlPath: string, body?: string | Buffer): Promise<{ status: number; json: unknown }> {
+function request(
+  socket: string,
+  method: string,
+  urlPath: string,
+  body?: string | Buffer,
+): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: socket, method, path: urlPath, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) }),
+      );
     });
     req.on('error', reject);
     req.end(body);
@@ -53,13 +60,19 @@ describe('serveApi error replies', () => {
       },
       async (socket) => {
         assert.deepEqual(await request(socket, 'GET', '/teapot'), { status: 418, json: { error: 'short and stout' } });
-        assert.deepEqual(await request(socket, 'GET', '/fields'), { status: 409, json: { error: 'taken', holder: 'x' } });
+        assert.deepEqual(await request(socket, 'GET', '/fields'), {
+          status: 409,
+          json: { error: 'taken', holder: 'x' },
+        });
         assert.deepEqual(await request(socket, 'GET', '/bug'), { status: 500, json: { error: 'oops' } });
-        assert.deepEqual(await request(socket, 'GET', '/nothing'), { status: 404, json: { error: 'no such endpoint: GET /nothing' } });
+        assert.deepEqual(await request(socket, 'GET', '/nothing'), {
+          status: 404,
+          json: { error: 'no such endpoint: GET /nothing' },
+        });
       },
     ));
 
-  it('an unreadable body is a 400 (not JSON) or a 413 (too large), with the route\'s bodyErrorFields', () =>
+  it("an unreadable body is a 400 (not JSON) or a 413 (too large), with the route's bodyErrorFields", () =>
     withServer(
       {
         'POST /plain': (_, body) => ({ got: body }),
@@ -76,8 +89,14 @@ describe('serveApi error replies', () => {
         assert.equal(badFields.status, 400);
         assert.equal((badFields.json as { code: number }).code, 6);
         const big = Buffer.alloc((1 << 20) + 1, 0x20);
-        assert.deepEqual(await request(socket, 'POST', '/plain', big), { status: 413, json: { error: `request body over ${1 << 20} bytes` } });
-        assert.deepEqual(await request(socket, 'POST', '/fields', big), { status: 413, json: { error: `request body over ${1 << 20} bytes`, code: 6 } });
+        assert.deepEqual(await request(socket, 'POST', '/plain', big), {
+          status: 413,
+          json: { error: `request body over ${1 << 20} bytes` },
+        });
+        assert.deepEqual(await request(socket, 'POST', '/fields', big), {
+          status: 413,
+          json: { error: `request body over ${1 << 20} bytes`, code: 6 },
+        });
       },
     ));
 
@@ -93,7 +112,10 @@ describe('serveApi error replies', () => {
       ),
       async (socket) => {
         assert.deepEqual(await request(socket, 'GET', '/11'), { status: 503, json: { error: 'code 11', cniCode: 11 } });
-        assert.deepEqual(await request(socket, 'GET', '/100'), { status: 409, json: { error: 'code 100', cniCode: 100 } });
+        assert.deepEqual(await request(socket, 'GET', '/100'), {
+          status: 409,
+          json: { error: 'code 100', cniCode: 100 },
+        });
         assert.deepEqual(await request(socket, 'GET', '/7'), { status: 400, json: { error: 'code 7', cniCode: 7 } });
       },
     ));

@@ -13,7 +13,10 @@ function svc(spec: Obj, metadata: Obj = { name: 'web', namespace: 'default' }): 
 
 const ONE_PORT = [{ port: 80, protocol: 'TCP', targetPort: 8080 }];
 
-function slice(fields: Obj, metadata: Obj = { name: 'web-abc12', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } }): Obj {
+function slice(
+  fields: Obj,
+  metadata: Obj = { name: 'web-abc12', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
+): Obj {
   return { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata, ...fields };
 }
 
@@ -48,12 +51,25 @@ describe('validateService: valid services', () => {
   });
 
   it('accepts a single-stack IPv6 service', () => {
-    const s = ok(validateService(svc({ clusterIP: 'fd00:10:96::a', clusterIPs: ['fd00:10:96::a'], ipFamilies: ['IPv6'], ports: ONE_PORT })));
+    const s = ok(
+      validateService(
+        svc({ clusterIP: 'fd00:10:96::a', clusterIPs: ['fd00:10:96::a'], ipFamilies: ['IPv6'], ports: ONE_PORT }),
+      ),
+    );
     assert.deepEqual(s.spec.ipFamilies, ['IPv6']);
   });
 
   it('accepts a dual-stack service, in either family order', () => {
-    const a = ok(validateService(svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00::10'], ipFamilies: ['IPv4', 'IPv6'], ports: ONE_PORT })));
+    const a = ok(
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          clusterIPs: ['10.96.0.10', 'fd00::10'],
+          ipFamilies: ['IPv4', 'IPv6'],
+          ports: ONE_PORT,
+        }),
+      ),
+    );
     assert.deepEqual(a.spec.clusterIPs, ['10.96.0.10', 'fd00::10']);
     assert.deepEqual(a.spec.ipFamilies, ['IPv4', 'IPv6']);
     const b = ok(validateService(svc({ clusterIPs: ['fd00::10', '10.96.0.10'], ports: ONE_PORT })));
@@ -61,14 +77,18 @@ describe('validateService: valid services', () => {
   });
 
   it('accepts named ports, UDP and SCTP, and targetPort given by name', () => {
-    const s = ok(validateService(svc({
-      clusterIP: '10.96.0.10',
-      ports: [
-        { name: 'http', port: 80, protocol: 'TCP', targetPort: 'http-web' },
-        { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 },
-        { name: 'sig', port: 3868, protocol: 'SCTP' },
-      ],
-    })));
+    const s = ok(
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'http', port: 80, protocol: 'TCP', targetPort: 'http-web' },
+            { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 },
+            { name: 'sig', port: 3868, protocol: 'SCTP' },
+          ],
+        }),
+      ),
+    );
     assert.deepEqual(s.spec.ports, [
       { name: 'http', port: 80, protocol: 'TCP', targetPort: 'http-web' },
       { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 },
@@ -95,7 +115,14 @@ describe('validateService: valid services', () => {
   });
 
   it('keeps labels and the selector', () => {
-    const s = ok(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT, selector: { app: 'web' } }, { name: 'web', labels: { tier: 'front' } })));
+    const s = ok(
+      validateService(
+        svc(
+          { clusterIP: '10.96.0.10', ports: ONE_PORT, selector: { app: 'web' } },
+          { name: 'web', labels: { tier: 'front' } },
+        ),
+      ),
+    );
     assert.deepEqual(s.metadata.labels, { tier: 'front' });
     assert.deepEqual(s.spec.selector, { app: 'web' });
   });
@@ -109,36 +136,74 @@ describe('validateService: valid services', () => {
 describe('validateService: bad input names the field', () => {
   for (const bad of ['10.96.0.300', '10.1', 'not-an-ip', '10.96.0.10/32', '0x0a.0.0.1']) {
     it(`clusterIP ${JSON.stringify(bad)} is not an IP address`, () => {
-      const errors = rejects(validateService(svc({ clusterIP: bad, ports: ONE_PORT })), 'spec.clusterIPs[0]', /is not an IP address/);
-      assert.ok(errors.some((e) => e.includes(JSON.stringify(bad))), `the bad value is quoted: ${errors}`);
+      const errors = rejects(
+        validateService(svc({ clusterIP: bad, ports: ONE_PORT })),
+        'spec.clusterIPs[0]',
+        /is not an IP address/,
+      );
+      assert.ok(
+        errors.some((e) => e.includes(JSON.stringify(bad))),
+        `the bad value is quoted: ${errors}`,
+      );
     });
   }
 
   it('a bad second clusterIP names clusterIPs[1]', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00::zz'], ports: ONE_PORT })), 'spec.clusterIPs[1]', /not an IP address/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00::zz'], ports: ONE_PORT })),
+      'spec.clusterIPs[1]',
+      /not an IP address/,
+    );
   });
 
   for (const bad of [0, 70000, 65536, -1, 1.5, '80', true]) {
     it(`port ${JSON.stringify(bad)} is out of range or not a number`, () => {
-      rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: bad }] })), 'spec.ports[0].port', /is not a port number/);
+      rejects(
+        validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: bad }] })),
+        'spec.ports[0].port',
+        /is not a port number/,
+      );
     });
   }
 
   it('a missing port is required', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', targetPort: 80 }] })), 'spec.ports[0].port', /required/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', targetPort: 80 }] })),
+      'spec.ports[0].port',
+      /required/,
+    );
   });
 
-  it('the index in the path is the bad port\'s', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 70000 }] })), 'spec.ports[1].port');
+  it("the index in the path is the bad port's", () => {
+    rejects(
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 70000 },
+          ],
+        }),
+      ),
+      'spec.ports[1].port',
+    );
   });
 
   it('a numeric targetPort out of range names targetPort', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80, targetPort: 0 }] })), 'spec.ports[0].targetPort', /not a port number/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80, targetPort: 0 }] })),
+      'spec.ports[0].targetPort',
+      /not a port number/,
+    );
   });
 
   for (const bad of ['TCPX', 'tcp', 'ICMP', 6]) {
     it(`protocol ${JSON.stringify(bad)} is unknown`, () => {
-      rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: bad }] })), 'spec.ports[0].protocol', /unknown protocol/);
+      rejects(
+        validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: bad }] })),
+        'spec.ports[0].protocol',
+        /unknown protocol/,
+      );
     });
   }
 
@@ -156,34 +221,69 @@ describe('validateService: bad input names the field', () => {
       'spec.clusterIPs[0]',
       /not an IPv4 address/,
     );
-    assert.ok(errors.some((e) => e.startsWith('spec.clusterIPs[1]: ') && /not an IPv6 address/.test(e)), JSON.stringify(errors));
+    assert.ok(
+      errors.some((e) => e.startsWith('spec.clusterIPs[1]: ') && /not an IPv6 address/.test(e)),
+      JSON.stringify(errors),
+    );
   });
 
   it('an unknown ipFamilies entry names its index', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ipFamilies: ['IPv5'], ports: ONE_PORT })), 'spec.ipFamilies[0]', /unknown family/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ipFamilies: ['IPv5'], ports: ONE_PORT })),
+      'spec.ipFamilies[0]',
+      /unknown family/,
+    );
   });
 
   it('dual-stack with two IPs of one family', () => {
-    rejects(validateService(svc({ clusterIPs: ['10.96.0.10', '10.96.0.11'], ports: ONE_PORT })), 'spec.clusterIPs', /one address of each family/);
-    rejects(validateService(svc({ clusterIPs: ['fd00::10', 'fd00::11'], ports: ONE_PORT })), 'spec.clusterIPs', /one address of each family/);
+    rejects(
+      validateService(svc({ clusterIPs: ['10.96.0.10', '10.96.0.11'], ports: ONE_PORT })),
+      'spec.clusterIPs',
+      /one address of each family/,
+    );
+    rejects(
+      validateService(svc({ clusterIPs: ['fd00::10', 'fd00::11'], ports: ONE_PORT })),
+      'spec.clusterIPs',
+      /one address of each family/,
+    );
   });
 
   it('more than two clusterIPs', () => {
-    rejects(validateService(svc({ clusterIPs: ['10.96.0.10', 'fd00::10', '10.96.0.11'], ports: ONE_PORT })), 'spec.clusterIPs', /at most two/);
+    rejects(
+      validateService(svc({ clusterIPs: ['10.96.0.10', 'fd00::10', '10.96.0.11'], ports: ONE_PORT })),
+      'spec.clusterIPs',
+      /at most two/,
+    );
   });
 
   it('clusterIPs[0] different from clusterIP', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.11'], ports: ONE_PORT })), 'spec.clusterIPs[0]', /must equal spec\.clusterIP/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.11'], ports: ONE_PORT })),
+      'spec.clusterIPs[0]',
+      /must equal spec\.clusterIP/,
+    );
   });
 
   it('missing metadata.name, and missing metadata altogether', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { namespace: 'default' })), 'metadata.name', /required/);
-    rejects(validateService({ apiVersion: 'v1', kind: 'Service', spec: { clusterIP: '10.96.0.10', ports: ONE_PORT } }), 'metadata', /required/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { namespace: 'default' })),
+      'metadata.name',
+      /required/,
+    );
+    rejects(
+      validateService({ apiVersion: 'v1', kind: 'Service', spec: { clusterIP: '10.96.0.10', ports: ONE_PORT } }),
+      'metadata',
+      /required/,
+    );
   });
 
   for (const bad of ['Web', 'web_1', '-web', 'web-', 'web.example', 'wéb', '1web', 'w'.repeat(64)]) {
     it(`invalid service name ${JSON.stringify(bad.length > 20 ? `${bad.slice(0, 8)}… (${bad.length} chars)` : bad)}`, () => {
-      rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: bad })), 'metadata.name', /is not an RFC 1035 label/);
+      rejects(
+        validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: bad })),
+        'metadata.name',
+        /is not an RFC 1035 label/,
+      );
     });
   }
 
@@ -194,35 +294,82 @@ describe('validateService: bad input names the field', () => {
       /is not an RFC 1123 label/,
     );
     rejects(
-      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 80 }] })),
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'a', port: 80 },
+            { name: 'b', port: 80 },
+          ],
+        }),
+      ),
       'spec.ports[1].port',
       /duplicate port 80\/TCP \(also spec\.ports\[0\]\)/,
     );
     // The same number on two protocols is two frontends, as in Kubernetes (DNS on 53).
-    assert.equal(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 53, protocol: 'UDP' }, { name: 'b', port: 53, protocol: 'TCP' }] })).ok, true);
+    assert.equal(
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'a', port: 53, protocol: 'UDP' },
+            { name: 'b', port: 53, protocol: 'TCP' },
+          ],
+        }),
+      ).ok,
+      true,
+    );
   });
 
   it('a name that is not a string', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 42 })), 'metadata.name', /must be a string/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 42 })),
+      'metadata.name',
+      /must be a string/,
+    );
   });
 
   it('invalid namespace', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', namespace: 'Kube_System' })), 'metadata.namespace', /is not an RFC 1123 label/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', namespace: 'Kube_System' })),
+      'metadata.namespace',
+      /is not an RFC 1123 label/,
+    );
   });
 
   it('a label value that is not a string', () => {
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', labels: { replicas: 3 } })), 'metadata.labels.replicas', /must be a string/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: ONE_PORT }, { name: 'web', labels: { replicas: 3 } })),
+      'metadata.labels.replicas',
+      /must be a string/,
+    );
   });
 
   it('multi-port service without port names: each unnamed port is named in an error', () => {
-    const errors = rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80 }, { name: 'https', port: 443 }] })), 'spec.ports[0].name', /required when a service has more than one port/);
+    const errors = rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ port: 80 }, { name: 'https', port: 443 }] })),
+      'spec.ports[0].name',
+      /required when a service has more than one port/,
+    );
     assert.ok(!errors.some((e) => e.startsWith('spec.ports[1].name')), `the named port is fine: ${errors}`);
-    rejects(validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { port: 443 }] })), 'spec.ports[1].name', /required/);
+    rejects(
+      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { port: 443 }] })),
+      'spec.ports[1].name',
+      /required/,
+    );
   });
 
   it('duplicate port names name the second port', () => {
     rejects(
-      validateService(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }, { name: 'http', port: 8080 }] })),
+      validateService(
+        svc({
+          clusterIP: '10.96.0.10',
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'http', port: 8080 },
+          ],
+        }),
+      ),
       'spec.ports[1].name',
       /duplicate port name "http"/,
     );
@@ -238,7 +385,11 @@ describe('validateService: bad input names the field', () => {
   });
 
   it('unknown service type', () => {
-    rejects(validateService(svc({ type: 'Ingress', clusterIP: '10.96.0.10', ports: ONE_PORT })), 'spec.type', /unknown type "Ingress"/);
+    rejects(
+      validateService(svc({ type: 'Ingress', clusterIP: '10.96.0.10', ports: ONE_PORT })),
+      'spec.type',
+      /unknown type "Ingress"/,
+    );
   });
 
   it('missing spec', () => {
@@ -258,15 +409,19 @@ describe('validateEndpointSlice', () => {
   const PORTS = [{ name: 'http', port: 8080, protocol: 'TCP' }];
 
   it('accepts IPv4, IPv6 and FQDN slices and keeps conditions', () => {
-    const s4: EndpointSlice = ok(validateEndpointSlice(slice({
-      addressType: 'IPv4',
-      ports: PORTS,
-      endpoints: [
-        { addresses: ['10.0.0.1'], conditions: { ready: true }, nodeName: 'node-a' },
-        { addresses: ['10.0.0.2'], conditions: { ready: false, serving: true, terminating: true } },
-        { addresses: ['10.0.0.3'] },
-      ],
-    })));
+    const s4: EndpointSlice = ok(
+      validateEndpointSlice(
+        slice({
+          addressType: 'IPv4',
+          ports: PORTS,
+          endpoints: [
+            { addresses: ['10.0.0.1'], conditions: { ready: true }, nodeName: 'node-a' },
+            { addresses: ['10.0.0.2'], conditions: { ready: false, serving: true, terminating: true } },
+            { addresses: ['10.0.0.3'] },
+          ],
+        }),
+      ),
+    );
     assert.equal(s4.addressType, 'IPv4');
     assert.deepEqual(s4.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
     assert.equal(s4.endpoints.length, 3);
@@ -275,16 +430,29 @@ describe('validateEndpointSlice', () => {
     assert.deepEqual(s4.metadata.labels, { 'kubernetes.io/service-name': 'web' });
 
     ok(validateEndpointSlice(slice({ addressType: 'IPv6', ports: PORTS, endpoints: [{ addresses: ['fd00::1'] }] })));
-    ok(validateEndpointSlice(slice({ addressType: 'FQDN', ports: PORTS, endpoints: [{ addresses: ['db.example.com'] }] })));
+    ok(
+      validateEndpointSlice(
+        slice({ addressType: 'FQDN', ports: PORTS, endpoints: [{ addresses: ['db.example.com'] }] }),
+      ),
+    );
   });
 
   it('accepts an empty endpoints list (a service with no pods), also as the API prints it: null', () => {
     ok(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [] })));
-    assert.deepEqual(ok(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: null }))).endpoints, []);
+    assert.deepEqual(
+      ok(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: null }))).endpoints,
+      [],
+    );
   });
 
   it('conditions that are not an object are rejected, not read as ready', () => {
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [{ addresses: ['10.0.0.1'], conditions: 'yes' }] })), 'endpoints[0].conditions', /must be an object/);
+    rejects(
+      validateEndpointSlice(
+        slice({ addressType: 'IPv4', ports: PORTS, endpoints: [{ addresses: ['10.0.0.1'], conditions: 'yes' }] }),
+      ),
+      'endpoints[0].conditions',
+      /must be an object/,
+    );
   });
 
   it('accepts a DNS subdomain name (dots allowed, unlike a Service name)', () => {
@@ -292,37 +460,67 @@ describe('validateEndpointSlice', () => {
   });
 
   it('validateResource dispatches a discovery.k8s.io/v1 EndpointSlice', () => {
-    assert.equal(ok(validateResource(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [] }))).kind, 'EndpointSlice');
+    assert.equal(
+      ok(validateResource(slice({ addressType: 'IPv4', ports: PORTS, endpoints: [] }))).kind,
+      'EndpointSlice',
+    );
   });
 
   for (const bad of ['IPv5', 'ipv4', undefined]) {
     it(`addressType ${JSON.stringify(bad)} is invalid`, () => {
-      rejects(validateEndpointSlice(slice({ addressType: bad, endpoints: [] })), 'addressType', /is not IPv4, IPv6 or FQDN/);
+      rejects(
+        validateEndpointSlice(slice({ addressType: bad, endpoints: [] })),
+        'addressType',
+        /is not IPv4, IPv6 or FQDN/,
+      );
     });
   }
 
   it('an address of the wrong family names the address', () => {
     rejects(
-      validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2', 'fd00::2'] }] })),
+      validateEndpointSlice(
+        slice({
+          addressType: 'IPv4',
+          endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2', 'fd00::2'] }],
+        }),
+      ),
       'endpoints[1].addresses[1]',
       /fd00::2 is not an IPv4 address/,
     );
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv6', endpoints: [{ addresses: ['10.0.0.1'] }] })), 'endpoints[0].addresses[0]', /not an IPv6 address/);
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv6', endpoints: [{ addresses: ['10.0.0.1'] }] })),
+      'endpoints[0].addresses[0]',
+      /not an IPv6 address/,
+    );
   });
 
   it('an address that is no IP at all', () => {
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.256'] }] })), 'endpoints[0].addresses[0]', /is not an IP address/);
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.256'] }] })),
+      'endpoints[0].addresses[0]',
+      /is not an IP address/,
+    );
   });
 
   it('an endpoint without addresses', () => {
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: [] }] })), 'endpoints[0].addresses', /at least one address/);
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ conditions: { ready: true } }] })), 'endpoints[0].addresses', /required/);
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: [] }] })),
+      'endpoints[0].addresses',
+      /at least one address/,
+    );
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ conditions: { ready: true } }] })),
+      'endpoints[0].addresses',
+      /required/,
+    );
   });
 
   for (const k of ['ready', 'serving', 'terminating']) {
     it(`non-boolean conditions.${k}`, () => {
       rejects(
-        validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.1'], conditions: { [k]: 'true' } }] })),
+        validateEndpointSlice(
+          slice({ addressType: 'IPv4', endpoints: [{ addresses: ['10.0.0.1'], conditions: { [k]: 'true' } }] }),
+        ),
         `endpoints[0].conditions.${k}`,
         /must be true or false/,
       );
@@ -334,21 +532,42 @@ describe('validateEndpointSlice', () => {
   });
 
   it('bad ports name their index', () => {
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', ports: [{ name: 'http', port: 0 }], endpoints: [] })), 'ports[0].port', /not a port number/);
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', ports: [{ port: 80, protocol: 'TCPX' }], endpoints: [] })), 'ports[0].protocol', /unknown protocol/);
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', ports: [{ name: 'http', port: 0 }], endpoints: [] })),
+      'ports[0].port',
+      /not a port number/,
+    );
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', ports: [{ port: 80, protocol: 'TCPX' }], endpoints: [] })),
+      'ports[0].protocol',
+      /unknown protocol/,
+    );
   });
 
   it('missing metadata.name', () => {
-    rejects(validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [] }, { namespace: 'default' })), 'metadata.name', /required/);
+    rejects(
+      validateEndpointSlice(slice({ addressType: 'IPv4', endpoints: [] }, { namespace: 'default' })),
+      'metadata.name',
+      /required/,
+    );
   });
 });
 
 describe('validateResource: kinds', () => {
   it('unsupported kinds come back as unsupported, not as errors', () => {
-    assert.deepEqual(validateResource({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }), { ok: 'unsupported', kind: 'v1 ConfigMap' });
-    assert.deepEqual(validateResource({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } }), { ok: 'unsupported', kind: 'apps/v1 Deployment' });
+    assert.deepEqual(validateResource({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }), {
+      ok: 'unsupported',
+      kind: 'v1 ConfigMap',
+    });
+    assert.deepEqual(validateResource({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' } }), {
+      ok: 'unsupported',
+      kind: 'apps/v1 Deployment',
+    });
     // A known kind at an API version Weft does not read is unsupported too.
-    assert.deepEqual(validateResource({ apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice' }), { ok: 'unsupported', kind: 'discovery.k8s.io/v1beta1 EndpointSlice' });
+    assert.deepEqual(validateResource({ apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice' }), {
+      ok: 'unsupported',
+      kind: 'discovery.k8s.io/v1beta1 EndpointSlice',
+    });
   });
 
   it('a document that is not an object, or has no kind/apiVersion, is an error', () => {

@@ -117,7 +117,12 @@ export class H2Stream {
   /** Server side: the request header list's size (RFC 9113 §6.5.2). */
   headerListSize = 0;
 
-  constructor(readonly id: number, readonly conn: H2Connection, sendWindow: number, recvWindow: number) {
+  constructor(
+    readonly id: number,
+    readonly conn: H2Connection,
+    sendWindow: number,
+    recvWindow: number,
+  ) {
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
   }
@@ -269,7 +274,8 @@ export class H2Connection implements QueueHolder {
     });
     if (role === 'client') this.put(PREFACE);
     this.writeSettings();
-    if (settings.connectionWindowSize > DEFAULT_WINDOW) this.writeWindowUpdate(0, settings.connectionWindowSize - DEFAULT_WINDOW);
+    if (settings.connectionWindowSize > DEFAULT_WINDOW)
+      this.writeWindowUpdate(0, settings.connectionWindowSize - DEFAULT_WINDOW);
     if (initial?.length) this.onBytes(initial);
   }
 
@@ -282,7 +288,13 @@ export class H2Connection implements QueueHolder {
 
   /** Client: whether a new stream may be opened. */
   get canRequest(): boolean {
-    return !this.closed && !this.goawayReceived && !this.draining && this.streams.size < this.peerMaxStreams && this.nextId < MAX_WINDOW;
+    return (
+      !this.closed &&
+      !this.goawayReceived &&
+      !this.draining &&
+      this.streams.size < this.peerMaxStreams &&
+      this.nextId < MAX_WINDOW
+    );
   }
 
   /** Client: opens a stream with its request headers. */
@@ -500,13 +512,18 @@ export class H2Connection implements QueueHolder {
       if (this.prefaceLeft > 0) {
         const start = PREFACE.length - this.prefaceLeft;
         const n = Math.min(this.prefaceLeft, buf.length);
-        if (buf.compare(PREFACE, start, start + n, 0, n) !== 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+        if (buf.compare(PREFACE, start, start + n, 0, n) !== 0)
+          throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
         this.prefaceLeft -= n;
         off = n;
       }
       while (buf.length - off >= FRAME_HEADER && !this.closed) {
         const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
-        if (len > DEFAULT_MAX_FRAME) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a frame of ${len} bytes (at most ${DEFAULT_MAX_FRAME})`);
+        if (len > DEFAULT_MAX_FRAME)
+          throw new H2ConnectionError(
+            ErrorCode.FRAME_SIZE_ERROR,
+            `a frame of ${len} bytes (at most ${DEFAULT_MAX_FRAME})`,
+          );
         if (buf.length - off < FRAME_HEADER + len) break;
         const type = buf[off + 3]!;
         const flags = buf[off + 4]!;
@@ -514,7 +531,8 @@ export class H2Connection implements QueueHolder {
         const start = off + FRAME_HEADER;
         off = start + len;
         // A header block is decoded where it was read (no view of it made per request).
-        if (type === FrameType.HEADERS && this.block === undefined && this.ready) this.onHeadersFrame(flags, id, buf, start, off);
+        if (type === FrameType.HEADERS && this.block === undefined && this.ready)
+          this.onHeadersFrame(flags, id, buf, start, off);
         else this.onFrame(type, flags, id, buf.subarray(start, off));
       }
     } catch (err) {
@@ -524,14 +542,16 @@ export class H2Connection implements QueueHolder {
     }
     this.inBuf = off === buf.length ? EMPTY : buf.subarray(off);
     // A partial frame kept across reads must not pin a large read buffer for long.
-    if (this.inBuf.length && this.inBuf.buffer.byteLength > 4 * this.inBuf.length + 16384) this.inBuf = Buffer.from(this.inBuf);
+    if (this.inBuf.length && this.inBuf.buffer.byteLength > 4 * this.inBuf.length + 16384)
+      this.inBuf = Buffer.from(this.inBuf);
   }
 
   private onFrame(type: number, flags: number, id: number, p: Buffer): void {
     if (this.block !== undefined && (type !== FrameType.CONTINUATION || id !== this.blockStream)) {
       throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a header block interrupted by another frame');
     }
-    if (!this.ready && type !== FrameType.SETTINGS) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the first frame is not SETTINGS');
+    if (!this.ready && type !== FrameType.SETTINGS)
+      throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the first frame is not SETTINGS');
     switch (type) {
       case FrameType.DATA:
         return this.onDataFrame(flags, id, p);
@@ -551,7 +571,8 @@ export class H2Connection implements QueueHolder {
         return this.onWindowUpdate(id, p);
       case FrameType.PRIORITY:
         if (id === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        if (p.length !== 5) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY of a length other than 5');
+        if (p.length !== 5)
+          throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY of a length other than 5');
         return;
       case FrameType.PUSH_PROMISE:
         throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE (push is disabled)');
@@ -563,23 +584,27 @@ export class H2Connection implements QueueHolder {
   /** A padded (PADDED) frame's content within buf[start, end): after the pad length byte,
    *  before the pad. */
   private unpadded(buf: Buffer, start: number, end: number, what: string): [number, number] {
-    if (end - start < 1) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a padded ${what} frame without its pad length`);
+    if (end - start < 1)
+      throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a padded ${what} frame without its pad length`);
     const pad = buf[start]!;
-    if (pad >= end - start) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `${what} padding longer than the frame`);
+    if (pad >= end - start)
+      throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `${what} padding longer than the frame`);
     return [start + 1, end - pad];
   }
 
   private onDataFrame(flags: number, id: number, p: Buffer): void {
     if (id === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
     const len = p.length;
-    if (len > this.recvWindow) throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    if (len > this.recvWindow)
+      throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     this.recvWindow -= len;
     const s = this.streams.get(id);
     const data = flags & Flag.PADDED ? p.subarray(...this.unpadded(p, 0, p.length, 'DATA')) : p;
     // Padding is the connection's own business: credited at once.
     const padding = len - data.length;
     if (s === undefined || s.remoteClosed) {
-      if (s === undefined && !this.known(id)) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
+      if (s === undefined && !this.known(id))
+        throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
       // A stream already closed (reset by us, or done): what was in flight is dropped.
       this.creditConnection(len);
       if (s !== undefined) this.streamError(s, ErrorCode.STREAM_CLOSED, 'DATA after the end of the stream');
@@ -630,8 +655,10 @@ export class H2Connection implements QueueHolder {
     if (id === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
     if (flags & Flag.PADDED) [start, end] = this.unpadded(buf, start, end, 'HEADERS');
     if (flags & Flag.PRIORITY) {
-      if (end - start < 5) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
-      if ((buf.readUInt32BE(start) & MAX_WINDOW) === id) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
+      if (end - start < 5)
+        throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority');
+      if ((buf.readUInt32BE(start) & MAX_WINDOW) === id)
+        throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
       start += 5;
     }
     this.blockStream = id;
@@ -647,7 +674,10 @@ export class H2Connection implements QueueHolder {
     this.blockBytes += p.length;
     block.push(p);
     if (this.blockBytes > MAX_BLOCK_BYTES || block.length > MAX_BLOCK_FRAGMENTS) {
-      throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `a header block of more than ${MAX_BLOCK_BYTES} bytes or ${MAX_BLOCK_FRAGMENTS} frames`);
+      throw new H2ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `a header block of more than ${MAX_BLOCK_BYTES} bytes or ${MAX_BLOCK_FRAGMENTS} frames`,
+      );
     }
     if (!(flags & Flag.END_HEADERS)) return;
     this.block = undefined;
@@ -664,9 +694,11 @@ export class H2Connection implements QueueHolder {
     const s = this.streams.get(id);
     if (s !== undefined) {
       if (s.remoteClosed) return this.streamError(s, ErrorCode.STREAM_CLOSED, 'HEADERS after the end of the stream');
-      if (this.role === 'server' && !end) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'trailers without END_STREAM');
+      if (this.role === 'server' && !end)
+        return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'trailers without END_STREAM');
       // Trailers end the body too: it must have its content-length (§8.1.1).
-      if (s.expectedLength >= 0 && s.receivedLength !== s.expectedLength) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'the body does not match its content-length');
+      if (s.expectedLength >= 0 && s.receivedLength !== s.expectedLength)
+        return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'the body does not match its content-length');
       if (end) s.remoteClosed = true;
       try {
         s.handler?.onHeaders(s, list, end);
@@ -677,7 +709,8 @@ export class H2Connection implements QueueHolder {
       return;
     }
     if (this.role === 'client') {
-      if ((id & 1) === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on server-initiated stream ${id}`);
+      if ((id & 1) === 0)
+        throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on server-initiated stream ${id}`);
       if (id >= this.nextId) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
       return; // a stream we reset: the response is dropped
     }
@@ -727,7 +760,8 @@ export class H2Connection implements QueueHolder {
       if (p.length !== 0) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
       return;
     }
-    if (p.length % 6 !== 0) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS of a length not a multiple of 6');
+    if (p.length % 6 !== 0)
+      throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS of a length not a multiple of 6');
     for (let i = 0; i < p.length; i += 6) {
       const key = p.readUInt16BE(i);
       const value = p.readUInt32BE(i + 2);
@@ -736,31 +770,36 @@ export class H2Connection implements QueueHolder {
           this.encoder.setMaxTableSize(Math.min(value, 4096));
           break;
         case Setting.ENABLE_PUSH:
-          if (value > 1 || (this.role === 'client' && value !== 0)) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
+          if (value > 1 || (this.role === 'client' && value !== 0))
+            throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
           break;
         case Setting.MAX_CONCURRENT_STREAMS:
           this.peerMaxStreams = value;
           break;
         case Setting.INITIAL_WINDOW_SIZE: {
-          if (value > MAX_WINDOW) throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
+          if (value > MAX_WINDOW)
+            throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
           const delta = value - this.peerInitialWindow;
           this.peerInitialWindow = value;
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window past 2^31-1');
+            if (s.sendWindow > MAX_WINDOW)
+              throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'a stream window past 2^31-1');
           }
           if (delta > 0) for (const s of this.blocked) this.pump(s);
           break;
         }
         case Setting.MAX_FRAME_SIZE:
-          if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_LIMIT) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
+          if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_LIMIT)
+            throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
           this.peerMaxFrame = value;
           break;
         default:
           break; // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored
       }
     }
-    if (this.socket.writableLength > MAX_CONTROL_BACKLOG) throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'SETTINGS while not reading our answers');
+    if (this.socket.writableLength > MAX_CONTROL_BACKLOG)
+      throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'SETTINGS while not reading our answers');
     this.writeFrame(0, FrameType.SETTINGS, Flag.ACK, 0);
     if (!this.ready) {
       this.ready = true;
@@ -772,7 +811,8 @@ export class H2Connection implements QueueHolder {
     if (id !== 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (p.length !== 8) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING of a length other than 8');
     if (flags & Flag.ACK) return;
-    if (this.socket.writableLength > MAX_CONTROL_BACKLOG) throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'PINGs while not reading our answers');
+    if (this.socket.writableLength > MAX_CONTROL_BACKLOG)
+      throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'PINGs while not reading our answers');
     this.writeFrame(8, FrameType.PING, Flag.ACK, 0);
     this.putBytes(p);
   }
@@ -789,7 +829,11 @@ export class H2Connection implements QueueHolder {
     for (const s of this.streams.values()) {
       if ((s.id & 1) === mine && s.id > last) {
         this.forget(s);
-        this.tellReset(s, ErrorCode.REFUSED_STREAM, `the peer is going away (${errorName(code)}) without processing it`);
+        this.tellReset(
+          s,
+          ErrorCode.REFUSED_STREAM,
+          `the peer is going away (${errorName(code)}) without processing it`,
+        );
       }
     }
     this.events.onGoaway?.(last, code);
@@ -797,12 +841,14 @@ export class H2Connection implements QueueHolder {
   }
 
   private onWindowUpdate(id: number, p: Buffer): void {
-    if (p.length !== 4) throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE of a length other than 4');
+    if (p.length !== 4)
+      throw new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE of a length other than 4');
     const inc = p.readUInt32BE(0) & MAX_WINDOW;
     if (id === 0) {
       if (inc === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
       this.sendWindow += inc;
-      if (this.sendWindow > MAX_WINDOW) throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'the connection window past 2^31-1');
+      if (this.sendWindow > MAX_WINDOW)
+        throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'the connection window past 2^31-1');
       for (const s of this.blocked) {
         this.pump(s);
         if (this.sendWindow <= 0) break;
@@ -816,7 +862,8 @@ export class H2Connection implements QueueHolder {
     }
     if (inc === 0) return this.streamError(s, ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
     s.sendWindow += inc;
-    if (s.sendWindow > MAX_WINDOW) return this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR, 'the stream window past 2^31-1');
+    if (s.sendWindow > MAX_WINDOW)
+      return this.streamError(s, ErrorCode.FLOW_CONTROL_ERROR, 'the stream window past 2^31-1');
     if (s.queue !== undefined) this.pump(s);
   }
 
@@ -838,7 +885,8 @@ export class H2Connection implements QueueHolder {
     const now = performance.now();
     this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefill) / 1000) * RESET_RATE);
     this.resetRefill = now;
-    if (--this.resetTokens < 0) throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by or because of the peer');
+    if (--this.resetTokens < 0)
+      throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by or because of the peer');
   }
 
   // ---- stream lifecycle ----
@@ -969,7 +1017,7 @@ export class H2Connection implements QueueHolder {
       }
       // Larger than a frame: HEADERS then CONTINUATIONs.
       const block = Buffer.from(this.out.subarray(start + FRAME_HEADER, end));
-      for (let off = 0; off < block.length; ) {
+      for (let off = 0; off < block.length;) {
         const n = Math.min(this.peerMaxFrame, block.length - off);
         const last = off + n === block.length;
         const type = off === 0 ? FrameType.HEADERS : FrameType.CONTINUATION;

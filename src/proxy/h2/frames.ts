@@ -55,7 +55,22 @@ export const DEFAULT_MAX_FRAME = 16_384;
 export const MAX_FRAME_LIMIT = (1 << 24) - 1;
 export const MAX_WINDOW = 0x7fffffff;
 
-const ERROR_NAMES = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED', 'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM', 'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED'];
+const ERROR_NAMES = [
+  'NO_ERROR',
+  'PROTOCOL_ERROR',
+  'INTERNAL_ERROR',
+  'FLOW_CONTROL_ERROR',
+  'SETTINGS_TIMEOUT',
+  'STREAM_CLOSED',
+  'FRAME_SIZE_ERROR',
+  'REFUSED_STREAM',
+  'CANCEL',
+  'COMPRESSION_ERROR',
+  'CONNECT_ERROR',
+  'ENHANCE_YOUR_CALM',
+  'INADEQUATE_SECURITY',
+  'HTTP_1_1_REQUIRED',
+];
 
 /** "PROTOCOL_ERROR", or "error 0x42" for a code without a name. */
 export function errorName(code: number): string {
@@ -64,7 +79,10 @@ export function errorName(code: number): string {
 
 /** A connection error (RFC 9113 §5.4.1): the connection sends GOAWAY with `code` and closes. */
 export class H2ConnectionError extends Error {
-  constructor(readonly h2code: number, message: string) {
+  constructor(
+    readonly h2code: number,
+    message: string,
+  ) {
     super(message);
   }
 }

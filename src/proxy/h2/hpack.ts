@@ -111,7 +111,9 @@ export class HpackDecoder extends EntryRing {
 
   /** `start`, `stop`: the block's bounds in `block` (a frame's payload read in place). */
   decode(block: Buffer | Uint8Array, out: string[], maxListSize: number, start = 0, stop = block.length): number {
-    const buf = (Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength)) as Latin1Buffer;
+    const buf = (
+      Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength)
+    ) as Latin1Buffer;
     const end = stop;
     let pos = start;
     let listSize = 0;
@@ -211,7 +213,8 @@ export class HpackDecoder extends EntryRing {
     this.pos = start + len;
     if (!huffman) return buf.latin1Slice(start, start + len);
     const room = huffmanMaxDecoded(len);
-    if (huffmanScratch.length < room) huffmanScratch = Buffer.allocUnsafe(Math.max(room, huffmanScratch.length * 2)) as Latin1Buffer;
+    if (huffmanScratch.length < room)
+      huffmanScratch = Buffer.allocUnsafe(Math.max(room, huffmanScratch.length * 2)) as Latin1Buffer;
     const n = huffmanDecode(buf, start, start + len, huffmanScratch);
     if (n < 0) throw new HpackError('invalid Huffman string');
     return huffmanScratch.latin1Slice(0, n);
@@ -397,7 +400,8 @@ export class HpackEncoder extends EntryRing {
   encode(headers: readonly string[]): Buffer {
     let scratch = (this.scratch ??= Buffer.allocUnsafe(1024));
     let n: number;
-    while ((n = this.encodeInto(headers, scratch, 0)) < 0) scratch = this.scratch = Buffer.allocUnsafe(scratch.length * 2);
+    while ((n = this.encodeInto(headers, scratch, 0)) < 0)
+      scratch = this.scratch = Buffer.allocUnsafe(scratch.length * 2);
     return Buffer.from(scratch.subarray(0, n));
   }
 

@@ -86,10 +86,16 @@ export function compareRoutes(a: Route, b: Route): number {
 }
 
 const isHeadless = (svc: Service) => (svc.spec.clusterIPs ?? []).every((ip) => ip === 'None' || ip === '');
-const clusterIPs = (svc: Service) => (svc.spec.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== '').map(canonicalIp);
+const clusterIPs = (svc: Service) =>
+  (svc.spec.clusterIPs ?? []).filter((ip) => ip !== 'None' && ip !== '').map(canonicalIp);
 
 function selectedPorts(svc: Service, ref: ParentRef): ServicePort[] {
-  return svc.spec.ports.filter((p) => p.protocol === 'TCP' && (ref.sectionName === undefined || p.name === ref.sectionName) && (ref.port === undefined || p.port === ref.port));
+  return svc.spec.ports.filter(
+    (p) =>
+      p.protocol === 'TCP' &&
+      (ref.sectionName === undefined || p.name === ref.sectionName) &&
+      (ref.port === undefined || p.port === ref.port),
+  );
 }
 
 function headerEdits(m: HeaderModifier): HeaderEdits {
@@ -124,7 +130,9 @@ class Compiler {
     return this.grants.some(
       (g) =>
         g.metadata.namespace === ns &&
-        g.spec.from.some((f) => f.group === GATEWAY_GROUP && f.kind === route.kind && f.namespace === route.metadata.namespace) &&
+        g.spec.from.some(
+          (f) => f.group === GATEWAY_GROUP && f.kind === route.kind && f.namespace === route.metadata.namespace,
+        ) &&
         g.spec.to.some((t) => t.group === '' && t.kind === 'Service' && (t.name === undefined || t.name === name)),
     );
   }
@@ -137,16 +145,27 @@ class Compiler {
   resolve(route: Route, ref: BackendRef): { backend: string } | { invalid: string } {
     const ns = ref.namespace ?? route.metadata.namespace;
     const target = `${ns}/${ref.name}`;
-    if (ref.group !== '' || ref.kind !== 'Service') return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
-    const parent = route.spec.parentRefs.some((p) => p.group === '' && p.kind === 'Service' && p.name === ref.name && (p.namespace ?? route.metadata.namespace) === ns);
+    if (ref.group !== '' || ref.kind !== 'Service')
+      return { invalid: `${ref.group || 'core'}/${ref.kind} backends are not supported (only Services)` };
+    const parent = route.spec.parentRefs.some(
+      (p) =>
+        p.group === '' &&
+        p.kind === 'Service' &&
+        p.name === ref.name &&
+        (p.namespace ?? route.metadata.namespace) === ns,
+    );
     if (ns !== route.metadata.namespace && !parent && !this.granted(route, ns, ref.name)) {
-      return { invalid: `Service ${target} is in another namespace, and no ReferenceGrant there lets ${route.kind}s of ${route.metadata.namespace} refer to it` };
+      return {
+        invalid: `Service ${target} is in another namespace, and no ReferenceGrant there lets ${route.kind}s of ${route.metadata.namespace} refer to it`,
+      };
     }
     const svc = this.services.get(target);
     if (!svc) return { invalid: `Service ${target} not found` };
-    if (svc.spec.type === 'ExternalName') return { invalid: `Service ${target} is an ExternalName Service: not supported as a backend` };
+    if (svc.spec.type === 'ExternalName')
+      return { invalid: `Service ${target} is an ExternalName Service: not supported as a backend` };
     if (isHeadless(svc)) return { invalid: `Service ${target} is headless: not supported as a backend yet` };
-    if (!svc.spec.ports.some((p) => p.port === ref.port && p.protocol === 'TCP')) return { invalid: `Service ${target} has no TCP port ${ref.port}` };
+    if (!svc.spec.ports.some((p) => p.port === ref.port && p.protocol === 'TCP'))
+      return { invalid: `Service ${target} has no TCP port ${ref.port}` };
     return { backend: `${target}:${ref.port}` };
   }
 
@@ -156,11 +175,15 @@ class Compiler {
     const backends = rule.backendRefs.flatMap((ref, k): BackendChoiceConfig[] => {
       if (ref.weight === 0) return [];
       const target = this.resolve(route, ref);
-      if ('invalid' in target) this.notes.push(`${routeLabel(route)}: ${at}.backendRefs[${k}]: ${target.invalid}; its share of requests gets 500`);
+      if ('invalid' in target)
+        this.notes.push(
+          `${routeLabel(route)}: ${at}.backendRefs[${k}]: ${target.invalid}; its share of requests gets 500`,
+        );
       else this.needBackend(target.backend, route.kind === 'GRPCRoute' ? 'h2c' : 'unknown');
       return [{ weight: ref.weight, ...target, ...filterEdits(ref.filters) }];
     });
-    if (backends.length === 0) this.notes.push(`${routeLabel(route)}: ${at}: no backend with a weight above 0; requests it matches get 500`);
+    if (backends.length === 0)
+      this.notes.push(`${routeLabel(route)}: ${at}: no backend with a weight above 0; requests it matches get 500`);
     const timeouts = 'timeouts' in rule ? rule.timeouts : undefined;
     const request = timeouts?.request === undefined ? undefined : parseDuration(timeouts.request);
     const backendRequest = timeouts?.backendRequest === undefined ? undefined : parseDuration(timeouts.backendRequest);
@@ -188,7 +211,8 @@ function httpMatches(route: HTTPRoute, order: number, ruleBase: number): { key: 
   return route.spec.rules.flatMap((rule, i) =>
     rule.matches.map((m, j) => {
       // A prefix matches path elements: "/foo/" and "/foo" are the same prefix.
-      const value = m.path.type === 'PathPrefix' && m.path.value !== '/' ? m.path.value.replace(/\/$/, '') : m.path.value;
+      const value =
+        m.path.type === 'PathPrefix' && m.path.value !== '/' ? m.path.value.replace(/\/$/, '') : m.path.value;
       const length = m.path.type === 'RegularExpression' ? 0 : value.length;
       const match: HttpMatchConfig = {
         rule: ruleBase + i,
@@ -197,7 +221,10 @@ function httpMatches(route: HTTPRoute, order: number, ruleBase: number): { key: 
         headers: m.headers.map((h) => ({ name: h.name.toLowerCase(), type: h.type, value: h.value })),
         queryParams: m.queryParams.map((q) => ({ name: q.name, type: q.type, value: q.value })),
       };
-      return { key: [PATH_RANK[m.path.type], -length, m.method ? 0 : 1, -m.headers.length, -m.queryParams.length, order, i, j], match };
+      return {
+        key: [PATH_RANK[m.path.type], -length, m.method ? 0 : 1, -m.headers.length, -m.queryParams.length, order, i, j],
+        match,
+      };
     }),
   );
 }
@@ -211,10 +238,24 @@ function grpcMatches(route: GRPCRoute, order: number, ruleBase: number): { key: 
       const exact = method?.type === 'Exact';
       const match: GrpcMatchConfig = {
         rule: ruleBase + i,
-        ...(method && { method: { type: method.type, ...(method.service && { service: method.service }), ...(method.method && { method: method.method }) } }),
+        ...(method && {
+          method: {
+            type: method.type,
+            ...(method.service && { service: method.service }),
+            ...(method.method && { method: method.method }),
+          },
+        }),
         headers: m.headers.map((h) => ({ name: h.name.toLowerCase(), type: h.type, value: h.value })),
       };
-      const key = [rank, exact ? -(method.service?.length ?? 0) : 0, exact ? -(method.method?.length ?? 0) : 0, -m.headers.length, order, i, j];
+      const key = [
+        rank,
+        exact ? -(method.service?.length ?? 0) : 0,
+        exact ? -(method.method?.length ?? 0) : 0,
+        -m.headers.length,
+        order,
+        i,
+        j,
+      ];
       return { key, match };
     });
   });
@@ -229,7 +270,11 @@ interface Attachment {
 }
 
 /** The route table of every routed Service port. */
-export function compileRoutes(routes: Iterable<Route>, services: Iterable<Service>, grants: Iterable<ReferenceGrant> = []): CompiledRoutes {
+export function compileRoutes(
+  routes: Iterable<Route>,
+  services: Iterable<Service>,
+  grants: Iterable<ReferenceGrant> = [],
+): CompiledRoutes {
   const byName = new Map<string, Service>();
   for (const s of services) byName.set(`${s.metadata.namespace}/${s.metadata.name}`, s);
   const compiler = new Compiler(byName, [...grants]);
@@ -247,10 +292,16 @@ export function compileRoutes(routes: Iterable<Route>, services: Iterable<Servic
       const target = `${ns}/${ref.name}`;
       const svc = byName.get(target);
       if (!svc) return notes.push(`${at}: Service ${target} not found`);
-      if (svc.spec.type === 'ExternalName' || isHeadless(svc)) return notes.push(`${at}: Service ${target} has no cluster IP to route`);
+      if (svc.spec.type === 'ExternalName' || isHeadless(svc))
+        return notes.push(`${at}: Service ${target} has no cluster IP to route`);
       const selected = selectedPorts(svc, ref);
       if (selected.length === 0) {
-        const which = [ref.sectionName !== undefined && `named ${ref.sectionName}`, ref.port !== undefined && `numbered ${ref.port}`].filter(Boolean).join(' and ');
+        const which = [
+          ref.sectionName !== undefined && `named ${ref.sectionName}`,
+          ref.port !== undefined && `numbered ${ref.port}`,
+        ]
+          .filter(Boolean)
+          .join(' and ');
         return notes.push(`${at}: Service ${target} has no TCP port${which ? ` ${which}` : ''}`);
       }
       for (const p of selected) {
@@ -274,21 +325,36 @@ export function compileRoutes(routes: Iterable<Route>, services: Iterable<Servic
     const all = [...producers, ...namespaces.flatMap((n) => consumers.get(n)!)];
     const first = producers[0] ?? [...all].sort(compareRoutes)[0]!;
     const kind = first.kind;
-    for (const r of all) if (r.kind !== kind) notes.push(`${routeLabel(r)}: Service port ${key} is already routed by ${kind} ${routeName(first)}; HTTPRoutes and GRPCRoutes do not share a port, ignored`);
+    for (const r of all)
+      if (r.kind !== kind)
+        notes.push(
+          `${routeLabel(r)}: Service port ${key} is already routed by ${kind} ${routeName(first)}; HTTPRoutes and GRPCRoutes do not share a port, ignored`,
+        );
     const accepted = producers.filter((r) => r.kind === kind);
     const service = `${svc.metadata.namespace}/${svc.metadata.name}`;
     // Two Services cannot share an address (the service table keeps the first): nor can two routed ports.
     const addresses = clusterIPs(svc).filter((ip) => {
       const holder = destinations.get(`${ip} ${port.port}`);
-      if (holder !== undefined) notes.push(`Service ${service}: ${ip} port ${port.port} is already Service ${holder}'s; not routed there`);
+      if (holder !== undefined)
+        notes.push(`Service ${service}: ${ip} port ${port.port} is already Service ${holder}'s; not routed there`);
       else destinations.set(`${ip} ${port.port}`, service);
       return holder === undefined;
     });
     const rules: RuleConfig[] = [];
-    const base = { service, port: port.port, portName: port.name ?? '', addresses, rules, ...(accepted.length === 0 && { fallback: 'forward' as const }) };
+    const base = {
+      service,
+      port: port.port,
+      portName: port.name ?? '',
+      addresses,
+      rules,
+      ...(accepted.length === 0 && { fallback: 'forward' as const }),
+    };
     compiler.needBackend(key, kind === 'GRPCRoute' ? 'h2c' : 'unknown');
     /** One table: the routes' rules appended to the port's, their matches in precedence order. */
-    const table = <M>(routes: Route[], matchesOf: (r: Route, order: number, ruleBase: number) => { key: Key; match: M }[]): M[] =>
+    const table = <M>(
+      routes: Route[],
+      matchesOf: (r: Route, order: number, ruleBase: number) => { key: Key; match: M }[],
+    ): M[] =>
       routes
         .filter((r) => r.kind === kind)
         .flatMap((r, order) => {
@@ -299,7 +365,9 @@ export function compileRoutes(routes: Iterable<Route>, services: Iterable<Servic
         .sort((a, b) => compareKeys(a.key, b.key))
         .map((e) => e.match);
     const consumerTables = <M>(matchesOf: (r: Route, order: number, ruleBase: number) => { key: Key; match: M }[]) => {
-      const tables = namespaces.map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) })).filter((t) => t.matches.length > 0);
+      const tables = namespaces
+        .map((namespace) => ({ namespace, matches: table(consumers.get(namespace)!, matchesOf) }))
+        .filter((t) => t.matches.length > 0);
       return tables.length ? { consumers: tables } : {};
     };
     if (kind === 'HTTPRoute') {
@@ -310,6 +378,8 @@ export function compileRoutes(routes: Iterable<Route>, services: Iterable<Servic
       out.push({ ...base, protocol: 'grpc', matches: table(accepted, of), ...consumerTables(of) });
     }
   }
-  const backends = [...compiler.backends].map(([key, protocol]) => ({ key, protocol })).sort((a, b) => compare(a.key, b.key));
+  const backends = [...compiler.backends]
+    .map(([key, protocol]) => ({ key, protocol }))
+    .sort((a, b) => compare(a.key, b.key));
   return { services: out, backends, notes: [...new Set(notes)].sort() };
 }

@@ -35,7 +35,9 @@ export function buildSnapshot(input: {
   }
   const backends: Record<string, BackendConfig> = {};
   for (const need of input.backends) {
-    const endpoints = [...(byKey.get(need.key)?.values() ?? [])].sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+    const endpoints = [...(byKey.get(need.key)?.values() ?? [])].sort((a, b) =>
+      a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1,
+    );
     backends[need.key] = { protocol: need.protocol, endpoints };
   }
   return {

@@ -64,7 +64,16 @@ const GRPC_SERVICE = /^\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$/i;
 const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
 const DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
 
-const HTTP_FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef', 'CORS', 'ExternalAuth'];
+const HTTP_FILTER_TYPES = [
+  'RequestHeaderModifier',
+  'ResponseHeaderModifier',
+  'RequestMirror',
+  'RequestRedirect',
+  'URLRewrite',
+  'ExtensionRef',
+  'CORS',
+  'ExternalAuth',
+];
 const GRPC_FILTER_TYPES = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef'];
 // The union member each filter type carries its settings in.
 const FILTER_FIELDS: Record<string, string> = {
@@ -89,7 +98,13 @@ export function parseDuration(text: string): number | undefined {
   return ms;
 }
 
-const HEADER_NAME_OPTS = { required: true, min: 1, max: 256, pattern: HEADER_NAME, what: "a header name (letters, digits and !#$%&'*+-.^_`|~)" };
+const HEADER_NAME_OPTS = {
+  required: true,
+  min: 1,
+  max: 256,
+  pattern: HEADER_NAME,
+  what: "a header name (letters, digits and !#$%&'*+-.^_`|~)",
+};
 
 // ---- common parts ----
 
@@ -98,14 +113,38 @@ function checkParentRefs(c: Checker, v: unknown, path: string): ParentRef[] {
     const at = `${path}[${i}]`;
     const o = c.object(p, at);
     if (!o) return [];
-    const group = c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? 'gateway.networking.k8s.io';
+    const group =
+      c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ??
+      'gateway.networking.k8s.io';
     const kind = c.text(o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Gateway';
-    const namespace = c.text(o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
+    const namespace = c.text(o.namespace, `${at}.namespace`, {
+      min: 1,
+      max: 63,
+      pattern: NAMESPACE,
+      what: 'a namespace (an RFC 1123 label)',
+    });
     const name = c.text(o.name, `${at}.name`, { required: true, min: 1, max: 253 });
-    const sectionName = c.text(o.sectionName, `${at}.sectionName`, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a section name (an RFC 1123 subdomain)' });
+    const sectionName = c.text(o.sectionName, `${at}.sectionName`, {
+      min: 1,
+      max: 253,
+      pattern: SECTION_NAME,
+      what: 'a section name (an RFC 1123 subdomain)',
+    });
     const port = c.port(o.port, `${at}.port`);
     if (name === undefined) return [];
-    return [{ ref: { group, kind, ...(namespace !== undefined && { namespace }), name, ...(sectionName !== undefined && { sectionName }), ...(port !== undefined && { port }) }, i }];
+    return [
+      {
+        ref: {
+          group,
+          kind,
+          ...(namespace !== undefined && { namespace }),
+          name,
+          ...(sectionName !== undefined && { sectionName }),
+          ...(port !== undefined && { port }),
+        },
+        i,
+      },
+    ];
   });
   // The CRD's distinctness rule: refs to one parent must set the same optional fields, to
   // different values.
@@ -114,10 +153,20 @@ function checkParentRefs(c: Checker, v: unknown, path: string): ParentRef[] {
     const key = `${ref.group}\0${ref.kind}\0${ref.namespace ?? ''}\0${ref.name}`;
     const same = byParent.get(key) ?? [];
     const first = same[0]?.ref;
-    if (first && ((first.sectionName === undefined) !== (ref.sectionName === undefined) || (first.port === undefined) !== (ref.port === undefined))) {
-      c.fail(`${path}[${i}]`, `sectionName or port must be specified when parentRefs includes 2 or more references to the same parent (as ${path}[${same[0]!.i}] does)`);
+    if (
+      first &&
+      ((first.sectionName === undefined) !== (ref.sectionName === undefined) ||
+        (first.port === undefined) !== (ref.port === undefined))
+    ) {
+      c.fail(
+        `${path}[${i}]`,
+        `sectionName or port must be specified when parentRefs includes 2 or more references to the same parent (as ${path}[${same[0]!.i}] does)`,
+      );
     } else if (same.some((s) => s.ref.sectionName === ref.sectionName && s.ref.port === ref.port)) {
-      c.fail(`${path}[${i}]`, 'sectionName or port must be unique when parentRefs includes 2 or more references to the same parent');
+      c.fail(
+        `${path}[${i}]`,
+        'sectionName or port must be unique when parentRefs includes 2 or more references to the same parent',
+      );
     }
     same.push({ ref, i });
     byParent.set(key, same);
@@ -127,13 +176,25 @@ function checkParentRefs(c: Checker, v: unknown, path: string): ParentRef[] {
 
 function checkHostnames(c: Checker, v: unknown, path: string): string[] {
   return c.array(v, path, { max: MAX_HOSTNAMES }).flatMap((h, i) => {
-    const s = c.text(h, `${path}[${i}]`, { required: true, min: 1, max: 253, pattern: HOSTNAME, what: 'a hostname (RFC 1123, optionally starting with "*.")' });
+    const s = c.text(h, `${path}[${i}]`, {
+      required: true,
+      min: 1,
+      max: 253,
+      pattern: HOSTNAME,
+      what: 'a hostname (RFC 1123, optionally starting with "*.")',
+    });
     return s === undefined ? [] : [s];
   });
 }
 
 /** Header or query parameter matches; names compared case-insensitively for headers. */
-function checkValueMatches(c: Checker, v: unknown, path: string, what: 'header' | 'query parameter', maxValue: number): NameValueMatch[] {
+function checkValueMatches(
+  c: Checker,
+  v: unknown,
+  path: string,
+  what: 'header' | 'query parameter',
+  maxValue: number,
+): NameValueMatch[] {
   const seen = new Map<string, number>();
   return c.array(v, path, { max: MAX_HEADER_MATCHES }).flatMap((m, i): NameValueMatch[] => {
     const at = `${path}[${i}]`;
@@ -142,13 +203,22 @@ function checkValueMatches(c: Checker, v: unknown, path: string, what: 'header' 
     const type = c.oneOf(o.type, `${at}.type`, ['Exact', 'RegularExpression'] as const, 'Exact');
     const name = c.text(o.name, `${at}.name`, HEADER_NAME_OPTS);
     const value = c.text(o.value, `${at}.value`, { required: true, min: 1, max: maxValue });
-    if (value !== undefined && type === 'RegularExpression' && regexProblem(value)) c.fail(`${at}.value`, regexProblem(value)!);
-    if (value !== undefined && what === 'header' && HEADER_VALUE_FORBIDDEN.test(value)) c.fail(`${at}.value`, 'must not contain control characters');
+    if (value !== undefined && type === 'RegularExpression' && regexProblem(value))
+      c.fail(`${at}.value`, regexProblem(value)!);
+    if (value !== undefined && what === 'header' && HEADER_VALUE_FORBIDDEN.test(value))
+      c.fail(`${at}.value`, 'must not contain control characters');
     if (name === undefined || value === undefined) return [];
     // Header names are case-insensitive, query parameter names are not (the upstream webhook's rule).
     const key = what === 'header' ? name.toLowerCase() : name;
     const first = seen.get(key);
-    if (first !== undefined) return c.fail(`${at}.name`, `${JSON.stringify(name)} is already matched by ${path}[${first}]; each ${what} at most once`), [];
+    if (first !== undefined)
+      return (
+        c.fail(
+          `${at}.name`,
+          `${JSON.stringify(name)} is already matched by ${path}[${first}]; each ${what} at most once`,
+        ),
+        []
+      );
     seen.set(key, i);
     return type === undefined ? [] : [{ type, name, value }];
   });
@@ -160,9 +230,20 @@ function checkHeaderModifier(c: Checker, v: unknown, path: string): HeaderModifi
   const actions = new Map<string, string>();
   const claim = (name: string, at: string): boolean => {
     const lower = name.toLowerCase();
-    if (UNMODIFIABLE_HEADERS.has(lower)) return c.fail(at, `${JSON.stringify(name)} is a connection-level header the proxy manages; it cannot be modified`), false;
+    if (UNMODIFIABLE_HEADERS.has(lower))
+      return (
+        c.fail(at, `${JSON.stringify(name)} is a connection-level header the proxy manages; it cannot be modified`),
+        false
+      );
     const first = actions.get(lower);
-    if (first !== undefined) return c.fail(at, `${JSON.stringify(name)} already has an action in this filter (${first}); one action per header name`), false;
+    if (first !== undefined)
+      return (
+        c.fail(
+          at,
+          `${JSON.stringify(name)} already has an action in this filter (${first}); one action per header name`,
+        ),
+        false
+      );
     actions.set(lower, at.slice(path.length + 1));
     return true;
   };
@@ -173,7 +254,8 @@ function checkHeaderModifier(c: Checker, v: unknown, path: string): HeaderModifi
       if (!ho) return [];
       const name = c.text(ho.name, `${at}.name`, HEADER_NAME_OPTS);
       const value = c.text(ho.value, `${at}.value`, { required: true, min: 1, max: 4096 });
-      if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value)) return c.fail(`${at}.value`, 'must not contain control characters'), [];
+      if (value !== undefined && HEADER_VALUE_FORBIDDEN.test(value))
+        return (c.fail(`${at}.value`, 'must not contain control characters'), []);
       if (name === undefined || value === undefined || !claim(name, `${at}.name`)) return [];
       return [{ name, value }];
     });
@@ -196,20 +278,33 @@ function checkFilters(c: Checker, v: unknown, path: string, kind: RouteKind): Ro
     if (!o) return [];
     const type = c.string(o.type, `${at}.type`, { required: true });
     if (type === undefined) return [];
-    if (!known.includes(type)) return c.fail(`${at}.type`, `${JSON.stringify(type)} is not one of ${known.join(', ')}`), [];
+    if (!known.includes(type))
+      return (c.fail(`${at}.type`, `${JSON.stringify(type)} is not one of ${known.join(', ')}`), []);
     if (type !== 'RequestHeaderModifier' && type !== 'ResponseHeaderModifier') {
-      return c.fail(`${at}.type`, `${type} filters are not supported by Weft (only RequestHeaderModifier and ResponseHeaderModifier); the route is refused rather than applied without it`), [];
+      return (
+        c.fail(
+          `${at}.type`,
+          `${type} filters are not supported by Weft (only RequestHeaderModifier and ResponseHeaderModifier); the route is refused rather than applied without it`,
+        ),
+        []
+      );
     }
     // The union: the settings of the named type, and no other type's.
     for (const [other, field] of Object.entries(FILTER_FIELDS)) {
-      if (other !== type && o[field] !== undefined && o[field] !== null) c.fail(`${at}.${field}`, `must not be set when type is ${type}`);
+      if (other !== type && o[field] !== undefined && o[field] !== null)
+        c.fail(`${at}.${field}`, `must not be set when type is ${type}`);
     }
     const field = FILTER_FIELDS[type]!;
-    if (o[field] === undefined || o[field] === null) return c.fail(`${at}.${field}`, `required when type is ${type}`), [];
-    if (seen.has(type)) return c.fail(`${at}.type`, `${type} filter cannot be repeated`), [];
+    if (o[field] === undefined || o[field] === null)
+      return (c.fail(`${at}.${field}`, `required when type is ${type}`), []);
+    if (seen.has(type)) return (c.fail(`${at}.type`, `${type} filter cannot be repeated`), []);
     seen.add(type);
     const modifier = checkHeaderModifier(c, o[field], `${at}.${field}`);
-    return [type === 'RequestHeaderModifier' ? { type, requestHeaderModifier: modifier } : { type, responseHeaderModifier: modifier }];
+    return [
+      type === 'RequestHeaderModifier'
+        ? { type, requestHeaderModifier: modifier }
+        : { type, responseHeaderModifier: modifier },
+    ];
   });
 }
 
@@ -218,10 +313,16 @@ function checkBackendRefs(c: Checker, v: unknown, path: string, kind: RouteKind)
     const at = `${path}[${i}]`;
     const o = c.object(b, at);
     if (!o) return [];
-    const group = c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? '';
+    const group =
+      c.text(o.group, `${at}.group`, { max: 253, pattern: GROUP, what: 'an API group ("" for core)' }) ?? '';
     const refKind = c.text(o.kind, `${at}.kind`, { min: 1, max: 63, pattern: KIND, what: 'a kind' }) ?? 'Service';
     const name = c.text(o.name, `${at}.name`, { required: true, min: 1, max: 253 });
-    const namespace = c.text(o.namespace, `${at}.namespace`, { min: 1, max: 63, pattern: NAMESPACE, what: 'a namespace (an RFC 1123 label)' });
+    const namespace = c.text(o.namespace, `${at}.namespace`, {
+      min: 1,
+      max: 63,
+      pattern: NAMESPACE,
+      what: 'a namespace (an RFC 1123 label)',
+    });
     const port = c.port(o.port, `${at}.port`);
     if (port === undefined && group === '' && refKind === 'Service' && (o.port === undefined || o.port === null)) {
       c.fail(`${at}.port`, "required for a Service backend (the Service's port, not its target port)");
@@ -229,22 +330,40 @@ function checkBackendRefs(c: Checker, v: unknown, path: string, kind: RouteKind)
     const weight = c.integer(o.weight, `${at}.weight`, 0, MAX_WEIGHT) ?? 1;
     const filters = checkFilters(c, o.filters, `${at}.filters`, kind);
     if (name === undefined) return [];
-    return [{ group, kind: refKind, name, ...(namespace !== undefined && { namespace }), ...(port !== undefined && { port }), weight, filters }];
+    return [
+      {
+        group,
+        kind: refKind,
+        name,
+        ...(namespace !== undefined && { namespace }),
+        ...(port !== undefined && { port }),
+        weight,
+        filters,
+      },
+    ];
   });
 }
 
 function checkRuleName(c: Checker, v: unknown, path: string, names: Map<string, string>): string | undefined {
-  const name = c.text(v, path, { min: 1, max: 253, pattern: SECTION_NAME, what: 'a rule name (an RFC 1123 subdomain)' });
+  const name = c.text(v, path, {
+    min: 1,
+    max: 253,
+    pattern: SECTION_NAME,
+    what: 'a rule name (an RFC 1123 subdomain)',
+  });
   if (name === undefined) return undefined;
   const first = names.get(name);
-  if (first !== undefined) c.fail(path, `${JSON.stringify(name)} is also the name of ${first}; rule names must be unique within the route`);
+  if (first !== undefined)
+    c.fail(path, `${JSON.stringify(name)} is also the name of ${first}; rule names must be unique within the route`);
   else names.set(name, path.slice(0, -'.name'.length));
   return name;
 }
 
 /** Fields a rule may carry that Weft does not implement: refused, not ignored. */
 function refuseUnsupported(c: Checker, o: Record<string, unknown>, at: string, fields: readonly string[]): void {
-  for (const f of fields) if (o[f] !== undefined && o[f] !== null) c.fail(`${at}.${f}`, 'not supported by Weft yet; the route is refused rather than applied without it');
+  for (const f of fields)
+    if (o[f] !== undefined && o[f] !== null)
+      c.fail(`${at}.${f}`, 'not supported by Weft yet; the route is refused rather than applied without it');
 }
 
 function checkTotalMatches(c: Checker, rules: { matches: unknown[] }[], path: string): void {
@@ -264,9 +383,15 @@ function checkPathMatch(c: Checker, v: unknown, path: string): HTTPPathMatch {
     if (regexProblem(value)) c.fail(at, regexProblem(value)!);
   } else if (!value.startsWith('/')) c.fail(at, `${JSON.stringify(value)} must be an absolute path, starting with "/"`);
   else {
-    for (const seq of ['//', '/./', '/../', '%2f', '%2F', '#']) if (value.includes(seq)) c.fail(at, `${JSON.stringify(value)} must not contain ${JSON.stringify(seq)}`);
-    for (const end of ['/..', '/.']) if (value.endsWith(end)) c.fail(at, `${JSON.stringify(value)} must not end with ${JSON.stringify(end)}`);
-    if (!PATH_CHARS.test(value)) c.fail(at, `${JSON.stringify(value)} must only contain path characters (letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes)`);
+    for (const seq of ['//', '/./', '/../', '%2f', '%2F', '#'])
+      if (value.includes(seq)) c.fail(at, `${JSON.stringify(value)} must not contain ${JSON.stringify(seq)}`);
+    for (const end of ['/..', '/.'])
+      if (value.endsWith(end)) c.fail(at, `${JSON.stringify(value)} must not end with ${JSON.stringify(end)}`);
+    if (!PATH_CHARS.test(value))
+      c.fail(
+        at,
+        `${JSON.stringify(value)} must only contain path characters (letters, digits, -._~!$&'()*+,;=:@/ and %XX escapes)`,
+      );
   }
   // An unknown type is an error already.
   return { type: type ?? 'PathPrefix', value };
@@ -281,7 +406,8 @@ function checkHTTPMatches(c: Checker, v: unknown, path: string): HTTPRouteMatch[
     const pathMatch = checkPathMatch(c, o.path, `${at}.path`);
     const headers = checkValueMatches(c, o.headers, `${at}.headers`, 'header', 4096);
     const queryParams = checkValueMatches(c, o.queryParams, `${at}.queryParams`, 'query parameter', 1024);
-    const method = o.method === undefined || o.method === null ? undefined : c.oneOf(o.method, `${at}.method`, HTTP_METHODS, 'GET');
+    const method =
+      o.method === undefined || o.method === null ? undefined : c.oneOf(o.method, `${at}.method`, HTTP_METHODS, 'GET');
     return [{ path: pathMatch, headers, queryParams, ...(method !== undefined && { method }) }];
   });
   // No matches is one PathPrefix "/" match (the CRD's default): every request.
@@ -296,7 +422,14 @@ function checkTimeouts(c: Checker, v: unknown, path: string): RouteTimeouts | un
     const s = c.string(o[field], `${path}.${field}`);
     if (s === undefined) return undefined;
     const ms = parseDuration(s);
-    if (ms === undefined) return c.fail(`${path}.${field}`, `${JSON.stringify(s)} is not a duration (1 to 4 of a number of at most 5 digits and h, m, s or ms: "10s", "500ms", "1m30s")`), undefined;
+    if (ms === undefined)
+      return (
+        c.fail(
+          `${path}.${field}`,
+          `${JSON.stringify(s)} is not a duration (1 to 4 of a number of at most 5 digits and h, m, s or ms: "10s", "500ms", "1m30s")`,
+        ),
+        undefined
+      );
     return [s, ms];
   };
   const request = duration('request');
@@ -314,7 +447,8 @@ export function checkHTTPRouteSpec(c: Checker, v: unknown, path = 'spec'): HTTPR
   const names = new Map<string, string>();
   // An absent rules list is the CRD's default: one rule matching every request (and, with no
   // backends, answering 500).
-  const rawRules = o.rules === undefined || o.rules === null ? [{}] : c.array(o.rules, `${path}.rules`, { max: MAX_RULES });
+  const rawRules =
+    o.rules === undefined || o.rules === null ? [{}] : c.array(o.rules, `${path}.rules`, { max: MAX_RULES });
   const rules = rawRules.flatMap((r, i): HTTPRouteRule[] => {
     const at = `${path}.rules[${i}]`;
     const ro = c.object(r, at);
@@ -342,14 +476,18 @@ function checkGRPCMethod(c: Checker, v: unknown, path: string): GRPCMethodMatch 
   const part = (field: 'service' | 'method', exact: RegExp, what: string): string | undefined => {
     const s = c.text(o[field], `${path}.${field}`, { max: 1024 });
     if (!s) return undefined;
-    if (type === 'Exact' && !exact.test(s)) return c.fail(`${path}.${field}`, `${JSON.stringify(s)} is not ${what}`), undefined;
-    if (type === 'RegularExpression' && regexProblem(s)) return c.fail(`${path}.${field}`, regexProblem(s)!), undefined;
+    if (type === 'Exact' && !exact.test(s))
+      return (c.fail(`${path}.${field}`, `${JSON.stringify(s)} is not ${what}`), undefined);
+    if (type === 'RegularExpression' && regexProblem(s))
+      return (c.fail(`${path}.${field}`, regexProblem(s)!), undefined);
     return s;
   };
   const service = part('service', GRPC_SERVICE, 'a gRPC service name (like "pkg.v1.Service")');
   const method = part('method', GRPC_METHOD, 'a gRPC method name (letters, digits and _)');
   if (!o.service && !o.method) c.fail(path, "one or both of 'service' or 'method' must be specified");
-  return type === undefined ? undefined : { type, ...(service !== undefined && { service }), ...(method !== undefined && { method }) };
+  return type === undefined
+    ? undefined
+    : { type, ...(service !== undefined && { service }), ...(method !== undefined && { method }) };
 }
 
 export function checkGRPCRouteSpec(c: Checker, v: unknown, path = 'spec'): GRPCRouteSpec {
@@ -362,14 +500,16 @@ export function checkGRPCRouteSpec(c: Checker, v: unknown, path = 'spec'): GRPCR
     const ro = c.object(r, at);
     if (!ro) return [];
     const name = checkRuleName(c, ro.name, `${at}.name`, names);
-    const matches = c.array(ro.matches, `${at}.matches`, { max: MAX_GRPC_MATCHES }).flatMap((m, j): GRPCRouteMatch[] => {
-      const mat = `${at}.matches[${j}]`;
-      const mo = c.object(m, mat);
-      if (!mo) return [];
-      const method = checkGRPCMethod(c, mo.method, `${mat}.method`);
-      const headers = checkValueMatches(c, mo.headers, `${mat}.headers`, 'header', 4096);
-      return [{ ...(method && { method }), headers }];
-    });
+    const matches = c
+      .array(ro.matches, `${at}.matches`, { max: MAX_GRPC_MATCHES })
+      .flatMap((m, j): GRPCRouteMatch[] => {
+        const mat = `${at}.matches[${j}]`;
+        const mo = c.object(m, mat);
+        if (!mo) return [];
+        const method = checkGRPCMethod(c, mo.method, `${mat}.method`);
+        const headers = checkValueMatches(c, mo.headers, `${mat}.headers`, 'header', 4096);
+        return [{ ...(method && { method }), headers }];
+      });
     const filters = checkFilters(c, ro.filters, `${at}.filters`, 'GRPCRoute');
     const backendRefs = checkBackendRefs(c, ro.backendRefs, `${at}.backendRefs`, 'GRPCRoute');
     refuseUnsupported(c, ro, at, ['sessionPersistence']);
@@ -426,7 +566,8 @@ export function validateReferenceGrant(raw: Obj): Validation<ReferenceGrant> {
       if (kind === '') c.fail(`${at}.kind`, 'empty');
       if (field === 'from') {
         const namespace = c.string(e.namespace, `${at}.namespace`, { required: true });
-        if (namespace !== undefined && !DNS1123_LABEL.re.test(namespace)) c.fail(`${at}.namespace`, `${JSON.stringify(namespace)} is not a namespace name`);
+        if (namespace !== undefined && !DNS1123_LABEL.re.test(namespace))
+          c.fail(`${at}.namespace`, `${JSON.stringify(namespace)} is not a namespace name`);
         return group === undefined || kind === undefined || namespace === undefined ? [] : [{ group, kind, namespace }];
       }
       const name = c.string(e.name, `${at}.name`);
@@ -437,5 +578,13 @@ export function validateReferenceGrant(raw: Obj): Validation<ReferenceGrant> {
   const from = entries('from') as ReferenceGrant['spec']['from'];
   const to = entries('to') as ReferenceGrant['spec']['to'];
   if (c.errors.length) return { ok: false, errors: c.errors };
-  return { ok: true, value: { apiVersion: raw.apiVersion as ReferenceGrant['apiVersion'], kind: 'ReferenceGrant', metadata, spec: { from, to } } };
+  return {
+    ok: true,
+    value: {
+      apiVersion: raw.apiVersion as ReferenceGrant['apiVersion'],
+      kind: 'ReferenceGrant',
+      metadata,
+      spec: { from, to },
+    },
+  };
 }
