@@ -147,7 +147,7 @@ export async function apiRequest<T>(
             if ((res.statusCode ?? 500) >= 400) reject(new Error(parsed.error ?? `HTTP ${res.statusCode}`));
             else resolve(parsed);
           } catch (err) {
-            reject(err as Error);
+            reject(err);
           }
         });
       },

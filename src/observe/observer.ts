@@ -95,8 +95,8 @@ export class Observer implements FlowSource {
     const init: WorkerInit = {
       bpfRoot: this.opts.bpfRoot,
       ring: this.ring.shared,
-      control: this.control.buffer as SharedArrayBuffer,
-      stats: this.stats.buffer as SharedArrayBuffer,
+      control: this.control.buffer,
+      stats: this.stats.buffer,
     };
     Atomics.store(this.control, CONTROL.stop, 0);
     const worker = new Worker(new URL('./ring-worker.js', import.meta.url), { workerData: init, name: 'weft-ring' });

@@ -310,11 +310,11 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     if (endStream) this.upstreamEnd();
   }
 
-  onReset(s: H2Stream, code: number, why: string, cause?: Error): void {
+  onReset(s: H2Stream, code: number, why: string, cause?: NodeJS.ErrnoException): void {
     if (this.finished || s !== this.upH2) return;
     const err: Error & { rstCode?: number; code?: string } = new Error(why);
     err.rstCode = code;
-    const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const errno = cause?.code;
     if (errno !== undefined) err.code = errno;
     this.upstreamFailed(err);
   }
@@ -335,7 +335,7 @@ export class Exchange implements ExchangeHooks, H2StreamHandler {
     }
     const opts: Dispatcher.DispatchOptions = {
       path: this.path,
-      method: this.method as Dispatcher.HttpMethod,
+      method: this.method,
       headers: headers as Record<string, string | string[]>,
       body,
       upgrade: null,
@@ -592,13 +592,13 @@ class H1Handler implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: http.IncomingHttpHeaders,
   ): void {
-    this.ex.h1Head(controller, statusCode, headers as Headers);
+    this.ex.h1Head(controller, statusCode, headers);
   }
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.ex.h1Data(controller, chunk);
   }
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: http.IncomingHttpHeaders): void {
-    this.ex.h1End(trailers as Headers);
+    this.ex.h1End(trailers);
   }
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.ex.upstreamFailed(err);

@@ -1,5 +1,6 @@
 // Kubernetes object metadata, as every validator of src/state checks it.
-import { Checker, DNS1123_LABEL, isObj, nameProblem, validName, type NameRule, type Obj } from '../lib/checker.js';
+import type { Checker } from '../lib/checker.js';
+import { DNS1123_LABEL, isObj, nameProblem, validName, type NameRule, type Obj } from '../lib/checker.js';
 import type { ObjectMeta } from './resources.js';
 
 export interface MetaOptions {

@@ -1,6 +1,7 @@
 // Label selectors (metav1.LabelSelector): validation with field-named errors, and matching with
 // the semantics of k8s.io/apimachinery's LabelSelectorAsSelector. Pure.
-import { Checker, isObj } from '../lib/checker.js';
+import type { Checker } from '../lib/checker.js';
+import { isObj } from '../lib/checker.js';
 import type { LabelSelector, LabelSelectorRequirement, SelectorOperator } from './resources.js';
 
 const OPERATORS: readonly SelectorOperator[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];

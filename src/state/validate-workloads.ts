@@ -72,7 +72,7 @@ export function validateNode(raw: Obj): Validation<Node> {
   const spec = isObj(raw.spec) ? raw.spec : {};
   // podCIDRs supersedes podCIDR (which holds its first element) since Kubernetes 1.16.
   const single = c.string(spec.podCIDR, 'spec.podCIDR');
-  const listed = c.array(spec.podCIDRs, 'spec.podCIDRs') as unknown[];
+  const listed = c.array(spec.podCIDRs, 'spec.podCIDRs');
   const podCIDRs = (listed.length ? listed : single ? [single] : []).flatMap((cidr, i) => {
     const s = c.string(cidr, `spec.podCIDRs[${i}]`, { required: true });
     if (s !== undefined && !isCidr(s)) c.fail(`spec.podCIDRs[${i}]`, `${JSON.stringify(s)} is not a CIDR`);

@@ -171,7 +171,7 @@ export function validateEndpointSlice(raw: Obj): Validation<EndpointSlice> {
     }
     return {
       addresses,
-      conditions: sharedConditions(conditions as EndpointConditions),
+      conditions: sharedConditions(conditions),
       ...(typeof e.nodeName === 'string' && { nodeName: intern(e.nodeName) }),
     };
   });

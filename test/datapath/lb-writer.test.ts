@@ -90,7 +90,7 @@ describe('LbWriter on real maps', () => {
     const rand = rng(7);
     const writer = new LbWriter(services, backends);
     writer.sync([]);
-    let state = new Map<number, Frontend>();
+    const state = new Map<number, Frontend>();
     for (let round = 0; round < 12; round++) {
       const upserts: Frontend[] = [];
       const removes: Frontend[] = [];

@@ -152,11 +152,11 @@ before(async () => {
   const boxes = new Sandboxes(world);
   agent = new AgentProcess(world, { where: 'node', proxy: true, extraArgs: ['--pod-cidr', '10.244.0.0/24'] });
   await agent.start();
-  [client, ...v1] = (await Promise.all([
+  [client, ...v1] = await Promise.all([
     addPod('client', { app: 'client' }, boxes.add()),
     addPod('web-v1-a', { app: 'web', version: 'v1' }, boxes.add()),
     addPod('web-v1-b', { app: 'web', version: 'v1' }, boxes.add()),
-  ])) as [TestPod, ...TestPod[]];
+  ]);
   v2 = await addPod('web-v2', { app: 'web', version: 'v2' }, boxes.add());
   const cartBox = boxes.add();
   cart = {

@@ -498,7 +498,7 @@ describe('deploy/ manifests', () => {
     const typo = clone(ds) as unknown as { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
     typo.spec.template.spec.containers[0]!.securityContex = {};
     await assert.rejects(
-      validateDoc(typo as unknown as Doc),
+      validateDoc(typo),
       /unknown fields: .*DaemonSet\/weft\.spec\.template\.spec\.containers\[0\]\.securityContex/,
     );
     await assert.rejects(validateDoc({ ...clone(ds), kind: 'DeamonSet' }), /unknown kind DeamonSet/);

@@ -1317,7 +1317,7 @@ describe('route table: precedence', () => {
     );
     assert.equal(sp.protocol, 'grpc');
     assert.deepEqual(
-      (sp.matches as GrpcMatchConfig[]).map((m) => m.rule),
+      sp.matches.map((m) => m.rule),
       [5, 7, 6, 4, 3, 2, 1, 0],
     );
   });
