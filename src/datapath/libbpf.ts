@@ -1,7 +1,7 @@
 // FFI binding to the system's libbpf (Debian's libbpf.so.1) through koffi. Only the calls Weft
 // uses are declared; wrappers turn libbpf's negative-errno returns into thrown errors that name
 // the operation and, for program loads, carry the verifier log.
-import koffi from 'koffi';
+import koffi, { type LibraryHandle } from 'koffi';
 import fs from 'node:fs';
 import os from 'node:os';
 import { isMainThread } from 'node:worker_threads';
@@ -14,62 +14,142 @@ type Ptr = bigint | null;
 
 const PrintFn = koffi.proto('int weft_libbpf_print_fn(int level, const char *fmt, void *args)');
 
+/** A C function of `library`, by its prototype, with the TypeScript signature the calls below
+ *  give it: koffi types every foreign call `any`, so the two are written side by side here. */
+function cfunc<F extends (...args: never[]) => unknown>(
+  library: LibraryHandle,
+  prototype: string,
+): (...args: Parameters<F>) => ReturnType<F> {
+  return library.func(prototype);
+}
+
 const fns = {
-  set_print: lib.func('void *libbpf_set_print(void *fn)'),
-  strerror: lib.func('int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)'),
-  object_open_file: lib.func('void *bpf_object__open_file(const char *path, void *opts)'),
-  object_load: lib.func('int bpf_object__load(void *obj)'),
-  object_close: lib.func('void bpf_object__close(void *obj)'),
-  object_next_map: lib.func('void *bpf_object__next_map(void *obj, void *map)'),
-  object_next_program: lib.func('void *bpf_object__next_program(void *obj, void *prog)'),
-  object_btf: lib.func('void *bpf_object__btf(void *obj)'),
-  btf_find_by_name_kind: lib.func('int btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)'),
-  btf_type_by_id: lib.func('void *btf__type_by_id(void *btf, uint32_t id)'),
-  btf_name_by_offset: lib.func('const char *btf__name_by_offset(void *btf, uint32_t offset)'),
-  btf_resolve_size: lib.func('int64_t btf__resolve_size(void *btf, uint32_t id)'),
-  map_name: lib.func('const char *bpf_map__name(void *map)'),
-  map_fd: lib.func('int bpf_map__fd(void *map)'),
-  map_set_pin_path: lib.func('int bpf_map__set_pin_path(void *map, const char *path)'),
-  map_type: lib.func('int bpf_map__type(void *map)'),
-  map_key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
-  map_value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
-  map_max_entries: lib.func('uint32_t bpf_map__max_entries(void *map)'),
-  program_name: lib.func('const char *bpf_program__name(void *prog)'),
-  program_fd: lib.func('int bpf_program__fd(void *prog)'),
-  program_attach_cgroup: lib.func('void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)'),
-  link_pin: lib.func('int bpf_link__pin(void *link, const char *path)'),
-  link_destroy: lib.func('int bpf_link__destroy(void *link)'),
-  link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),
-  obj_get: lib.func('int bpf_obj_get(const char *path)'),
-  obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)'),
-  map_lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
-  map_update_elem: lib.func(
+  set_print: cfunc<(fn: unknown) => unknown>(lib, 'void *libbpf_set_print(void *fn)'),
+  strerror: cfunc<(err: number, buf: Buffer, size: number) => number>(
+    lib,
+    'int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)',
+  ),
+  object_open_file: cfunc<(path: string, opts: null) => Ptr>(
+    lib,
+    'void *bpf_object__open_file(const char *path, void *opts)',
+  ),
+  object_load: cfunc<(obj: Ptr) => number>(lib, 'int bpf_object__load(void *obj)'),
+  object_close: cfunc<(obj: bigint) => void>(lib, 'void bpf_object__close(void *obj)'),
+  object_next_map: cfunc<(obj: Ptr, map: Ptr) => Ptr>(lib, 'void *bpf_object__next_map(void *obj, void *map)'),
+  object_next_program: cfunc<(obj: Ptr, prog: Ptr) => Ptr>(
+    lib,
+    'void *bpf_object__next_program(void *obj, void *prog)',
+  ),
+  object_btf: cfunc<(obj: Ptr) => Ptr>(lib, 'void *bpf_object__btf(void *obj)'),
+  btf_find_by_name_kind: cfunc<(btf: bigint, name: string, kind: number) => number>(
+    lib,
+    'int btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)',
+  ),
+  btf_type_by_id: cfunc<(btf: bigint, id: number) => Ptr>(lib, 'void *btf__type_by_id(void *btf, uint32_t id)'),
+  btf_name_by_offset: cfunc<(btf: bigint, offset: number) => string | null>(
+    lib,
+    'const char *btf__name_by_offset(void *btf, uint32_t offset)',
+  ),
+  btf_resolve_size: cfunc<(btf: bigint, id: number) => number | bigint>(
+    lib,
+    'int64_t btf__resolve_size(void *btf, uint32_t id)',
+  ),
+  map_name: cfunc<(map: bigint) => string>(lib, 'const char *bpf_map__name(void *map)'),
+  map_fd: cfunc<(map: bigint) => number>(lib, 'int bpf_map__fd(void *map)'),
+  map_set_pin_path: cfunc<(map: bigint, path: string) => number>(
+    lib,
+    'int bpf_map__set_pin_path(void *map, const char *path)',
+  ),
+  map_type: cfunc<(map: bigint) => number>(lib, 'int bpf_map__type(void *map)'),
+  map_key_size: cfunc<(map: bigint) => number>(lib, 'uint32_t bpf_map__key_size(void *map)'),
+  map_value_size: cfunc<(map: bigint) => number>(lib, 'uint32_t bpf_map__value_size(void *map)'),
+  map_max_entries: cfunc<(map: bigint) => number>(lib, 'uint32_t bpf_map__max_entries(void *map)'),
+  program_name: cfunc<(prog: bigint) => string>(lib, 'const char *bpf_program__name(void *prog)'),
+  program_fd: cfunc<(prog: bigint) => number>(lib, 'int bpf_program__fd(void *prog)'),
+  program_attach_cgroup: cfunc<(prog: bigint, cgroupFd: number) => Ptr>(
+    lib,
+    'void *bpf_program__attach_cgroup(void *prog, int cgroup_fd)',
+  ),
+  link_pin: cfunc<(link: bigint, path: string) => number>(lib, 'int bpf_link__pin(void *link, const char *path)'),
+  link_destroy: cfunc<(link: bigint) => number>(lib, 'int bpf_link__destroy(void *link)'),
+  link_update: cfunc<(linkFd: number, newProgFd: number, opts: null) => number>(
+    lib,
+    'int bpf_link_update(int link_fd, int new_prog_fd, void *opts)',
+  ),
+  obj_get: cfunc<(path: string) => number>(lib, 'int bpf_obj_get(const char *path)'),
+  obj_get_info_by_fd: cfunc<(fd: number, info: Buffer, len: number[]) => number>(
+    lib,
+    'int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)',
+  ),
+  map_lookup_elem: cfunc<(fd: number, key: Buffer, value: Buffer) => number>(
+    lib,
+    'int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)',
+  ),
+  map_update_elem: cfunc<(fd: number, key: Buffer, value: Buffer, flags: bigint) => number>(
+    lib,
     'int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)',
   ),
-  map_delete_elem: lib.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
-  map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)'),
-  map_update_batch: lib.func(
+  map_delete_elem: cfunc<(fd: number, key: Buffer) => number>(
+    lib,
+    'int bpf_map_delete_elem(int fd, const uint8_t *key)',
+  ),
+  map_get_next_key: cfunc<(fd: number, key: Buffer | null, next: Buffer) => number>(
+    lib,
+    'int bpf_map_get_next_key(int fd, const uint8_t *key, _Out_ uint8_t *next)',
+  ),
+  map_update_batch: cfunc<(fd: number, keys: Buffer, values: Buffer, count: number[], opts: Buffer) => number>(
+    lib,
     'int bpf_map_update_batch(int fd, const uint8_t *keys, const uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
   ),
-  map_delete_batch: lib.func(
+  map_delete_batch: cfunc<(fd: number, keys: Buffer, count: number[], opts: Buffer) => number>(
+    lib,
     'int bpf_map_delete_batch(int fd, const uint8_t *keys, _Inout_ uint32_t *count, const uint8_t *opts)',
   ),
-  map_lookup_batch: lib.func(
+  map_lookup_batch: cfunc<
+    (
+      fd: number,
+      inBatch: Buffer | null,
+      outBatch: Buffer,
+      keys: Buffer,
+      values: Buffer,
+      count: number[],
+      opts: Buffer,
+    ) => number
+  >(
+    lib,
     'int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
   ),
-  link_detach: lib.func('int bpf_link_detach(int link_fd)'),
-  tc_hook_create: lib.func('int bpf_tc_hook_create(const uint8_t *hook)'),
-  tc_attach: lib.func('int bpf_tc_attach(const uint8_t *hook, _Inout_ uint8_t *opts)'),
-  tc_detach: lib.func('int bpf_tc_detach(const uint8_t *hook, const uint8_t *opts)'),
-  tc_query: lib.func('int bpf_tc_query(const uint8_t *hook, _Inout_ uint8_t *opts)'),
-  prog_get_fd_by_id: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
-  prog_test_run_opts: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)'),
-  num_possible_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
-  if_indextoname: libc.func('char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *name)'),
-  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *name)'),
-  vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
-  open: libc.func('int open(const char *path, int flags)'),
-  close: libc.func('int close(int fd)'),
+  link_detach: cfunc<(linkFd: number) => number>(lib, 'int bpf_link_detach(int link_fd)'),
+  tc_hook_create: cfunc<(hook: Buffer) => number>(lib, 'int bpf_tc_hook_create(const uint8_t *hook)'),
+  tc_attach: cfunc<(hook: Buffer, opts: Buffer) => number>(
+    lib,
+    'int bpf_tc_attach(const uint8_t *hook, _Inout_ uint8_t *opts)',
+  ),
+  tc_detach: cfunc<(hook: Buffer, opts: Buffer) => number>(
+    lib,
+    'int bpf_tc_detach(const uint8_t *hook, const uint8_t *opts)',
+  ),
+  tc_query: cfunc<(hook: Buffer, opts: Buffer) => number>(
+    lib,
+    'int bpf_tc_query(const uint8_t *hook, _Inout_ uint8_t *opts)',
+  ),
+  prog_get_fd_by_id: cfunc<(id: number) => number>(lib, 'int bpf_prog_get_fd_by_id(uint32_t id)'),
+  prog_test_run_opts: cfunc<(progFd: number, opts: Buffer) => number>(
+    lib,
+    'int bpf_prog_test_run_opts(int prog_fd, _Inout_ uint8_t *opts)',
+  ),
+  num_possible_cpus: cfunc<() => number>(lib, 'int libbpf_num_possible_cpus(void)'),
+  if_indextoname: cfunc<(ifindex: number, name: Buffer) => string | null>(
+    libc,
+    'char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *name)',
+  ),
+  if_nametoindex: cfunc<(name: string) => number>(libc, 'unsigned int if_nametoindex(const char *name)'),
+  vsnprintf: cfunc<(buf: Buffer, size: number, fmt: string, args: unknown) => number>(
+    libc,
+    'int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)',
+  ),
+  open: cfunc<(path: string, flags: number) => number>(libc, 'int open(const char *path, int flags)'),
+  close: cfunc<(fd: number) => number>(libc, 'int close(int fd)'),
 };
 
 const O_RDONLY = 0;
@@ -162,14 +242,14 @@ export interface MapHandle {
 function removeChangedPin(map: bigint, pin: string): void {
   let fd = -1;
   try {
-    fd = fns.obj_get(pin) as number;
+    fd = fns.obj_get(pin);
     if (fd < 0) return; // nothing pinned yet
     const have = mapInfo(fd);
     const want = {
-      type: fns.map_type(map) as number,
-      keySize: fns.map_key_size(map) as number,
-      valueSize: fns.map_value_size(map) as number,
-      maxEntries: fns.map_max_entries(map) as number,
+      type: fns.map_type(map),
+      keySize: fns.map_key_size(map),
+      valueSize: fns.map_value_size(map),
+      maxEntries: fns.map_max_entries(map),
     };
     if (
       have.type !== want.type ||
@@ -209,7 +289,7 @@ export class BpfObject {
       opts.verify?.(obj);
       if (opts.mapPinDir) {
         for (const map of obj.mapPointers()) {
-          const name = fns.map_name(map) as string;
+          const name = fns.map_name(map);
           if (name.startsWith('.')) continue; // .rodata/.bss are private to the object
           const pin = `${opts.mapPinDir}/${name}`;
           if (opts.replaceChanged?.includes(name)) removeChangedPin(map, pin);
@@ -228,11 +308,11 @@ export class BpfObject {
 
   private *mapPointers(): Generator<bigint> {
     let map: Ptr = null;
-    while ((map = fns.object_next_map(this.ptr, map) as Ptr)) yield map;
+    while ((map = fns.object_next_map(this.ptr, map))) yield map;
   }
 
   maps(): MapHandle[] {
-    return [...this.mapPointers()].map((m) => ({ name: fns.map_name(m) as string, fd: fns.map_fd(m) as number }));
+    return [...this.mapPointers()].map((m) => ({ name: fns.map_name(m), fd: fns.map_fd(m) }));
   }
 
   map(name: string): MapHandle {
@@ -244,15 +324,15 @@ export class BpfObject {
   programs(): ProgramHandle[] {
     const out: ProgramHandle[] = [];
     let prog: Ptr = null;
-    while ((prog = fns.object_next_program(this.ptr, prog) as Ptr)) {
-      out.push({ name: fns.program_name(prog) as string, fd: fns.program_fd(prog) as number, ptr: prog });
+    while ((prog = fns.object_next_program(this.ptr, prog))) {
+      out.push({ name: fns.program_name(prog), fd: fns.program_fd(prog), ptr: prog });
     }
     return out;
   }
 
   /** The object's BTF, as libbpf parsed it; valid until the object is closed. */
   btf(): BtfLayouts {
-    const btf = fns.object_btf(this.ptr) as Ptr;
+    const btf = fns.object_btf(this.ptr);
     if (!btf) throw new Error(`${this.path} has no BTF (build it with clang -g)`);
     return new LibbpfBtf(btf);
   }
@@ -279,9 +359,9 @@ class LibbpfBtf implements BtfLayouts {
 
   private find(name: string, kinds: readonly number[]): { info: number; size: number; ptr: bigint } | undefined {
     for (const kind of kinds) {
-      const id = fns.btf_find_by_name_kind(this.btf, name, kind) as number;
+      const id = fns.btf_find_by_name_kind(this.btf, name, kind);
       if (id < 0) continue;
-      const ptr = checkPtr(`BTF type ${id} (${name})`, fns.btf_type_by_id(this.btf, id) as Ptr);
+      const ptr = checkPtr(`BTF type ${id} (${name})`, fns.btf_type_by_id(this.btf, id));
       const [, info, size] = koffi.decode(ptr, 'uint32_t', 3) as Uint32Array;
       return { info: info!, size: size!, ptr };
     }
@@ -289,7 +369,7 @@ class LibbpfBtf implements BtfLayouts {
   }
 
   private name(offset: number): string {
-    return (fns.btf_name_by_offset(this.btf, offset) as string | null) ?? '';
+    return fns.btf_name_by_offset(this.btf, offset) ?? '';
   }
 
   structLayout(name: string): BtfStructLayout | undefined {
@@ -338,7 +418,7 @@ class LibbpfBtf implements BtfLayouts {
  *  outlives the process. */
 export function attachCgroupPinned(prog: ProgramHandle, cgroupFd: number, pinPath: string): void {
   drainLog();
-  const link = checkPtr(`attach ${prog.name} to cgroup`, fns.program_attach_cgroup(prog.ptr, cgroupFd) as Ptr);
+  const link = checkPtr(`attach ${prog.name} to cgroup`, fns.program_attach_cgroup(prog.ptr, cgroupFd));
   try {
     check(`pin link ${pinPath}`, fns.link_pin(link, pinPath));
   } finally {
@@ -360,7 +440,7 @@ function objInfo(fd: number, size: number, what: string): Buffer {
 }
 
 export function objGet(path: string): number {
-  const fd = fns.obj_get(path) as number;
+  const fd = fns.obj_get(path);
   if (fd < 0) throw new BpfError(`open pinned object ${path}`, -fd);
   return fd;
 }
@@ -432,7 +512,7 @@ export class RawMap {
 
   lookup(key: Buffer): Buffer | undefined {
     const value = Buffer.alloc(this.valueSize);
-    const ret = fns.map_lookup_elem(this.fd, key, value) as number;
+    const ret = fns.map_lookup_elem(this.fd, key, value);
     if (ret === -os.constants.errno.ENOENT) return undefined;
     check(`lookup in map ${this.name}`, ret);
     return value;
@@ -444,7 +524,7 @@ export class RawMap {
 
   /** Returns false when the key was not there. */
   delete(key: Buffer): boolean {
-    const ret = fns.map_delete_elem(this.fd, key) as number;
+    const ret = fns.map_delete_elem(this.fd, key);
     if (ret === -os.constants.errno.ENOENT) return false;
     check(`delete from map ${this.name}`, ret);
     return true;
@@ -462,7 +542,7 @@ export class RawMap {
     const n = keys.length / this.keySize;
     if (n === 0) return;
     const count = [n];
-    const ret = fns.map_delete_batch(this.fd, keys, count, batchOpts()) as number;
+    const ret = fns.map_delete_batch(this.fd, keys, count, batchOpts());
     if (ret === -os.constants.errno.ENOENT) {
       // Some key was already gone (an LRU eviction, say): delete the rest one by one.
       for (let off = 0; off < keys.length; off += this.keySize) this.delete(keys.subarray(off, off + this.keySize));
@@ -480,7 +560,7 @@ export class RawMap {
       const keys = Buffer.alloc(chunk * this.keySize);
       const values = Buffer.alloc(chunk * this.valueSize);
       const count = [chunk];
-      const ret = fns.map_lookup_batch(this.fd, inTok, outTok, keys, values, count, batchOpts()) as number;
+      const ret = fns.map_lookup_batch(this.fd, inTok, outTok, keys, values, count, batchOpts());
       if (ret < 0 && ret !== -ENOENT) {
         if (ret === -ENOSPC && chunk < 1 << 20) {
           chunk *= 4; // one hash bucket holds more than a chunk: retry bigger
@@ -520,7 +600,7 @@ export function progId(progFd: number): number {
 
 /** An fd for a loaded program, by id; the caller closes it. */
 export function progFdById(id: number): number {
-  const fd = fns.prog_get_fd_by_id(id) as number;
+  const fd = fns.prog_get_fd_by_id(id);
   if (fd < 0) throw new BpfError(`open program id ${id}`, -fd);
   return fd;
 }
@@ -584,7 +664,7 @@ const { EEXIST, ENOENT, ENODEV, EINVAL } = os.constants.errno;
 /** Adds the clsact qdisc to a device of the calling thread's network namespace, unless it has
  *  one already. */
 export function tcHookCreate(ifindex: number, what: string): void {
-  const ret = fns.tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)) as number;
+  const ret = fns.tc_hook_create(tcHook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS));
   drainLog();
   if (ret < 0 && ret !== -EEXIST) throw new BpfError(what, -ret);
 }
@@ -593,14 +673,14 @@ export function tcHookCreate(ifindex: number, what: string): void {
  *  filter there with the same handle and priority, if any. The clsact qdisc must exist. */
 export function tcAttach(f: TcFilter, progFd: number, what: string): void {
   drainLog();
-  const ret = fns.tc_attach(tcHook(f.ifindex, f.attachPoint), tcOpts(f, progFd, BPF_TC_F_REPLACE)) as number;
+  const ret = fns.tc_attach(tcHook(f.ifindex, f.attachPoint), tcOpts(f, progFd, BPF_TC_F_REPLACE));
   const log = drainLog();
   if (ret < 0) throw new BpfError(what, -ret, log);
 }
 
 /** Removes a clsact filter. Returns false when there was none (or no such device). */
 export function tcDetach(f: TcFilter, what: string): boolean {
-  const ret = fns.tc_detach(tcHook(f.ifindex, f.attachPoint), tcOpts(f)) as number;
+  const ret = fns.tc_detach(tcHook(f.ifindex, f.attachPoint), tcOpts(f));
   const log = drainLog();
   if (ret === -ENOENT || ret === -ENODEV || ret === -EINVAL) return false;
   if (ret < 0) throw new BpfError(what, -ret, log);
@@ -611,7 +691,7 @@ export function tcDetach(f: TcFilter, what: string): boolean {
  *  clsact qdisc, or no such device). */
 export function tcQuery(f: TcFilter, what: string): number | undefined {
   const opts = tcOpts(f);
-  const ret = fns.tc_query(tcHook(f.ifindex, f.attachPoint), opts) as number;
+  const ret = fns.tc_query(tcHook(f.ifindex, f.attachPoint), opts);
   const log = drainLog();
   if (ret === -ENOENT || ret === -ENODEV || ret === -EINVAL) return undefined;
   if (ret < 0) throw new BpfError(what, -ret, log);
@@ -621,7 +701,7 @@ export function tcQuery(f: TcFilter, what: string): number | undefined {
 /** The ifindex of an interface in the calling process's network namespace (sysfs may show
  *  another namespace's devices: it follows the mount, not the process). */
 export function interfaceIndex(name: string): number | undefined {
-  const ifindex = fns.if_nametoindex(name) as number;
+  const ifindex = fns.if_nametoindex(name);
   return ifindex > 0 ? ifindex : undefined;
 }
 
@@ -636,7 +716,7 @@ let cpuCount: number | undefined;
 
 /** The number of possible CPUs: how many slots a per-CPU map value has. */
 export function possibleCpus(): number {
-  cpuCount ??= check('count possible CPUs', fns.num_possible_cpus() as number);
+  cpuCount ??= check('count possible CPUs', fns.num_possible_cpus());
   return cpuCount;
 }
 
