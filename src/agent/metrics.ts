@@ -82,7 +82,7 @@ export class AgentMetrics {
     const port = Number(address.slice(idx + 1));
     if (idx < 0 || !Number.isInteger(port) || port < 0 || port > 65535)
       throw new Error(`--metrics-address ${address}: want HOST:PORT`);
-    const server = http.createServer(async (req, res) => {
+    const server = http.createServer((req, res) => {
       if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       if (req.url === '/readyz') {
         const r = ready();
@@ -91,8 +91,11 @@ export class AgentMetrics {
           .end(r === true ? 'ready\n' : `not ready: ${r}\n`);
       }
       if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': this.registry.contentType });
-      res.end(await this.registry.metrics());
+      // A collect callback that throws fails this scrape (500, with its message), not the agent.
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -68,35 +68,12 @@ export async function serveApi(socketPath: string, routes: Record<string, Route>
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
   // A socket file left by a killed agent would make listen fail with EADDRINUSE.
   fs.rmSync(socketPath, { force: true });
-  const server: ApiServer = new ApiServer(async (req, res) => {
-    const route = `${req.method} ${new URL(req.url ?? '/', 'http://weft').pathname}`;
-    const handler = Object.hasOwn(routes, route) ? routes[route] : undefined;
-    const reply = (status: number, payload: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify(payload)}\n`);
-    };
-    if (!handler) return reply(404, { error: `no such endpoint: ${route}` });
-    if (typeof handler !== 'function' && 'stream' in handler) return stream(server, handler, req, res, reply);
-    const { handle, bodyErrorFields }: JsonRoute = typeof handler === 'function' ? { handle: handler } : handler;
-    try {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > MAX_BODY) return reply(413, { error: `request body over ${MAX_BODY} bytes`, ...bodyErrorFields });
-        chunks.push(c as Buffer);
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = text ? JSON.parse(text) : undefined;
-      } catch (err) {
-        return reply(400, { error: `request body is not JSON: ${(err as Error).message}`, ...bodyErrorFields });
-      }
-      reply(200, await handle(req, body));
-    } catch (err) {
-      reply(...errorReply(err));
-    }
+  const server: ApiServer = new ApiServer((req, res) => {
+    answer(server, routes, req, res).catch((err: unknown) => {
+      // Only a failure of the error reply itself gets here: the client is cut off rather than
+      // left waiting, and the server goes on.
+      res.destroy(err instanceof Error ? err : new Error(String(err)));
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -104,6 +81,46 @@ export async function serveApi(socketPath: string, routes: Record<string, Route>
   });
   fs.chmodSync(socketPath, 0o600);
   return server;
+}
+
+/** Answers one request by its route: a handler's result (or error) as JSON, or a stream. */
+async function answer(
+  server: ApiServer,
+  routes: Record<string, Route>,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const route = `${req.method} ${new URL(req.url ?? '/', 'http://weft').pathname}`;
+  const handler = Object.hasOwn(routes, route) ? routes[route] : undefined;
+  const reply = (status: number, payload: unknown) => {
+    // Encoded first: an answer JSON cannot encode (a bigint, a cycle) throws before the status
+    // line is out, and becomes a 500 below.
+    const text = `${JSON.stringify(payload)}\n`;
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(text);
+  };
+  if (!handler) return reply(404, { error: `no such endpoint: ${route}` });
+  if (typeof handler !== 'function' && 'stream' in handler) return stream(server, handler, req, res, reply);
+  const { handle, bodyErrorFields }: JsonRoute = typeof handler === 'function' ? { handle: handler } : handler;
+  try {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > MAX_BODY) return reply(413, { error: `request body over ${MAX_BODY} bytes`, ...bodyErrorFields });
+      chunks.push(c as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch (err) {
+      return reply(400, { error: `request body is not JSON: ${(err as Error).message}`, ...bodyErrorFields });
+    }
+    reply(200, await handle(req, body));
+  } catch (err) {
+    reply(...errorReply(err));
+  }
 }
 
 async function stream(
@@ -147,7 +164,7 @@ export async function apiRequest<T>(
             if ((res.statusCode ?? 500) >= 400) reject(new Error(parsed.error ?? `HTTP ${res.statusCode}`));
             else resolve(parsed);
           } catch (err) {
-            reject(err);
+            reject(err instanceof Error ? err : new Error(String(err)));
           }
         });
       },

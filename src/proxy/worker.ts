@@ -49,7 +49,7 @@ const drain = (graceMs: number) =>
     setImmediate(() => process.exit(0));
   }));
 
-process.on('message', async (m: ToWorker) => {
+async function onMessage(m: ToWorker): Promise<void> {
   if (m.t === 'flows') {
     core.setFlowsWanted(m.on);
     if (!m.on) lines = [];
@@ -70,6 +70,15 @@ process.on('message', async (m: ToWorker) => {
   } catch (err) {
     send({ t: 'reply', id: m.id, ok: false, error: (err as Error).message });
   }
+}
+
+process.on('message', (m: ToWorker) => {
+  onMessage(m).catch((err: unknown) => {
+    // A reply that could not be sent (or a failed flows switch) gets here. The primary's calls
+    // would wait for ever: the worker exits, so that the primary fails them and starts a new one.
+    log.error('cannot answer the primary; exiting', { op: m.t === 'call' ? m.op : m.t, error: String(err) });
+    process.exit(1);
+  });
 });
 process.on('disconnect', () => void drain(GRACE_MS));
 for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void drain(GRACE_MS));
