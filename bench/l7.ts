@@ -570,7 +570,7 @@ export async function measureL7(o: L7BenchOptions): Promise<L7Result> {
   /** Ready and right: 20 requests, all 2xx with the whole body (retried while the path starts). */
   const probe = async (url: string, roots: Proc[], timeoutMs = 10_000): Promise<void> => {
     const until = Date.now() + timeoutMs;
-    let last = '';
+    let last: string;
     for (;;) {
       const dead = roots.find((p) => !p.isRunning());
       if (dead) throw new Error(`${dead.name} exited: ${dead.lines.slice(-4).join(' | ') || 'no output'}`);

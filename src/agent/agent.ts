@@ -11,7 +11,7 @@ import { ManifestsDirSource } from '../sources/manifests-dir.js';
 import type { KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
 import { slimClientNode } from '../sources/client-node/slim.js';
 import { ResourceStore } from '../state/store.js';
-import { HttpError, serveApi } from '../lib/unix-http.js';
+import { HttpError, serveApi, type Route } from '../lib/unix-http.js';
 import type { AgentConfig } from './config.js';
 import type { AgentContext, Controller } from './controller.js';
 import { EndpointController } from './endpoint-controller.js';
@@ -135,7 +135,7 @@ export class Agent {
     this.servers.push(
       await serveApi(cfg.socketPath, {
         'GET /v1/status': () => this.status(),
-        ...Object.assign({}, ...this.controllers.map((c) => c.routes)),
+        ...this.controllers.reduce<Record<string, Route>>((all, c) => ({ ...all, ...c.routes }), {}),
         'GET /healthz': () => ({ ok: true }),
         'GET /readyz': () =>
           this.synced

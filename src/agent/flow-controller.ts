@@ -111,7 +111,7 @@ function observerMetrics(registry: Registry, observer: Observer): void {
   const seen = new Map<Counter<string>, Map<string, number>>();
   const advance = (c: Counter<string>, labels: Record<string, string>, total: number) => {
     let mine = seen.get(c);
-    if (!mine) seen.set(c, (mine = new Map()));
+    if (!mine) seen.set(c, (mine = new Map<string, number>()));
     const key = JSON.stringify(labels);
     const before = mine.get(key) ?? 0;
     if (total > before) {

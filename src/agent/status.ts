@@ -29,7 +29,7 @@ export function composeStatus(
   own: Partial<AgentStatus>,
   parts: readonly (Partial<AgentStatus> | undefined)[],
 ): AgentStatus {
-  const all: Partial<AgentStatus> = Object.assign({}, own, ...parts);
+  const all = parts.reduce<Partial<AgentStatus>>((acc, part) => ({ ...acc, ...part }), { ...own });
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(FIELD_ORDER) as (keyof AgentStatus)[]) if (key in all) out[key] = all[key];
   return out as unknown as AgentStatus;

@@ -93,10 +93,11 @@ export const nested = <T>(offset: number, codec: StructCodec<T>): NestedField<T>
 /** Bytes with no value of their own (padding, or a member the codec leaves zero). */
 export const pad = (offset: number, size: number): FieldLayout => ({ offset, size });
 
-/** How a struct's bytes become a value and back, at `offset` into a buffer. */
+/** How a struct's bytes become a value and back, at `offset` into a buffer. Neither uses `this`
+ *  (`this: void`): struct() and wrapping() pass them on their own. */
 export interface Coding<T> {
-  encodeInto(value: T, buf: Buffer, offset: number): void;
-  decode(buf: Buffer, offset?: number): T;
+  encodeInto(this: void, value: T, buf: Buffer, offset: number): void;
+  decode(this: void, buf: Buffer, offset?: number): T;
 }
 
 export interface StructCodec<T, F extends Fields = Fields> extends Coding<T> {

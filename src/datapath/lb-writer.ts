@@ -68,7 +68,7 @@ export class LbWriter {
     for (const [k, v] of this.backends.entries()) {
       const key = lbBackendKey.decode(k);
       let m = slotsById.get(key.serviceId);
-      if (!m) slotsById.set(key.serviceId, (m = new Map()));
+      if (!m) slotsById.set(key.serviceId, (m = new Map<number, L4Addr>()));
       m.set(key.slot, lbBackendValue.decode(v));
     }
     const byId = new Map<number, ServiceEntry>();
@@ -217,7 +217,7 @@ export class LbWriter {
  *  change rewrites one slot, not the whole service) and filling holes with the newcomers. */
 export function placeBackends(current: readonly L4Addr[], desired: readonly L4Addr[]): L4Addr[] {
   const want = new Map(desired.map((b) => [addrText(b), b]));
-  const slots: (L4Addr | undefined)[] = new Array(desired.length).fill(undefined);
+  const slots = new Array<L4Addr | undefined>(desired.length).fill(undefined);
   current.forEach((b, i) => {
     if (i < slots.length && want.has(addrText(b))) {
       slots[i] = want.get(addrText(b));

@@ -65,7 +65,7 @@ export class PolicyWriter {
 
   private viewOf(endpointId: number): Map<string, [PolicyEntry, number]> {
     let view = this.policyView.get(endpointId);
-    if (!view) this.policyView.set(endpointId, (view = new Map()));
+    if (!view) this.policyView.set(endpointId, (view = new Map<string, [PolicyEntry, number]>()));
     return view;
   }
 

@@ -6,7 +6,7 @@ export type Fields = Record<string, string | number | boolean | undefined | null
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 function quote(v: string): string {
-  return /^[\w./:@,+\[\]-]+$/.test(v) ? v : JSON.stringify(v);
+  return /^[\w./:@,+[\]-]+$/.test(v) ? v : JSON.stringify(v);
 }
 
 export interface Logger {

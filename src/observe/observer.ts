@@ -102,7 +102,7 @@ export class Observer implements FlowSource {
     const worker = new Worker(new URL('./ring-worker.js', import.meta.url), { workerData: init, name: 'weft-ring' });
     this.worker = worker;
     worker.on('message', () => this.schedulePass());
-    worker.on('error', (err) => {
+    worker.on('error', (err: Error) => {
       this.workerError = err.message;
       this.opts.log.error('flow observer failed; restarting it', { error: err.message, retry_s: RESTART_MS / 1000 });
     });

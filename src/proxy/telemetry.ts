@@ -115,11 +115,11 @@ export class HttpStats {
       route,
     });
     let a = this.tree.get(source);
-    if (a === undefined) this.tree.set(source, (a = new Map()));
+    if (a === undefined) this.tree.set(source, (a = new Map<string, Level<Level<Series>>>()));
     let b = a.get(destination);
-    if (b === undefined) a.set(destination, (b = new Map()));
+    if (b === undefined) a.set(destination, (b = new Map<string, Level<Series>>()));
     let c = b.get(service);
-    if (c === undefined) b.set(service, (c = new Map()));
+    if (c === undefined) b.set(service, (c = new Map<string, Series>()));
     c.set(route, s);
     this.series.push(s);
     return s;

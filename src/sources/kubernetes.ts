@@ -102,24 +102,23 @@ class ResourceInformer {
     this.state = { resource: name, synced: false, objects: 0, resourceVersion: '', errors: 0 };
     this.watch = new Watch(kc);
     (this.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchIdleMs;
-    const informer = this;
     // ListWatch calls watch() right after it has applied a list: that is when the store holds
     // a complete view. Every event passes through accept() before ListWatch caches it.
     const watch = Object.assign(Object.create(this.watch) as Watch, {
-      watch(
+      watch: (
         path: string,
         params: Record<string, string | number | boolean | undefined>,
         cb: (phase: string, obj: unknown, w?: unknown) => void,
         done: (err: unknown) => void,
-      ) {
-        informer.listApplied();
+      ) => {
+        this.listApplied();
         // The apiserver ends a watch after timeoutSeconds; client-go picks 5 to 10 minutes so
         // that a fleet of agents does not reconnect in lockstep.
         const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
-        return informer.watch.watch(
+        return this.watch.watch(
           path,
-          { ...params, allowWatchBookmarks: true, timeoutSeconds, ...informer.selector() },
-          (phase, obj, w) => informer.onEvent(phase, obj as Raw, cb, w),
+          { ...params, allowWatchBookmarks: true, timeoutSeconds, ...this.selector() },
+          (phase, obj, w) => this.onEvent(phase, obj as Raw, cb, w),
           done,
         );
       },

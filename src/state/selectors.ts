@@ -2,7 +2,7 @@
 // the semantics of k8s.io/apimachinery's LabelSelectorAsSelector. Pure.
 import type { Checker } from '../lib/checker.js';
 import { isObj } from '../lib/checker.js';
-import type { LabelSelector, LabelSelectorRequirement, SelectorOperator } from './resources.js';
+import type { LabelSelector, SelectorOperator } from './resources.js';
 
 const OPERATORS: readonly SelectorOperator[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
 // A label key is an optional DNS subdomain prefix and '/', then a name of at most 63

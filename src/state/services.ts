@@ -158,7 +158,7 @@ export class ServiceTable {
     this.slices.set(nameOf(slice), { owner, slice });
     if (!owner) return;
     let m = this.slicesOf.get(owner);
-    if (!m) this.slicesOf.set(owner, (m = new Map()));
+    if (!m) this.slicesOf.set(owner, (m = new Map<string, EndpointSlice>()));
     m.set(nameOf(slice), slice);
     this.dirty.add(owner);
   }

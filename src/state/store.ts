@@ -22,7 +22,7 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
     const next = new Map<Kind, Objects>();
     for (const r of resources) {
       let objs = next.get(r.kind);
-      if (!objs) next.set(r.kind, (objs = new Map()));
+      if (!objs) next.set(r.kind, (objs = new Map<string, Resource>()));
       objs.set(resourceKey(r), r);
     }
     const old = this.byOrigin.get(origin);
@@ -125,11 +125,11 @@ export class ResourceStore extends EventEmitter<{ change: [kinds: ReadonlySet<Ki
   private objectsOf(origin: string, kind: Kind): Objects {
     let held = this.byOrigin.get(origin);
     if (!held) {
-      this.byOrigin.set(origin, (held = new Map()));
+      this.byOrigin.set(origin, (held = new Map<Kind, Objects>()));
       this.sortedOrigins = undefined;
     }
     let objs = held.get(kind);
-    if (!objs) held.set(kind, (objs = new Map()));
+    if (!objs) held.set(kind, (objs = new Map<string, Resource>()));
     return objs;
   }
 

@@ -648,7 +648,6 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
     const holder = spawnProc(a, ['hold', '--ip', b.ipv4, '--port', String(TCP_PORT)]);
     const [, , port] = await holder.waitFor(/^connected (\S+) (\d+)$/);
     holder.send('ping');
-    let mark = holder.lines.length;
     await holder.waitFor(/^pong$/);
     const key = {
       family: 4 as const,
@@ -670,7 +669,7 @@ describe('an agent restart re-attaches: programs are swapped in place', () => {
       assert.notEqual(l.progId, linksBefore[i]!.progId, `${l.ifindex} ${l.hook}: a new program`);
     for (const pod of [a, b]) assert.deepEqual(tcFilters(pod), { ingress: 1, egress: 1 }, 'replaced, not added');
 
-    mark = holder.lines.length;
+    const mark = holder.lines.length;
     holder.send('ping');
     await holder.waitFor(/^pong$/, mark);
     const ctAfter = ctOne(key);

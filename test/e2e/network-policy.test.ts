@@ -139,7 +139,10 @@ async function startBackend(p: ClusterPod): Promise<void> {
     const timer = setTimeout(() => reject(new Error(`backend in ${p.key} did not start: ${out}`)), 10_000);
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('ready')) (clearTimeout(timer), resolve());
+      if (out.includes('ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
     });
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     child.once('exit', (code) => reject(new Error(`backend in ${p.key} exited ${code}: ${out}`)));

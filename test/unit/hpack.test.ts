@@ -286,7 +286,7 @@ describe('HpackDecoder: malformed input', () => {
       assert.throws(
         () => new HpackDecoder().decode(hex(block), [], BIG),
         (err: unknown) => {
-          assert.ok(err instanceof HpackError, `${err}`);
+          assert.ok(err instanceof HpackError, String(err));
           assert.match(err.message, message);
           return true;
         },
@@ -339,7 +339,7 @@ describe('HpackDecoder: malformed input', () => {
       try {
         new HpackDecoder(rand() < 0.5 ? 4096 : 64).decode(b, [], 1 << 16);
       } catch (err) {
-        if (!(err instanceof HpackError)) assert.fail(`${b.toString('hex')}: ${err}`);
+        if (!(err instanceof HpackError)) assert.fail(`${b.toString('hex')}: ${String(err)}`);
       }
     }
   });

@@ -2,7 +2,7 @@
 // attachment and precedence, and per-request matching.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { HttpMatchConfig, GrpcMatchConfig, ServicePortConfig } from '../../src/contract/proxy-snapshot.js';
+import type { HttpMatchConfig, ServicePortConfig } from '../../src/contract/proxy-snapshot.js';
 import {
   applyHeaderEdits,
   compileServiceRouter,

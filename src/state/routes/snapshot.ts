@@ -30,7 +30,7 @@ export function buildSnapshot(input: {
     if (f.key.proto !== 'TCP') continue;
     const key = `${f.service}:${f.key.port}`;
     let m = byKey.get(key);
-    if (!m) byKey.set(key, (m = new Map()));
+    if (!m) byKey.set(key, (m = new Map<string, BackendEndpoint>()));
     for (const b of f.backends) m.set(`${b.ip} ${b.port}`, { ip: b.ip, port: b.port });
   }
   const backends: Record<string, BackendConfig> = {};
