@@ -84,7 +84,9 @@ function observerMetrics(registry: Registry, observer: Observer): void {
   });
   const lost = new Counter({
     name: 'weft_flows_lost_total',
-    help: 'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), follow (a slow API follower), proxy (L7 flows weft-proxy dropped)',
+    help:
+      'Flow events lost, by stage: kernel (ring buffer full), decode (unreadable record), ' +
+      'follow (a slow API follower), proxy (L7 flows weft-proxy dropped)',
     labelNames: ['stage'],
     registers,
     collect,

@@ -110,7 +110,8 @@ export class L7Controller {
         .find((b) => this.inputs.isolatedBackend(b.ip));
       if (isolated) {
         notes.push(
-          `Service ${sp.service} port ${sp.port}: backend ${isolated.ip} is isolated by NetworkPolicy; its routes wait until the proxy enforces policy (traffic stays in the kernel, policy in force)`,
+          `Service ${sp.service} port ${sp.port}: backend ${isolated.ip} is isolated by NetworkPolicy; ` +
+            'its routes wait until the proxy enforces policy (traffic stays in the kernel, policy in force)',
         );
         continue;
       }

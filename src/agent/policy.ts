@@ -274,12 +274,13 @@ export class PolicyEngine {
           rule: r?.rule ?? `rule ${v.rule}`,
         };
       }
+      const by = selectedBy.join(', ') || 'the policies of its namespace (its labels are not known yet)';
       return {
         direction,
         pod: selfRef,
         verdict: 'DENY' as const,
         policy: selectedBy[0] ?? null,
-        rule: `default deny: isolated for ${direction} by ${selectedBy.join(', ') || 'the policies of its namespace (its labels are not known yet)'}; no ${direction} rule allows ${what} ${direction === 'egress' ? 'to' : 'from'} ${peerRef}`,
+        rule: `default deny: isolated for ${direction} by ${by}; no ${direction} rule allows ${what} ${direction === 'egress' ? 'to' : 'from'} ${peerRef}`,
       };
     };
     const egress = step('egress', src, from, ipOf(dst, to), to);

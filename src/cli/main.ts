@@ -100,8 +100,10 @@ async function status(ctx: Ctx): Promise<number> {
     );
   if (a?.policy) {
     const p = a.policy;
+    const failed = p.error ? `; last write FAILED: ${p.error}` : '';
     out(
-      `Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ${p.entries} allow entries, ${p.ipcache} ipcache entries${p.error ? `; last write FAILED: ${p.error}` : ''}\n`,
+      `Policy:     ${p.policies} NetworkPolic${p.policies === 1 ? 'y' : 'ies'}, ` +
+        `${p.entries} allow entries, ${p.ipcache} ipcache entries${failed}\n`,
     );
   }
   // Absent from agents without an observer (and older ones).
@@ -109,9 +111,10 @@ async function status(ctx: Ctx): Promise<number> {
   if (a?.proxy) {
     const p = a.proxy;
     const state = p.running ? `running${p.pid ? ` (pid ${p.pid})` : ''}, snapshot ${p.version}` : 'NOT RUNNING';
-    out(
-      `L7 proxy:   ${state}; ${p.routedPorts.length} routed Service port${p.routedPorts.length === 1 ? '' : 's'}${p.routedPorts.length ? ` (${p.routedPorts.join(', ')})` : ''}; ${p.restarts} restart${p.restarts === 1 ? '' : 's'}${p.lastError ? `; last error: ${p.lastError}` : ''}\n`,
-    );
+    const ports = p.routedPorts;
+    const routed = `${ports.length} routed Service port${ports.length === 1 ? '' : 's'}${ports.length ? ` (${ports.join(', ')})` : ''}`;
+    const restarts = `${p.restarts} restart${p.restarts === 1 ? '' : 's'}`;
+    out(`L7 proxy:   ${state}; ${routed}; ${restarts}${p.lastError ? `; last error: ${p.lastError}` : ''}\n`);
     for (const n of p.notes) out(`            note: ${n}\n`);
   }
   if (a?.informers) {

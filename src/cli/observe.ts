@@ -36,7 +36,9 @@ ${[
   flagLine(
     'o',
     'output FMT',
-    'compact (default: one line a flow), json (one flow\nobject a line) or table (aligned columns; not with\n--follow: it cannot align rows it has not seen yet)',
+    'compact (default: one line a flow), json (one flow\n' +
+      'object a line) or table (aligned columns; not with\n' +
+      '--follow: it cannot align rows it has not seen yet)',
   ),
   ...FILTER_FLAGS.map(({ flag, help }) =>
     flagLine(SHORT[flag], `${flag} ${flag === 'since' || flag === 'until' ? 'TIME' : 'X'}`, help),
@@ -187,11 +189,12 @@ function bytes(n: number): string {
 export function formatObserverStatus(o: ObserverStatus): string {
   const used = o.kernelRing.sizeBytes > 0 ? (100 * o.kernelRing.usedBytes) / o.kernelRing.sizeBytes : 0;
   const pct = used > 0 && used < 1 ? '<1' : String(Math.round(used));
+  const proxyLost = o.lost.proxy ? `, proxy ${count(o.lost.proxy)}` : '';
   return [
     `${o.flowsPerSecond.toFixed(1)}/s (${count(o.flowsTotal)} total)`,
     `kernel ring ${pct}% of ${bytes(o.kernelRing.sizeBytes)}`,
     `flow ring ${count(o.flowRing.flows)}/${count(o.flowRing.capacity)}`,
-    `lost: kernel ${count(o.lost.kernel)}, decode ${count(o.lost.decode)}, follow ${count(o.lost.follow)}${o.lost.proxy ? `, proxy ${count(o.lost.proxy)}` : ''}`,
+    `lost: kernel ${count(o.lost.kernel)}, decode ${count(o.lost.decode)}, follow ${count(o.lost.follow)}${proxyLost}`,
     `${o.followers} follower${o.followers === 1 ? '' : 's'}`,
     ...(o.error ? [`NOT READING THE KERNEL: ${o.error}`] : []),
   ].join('; ');

@@ -193,8 +193,9 @@ export class EndpointDatapath {
     if (ep.ifname !== undefined) {
       const actual = interfaceName(ep.ifindex);
       if (actual !== ep.ifname) {
+        const found = actual === undefined ? 'no interface' : `interface ${actual}`;
         throw new Error(
-          `endpoint ${ep.endpointId}: ifindex ${ep.ifindex} is ${actual === undefined ? 'no interface' : `interface ${actual}`}, not ${ep.ifname}, in this network namespace`,
+          `endpoint ${ep.endpointId}: ifindex ${ep.ifindex} is ${found}, not ${ep.ifname}, in this network namespace`,
         );
       }
     }

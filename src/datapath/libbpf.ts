@@ -117,7 +117,8 @@ const fns = {
     ) => number
   >(
     lib,
-    'int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
+    'int bpf_map_lookup_batch(int fd, const uint8_t *in_batch, _Out_ uint8_t *out_batch, ' +
+      '_Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const uint8_t *opts)',
   ),
   link_detach: cfunc<(linkFd: number) => number>(lib, 'int bpf_link_detach(int link_fd)'),
   tc_hook_create: cfunc<(hook: Buffer) => number>(lib, 'int bpf_tc_hook_create(const uint8_t *hook)'),

@@ -14,7 +14,8 @@ export function formatTime(time: string): string {
   const t = new Date(time); // an offset other than Z: let Date do the arithmetic
   if (Number.isNaN(t.getTime())) return time;
   const pad = (n: number, w = 2) => String(n).padStart(w, '0');
-  return `${MONTHS[t.getUTCMonth()]} ${String(t.getUTCDate()).padStart(2)} ${pad(t.getUTCHours())}:${pad(t.getUTCMinutes())}:${pad(t.getUTCSeconds())}.${pad(t.getUTCMilliseconds(), 3)}`;
+  const clock = `${pad(t.getUTCHours())}:${pad(t.getUTCMinutes())}:${pad(t.getUTCSeconds())}.${pad(t.getUTCMilliseconds(), 3)}`;
+  return `${MONTHS[t.getUTCMonth()]} ${String(t.getUTCDate()).padStart(2)} ${clock}`;
 }
 
 /** "ns/pod:port" when the pod is known, else "ip:port" ("[ip]:port" for IPv6); no port, no ":". */

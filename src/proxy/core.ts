@@ -81,7 +81,9 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
     const endpoints = this.endpoints;
     new Gauge({
       name: 'weft_proxy_buffered_bytes',
-      help: 'Bytes held for peers slower than their senders (DATA waiting for HTTP/2 windows, socket backlogs), by side: downstream (clients) or upstream (endpoints)',
+      help:
+        'Bytes held for peers slower than their senders (DATA waiting for HTTP/2 windows, socket backlogs), ' +
+        'by side: downstream (clients) or upstream (endpoints)',
       labelNames: ['side'],
       registers,
       collect() {
@@ -92,7 +94,9 @@ export class ProxyCore implements DataPlane, ForwardContext, FrontendContext {
     const budget = this.queueBudget;
     const shed: Counter = new Counter({
       name: 'weft_proxy_streams_shed_total',
-      help: 'HTTP/2 streams reset (ENHANCE_YOUR_CALM) for holding too much DATA for a peer that does not open its windows, by the budget passed: connection (16 MiB) or process (--max-queued-mib)',
+      help:
+        'HTTP/2 streams reset (ENHANCE_YOUR_CALM) for holding too much DATA for a peer that does not open ' +
+        'its windows, by the budget passed: connection (16 MiB) or process (--max-queued-mib)',
       labelNames: ['budget'],
       registers,
       collect() {

@@ -253,7 +253,9 @@ export function passthroughFlow(f: PassthroughFlowInput): Flow {
     is_reply: false,
     service: f.service,
     observation_point: 'proxy',
-    summary: `not HTTP, passed through: ${f.sent} bytes sent, ${f.received} received in ${formatLatency(f.durationMs)}${f.dropReason !== undefined ? ` (${f.dropReason})` : ''}`,
+    summary:
+      `not HTTP, passed through: ${f.sent} bytes sent, ${f.received} received in ${formatLatency(f.durationMs)}` +
+      (f.dropReason !== undefined ? ` (${f.dropReason})` : ''),
   };
 }
 

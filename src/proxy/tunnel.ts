@@ -68,7 +68,10 @@ export function tunnel(conn: Conn, req: http.IncomingMessage, socket: net.Socket
     r.dropReason = dropReason;
     const body = `${reason}\n`;
     socket.end(
-      `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\n` +
+        'Connection: close\r\n' +
+        'Content-Type: text/plain; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     if (state !== undefined) report(conn, state, r, performance.now() - t0);
   };

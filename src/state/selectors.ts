@@ -18,14 +18,20 @@ export function labelKeyProblem(key: string): string | undefined {
     return `${JSON.stringify(key)}: the prefix must be a DNS subdomain of at most 253 characters`;
   }
   if (name.length === 0 || name.length > 63 || !NAME.test(name)) {
-    return `${JSON.stringify(key)} is not a label key (a name of at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)`;
+    return (
+      `${JSON.stringify(key)} is not a label key (a name of at most 63 characters: ` +
+      "letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
+    );
   }
   return undefined;
 }
 
 export function labelValueProblem(value: string): string | undefined {
   if (value === '' || (value.length <= 63 && NAME.test(value))) return undefined;
-  return `${JSON.stringify(value)} is not a label value (empty, or at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)`;
+  return (
+    `${JSON.stringify(value)} is not a label value (empty, or at most 63 characters: ` +
+    "letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
+  );
 }
 
 /** A selector as the API would accept it, or undefined (and errors in `c`). */

@@ -284,7 +284,8 @@ function checkFilters(c: Checker, v: unknown, path: string, kind: RouteKind): Ro
       return (
         c.fail(
           `${at}.type`,
-          `${type} filters are not supported by Weft (only RequestHeaderModifier and ResponseHeaderModifier); the route is refused rather than applied without it`,
+          `${type} filters are not supported by Weft (only RequestHeaderModifier and ResponseHeaderModifier); ` +
+            'the route is refused rather than applied without it',
         ),
         []
       );
