@@ -8,7 +8,7 @@ import { loadSocketPrograms, type LoadedDatapath } from '../datapath/programs.js
 import { readMaps } from '../datapath/kernel-state.js';
 import type { Logger } from '../lib/log.js';
 import { ManifestsDirSource } from '../sources/manifests-dir.js';
-import type { KubernetesSource, SourceProblem } from '../sources/kubernetes.js';
+import type { KubernetesSource } from '../sources/kubernetes.js';
 import { slimClientNode } from '../sources/client-node/slim.js';
 import { ResourceStore } from '../state/store.js';
 import { HttpError, serveApi, type Route } from '../lib/unix-http.js';
@@ -24,7 +24,7 @@ import { PolicyController } from './policy-controller.js';
 import { ProxyController } from './proxy-controller.js';
 import { ServiceController } from './service-controller.js';
 import { composeStatus } from './status.js';
-import type { AgentStatus } from '../contract/agent-api.js';
+import type { AgentStatus, SourceProblem } from '../contract/agent-api.js';
 
 export const VERSION = '0.1.0';
 

@@ -7,6 +7,7 @@
 //   4. slots no longer referenced
 // Service ids freed by a sync are reused only by a later one, so a slot is never rewritten
 // for a new service while the old one can still read it.
+import type { SyncStats } from '../contract/agent-api.js';
 import { encode, encodeMany } from './codec.js';
 import type { RawMap } from './libbpf.js';
 import {
@@ -18,14 +19,6 @@ import {
   type ServiceValue,
 } from './lb-codecs.js';
 import type { Frontend, L4Addr } from '../state/services.js';
-
-export interface SyncStats {
-  services: number;
-  backends: number;
-  written: number;
-  deleted: number;
-  ms: number;
-}
 
 const hex = (b: Buffer) => b.toString('hex');
 const addrText = (a: L4Addr) => `${a.ip}|${a.port}`;

@@ -10,6 +10,7 @@ import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
 import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { fetch } from 'undici';
+import type { InformerState, SourceProblem } from '../contract/agent-api.js';
 import type { Logger } from '../lib/log.js';
 import { resourceKey, type Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
@@ -21,22 +22,6 @@ import {
   collectionPath,
   type WatchedResource,
 } from './kubernetes-resources.js';
-
-export interface SourceProblem {
-  file: string;
-  object?: string;
-  errors: string[];
-}
-
-export interface InformerState {
-  resource: string;
-  /** Listed at least once: the store holds a complete view of this resource. */
-  synced: boolean;
-  objects: number;
-  resourceVersion: string;
-  lastError?: string;
-  errors: number;
-}
 
 export interface KubernetesSourceOptions {
   /** Items per list page (client-go's reflector uses 500). */

@@ -4,18 +4,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadAll } from 'js-yaml';
+import type { SourceProblem } from '../contract/agent-api.js';
 import type { Logger } from '../lib/log.js';
 import { resourceKey, type Resource } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import { validateResource } from '../state/validate.js';
 
 const MANIFEST = /\.(ya?ml|json)$/;
-
-export interface ManifestProblem {
-  file: string;
-  object?: string;
-  errors: string[];
-}
 
 interface FileState {
   stamp: string; // mtime and size: re-parse only what changed
@@ -29,7 +24,7 @@ export class ManifestsDirSource {
   /** Per file: each valid object's serialized form, to tell unchanged objects from changed. */
   private fingerprints = new Map<string, Map<string, string>>();
   /** Current problems, by file; cleared when the file is fixed. */
-  readonly problems = new Map<string, ManifestProblem[]>();
+  readonly problems = new Map<string, SourceProblem[]>();
 
   constructor(
     readonly dir: string,
@@ -99,7 +94,7 @@ export class ManifestsDirSource {
   }
 
   private load(name: string): void {
-    const problems: ManifestProblem[] = [];
+    const problems: SourceProblem[] = [];
     let text: string;
     try {
       text = fs.readFileSync(path.join(this.dir, name), 'utf8');
@@ -152,7 +147,7 @@ export class ManifestsDirSource {
     this.store.replaceOrigin(name, next.values());
   }
 
-  private report(file: string, problems: ManifestProblem[]): void {
+  private report(file: string, problems: SourceProblem[]): void {
     if (problems.length === 0) {
       if (this.problems.delete(file)) this.log.info('manifest file fixed', { file });
       return;

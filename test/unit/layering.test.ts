@@ -21,8 +21,8 @@ const MAP: Readonly<Record<string, readonly string[]>> = {
   agent: ['lib', 'contract', 'state', 'datapath', 'sources', 'observe', 'proxy'], // weftd: the wiring
   proxy: ['lib', 'contract', 'observe'], // weft-proxy: lives on snapshots, never sees state/
   observe: ['lib', 'contract', 'state', 'datapath'], // flows: decoding, filters, formats
-  sources: ['lib', 'state'], // Kubernetes objects into the store
-  datapath: ['lib', 'state'], // the kernel side: converts state's types to map codecs
+  sources: ['lib', 'contract', 'state'], // Kubernetes objects into the store
+  datapath: ['lib', 'contract', 'state'], // the kernel side: converts state's types to map codecs
   state: ['lib', 'contract'], // resources, store, validators, compilers: pure (PURE below)
   contract: ['lib'], // wire contracts between processes: types and their validation
   lib: [], // generic plumbing
