@@ -5,9 +5,10 @@ import os from 'node:os';
 import type { EndpointDatapath } from '../datapath/endpoint-datapath.js';
 import { ENDPOINT_F_EGRESS_ISOLATED, ENDPOINT_F_INGRESS_ISOLATED } from '../datapath/policy-codecs.js';
 import { PolicyWriter, type PolicyWriteStats } from '../datapath/policy-writer.js';
+import type { Protocol } from '../lib/checker.js';
 import type { Logger } from '../lib/log.js';
 import { IDENTITY_UNRESOLVED } from '../state/identities.js';
-import { IdentityTable } from '../state/identity-table.js';
+import { IdentityTable, type PolicyEndpoint, type PolicyPod } from '../state/identity-table.js';
 import {
   PROTOCOL_NUMBERS,
   compileEndpoints,
@@ -18,10 +19,8 @@ import {
   type CompiledPolicy,
   type Direction,
   type RuleInfo,
-  type PolicyEndpoint,
-  type PolicyPod,
 } from '../state/policy-compiler.js';
-import type { NetworkPolicy, Pod, Protocol } from '../state/resources.js';
+import type { NetworkPolicy, Pod } from '../state/resources.js';
 import type { ResourceStore } from '../state/store.js';
 import type { EndpointRecord, ExplanationDetail, PolicyStatus } from '../contract/agent-api.js';
 import { HttpError } from '../lib/unix-http.js';

@@ -83,8 +83,6 @@ export interface EndpointDatapathInfo {
   flags?: number;
 }
 
-export type { EndpointCounters } from './endpoint-codecs.js';
-
 /** The handle and priority of Weft's clsact filters on pod veths (the same on both hooks). */
 export const LXC_TC_HANDLE = 0x5746; // "WF"
 export const LXC_TC_PRIORITY = 1;

@@ -11,7 +11,8 @@
 import { encode } from './codec.js';
 import type { RawMap } from './libbpf.js';
 import { ipcacheKey, ipcacheValue, policyKey, policyValue } from './policy-codecs.js';
-import { entryKey, type CompiledEndpoint, type IpcacheValue, type PolicyEntry } from '../state/policy-compiler.js';
+import type { IpcacheValue } from '../state/identity-table.js';
+import { entryKey, type CompiledEndpoint, type PolicyEntry } from '../state/policy-compiler.js';
 
 export interface PolicyWriteStats {
   ipcache: number;

@@ -23,6 +23,7 @@
 //    them names and allows nothing but its node. Elsewhere its address is IDENTITY_UNRESOLVED,
 //    which no selector matches: such a peer is allowed only by rules that allow every peer.
 import ipaddr from 'ipaddr.js';
+import type { Protocol } from '../lib/checker.js';
 import { matchesSelector } from './selectors.js';
 import { IdentityTable, type IpcacheValue, type PolicyEndpoint, type PolicyPod } from './identity-table.js';
 import {
@@ -41,10 +42,7 @@ import type {
   PolicyPeer,
   PolicyPort,
   PolicyRule,
-  Protocol,
 } from './resources.js';
-
-export type { IpcacheValue, PolicyEndpoint, PolicyPod } from './identity-table.js';
 
 export type Direction = 'ingress' | 'egress';
 

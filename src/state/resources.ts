@@ -3,8 +3,6 @@
 import type { Protocol } from '../lib/checker.js';
 import type { GRPCRouteSpec, HTTPRouteSpec } from './routes/spec.js';
 
-export type { Protocol };
-
 export interface ObjectMeta {
   name: string;
   namespace: string;

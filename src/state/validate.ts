@@ -25,8 +25,6 @@ import { validateGRPCRoute, validateHTTPRoute, validateReferenceGrant } from './
 import { validateNetworkPolicy } from './validate-policy.js';
 import { validateNamespace, validateNode, validatePod } from './validate-workloads.js';
 
-export type { Validation } from '../lib/checker.js';
-
 export function validateService(raw: Obj): Validation<Service> {
   const c = new Checker();
   const metadata = checkMeta(c, raw, DNS1035_LABEL);

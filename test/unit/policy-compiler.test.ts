@@ -19,8 +19,8 @@ import {
   lookupIpcache,
   portBlocks,
   type PolicyInputs,
-  type PolicyPod,
 } from '../../src/state/policy-compiler.js';
+import type { PolicyPod } from '../../src/state/identity-table.js';
 import type { NetworkPolicy } from '../../src/state/resources.js';
 import { validateResource } from '../../src/state/validate.js';
 

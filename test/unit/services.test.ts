@@ -8,10 +8,10 @@ import type {
   EndpointConditions,
   EndpointPort,
   EndpointSlice,
-  Protocol,
   Service,
   ServicePort,
 } from '../../src/state/resources.js';
+import type { Protocol } from '../../src/lib/checker.js';
 import { seeded } from '../harness/seeded.js';
 
 function service(

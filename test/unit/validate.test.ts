@@ -2,7 +2,8 @@
 // names when it is not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { validateEndpointSlice, validateResource, validateService, type Validation } from '../../src/state/validate.js';
+import type { Validation } from '../../src/lib/checker.js';
+import { validateEndpointSlice, validateResource, validateService } from '../../src/state/validate.js';
 import type { EndpointSlice, Service } from '../../src/state/resources.js';
 
 type Obj = Record<string, unknown>;
