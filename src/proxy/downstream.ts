@@ -51,7 +51,7 @@ export function connectionNamed(v: string | string[] | undefined): Set<string> |
 export const isGrpc = (ct: string | string[] | undefined): boolean =>
   typeof ct === 'string' &&
   ct.startsWith('application/grpc') &&
-  (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59) /* ; */;
+  (ct.length === 16 || ct.charCodeAt(16) === /* + */ 43 || ct.charCodeAt(16) === /* ; */ 59);
 
 /** grpc-message is percent-encoded (gRPC over HTTP/2, "Responses"). */
 const grpcMessage = (s: string) => encodeURIComponent(s);
