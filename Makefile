@@ -63,8 +63,9 @@ stop:
 	@bash scripts/run.sh stop
 
 # Datapath tests load programs into the kernel and build namespaces: they need root and run
-# one file at a time so their worlds never overlap.
-test: all
+# one file at a time so their worlds never overlap. Lint comes first (CI runs `make test`):
+# a finding fails the run before the build and the long suite.
+test: lint all
 	node --enable-source-maps --test --test-concurrency=1 --test-reporter=spec \
 	  'build/js/test/**/*.test.js'
 
